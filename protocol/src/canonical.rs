@@ -1,0 +1,225 @@
+//! Canonical JSON exactly as `z4j_core.transport.frames.canonical_json`
+//! composes it: Python `json.dumps(sort_keys=True, separators=(",", ":"),
+//! ensure_ascii=False, allow_nan=False)` encoded as UTF-8.
+
+use crate::json::{Int, JStr, Object, Value};
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    /// Python: `ValueError: Out of range float values are not JSON compliant`.
+    #[error("Out of range float values are not JSON compliant")]
+    NonFiniteFloat,
+    /// Python: `UnicodeEncodeError: ... surrogates not allowed`.
+    #[error("'utf-8' codec can't encode character: surrogates not allowed")]
+    LoneSurrogate,
+}
+
+/// Canonical bytes of a value.
+pub fn to_canonical(v: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    write_value(v, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the canonical form of `v` to `out`. On error `out` may hold a
+/// partial rendering; callers discard it.
+pub fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => write_int(i, out),
+        Value::Float(f) => write_float(*f, out)?,
+        Value::Str(s) => write_jstr(s, out)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(o) => write_object(o, out)?,
+    }
+    Ok(())
+}
+
+fn write_object(o: &Object, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    out.push(b'{');
+    for (i, (k, v)) in o.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_jstr(k, out)?;
+        out.push(b':');
+        write_value(v, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_int(i: &Int, out: &mut Vec<u8>) {
+    match i {
+        Int::Small(v) => {
+            let mut buf = [0u8; 20];
+            out.extend_from_slice(format_i64(*v, &mut buf));
+        }
+        Int::Big(s) => out.extend_from_slice(s.as_bytes()),
+    }
+}
+
+fn format_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+fn write_jstr(s: &JStr, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    if s.has_lone_surrogate() {
+        return Err(CanonicalError::LoneSurrogate);
+    }
+    write_str(s.as_str(), out);
+    Ok(())
+}
+
+/// Writes a JSON string with Python's `ensure_ascii=False` escaping.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run_start..i]);
+        run_start = i + 1;
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+    }
+    out.extend_from_slice(&bytes[run_start..]);
+    out.push(b'"');
+}
+
+/// Python `repr(float)`; refuses NaN and infinities like `allow_nan=False`.
+pub fn write_float(x: f64, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    let text = python_float_repr(x).ok_or(CanonicalError::NonFiniteFloat)?;
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+/// `repr(x)` as CPython prints it, or `None` for NaN and infinities.
+pub fn python_float_repr(x: f64) -> Option<String> {
+    if !x.is_finite() {
+        return None;
+    }
+    let mut s = String::with_capacity(24);
+    if x.is_sign_negative() {
+        s.push('-');
+    }
+    if x == 0.0 {
+        s.push_str("0.0");
+        return Some(s);
+    }
+    // `{:e}` is the shortest round-tripping digit string: "1.2345e-7".
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exp) = sci.split_once('e')?;
+    let exp: i32 = exp.parse().ok()?;
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let n = digits.len() as i32;
+    let p = exp + 1; // value = 0.d1d2..dn * 10^p
+    if !(-3..=16).contains(&p) {
+        s.push_str(&digits[..1]);
+        if n > 1 {
+            s.push('.');
+            s.push_str(&digits[1..]);
+        }
+        let e = p - 1;
+        let _ = write!(s, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    } else if p <= 0 {
+        s.push_str("0.");
+        for _ in 0..-p {
+            s.push('0');
+        }
+        s.push_str(&digits);
+    } else if p >= n {
+        s.push_str(&digits);
+        for _ in 0..(p - n) {
+            s.push('0');
+        }
+        s.push_str(".0");
+    } else {
+        s.push_str(&digits[..p as usize]);
+        s.push('.');
+        s.push_str(&digits[p as usize..]);
+    }
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_repr_matches_python_examples() {
+        let cases = [
+            (1e16, "1e+16"),
+            (1.5e300, "1.5e+300"),
+            (1e-5, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (0.0001, "0.0001"),
+            (100.0, "100.0"),
+            (1e15, "1000000000000000.0"),
+            (123456789012345.6, "123456789012345.6"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-0.0, "-0.0"),
+            (0.1, "0.1"),
+            (1.0, "1.0"),
+            (9999999999999998.0, "9999999999999998.0"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(python_float_repr(x).as_deref(), Some(want), "{x:e}");
+        }
+        assert_eq!(python_float_repr(f64::NAN), None);
+    }
+
+    #[test]
+    fn escapes_only_what_python_escapes() {
+        let mut out = Vec::new();
+        write_str("a\"\\/\u{7f}\u{2028}é\u{1}\u{1f}\u{8}\u{c}", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"\\\\/\u{7f}\u{2028}é\\u0001\\u001f\\b\\f\""
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Keys and keyed tokens: the per-project frame key, the `hmac_secret`
+//! string agents receive, agent/setup token hashes, purge confirm tokens.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub type HmacSha256 = Hmac<Sha256>;
+
+/// Every signer, verifier and deriver refuses shorter secrets.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const PROJECT_SECRET_LABEL: &[u8] = b"z4j-project-secret-v1:";
+pub const AGENT_TOKEN_LABEL: &[u8] = b"z4j-agent-token-v1";
+pub const SETUP_TOKEN_LABEL: &[u8] = b"z4j-setup-token-v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("master HMAC secret must be at least 32 bytes")]
+    MasterTooShort,
+    #[error("hmac_secret is empty")]
+    Empty,
+    #[error("hmac_secret must be urlsafe-base64 (the value the brain returns from POST /agents); got a non-base64 string")]
+    NotUrlsafeBase64,
+    #[error("hmac_secret decodes to {0} bytes; at least 32 are required")]
+    TooShort(usize),
+}
+
+/// The 32-byte key that signs every frame of one project.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProjectKey([u8; 32]);
+
+impl std::fmt::Debug for ProjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProjectKey(<redacted>)")
+    }
+}
+
+impl ProjectKey {
+    /// `HMAC-SHA256(master, "z4j-project-secret-v1:" || uuid.bytes_le)`, the
+    /// master taken as its UTF-8 bytes exactly as configured.
+    pub fn derive(master: &[u8], project_id: Uuid) -> Result<Self, SecretError> {
+        if master.len() < MIN_SECRET_BYTES {
+            return Err(SecretError::MasterTooShort);
+        }
+        let mut mac = new_mac(master);
+        mac.update(PROJECT_SECRET_LABEL);
+        mac.update(&project_id.to_bytes_le());
+        Ok(ProjectKey(mac.finalize().into_bytes().into()))
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ProjectKey(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The `hmac_secret` handed to agents: urlsafe base64 with padding.
+    pub fn to_agent_string(&self) -> String {
+        URL_SAFE.encode(self.0)
+    }
+
+    pub fn mac(&self) -> HmacSha256 {
+        new_mac(&self.0)
+    }
+}
+
+pub(crate) fn new_mac(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length; this cannot fail.
+    match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
+    }
+}
+
+/// Decodes an agent's `hmac_secret` the way the agent does: trim, re-pad,
+/// urlsafe alphabet only. Returns the raw bytes (any length); callers that
+/// sign use [`decode_agent_key`], which also enforces 32 bytes.
+pub fn decode_agent_hmac_secret(text: &str) -> Result<Vec<u8>, SecretError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(SecretError::Empty);
+    }
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    {
+        return Err(SecretError::NotUrlsafeBase64);
+    }
+    // Python's decoder tolerates non-zero trailing bits; so do we.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let unpadded = t.trim_end_matches('=');
+    LENIENT
+        .decode(unpadded)
+        .map_err(|_| SecretError::NotUrlsafeBase64)
+}
+
+pub fn decode_agent_key(text: &str) -> Result<ProjectKey, SecretError> {
+    let raw = decode_agent_hmac_secret(text)?;
+    let bytes: [u8; 32] = raw
+        .as_slice()
+        .try_into()
+        .map_err(|_| SecretError::TooShort(raw.len()))?;
+    Ok(ProjectKey(bytes))
+}
+
+/// `hex(HMAC-SHA256(key = master || label, msg = token))`: how agent bearer
+/// tokens and setup tokens are stored.
+pub fn labelled_token_hash(master: &[u8], label: &[u8], token: &str) -> String {
+    let mut key = Vec::with_capacity(master.len() + label.len());
+    key.extend_from_slice(master);
+    key.extend_from_slice(label);
+    let mut mac = new_mac(&key);
+    mac.update(token.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn agent_token_hash(master: &[u8], token: &str) -> String {
+    labelled_token_hash(master, AGENT_TOKEN_LABEL, token)
+}
+
+/// The `confirm_token` of a `purge_queue` command.
+pub fn purge_confirm_token(key: &ProjectKey, queue: &str, depth: u64) -> String {
+    let mut mac = key.mac();
+    mac.update(format!("purge|{queue}|{depth}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The unkeyed form older agents accept: `sha256("purge|queue|depth")`.
+pub fn legacy_purge_confirm_token(queue: &str, depth: u64) -> String {
+    hex::encode(Sha256::digest(format!("purge|{queue}|{depth}").as_bytes()))
+}
+
+/// Constant-time equality of two strings (lengths may leak, contents not).
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
