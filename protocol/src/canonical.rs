@@ -149,8 +149,13 @@ pub fn python_float_repr(x: f64) -> Option<String> {
         s.push_str("0.0");
         return Some(s);
     }
-    // `{:e}` is the shortest round-tripping digit string: "1.2345e-7".
-    let sci = format!("{:e}", x.abs());
+    // `{:e}` gives the shortest round-tripping digit count. When two strings
+    // of that length are equally close (an exact decimal tie) it may pick
+    // the upper one; CPython rounds half to even, and so does Rust's
+    // fixed-precision formatting, so re-render at that precision.
+    let shortest = format!("{:e}", x.abs());
+    let n_digits = shortest.split_once('e')?.0.bytes().filter(u8::is_ascii_digit).count();
+    let sci = format!("{:.prec$e}", x.abs(), prec = n_digits.saturating_sub(1));
     let (mantissa, exp) = sci.split_once('e')?;
     let exp: i32 = exp.parse().ok()?;
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();

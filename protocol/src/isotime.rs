@@ -16,6 +16,23 @@ pub fn parse_python_isoformat(text: &str) -> Option<IsoTime> {
     if text.chars().count() < 7 {
         return None;
     }
+    // CPython swaps a non-ASCII separator (char 7, 8 or 10) for 'T' before
+    // it works on the UTF-8 bytes.
+    let sanitized: String;
+    let text = match [7, 8, 10]
+        .into_iter()
+        .find(|&i| text.chars().nth(i).is_some_and(|c| !c.is_ascii()))
+    {
+        Some(i) => {
+            sanitized = text
+                .chars()
+                .enumerate()
+                .map(|(j, c)| if j == i { 'T' } else { c })
+                .collect();
+            sanitized.as_str()
+        }
+        None => text,
+    };
     let s = text.as_bytes();
     let sep = find_separator(s)?;
     let (year, month, day) = parse_date(s, sep)?;
