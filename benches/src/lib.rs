@@ -1,1 +1,72 @@
+//! Shared helpers for the benches and load tools: realistic task-lifecycle
+//! events and signed `event_batch` frames.
 
+use z4j_protocol::json::Object;
+use z4j_protocol::{Binding, FrameType, ProjectKey, Signer, Value};
+
+const KINDS: [&str; 3] = ["task.received", "task.started", "task.succeeded"];
+
+/// One task-lifecycle event of about 380 bytes on the wire.
+pub fn realistic_event(i: u64, occurred_at: &str) -> Value {
+    let task = format!("{:08x}-4e5f-4a6b-8c7d-{:012x}", i / 3, i);
+    let mut data = Object::new();
+    data.insert("task_name", Value::str("app.tasks.send_invoice_email"));
+    data.insert("queue", Value::str("emails"));
+    data.insert(
+        "args",
+        Value::Array(vec![Value::int(i as i64), Value::str("invoice-2026-05")]),
+    );
+    let mut kwargs = Object::new();
+    kwargs.insert("customer_id", Value::int(10_000 + (i % 977) as i64));
+    kwargs.insert("retry", Value::Bool(false));
+    data.insert("kwargs", Value::Object(kwargs));
+    data.insert("worker", Value::str("celery@worker-1"));
+    data.insert("priority", Value::str("normal"));
+    if i % 3 == 2 {
+        data.insert("result", Value::str("sent"));
+        data.insert("runtime_ms", Value::Float(12.5));
+    }
+    let mut e = Object::new();
+    e.insert("id", Value::str(uuid::Uuid::new_v4().to_string()));
+    e.insert("kind", Value::str(KINDS[(i % 3) as usize]));
+    e.insert("engine", Value::str("celery"));
+    e.insert("task_id", Value::str(task));
+    e.insert("occurred_at", Value::str(occurred_at));
+    e.insert("data", Value::Object(data));
+    Value::Object(e)
+}
+
+/// A signed `event_batch` with `n` events, as an agent sends it.
+pub fn signed_event_batch(
+    signer: &mut Signer,
+    first_event: u64,
+    n: usize,
+    ts: &str,
+    nonce: &str,
+) -> String {
+    let events: Vec<Value> = (0..n as u64)
+        .map(|k| realistic_event(first_event + k, ts))
+        .collect();
+    let id = format!("ev_{:032x}", first_event);
+    signer
+        .sign_with(
+            FrameType::EventBatch,
+            &id,
+            &[("events", Value::Array(events))],
+            ts,
+            nonce,
+        )
+        .unwrap_or_default()
+}
+
+pub fn bench_binding() -> Binding {
+    Binding {
+        agent_id: "7d3f6a2e-9b1c-4e5f-8a7b-6c5d4e3f2a10".into(),
+        project_id: "00112233-4455-6677-8899-aabbccddeeff".into(),
+        session_id: "5a1e0c9d-2b3a-4c5d-9e8f-7a6b5c4d3e2f".into(),
+    }
+}
+
+pub fn bench_key() -> ProjectKey {
+    ProjectKey::from_bytes([42; 32])
+}

@@ -154,7 +154,12 @@ pub fn python_float_repr(x: f64) -> Option<String> {
     // the upper one; CPython rounds half to even, and so does Rust's
     // fixed-precision formatting, so re-render at that precision.
     let shortest = format!("{:e}", x.abs());
-    let n_digits = shortest.split_once('e')?.0.bytes().filter(u8::is_ascii_digit).count();
+    let n_digits = shortest
+        .split_once('e')?
+        .0
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
     let sci = format!("{:.prec$e}", x.abs(), prec = n_digits.saturating_sub(1));
     let (mantissa, exp) = sci.split_once('e')?;
     let exp: i32 = exp.parse().ok()?;

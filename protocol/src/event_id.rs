@@ -15,7 +15,9 @@ pub const CLAMP_FUTURE_MICROS: i64 = 60 * 1_000_000;
 pub fn normalize_occurred_at(raw: Option<&str>, now_micros: i64) -> i64 {
     let parsed = raw.and_then(parse_python_isoformat).map(|t| t.micros);
     match parsed {
-        Some(t) if t >= now_micros - CLAMP_PAST_MICROS && t <= now_micros + CLAMP_FUTURE_MICROS => t,
+        Some(t) if t >= now_micros - CLAMP_PAST_MICROS && t <= now_micros + CLAMP_FUTURE_MICROS => {
+            t
+        }
         _ => now_micros,
     }
 }

@@ -72,9 +72,8 @@ pub fn telemetry_loss_is_valid(v: &Value) -> bool {
     let Some(o) = v.as_object() else {
         return false;
     };
-    let str_1_64 = |v: Option<&Value>| {
-        matches!(v, Some(Value::Str(s)) if (1..=64).contains(&s.char_len()))
-    };
+    let str_1_64 =
+        |v: Option<&Value>| matches!(v, Some(Value::Str(s)) if (1..=64).contains(&s.char_len()));
     let counter = |v: Option<&Value>| match v {
         None => true,
         Some(Value::Int(i)) => matches!(i.as_i64(), Some(n) if (0..=MAX_COUNTER).contains(&n)),
@@ -151,11 +150,15 @@ fn payload_of(frame: &Object) -> Option<&Object> {
 }
 
 fn str_field(o: Option<&Object>, key: &str) -> Option<String> {
-    o.and_then(|p| p.get(key)).and_then(Value::as_str).map(str::to_owned)
+    o.and_then(|p| p.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn int_field(o: Option<&Object>, key: &str) -> i64 {
-    o.and_then(|p| p.get(key)).and_then(Value::as_i64).unwrap_or(0)
+    o.and_then(|p| p.get(key))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 /// The frame `id`, when it is a string.
@@ -284,7 +287,10 @@ impl CommandResult {
                 Some("success") => ResultStatus::Success,
                 _ => ResultStatus::Failed,
             },
-            result: p.and_then(|p| p.get("result")).and_then(Value::as_object).cloned(),
+            result: p
+                .and_then(|p| p.get("result"))
+                .and_then(Value::as_object)
+                .cloned(),
             error: str_field(p, "error"),
             delivery_claim_token: str_field(p, "delivery_claim_token"),
         }
@@ -418,7 +424,9 @@ pub fn hello_ack_wire(
     write_str(&format!("hack_{}", &simple[..12]), &mut out);
     out.extend_from_slice(b",\"ts\":");
     write_str(&format_pydantic_utc(now_micros), &mut out);
-    out.extend_from_slice(b",\"type\":\"hello_ack\",\"payload\":{\"protocol_version\":\"2\",\"brain_version\":");
+    out.extend_from_slice(
+        b",\"type\":\"hello_ack\",\"payload\":{\"protocol_version\":\"2\",\"brain_version\":",
+    );
     write_str(brain_version, &mut out);
     out.extend_from_slice(
         format!(
@@ -435,7 +443,10 @@ mod tests {
 
     #[test]
     fn pydantic_ts_format() {
-        assert_eq!(format_pydantic_utc(1_777_636_798_000_000), "2026-05-01T11:59:58Z");
+        assert_eq!(
+            format_pydantic_utc(1_777_636_798_000_000),
+            "2026-05-01T11:59:58Z"
+        );
         assert_eq!(
             format_pydantic_utc(1_777_636_798_250_001),
             "2026-05-01T11:59:58.250001Z"

@@ -132,7 +132,9 @@ pub fn validate_handshake(obj: &Object) -> Result<HandshakeFrame, HandshakeError
     };
     match obj.get("type").and_then(Value::as_str) {
         Some("hello") => Ok(HandshakeFrame::Hello(hello_payload(id, ts, payload)?)),
-        Some("hello_ack") => Ok(HandshakeFrame::HelloAck(hello_ack_payload(id, ts, payload)?)),
+        Some("hello_ack") => Ok(HandshakeFrame::HelloAck(hello_ack_payload(
+            id, ts, payload,
+        )?)),
         _ => Err(bad("type", "Input should be 'hello' or 'hello_ack'")),
     }
 }
@@ -167,7 +169,11 @@ fn hello_payload(id: String, ts: Option<String>, p: &Object) -> Result<Hello, Ha
     })
 }
 
-fn hello_ack_payload(id: String, ts: Option<String>, p: &Object) -> Result<HelloAck, HandshakeError> {
+fn hello_ack_payload(
+    id: String,
+    ts: Option<String>,
+    p: &Object,
+) -> Result<HelloAck, HandshakeError> {
     Ok(HelloAck {
         id,
         ts,
@@ -264,18 +270,33 @@ fn capabilities(o: &Object) -> Result<BTreeMap<String, Vec<String>>, HandshakeEr
                 Ok((k.as_str().to_owned(), list))
             })
             .collect(),
-        Some(_) => Err(bad("payload.capabilities", "Input should be a valid dictionary")),
+        Some(_) => Err(bad(
+            "payload.capabilities",
+            "Input should be a valid dictionary",
+        )),
     }
 }
 
-fn bounded_int(o: &Object, key: &str, default: i64, min: i64, max: i64) -> Result<i64, HandshakeError> {
+fn bounded_int(
+    o: &Object,
+    key: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, HandshakeError> {
     match o.get(key) {
         None => Ok(default),
         Some(Value::Int(i)) => match i.as_i64() {
             Some(v) if (min..=max).contains(&v) => Ok(v),
-            _ => Err(bad(&format!("payload.{key}"), format!("outside {min}..{max}"))),
+            _ => Err(bad(
+                &format!("payload.{key}"),
+                format!("outside {min}..{max}"),
+            )),
         },
-        Some(_) => Err(bad(&format!("payload.{key}"), "Input should be a valid integer")),
+        Some(_) => Err(bad(
+            &format!("payload.{key}"),
+            "Input should be a valid integer",
+        )),
     }
 }
 
@@ -293,13 +314,18 @@ fn is_rfc3339ish(s: &str) -> bool {
     let b = s.as_bytes();
     let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
     let two = |i: usize| digit(i) && digit(i + 1);
-    if !(two(0) && two(2) && b.get(4) == Some(&b'-') && two(5) && b.get(7) == Some(&b'-') && two(8)) {
+    if !(two(0) && two(2) && b.get(4) == Some(&b'-') && two(5) && b.get(7) == Some(&b'-') && two(8))
+    {
         return false;
     }
     if b.len() == 10 {
         return true;
     }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || !two(11) || b.get(13) != Some(&b':') || !two(14) {
+    if !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || !two(11)
+        || b.get(13) != Some(&b':')
+        || !two(14)
+    {
         return false;
     }
     let mut i = 16;
@@ -325,7 +351,12 @@ fn is_rfc3339ish(s: &str) -> bool {
         Some(b'+' | b'-') => {
             let rest = &s[i + 1..];
             let rb = rest.as_bytes();
-            (rb.len() == 5 && rb[2] == b':' && rest.bytes().enumerate().all(|(j, c)| j == 2 || c.is_ascii_digit()))
+            (rb.len() == 5
+                && rb[2] == b':'
+                && rest
+                    .bytes()
+                    .enumerate()
+                    .all(|(j, c)| j == 2 || c.is_ascii_digit()))
                 || (rb.len() == 4 && rest.bytes().all(|c| c.is_ascii_digit()))
         }
         _ => false,

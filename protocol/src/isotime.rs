@@ -53,11 +53,7 @@ pub fn parse_python_isoformat(text: &str) -> Option<IsoTime> {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    let local = ((days * 86_400
-        + time.hour * 3600
-        + time.minute * 60
-        + time.second)
-        * 1_000_000)
+    let local = ((days * 86_400 + time.hour * 3600 + time.minute * 60 + time.second) * 1_000_000)
         + time.micro;
     match offset {
         None => Some(IsoTime {
@@ -336,11 +332,17 @@ mod tests {
     fn common_forms() {
         let base = 1_777_636_800_000_000; // 2026-05-01T12:00:00Z
         assert_eq!(utc("2026-05-01T12:00:00+00:00"), Some((base, true)));
-        assert_eq!(utc("2026-05-01 12:00:00.5+00:00"), Some((base + 500_000, true)));
+        assert_eq!(
+            utc("2026-05-01 12:00:00.5+00:00"),
+            Some((base + 500_000, true))
+        );
         assert_eq!(utc("2026-05-01T14:00:00+02:00"), Some((base, true)));
         assert_eq!(utc("20260501T120000+0000"), Some((base, true)));
         assert_eq!(utc("2026-05-01T12:00:00"), Some((base, false)));
-        assert_eq!(utc("2026-05-01T12:00:00,25+00:00"), Some((base + 250_000, true)));
+        assert_eq!(
+            utc("2026-05-01T12:00:00,25+00:00"),
+            Some((base + 250_000, true))
+        );
         assert_eq!(
             utc("2026-05-01T12:00:00.123456789+00:00"),
             Some((base + 123_456, true))

@@ -2,7 +2,10 @@
 //!
 //! Pure: no I/O, no async. Everything about bytes on the wire lives here and
 //! is proven against the reference vectors in `tests/`.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod canonical;
 pub mod event_id;

@@ -129,8 +129,8 @@ impl ReplayGuard {
             Some(Value::Str(s)) => s.as_str(),
             Some(_) => return Err(ReplayError::TsNotString),
         };
-        let parsed = parse_python_isoformat(&ts.replace('Z', "+00:00"))
-            .ok_or(ReplayError::TsUnparseable)?;
+        let parsed =
+            parse_python_isoformat(&ts.replace('Z', "+00:00")).ok_or(ReplayError::TsUnparseable)?;
         if !parsed.aware {
             return Err(ReplayError::TsNaive);
         }

@@ -78,6 +78,13 @@ pub(crate) fn new_mac(key: &[u8]) -> HmacSha256 {
     }
 }
 
+/// Plain HMAC-SHA256, the primitive under every keyed value here.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut mac = new_mac(key);
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
 /// Decodes an agent's `hmac_secret` the way the agent does: trim, re-pad,
 /// urlsafe alphabet only. Returns the raw bytes (any length); callers that
 /// sign use [`decode_agent_key`], which also enforces 32 bytes.

@@ -99,7 +99,10 @@ impl VerifyError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verified {
     /// A signed frame: its type and the whole parsed object.
-    Signed { frame_type: FrameType, frame: Object },
+    Signed {
+        frame_type: FrameType,
+        frame: Object,
+    },
     /// `hello` / `hello_ack` seen mid-session: validated, not signed.
     Handshake(Box<HandshakeFrame>),
 }
@@ -265,10 +268,16 @@ pub fn sign_bytes(key: &ProjectKey, bytes: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn check_hmac(key: &ProjectKey, canonical: &[u8], provided: Option<&Value>) -> Result<(), VerifyError> {
+fn check_hmac(
+    key: &ProjectKey,
+    canonical: &[u8],
+    provided: Option<&Value>,
+) -> Result<(), VerifyError> {
     // Python: `if not provided` (falsy values), then len(), then compare_digest.
     let provided = match provided {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => return Err(VerifyError::HmacMissing),
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {
+            return Err(VerifyError::HmacMissing)
+        }
         Some(Value::Int(i)) if i.as_i64() == Some(0) => return Err(VerifyError::HmacMissing),
         Some(Value::Float(f)) if *f == 0.0 => return Err(VerifyError::HmacMissing),
         Some(Value::Str(s)) if s.as_str().is_empty() => return Err(VerifyError::HmacMissing),

@@ -22,14 +22,21 @@ fn float_repr_matches_cpython_on_every_sample() {
     for row in rows {
         let x = f64::from_bits(row["bits"].as_u64().unwrap());
         let want = row["repr"].as_str().unwrap();
-        let Some(got) = python_float_repr(x) else { panic!("no repr for {x:?} bits {}", x.to_bits()) };
+        let Some(got) = python_float_repr(x) else {
+            panic!("no repr for {x:?} bits {}", x.to_bits())
+        };
         if got != want {
             failures.push(format!("{x:e}: got {got}, CPython {want}"));
         }
         // And the repr parses back to the same double.
         assert_eq!(got.parse::<f64>().unwrap().to_bits(), x.to_bits());
     }
-    assert!(failures.is_empty(), "{} mismatches: {:?}", failures.len(), &failures[..failures.len().min(10)]);
+    assert!(
+        failures.is_empty(),
+        "{} mismatches: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
 }
 
 #[test]
@@ -41,7 +48,10 @@ fn fromisoformat_matches_cpython_on_every_sample() {
         let input = row["input"].as_str().unwrap();
         let got = parse_python_isoformat(input).map(|p| (p.micros, p.aware));
         let want = if row["ok"].as_bool().unwrap() {
-            Some((row["micros"].as_i64().unwrap(), row["aware"].as_bool().unwrap()))
+            Some((
+                row["micros"].as_i64().unwrap(),
+                row["aware"].as_bool().unwrap(),
+            ))
         } else {
             None
         };
@@ -49,5 +59,10 @@ fn fromisoformat_matches_cpython_on_every_sample() {
             failures.push(format!("{input:?}: got {got:?}, CPython {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches: {:#?}", failures.len(), &failures[..failures.len().min(15)]);
+    assert!(
+        failures.is_empty(),
+        "{} mismatches: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(15)]
+    );
 }

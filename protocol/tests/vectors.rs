@@ -89,13 +89,18 @@ fn project_secret_derivations() {
     let file = load("secrets.json");
     for case in file["project_secret_derivations"].as_array().unwrap() {
         let project = Uuid::parse_str(s(&case["project_id"])).unwrap();
-        assert_eq!(hex::encode(project.to_bytes_le()), s(&case["project_id_bytes_le_hex"]));
+        assert_eq!(
+            hex::encode(project.to_bytes_le()),
+            s(&case["project_id_bytes_le_hex"])
+        );
         let key = ProjectKey::derive(s(&case["master_secret"]).as_bytes(), project).unwrap();
         assert_eq!(hex::encode(key.as_bytes()), s(&case["derived_secret_hex"]));
         assert_eq!(key.to_agent_string(), s(&case["hmac_secret_for_agent"]));
     }
     assert_eq!(
-        ProjectKey::derive(&[b'x'; 31], Uuid::nil()).unwrap_err().to_string(),
+        ProjectKey::derive(&[b'x'; 31], Uuid::nil())
+            .unwrap_err()
+            .to_string(),
         s(&file["master_too_short"]["message"])
     );
 }
@@ -106,7 +111,12 @@ fn agent_hmac_secret_decoding() {
     for case in file["agent_hmac_secret_decoding"].as_array().unwrap() {
         let got = decode_agent_hmac_secret(s(&case["input"]));
         match case.get("error") {
-            Some(err) => assert_eq!(got.unwrap_err().to_string(), s(&err["message"]), "{}", case["name"]),
+            Some(err) => assert_eq!(
+                got.unwrap_err().to_string(),
+                s(&err["message"]),
+                "{}",
+                case["name"]
+            ),
             None => {
                 let bytes = got.unwrap();
                 assert_eq!(hex::encode(&bytes), s(&case["decoded_hex"]));
@@ -134,8 +144,14 @@ fn agent_token_hashes_and_purge_tokens() {
         let key = key_from_hex(s(&case["project_secret_hex"]));
         let queue = s(&case["queue_name"]);
         let depth = case["queue_depth"].as_u64().unwrap();
-        assert_eq!(purge_confirm_token(&key, queue, depth), s(&case["keyed_token"]));
-        assert_eq!(legacy_purge_confirm_token(queue, depth), s(&case["legacy_unkeyed_token"]));
+        assert_eq!(
+            purge_confirm_token(&key, queue, depth),
+            s(&case["keyed_token"])
+        );
+        assert_eq!(
+            legacy_purge_confirm_token(queue, depth),
+            s(&case["legacy_unkeyed_token"])
+        );
     }
 }
 
@@ -166,16 +182,24 @@ fn hello_ack_vectors() {
     let file = load("handshake.json");
     for case in file["hello_ack"].as_array().unwrap() {
         let v = parse(s(&case["wire_json"]).as_bytes()).unwrap();
-        let verdict = validate_handshake(v.as_object().unwrap()).map_err(|e| e.to_string()).and_then(|f| match f {
-            HandshakeFrame::HelloAck(a) => a.check_protocol().map(|_| a),
-            HandshakeFrame::Hello(_) => Err("not hello_ack".into()),
-        });
+        let verdict = validate_handshake(v.as_object().unwrap())
+            .map_err(|e| e.to_string())
+            .and_then(|f| match f {
+                HandshakeFrame::HelloAck(a) => a.check_protocol().map(|_| a),
+                HandshakeFrame::Hello(_) => Err("not hello_ack".into()),
+            });
         match s(&case["verdict"]) {
             "accept" => {
                 let ack = verdict.unwrap();
                 assert_eq!(ack.session_id, s(&case["session_id"]));
-                assert_eq!(ack.heartbeat_interval_seconds, case["heartbeat_interval_seconds"].as_i64().unwrap());
-                assert_eq!(ack.max_frame_size_bytes, case["max_frame_size_bytes"].as_i64().unwrap());
+                assert_eq!(
+                    ack.heartbeat_interval_seconds,
+                    case["heartbeat_interval_seconds"].as_i64().unwrap()
+                );
+                assert_eq!(
+                    ack.max_frame_size_bytes,
+                    case["max_frame_size_bytes"].as_i64().unwrap()
+                );
             }
             _ => {
                 let err = verdict.unwrap_err();
@@ -193,7 +217,14 @@ fn our_hello_ack_is_valid() {
     let session = Uuid::parse_str("5a1e0c9d-2b3a-4c5d-9e8f-7a6b5c4d3e2f").unwrap();
     let agent = Uuid::parse_str("7d3f6a2e-9b1c-4e5f-8a7b-6c5d4e3f2a10").unwrap();
     let project = Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
-    let wire = frame::hello_ack_wire(&session, "1.13.0", &agent, &project, 1_048_576, 1_777_636_798_500_000);
+    let wire = frame::hello_ack_wire(
+        &session,
+        "1.13.0",
+        &agent,
+        &project,
+        1_048_576,
+        1_777_636_798_500_000,
+    );
     assert_eq!(
         wire,
         s(&load("handshake.json")["hello_ack"][0]["wire_json"])
@@ -208,7 +239,11 @@ fn signed_frame_sessions() {
     for session in file["sessions"].as_array().unwrap() {
         let key = key_from_hex(s(&session["secret_hex"]));
         assert_eq!(key.to_agent_string(), s(&session["secret_for_agent"]));
-        let b = binding(s(&session["agent_id"]), s(&session["project_id"]), s(&session["session_binding"]));
+        let b = binding(
+            s(&session["agent_id"]),
+            s(&session["project_id"]),
+            s(&session["session_binding"]),
+        );
         let direction = match s(&session["direction"]) {
             "agent->brain" => Direction::AgentToBrain,
             _ => Direction::BrainToAgent,
@@ -220,11 +255,24 @@ fn signed_frame_sessions() {
             let obj = parse(wire.as_bytes()).unwrap();
             let mut env = Vec::new();
             write_envelope(obj.as_object().unwrap(), &b, &mut env).unwrap();
-            assert_eq!(std::str::from_utf8(&env).unwrap(), s(&f["canonical_envelope"]), "{}", f["name"]);
+            assert_eq!(
+                std::str::from_utf8(&env).unwrap(),
+                s(&f["canonical_envelope"]),
+                "{}",
+                f["name"]
+            );
             assert_eq!(verify::sign_bytes(&key, &env), s(&f["hmac"]));
-            assert!(in_sequence.verify(wire.as_bytes(), now).is_ok(), "{} in sequence", f["name"]);
+            assert!(
+                in_sequence.verify(wire.as_bytes(), now).is_ok(),
+                "{} in sequence",
+                f["name"]
+            );
             let mut alone = Verifier::new(key.clone(), b.clone(), direction);
-            assert!(alone.verify(wire.as_bytes(), now).is_ok(), "{} standalone", f["name"]);
+            assert!(
+                alone.verify(wire.as_bytes(), now).is_ok(),
+                "{} standalone",
+                f["name"]
+            );
 
             // Re-sign the same frame with our signer: same hmac, and for
             // flat payloads the exact wire bytes.
@@ -234,9 +282,14 @@ fn signed_frame_sessions() {
                 .into_iter()
                 .map(|k| (k.clone(), payload.get(&k).unwrap().clone()))
                 .collect();
-            let fields: Vec<(&str, Value)> = wire_order.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let fields: Vec<(&str, Value)> = wire_order
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
             while signer.next_seq() < f["seq"].as_u64().unwrap() {
-                signer.sign_with(FrameType::Heartbeat, "skip", &[], "x", "x").unwrap();
+                signer
+                    .sign_with(FrameType::Heartbeat, "skip", &[], "x", "x")
+                    .unwrap();
             }
             let ours = signer
                 .sign_with(
@@ -248,7 +301,14 @@ fn signed_frame_sessions() {
                 )
                 .unwrap();
             let ours_obj = parse(ours.as_bytes()).unwrap();
-            assert_eq!(ours_obj.as_object().unwrap().get("hmac").and_then(Value::as_str), Some(s(&f["hmac"])));
+            assert_eq!(
+                ours_obj
+                    .as_object()
+                    .unwrap()
+                    .get("hmac")
+                    .and_then(Value::as_str),
+                Some(s(&f["hmac"]))
+            );
             if payload.iter().all(|(_, v)| is_flat(v)) {
                 assert_eq!(ours, wire, "{} wire bytes", f["name"]);
             }
@@ -318,7 +378,11 @@ fn wire_format_variants() {
     let now = vector_now(&file);
     let session = &file["sessions"][0];
     let key = key_from_hex(s(&session["secret_hex"]));
-    let b = binding(s(&session["agent_id"]), s(&session["project_id"]), s(&session["session_binding"]));
+    let b = binding(
+        s(&session["agent_id"]),
+        s(&session["project_id"]),
+        s(&session["session_binding"]),
+    );
     for case in file["wire_format_variants"].as_array().unwrap() {
         let mut v = Verifier::new(key.clone(), b.clone(), Direction::AgentToBrain);
         let got = v.verify(s(&case["wire_json"]).as_bytes(), now);
@@ -338,7 +402,11 @@ fn negative_frames() {
     assert_eq!(cases.len(), 50);
     for case in cases {
         let bd = &case["binding"];
-        let b = binding(s(&bd["agent_id"]), s(&bd["project_id"]), s(&bd["session_id"]));
+        let b = binding(
+            s(&bd["agent_id"]),
+            s(&bd["project_id"]),
+            s(&bd["session_id"]),
+        );
         let mut v = Verifier::new(key.clone(), b, Direction::AgentToBrain);
         for (i, step) in case["steps"].as_array().unwrap().iter().enumerate() {
             let name = format!("{} step {i}", s(&case["name"]));
@@ -358,8 +426,14 @@ fn negative_frames() {
                 _ => {
                     let err = got.expect_err(&name);
                     let class = s(&step["error"]["class"]);
-                    assert!(reference_class(err.class()).contains(&class), "{name}: {class} vs {err:?}");
-                    if matches!(class, "ProtocolError" | "ProtocolVersionError" | "SignatureError") {
+                    assert!(
+                        reference_class(err.class()).contains(&class),
+                        "{name}: {class} vs {err:?}"
+                    );
+                    if matches!(
+                        class,
+                        "ProtocolError" | "ProtocolVersionError" | "SignatureError"
+                    ) {
                         assert_eq!(err.to_string(), s(&step["error"]["message"]), "{name}");
                     }
                     assert_eq!(
@@ -380,7 +454,9 @@ fn event_row_ids() {
     for case in file["vectors"].as_array().unwrap() {
         let project = Uuid::parse_str(s(&case["project_id"])).unwrap();
         let occurred = normalize_occurred_at(Some(s(&case["occurred_at_wire"])), now);
-        let want_utc = parse_python_isoformat(s(&case["occurred_at_utc"])).unwrap().micros;
+        let want_utc = parse_python_isoformat(s(&case["occurred_at_utc"]))
+            .unwrap()
+            .micros;
         assert_eq!(occurred, want_utc);
         let (id, stored) = event_row_id(
             &project,
@@ -390,8 +466,15 @@ fn event_row_ids() {
             occurred,
             case["agent_event_id"].as_str(),
         );
-        assert_eq!(id.map(|u| u.to_string()), case["event_row_id"].as_str().map(str::to_owned), "{}", case["rule"]);
-        let want_stored = parse_python_isoformat(s(&case["stored_occurred_at"])).unwrap().micros;
+        assert_eq!(
+            id.map(|u| u.to_string()),
+            case["event_row_id"].as_str().map(str::to_owned),
+            "{}",
+            case["rule"]
+        );
+        let want_stored = parse_python_isoformat(s(&case["stored_occurred_at"]))
+            .unwrap()
+            .micros;
         assert_eq!(stored, want_stored);
     }
 }
@@ -400,8 +483,17 @@ fn event_row_ids() {
 fn occurred_at_clamp() {
     let now = 1_777_636_800_000_000;
     assert_eq!(normalize_occurred_at(Some("garbage"), now), now);
-    assert_eq!(normalize_occurred_at(Some("2020-01-01T00:00:00Z"), now), now);
-    assert_eq!(normalize_occurred_at(Some("2026-05-01T12:01:01+00:00"), now), now);
-    assert_eq!(normalize_occurred_at(Some("2026-05-01T12:01:00+00:00"), now), now + 60_000_000);
+    assert_eq!(
+        normalize_occurred_at(Some("2020-01-01T00:00:00Z"), now),
+        now
+    );
+    assert_eq!(
+        normalize_occurred_at(Some("2026-05-01T12:01:01+00:00"), now),
+        now
+    );
+    assert_eq!(
+        normalize_occurred_at(Some("2026-05-01T12:01:00+00:00"), now),
+        now + 60_000_000
+    );
     assert_eq!(normalize_occurred_at(None, now), now);
 }
