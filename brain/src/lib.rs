@@ -1,1 +1,3 @@
-pub fn _stub() {}
+//! z4j brain: the control-plane server.
+
+pub mod settings;
