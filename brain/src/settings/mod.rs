@@ -91,12 +91,18 @@ pub fn config_env_path(home: &Path) -> PathBuf {
     home.join("config.env")
 }
 
+/// The entries of `secret.env` (empty when absent), with its rules applied.
+pub fn read_secret_env(path: &Path) -> Result<Vec<(String, String)>, FileError> {
+    let entries = sources::read_env_file(path, true)?;
+    sources::check_secret_env(path, &entries)?;
+    Ok(entries)
+}
+
 /// Loads, merges and validates every source.
 pub fn load(input: &LoadInput) -> Result<Loaded, LoadError> {
     let home = home_dir(input);
     let secret_path = secret_env_path(&home);
-    let secret_entries = sources::read_env_file(&secret_path, true)?;
-    sources::check_secret_env(&secret_path, &secret_entries)?;
+    let secret_entries = read_secret_env(&secret_path)?;
     let config_entries = sources::read_env_file(&config_env_path(&home), false)?;
     let dotenv_entries = match &input.cwd {
         Some(cwd) => sources::read_env_file(&cwd.join(".env"), false)?,

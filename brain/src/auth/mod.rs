@@ -1,0 +1,6 @@
+//! Passwords, email rules, session cookies.
+
+pub mod cookie;
+pub mod email;
+pub mod password;
+pub mod policy;

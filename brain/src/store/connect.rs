@@ -1,0 +1,149 @@
+//! Opening pools with the documented per-connection settings, and the
+//! embedded migrations of both dialects.
+
+use super::{Db, StoreError};
+use crate::on_db;
+use crate::settings::{DatabaseTarget, Settings};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot open the SQLite database {path}: {source}")]
+    Sqlite { path: String, source: sqlx::Error },
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Postgres { target: String, source: sqlx::Error },
+    #[error("invalid PostgreSQL URL: {0}")]
+    BadUrl(sqlx::Error),
+}
+
+/// Opens the pool for `target` with the settings' timeouts and caps.
+pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, ConnectError> {
+    let max_conns = (s.database_pool_size + s.database_max_overflow).max(1) as u32;
+    let lifetime = Duration::from_secs_f64(s.database_max_inactive_connection_lifetime_seconds);
+    let connect_timeout = Duration::from_secs_f64(s.asyncpg_connect_timeout);
+    match target {
+        DatabaseTarget::Sqlite { path, .. } => {
+            let opts = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a committed (and so acknowledged) write survives power loss.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_conns.min(16))
+                .max_lifetime(lifetime)
+                .acquire_timeout(connect_timeout)
+                .connect_with(opts)
+                .await
+                .map_err(|source| ConnectError::Sqlite {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            restrict_file_mode(path);
+            Ok(Db::Sqlite(pool))
+        }
+        DatabaseTarget::Postgres { url } => {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(ConnectError::BadUrl)?
+                .options([
+                    ("statement_timeout", s.db_statement_timeout_ms.to_string()),
+                    ("lock_timeout", s.db_lock_timeout_ms.to_string()),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        s.db_idle_in_tx_timeout_ms.to_string(),
+                    ),
+                ])
+                .statement_cache_capacity(s.database_statement_cache_size as usize);
+            let target = format!(
+                "{}:{}/{}",
+                opts.get_host(),
+                opts.get_port(),
+                opts.get_database().unwrap_or("")
+            );
+            let pool = PgPoolOptions::new()
+                .max_connections(max_conns)
+                .max_lifetime(lifetime)
+                .acquire_timeout(connect_timeout)
+                .connect_with(opts)
+                .await
+                .map_err(|source| ConnectError::Postgres { target, source })?;
+            Ok(Db::Postgres(pool))
+        }
+    }
+}
+
+#[cfg(unix)]
+fn restrict_file_mode(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_file_mode(_: &std::path::Path) {}
+
+fn migrator(db: &Db) -> &'static Migrator {
+    match db {
+        Db::Sqlite(_) => &SQLITE_MIGRATIONS,
+        Db::Postgres(_) => &POSTGRES_MIGRATIONS,
+    }
+}
+
+/// Applies every pending migration (PostgreSQL holds an advisory lock).
+pub async fn migrate(db: &Db) -> Result<(), StoreError> {
+    on_db!(db, p => migrator(db).run(p).await)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaStatus {
+    Current,
+    /// No z4j tables at all.
+    Empty,
+    Behind { applied: i64, latest: i64 },
+    /// Migrated by a newer build.
+    Ahead { applied: i64, latest: i64 },
+}
+
+/// How the database's schema compares with this build's migrations.
+pub async fn schema_status(db: &Db) -> Result<SchemaStatus, StoreError> {
+    let latest = migrator(db).iter().map(|m| m.version).max().unwrap_or(0);
+    let table_exists: bool = match db {
+        Db::Sqlite(p) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_sqlx_migrations'",
+            )
+            .fetch_one(p)
+            .await?
+                > 0
+        }
+        Db::Postgres(p) => {
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(p)
+                .await?
+        }
+    };
+    if !table_exists {
+        return Ok(SchemaStatus::Empty);
+    }
+    let applied: Option<i64> = on_db!(db, p => sqlx::query_scalar(
+        "SELECT max(version) FROM _sqlx_migrations WHERE success"
+    )
+    .fetch_one(p)
+    .await)?;
+    let applied = applied.unwrap_or(0);
+    Ok(match applied.cmp(&latest) {
+        std::cmp::Ordering::Equal => SchemaStatus::Current,
+        std::cmp::Ordering::Less if applied == 0 => SchemaStatus::Empty,
+        std::cmp::Ordering::Less => SchemaStatus::Behind { applied, latest },
+        std::cmp::Ordering::Greater => SchemaStatus::Ahead { applied, latest },
+    })
+}

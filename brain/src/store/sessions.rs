@@ -1,0 +1,91 @@
+//! Server-side session rows (the cookie only carries the id).
+
+use super::{Db, StoreError, Ts};
+use crate::on_db;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub csrf_token: String,
+    pub issued_at: Ts,
+    pub expires_at: Ts,
+    pub last_seen_at: Ts,
+    pub revoked_at: Option<Ts>,
+    pub user_agent_at_issue: Option<String>,
+}
+
+pub struct NewSession<'a> {
+    pub user_id: Uuid,
+    pub csrf_token: &'a str,
+    pub lifetime_seconds: i64,
+    pub ip: &'a str,
+    pub user_agent: Option<&'a str>,
+}
+
+pub async fn create(db: &Db, new: &NewSession<'_>) -> Result<Session, StoreError> {
+    let now = Ts::now();
+    let s = Session {
+        id: Uuid::new_v4(),
+        user_id: new.user_id,
+        csrf_token: new.csrf_token.to_owned(),
+        issued_at: now,
+        expires_at: now.plus_seconds(new.lifetime_seconds),
+        last_seen_at: now,
+        revoked_at: None,
+        user_agent_at_issue: new.user_agent.map(|u| u.chars().take(256).collect()),
+    };
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO sessions (id, user_id, csrf_token, issued_at, expires_at, last_seen_at, ip_at_issue, user_agent_at_issue) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )
+    .bind(s.id)
+    .bind(s.user_id)
+    .bind(&s.csrf_token)
+    .bind(s.issued_at)
+    .bind(s.expires_at)
+    .bind(s.last_seen_at)
+    .bind(new.ip)
+    .bind(&s.user_agent_at_issue)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(s)
+}
+
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<Session>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, Session>(
+        "SELECT id, user_id, csrf_token, issued_at, expires_at, last_seen_at, revoked_at, user_agent_at_issue \
+         FROM sessions WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_optional(p)
+    .await)?)
+}
+
+/// Slides the idle window; only ever moves `last_seen_at` forward.
+pub async fn touch(db: &Db, id: Uuid, at: Ts) -> Result<(), StoreError> {
+    on_db!(db, p => sqlx::query(
+        "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2"
+    )
+    .bind(id)
+    .bind(at)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+pub async fn revoke(db: &Db, id: Uuid, reason: &str) -> Result<(), StoreError> {
+    on_db!(db, p => sqlx::query(
+        "UPDATE sessions SET revoked_at = $2, revocation_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
+    )
+    .bind(id)
+    .bind(Ts::now())
+    .bind(reason)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
