@@ -2,5 +2,9 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod cli;
+pub mod http;
+pub mod logging;
+pub mod server;
 pub mod settings;
 pub mod store;

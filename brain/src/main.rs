@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = z4j_brain::cli::Cli::parse();
+    std::process::exit(z4j_brain::cli::run(cli));
+}

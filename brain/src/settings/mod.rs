@@ -10,7 +10,7 @@ mod validate;
 
 pub use catalog::{is_known, spec, Settings, VarSpec, CATALOG};
 pub use sources::{FileError, Source, SECRET_ENV_KEYS};
-pub use validate::DatabaseTarget;
+pub use validate::{check_host_pattern, DatabaseTarget};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

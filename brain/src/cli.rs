@@ -1,0 +1,265 @@
+//! The `z4j` command line.
+
+use crate::bootstrap::secrets;
+use crate::server::{self, StartError};
+use crate::settings::{self, LoadInput, Loaded, Source};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const VERSION_LINE: &str = concat!("1.13.0 (z4j-rs ", env!("CARGO_PKG_VERSION"), ")");
+
+#[derive(Parser, Debug)]
+#[command(name = "z4j", version = VERSION_LINE, about = "z4j brain: the control plane of the z4j task-queue monitor")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the brain (embedded SQLite unless Z4J_DATABASE_URL is set).
+    Serve {
+        /// Bind host (overrides Z4J_BIND_HOST).
+        #[arg(long)]
+        host: Option<String>,
+        /// Bind port (overrides Z4J_BIND_PORT).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print or rotate the /metrics bearer token.
+    MetricsToken {
+        #[arg(value_enum, default_value = "show")]
+        action: TokenAction,
+    },
+    /// Manage the persisted Host-header allow-list (~/.z4j/allowed-hosts).
+    AllowedHosts {
+        #[command(subcommand)]
+        action: HostsAction,
+    },
+    /// Inspect the effective configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::ValueEnum, Clone, Debug)]
+pub enum TokenAction {
+    Show,
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostsAction {
+    List,
+    Add { hosts: Vec<String> },
+    Remove { hosts: Vec<String> },
+    Path,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Every variable with its effective value (secrets masked) and source.
+    Show {
+        #[arg(long)]
+        reveal_secrets: bool,
+    },
+}
+
+fn load(cli_overrides: Vec<(&'static str, String)>) -> Result<Loaded, StartError> {
+    let loaded = settings::load(&LoadInput::from_process(cli_overrides))
+        .map_err(|e| StartError::new(1, e.to_string()))?;
+    for w in &loaded.warnings {
+        eprintln!("z4j: warning: {w}");
+    }
+    Ok(loaded)
+}
+
+/// Runs a command; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Serve { host, port } => serve(host, port),
+        Command::Migrate => migrate(),
+        Command::MetricsToken { action } => metrics_token(action),
+        Command::AllowedHosts { action } => allowed_hosts(action),
+        Command::Config { action: ConfigAction::Show { reveal_secrets } } => {
+            load(Vec::new()).map(|l| print!("{}", l.render(reveal_secrets)))
+        }
+        Command::Version => {
+            println!("{VERSION_LINE}");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("z4j: {}", e.message);
+            e.exit_code
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::new(1, format!("cannot start the async runtime: {e}")))
+}
+
+fn serve(host: Option<String>, port: Option<u16>) -> Result<(), StartError> {
+    let mut overrides = Vec::new();
+    if let Some(h) = host {
+        overrides.push(("Z4J_BIND_HOST", h));
+    }
+    if let Some(p) = port {
+        overrides.push(("Z4J_BIND_PORT", p.to_string()));
+    }
+    let mut loaded = load(overrides.clone())?;
+    // Read once, then gone from the environment (single-threaded here).
+    let bootstrap_password = loaded.settings.bootstrap_admin_password.take();
+    std::env::remove_var("Z4J_BOOTSTRAP_ADMIN_PASSWORD");
+
+    if matches!(loaded.database, settings::DatabaseTarget::Sqlite { is_default: true, .. }) {
+        secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
+    }
+    let minted = secrets::mint_missing(&loaded).map_err(|e| StartError::new(1, e.to_string()))?;
+    if !minted.is_empty() {
+        println!("z4j: safely persisted independent packaged secrets: {}", minted.join(", "));
+        loaded = load(overrides)?;
+        loaded.settings.bootstrap_admin_password = None;
+    }
+    let s = &loaded.settings;
+    let json = match s.log_format.as_deref() {
+        Some(f) => f.eq_ignore_ascii_case("json"),
+        None => s.log_json,
+    };
+    crate::logging::init(json, &s.log_level, &s.environment);
+    runtime()?.block_on(server::serve(loaded, bootstrap_password))
+}
+
+fn migrate() -> Result<(), StartError> {
+    let loaded = load(Vec::new())?;
+    if matches!(loaded.database, settings::DatabaseTarget::Sqlite { is_default: true, .. }) {
+        secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
+    }
+    runtime()?.block_on(async {
+        let db = crate::store::connect(&loaded.database, &loaded.settings)
+            .await
+            .map_err(|e| StartError::new(1, e.to_string()))?;
+        crate::store::migrate(&db)
+            .await
+            .map_err(|e| StartError::new(1, format!("migration failed: {e}")))?;
+        println!("z4j: the {} schema is up to date", db.kind());
+        db.close().await;
+        Ok(())
+    })
+}
+
+fn metrics_token(action: TokenAction) -> Result<(), StartError> {
+    let loaded = load(Vec::new())?;
+    match action {
+        TokenAction::Show => match &loaded.settings.metrics_auth_token {
+            Some(t) => {
+                println!("{t}");
+                Ok(())
+            }
+            None => Err(StartError::new(
+                1,
+                "no metrics token is configured yet (`z4j serve` mints one unless Z4J_METRICS_PUBLIC is set; or run `z4j metrics-token rotate`)",
+            )),
+        },
+        TokenAction::Rotate => {
+            let source = loaded.sources.get("Z4J_METRICS_AUTH_TOKEN").copied();
+            if matches!(source, Some(Source::Environment | Source::DotEnv | Source::ConfigEnv)) {
+                return Err(StartError::new(
+                    2,
+                    format!(
+                        "Z4J_METRICS_AUTH_TOKEN is set in {}; change it there (rotate only manages ~/.z4j/secret.env)",
+                        source.map_or("", Source::label)
+                    ),
+                ));
+            }
+            secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
+            let path = settings::secret_env_path(&loaded.home);
+            let mut entries =
+                settings::read_secret_env(&path).map_err(|e| StartError::new(1, e.to_string()))?;
+            let token = secrets::random_token(32);
+            entries.retain(|(k, _)| k != "Z4J_METRICS_AUTH_TOKEN");
+            entries.push(("Z4J_METRICS_AUTH_TOKEN".into(), token.clone()));
+            secrets::write_secret_env(&path, &entries).map_err(|e| StartError::new(1, e.to_string()))?;
+            println!("{token}");
+            eprintln!("z4j: rotated; a running brain keeps the old token until it restarts");
+            Ok(())
+        }
+    }
+}
+
+pub fn allowed_hosts_path(home: &std::path::Path) -> PathBuf {
+    home.join("allowed-hosts")
+}
+
+/// Entries of the persisted list (`#` comments and blank lines skipped).
+pub fn read_allowed_hosts(path: &std::path::Path) -> std::io::Result<Vec<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn allowed_hosts(action: HostsAction) -> Result<(), StartError> {
+    let home = settings::home_dir(&LoadInput::from_process(Vec::new()));
+    let path = allowed_hosts_path(&home);
+    let io = |e: std::io::Error| StartError::new(1, format!("{}: {e}", path.display()));
+    let mut hosts = read_allowed_hosts(&path).map_err(io)?;
+    match action {
+        HostsAction::Path => println!("{}", path.display()),
+        HostsAction::List => hosts.iter().for_each(|h| println!("{h}")),
+        HostsAction::Add { hosts: new } | HostsAction::Remove { hosts: new } if new.is_empty() => {
+            return Err(StartError::new(2, "name at least one host"));
+        }
+        HostsAction::Add { hosts: new } => {
+            for h in &new {
+                settings::check_host_pattern(h)
+                    .map_err(|p| StartError::new(2, format!("{h:?} {p}; nothing was changed")))?;
+            }
+            for h in new {
+                let h = h.trim().to_ascii_lowercase();
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+            }
+            write_hosts(&home, &path, &hosts).map_err(io)?;
+        }
+        HostsAction::Remove { hosts: gone } => {
+            let before = hosts.len();
+            hosts.retain(|h| !gone.iter().any(|g| g.trim().eq_ignore_ascii_case(h)));
+            if hosts.len() == before {
+                return Err(StartError::new(2, "none of those hosts is in the list; nothing was changed"));
+            }
+            write_hosts(&home, &path, &hosts).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_hosts(home: &std::path::Path, path: &std::path::Path, hosts: &[String]) -> std::io::Result<()> {
+    std::fs::create_dir_all(home)?;
+    let tmp = path.with_extension("tmp");
+    let mut text = String::from("# Host headers this brain accepts, one per line (managed by `z4j allowed-hosts`).\n");
+    for h in hosts {
+        text.push_str(h);
+        text.push('\n');
+    }
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,43 @@
+//! The client address: the TCP peer, or, when the peer is a trusted proxy,
+//! the right-most untrusted address of `X-Forwarded-For`.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(xff) = forwarded_for else {
+        return peer;
+    };
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for part in xff.split(',') {
+        match part.trim().parse::<IpAddr>() {
+            Ok(ip) => hops.push(ip),
+            Err(_) => return peer, // a malformed chain proves nothing
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_trusted_peers_may_forward() {
+        let proxy: IpNet = "10.0.0.0/8".parse().unwrap();
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(resolve(outsider, Some("1.2.3.4"), &[proxy]), outsider);
+        assert_eq!(resolve(peer, Some("1.2.3.4, 10.0.0.7"), &[proxy]), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(resolve(peer, Some("garbage"), &[proxy]), peer);
+        assert_eq!(resolve(peer, None, &[proxy]), peer);
+        assert_eq!(resolve(peer, Some("1.2.3.4"), &[]), peer);
+    }
+}

@@ -1,0 +1,129 @@
+//! One error type for every handler, rendered as the z4j envelope
+//! `{"error","message","request_id","details"}` (the request id is filled in
+//! by the request-id layer), plus the validation-list shape for schema
+//! violations.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Validation { message: String, details: Value },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    NotFound { message: String, details: Value },
+    #[error("{message}")]
+    Conflict { message: String, details: Value },
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// Request body / query schema violations: FastAPI's `{"detail": [...]}`
+    /// list (without echoing the input).
+    #[error("request validation failed")]
+    Schema(Vec<SchemaIssue>),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SchemaIssue {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub loc: Vec<Value>,
+    pub msg: String,
+}
+
+impl SchemaIssue {
+    pub fn new(kind: &'static str, loc: &[&str], msg: impl Into<String>) -> SchemaIssue {
+        SchemaIssue {
+            kind,
+            loc: loc.iter().map(|s| Value::from(*s)).collect(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// The envelope a response carries until the request-id layer renders it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details, retry_after) = match self {
+            ApiError::Validation { message, details } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message, details, None)
+            }
+            ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m, json!({}), None),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, json!({}), None),
+            ApiError::NotFound { message, details } => (StatusCode::NOT_FOUND, "not_found", message, details, None),
+            ApiError::Conflict { message, details } => (StatusCode::CONFLICT, "conflict", message, details, None),
+            ApiError::RateLimited {
+                message,
+                retry_after_secs,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                message,
+                json!({}),
+                retry_after_secs,
+            ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, json!({}), None),
+            ApiError::Schema(issues) => {
+                let body = json!({ "detail": issues });
+                return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+            }
+            ApiError::Internal(detail) => {
+                // Logged with detail, answered without it.
+                tracing::error!(error = %detail, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the brain encountered an unexpected error".to_owned(),
+                    json!({}),
+                    None,
+                )
+            }
+        };
+        let envelope = Envelope {
+            code,
+            message,
+            details,
+        };
+        let mut resp = (status, axum::Json(render(&envelope, None))).into_response();
+        if let Some(secs) = retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp.extensions_mut().insert(envelope);
+        resp
+    }
+}
+
+pub fn render(e: &Envelope, request_id: Option<&str>) -> Value {
+    json!({
+        "error": e.code,
+        "message": e.message,
+        "request_id": request_id,
+        "details": e.details,
+    })
+}

@@ -1,0 +1,39 @@
+//! The HTTP surface: axum routers by resource, one error envelope.
+
+pub mod client_ip;
+pub mod error;
+mod health;
+pub mod request_id;
+pub mod session;
+mod setup;
+
+use crate::settings::Settings;
+use crate::store::Db;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The compatibility level this brain implements (what agents compare with
+/// their own version).
+pub const BRAIN_VERSION: &str = "1.13.0";
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub ready: AtomicBool,
+    /// `Z4J_ENVIRONMENT=dev`: plain cookie names, no `Secure`.
+    pub dev_posture: bool,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    let body_limit = state.settings.max_payload_size_bytes as usize;
+    Router::new()
+        .merge(health::routes())
+        .merge(setup::routes())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
+}

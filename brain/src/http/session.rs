@@ -1,0 +1,124 @@
+//! Who is calling: the session cookie, checked against its row.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::cookie;
+use crate::store::sessions::{self, Session};
+use crate::store::users::{self, User};
+use crate::store::Ts;
+use axum::http::HeaderMap;
+
+pub struct Caller {
+    pub user: User,
+    pub session: Session,
+}
+
+pub fn session_cookie_name(dev: bool) -> &'static str {
+    if dev {
+        "z4j_session"
+    } else {
+        "__Host-z4j_session"
+    }
+}
+
+pub fn csrf_cookie_name(dev: bool) -> &'static str {
+    if dev {
+        "z4j_csrf"
+    } else {
+        "__Host-z4j_csrf"
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn now_secs() -> u64 {
+    chrono::Utc::now().timestamp().max(0) as u64
+}
+
+/// The authenticated caller, or `None` for an anonymous request.
+pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    let s = &state.settings;
+    let Some(value) = cookie_value(headers, session_cookie_name(state.dev_posture)) else {
+        return Ok(None);
+    };
+    let Some(current_secret) = s.session_secret.as_deref() else {
+        return Ok(None);
+    };
+    let mut secrets: Vec<&str> = vec![current_secret];
+    secrets.extend(s.previous_session_secrets.0.iter().map(String::as_str));
+    let lifetime = s.session_absolute_lifetime_seconds.max(s.session_remember_me_lifetime_seconds);
+    let Ok(sid) = cookie::verify(&secrets, value, now_secs(), lifetime as u64) else {
+        return Ok(None);
+    };
+    let Some(session) = sessions::find(&state.db, sid).await? else {
+        return Ok(None);
+    };
+    let now = Ts::now();
+    let idle = s.session_idle_timeout_seconds;
+    if session.revoked_at.is_some()
+        || session.expires_at <= now
+        || session.last_seen_at.plus_seconds(idle) < now
+    {
+        return Ok(None);
+    }
+    let Some(user) = users::find(&state.db, session.user_id).await? else {
+        sessions::revoke(&state.db, sid, "user_missing").await?;
+        return Ok(None);
+    };
+    if !user.is_active {
+        sessions::revoke(&state.db, sid, "deactivated").await?;
+        return Ok(None);
+    }
+    if user
+        .password_changed_at
+        .is_some_and(|changed| session.issued_at.plus_seconds(1) < changed)
+    {
+        return Ok(None);
+    }
+    // Slide the idle window, writing at most once per refresh interval.
+    let refresh = idle.clamp(2, 120) / 2;
+    if session.last_seen_at.plus_seconds(refresh) <= now {
+        sessions::touch(&state.db, sid, now).await?;
+    }
+    Ok(Some(Caller { user, session }))
+}
+
+/// Like [`current`], but anonymous callers get 401.
+pub async fn require(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    current(state, headers)
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("authentication required".into()))
+}
+
+/// `Set-Cookie` values for a new session (session + CSRF).
+pub fn issue_cookies(state: &AppState, session: &Session) -> Result<[String; 2], ApiError> {
+    let s = &state.settings;
+    let secret = s
+        .session_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::Internal("Z4J_SESSION_SECRET is not configured".into()))?;
+    let value = cookie::sign(secret, session.id, now_secs());
+    let max_age = (session.expires_at.0 - session.issued_at.0).num_seconds();
+    let secure = if state.dev_posture { "" } else { "; Secure" };
+    Ok([
+        format!(
+            "{}={value}; HttpOnly; Max-Age={max_age}; Path=/; SameSite={}{secure}",
+            session_cookie_name(state.dev_posture),
+            s.session_cookie_samesite
+        ),
+        format!(
+            "{}={}; Max-Age={max_age}; Path=/; SameSite=strict{secure}",
+            csrf_cookie_name(state.dev_posture),
+            session.csrf_token
+        ),
+    ])
+}

@@ -1,0 +1,332 @@
+//! First boot over HTTP: the setup page, `setup/status` and
+//! `setup/complete`, which creates the first admin and signs them in.
+
+use super::error::{ApiError, SchemaIssue};
+use super::{client_ip, session, Shared};
+use crate::auth::{email, password, policy};
+use crate::store::{sessions, setup as store, users, StoreError, Ts};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// The sliding window of `Z4J_FIRST_BOOT_ATTEMPTS_PER_IP`.
+pub const ATTEMPT_WINDOW_SECS: i64 = 900;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/setup", get(setup_page))
+        .route("/api/v1/setup/status", get(status))
+        .route("/api/v1/setup/complete", post(complete))
+        .route("/api/v1/auth/policy", get(password_policy))
+}
+
+async fn status(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if users::count(&state.db).await? == 0 {
+        return Ok(no_referrer(Json(json!({"first_boot": true})).into_response()));
+    }
+    session::require(&state, &headers).await?;
+    Ok(no_referrer(Json(json!({"first_boot": false})).into_response()))
+}
+
+async fn password_policy(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "min_length": state.settings.password_min_length,
+        "required_character_classes": policy::REQUIRED_CLASSES,
+        "character_class_names": policy::CLASS_NAMES,
+    }))
+}
+
+struct SetupRequest {
+    token: String,
+    email: String,
+    display_name: Option<String>,
+    password: String,
+}
+
+/// Schema checks; never echoes the submitted values.
+fn parse_request(body: &[u8]) -> Result<SetupRequest, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Schema(vec![SchemaIssue {
+            kind: "json_invalid",
+            loc: vec![json!("body"), json!(e.column())],
+            msg: format!("JSON decode error: {e}"),
+        }])
+    })?;
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::Schema(vec![SchemaIssue::new(
+            "model_attributes_type",
+            &["body"],
+            "Input should be a valid dictionary or object",
+        )]));
+    };
+    let mut issues = Vec::new();
+    let mut text = |name: &'static str, min: usize, max: usize, required: bool| -> Option<String> {
+        match obj.get(name) {
+            None | Some(Value::Null) if !required => None,
+            None => {
+                issues.push(SchemaIssue::new("missing", &["body", name], "Field required"));
+                None
+            }
+            Some(Value::String(s)) => {
+                let n = s.chars().count();
+                if n < min {
+                    issues.push(SchemaIssue::new(
+                        "string_too_short",
+                        &["body", name],
+                        format!("String should have at least {min} characters"),
+                    ));
+                } else if n > max {
+                    issues.push(SchemaIssue::new(
+                        "string_too_long",
+                        &["body", name],
+                        format!("String should have at most {max} characters"),
+                    ));
+                }
+                Some(s.clone())
+            }
+            Some(_) => {
+                issues.push(SchemaIssue::new("string_type", &["body", name], "Input should be a valid string"));
+                None
+            }
+        }
+    };
+    let token = text("token", 10, 200, true);
+    let raw_email = text("email", 3, 320, true);
+    let display_name = text("display_name", 0, 200, false);
+    let password = text("password", 8, 256, true);
+    let email = raw_email.as_deref().and_then(email::canonical);
+    if raw_email.is_some() && email.is_none() {
+        issues.push(SchemaIssue::new(
+            "value_error",
+            &["body", "email"],
+            "Value error, not a valid email address",
+        ));
+    }
+    match (token, email, password) {
+        (Some(token), Some(email), Some(password)) if issues.is_empty() => Ok(SetupRequest {
+            token,
+            email,
+            display_name: display_name
+                .map(|d| d.trim().to_owned())
+                .filter(|d| !d.is_empty()),
+            password,
+        }),
+        _ => Err(ApiError::Schema(issues)),
+    }
+}
+
+fn not_found(message: impl Into<String>, reason: &str) -> ApiError {
+    ApiError::NotFound {
+        message: message.into(),
+        details: json!({"reason": reason}),
+    }
+}
+
+async fn complete(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let s = &state.settings;
+    let ip = client_ip::resolve(
+        peer.ip(),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &s.trusted_proxies.0,
+    )
+    .to_string();
+    let req = parse_request(&body)?;
+
+    // The budget counts failed verifications from this address.
+    let window_start = Ts::now().plus_seconds(-ATTEMPT_WINDOW_SECS);
+    let (failures, oldest) = store::failed_attempts_since(&state.db, &ip, window_start).await?;
+    if failures >= s.first_boot_attempts_per_ip {
+        let retry = oldest.map_or(ATTEMPT_WINDOW_SECS, |t| {
+            (t.plus_seconds(ATTEMPT_WINDOW_SECS).0 - Ts::now().0).num_seconds().max(1)
+        });
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "too many setup attempts from this address. Try again in {retry} seconds."
+            ),
+            retry_after_secs: Some(retry as u64),
+        });
+    }
+
+    let outcome = verify_and_provision(&state, &req, &ip, &headers).await;
+    if let Err(e) = &outcome {
+        if let Some(reason) = failure_reason(e) {
+            store::record_failed_attempt(&state.db, &ip, reason).await?;
+        }
+    }
+    outcome
+}
+
+fn failure_reason(e: &ApiError) -> Option<&'static str> {
+    match e {
+        ApiError::Conflict { .. } => Some("already_initialised"),
+        ApiError::NotFound { details, .. } => match details.get("reason").and_then(Value::as_str) {
+            Some("no_active_token") => Some("no_active_token"),
+            Some("expired") => Some("expired"),
+            _ => Some("invalid_token"),
+        },
+        ApiError::Validation { .. } => Some("password_policy"),
+        _ => None,
+    }
+}
+
+async fn verify_and_provision(
+    state: &Shared,
+    req: &SetupRequest,
+    ip: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let s = &state.settings;
+    let already = || ApiError::Conflict {
+        message: "brain has already been initialised".into(),
+        details: json!({"reason": "already_initialised"}),
+    };
+    if users::count(&state.db).await? > 0 {
+        return Err(already());
+    }
+    let Some(row) = store::current_token(&state.db).await? else {
+        return Err(not_found("no active setup token; restart the brain to mint a setup URL", "no_active_token"));
+    };
+    if row.expires_at <= Ts::now() {
+        return Err(not_found(
+            format!(
+                "Setup token has expired (configured lifetime: {} seconds). Restart the brain to mint a fresh setup URL.",
+                s.first_boot_token_ttl_seconds
+            ),
+            "expired",
+        ));
+    }
+    let master = s.secret.as_deref().unwrap_or_default().as_bytes();
+    let presented = z4j_protocol::secret::labelled_token_hash(
+        master,
+        z4j_protocol::secret::SETUP_TOKEN_LABEL,
+        &req.token,
+    );
+    if !z4j_protocol::secret::ct_eq(&presented, &row.token_hash) {
+        return Err(not_found("invalid setup token", "invalid_token"));
+    }
+    policy::check(&req.password, s.password_min_length as usize).map_err(|v| ApiError::Validation {
+        message: v.message,
+        details: json!({"reason": v.reason}),
+    })?;
+    let hash = password::hash(req.password.clone(), password::Cost::from_settings(s))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (user, project_id) = match store::provision_first_admin(
+        &state.db,
+        &store::NewAdmin {
+            email: &req.email,
+            password_hash: &hash,
+            display_name: req.display_name.as_deref(),
+        },
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(StoreError::Conflict(_)) => return Err(already()),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(user_id = %user.id, "first admin provisioned through the setup URL");
+    let csrf = crate::bootstrap::secrets::random_token(32);
+    let new_session = sessions::create(
+        &state.db,
+        &sessions::NewSession {
+            user_id: user.id,
+            csrf_token: &csrf,
+            lifetime_seconds: s.session_absolute_lifetime_seconds,
+            ip,
+            user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()),
+        },
+    )
+    .await?;
+    let body = json!({
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "display_name": user.display_name,
+            "is_admin": user.is_admin,
+            "timezone": user.timezone,
+            "created_at": user.created_at.to_rfc3339(),
+        },
+        "project_id": project_id,
+    });
+    let mut resp = Json(body).into_response();
+    for c in session::issue_cookies(state, &new_session)? {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(no_referrer(resp))
+}
+
+fn no_referrer(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// The setup form: served only while no user exists and an unexpired token
+/// does (the reference keeps serving it after expiry; that is its defect).
+async fn setup_page(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let open = users::count(&state.db).await? == 0
+        && store::current_token(&state.db)
+            .await?
+            .is_some_and(|t| t.expires_at > Ts::now());
+    let nonce = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(rand::random::<[u8; 16]>())
+    };
+    let (status, csp, body) = if open {
+        (
+            StatusCode::OK,
+            format!("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+            SETUP_HTML.replace("{nonce}", &nonce),
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'".to_owned(),
+            "<!doctype html><meta charset=utf-8><title>Not found</title><p>404</p>".to_owned(),
+        )
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert("content-security-policy", v);
+    }
+    Ok(no_referrer(resp))
+}
+
+const SETUP_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>z4j setup</title>
+<style nonce="{nonce}">body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem}button{margin-top:1rem;padding:.5rem 1rem}#err{color:#b00020}</style></head>
+<body><h1>Create the z4j admin</h1>
+<form id="f"><label for="email">Email</label><input id="email" type="email" required autocomplete="username">
+<label for="name">Display name</label><input id="name" autocomplete="name">
+<label for="pw">Password <span id="hint"></span></label><input id="pw" type="password" required autocomplete="new-password">
+<button type="submit">Create admin</button><p id="err" role="alert"></p></form>
+<script nonce="{nonce}">
+const token = new URLSearchParams(location.search).get("token") || "";
+fetch("/api/v1/auth/policy").then(r => r.json()).then(p => { document.getElementById("hint").textContent = "(at least " + p.min_length + " characters)"; });
+document.getElementById("f").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const body = {token, email: document.getElementById("email").value, display_name: document.getElementById("name").value || null, password: document.getElementById("pw").value};
+  const r = await fetch("/api/v1/setup/complete", {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
+  if (r.ok) { location.href = "/"; return; }
+  const j = await r.json().catch(() => ({}));
+  document.getElementById("err").textContent = j.message || (Array.isArray(j.detail) ? j.detail.map(d => d.msg).join("; ") : "setup failed");
+});
+</script></body></html>
+"#;

@@ -1,0 +1,166 @@
+//! `z4j serve`: start-up in order, serve, drain on SIGTERM/SIGINT.
+
+use crate::bootstrap::{admin, setup_token};
+use crate::http::{self, AppState};
+use crate::settings::{DatabaseTarget, Loaded};
+use crate::store::{self, SchemaStatus};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A start-up failure: one line for the operator and the exit status.
+#[derive(Debug)]
+pub struct StartError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl StartError {
+    pub fn new(exit_code: i32, message: impl Into<String>) -> StartError {
+        StartError {
+            message: message.into(),
+            exit_code,
+        }
+    }
+}
+
+/// Opens the database and brings its schema to this build's version (or
+/// checks it, with `Z4J_AUTO_MIGRATE=false`).
+pub async fn open_database(loaded: &Loaded) -> Result<store::Db, StartError> {
+    let s = &loaded.settings;
+    let db = store::connect(&loaded.database, s)
+        .await
+        .map_err(|e| StartError::new(1, e.to_string()))?;
+    if s.auto_migrate {
+        store::migrate(&db).await.map_err(|e| {
+            StartError::new(
+                1,
+                format!("schema migration failed: {e} (set Z4J_AUTO_MIGRATE=false to run `z4j migrate` separately)"),
+            )
+        })?;
+    } else {
+        match store::schema_status(&db).await.map_err(|e| StartError::new(1, e.to_string()))? {
+            SchemaStatus::Current => {}
+            SchemaStatus::Empty => {
+                return Err(StartError::new(
+                    3,
+                    "the database has no z4j schema and Z4J_AUTO_MIGRATE=false; run `z4j migrate` first",
+                ))
+            }
+            SchemaStatus::Behind { applied, latest } => {
+                return Err(StartError::new(
+                    3,
+                    format!("the database schema is at version {applied}, this build needs {latest}; run `z4j migrate` (Z4J_AUTO_MIGRATE=false)"),
+                ))
+            }
+            SchemaStatus::Ahead { applied, latest } => {
+                return Err(StartError::new(
+                    3,
+                    format!("the database schema is at version {applied}, newer than this build's {latest}; refusing to run an older brain on it"),
+                ))
+            }
+        }
+    }
+    Ok(db)
+}
+
+pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result<(), StartError> {
+    let s = Arc::new(loaded.settings.clone());
+    if let DatabaseTarget::Sqlite { path, is_default: true } = &loaded.database {
+        println!("z4j: using SQLite at {} (set Z4J_DATABASE_URL for Postgres)", path.display());
+    }
+    let db = open_database(&loaded).await?;
+    first_boot(&db, &loaded, bootstrap_password).await?;
+
+    let addr = format!("{}:{}", s.bind_host, s.bind_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| StartError::new(1, format!("cannot listen on {addr}: {e}")))?;
+    let state = Arc::new(AppState {
+        settings: s.clone(),
+        db: db.clone(),
+        ready: false.into(),
+        dev_posture: s.environment == "dev",
+    });
+    let app = http::router(state.clone());
+    println!("z4j: serving on {addr}");
+    tracing::info!(address = %addr, database = db.kind(), version = http::BRAIN_VERSION, "brain started");
+    state.ready.store(true, Ordering::Release);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_for_serve = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_for_serve.wait_for(|stop| *stop).await;
+        })
+        .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; draining in-flight requests");
+    state.ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    // In-flight requests get the request budget to finish.
+    let drain = Duration::from_secs(s.request_timeout_seconds as u64 + 5);
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(seconds = drain.as_secs(), "drain window elapsed; closing"),
+    }
+    db.close().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn first_boot(
+    db: &store::Db,
+    loaded: &Loaded,
+    bootstrap_password: Option<String>,
+) -> Result<(), StartError> {
+    let s = &loaded.settings;
+    let db_err = |e: store::StoreError| StartError::new(1, e.to_string());
+    if store::users::count(db).await.map_err(db_err)? > 0 {
+        store::setup::delete_tokens(db).await.map_err(db_err)?;
+        return Ok(());
+    }
+    if let (Some(email), Some(password)) = (&s.bootstrap_admin_email, &bootstrap_password) {
+        match admin::provision(db, s, email, password).await.map_err(db_err)? {
+            admin::Outcome::Provisioned(email) => {
+                tracing::info!(email = %email, "z4j auto-bootstrap complete");
+                return Ok(());
+            }
+            admin::Outcome::Refused(reason) => {
+                tracing::error!(reason = %reason, "bootstrap admin refused; falling back to the setup URL");
+            }
+        }
+    }
+    let (token, expires) = setup_token::mint(db, s).await.map_err(db_err)?;
+    eprint!("{}", setup_token::banner(&setup_token::public_base(s), &token, expires));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
