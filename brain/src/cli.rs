@@ -71,8 +71,11 @@ pub enum ConfigAction {
 }
 
 fn load(cli_overrides: Vec<(&'static str, String)>) -> Result<Loaded, StartError> {
-    let loaded = settings::load(&LoadInput::from_process(cli_overrides))
-        .map_err(|e| StartError::new(1, e.to_string()))?;
+    load_from(&LoadInput::from_process(cli_overrides))
+}
+
+fn load_from(input: &LoadInput) -> Result<Loaded, StartError> {
+    let loaded = settings::load(input).map_err(|e| StartError::new(1, e.to_string()))?;
     for w in &loaded.warnings {
         eprintln!("z4j: warning: {w}");
     }
@@ -86,9 +89,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Migrate => migrate(),
         Command::MetricsToken { action } => metrics_token(action),
         Command::AllowedHosts { action } => allowed_hosts(action),
-        Command::Config { action: ConfigAction::Show { reveal_secrets } } => {
-            load(Vec::new()).map(|l| print!("{}", l.render(reveal_secrets)))
-        }
+        Command::Config {
+            action: ConfigAction::Show { reveal_secrets },
+        } => load(Vec::new()).map(|l| print!("{}", l.render(reveal_secrets))),
         Command::Version => {
             println!("{VERSION_LINE}");
             Ok(())
@@ -118,18 +121,30 @@ fn serve(host: Option<String>, port: Option<u16>) -> Result<(), StartError> {
     if let Some(p) = port {
         overrides.push(("Z4J_BIND_PORT", p.to_string()));
     }
-    let mut loaded = load(overrides.clone())?;
+    // One snapshot of the environment: the bootstrap password is scrubbed
+    // from the process below, but a reload must still see it.
+    let input = LoadInput::from_process(overrides);
+    let mut loaded = load_from(&input)?;
     // Read once, then gone from the environment (single-threaded here).
     let bootstrap_password = loaded.settings.bootstrap_admin_password.take();
-    std::env::remove_var("Z4J_BOOTSTRAP_ADMIN_PASSWORD");
+    scrub_env_var("Z4J_BOOTSTRAP_ADMIN_PASSWORD");
 
-    if matches!(loaded.database, settings::DatabaseTarget::Sqlite { is_default: true, .. }) {
+    if matches!(
+        loaded.database,
+        settings::DatabaseTarget::Sqlite {
+            is_default: true,
+            ..
+        }
+    ) {
         secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
     }
     let minted = secrets::mint_missing(&loaded).map_err(|e| StartError::new(1, e.to_string()))?;
     if !minted.is_empty() {
-        println!("z4j: safely persisted independent packaged secrets: {}", minted.join(", "));
-        loaded = load(overrides)?;
+        println!(
+            "z4j: safely persisted independent packaged secrets: {}",
+            minted.join(", ")
+        );
+        loaded = load_from(&input)?;
         loaded.settings.bootstrap_admin_password = None;
     }
     let s = &loaded.settings;
@@ -141,9 +156,35 @@ fn serve(host: Option<String>, port: Option<u16>) -> Result<(), StartError> {
     runtime()?.block_on(server::serve(loaded, bootstrap_password))
 }
 
+/// Removes a variable from the environment and overwrites its bytes in the
+/// initial environment block, so `/proc/<pid>/environ` no longer shows it.
+/// Called before any thread starts.
+fn scrub_env_var(name: &str) {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return;
+    };
+    // SAFETY: single-threaded here; getenv returns a pointer into the
+    // environment block (or null), and we overwrite only the value's own
+    // bytes up to its terminating NUL before unsetting the variable.
+    unsafe {
+        let value = libc::getenv(cname.as_ptr());
+        if !value.is_null() {
+            let len = libc::strlen(value);
+            std::ptr::write_bytes(value, 0, len);
+        }
+    }
+    std::env::remove_var(name);
+}
+
 fn migrate() -> Result<(), StartError> {
     let loaded = load(Vec::new())?;
-    if matches!(loaded.database, settings::DatabaseTarget::Sqlite { is_default: true, .. }) {
+    if matches!(
+        loaded.database,
+        settings::DatabaseTarget::Sqlite {
+            is_default: true,
+            ..
+        }
+    ) {
         secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
     }
     runtime()?.block_on(async {
@@ -244,7 +285,10 @@ fn allowed_hosts(action: HostsAction) -> Result<(), StartError> {
             let before = hosts.len();
             hosts.retain(|h| !gone.iter().any(|g| g.trim().eq_ignore_ascii_case(h)));
             if hosts.len() == before {
-                return Err(StartError::new(2, "none of those hosts is in the list; nothing was changed"));
+                return Err(StartError::new(
+                    2,
+                    "none of those hosts is in the list; nothing was changed",
+                ));
             }
             write_hosts(&home, &path, &hosts).map_err(io)?;
         }
@@ -252,10 +296,16 @@ fn allowed_hosts(action: HostsAction) -> Result<(), StartError> {
     Ok(())
 }
 
-fn write_hosts(home: &std::path::Path, path: &std::path::Path, hosts: &[String]) -> std::io::Result<()> {
+fn write_hosts(
+    home: &std::path::Path,
+    path: &std::path::Path,
+    hosts: &[String],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(home)?;
     let tmp = path.with_extension("tmp");
-    let mut text = String::from("# Host headers this brain accepts, one per line (managed by `z4j allowed-hosts`).\n");
+    let mut text = String::from(
+        "# Host headers this brain accepts, one per line (managed by `z4j allowed-hosts`).\n",
+    );
     for h in hosts {
         text.push_str(h);
         text.push('\n');

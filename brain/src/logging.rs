@@ -19,7 +19,8 @@ struct Fields(serde_json::Map<String, serde_json::Value>);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}").into());
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0.insert(field.name().to_owned(), value.into());
@@ -56,10 +57,18 @@ impl<S: Subscriber> Layer<S> for LineLayer {
         } else {
             let mut s = format!("{ts} {level:<8} [{}] {}", self.environment, meta.target());
             if let Some(m) = fields.0.remove("message") {
-                let _ = write!(s, ": {}", m.as_str().map_or_else(|| m.to_string(), str::to_owned));
+                let _ = write!(
+                    s,
+                    ": {}",
+                    m.as_str().map_or_else(|| m.to_string(), str::to_owned)
+                );
             }
             for (k, v) in fields.0 {
-                let _ = write!(s, " {k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+                let _ = write!(
+                    s,
+                    " {k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                );
             }
             s
         };

@@ -67,8 +67,15 @@ pub async fn open_database(loaded: &Loaded) -> Result<store::Db, StartError> {
 
 pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result<(), StartError> {
     let s = Arc::new(loaded.settings.clone());
-    if let DatabaseTarget::Sqlite { path, is_default: true } = &loaded.database {
-        println!("z4j: using SQLite at {} (set Z4J_DATABASE_URL for Postgres)", path.display());
+    if let DatabaseTarget::Sqlite {
+        path,
+        is_default: true,
+    } = &loaded.database
+    {
+        println!(
+            "z4j: using SQLite at {} (set Z4J_DATABASE_URL for Postgres)",
+            path.display()
+        );
     }
     let db = open_database(&loaded).await?;
     first_boot(&db, &loaded, bootstrap_password).await?;
@@ -129,7 +136,10 @@ async fn first_boot(
         return Ok(());
     }
     if let (Some(email), Some(password)) = (&s.bootstrap_admin_email, &bootstrap_password) {
-        match admin::provision(db, s, email, password).await.map_err(db_err)? {
+        match admin::provision(db, s, email, password)
+            .await
+            .map_err(db_err)?
+        {
             admin::Outcome::Provisioned(email) => {
                 tracing::info!(email = %email, "z4j auto-bootstrap complete");
                 return Ok(());
@@ -140,7 +150,10 @@ async fn first_boot(
         }
     }
     let (token, expires) = setup_token::mint(db, s).await.map_err(db_err)?;
-    eprint!("{}", setup_token::banner(&setup_token::public_base(s), &token, expires));
+    eprint!(
+        "{}",
+        setup_token::banner(&setup_token::public_base(s), &token, expires)
+    );
     Ok(())
 }
 

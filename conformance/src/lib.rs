@@ -1,1 +1,171 @@
-pub fn _stub() {}
+//! z4j-conformance: a black-box suite for z4j brains. It knows a brain only
+//! through its documented surface (a command line, env vars, HTTP, the
+//! database URL it was given), so it can gate any implementation.
+
+pub mod brain;
+mod cases;
+pub mod clauses;
+pub mod postgres;
+pub mod report;
+pub mod runner;
+pub mod target;
+
+use clap::Parser;
+use runner::{Database, Plan};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cases::CASES;
+
+/// The repository root (where `specs/` and `conformance/` live).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "z4j-conformance",
+    about = "Black-box conformance suite for z4j brains"
+)]
+pub struct Args {
+    /// Target description file.
+    #[arg(long, default_value_os_t = repo_root().join("conformance/targets/rust.toml"))]
+    pub target: PathBuf,
+    /// Path substituted for {bin} in the target (or Z4J_CONFORMANCE_BIN).
+    #[arg(long)]
+    pub bin: Option<String>,
+    /// sqlite, postgres or both.
+    #[arg(long, default_value = "both")]
+    pub database: String,
+    /// Run only the cases covering this clause id.
+    #[arg(long)]
+    pub clause: Option<String>,
+    /// List cases and clauses without running anything.
+    #[arg(long)]
+    pub list: bool,
+    /// Clause catalogue.
+    #[arg(long, default_value_os_t = repo_root().join("specs/clauses.toml"))]
+    pub clauses: PathBuf,
+    /// Write JUnit XML here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the JSON result file here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Multiplies timing tolerances (slow machines).
+    #[arg(long, default_value_t = 1.0)]
+    pub timing_tolerance: f64,
+    /// Cases run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// Runs the suite; returns the process exit status.
+pub fn main_with(args: Args) -> i32 {
+    let catalogue = match clauses::load(&args.clauses) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return 2;
+        }
+    };
+    // A case naming an unknown clause is a bug in the suite.
+    for case in CASES {
+        for c in case.clauses {
+            if !catalogue.iter().any(|k| k.id == *c) {
+                eprintln!("conformance: case {} names unknown clause {c}", case.name);
+                return 2;
+            }
+        }
+    }
+    if args.list {
+        for case in CASES {
+            println!(
+                "{:<48} {:?} {}",
+                case.name,
+                case.dbs,
+                case.clauses.join(", ")
+            );
+        }
+        let uncovered: Vec<&str> = catalogue
+            .iter()
+            .filter(|c| !CASES.iter().any(|k| k.clauses.contains(&c.id.as_str())))
+            .map(|c| c.id.as_str())
+            .collect();
+        println!(
+            "\n{} clauses, {} not covered by any case:",
+            catalogue.len(),
+            uncovered.len()
+        );
+        for u in uncovered {
+            println!("  {u}");
+        }
+        return 0;
+    }
+    let target = match target::Target::load(&args.target, args.bin.as_deref()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return 2;
+        }
+    };
+    let databases = match args.database.as_str() {
+        "sqlite" => vec![Database::Sqlite],
+        "postgres" | "postgresql" => vec![Database::Postgres],
+        "both" => vec![Database::Sqlite, Database::Postgres],
+        other => {
+            eprintln!("conformance: --database {other:?}: use sqlite, postgres or both");
+            return 2;
+        }
+    };
+    let plan = Plan {
+        target: target.clone(),
+        databases: databases.clone(),
+        clause_filter: args.clause.clone(),
+        tolerance: args.timing_tolerance.max(0.1),
+        concurrency: args.concurrency,
+        case_timeout: Duration::from_secs_f64(300.0 * args.timing_tolerance.max(1.0)),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("conformance: cannot start the runtime: {e}");
+            return 2;
+        }
+    };
+    let results = rt.block_on(runner::run(&plan, CASES));
+    println!(
+        "{}",
+        report::table(&catalogue, &results, &databases, &target.name)
+    );
+    let write = |path: &Option<PathBuf>, text: String| {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("conformance: cannot write {}: {e}", p.display());
+            }
+        }
+    };
+    write(&args.junit, report::junit(&results, &target.name));
+    write(
+        &args.json,
+        report::json(&catalogue, &results, &databases, &target.name).to_string(),
+    );
+    let passed = results
+        .iter()
+        .filter(|r| r.outcome == runner::Outcome::Pass)
+        .count();
+    let failed = results
+        .iter()
+        .filter(|r| matches!(r.outcome, runner::Outcome::Fail(_)))
+        .count();
+    let skipped = results.len() - passed - failed;
+    println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
+    i32::from(failed > 0)
+}

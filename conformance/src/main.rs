@@ -1,1 +1,5 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    std::process::exit(z4j_conformance::main_with(z4j_conformance::Args::parse()));
+}

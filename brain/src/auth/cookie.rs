@@ -66,15 +66,21 @@ pub fn verify(
     if !valid {
         return Err(CookieError::BadSignature);
     }
-    let ts_bytes = URL_SAFE_NO_PAD.decode(ts_b64).map_err(|_| CookieError::Malformed)?;
+    let ts_bytes = URL_SAFE_NO_PAD
+        .decode(ts_b64)
+        .map_err(|_| CookieError::Malformed)?;
     if ts_bytes.len() > 8 {
         return Err(CookieError::Malformed);
     }
-    let ts = ts_bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let ts = ts_bytes
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
     if ts > now_secs || now_secs - ts > max_age_secs {
         return Err(CookieError::Expired);
     }
-    let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| CookieError::Malformed)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| CookieError::Malformed)?;
     #[derive(serde::Deserialize)]
     struct P {
         sid: Uuid,
@@ -100,12 +106,18 @@ mod tests {
         let c = sign(&a, sid, 1_000_000);
         assert_eq!(verify(&[&a], &c, 1_000_010, 60), Ok(sid));
         assert_eq!(verify(&[&b, &a], &c, 1_000_010, 60), Ok(sid));
-        assert_eq!(verify(&[&b], &c, 1_000_010, 60), Err(CookieError::BadSignature));
+        assert_eq!(
+            verify(&[&b], &c, 1_000_010, 60),
+            Err(CookieError::BadSignature)
+        );
         assert_eq!(verify(&[&a], &c, 1_000_061, 60), Err(CookieError::Expired));
         assert_eq!(verify(&[&a], "garbage", 1, 60), Err(CookieError::Malformed));
         let mut tampered = c.clone();
         tampered.insert(0, 'x');
-        assert_eq!(verify(&[&a], &tampered, 1_000_010, 60), Err(CookieError::BadSignature));
+        assert_eq!(
+            verify(&[&a], &tampered, 1_000_010, 60),
+            Err(CookieError::BadSignature)
+        );
     }
 
     /// The value real itsdangerous 2.2 produces for this secret, sid and

@@ -1,7 +1,15 @@
 //! Email validation and canonical form (login, setup, bootstrap share them).
 
 const SPECIAL_TLDS: &[&str] = &[
-    "local", "localhost", "internal", "intranet", "private", "corp", "home", "lan", "arpa",
+    "local",
+    "localhost",
+    "internal",
+    "intranet",
+    "private",
+    "corp",
+    "home",
+    "lan",
+    "arpa",
 ];
 
 /// Validates and canonicalises: trimmed, lowercase local part, lowercase
@@ -23,8 +31,7 @@ pub fn canonical(raw: &str) -> Option<String> {
         _ => return None,
     };
     let tld = ascii_domain.rsplit('.').next().unwrap_or("");
-    if !SPECIAL_TLDS.contains(&tld)
-        && (ascii_domain.split('.').any(str::is_empty) || tld.len() < 2)
+    if !SPECIAL_TLDS.contains(&tld) && (ascii_domain.split('.').any(str::is_empty) || tld.len() < 2)
     {
         return None;
     }
@@ -40,10 +47,24 @@ mod tests {
 
     #[test]
     fn canonical_forms() {
-        assert_eq!(canonical(" Admin@Example.com ").as_deref(), Some("admin@example.com"));
+        assert_eq!(
+            canonical(" Admin@Example.com ").as_deref(),
+            Some("admin@example.com")
+        );
         assert_eq!(canonical("ops@box.local").as_deref(), Some("ops@box.local"));
-        assert_eq!(canonical("a@bücher.example").as_deref(), Some("a@xn--bcher-kva.example"));
-        for bad in ["notanemail", "a b@c.com", "@x.com", "a@", "a@nodot", "a@b..com", "a..b@c.com"] {
+        assert_eq!(
+            canonical("a@bücher.example").as_deref(),
+            Some("a@xn--bcher-kva.example")
+        );
+        for bad in [
+            "notanemail",
+            "a b@c.com",
+            "@x.com",
+            "a@",
+            "a@nodot",
+            "a@b..com",
+            "a..b@c.com",
+        ] {
             assert_eq!(canonical(bad), None, "{bad}");
         }
     }

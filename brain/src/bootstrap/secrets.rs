@@ -1,7 +1,7 @@
 //! First-boot secrets in `~/.z4j/secret.env`: minted when absent, written
 //! atomically with mode 0600 in a 0700 directory.
 
-use crate::settings::{Loaded, DatabaseTarget, SECRET_ENV_KEYS};
+use crate::settings::{DatabaseTarget, Loaded, SECRET_ENV_KEYS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use std::io::Write as _;
@@ -49,8 +49,7 @@ pub fn ensure_home(home: &Path) -> Result<(), SecretStoreError> {
         ));
     }
     let probe = home.join(".z4j-write-probe");
-    std::fs::write(&probe, b"")
-        .map_err(|e| fail(format!("is not writable: {e}")))?;
+    std::fs::write(&probe, b"").map_err(|e| fail(format!("is not writable: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -145,7 +144,9 @@ pub fn write_secret_env(path: &Path, entries: &[(String, String)]) -> Result<(),
     };
     let mut sorted: Vec<&(String, String)> = entries.iter().collect();
     sorted.sort();
-    debug_assert!(sorted.iter().all(|(k, _)| SECRET_ENV_KEYS.contains(&k.as_str())));
+    debug_assert!(sorted
+        .iter()
+        .all(|(k, _)| SECRET_ENV_KEYS.contains(&k.as_str())));
     let tmp = path.with_extension(format!("env.tmp-{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -35,7 +35,10 @@ mod tests {
         let peer: IpAddr = "10.0.0.5".parse().unwrap();
         let outsider: IpAddr = "203.0.113.9".parse().unwrap();
         assert_eq!(resolve(outsider, Some("1.2.3.4"), &[proxy]), outsider);
-        assert_eq!(resolve(peer, Some("1.2.3.4, 10.0.0.7"), &[proxy]), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve(peer, Some("1.2.3.4, 10.0.0.7"), &[proxy]),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(resolve(peer, Some("garbage"), &[proxy]), peer);
         assert_eq!(resolve(peer, None, &[proxy]), peer);
         assert_eq!(resolve(peer, Some("1.2.3.4"), &[]), peer);

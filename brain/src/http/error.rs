@@ -69,13 +69,27 @@ impl From<crate::store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, details, retry_after) = match self {
-            ApiError::Validation { message, details } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message, details, None)
-            }
-            ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m, json!({}), None),
+            ApiError::Validation { message, details } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_error",
+                message,
+                details,
+                None,
+            ),
+            ApiError::Unauthenticated(m) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                m,
+                json!({}),
+                None,
+            ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, json!({}), None),
-            ApiError::NotFound { message, details } => (StatusCode::NOT_FOUND, "not_found", message, details, None),
-            ApiError::Conflict { message, details } => (StatusCode::CONFLICT, "conflict", message, details, None),
+            ApiError::NotFound { message, details } => {
+                (StatusCode::NOT_FOUND, "not_found", message, details, None)
+            }
+            ApiError::Conflict { message, details } => {
+                (StatusCode::CONFLICT, "conflict", message, details, None)
+            }
             ApiError::RateLimited {
                 message,
                 retry_after_secs,
@@ -86,7 +100,13 @@ impl IntoResponse for ApiError {
                 json!({}),
                 retry_after_secs,
             ),
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, json!({}), None),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                m,
+                json!({}),
+                None,
+            ),
             ApiError::Schema(issues) => {
                 let body = json!({ "detail": issues });
                 return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();

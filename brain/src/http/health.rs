@@ -42,7 +42,10 @@ fn unready(reason: &str) -> Response {
         .into_response()
 }
 
-async fn system(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+async fn system(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     session::require(&state, &headers).await?;
     let db_version = state.db.server_version().await?;
     Ok(Json(json!({

@@ -55,7 +55,9 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
     };
     let mut secrets: Vec<&str> = vec![current_secret];
     secrets.extend(s.previous_session_secrets.0.iter().map(String::as_str));
-    let lifetime = s.session_absolute_lifetime_seconds.max(s.session_remember_me_lifetime_seconds);
+    let lifetime = s
+        .session_absolute_lifetime_seconds
+        .max(s.session_remember_me_lifetime_seconds);
     let Ok(sid) = cookie::verify(&secrets, value, now_secs(), lifetime as u64) else {
         return Ok(None);
     };

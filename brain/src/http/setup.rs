@@ -27,10 +27,14 @@ pub fn routes() -> Router<Shared> {
 
 async fn status(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     if users::count(&state.db).await? == 0 {
-        return Ok(no_referrer(Json(json!({"first_boot": true})).into_response()));
+        return Ok(no_referrer(
+            Json(json!({"first_boot": true})).into_response(),
+        ));
     }
     session::require(&state, &headers).await?;
-    Ok(no_referrer(Json(json!({"first_boot": false})).into_response()))
+    Ok(no_referrer(
+        Json(json!({"first_boot": false})).into_response(),
+    ))
 }
 
 async fn password_policy(State(state): State<Shared>) -> Json<Value> {
@@ -69,7 +73,11 @@ fn parse_request(body: &[u8]) -> Result<SetupRequest, ApiError> {
         match obj.get(name) {
             None | Some(Value::Null) if !required => None,
             None => {
-                issues.push(SchemaIssue::new("missing", &["body", name], "Field required"));
+                issues.push(SchemaIssue::new(
+                    "missing",
+                    &["body", name],
+                    "Field required",
+                ));
                 None
             }
             Some(Value::String(s)) => {
@@ -90,7 +98,11 @@ fn parse_request(body: &[u8]) -> Result<SetupRequest, ApiError> {
                 Some(s.clone())
             }
             Some(_) => {
-                issues.push(SchemaIssue::new("string_type", &["body", name], "Input should be a valid string"));
+                issues.push(SchemaIssue::new(
+                    "string_type",
+                    &["body", name],
+                    "Input should be a valid string",
+                ));
                 None
             }
         }
@@ -147,7 +159,9 @@ async fn complete(
     let (failures, oldest) = store::failed_attempts_since(&state.db, &ip, window_start).await?;
     if failures >= s.first_boot_attempts_per_ip {
         let retry = oldest.map_or(ATTEMPT_WINDOW_SECS, |t| {
-            (t.plus_seconds(ATTEMPT_WINDOW_SECS).0 - Ts::now().0).num_seconds().max(1)
+            (t.plus_seconds(ATTEMPT_WINDOW_SECS).0 - Ts::now().0)
+                .num_seconds()
+                .max(1)
         });
         return Err(ApiError::RateLimited {
             message: format!(
@@ -194,7 +208,10 @@ async fn verify_and_provision(
         return Err(already());
     }
     let Some(row) = store::current_token(&state.db).await? else {
-        return Err(not_found("no active setup token; restart the brain to mint a setup URL", "no_active_token"));
+        return Err(not_found(
+            "no active setup token; restart the brain to mint a setup URL",
+            "no_active_token",
+        ));
     };
     if row.expires_at <= Ts::now() {
         return Err(not_found(
@@ -214,9 +231,11 @@ async fn verify_and_provision(
     if !z4j_protocol::secret::ct_eq(&presented, &row.token_hash) {
         return Err(not_found("invalid setup token", "invalid_token"));
     }
-    policy::check(&req.password, s.password_min_length as usize).map_err(|v| ApiError::Validation {
-        message: v.message,
-        details: json!({"reason": v.reason}),
+    policy::check(&req.password, s.password_min_length as usize).map_err(|v| {
+        ApiError::Validation {
+            message: v.message,
+            details: json!({"reason": v.reason}),
+        }
     })?;
     let hash = password::hash(req.password.clone(), password::Cost::from_settings(s))
         .await
@@ -302,7 +321,10 @@ async fn setup_page(State(state): State<Shared>) -> Result<Response, ApiError> {
     };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert("content-security-policy", v);
     }

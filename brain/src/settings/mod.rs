@@ -5,8 +5,8 @@
 
 mod catalog;
 mod sources;
-pub mod value;
 mod validate;
+pub mod value;
 
 pub use catalog::{is_known, spec, Settings, VarSpec, CATALOG};
 pub use sources::{FileError, Source, SECRET_ENV_KEYS};

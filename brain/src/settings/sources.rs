@@ -185,7 +185,9 @@ mod tests {
     #[test]
     fn refuses_malformed_lines_naming_the_line() {
         let p = Path::new("x.env");
-        let err = parse_env_text(p, "A=1\nnonsense\n").unwrap_err().to_string();
+        let err = parse_env_text(p, "A=1\nnonsense\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "x.env:2: expected KEY=VALUE");
         assert!(parse_env_text(p, "A=1\nA=2").is_err());
     }

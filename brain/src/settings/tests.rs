@@ -26,20 +26,33 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(l.settings.mfa_verification_ttl_seconds, 900);
     assert_eq!(l.settings.ws_max_frame_bytes, 1_048_576);
     assert_eq!(l.settings.registry_backend, "local", "SQLite forces local");
-    assert!(matches!(l.database, DatabaseTarget::Sqlite { is_default: true, .. }));
+    assert!(matches!(
+        l.database,
+        DatabaseTarget::Sqlite {
+            is_default: true,
+            ..
+        }
+    ));
     assert_eq!(l.sources["Z4J_BIND_PORT"], Source::Default);
 }
 
 #[test]
 fn precedence_secret_env_config_env_environment_cli() {
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("secret.env"), "Z4J_METRICS_AUTH_TOKEN=from-secret\n", 0o600);
+    write(
+        &dir.path().join("secret.env"),
+        "Z4J_METRICS_AUTH_TOKEN=from-secret\n",
+        0o600,
+    );
     write(
         &dir.path().join("config.env"),
         "Z4J_BIND_PORT=7001\nZ4J_LOG_LEVEL=debug\nZ4J_ENVIRONMENT=staging\n",
         0o644,
     );
-    let mut i = input(dir.path(), &[("Z4J_BIND_PORT", "7002"), ("Z4J_ENVIRONMENT", "env")]);
+    let mut i = input(
+        dir.path(),
+        &[("Z4J_BIND_PORT", "7002"), ("Z4J_ENVIRONMENT", "env")],
+    );
     i.cli.push(("Z4J_BIND_PORT", "7003".into()));
     let l = load(&i).unwrap();
     assert_eq!(l.settings.bind_port, 7003);
@@ -47,17 +60,26 @@ fn precedence_secret_env_config_env_environment_cli() {
     assert_eq!(l.settings.environment, "env");
     assert_eq!(l.settings.log_level, "DEBUG");
     assert_eq!(l.sources["Z4J_LOG_LEVEL"], Source::ConfigEnv);
-    assert_eq!(l.settings.metrics_auth_token.as_deref(), Some("from-secret"));
+    assert_eq!(
+        l.settings.metrics_auth_token.as_deref(),
+        Some("from-secret")
+    );
     assert_eq!(l.sources["Z4J_METRICS_AUTH_TOKEN"], Source::SecretEnv);
 }
 
 #[test]
 fn bad_values_name_the_variable_and_range_and_hide_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let e = load(&input(dir.path(), &[("Z4J_BIND_PORT", "70000"), ("Z4J_SECRET", "shortsecret")]))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("Z4J_BIND_PORT: 70000 is out of range; accepted: 1..65535"), "{e}");
+    let e = load(&input(
+        dir.path(),
+        &[("Z4J_BIND_PORT", "70000"), ("Z4J_SECRET", "shortsecret")],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("Z4J_BIND_PORT: 70000 is out of range; accepted: 1..65535"),
+        "{e}"
+    );
     assert!(e.contains("Z4J_SECRET"), "{e}");
     assert!(!e.contains("shortsecret"), "secret echoed: {e}");
 }
@@ -65,7 +87,11 @@ fn bad_values_name_the_variable_and_range_and_hide_secrets() {
 #[test]
 fn secret_files_must_be_private() {
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("secret.env"), "Z4J_SECRET=0123456789abcdef0123456789abcdef\n", 0o644);
+    write(
+        &dir.path().join("secret.env"),
+        "Z4J_SECRET=0123456789abcdef0123456789abcdef\n",
+        0o644,
+    );
     let e = load(&input(dir.path(), &[])).unwrap_err().to_string();
     assert!(e.contains("chmod 600"), "{e}");
 }
@@ -73,7 +99,11 @@ fn secret_files_must_be_private() {
 #[test]
 fn unknown_variables_warn_with_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
-    let l = load(&input(dir.path(), &[("Z4J_BIND_PROT", "1"), ("Z4J_TOKEN", "agent-side")])).unwrap();
+    let l = load(&input(
+        dir.path(),
+        &[("Z4J_BIND_PROT", "1"), ("Z4J_TOKEN", "agent-side")],
+    ))
+    .unwrap();
     assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
     assert!(l.warnings[0].contains("Z4J_BIND_PROT"));
     assert!(l.warnings[0].contains("did you mean Z4J_BIND_PORT?"));
@@ -82,14 +112,23 @@ fn unknown_variables_warn_with_a_suggestion() {
 #[test]
 fn render_masks_secrets_and_names_sources() {
     let dir = tempfile::tempdir().unwrap();
-    let l = load(&input(dir.path(), &[("Z4J_SECRET", "0123456789abcdef0123456789abcdef-x")])).unwrap();
+    let l = load(&input(
+        dir.path(),
+        &[("Z4J_SECRET", "0123456789abcdef0123456789abcdef-x")],
+    ))
+    .unwrap();
     let shown = l.render(false);
     assert!(shown.contains("Z4J_SECRET=***    # environment"));
     assert!(!shown.contains("0123456789abcdef0123456789abcdef-x"));
     assert!(shown.contains("Z4J_BIND_PORT=7700    # default"));
-    assert!(l.render(true).contains("0123456789abcdef0123456789abcdef-x"));
+    assert!(l
+        .render(true)
+        .contains("0123456789abcdef0123456789abcdef-x"));
     // Every catalogued variable is listed.
-    assert_eq!(shown.lines().filter(|l| l.starts_with("Z4J_")).count(), CATALOG.len());
+    assert_eq!(
+        shown.lines().filter(|l| l.starts_with("Z4J_")).count(),
+        CATALOG.len()
+    );
 }
 
 #[test]

@@ -121,13 +121,15 @@ fn check_public_url(url: &str, allow_http: bool) -> Result<(), String> {
     match parsed.scheme() {
         "https" => {}
         "http" if allow_http => {}
-        "http" => {
-            return Err(
-                "must use https:// (set Z4J_ALLOW_HTTP_PUBLIC_URL=true to permit http:// for tests)"
-                    .into(),
-            )
+        "http" => return Err(
+            "must use https:// (set Z4J_ALLOW_HTTP_PUBLIC_URL=true to permit http:// for tests)"
+                .into(),
+        ),
+        other => {
+            return Err(format!(
+                "scheme {other:?} is not accepted; use https:// or http://"
+            ))
         }
-        other => return Err(format!("scheme {other:?} is not accepted; use https:// or http://")),
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("must not contain user information (user:password@)".into());
@@ -152,7 +154,9 @@ fn is_hostname(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -164,7 +168,11 @@ pub fn check_host_pattern(entry: &str) -> Result<(), String> {
     if e == "*" {
         return Ok(());
     }
-    if let Ok(ip) = e.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = e
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         let _ = ip;
         return Ok(());
     }
@@ -221,7 +229,10 @@ fn compose_url(s: &Settings) -> Result<String, SettingError> {
     }
     let host = get(&s.database_host);
     if host.chars().any(|c| "/@?#[]".contains(c) || c.is_control()) {
-        return Err(err("Z4J_DATABASE_HOST", "must not contain / @ ? # [ ] or control characters"));
+        return Err(err(
+            "Z4J_DATABASE_HOST",
+            "must not contain / @ ? # [ ] or control characters",
+        ));
     }
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     Ok(format!(
@@ -251,7 +262,9 @@ pub fn normalise_url(url: &str) -> Result<DatabaseTarget, SettingError> {
         "sqlite+aiosqlite" | "sqlite" => {
             let path = rest.strip_prefix('/').unwrap_or(rest);
             if path.is_empty() {
-                return Err(bad("names no SQLite file; expected sqlite:///path/to/z4j.db"));
+                return Err(bad(
+                    "names no SQLite file; expected sqlite:///path/to/z4j.db",
+                ));
             }
             Ok(DatabaseTarget::Sqlite {
                 path: PathBuf::from(format!("/{}", path.trim_start_matches('/'))),
@@ -334,12 +347,21 @@ mod tests {
         assert!(check_db_tls("postgres://u@db.internal/db").is_err());
         assert!(check_db_tls("postgres://u@db.internal/db?sslmode=require").is_ok());
         assert!(check_db_tls("postgres://u@db.internal/db?sslmode=disable").is_err());
-        assert!(check_db_tls("postgres://u@db.internal/db?sslmode=require&sslmode=require").is_err());
+        assert!(
+            check_db_tls("postgres://u@db.internal/db?sslmode=require&sslmode=require").is_err()
+        );
     }
 
     #[test]
     fn host_patterns() {
-        for ok in ["example.com", "*.example.com", "10.0.0.1", "[::1]", "localhost:7700", "*"] {
+        for ok in [
+            "example.com",
+            "*.example.com",
+            "10.0.0.1",
+            "[::1]",
+            "localhost:7700",
+            "*",
+        ] {
             assert!(check_host_pattern(ok).is_ok(), "{ok}");
         }
         for bad in ["bad host/x", "exa mple.com", "host:0", "host:99999", ""] {

@@ -103,12 +103,11 @@ impl SettingValue for String {
 
 fn check_text(v: &str, check: &Check) -> Result<(), String> {
     match check {
-        Check::OneOf(opts) if !opts.iter().any(|o| o.eq_ignore_ascii_case(v)) => {
-            Err(format!("{v:?} is not accepted; accepted: {}", opts.join(", ")))
-        }
-        Check::MaxLen(n) if v.chars().count() > *n => {
-            Err(format!("is longer than {n} characters"))
-        }
+        Check::OneOf(opts) if !opts.iter().any(|o| o.eq_ignore_ascii_case(v)) => Err(format!(
+            "{v:?} is not accepted; accepted: {}",
+            opts.join(", ")
+        )),
+        Check::MaxLen(n) if v.chars().count() > *n => Err(format!("is longer than {n} characters")),
         _ => Ok(()),
     }
 }
@@ -248,11 +247,14 @@ mod tests {
     #[test]
     fn lists_and_cidrs() {
         assert_eq!(
-            JsonList::parse_setting("[\"a\",\"b\"]", &Check::None).unwrap().0,
+            JsonList::parse_setting("[\"a\",\"b\"]", &Check::None)
+                .unwrap()
+                .0,
             ["a", "b"]
         );
         assert!(JsonList::parse_setting("a,b", &Check::None).is_err());
-        let c = Cidrs::parse_setting("[\"10.0.0.0/8\",\"127.0.0.1\",\"::1\"]", &Check::None).unwrap();
+        let c =
+            Cidrs::parse_setting("[\"10.0.0.0/8\",\"127.0.0.1\",\"::1\"]", &Check::None).unwrap();
         assert_eq!(c.0.len(), 3);
         assert!(Cidrs::parse_setting("[\"10.0.0.0/33\"]", &Check::None).is_err());
         let l = CommaList::parse_setting(" a , ,b,a", &Check::None).unwrap();

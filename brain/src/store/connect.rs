@@ -108,29 +108,34 @@ pub enum SchemaStatus {
     Current,
     /// No z4j tables at all.
     Empty,
-    Behind { applied: i64, latest: i64 },
+    Behind {
+        applied: i64,
+        latest: i64,
+    },
     /// Migrated by a newer build.
-    Ahead { applied: i64, latest: i64 },
+    Ahead {
+        applied: i64,
+        latest: i64,
+    },
 }
 
 /// How the database's schema compares with this build's migrations.
 pub async fn schema_status(db: &Db) -> Result<SchemaStatus, StoreError> {
     let latest = migrator(db).iter().map(|m| m.version).max().unwrap_or(0);
-    let table_exists: bool = match db {
-        Db::Sqlite(p) => {
-            sqlx::query_scalar::<_, i64>(
+    let table_exists: bool =
+        match db {
+            Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_sqlx_migrations'",
             )
             .fetch_one(p)
             .await?
-                > 0
-        }
-        Db::Postgres(p) => {
-            sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(p)
-                .await?
-        }
-    };
+                > 0,
+            Db::Postgres(p) => {
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(p)
+                    .await?
+            }
+        };
     if !table_exists {
         return Ok(SchemaStatus::Empty);
     }

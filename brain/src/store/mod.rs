@@ -66,8 +66,16 @@ impl Db {
     /// The server's version string.
     pub async fn server_version(&self) -> Result<String, StoreError> {
         let v: String = match self {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT sqlite_version()").fetch_one(p).await?,
-            Db::Postgres(p) => sqlx::query_scalar("SHOW server_version").fetch_one(p).await?,
+            Db::Sqlite(p) => {
+                sqlx::query_scalar("SELECT sqlite_version()")
+                    .fetch_one(p)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                sqlx::query_scalar("SHOW server_version")
+                    .fetch_one(p)
+                    .await?
+            }
         };
         Ok(v)
     }

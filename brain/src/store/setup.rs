@@ -162,6 +162,8 @@ pub async fn provision_first_admin(
     }.await)?;
     match project_id {
         Some(pid) => Ok((user, pid)),
-        None => Err(StoreError::Conflict("brain has already been initialised".into())),
+        None => Err(StoreError::Conflict(
+            "brain has already been initialised".into(),
+        )),
     }
 }

@@ -32,5 +32,7 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
 
 pub async fn find_by_email(db: &Db, canonical_email: &str) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, User>(&sql).bind(canonical_email).fetch_optional(p).await)?)
+    Ok(
+        on_db!(db, p => sqlx::query_as::<_, User>(&sql).bind(canonical_email).fetch_optional(p).await)?,
+    )
 }

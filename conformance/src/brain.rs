@@ -1,0 +1,296 @@
+//! Starting and stopping a brain process with a fresh home, a free port and
+//! the environment a test chooses; capturing what it prints.
+
+use crate::target::Target;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Output captured from a pipe by a background thread.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn spawn_reader(pipe: impl Read + Send + 'static) -> Captured {
+        let c = Captured::default();
+        let sink = c.0.clone();
+        std::thread::spawn(move || {
+            let mut pipe = pipe;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        c
+    }
+
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|s| String::from_utf8_lossy(&s).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks; released before use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// What a test asks for.
+#[derive(Debug, Clone, Default)]
+pub struct StartSpec {
+    pub env: Vec<(String, String)>,
+    /// Do not set Z4J_BIND_HOST / Z4J_BIND_PORT (to observe the defaults).
+    pub default_bind: bool,
+    /// Do not wait for `/api/v1/health` (the test expects a refusal).
+    pub expect_exit: bool,
+    /// Reuse this home instead of a fresh one.
+    pub home: Option<Home>,
+}
+
+/// A home directory, kept alive (temporary ones are removed when the last
+/// holder drops).
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub path: PathBuf,
+    _dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Home {
+    pub fn at(path: PathBuf) -> Home {
+        Home { path, _dir: None }
+    }
+}
+
+pub struct Brain {
+    child: Option<Child>,
+    pub port: u16,
+    pub base_url: String,
+    pub home: PathBuf,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Brain {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `~/.z4j` of this brain.
+    pub fn z4j_home(&self) -> PathBuf {
+        self.home.join(".z4j")
+    }
+
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+
+    /// Sends a signal (SIGTERM by default) without waiting.
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on a pid we spawned; no memory is touched.
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
+        }
+    }
+
+    /// Waits for the process to exit; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Some(status.code().unwrap_or(-1));
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Stops the brain and hands back its home for a restart.
+    pub fn stop_keep_home(mut self) -> Home {
+        self.stop();
+        Home {
+            path: self.home.clone(),
+            _dir: self.dir.take(),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s. Returns the exit status.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(10));
+        if code.is_none() {
+            self.kill();
+        }
+        code
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Brain {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn base_env(home: &Path) -> Vec<(String, String)> {
+    let mut env = vec![("HOME".to_owned(), home.display().to_string())];
+    for k in ["PATH", "LANG", "LC_ALL", "TZ", "RUST_BACKTRACE"] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_owned(), v));
+        }
+    }
+    env
+}
+
+/// Starts the target's brain and waits until `/api/v1/health` answers.
+pub async fn start(target: &Target, spec: StartSpec) -> Result<Brain, String> {
+    let (dir, home) = match &spec.home {
+        Some(h) => (h._dir.clone(), h.path.clone()),
+        None => {
+            let d = tempfile::Builder::new()
+                .prefix("z4j-conformance-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary home: {e}"))?;
+            let home = d.path().to_owned();
+            (Some(Arc::new(d)), home)
+        }
+    };
+    let port = if spec.default_bind { 7700 } else { free_port() };
+    let mut env = base_env(&home);
+    if !spec.default_bind {
+        env.push(("Z4J_BIND_HOST".into(), "127.0.0.1".into()));
+        env.push(("Z4J_BIND_PORT".into(), port.to_string()));
+    }
+    env.extend(target.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(spec.env.iter().cloned());
+    let mut cmd = Command::new(&target.command[0]);
+    cmd.args(&target.command[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", target.command))?;
+    let stdout = child
+        .stdout
+        .take()
+        .map(Captured::spawn_reader)
+        .unwrap_or_default();
+    let stderr = child
+        .stderr
+        .take()
+        .map(Captured::spawn_reader)
+        .unwrap_or_default();
+    let mut brain = Brain {
+        child: Some(child),
+        port,
+        base_url: format!("http://127.0.0.1:{port}"),
+        home,
+        stdout,
+        stderr,
+        dir,
+    };
+    if spec.expect_exit {
+        return Ok(brain);
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(target.startup_timeout_seconds);
+    loop {
+        if let Some(code) = brain.wait_exit(Duration::ZERO) {
+            return Err(format!(
+                "the brain exited with status {code} during start-up\n{}",
+                brain.output()
+            ));
+        }
+        let ok = client
+            .get(brain.url("/api/v1/health"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(brain);
+        }
+        if Instant::now() > deadline {
+            brain.kill();
+            return Err(format!(
+                "the brain did not answer /api/v1/health within {} s\n{}",
+                target.startup_timeout_seconds,
+                brain.output()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Output of a one-shot CLI command.
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `target.cli + args` with the given home and environment.
+pub fn run_cli(
+    target: &Target,
+    home: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+) -> Result<CliOutput, String> {
+    if target.cli.is_empty() {
+        return Err("the target declares no `cli` command".into());
+    }
+    let mut all_env = base_env(home);
+    all_env.extend(env.iter().cloned());
+    let out = Command::new(&target.cli[0])
+        .args(&target.cli[1..])
+        .args(args)
+        .env_clear()
+        .envs(all_env)
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", target.cli))?;
+    Ok(CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

@@ -1,0 +1,292 @@
+//! Every case of the suite, and helpers they share.
+
+mod config;
+mod database;
+mod first_boot;
+mod metrics_token;
+mod server;
+
+use crate::brain::Brain;
+use crate::runner::{Case, Ctx};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type R = Result<(), String>;
+
+/// Builds a [`Case`] from an `async fn(Arc<Ctx>) -> R`.
+macro_rules! case {
+    ($name:literal, $f:path, [$($clause:literal),+ $(,)?], $dbs:ident $(, feature = $feat:literal)?) => {
+        $crate::runner::Case {
+            name: $name,
+            clauses: &[$($clause),+],
+            dbs: $crate::runner::Dbs::$dbs,
+            feature: { #[allow(unused_mut, unused_assignments)] let mut f: Option<&'static str> = None; $( f = Some($feat); )? f },
+            run: |ctx| -> $crate::runner::CaseFuture { Box::pin($f(ctx)) },
+        }
+    };
+}
+
+pub static CASES: &[Case] = &[
+    case!(
+        "server.health-and-readiness",
+        server::health_and_readiness,
+        ["server.health", "server.ready", "error.envelope"],
+        Both
+    ),
+    case!(
+        "server.default-bind",
+        server::default_bind,
+        ["Z4J_BIND_HOST", "Z4J_BIND_PORT"],
+        SqliteOnly
+    ),
+    case!(
+        "server.json-logs-label",
+        server::json_logs_label,
+        ["Z4J_LOG_JSON", "Z4J_ENVIRONMENT", "Z4J_LOG_LEVEL"],
+        SqliteOnly,
+        feature = "json_logs_with_environment"
+    ),
+    case!(
+        "server.graceful-shutdown",
+        server::graceful_shutdown,
+        ["server.graceful-shutdown"],
+        PostgresOnly
+    ),
+    case!(
+        "database.sqlite-default",
+        database::sqlite_default,
+        ["Z4J_DATABASE_URL", "Z4J_HOME"],
+        SqliteOnly
+    ),
+    case!(
+        "database.postgres-documented-url",
+        database::postgres_documented_url,
+        ["Z4J_DATABASE_URL"],
+        PostgresOnly
+    ),
+    case!(
+        "database.auto-migrate",
+        database::auto_migrate,
+        ["Z4J_AUTO_MIGRATE"],
+        Both
+    ),
+    case!(
+        "database.require-db-ssl",
+        database::require_db_ssl,
+        ["Z4J_REQUIRE_DB_SSL"],
+        PostgresOnly
+    ),
+    case!(
+        "database.lock-timeout",
+        database::lock_timeout,
+        ["Z4J_DB_LOCK_TIMEOUT_MS"],
+        PostgresOnly
+    ),
+    case!(
+        "database.statement-timeout",
+        database::statement_timeout,
+        ["Z4J_DB_STATEMENT_TIMEOUT_MS"],
+        PostgresOnly
+    ),
+    case!(
+        "database.connect-timeout",
+        database::connect_timeout,
+        ["Z4J_ASYNCPG_CONNECT_TIMEOUT"],
+        PostgresOnly
+    ),
+    case!(
+        "database.connection-lifetime",
+        database::connection_lifetime,
+        ["Z4J_DATABASE_MAX_INACTIVE_CONNECTION_LIFETIME_SECONDS"],
+        PostgresOnly
+    ),
+    case!(
+        "database.unreachable",
+        database::unreachable,
+        ["database.unreachable-refused"],
+        PostgresOnly
+    ),
+    case!(
+        "config.bad-values",
+        config::bad_values,
+        [
+            "config.bad-value-refused",
+            "Z4J_PUBLIC_URL",
+            "Z4J_SESSION_COOKIE_SAMESITE",
+            "Z4J_MFA_ENROLLMENT_GRACE_DAYS",
+            "Z4J_MFA_RECOVERY_CODE_COUNT",
+            "Z4J_MFA_REMEMBER_DEVICE_DAYS",
+            "Z4J_FIRST_BOOT_TOKEN_TTL_SECONDS",
+            "Z4J_FIRST_BOOT_ATTEMPTS_PER_IP"
+        ],
+        SqliteOnly
+    ),
+    case!(
+        "config.unknown-variable",
+        config::unknown_variable,
+        ["config.unknown-variable-warning"],
+        SqliteOnly
+    ),
+    case!(
+        "config.precedence",
+        config::precedence,
+        ["config.precedence"],
+        SqliteOnly
+    ),
+    case!(
+        "config.unwritable-home",
+        config::unwritable_home,
+        ["config.unwritable-home"],
+        SqliteOnly
+    ),
+    case!(
+        "metrics.token-minted",
+        metrics_token::minted_by_default,
+        ["Z4J_METRICS_AUTH_TOKEN"],
+        Both
+    ),
+    case!(
+        "metrics.token-cli",
+        metrics_token::cli_prints_token,
+        ["Z4J_METRICS_AUTH_TOKEN"],
+        SqliteOnly,
+        feature = "cli_metrics_token"
+    ),
+    case!(
+        "metrics.public-not-minted",
+        metrics_token::public_not_minted,
+        ["Z4J_METRICS_PUBLIC"],
+        Both
+    ),
+    case!(
+        "metrics.configured-not-minted",
+        metrics_token::configured_not_minted,
+        ["Z4J_METRICS_AUTH_TOKEN"],
+        Both
+    ),
+    case!(
+        "first-boot.secrets",
+        first_boot::secrets_minted,
+        [
+            "first-boot.secrets-minted",
+            "Z4J_SECRET",
+            "Z4J_SESSION_SECRET"
+        ],
+        SqliteOnly
+    ),
+    case!(
+        "first-boot.postgres-needs-secrets",
+        first_boot::postgres_needs_secrets,
+        ["first-boot.secrets-minted"],
+        PostgresOnly
+    ),
+    case!(
+        "first-boot.setup-flow",
+        first_boot::setup_flow,
+        [
+            "first-boot.setup-url",
+            "first-boot.setup-status",
+            "first-boot.setup-complete",
+            "Z4J_FIRST_BOOT_TOKEN_TTL_SECONDS",
+            "server.version"
+        ],
+        Both
+    ),
+    case!(
+        "first-boot.token-expiry",
+        first_boot::token_expiry,
+        ["Z4J_FIRST_BOOT_TOKEN_TTL_SECONDS"],
+        Both
+    ),
+    case!(
+        "first-boot.attempt-budget-default",
+        first_boot::attempt_budget_default,
+        ["Z4J_FIRST_BOOT_ATTEMPTS_PER_IP"],
+        Both
+    ),
+    case!(
+        "first-boot.attempt-budget-configured",
+        first_boot::attempt_budget_configured,
+        ["Z4J_FIRST_BOOT_ATTEMPTS_PER_IP"],
+        Both
+    ),
+    case!(
+        "first-boot.bootstrap-admin",
+        first_boot::bootstrap_admin,
+        ["Z4J_BOOTSTRAP_ADMIN_EMAIL", "Z4J_BOOTSTRAP_ADMIN_PASSWORD"],
+        Both
+    ),
+];
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+/// GET `path` → (status, JSON body or Null).
+pub async fn get_json(
+    brain: &Brain,
+    path: &str,
+    cookie: Option<&str>,
+) -> Result<(u16, serde_json::Value), String> {
+    let mut req = client().get(brain.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = req.send().await.map_err(|e| format!("GET {path}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, body))
+}
+
+/// Fails with `msg` unless `cond`.
+pub fn ensure(cond: bool, msg: impl Into<String>) -> R {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg.into())
+    }
+}
+
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> R {
+    ensure(got == want, format!("{what}: got {got:?}, want {want:?}"))
+}
+
+/// Starts a brain that is expected to refuse; returns (exit code, stderr).
+pub async fn expect_refusal(
+    ctx: &Arc<Ctx>,
+    env: &[(&str, &str)],
+) -> Result<(i32, String, Brain), String> {
+    let mut spec = crate::runner::spec(env);
+    spec.expect_exit = true;
+    let mut b = ctx.start_spec(spec).await?;
+    let code = b.wait_exit(ctx.scaled(30.0)).ok_or_else(|| {
+        format!(
+            "expected the brain to refuse to start, but it kept running\n{}",
+            b.output()
+        )
+    })?;
+    let err = b.stderr.text();
+    Ok((code, err, b))
+}
+
+/// The `KEY=VALUE` entries of a brain's `~/.z4j/secret.env`.
+pub fn secret_env(brain: &Brain) -> Vec<(String, String)> {
+    std::fs::read_to_string(brain.z4j_home().join("secret.env"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+pub fn file_mode(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}

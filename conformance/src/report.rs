@@ -1,0 +1,181 @@
+//! The per-clause table, JUnit XML and a JSON result file.
+
+use crate::clauses::Clause;
+use crate::runner::{CaseResult, Database, Outcome};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Skipped,
+    NotCovered,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skipped",
+            Verdict::NotCovered => "not covered",
+        }
+    }
+}
+
+/// A clause's verdict on one database: any failing case fails it; otherwise
+/// one passing case passes it.
+pub fn verdict(results: &[CaseResult], clause: &str, db: Database) -> Verdict {
+    let mine: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.db == db && r.clauses.contains(&clause))
+        .collect();
+    if mine.iter().any(|r| matches!(r.outcome, Outcome::Fail(_))) {
+        Verdict::Fail
+    } else if mine.iter().any(|r| r.outcome == Outcome::Pass) {
+        Verdict::Pass
+    } else if mine.is_empty() {
+        Verdict::NotCovered
+    } else {
+        Verdict::Skipped
+    }
+}
+
+pub fn table(clauses: &[Clause], results: &[CaseResult], dbs: &[Database], target: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nconformance report: target {target}");
+    let mut header = format!("{:<52} {:<26}", "clause", "section");
+    for db in dbs {
+        let _ = write!(header, " {:<12}", db.name());
+    }
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{}", "-".repeat(header.len()));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in clauses {
+        let mut line = format!("{:<52} {:<26}", c.id, truncate(&c.section, 26));
+        for &db in dbs {
+            let v = verdict(results, &c.id, db);
+            *counts.entry(v.label()).or_default() += 1;
+            let _ = write!(line, " {:<12}", v.label());
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(
+        out,
+        "\nclauses x databases: {}",
+        counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for r in results {
+        if let Outcome::Fail(msg) = &r.outcome {
+            let _ = writeln!(out, "\nFAILED {} [{}]: {}", r.case, r.db.name(), msg);
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn junit(results: &[CaseResult], target: &str) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for db in [Database::Sqlite, Database::Postgres] {
+        let mine: Vec<&CaseResult> = results.iter().filter(|r| r.db == db).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let failures = mine
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
+            .count();
+        let skipped = mine
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Skip(_)))
+            .count();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"z4j-conformance.{target}.{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">",
+            db.name(),
+            mine.len()
+        );
+        for r in mine {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+                xml_escape(&r.clauses.join(",")),
+                xml_escape(r.case),
+                r.duration.as_secs_f64()
+            );
+            match &r.outcome {
+                Outcome::Pass => out.push_str("/>\n"),
+                Outcome::Fail(m) => {
+                    let _ = write!(
+                        out,
+                        "><failure message=\"{}\"/></testcase>\n",
+                        xml_escape(m)
+                    );
+                }
+                Outcome::Skip(m) => {
+                    let _ = write!(
+                        out,
+                        "><skipped message=\"{}\"/></testcase>\n",
+                        xml_escape(m)
+                    );
+                }
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+pub fn json(
+    clauses: &[Clause],
+    results: &[CaseResult],
+    dbs: &[Database],
+    target: &str,
+) -> serde_json::Value {
+    let cases: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let (verdict, message) = match &r.outcome {
+                Outcome::Pass => ("pass", None),
+                Outcome::Fail(m) => ("fail", Some(m.clone())),
+                Outcome::Skip(m) => ("skipped", Some(m.clone())),
+            };
+            serde_json::json!({
+                "case": r.case, "clauses": r.clauses, "database": r.db.name(),
+                "verdict": verdict, "message": message, "seconds": r.duration.as_secs_f64(),
+            })
+        })
+        .collect();
+    let per_clause: Vec<serde_json::Value> = clauses
+        .iter()
+        .map(|c| {
+            let v: serde_json::Map<String, serde_json::Value> = dbs
+                .iter()
+                .map(|&db| {
+                    (
+                        db.name().to_owned(),
+                        verdict(results, &c.id, db).label().into(),
+                    )
+                })
+                .collect();
+            serde_json::json!({"clause": c.id, "section": c.section, "verdicts": v})
+        })
+        .collect();
+    serde_json::json!({"target": target, "cases": cases, "clauses": per_clause})
+}

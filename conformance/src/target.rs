@@ -1,0 +1,59 @@
+//! A target: how to start a brain and what it claims to support.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Target {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// argv that starts the brain; `{bin}` is substituted.
+    pub command: Vec<String>,
+    /// argv prefix for one-shot CLI commands (`config show`, ...).
+    #[serde(default)]
+    pub cli: Vec<String>,
+    #[serde(default = "default_startup")]
+    pub startup_timeout_seconds: u64,
+    /// Extra environment for every start.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Optional features the implementation claims.
+    #[serde(default)]
+    pub features: BTreeMap<String, bool>,
+}
+
+fn default_startup() -> u64 {
+    30
+}
+
+impl Target {
+    pub fn load(path: &Path, bin: Option<&str>) -> Result<Target, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read target file: {e}", path.display()))?;
+        let mut t: Target = toml::from_str(&text)
+            .map_err(|e| format!("{}: invalid target file: {e}", path.display()))?;
+        if t.command.is_empty() {
+            return Err(format!("{}: `command` must not be empty", path.display()));
+        }
+        let bin = bin
+            .map(str::to_owned)
+            .or_else(|| std::env::var("Z4J_CONFORMANCE_BIN").ok());
+        let uses_bin = t.command.iter().chain(&t.cli).any(|a| a.contains("{bin}"));
+        if uses_bin && bin.is_none() {
+            return Err(format!(
+                "{}: the target needs {{bin}}; pass --bin PATH or set Z4J_CONFORMANCE_BIN",
+                path.display()
+            ));
+        }
+        let sub = |a: &String| a.replace("{bin}", bin.as_deref().unwrap_or(""));
+        t.command = t.command.iter().map(sub).collect();
+        t.cli = t.cli.iter().map(sub).collect();
+        Ok(t)
+    }
+
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.get(feature).copied().unwrap_or(false)
+    }
+}
