@@ -121,18 +121,10 @@ pub fn junit(results: &[CaseResult], target: &str) -> String {
             match &r.outcome {
                 Outcome::Pass => out.push_str("/>\n"),
                 Outcome::Fail(m) => {
-                    let _ = write!(
-                        out,
-                        "><failure message=\"{}\"/></testcase>\n",
-                        xml_escape(m)
-                    );
+                    let _ = writeln!(out, "><failure message=\"{}\"/></testcase>", xml_escape(m));
                 }
                 Outcome::Skip(m) => {
-                    let _ = write!(
-                        out,
-                        "><skipped message=\"{}\"/></testcase>\n",
-                        xml_escape(m)
-                    );
+                    let _ = writeln!(out, "><skipped message=\"{}\"/></testcase>", xml_escape(m));
                 }
             }
         }

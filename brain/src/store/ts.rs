@@ -15,8 +15,11 @@ pub struct Ts(pub DateTime<Utc>);
 const SQLITE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 impl Ts {
+    /// Now, at the microsecond precision both databases store, so a value
+    /// compares equal to itself after a round trip.
     pub fn now() -> Ts {
-        Ts(Utc::now())
+        use chrono::SubsecRound;
+        Ts(Utc::now().trunc_subsecs(6))
     }
 
     pub fn plus_seconds(self, secs: i64) -> Ts {
