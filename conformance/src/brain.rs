@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 /// Output captured from a pipe by a background thread.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured(Arc<Mutex<Vec<u8>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Captured {
     fn spawn_reader(pipe: impl Read + Send + 'static) -> Captured {
         let c = Captured::default();
         let sink = c.0.clone();
+        let eof = c.1.clone();
         std::thread::spawn(move || {
             let mut pipe = pipe;
             let mut buf = [0u8; 8192];
@@ -27,8 +28,18 @@ impl Captured {
                     s.extend_from_slice(&buf[..n]);
                 }
             }
+            eof.store(true, std::sync::atomic::Ordering::Release);
         });
         c
+    }
+
+    /// Waits (bounded) until the writer closed its end, so nothing printed
+    /// before exit is missed.
+    async fn wait_eof(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub fn text(&self) -> String {
@@ -115,18 +126,21 @@ impl Brain {
         }
     }
 
-    /// Waits for the process to exit; `None` on timeout.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    /// Waits for the process to exit; `None` on timeout. Async: cases share
+    /// the suite's runtime, so waiting must not block a worker thread.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + timeout;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
                     self.child = None;
+                    self.stdout.wait_eof(Duration::from_secs(5)).await;
+                    self.stderr.wait_eof(Duration::from_secs(5)).await;
                     return Some(status.code().unwrap_or(-1));
                 }
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
+                    tokio::time::sleep(Duration::from_millis(50)).await
                 }
                 _ => return None,
             }
@@ -134,8 +148,8 @@ impl Brain {
     }
 
     /// Stops the brain and hands back its home for a restart.
-    pub fn stop_keep_home(mut self) -> Home {
-        self.stop();
+    pub async fn stop_keep_home(mut self) -> Home {
+        self.stop().await;
         Home {
             path: self.home.clone(),
             _dir: self.dir.take(),
@@ -143,9 +157,9 @@ impl Brain {
     }
 
     /// SIGTERM, then SIGKILL after 10 s. Returns the exit status.
-    pub fn stop(&mut self) -> Option<i32> {
+    pub async fn stop(&mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);
-        let code = self.wait_exit(Duration::from_secs(10));
+        let code = self.wait_exit(Duration::from_secs(10)).await;
         if code.is_none() {
             self.kill();
         }
@@ -233,7 +247,7 @@ pub async fn start(target: &Target, spec: StartSpec) -> Result<Brain, String> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(target.startup_timeout_seconds);
     loop {
-        if let Some(code) = brain.wait_exit(Duration::ZERO) {
+        if let Some(code) = brain.wait_exit(Duration::ZERO).await {
             return Err(format!(
                 "the brain exited with status {code} during start-up\n{}",
                 brain.output()

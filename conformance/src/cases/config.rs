@@ -62,7 +62,7 @@ pub async fn bad_values(ctx: Arc<Ctx>) -> R {
 
 pub async fn unknown_variable(ctx: Arc<Ctx>) -> R {
     let mut b = ctx.start(&[("Z4J_BIND_PROT", "7701")]).await?;
-    b.stop();
+    b.stop().await;
     let err = b.stderr.text();
     ensure(
         err.contains("Z4J_BIND_PROT"),
@@ -148,5 +148,22 @@ pub async fn unwritable_home(ctx: Arc<Ctx>) -> R {
         err.trim().lines().count() <= 3,
         true,
         "a short refusal, not a trace",
+    )
+}
+
+/// Z4J_HOME moves ~/.z4j: the secret store lands there, not in $HOME.
+pub async fn home_moves(ctx: Arc<Ctx>) -> R {
+    let elsewhere = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let custom = elsewhere.path().join("z4j-home");
+    let b = ctx
+        .start(&[("Z4J_HOME", &custom.display().to_string())])
+        .await?;
+    ensure(
+        custom.join("secret.env").is_file(),
+        "no secret.env under Z4J_HOME",
+    )?;
+    ensure(
+        !b.z4j_home().exists(),
+        "~/.z4j was created although Z4J_HOME moves it",
     )
 }

@@ -30,7 +30,7 @@ pub async fn secrets_minted(ctx: Arc<Ctx>) -> R {
     )?;
     ensure_eq(file_mode(&b.z4j_home()), Some(0o700), "~/.z4j mode")?;
     let before = entries;
-    let home = b.stop_keep_home();
+    let home = b.stop_keep_home().await;
     let b = ctx
         .start_spec(StartSpec {
             home: Some(home),
@@ -207,7 +207,7 @@ pub async fn setup_flow(ctx: Arc<Ctx>) -> R {
     // A restart with a user prints no setup URL (SQLite: the database
     // lives in the home; PostgreSQL restarts get a fresh database).
     if ctx.db == crate::runner::Database::Sqlite {
-        let home = b.stop_keep_home();
+        let home = b.stop_keep_home().await;
         let b = ctx
             .start_spec(StartSpec {
                 home: Some(home),

@@ -32,7 +32,7 @@ pub async fn minted_by_default(ctx: Arc<Ctx>) -> R {
         "secret.env mode",
     )?;
     // A restart keeps it.
-    let home = b.stop_keep_home();
+    let home = b.stop_keep_home().await;
     let b = ctx
         .start_spec(crate::brain::StartSpec {
             home: Some(home),

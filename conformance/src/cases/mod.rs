@@ -37,13 +37,13 @@ pub static CASES: &[Case] = &[
         "server.default-bind",
         server::default_bind,
         ["Z4J_BIND_HOST", "Z4J_BIND_PORT"],
-        SqliteOnly
+        Both
     ),
     case!(
         "server.json-logs-label",
         server::json_logs_label,
         ["Z4J_LOG_JSON", "Z4J_ENVIRONMENT", "Z4J_LOG_LEVEL"],
-        SqliteOnly,
+        Both,
         feature = "json_logs_with_environment"
     ),
     case!(
@@ -58,6 +58,7 @@ pub static CASES: &[Case] = &[
         ["Z4J_DATABASE_URL", "Z4J_HOME"],
         SqliteOnly
     ),
+    case!("config.home", config::home_moves, ["Z4J_HOME"], Both),
     case!(
         "database.postgres-documented-url",
         database::postgres_documented_url,
@@ -119,25 +120,25 @@ pub static CASES: &[Case] = &[
             "Z4J_FIRST_BOOT_TOKEN_TTL_SECONDS",
             "Z4J_FIRST_BOOT_ATTEMPTS_PER_IP"
         ],
-        SqliteOnly
+        Both
     ),
     case!(
         "config.unknown-variable",
         config::unknown_variable,
         ["config.unknown-variable-warning"],
-        SqliteOnly
+        Both
     ),
     case!(
         "config.precedence",
         config::precedence,
         ["config.precedence"],
-        SqliteOnly
+        Both
     ),
     case!(
         "config.unwritable-home",
         config::unwritable_home,
         ["config.unwritable-home"],
-        SqliteOnly
+        Both
     ),
     case!(
         "metrics.token-minted",
@@ -149,7 +150,7 @@ pub static CASES: &[Case] = &[
         "metrics.token-cli",
         metrics_token::cli_prints_token,
         ["Z4J_METRICS_AUTH_TOKEN"],
-        SqliteOnly,
+        Both,
         feature = "cli_metrics_token"
     ),
     case!(
@@ -264,7 +265,7 @@ pub async fn expect_refusal(
     let mut spec = crate::runner::spec(env);
     spec.expect_exit = true;
     let mut b = ctx.start_spec(spec).await?;
-    let code = b.wait_exit(ctx.scaled(30.0)).ok_or_else(|| {
+    let code = b.wait_exit(ctx.scaled(30.0)).await.ok_or_else(|| {
         format!(
             "expected the brain to refuse to start, but it kept running\n{}",
             b.output()

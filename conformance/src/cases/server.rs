@@ -53,8 +53,13 @@ pub async fn health_and_readiness(ctx: Arc<Ctx>) -> R {
     )
 }
 
+/// Port 7700 can hold one brain at a time; the SQLite and PostgreSQL runs
+/// of the default-bind case take turns.
+static DEFAULT_PORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Without Z4J_BIND_HOST/PORT the brain listens on 0.0.0.0:7700.
 pub async fn default_bind(ctx: Arc<Ctx>) -> R {
+    let _turn = DEFAULT_PORT.lock().await;
     if std::net::TcpListener::bind("0.0.0.0:7700").is_err() {
         return Err(
             "port 7700 is in use on this machine, so the default cannot be observed".into(),
@@ -100,7 +105,7 @@ fn log_lines(stderr: &str) -> Vec<&str> {
 pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
     // Defaults: JSON lines at INFO, each carrying the environment label.
     let mut b = ctx.start(&[]).await?;
-    b.stop();
+    b.stop().await;
     let err = b.stderr.text();
     let lines = log_lines(&err);
     ensure(!lines.is_empty(), "no log lines at the default level")?;
@@ -127,7 +132,7 @@ pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
             ("Z4J_LOG_LEVEL", "DEBUG"),
         ])
         .await?;
-    b.stop();
+    b.stop().await;
     let err = b.stderr.text();
     let lines = log_lines(&err);
     ensure(!lines.is_empty(), "no console log lines")?;
@@ -143,7 +148,7 @@ pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
     }
     // WARNING hides info lines.
     let mut b = ctx.start(&[("Z4J_LOG_LEVEL", "WARNING")]).await?;
-    b.stop();
+    b.stop().await;
     let err = b.stderr.text();
     for l in log_lines(&err) {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
@@ -198,7 +203,7 @@ pub async fn graceful_shutdown(ctx: Arc<Ctx>) -> R {
     b.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(700)).await;
     ensure(
-        b.wait_exit(Duration::ZERO).is_none(),
+        b.wait_exit(Duration::ZERO).await.is_none(),
         "the brain exited before its in-flight request finished",
     )?;
     sqlx::query("COMMIT")
@@ -213,6 +218,7 @@ pub async fn graceful_shutdown(ctx: Arc<Ctx>) -> R {
     let started = Instant::now();
     let code = b
         .wait_exit(ctx.scaled(10.0))
+        .await
         .ok_or("the brain did not exit after draining")?;
     ensure_eq(code, 0, "exit status after SIGTERM")?;
     ensure(
