@@ -166,6 +166,39 @@ pub fn frame_id(frame: &Object) -> Option<&str> {
     frame.get("id").and_then(Value::as_str)
 }
 
+/// Documented field limits of signed frames (spec section 5). Like the
+/// reference, the verifier does not enforce them: after the HMAC a frame is
+/// the agent's own, and rejecting it would only make the agent resend it.
+/// The gateway reads the violations for its logs and metrics.
+pub mod limits {
+    pub const EVENTS_PER_BATCH: usize = super::MAX_EVENTS_PER_BATCH;
+    pub const COUNTER_MAX: i64 = 10_000_000;
+    pub const STREAK_MAX: i64 = 1_000_000;
+    pub const ADAPTER_HEALTH_KEYS_READ: usize = 256;
+    pub const RESULT_ERROR_CHARS: usize = 8192;
+    pub const CLAIM_TOKEN_CHARS: usize = 64;
+    pub const REGISTRY_ENGINE_CHARS: usize = 40;
+    pub const REGISTRY_ITEMS: usize = 10_000;
+    pub const ERROR_CODE_CHARS: usize = 80;
+    pub const ERROR_MESSAGE_CHARS: usize = 8192;
+}
+
+fn over(field: &str, what: String) -> String {
+    format!("{field}: {what}")
+}
+
+fn check_range(out: &mut Vec<String>, field: &str, v: i64, max: i64) {
+    if !(0..=max).contains(&v) {
+        out.push(over(field, format!("{v} outside 0..{max}")));
+    }
+}
+
+fn check_chars(out: &mut Vec<String>, field: &str, v: Option<&str>, max: usize) {
+    if let Some(n) = v.map(|s| s.chars().count()).filter(|n| *n > max) {
+        out.push(over(field, format!("{n} characters, at most {max}")));
+    }
+}
+
 /// `event_batch` (agent → brain).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventBatch {
@@ -192,6 +225,24 @@ impl EventBatch {
             }),
             received_before_cap,
         }
+    }
+}
+
+impl EventBatch {
+    /// Documented limits this batch exceeds (not enforced; see [`limits`]).
+    pub fn limit_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.received_before_cap > limits::EVENTS_PER_BATCH {
+            out.push(over(
+                "payload.events",
+                format!(
+                    "{} events, only the first {} are considered",
+                    self.received_before_cap,
+                    limits::EVENTS_PER_BATCH
+                ),
+            ));
+        }
+        out
     }
 }
 
@@ -232,6 +283,25 @@ impl Heartbeat {
     }
 }
 
+impl Heartbeat {
+    pub fn limit_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        check_range(
+            &mut out,
+            "payload.buffer_size",
+            self.buffer_size,
+            limits::COUNTER_MAX,
+        );
+        check_range(
+            &mut out,
+            "payload.dropped_events",
+            self.dropped_events,
+            limits::COUNTER_MAX,
+        );
+        out
+    }
+}
+
 /// `agent_status` (agent → brain): kept whole for `agent_status_history`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentStatus {
@@ -243,6 +313,57 @@ impl AgentStatus {
         AgentStatus {
             payload: payload_of(frame).cloned().unwrap_or_default(),
         }
+    }
+}
+
+impl AgentStatus {
+    pub fn limit_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let p = Some(&self.payload);
+        for k in [
+            "auth_failure_streak",
+            "protocol_failure_streak",
+            "connection_failure_streak",
+        ] {
+            check_range(
+                &mut out,
+                &format!("payload.{k}"),
+                int_field(p, k),
+                limits::STREAK_MAX,
+            );
+        }
+        check_range(
+            &mut out,
+            "payload.buffer_depth",
+            int_field(p, "buffer_depth"),
+            limits::COUNTER_MAX,
+        );
+        check_chars(
+            &mut out,
+            "payload.agent_version",
+            str_field(p, "agent_version").as_deref(),
+            40,
+        );
+        check_chars(
+            &mut out,
+            "payload.protocol_version",
+            str_field(p, "protocol_version").as_deref(),
+            10,
+        );
+        for k in ["engines", "schedulers"] {
+            let n = self
+                .payload
+                .get(k)
+                .and_then(Value::as_array)
+                .map_or(0, <[Value]>::len);
+            if n > 32 {
+                out.push(over(
+                    &format!("payload.{k}"),
+                    format!("{n} items, at most 32"),
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -297,6 +418,25 @@ impl CommandResult {
     }
 }
 
+impl CommandResult {
+    pub fn limit_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        check_chars(
+            &mut out,
+            "payload.error",
+            self.error.as_deref(),
+            limits::RESULT_ERROR_CHARS,
+        );
+        check_chars(
+            &mut out,
+            "payload.delivery_claim_token",
+            self.delivery_claim_token.as_deref(),
+            limits::CLAIM_TOKEN_CHARS,
+        );
+        out
+    }
+}
+
 /// `registry_delta` (agent → brain): defined, logged, otherwise unused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryDelta {
@@ -323,6 +463,31 @@ impl RegistryDelta {
     }
 }
 
+impl RegistryDelta {
+    pub fn limit_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        check_chars(
+            &mut out,
+            "payload.engine",
+            self.engine.as_deref(),
+            limits::REGISTRY_ENGINE_CHARS,
+        );
+        for (k, n) in [
+            ("added", self.added),
+            ("removed", self.removed),
+            ("updated", self.updated),
+        ] {
+            if n > limits::REGISTRY_ITEMS {
+                out.push(over(
+                    &format!("payload.{k}"),
+                    format!("{n} items, at most {}", limits::REGISTRY_ITEMS),
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// `error` (both directions).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorFrame {
@@ -339,6 +504,23 @@ impl ErrorFrame {
             message: str_field(p, "message").unwrap_or_default(),
             fatal: matches!(p.and_then(|p| p.get("fatal")), Some(Value::Bool(true))),
         }
+    }
+
+    pub fn limit_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        check_chars(
+            &mut out,
+            "payload.code",
+            Some(&self.code),
+            limits::ERROR_CODE_CHARS,
+        );
+        check_chars(
+            &mut out,
+            "payload.message",
+            Some(&self.message),
+            limits::ERROR_MESSAGE_CHARS,
+        );
+        out
     }
 
     /// Payload in wire order, for [`crate::Signer::sign`].
@@ -459,6 +641,36 @@ mod tests {
         let n = random_nonce();
         assert_eq!(n.len(), 22);
         assert_ne!(n, random_nonce());
+    }
+
+    #[test]
+    fn limits_are_reported_not_enforced() {
+        let frame = |payload: &str| {
+            crate::json::parse(format!("{{\"id\":\"x\",\"payload\":{payload}}}").as_bytes())
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let hb = Heartbeat::from_frame(&frame(r#"{"buffer_size":10000001,"dropped_events":-1}"#));
+        assert_eq!(hb.limit_violations().len(), 2);
+        let ok = Heartbeat::from_frame(&frame(r#"{"buffer_size":5}"#));
+        assert!(ok.limit_violations().is_empty());
+        let events = format!("{{\"events\":[{}]}}", vec!["{}"; 5001].join(","));
+        let batch = EventBatch::from_frame(&frame(&events));
+        assert_eq!(
+            batch.events.as_ref().map(Vec::len),
+            Some(5000),
+            "truncated to the cap"
+        );
+        assert_eq!(batch.limit_violations().len(), 1);
+        let err = ErrorFrame::from_frame(&frame(&format!(
+            r#"{{"code":"{}","message":"m"}}"#,
+            "c".repeat(81)
+        )));
+        assert_eq!(err.limit_violations().len(), 1);
+        let st = AgentStatus::from_frame(&frame(r#"{"auth_failure_streak":2000000,"engines":[]}"#));
+        assert_eq!(st.limit_violations().len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (and fail later, at canonicalisation), lone surrogate escapes parse (and
 //! fail later too).
 
+use compact_str::CompactString;
 use std::fmt;
 
 /// Nesting deeper than this is refused (Python's own limit is its recursion
@@ -63,16 +64,19 @@ impl fmt::Display for Int {
 /// A string as Python holds it. `lone_surrogate` marks text that contained an
 /// unpaired `\uD800`-`\uDFFF` escape: Python keeps it, but it cannot be UTF-8
 /// encoded, so canonicalisation must fail. The text holds U+FFFD in its place.
+///
+/// Short strings (most keys and many values) are stored inline, without a
+/// heap allocation: parsing allocates far less.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct JStr {
-    text: Box<str>,
+    text: CompactString,
     lone_surrogate: bool,
 }
 
 impl JStr {
-    pub fn new(text: impl Into<Box<str>>) -> Self {
+    pub fn new(text: impl AsRef<str>) -> Self {
         JStr {
-            text: text.into(),
+            text: CompactString::new(text.as_ref()),
             lone_surrogate: false,
         }
     }
@@ -106,16 +110,11 @@ impl Object {
     pub fn from_entries(mut entries: Vec<(JStr, Value)>) -> Self {
         let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
         if !sorted {
-            // Stable sort keeps wire order among equal keys; keep the last.
+            // Reversed, a stable sort puts the wire's last duplicate first
+            // among equal keys, and dedup keeps the first of each run.
+            entries.reverse();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut deduped: Vec<(JStr, Value)> = Vec::with_capacity(entries.len());
-            for entry in entries {
-                match deduped.last_mut() {
-                    Some(last) if last.0 == entry.0 => *last = entry,
-                    _ => deduped.push(entry),
-                }
-            }
-            entries = deduped;
+            entries.dedup_by(|later, kept| later.0 == kept.0);
         }
         Object { entries }
     }
@@ -160,7 +159,7 @@ impl Object {
 }
 
 impl Value {
-    pub fn str(s: impl Into<Box<str>>) -> Value {
+    pub fn str(s: impl AsRef<str>) -> Value {
         Value::Str(JStr::new(s))
     }
 
@@ -419,16 +418,22 @@ impl<'a> Parser<'a> {
         self.pos += 1; // opening quote
         let start = self.pos;
         // Fast path: no escapes.
-        while let Some(&b) = self.s.get(self.pos) {
-            match b {
-                b'"' => {
-                    let text = &self.text[start..self.pos];
-                    self.pos += 1;
-                    return Ok(JStr::new(text));
+        match crate::scan::find_special(&self.s[self.pos..]) {
+            None => {
+                self.pos = self.s.len();
+                return Err(self.err("Unterminated string starting at"));
+            }
+            Some(i) => {
+                self.pos += i;
+                match self.s[self.pos] {
+                    b'"' => {
+                        let text = &self.text[start..self.pos];
+                        self.pos += 1;
+                        return Ok(JStr::new(text));
+                    }
+                    b'\\' => {}
+                    _ => return Err(self.err("Invalid control character at")),
                 }
-                b'\\' => break,
-                0..=0x1f => return Err(self.err("Invalid control character at")),
-                _ => self.pos += 1,
             }
         }
         let mut out = String::from(&self.text[start..self.pos]);
@@ -442,7 +447,7 @@ impl<'a> Parser<'a> {
                 b'"' => {
                     self.pos += 1;
                     return Ok(JStr {
-                        text: out.into_boxed_str(),
+                        text: CompactString::from(out),
                         lone_surrogate: lone,
                     });
                 }

@@ -14,6 +14,7 @@ pub mod handshake;
 pub mod isotime;
 pub mod json;
 pub mod replay;
+mod scan;
 pub mod secret;
 pub mod verify;
 

@@ -7,7 +7,6 @@ use crate::handshake::{validate_handshake, HandshakeError, HandshakeFrame};
 use crate::json::{parse, Object, ParseError, Value};
 use crate::replay::{Direction, EnvelopeFields, Now, ReplayError, ReplayGuard};
 use crate::secret::ProjectKey;
-use hmac::Mac;
 
 pub const PROTOCOL_VERSION: i64 = 2;
 
@@ -263,9 +262,7 @@ pub fn write_envelope(
 
 /// `hex(HMAC-SHA256(key, bytes))`, lowercase.
 pub fn sign_bytes(key: &ProjectKey, bytes: &[u8]) -> String {
-    let mut mac = key.mac();
-    mac.update(bytes);
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(key.sign(bytes))
 }
 
 fn check_hmac(
