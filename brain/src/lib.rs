@@ -8,3 +8,4 @@ pub mod logging;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod workers;

@@ -96,6 +96,11 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     state.ready.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = vec![tokio::spawn(crate::workers::wal_checkpoint::run(
+        db.clone(),
+        Duration::from_secs(s.wal_checkpoint_interval_seconds as u64),
+        stop_rx.clone(),
+    ))];
     let mut stop_for_serve = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(
@@ -118,6 +123,9 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(seconds = drain.as_secs(), "drain window elapsed; closing"),
+    }
+    for w in workers {
+        let _ = w.await;
     }
     db.close().await;
     tracing::info!("shutdown complete");

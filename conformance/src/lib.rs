@@ -128,7 +128,7 @@ pub fn main_with(args: Args) -> i32 {
         clause_filter: args.clause.clone(),
         tolerance: args.timing_tolerance.max(0.1),
         concurrency: args.concurrency,
-        case_timeout: Duration::from_secs_f64(300.0 * args.timing_tolerance.max(1.0)),
+        case_timeout: Duration::from_secs_f64(600.0 * args.timing_tolerance.max(1.0)),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -124,15 +124,7 @@ async fn time_blocked_request(ctx: &Ctx, env: &[(&str, &str)]) -> Result<(u16, D
     let mut all: Vec<(&str, &str)> = vec![("Z4J_DATABASE_URL", &url), SECRETS[0], SECRETS[1]];
     all.extend_from_slice(env);
     let b = ctx.start(&all).await?;
-    let mut locker = pg_conn(ctx, &name).await?;
-    sqlx::query("BEGIN")
-        .execute(&mut locker)
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut locker)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut locker = super::lock_users(ctx, &name).await?;
     let started = Instant::now();
     let status = client()
         .get(b.url("/api/v1/setup/status"))
@@ -309,4 +301,62 @@ pub async fn unreachable(ctx: Arc<Ctx>) -> R {
         err.contains(&port.to_string()) || err.to_lowercase().contains("connect"),
         format!("the refusal does not say what failed: {err}"),
     )
+}
+
+/// Size of the SQLite WAL file of a brain (0 when absent).
+fn wal_size(b: &crate::brain::Brain) -> u64 {
+    std::fs::metadata(b.z4j_home().join("z4j.db-wal")).map_or(0, |m| m.len())
+}
+
+/// Writes something (a failed setup attempt is recorded in the database).
+async fn write_something(b: &crate::brain::Brain) -> R {
+    for i in 0..3 {
+        client()
+            .post(b.url("/api/v1/setup/complete"))
+            .json(&serde_json::json!({"token": format!("wrong-token-{i:04}"), "email": "a@example.com", "password": "Tr0ub4dor&3xyz"}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// SQLite: the WAL is truncated every interval (first pass one interval
+/// after start): not before it, and by it plus slack.
+async fn wal_truncated_after(ctx: &Ctx, value: Option<&str>, interval: u64) -> R {
+    let env: Vec<(&str, &str)> = value
+        .map(|v| vec![("Z4J_WAL_CHECKPOINT_INTERVAL_SECONDS", v)])
+        .unwrap_or_default();
+    let started = Instant::now();
+    let b = ctx.start(&env).await?;
+    write_something(&b).await?;
+    ensure(
+        wal_size(&b) > 0,
+        "no WAL after writes: is the database in WAL mode?",
+    )?;
+    // Well before the first pass the WAL is still there.
+    let early = Duration::from_secs(interval.saturating_sub(20));
+    tokio::time::sleep(early.saturating_sub(started.elapsed())).await;
+    ensure(
+        wal_size(&b) > 0,
+        format!("the WAL was truncated before the {interval} s interval elapsed"),
+    )?;
+    let deadline = started + Duration::from_secs(interval) + ctx.scaled(15.0);
+    while wal_size(&b) > 0 {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the WAL was not truncated within {interval} s (+15 s)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+pub async fn wal_checkpoint_configured(ctx: Arc<Ctx>) -> R {
+    wal_truncated_after(&ctx, Some("60"), 60).await
+}
+
+pub async fn wal_checkpoint_default(ctx: Arc<Ctx>) -> R {
+    wal_truncated_after(&ctx, None, 300).await
 }

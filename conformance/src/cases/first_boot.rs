@@ -1,7 +1,7 @@
 //! First boot: secrets, the setup URL and API, the bootstrap admin.
 
 use super::{client, ensure, ensure_eq, expect_refusal, file_mode, get_json, secret_env, R};
-use crate::brain::{Brain, StartSpec};
+use crate::brain::Brain;
 use crate::runner::Ctx;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -13,10 +13,7 @@ pub async fn secrets_minted(ctx: Arc<Ctx>) -> R {
     let b = ctx.start(&[]).await?;
     let entries = secret_env(&b);
     for key in ["Z4J_SECRET", "Z4J_SESSION_SECRET"] {
-        let v = entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
+        let v = super::secret_env_value(&b, key)
             .ok_or_else(|| format!("{key} not minted into secret.env\n{}", b.output()))?;
         ensure(
             v.len() >= 32,
@@ -30,13 +27,7 @@ pub async fn secrets_minted(ctx: Arc<Ctx>) -> R {
     )?;
     ensure_eq(file_mode(&b.z4j_home()), Some(0o700), "~/.z4j mode")?;
     let before = entries;
-    let home = b.stop_keep_home().await;
-    let b = ctx
-        .start_spec(StartSpec {
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let b = super::restart(&ctx, b).await?;
     ensure_eq(
         secret_env(&b),
         before,
@@ -207,13 +198,7 @@ pub async fn setup_flow(ctx: Arc<Ctx>) -> R {
     // A restart with a user prints no setup URL (SQLite: the database
     // lives in the home; PostgreSQL restarts get a fresh database).
     if ctx.db == crate::runner::Database::Sqlite {
-        let home = b.stop_keep_home().await;
-        let b = ctx
-            .start_spec(StartSpec {
-                home: Some(home),
-                ..Default::default()
-            })
-            .await?;
+        let b = super::restart(&ctx, b).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         ensure(
             setup_url(&b).is_none(),

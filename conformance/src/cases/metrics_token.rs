@@ -1,14 +1,11 @@
 //! Metrics-token minting on first boot.
 
-use super::{ensure, ensure_eq, file_mode, secret_env, R};
+use super::{ensure, ensure_eq, file_mode, R};
 use crate::runner::Ctx;
 use std::sync::Arc;
 
 fn token_of(b: &crate::brain::Brain) -> Option<String> {
-    secret_env(b)
-        .into_iter()
-        .find(|(k, _)| k == "Z4J_METRICS_AUTH_TOKEN")
-        .map(|(_, v)| v)
+    super::secret_env_value(b, "Z4J_METRICS_AUTH_TOKEN")
 }
 
 /// Absent and not public: `serve` mints one into secret.env (0600).
@@ -32,13 +29,7 @@ pub async fn minted_by_default(ctx: Arc<Ctx>) -> R {
         "secret.env mode",
     )?;
     // A restart keeps it.
-    let home = b.stop_keep_home().await;
-    let b = ctx
-        .start_spec(crate::brain::StartSpec {
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let b = super::restart(&ctx, b).await?;
     ensure_eq(token_of(&b), Some(token), "token after a restart")
 }
 

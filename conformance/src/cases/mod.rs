@@ -60,6 +60,18 @@ pub static CASES: &[Case] = &[
     ),
     case!("config.home", config::home_moves, ["Z4J_HOME"], Both),
     case!(
+        "database.wal-checkpoint-configured",
+        database::wal_checkpoint_configured,
+        ["Z4J_WAL_CHECKPOINT_INTERVAL_SECONDS"],
+        SqliteOnly
+    ),
+    case!(
+        "database.wal-checkpoint-default",
+        database::wal_checkpoint_default,
+        ["Z4J_WAL_CHECKPOINT_INTERVAL_SECONDS"],
+        SqliteOnly
+    ),
+    case!(
         "database.postgres-documented-url",
         database::postgres_documented_url,
         ["Z4J_DATABASE_URL"],
@@ -283,6 +295,40 @@ pub fn secret_env(brain: &Brain) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+}
+
+/// One value of a brain's `secret.env`.
+pub fn secret_env_value(brain: &Brain, key: &str) -> Option<String> {
+    secret_env(brain)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Stops a brain and starts a new one on the same home.
+pub async fn restart(ctx: &Ctx, brain: Brain) -> Result<Brain, String> {
+    let home = brain.stop_keep_home().await;
+    ctx.start_spec(crate::brain::StartSpec {
+        home: Some(home),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A connection to database `name` holding ACCESS EXCLUSIVE on `users`
+/// until it commits or rolls back: every request that reads users waits.
+pub async fn lock_users(ctx: &Ctx, name: &str) -> Result<sqlx::PgConnection, String> {
+    let plain = ctx.pg_plain_url(name).ok_or("no PostgreSQL URL")?;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&plain)
+        .await
+        .map_err(|e| e.to_string())?;
+    for sql in ["BEGIN", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"] {
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(conn)
 }
 
 pub fn file_mode(path: &std::path::Path) -> Option<u32> {

@@ -175,18 +175,7 @@ pub async fn graceful_shutdown(ctx: Arc<Ctx>) -> R {
             ),
         ])
         .await?;
-    let plain = ctx.pg_plain_url(&name).ok_or("no PostgreSQL URL")?;
-    let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&plain)
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query("BEGIN")
-        .execute(&mut locker)
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut locker)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut locker = super::lock_users(&ctx, &name).await?;
     let url_status = b.url("/api/v1/setup/status");
     let in_flight = tokio::spawn(async move {
         client()
