@@ -206,7 +206,7 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
             let sem = sem.clone();
             let timeout = plan.case_timeout;
             handles.push(tokio::spawn(async move {
-                let started = Instant::now();
+                let mut started = Instant::now();
                 let outcome = if let Some(reason) = skip {
                     Outcome::Skip(reason)
                 } else if pg_missing {
@@ -215,7 +215,8 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                     )
                 } else {
                     let _permit = sem.acquire().await;
-                    // A panicking case is a failure of that case, not of the run.
+                    started = Instant::now(); // time the case, not its wait for a slot
+                                              // A panicking case is a failure of that case, not of the run.
                     let task = tokio::spawn((case.run)(ctx.clone()));
                     let r = tokio::time::timeout(timeout, task).await;
                     ctx.cleanup().await;

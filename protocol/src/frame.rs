@@ -550,6 +550,17 @@ pub struct EventBatchAck {
 }
 
 impl EventBatchAck {
+    /// Reads a verified ack (the agent side: conformance agent, load tools).
+    pub fn from_frame(frame: &Object) -> EventBatchAck {
+        let p = payload_of(frame);
+        let count = |k: &str| u64::try_from(int_field(p, k)).unwrap_or(0);
+        EventBatchAck {
+            acked_id: str_field(p, "acked_id").unwrap_or_default(),
+            received: count("received"),
+            accepted: count("accepted"),
+        }
+    }
+
     pub fn frame_id(&self) -> String {
         cut_chars(&format!("eba_{}", self.acked_id), 64).to_owned()
     }
@@ -578,6 +589,26 @@ pub struct CommandFrame {
 }
 
 impl CommandFrame {
+    /// Reads a verified command (the agent side).
+    pub fn from_frame(frame: &Object) -> CommandFrame {
+        let p = payload_of(frame);
+        let obj = |k: &str| {
+            p.and_then(|p| p.get(k))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        CommandFrame {
+            id: frame_id(frame).unwrap_or_default().to_owned(),
+            action: str_field(p, "action").unwrap_or_default(),
+            target: obj("target"),
+            parameters: obj("parameters"),
+            timeout_seconds: int_field(p, "timeout_seconds"),
+            issued_by: str_field(p, "issued_by"),
+            delivery_claim_token: str_field(p, "delivery_claim_token"),
+        }
+    }
+
     pub fn payload(&self) -> Vec<(&'static str, Value)> {
         let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::str);
         vec![
@@ -671,6 +702,43 @@ mod tests {
         assert_eq!(err.limit_violations().len(), 1);
         let st = AgentStatus::from_frame(&frame(r#"{"auth_failure_streak":2000000,"engines":[]}"#));
         assert_eq!(st.limit_violations().len(), 1);
+    }
+
+    fn frame_with(id: &str, payload: Vec<(&'static str, Value)>) -> Object {
+        let mut obj = Object::new();
+        obj.insert("id", Value::str(id));
+        let entries = payload
+            .into_iter()
+            .map(|(k, v)| (crate::json::JStr::new(k), v))
+            .collect();
+        obj.insert("payload", Value::Object(Object::from_entries(entries)));
+        obj
+    }
+
+    #[test]
+    fn brain_to_agent_frames_round_trip_through_their_models() {
+        let ack = EventBatchAck {
+            acked_id: "ev_1".into(),
+            received: 3,
+            accepted: 2,
+        };
+        let read = EventBatchAck::from_frame(&frame_with(&ack.frame_id(), ack.payload()));
+        assert_eq!(read, ack);
+        let mut target = Object::new();
+        target.insert("type", Value::str("task"));
+        let cmd = CommandFrame {
+            id: "c1".into(),
+            action: "cancel_task".into(),
+            target,
+            parameters: Object::new(),
+            timeout_seconds: 60,
+            issued_by: None,
+            delivery_claim_token: Some("t".into()),
+        };
+        assert_eq!(
+            CommandFrame::from_frame(&frame_with("c1", cmd.payload())),
+            cmd
+        );
     }
 
     #[test]

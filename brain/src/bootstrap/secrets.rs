@@ -67,7 +67,8 @@ pub fn missing_keys(loaded: &Loaded) -> Vec<&'static str> {
     if s.audit_chain_secret.is_none() {
         missing.push("Z4J_AUDIT_CHAIN_SECRET");
     }
-    if s.metrics_auth_token.is_none() && !s.metrics_public && s.metrics_enabled {
+    // As documented: minted unless public (whether or not the route is mounted).
+    if s.metrics_auth_token.is_none() && !s.metrics_public {
         missing.push("Z4J_METRICS_AUTH_TOKEN");
     }
     missing

@@ -222,12 +222,8 @@ async fn verify_and_provision(
             "expired",
         ));
     }
-    let master = s.secret.as_deref().unwrap_or_default().as_bytes();
-    let presented = z4j_protocol::secret::labelled_token_hash(
-        master,
-        z4j_protocol::secret::SETUP_TOKEN_LABEL,
-        &req.token,
-    );
+    let presented = crate::bootstrap::setup_token::token_hash(s, &req.token)
+        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))?;
     if !z4j_protocol::secret::ct_eq(&presented, &row.token_hash) {
         return Err(not_found("invalid setup token", "invalid_token"));
     }

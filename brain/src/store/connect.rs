@@ -38,9 +38,14 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
+            // No recycling on SQLite: there is no server whose per-connection
+            // state needs refreshing, and closing the last connection would
+            // checkpoint and delete the WAL behind the checkpoint worker's back.
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_conns.min(16))
-                .max_lifetime(lifetime)
+                .min_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
                 .acquire_timeout(connect_timeout)
                 .connect_with(opts)
                 .await
