@@ -32,6 +32,9 @@ pub enum Command {
     MetricsToken {
         #[arg(value_enum, default_value = "show")]
         action: TokenAction,
+        /// Same as the `rotate` action.
+        #[arg(long)]
+        rotate: bool,
     },
     /// Manage the persisted Host-header allow-list (~/.z4j/allowed-hosts).
     AllowedHosts {
@@ -87,7 +90,9 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Serve { host, port } => serve(host, port),
         Command::Migrate => migrate(),
-        Command::MetricsToken { action } => metrics_token(action),
+        Command::MetricsToken { action, rotate } => {
+            metrics_token(if rotate { TokenAction::Rotate } else { action })
+        }
         Command::AllowedHosts { action } => allowed_hosts(action),
         Command::Config {
             action: ConfigAction::Show { reveal_secrets },
@@ -144,7 +149,8 @@ fn serve(host: Option<String>, port: Option<u16>) -> Result<(), StartError> {
             "z4j: safely persisted independent packaged secrets: {}",
             minted.join(", ")
         );
-        loaded = load_from(&input)?;
+        // Only the secrets changed; the warnings were printed above.
+        loaded = settings::load(&input).map_err(|e| StartError::new(1, e.to_string()))?;
         loaded.settings.bootstrap_admin_password = None;
     }
     let s = &loaded.settings;

@@ -1,5 +1,6 @@
 //! Every case of the suite, and helpers they share.
 
+mod cli;
 mod config;
 mod database;
 mod first_boot;
@@ -27,6 +28,27 @@ macro_rules! case {
 }
 
 pub static CASES: &[Case] = &[
+    case!(
+        "cli.version",
+        cli::version,
+        ["cli.version"],
+        SqliteOnly,
+        feature = "cli_commands"
+    ),
+    case!(
+        "cli.allowed-hosts",
+        cli::allowed_hosts,
+        ["cli.allowed-hosts"],
+        SqliteOnly,
+        feature = "cli_commands"
+    ),
+    case!(
+        "cli.metrics-token-rotate",
+        cli::metrics_token_rotate,
+        ["cli.metrics-token-rotate"],
+        SqliteOnly,
+        feature = "cli_commands"
+    ),
     case!(
         "server.health-and-readiness",
         server::health_and_readiness,
