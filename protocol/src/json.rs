@@ -332,13 +332,14 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> Result<Value, ParseError> {
         self.enter()?;
         self.pos += 1;
-        let mut entries = Vec::new();
         self.skip_ws();
         if self.s.get(self.pos) == Some(&b'}') {
             self.pos += 1;
             self.depth -= 1;
             return Ok(Value::Object(Object::new()));
         }
+        // Most frame objects have at most 8 keys: one allocation, no regrowth.
+        let mut entries = Vec::with_capacity(8);
         loop {
             if self.s.get(self.pos) != Some(&b'"') {
                 return Err(self.err("Expecting property name enclosed in double quotes"));
