@@ -134,15 +134,7 @@ fn serve(host: Option<String>, port: Option<u16>) -> Result<(), StartError> {
     let bootstrap_password = loaded.settings.bootstrap_admin_password.take();
     scrub_env_var("Z4J_BOOTSTRAP_ADMIN_PASSWORD");
 
-    if matches!(
-        loaded.database,
-        settings::DatabaseTarget::Sqlite {
-            is_default: true,
-            ..
-        }
-    ) {
-        secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
-    }
+    ensure_default_home(&loaded)?;
     let minted = secrets::mint_missing(&loaded).map_err(|e| StartError::new(1, e.to_string()))?;
     if !minted.is_empty() {
         println!(
@@ -182,8 +174,8 @@ fn scrub_env_var(name: &str) {
     std::env::remove_var(name);
 }
 
-fn migrate() -> Result<(), StartError> {
-    let loaded = load(Vec::new())?;
+/// The embedded default database lives in `~/.z4j`: create it (0700) first.
+fn ensure_default_home(loaded: &Loaded) -> Result<(), StartError> {
     if matches!(
         loaded.database,
         settings::DatabaseTarget::Sqlite {
@@ -193,6 +185,12 @@ fn migrate() -> Result<(), StartError> {
     ) {
         secrets::ensure_home(&loaded.home).map_err(|e| StartError::new(1, e.to_string()))?;
     }
+    Ok(())
+}
+
+fn migrate() -> Result<(), StartError> {
+    let loaded = load(Vec::new())?;
+    ensure_default_home(&loaded)?;
     runtime()?.block_on(async {
         let db = crate::store::connect(&loaded.database, &loaded.settings)
             .await

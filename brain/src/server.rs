@@ -146,7 +146,7 @@ async fn first_boot(
     if let (Some(email), Some(password)) = (&s.bootstrap_admin_email, &bootstrap_password) {
         match admin::provision(db, s, email, password)
             .await
-            .map_err(db_err)?
+            .map_err(|e| StartError::new(1, e.to_string()))?
         {
             admin::Outcome::Provisioned(email) => {
                 tracing::info!(email = %email, "z4j auto-bootstrap complete");

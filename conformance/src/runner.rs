@@ -103,13 +103,6 @@ impl Ctx {
         self.pg.as_ref().map(|p| p.plain_url(name))
     }
 
-    /// The database name inside a brain's `Z4J_DATABASE_URL`.
-    pub fn database_name_of(url: &str) -> Option<String> {
-        url.rsplit('/')
-            .next()
-            .map(|s| s.split('?').next().unwrap_or(s).to_owned())
-    }
-
     pub fn scaled(&self, secs: f64) -> Duration {
         Duration::from_secs_f64(secs * self.tolerance)
     }

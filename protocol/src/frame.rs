@@ -111,7 +111,7 @@ pub fn format_pydantic_utc(micros: i64) -> String {
     let frac = micros.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
+    let (y, m, d) = crate::isotime::civil_from_days(days);
     let base = format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         sod / 3600,
@@ -123,20 +123,6 @@ pub fn format_pydantic_utc(micros: i64) -> String {
     } else {
         format!("{base}.{frac:06}Z")
     }
-}
-
-fn civil(days: i64) -> (i64, i64, i64) {
-    // Inverse of isotime::days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// 16 random bytes, urlsafe base64 without padding (22 chars).

@@ -3,8 +3,9 @@
 
 use super::error::{ApiError, SchemaIssue};
 use super::{client_ip, session, Shared};
-use crate::auth::{email, password, policy};
-use crate::store::{sessions, setup as store, users, StoreError, Ts};
+use crate::auth::{email, policy};
+use crate::bootstrap::admin::{self, CreateAdminError};
+use crate::store::{sessions, setup as store, users, Ts};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -227,28 +228,24 @@ async fn verify_and_provision(
     if !z4j_protocol::secret::ct_eq(&presented, &row.token_hash) {
         return Err(not_found("invalid setup token", "invalid_token"));
     }
-    policy::check(&req.password, s.password_min_length as usize).map_err(|v| {
-        ApiError::Validation {
-            message: v.message,
-            details: json!({"reason": v.reason}),
-        }
-    })?;
-    let hash = password::hash(req.password.clone(), password::Cost::from_settings(s))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (user, project_id) = match store::provision_first_admin(
+    let created = admin::create_first_admin(
         &state.db,
-        &store::NewAdmin {
-            email: &req.email,
-            password_hash: &hash,
-            display_name: req.display_name.as_deref(),
-        },
+        s,
+        &req.email,
+        &req.password,
+        req.display_name.as_deref(),
     )
-    .await
-    {
+    .await;
+    let (user, project_id) = match created {
         Ok(v) => v,
-        Err(StoreError::Conflict(_)) => return Err(already()),
-        Err(e) => return Err(e.into()),
+        Err(CreateAdminError::Policy(v)) => {
+            return Err(ApiError::Validation {
+                message: v.message,
+                details: json!({"reason": v.reason}),
+            })
+        }
+        Err(CreateAdminError::AlreadyInitialised) => return Err(already()),
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     tracing::info!(user_id = %user.id, "first admin provisioned through the setup URL");
     let csrf = crate::bootstrap::secrets::random_token(32);

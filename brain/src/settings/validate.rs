@@ -168,12 +168,11 @@ pub fn check_host_pattern(entry: &str) -> Result<(), String> {
     if e == "*" {
         return Ok(());
     }
-    if let Ok(ip) = e
-        .trim_start_matches('[')
+    if e.trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<IpAddr>()
+        .is_ok()
     {
-        let _ = ip;
         return Ok(());
     }
     let (host, port) = match e.rsplit_once(':') {
