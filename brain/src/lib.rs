@@ -3,7 +3,9 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
+pub mod gateway;
 pub mod http;
+pub mod ingest;
 pub mod logging;
 pub mod server;
 pub mod settings;

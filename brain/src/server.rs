@@ -84,11 +84,13 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| StartError::new(1, format!("cannot listen on {addr}: {e}")))?;
+    let (gateway, ingest_writer) = crate::gateway::Gateway::new(&s, db.clone());
     let state = Arc::new(AppState {
         settings: s.clone(),
         db: db.clone(),
         ready: false.into(),
         dev_posture: s.environment == "dev",
+        gateway: gateway.clone(),
     });
     let app = http::router(state.clone());
     println!("z4j: serving on {addr}");
@@ -96,11 +98,19 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     state.ready.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = vec![tokio::spawn(crate::workers::wal_checkpoint::run(
-        db.clone(),
-        Duration::from_secs(s.wal_checkpoint_interval_seconds as u64),
-        stop_rx.clone(),
-    ))];
+    let workers = vec![
+        tokio::spawn(crate::workers::wal_checkpoint::run(
+            db.clone(),
+            Duration::from_secs(s.wal_checkpoint_interval_seconds as u64),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(crate::workers::agent_health::run(
+            db.clone(),
+            Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),
+            s.agent_offline_timeout_seconds,
+            stop_rx.clone(),
+        )),
+    ];
     let mut stop_for_serve = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(
@@ -115,6 +125,9 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     shutdown_signal().await;
     tracing::info!("shutdown requested; draining in-flight requests");
     state.ready.store(false, Ordering::Release);
+    // Agents first: close their sockets (1001) once what they sent is
+    // processed, so every acknowledged event is committed before exit.
+    gateway.drain(Duration::from_secs(15)).await;
     let _ = stop_tx.send(true);
     // In-flight requests get the request budget to finish.
     let drain = Duration::from_secs(s.request_timeout_seconds as u64 + 5);
@@ -126,6 +139,15 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     }
     for w in workers {
         let _ = w.await;
+    }
+    // The ingest writer ends when the last connection handle is gone.
+    drop(state);
+    drop(gateway);
+    if tokio::time::timeout(Duration::from_secs(10), ingest_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("ingest writer still busy at shutdown");
     }
     db.close().await;
     tracing::info!("shutdown complete");

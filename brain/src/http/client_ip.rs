@@ -19,10 +19,12 @@ pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> 
             Err(_) => return peer, // a malformed chain proves nothing
         }
     }
+    // All hops trusted: the left-most is the origin.
+    let leftmost = hops.first().copied().unwrap_or(peer);
     hops.into_iter()
         .rev()
         .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+        .unwrap_or(leftmost)
 }
 
 #[cfg(test)]
@@ -41,6 +43,10 @@ mod tests {
         );
         assert_eq!(resolve(peer, Some("garbage"), &[proxy]), peer);
         assert_eq!(resolve(peer, None, &[proxy]), peer);
+        assert_eq!(
+            resolve(peer, Some("10.0.0.9, 10.0.0.7"), &[proxy]),
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(resolve(peer, Some("1.2.3.4"), &[]), peer);
     }
 }

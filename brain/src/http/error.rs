@@ -32,6 +32,37 @@ pub enum ApiError {
     Schema(Vec<SchemaIssue>),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Any other envelope code with its own status (`ip_denied`,
+    /// `project_inactive`, ...).
+    #[error("{message}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
+}
+
+impl ApiError {
+    /// 403 `ip_denied`: the source address is outside an allowlist.
+    pub fn ip_denied(surface: &'static str) -> ApiError {
+        ApiError::Coded {
+            status: StatusCode::FORBIDDEN,
+            code: "ip_denied",
+            message: "source address is not allowed".into(),
+            details: json!({ "surface": surface }),
+        }
+    }
+
+    /// 403 `project_inactive`: the agent's project is archived.
+    pub fn project_inactive() -> ApiError {
+        ApiError::Coded {
+            status: StatusCode::FORBIDDEN,
+            code: "project_inactive",
+            message: "the agent's project is archived".into(),
+            details: json!({ "reason": "project_inactive" }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -107,6 +138,12 @@ impl IntoResponse for ApiError {
                 json!({}),
                 None,
             ),
+            ApiError::Coded {
+                status,
+                code,
+                message,
+                details,
+            } => (status, code, message, details, None),
             ApiError::Schema(issues) => {
                 let body = json!({ "detail": issues });
                 return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();

@@ -1,8 +1,13 @@
 //! The HTTP surface: axum routers by resource, one error envelope.
 
+pub mod access;
+mod agents;
+mod auth;
+mod body;
 pub mod client_ip;
 pub mod error;
 mod health;
+mod reads;
 pub mod request_id;
 pub mod session;
 mod setup;
@@ -24,6 +29,7 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// `Z4J_ENVIRONMENT=dev`: plain cookie names, no `Secure`.
     pub dev_posture: bool,
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -33,6 +39,21 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(setup::routes())
+        .merge(auth::routes())
+        .merge(agents::routes())
+        .merge(reads::routes())
+        .route(
+            "/ws/agent",
+            axum::routing::get(crate::gateway::ws::ws_agent),
+        )
+        .route(
+            "/api/v1/agent/events",
+            axum::routing::post(crate::gateway::longpoll::events),
+        )
+        .route(
+            "/api/v1/agent/commands",
+            axum::routing::get(crate::gateway::longpoll::commands),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)

@@ -55,73 +55,22 @@ struct SetupRequest {
 
 /// Schema checks; never echoes the submitted values.
 fn parse_request(body: &[u8]) -> Result<SetupRequest, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::Schema(vec![SchemaIssue {
-            kind: "json_invalid",
-            loc: vec![json!("body"), json!(e.column())],
-            msg: format!("JSON decode error: {e}"),
-        }])
-    })?;
-    let Some(obj) = v.as_object() else {
-        return Err(ApiError::Schema(vec![SchemaIssue::new(
-            "model_attributes_type",
-            &["body"],
-            "Input should be a valid dictionary or object",
-        )]));
-    };
-    let mut issues = Vec::new();
-    let mut text = |name: &'static str, min: usize, max: usize, required: bool| -> Option<String> {
-        match obj.get(name) {
-            None | Some(Value::Null) if !required => None,
-            None => {
-                issues.push(SchemaIssue::new(
-                    "missing",
-                    &["body", name],
-                    "Field required",
-                ));
-                None
-            }
-            Some(Value::String(s)) => {
-                let n = s.chars().count();
-                if n < min {
-                    issues.push(SchemaIssue::new(
-                        "string_too_short",
-                        &["body", name],
-                        format!("String should have at least {min} characters"),
-                    ));
-                } else if n > max {
-                    issues.push(SchemaIssue::new(
-                        "string_too_long",
-                        &["body", name],
-                        format!("String should have at most {max} characters"),
-                    ));
-                }
-                Some(s.clone())
-            }
-            Some(_) => {
-                issues.push(SchemaIssue::new(
-                    "string_type",
-                    &["body", name],
-                    "Input should be a valid string",
-                ));
-                None
-            }
-        }
-    };
-    let token = text("token", 10, 200, true);
-    let raw_email = text("email", 3, 320, true);
-    let display_name = text("display_name", 0, 200, false);
-    let password = text("password", 8, 256, true);
+    let obj = super::body::object(body)?;
+    let mut f = super::body::Fields::new(&obj);
+    let token = f.text("token", 10, 200, true);
+    let raw_email = f.text("email", 3, 320, true);
+    let display_name = f.text("display_name", 0, 200, false);
+    let password = f.text("password", 8, 256, true);
     let email = raw_email.as_deref().and_then(email::canonical);
     if raw_email.is_some() && email.is_none() {
-        issues.push(SchemaIssue::new(
+        f.issues.push(SchemaIssue::new(
             "value_error",
             &["body", "email"],
             "Value error, not a valid email address",
         ));
     }
-    match (token, email, password) {
-        (Some(token), Some(email), Some(password)) if issues.is_empty() => Ok(SetupRequest {
+    let request = match (token, email, password) {
+        (Some(token), Some(email), Some(password)) => Some(SetupRequest {
             token,
             email,
             display_name: display_name
@@ -129,8 +78,9 @@ fn parse_request(body: &[u8]) -> Result<SetupRequest, ApiError> {
                 .filter(|d| !d.is_empty()),
             password,
         }),
-        _ => Err(ApiError::Schema(issues)),
-    }
+        _ => None,
+    };
+    f.finish(request)
 }
 
 fn not_found(message: impl Into<String>, reason: &str) -> ApiError {

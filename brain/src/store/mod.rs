@@ -2,8 +2,12 @@
 //! (scale-out). Repositories hide the dialect; SQL is shared where the two
 //! agree (`$n` placeholders work on both) and split where they do not.
 
+pub mod agents;
+pub mod commands;
 mod connect;
+pub mod observed;
 pub mod projects;
+pub mod reads;
 pub mod sessions;
 pub mod setup;
 mod ts;

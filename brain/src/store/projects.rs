@@ -21,3 +21,30 @@ pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Project>, StoreE
     .fetch_optional(p)
     .await)?)
 }
+
+/// The user's role in the project, if a member.
+pub async fn role_of(
+    db: &Db,
+    user_id: Uuid,
+    project_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_scalar::<_, String>(
+        "SELECT role FROM memberships WHERE user_id = $1 AND project_id = $2"
+    )
+    .bind(user_id)
+    .bind(project_id)
+    .fetch_optional(p)
+    .await)?)
+}
+
+/// Archives or restores a project.
+pub async fn set_active(db: &Db, project_id: Uuid, active: bool) -> Result<(), StoreError> {
+    on_db!(db, p => sqlx::query("UPDATE projects SET is_active = $2, updated_at = $3 WHERE id = $1")
+        .bind(project_id)
+        .bind(active)
+        .bind(Ts::now())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! Background workers: each runs on its documented cadence and stops when
 //! the shutdown signal flips.
 
+pub mod agent_health;
 pub mod wal_checkpoint;
 
 use tokio::sync::watch;

@@ -1,0 +1,462 @@
+//! HTTPS long-poll transport (spec 7): the same signed frames over
+//! `POST /api/v1/agent/events` and `GET /api/v1/agent/commands`, with a
+//! session per `(agent, X-Z4J-Session-Nonce)`.
+
+use super::dispatch::{self, ConnCtx, Handled};
+use super::{address_allowed, authenticate, bearer_token, client_addr, frame_cap, project_key};
+use crate::http::error::{ApiError, SchemaIssue};
+use crate::http::Shared;
+use crate::ingest::OverLimit;
+use crate::store::agents::Credential;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+use z4j_protocol::verify::ErrorClass;
+use z4j_protocol::{Binding, Direction, Signer, Verified, Verifier};
+
+const SESSION_IDLE: Duration = Duration::from_secs(300);
+const MAX_SESSIONS: usize = 4096;
+const MAX_SESSIONS_PER_AGENT: usize = 16;
+const MAX_FRAMES_PER_POST: usize = 500;
+const MAX_ERRORS: usize = 10;
+
+struct LpSession {
+    verifier: Verifier,
+    #[allow(dead_code)] // brain→agent commands are signed with it (commands capability)
+    signer: Signer,
+    conn: Arc<ConnCtx>,
+    last_used: Instant,
+}
+
+enum Slot {
+    Live(Arc<tokio::sync::Mutex<LpSession>>),
+    Invalidated,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    slots: Mutex<HashMap<(Uuid, String), Slot>>,
+    /// Agents whose next session must start with a connect probe.
+    needs_probe: Mutex<HashMap<Uuid, ()>>,
+}
+
+enum Lookup {
+    Live(Arc<tokio::sync::Mutex<LpSession>>),
+    Invalidated,
+    NeedsProbe,
+    Full,
+}
+
+impl Sessions {
+    fn lookup(&self, state: &Shared, cred: &Credential, nonce: &str, probe: bool) -> Lookup {
+        let key = (cred.agent_id, nonce.to_owned());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut needs = self.needs_probe.lock().unwrap_or_else(|p| p.into_inner());
+        match slots.get(&key) {
+            Some(Slot::Live(s)) => return Lookup::Live(s.clone()),
+            Some(Slot::Invalidated) => return Lookup::Invalidated,
+            None => {}
+        }
+        if needs.contains_key(&cred.agent_id) {
+            if !probe {
+                return Lookup::NeedsProbe;
+            }
+            needs.remove(&cred.agent_id);
+            slots.retain(|(a, _), s| *a != cred.agent_id || matches!(s, Slot::Live(_)));
+        }
+        let now = Instant::now();
+        let idle = |s: &Slot| match s {
+            Slot::Live(l) => l
+                .try_lock()
+                .map(|l| now.duration_since(l.last_used) >= SESSION_IDLE)
+                .unwrap_or(false),
+            Slot::Invalidated => true,
+        };
+        let mine = slots.keys().filter(|(a, _)| *a == cred.agent_id).count();
+        if mine >= MAX_SESSIONS_PER_AGENT || slots.len() >= MAX_SESSIONS {
+            // Only an idle session of the same agent may make room.
+            let victim = slots
+                .iter()
+                .find(|((a, _), s)| *a == cred.agent_id && idle(s))
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(k) => {
+                    slots.remove(&k);
+                }
+                None => return Lookup::Full,
+            }
+        }
+        let Some(key_bytes) = project_key(&state.settings, cred.project_id) else {
+            return Lookup::Full;
+        };
+        let binding = Binding {
+            agent_id: cred.agent_id.to_string(),
+            project_id: cred.project_id.to_string(),
+            session_id: nonce.to_owned(),
+        };
+        let session = Arc::new(tokio::sync::Mutex::new(LpSession {
+            verifier: Verifier::new(key_bytes.clone(), binding.clone(), Direction::AgentToBrain),
+            signer: Signer::new(key_bytes, binding),
+            conn: Arc::new(ConnCtx::new(cred.agent_id, cred.project_id, None)),
+            last_used: now,
+        }));
+        slots.insert(key, Slot::Live(session.clone()));
+        Lookup::Live(session)
+    }
+
+    /// A signature failure: this nonce is dead, and the agent must probe
+    /// with a fresh one before anything else is accepted.
+    fn invalidate(&self, agent_id: Uuid, nonce: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.insert((agent_id, nonce.to_owned()), Slot::Invalidated);
+        self.needs_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent_id, ());
+    }
+
+    fn drop_session(&self, agent_id: Uuid, nonce: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.remove(&(agent_id, nonce.to_owned()));
+    }
+}
+
+fn detail(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, Json(json!({"detail": text.into()}))).into_response()
+}
+
+/// Check 1 of spec 7.2, the agent-connect budget; returns the client
+/// address. (The schema is validated next, then [`authorize`].)
+fn admit(
+    state: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<std::net::IpAddr, Response> {
+    let ip = client_addr(&state.settings, peer, headers);
+    if let Err(retry) = state.gateway.connect_budget.hit(&ip.to_string()) {
+        let mut r = detail(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests; retry in {retry} seconds (agent-connect)"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            r.headers_mut().insert("retry-after", v);
+        }
+        return Err(r);
+    }
+    Ok(ip)
+}
+
+async fn authorize(
+    state: &Shared,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<Credential, Response> {
+    if !address_allowed(&state.settings, ip) {
+        return Err(ApiError::ip_denied("agent").into_response());
+    }
+    let cred = match bearer_token(headers) {
+        Some(t) => authenticate(&state.settings, &state.db, t)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?,
+        None => None,
+    };
+    let Some(cred) = cred else {
+        return Err(detail(StatusCode::UNAUTHORIZED, "invalid agent token"));
+    };
+    if !cred.project_active {
+        return Err(ApiError::project_inactive().into_response());
+    }
+    Ok(cred)
+}
+
+fn identity_headers(resp: &mut Response, cred: &Credential) {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-z4j-agent-id", cred.agent_id.to_string()),
+        ("x-z4j-project-id", cred.project_id.to_string()),
+        ("x-z4j-longpoll-worker", std::process::id().to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+fn nonce_of(headers: &HeaderMap) -> String {
+    headers
+        .get("x-z4j-session-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().chars().take(128).collect())
+        .unwrap_or_default()
+}
+
+fn session_refusal(lookup: &Lookup) -> Option<Response> {
+    match lookup {
+        Lookup::Live(_) => None,
+        Lookup::Invalidated => Some(detail(
+            StatusCode::CONFLICT,
+            "long-poll session invalidated; reconnect with a fresh session nonce",
+        )),
+        Lookup::NeedsProbe => Some(detail(
+            StatusCode::CONFLICT,
+            "long-poll session invalidated; perform the connect probe with a fresh session nonce",
+        )),
+        Lookup::Full => {
+            let mut r = detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many long-poll sessions; retry shortly",
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            Some(r)
+        }
+    }
+}
+
+/// Query integers in `lo..=hi` (FastAPI-style 422 otherwise).
+fn query_int(query: &str, name: &str, default: i64, lo: i64, hi: i64) -> Result<i64, ApiError> {
+    let Some(raw) = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+    else {
+        return Ok(default);
+    };
+    let v: i64 = raw.trim().parse().map_err(|_| {
+        ApiError::Schema(vec![SchemaIssue::new(
+            "int_parsing",
+            &["query", name],
+            "Input should be a valid integer, unable to parse string as an integer",
+        )])
+    })?;
+    if v < lo || v > hi {
+        return Err(ApiError::Schema(vec![SchemaIssue::new(
+            if v < lo {
+                "greater_than_equal"
+            } else {
+                "less_than_equal"
+            },
+            &["query", name],
+            format!("Input should be between {lo} and {hi}"),
+        )]));
+    }
+    Ok(v)
+}
+
+pub async fn commands(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let ip = match admit(&state, peer, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let query = query.unwrap_or_default();
+    let (wait, max_frames) = match (
+        query_int(&query, "wait", 30, 0, 60),
+        query_int(&query, "max_frames", 50, 0, 500),
+    ) {
+        (Ok(w), Ok(m)) => (w, m),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let cred = match authorize(&state, &headers, ip).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let nonce = nonce_of(&headers);
+    let probe = max_frames == 0;
+    let lookup = state.gateway.longpoll.lookup(&state, &cred, &nonce, probe);
+    if let Some(mut r) = session_refusal(&lookup) {
+        identity_headers(&mut r, &cred);
+        return r;
+    }
+    if let Lookup::Live(session) = &lookup {
+        session.lock().await.last_used = Instant::now();
+    }
+    if let Err(e) =
+        crate::store::agents::seen(&state.db, cred.agent_id, crate::store::Ts::now()).await
+    {
+        tracing::warn!(error = %e, "long-poll liveness not recorded");
+    }
+    if !probe {
+        // Command delivery belongs to the commands capability; until a
+        // command is deliverable the poll simply waits out `wait`.
+        let deadline = Instant::now() + Duration::from_secs(wait as u64);
+        while Instant::now() < deadline && !state.gateway.closing() {
+            tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
+            match crate::store::agents::still_admitted(&state.db, cred.agent_id).await {
+                Ok(true) => {}
+                Ok(false) => return detail(StatusCode::UNAUTHORIZED, "invalid agent token"),
+                Err(_) => break,
+            }
+        }
+    }
+    let mut r = Json(json!({"frames": []})).into_response();
+    identity_headers(&mut r, &cred);
+    r
+}
+
+#[derive(serde::Deserialize)]
+struct EventsBody {
+    frames: Vec<serde_json::Value>,
+}
+
+fn parse_events_body(body: &[u8], cap: usize) -> Result<Vec<String>, ApiError> {
+    let parsed: EventsBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Schema(vec![SchemaIssue::new(
+            "json_invalid",
+            &["body"],
+            format!("JSON decode error: {e}"),
+        )])
+    })?;
+    if parsed.frames.is_empty() || parsed.frames.len() > MAX_FRAMES_PER_POST {
+        return Err(ApiError::Schema(vec![SchemaIssue::new(
+            if parsed.frames.is_empty() {
+                "too_short"
+            } else {
+                "too_long"
+            },
+            &["body", "frames"],
+            format!("List should have between 1 and {MAX_FRAMES_PER_POST} items"),
+        )]));
+    }
+    let mut out = Vec::with_capacity(parsed.frames.len());
+    for (i, f) in parsed.frames.into_iter().enumerate() {
+        let serde_json::Value::String(s) = f else {
+            return Err(ApiError::Schema(vec![SchemaIssue {
+                kind: "string_type",
+                loc: vec![json!("body"), json!("frames"), json!(i)],
+                msg: "Input should be a valid string".into(),
+            }]));
+        };
+        if s.len() > cap {
+            return Err(ApiError::Schema(vec![SchemaIssue {
+                kind: "string_too_long",
+                loc: vec![json!("body"), json!("frames"), json!(i)],
+                msg: format!("String should have at most {cap} characters"),
+            }]));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+pub async fn events(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = match admit(&state, peer, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let frames = match parse_events_body(&body, frame_cap(&state.settings)) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let cred = match authorize(&state, &headers, ip).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let nonce = nonce_of(&headers);
+    let lookup = state.gateway.longpoll.lookup(&state, &cred, &nonce, false);
+    if let Some(mut r) = session_refusal(&lookup) {
+        identity_headers(&mut r, &cred);
+        return r;
+    }
+    let Lookup::Live(session) = lookup else {
+        return ApiError::Internal("long-poll session missing".into()).into_response();
+    };
+    let mut session = session.lock().await;
+    session.last_used = Instant::now();
+    let conn = session.conn.clone();
+    let (mut accepted, mut rejected) = (0u64, 0u64);
+    let mut errors: Vec<String> = Vec::new();
+    let note = |errors: &mut Vec<String>, e: String| {
+        if errors.len() < MAX_ERRORS {
+            errors.push(e);
+        }
+    };
+    let mut authenticated = false;
+    let total = frames.len() as u64;
+    for (i, raw) in frames.iter().enumerate() {
+        let verified = session.verifier.verify(raw.as_bytes(), state.gateway.now());
+        let (frame_type, frame) = match verified {
+            Ok(Verified::Signed { frame_type, frame }) => (frame_type, frame),
+            Ok(Verified::Handshake(_)) => {
+                accepted += 1;
+                continue;
+            }
+            Err(e) => match e.class() {
+                ErrorClass::Signature => {
+                    drop(session);
+                    state.gateway.longpoll.invalidate(cred.agent_id, &nonce);
+                    tracing::warn!(agent_id = %cred.agent_id, error = %e, "long-poll frame failed verification; session invalidated");
+                    return detail(
+                        StatusCode::CONFLICT,
+                        "long-poll session invalidated; reconnect with a fresh session nonce",
+                    );
+                }
+                ErrorClass::ProtocolVersion => {
+                    rejected += 1;
+                    note(&mut errors, format!("version skew (retry): {e}"));
+                    continue;
+                }
+                ErrorClass::Protocol | ErrorClass::Other | ErrorClass::Validation => {
+                    // Unusable for good: counted accepted so it is dropped.
+                    accepted += 1;
+                    note(&mut errors, format!("frame {i} dropped: {e}"));
+                    continue;
+                }
+            },
+        };
+        authenticated = true;
+        match dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Refuse).await {
+            Handled::Done | Handled::Ack(_) => accepted += 1,
+            Handled::Transient => {
+                rejected += 1;
+                note(&mut errors, "transient; agent re-sends".into());
+            }
+            Handled::RateLimited => {
+                rejected += 1;
+                note(
+                    &mut errors,
+                    "rate limited (Z4J_RATELIMIT_EVENTS_PER_SECOND); agent re-sends".into(),
+                );
+            }
+            Handled::Revoked => {
+                drop(session);
+                state.gateway.longpoll.drop_session(cred.agent_id, &nonce);
+                return detail(StatusCode::UNAUTHORIZED, "invalid agent token");
+            }
+        }
+    }
+    drop(session);
+    if authenticated {
+        if let Err(e) =
+            crate::store::agents::seen(&state.db, cred.agent_id, crate::store::Ts::now()).await
+        {
+            tracing::warn!(error = %e, "long-poll liveness not recorded");
+        }
+    }
+    debug_assert!(accepted + rejected <= total);
+    let mut r = Json(json!({
+        "accepted": accepted,
+        "rejected": rejected,
+        "errors": errors,
+        "error_code": null,
+    }))
+    .into_response();
+    identity_headers(&mut r, &cred);
+    r
+}

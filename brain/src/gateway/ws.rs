@@ -1,0 +1,473 @@
+//! `/ws/agent`: the admission pipeline (spec 2.3), then three cooperating
+//! tasks per connection:
+//! * the reader (this handler): idle timeout, size cap, verification in
+//!   arrival order, hand-off to a bounded queue (back-pressure, never drops);
+//! * the consumer: processes frames in order (ingest, heartbeats, ...);
+//! * the writer: the only place that signs and sends, so brain→agent `seq`
+//!   is strictly increasing on the wire.
+
+use super::dispatch::{self, ConnCtx, Handled};
+use super::registry::{Entry, Kick};
+use super::{address_allowed, authenticate, bearer_token, client_addr, frame_cap, project_key};
+use crate::http::{Shared, BRAIN_VERSION};
+use crate::ingest::OverLimit;
+use crate::store::{agents, Ts};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+use z4j_protocol::handshake::{parse_first_frame, Hello};
+use z4j_protocol::json::{Object, Value};
+use z4j_protocol::{Binding, Direction, FrameType, Signer, Verified, Verifier};
+
+/// The server library's own message limit (uvicorn's default): above it the
+/// library answers 1009; between the configured cap and this, we close 4400.
+const LIBRARY_MESSAGE_LIMIT: usize = 16 * 1024 * 1024;
+/// Brain→agent frames waiting for the writer; a full queue pauses the
+/// consumer, which pauses the reader: memory stays bounded even when the
+/// agent never reads.
+const OUTBOUND_QUEUE: usize = 64;
+/// After the reader stops, how long queued frames may take to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+const CLOSE_WRITE: Duration = Duration::from_secs(5);
+
+pub async fn ws_agent(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let ip = client_addr(&state.settings, peer, &headers);
+    let over_budget = state.gateway.connect_budget.hit(&ip.to_string()).is_err();
+    let allowed = address_allowed(&state.settings, ip);
+    let token = bearer_token(&headers).map(str::to_owned);
+    let limit = LIBRARY_MESSAGE_LIMIT.max(frame_cap(&state.settings) + 1);
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let _live = state.gateway.enter();
+            let admission = Admission {
+                over_budget,
+                allowed,
+                token,
+                peer: ip.to_string(),
+            };
+            run(state, socket, admission).await;
+        })
+}
+
+struct Admission {
+    over_budget: bool,
+    allowed: bool,
+    token: Option<String>,
+    peer: String,
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_WRITE, socket.send(Message::Close(Some(frame)))).await;
+    // Give the peer a moment to answer the close handshake.
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.recv()).await;
+}
+
+/// Steps 2–16 of the admission pipeline, then the session.
+async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
+    let s = state.settings.clone();
+    if adm.over_budget {
+        return close(socket, 4429, "agent connect rate limit exceeded").await;
+    }
+    if !adm.allowed {
+        tracing::warn!(peer = %adm.peer, "agent connection from an address outside Z4J_AGENT_IP_ALLOWLIST");
+        return close(socket, 4403, "").await;
+    }
+    let cred = match adm.token {
+        Some(t) => match authenticate(&s, &state.db, &t).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "agent token lookup failed");
+                return close(socket, 1011, "").await;
+            }
+        },
+        None => None,
+    };
+    let Some(cred) = cred else {
+        tracing::info!(peer = %adm.peer, "agent connection refused: unknown, revoked or missing token");
+        return close(socket, 4401, "").await;
+    };
+    if !cred.project_active {
+        return close(socket, 4401, "").await;
+    }
+    let Some(key) = project_key(&s, cred.project_id) else {
+        return close(socket, 1011, "").await;
+    };
+    // Step 7: the first message, however long it takes (spec 12.19).
+    let first = loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(t))) => break t.as_bytes().to_vec(),
+            Some(Ok(Message::Binary(b))) => break b.to_vec(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return,
+        }
+    };
+    let cap = frame_cap(&s);
+    if first.len() > cap {
+        return close(socket, 4400, "").await;
+    }
+    let hello = match parse_first_frame(&first) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(error = %e, agent_id = %cred.agent_id, "agent handshake refused");
+            return close(socket, e.ws_close_code(), "").await;
+        }
+    };
+    log_version_skew(&hello, cred.agent_id);
+    let info = hello_info(&hello);
+    let connected_at = Ts::now();
+    match agents::mark_online(&state.db, cred.agent_id, &info, connected_at).await {
+        Ok(true) => {}
+        Ok(false) => return close(socket, 4401, "").await,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the agent's handshake");
+            return close(socket, 1011, "").await;
+        }
+    }
+    let session_id = Uuid::new_v4();
+    let ack = z4j_protocol::frame::hello_ack_wire(
+        &session_id,
+        BRAIN_VERSION,
+        &cred.agent_id,
+        &cred.project_id,
+        cap as u64,
+        chrono::Utc::now().timestamp_micros(),
+    );
+    if socket
+        .send(Message::Binary(ack.into_bytes().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let registry = &state.gateway.registry;
+    let conn_id = registry.next_conn_id();
+    let (kick, kick_rx) = Kick::new();
+    let entry = Entry {
+        conn_id,
+        worker_id: hello.worker_id.clone(),
+        kick: kick.clone(),
+    };
+    let slot_cap = s.ws_per_agent_concurrency_cap.max(0) as usize;
+    if registry.register(cred.agent_id, entry, slot_cap).is_err() {
+        tracing::warn!(agent_id = %cred.agent_id, cap = slot_cap, "agent worker connection over Z4J_WS_PER_AGENT_CONCURRENCY_CAP");
+        finish(
+            &state,
+            cred.agent_id,
+            conn_id,
+            hello.worker_id.as_deref(),
+            connected_at,
+        )
+        .await;
+        return close(socket, 4429, "").await;
+    }
+    match agents::still_admitted(&state.db, cred.agent_id).await {
+        Ok(true) => {}
+        _ => {
+            finish(
+                &state,
+                cred.agent_id,
+                conn_id,
+                hello.worker_id.as_deref(),
+                connected_at,
+            )
+            .await;
+            return close(socket, 4003, "").await;
+        }
+    }
+    if let Err(e) = agents::upsert_worker(
+        &state.db,
+        cred.agent_id,
+        cred.project_id,
+        &info,
+        connected_at,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "agent worker row not recorded");
+    }
+    tracing::info!(agent_id = %cred.agent_id, session_id = %session_id, worker_id = ?hello.worker_id, "agent connected");
+    let binding = Binding {
+        agent_id: cred.agent_id.to_string(),
+        project_id: cred.project_id.to_string(),
+        session_id: session_id.to_string(),
+    };
+    let conn = Arc::new(ConnCtx::new(
+        cred.agent_id,
+        cred.project_id,
+        hello.worker_id.clone(),
+    ));
+    let session = Session {
+        state: state.clone(),
+        conn,
+        kick,
+        kick_rx,
+        verifier: Verifier::new(key.clone(), binding.clone(), Direction::AgentToBrain),
+        signer: Signer::new(key, binding),
+        cap,
+    };
+    session.serve(socket).await;
+    finish(
+        &state,
+        cred.agent_id,
+        conn_id,
+        hello.worker_id.as_deref(),
+        connected_at,
+    )
+    .await;
+}
+
+/// Unregisters and marks the worker (and, if it was the last connection
+/// here, the agent) offline without overwriting a newer reconnect.
+async fn finish(
+    state: &Shared,
+    agent_id: Uuid,
+    conn_id: u64,
+    worker_id: Option<&str>,
+    connected_at: Ts,
+) {
+    let last = state.gateway.registry.unregister(agent_id, conn_id);
+    if let Err(e) = agents::disconnected(&state.db, agent_id, worker_id, connected_at, last).await {
+        tracing::warn!(error = %e, "cannot mark the agent connection offline");
+    }
+    tracing::info!(agent_id = %agent_id, "agent disconnected");
+}
+
+fn log_version_skew(hello: &Hello, agent_id: Uuid) {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    if let (Some((am, an)), Some((bm, bn))) = (parse(&hello.agent_version), parse(BRAIN_VERSION)) {
+        if am != bm || (am, an) > (bm, bn) || an + 1 < bn {
+            tracing::warn!(agent_id = %agent_id, agent_version = %hello.agent_version, brain_version = BRAIN_VERSION, "agent version outside the supported skew");
+        }
+    }
+}
+
+fn hello_info(h: &Hello) -> agents::HelloInfo {
+    let capabilities = serde_json::to_value(&h.capabilities).unwrap_or_default();
+    agents::HelloInfo {
+        protocol_version: h.protocol_version.clone(),
+        agent_version: h.agent_version.clone(),
+        framework: h.framework.clone(),
+        engines: h.engines.clone(),
+        schedulers: h.schedulers.clone(),
+        capabilities,
+        host_name: h
+            .host
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        runtime_features: h.runtime_features.clone(),
+        worker_id: h.worker_id.clone(),
+        worker_role: h.worker_role.clone(),
+        worker_pid: h.worker_pid,
+        worker_started_at: h
+            .worker_started_at
+            .as_deref()
+            .and_then(z4j_protocol::isotime::parse_python_isoformat)
+            .map(|t| crate::ingest::prepare::ts_from_micros(t.micros)),
+    }
+}
+
+/// Brain→agent frames, signed by the writer at send time.
+struct Outbound {
+    frame_type: FrameType,
+    id: String,
+    payload: Vec<(&'static str, Value)>,
+}
+
+struct Session {
+    state: Shared,
+    conn: Arc<ConnCtx>,
+    kick: Kick,
+    kick_rx: watch::Receiver<Option<u16>>,
+    verifier: Verifier,
+    signer: Signer,
+    cap: usize,
+}
+
+/// Resolves when the connection is told to close; yields the code.
+async fn kicked(rx: &mut watch::Receiver<Option<u16>>) -> u16 {
+    loop {
+        if let Some(code) = *rx.borrow_and_update() {
+            return code;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Session {
+    async fn serve(self, socket: WebSocket) {
+        let Session {
+            state,
+            conn,
+            kick,
+            mut kick_rx,
+            mut verifier,
+            signer,
+            cap,
+        } = self;
+        let s = state.settings.clone();
+        let (sink, mut stream) = socket.split();
+        let queue_size = s.ws_ingest_queue_maxsize.max(1) as usize;
+        let (queue_tx, queue_rx) = mpsc::channel::<(FrameType, Object)>(queue_size);
+        let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+        let final_code = Arc::new(AtomicU16::new(1000));
+        let writer = tokio::spawn(write_loop(
+            sink,
+            signer,
+            out_rx,
+            kick_rx.clone(),
+            final_code.clone(),
+        ));
+        let consumer = tokio::spawn(consume_loop(
+            state.clone(),
+            conn.clone(),
+            queue_rx,
+            out_tx,
+            kick.clone(),
+        ));
+        let idle = Duration::from_secs(s.ws_idle_timeout_seconds.max(1) as u64);
+        let mut deadline = tokio::time::Instant::now() + idle;
+        loop {
+            let next = tokio::select! {
+                _ = kicked(&mut kick_rx) => break,
+                r = tokio::time::timeout_at(deadline, stream.next()) => r,
+            };
+            let bytes: Vec<u8> = match next {
+                Err(_) => {
+                    tracing::info!(agent_id = %conn.agent_id, seconds = idle.as_secs(), "agent idle; closing 4408");
+                    final_code.store(4408, Ordering::Release);
+                    break;
+                }
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(Message::Text(t)))) => t.as_bytes().to_vec(),
+                Ok(Some(Ok(Message::Binary(b)))) => b.to_vec(),
+            };
+            // Only data messages prove the agent is alive.
+            deadline = tokio::time::Instant::now() + idle;
+            if bytes.len() > cap {
+                tracing::warn!(agent_id = %conn.agent_id, bytes = bytes.len(), cap, "frame over the cap; closing 4400");
+                final_code.store(4400, Ordering::Release);
+                break;
+            }
+            match verifier.verify(&bytes, state.gateway.now()) {
+                Ok(Verified::Signed { frame_type, frame }) => {
+                    tokio::select! {
+                        r = queue_tx.send((frame_type, frame)) => if r.is_err() { break },
+                        _ = kicked(&mut kick_rx) => break,
+                    }
+                }
+                // A mid-session hello is validated and ignored (spec 12.8).
+                Ok(Verified::Handshake(_)) => {}
+                Err(e) => {
+                    tracing::warn!(agent_id = %conn.agent_id, error = %e, "frame refused; closing");
+                    final_code.store(e.ws_close_code(), Ordering::Release);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        drop(queue_tx);
+        // Frames already verified are still processed (and acked if the
+        // socket is writable); then the writer sends the close frame.
+        let consumer_abort = consumer.abort_handle();
+        if tokio::time::timeout(DRAIN, consumer).await.is_err() {
+            consumer_abort.abort();
+        }
+        let writer_abort = writer.abort_handle();
+        if tokio::time::timeout(CLOSE_WRITE + Duration::from_secs(1), writer)
+            .await
+            .is_err()
+        {
+            writer_abort.abort();
+        }
+    }
+}
+
+async fn consume_loop(
+    state: Shared,
+    conn: Arc<ConnCtx>,
+    mut queue: mpsc::Receiver<(FrameType, Object)>,
+    out: mpsc::Sender<Outbound>,
+    kick: Kick,
+) {
+    while let Some((frame_type, frame)) = queue.recv().await {
+        match dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Wait).await {
+            Handled::Ack(ack) => {
+                let msg = Outbound {
+                    frame_type: FrameType::EventBatchAck,
+                    id: ack.frame_id(),
+                    payload: ack.payload(),
+                };
+                // The writer may be gone (socket closed): the events are
+                // committed anyway, and the agent's re-send is deduplicated.
+                let _ = out.send(msg).await;
+            }
+            Handled::Revoked => {
+                kick.close(4003);
+                break;
+            }
+            Handled::Done | Handled::Transient | Handled::RateLimited => {}
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut signer: Signer,
+    mut out: mpsc::Receiver<Outbound>,
+    mut kick_rx: watch::Receiver<Option<u16>>,
+    final_code: Arc<AtomicU16>,
+) {
+    let code = loop {
+        let msg = tokio::select! {
+            biased;
+            code = kicked(&mut kick_rx) => break code,
+            m = out.recv() => m,
+        };
+        let Some(msg) = msg else {
+            break final_code.load(Ordering::Acquire);
+        };
+        let now = chrono::Utc::now().timestamp_micros();
+        let text = match signer.sign(msg.frame_type, &msg.id, &msg.payload, now) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign an outbound frame");
+                continue;
+            }
+        };
+        tokio::select! {
+            r = sink.send(Message::Binary(text.into_bytes().into())) => if r.is_err() { return },
+            code = kicked(&mut kick_rx) => break code,
+        }
+    };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(""),
+    };
+    let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(frame)))).await;
+}

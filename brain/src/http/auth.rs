@@ -1,0 +1,192 @@
+//! `/api/v1/auth/login`, `/logout`, `/me`: password sign-in to a cookie
+//! session. The response takes at least `Z4J_LOGIN_MIN_DURATION_MS` whatever
+//! the outcome, measured after all work. (Lockout, backoff and MFA belong to
+//! the operators-and-security capability.)
+
+use super::body::{self, Fields};
+use super::error::{ApiError, SchemaIssue};
+use super::{client_ip, session, Shared};
+use crate::auth::{email, password};
+use crate::store::users::User;
+use crate::store::{sessions, users};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+}
+
+pub fn user_json(u: &User) -> Value {
+    let display = u.display_name.clone().or_else(|| {
+        match (u.first_name.as_deref(), u.last_name.as_deref()) {
+            (Some(f), Some(l)) => Some(format!("{f} {l}")),
+            (Some(f), None) => Some(f.to_owned()),
+            (None, Some(l)) => Some(l.to_owned()),
+            (None, None) => u.email.split('@').next().map(str::to_owned),
+        }
+    });
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "first_name": u.first_name,
+        "last_name": u.last_name,
+        "display_name": display,
+        "is_admin": u.is_admin,
+        "timezone": u.timezone,
+        "created_at": u.created_at.to_rfc3339(),
+    })
+}
+
+/// A hash to verify against when the account does not exist, so unknown
+/// and known accounts cost the same argon2 work.
+fn dummy_hash(cost: password::Cost) -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| password::hash_blocking("z4j-dummy-password", cost).unwrap_or_default())
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthenticated",
+        message: "invalid_credentials".into(),
+        details: json!({"reason": "invalid_credentials"}),
+    }
+}
+
+async fn login(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let raw_email = f.text("email", 3, 320, true);
+    let pw = f.text("password", 1, 256, true);
+    let remember = f.boolean("remember_me", false);
+    let canonical = raw_email.as_deref().and_then(email::canonical);
+    if raw_email.is_some() && canonical.is_none() {
+        f.issues.push(SchemaIssue::new(
+            "value_error",
+            &["body", "email"],
+            "Value error, not a valid email address",
+        ));
+    }
+    let (canonical, pw) = f.finish(canonical.zip(pw))?;
+    let s = state.settings.clone();
+    let started = Instant::now();
+    let floor = Duration::from_millis(s.login_min_duration_ms.max(0) as u64);
+    let outcome = authenticate(&state, &canonical, pw).await;
+    let result = match outcome {
+        Ok(Some(user)) => issue(&state, &user, remember, peer, &headers).await,
+        Ok(None) => Err(invalid_credentials()),
+        Err(e) => Err(e),
+    };
+    if s.log_login_email {
+        tracing::info!(email = %canonical, success = result.is_ok(), "login attempt");
+    } else {
+        tracing::info!(success = result.is_ok(), "login attempt");
+    }
+    // The floor covers every outcome and all of the work above.
+    if let Some(rest) = floor.checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    result
+}
+
+async fn authenticate(
+    state: &Shared,
+    canonical: &str,
+    pw: String,
+) -> Result<Option<User>, ApiError> {
+    let cost = password::Cost::from_settings(&state.settings);
+    let user = users::find_by_email(&state.db, canonical).await?;
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| dummy_hash(cost).to_owned());
+    let matches = tokio::task::spawn_blocking(move || password::verify_blocking(&pw, &phc))
+        .await
+        .unwrap_or(false);
+    Ok(user.filter(|u| matches && u.is_active))
+}
+
+async fn issue(
+    state: &Shared,
+    user: &User,
+    remember: bool,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let s = &state.settings;
+    let ip = client_ip::resolve(
+        peer.ip(),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &s.trusted_proxies.0,
+    )
+    .to_string();
+    let lifetime = if remember {
+        s.session_remember_me_lifetime_seconds
+    } else {
+        s.session_absolute_lifetime_seconds
+    };
+    let csrf = crate::bootstrap::secrets::random_token(32);
+    let new_session = sessions::create(
+        &state.db,
+        &sessions::NewSession {
+            user_id: user.id,
+            csrf_token: &csrf,
+            lifetime_seconds: lifetime,
+            ip: &ip,
+            user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()),
+        },
+    )
+    .await?;
+    let mut resp = Json(json!({
+        "user": user_json(user),
+        "mfa_required": false,
+        "mfa_enrollment_required": false,
+        "mfa_enrollment_deadline": null,
+    }))
+    .into_response();
+    for c in session::issue_cookies(state, &new_session)? {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    sessions::revoke(&state.db, caller.session.id, "logout").await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    for name in [
+        session::session_cookie_name(state.dev_posture),
+        session::csrf_cookie_name(state.dev_posture),
+    ] {
+        let secure = if state.dev_posture { "" } else { "; Secure" };
+        let c = format!("{name}=; Max-Age=0; Path=/{secure}");
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    Ok(Json(user_json(&caller.user)))
+}

@@ -1,0 +1,107 @@
+//! Request bodies: a JSON object read field by field, every problem
+//! collected into one FastAPI-style 422 list.
+
+use super::error::{ApiError, SchemaIssue};
+use serde_json::{json, Map, Value};
+
+/// Parses the body as a JSON object.
+pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Schema(vec![SchemaIssue {
+            kind: "json_invalid",
+            loc: vec![json!("body"), json!(e.column())],
+            msg: format!("JSON decode error: {e}"),
+        }])
+    })?;
+    match v {
+        Value::Object(o) => Ok(o),
+        _ => Err(ApiError::Schema(vec![SchemaIssue::new(
+            "model_attributes_type",
+            &["body"],
+            "Input should be a valid dictionary or object",
+        )])),
+    }
+}
+
+pub struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    pub issues: Vec<SchemaIssue>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(obj: &'a Map<String, Value>) -> Fields<'a> {
+        Fields {
+            obj,
+            issues: Vec::new(),
+        }
+    }
+
+    /// A string of `min..=max` characters; absent/null optional → `None`.
+    pub fn text(
+        &mut self,
+        name: &'static str,
+        min: usize,
+        max: usize,
+        required: bool,
+    ) -> Option<String> {
+        match self.obj.get(name) {
+            None | Some(Value::Null) if !required => None,
+            None => {
+                self.issues.push(SchemaIssue::new(
+                    "missing",
+                    &["body", name],
+                    "Field required",
+                ));
+                None
+            }
+            Some(Value::String(s)) => {
+                let n = s.chars().count();
+                if n < min {
+                    self.issues.push(SchemaIssue::new(
+                        "string_too_short",
+                        &["body", name],
+                        format!("String should have at least {min} characters"),
+                    ));
+                } else if n > max {
+                    self.issues.push(SchemaIssue::new(
+                        "string_too_long",
+                        &["body", name],
+                        format!("String should have at most {max} characters"),
+                    ));
+                }
+                Some(s.clone())
+            }
+            Some(_) => {
+                self.issues.push(SchemaIssue::new(
+                    "string_type",
+                    &["body", name],
+                    "Input should be a valid string",
+                ));
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        match self.obj.get(name) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.issues.push(SchemaIssue::new(
+                    "bool_type",
+                    &["body", name],
+                    "Input should be a valid boolean",
+                ));
+                default
+            }
+        }
+    }
+
+    /// `value` when no problem was recorded, else the 422 list.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(v) if self.issues.is_empty() => Ok(v),
+            _ => Err(ApiError::Schema(self.issues)),
+        }
+    }
+}

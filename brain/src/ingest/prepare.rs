@@ -1,0 +1,246 @@
+//! One event object of an `event_batch` → the row it becomes (spec 6.3
+//! steps 1–9). Pure CPU work, done on the connection's task so the single
+//! writer only talks to the database.
+
+use super::redact::Redactor;
+use crate::store::Ts;
+use chrono::{TimeZone, Utc};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+use z4j_protocol::canonical::to_canonical;
+use z4j_protocol::event_id::{event_row_id, normalize_occurred_at};
+use z4j_protocol::json::{Object, Value};
+
+/// Kinds the brain knows; anything else is stored as `unknown`.
+const KINDS: &[&str] = &[
+    "task.sent",
+    "task.received",
+    "task.started",
+    "task.succeeded",
+    "task.failed",
+    "task.retried",
+    "task.revoked",
+    "task.rejected",
+    "worker.online",
+    "worker.offline",
+    "worker.heartbeat",
+    "queue.depth_report",
+    "schedule.run_started",
+    "schedule.run_completed",
+    "schedule.created",
+    "schedule.updated",
+    "schedule.deleted",
+    "schedule.snapshot",
+];
+
+const PRIORITIES: &[&str] = &["critical", "high", "normal", "low"];
+const TEXT_CAP: usize = 8192;
+
+/// The task state an event kind projects, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Received,
+    Started,
+    Success,
+    Failure,
+    Retry,
+    Revoked,
+}
+
+impl TaskState {
+    fn of_kind(kind: &str) -> Option<TaskState> {
+        Some(match kind {
+            "task.received" => TaskState::Received,
+            "task.started" => TaskState::Started,
+            "task.succeeded" => TaskState::Success,
+            "task.failed" => TaskState::Failure,
+            "task.retried" => TaskState::Retry,
+            "task.revoked" => TaskState::Revoked,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Received => "received",
+            TaskState::Started => "started",
+            TaskState::Success => "success",
+            TaskState::Failure => "failure",
+            TaskState::Retry => "retry",
+            TaskState::Revoked => "revoked",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failure | TaskState::Revoked
+        )
+    }
+}
+
+/// What a state-changing event writes onto its task row.
+#[derive(Debug, Clone)]
+pub struct TaskPatch {
+    pub state: TaskState,
+    pub name: String,
+    pub queue: Option<String>,
+    pub priority: String,
+    pub args: Option<Box<RawValue>>,
+    pub kwargs: Option<Box<RawValue>>,
+    pub result: Option<Box<RawValue>>,
+    pub exception: Option<String>,
+    pub traceback: Option<String>,
+    pub retry_count: Option<i64>,
+    pub runtime_ms: Option<i64>,
+    pub worker_name: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub root_task_id: Option<String>,
+}
+
+/// One event ready to insert.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub engine: String,
+    pub task_id: String,
+    pub kind: &'static str,
+    pub occurred_at: Ts,
+    pub payload: Box<RawValue>,
+    pub task: Option<TaskPatch>,
+    pub worker: Option<String>,
+    pub queue: Option<String>,
+}
+
+/// Why an event is not inserted (it counts as rejected, never an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    NotAnObject,
+    MissingEngine,
+    MissingKind,
+}
+
+pub fn prepare(
+    event: &Value,
+    project_id: &Uuid,
+    now_micros: i64,
+    redactor: &Redactor,
+) -> Result<EventRow, Skip> {
+    let Value::Object(raw) = event else {
+        return Err(Skip::NotAnObject);
+    };
+    let obj = redactor.redact_object(raw);
+    let engine = trimmed(&obj, "engine").ok_or(Skip::MissingEngine)?;
+    let kind_raw = trimmed(&obj, "kind").ok_or(Skip::MissingKind)?;
+    let kind: &'static str = KINDS
+        .iter()
+        .find(|k| **k == kind_raw)
+        .copied()
+        .unwrap_or("unknown");
+    let engine = cut(&engine, 40);
+    let task_id = obj
+        .get("task_id")
+        .and_then(Value::as_str)
+        .map(|t| cut(t, 200))
+        .unwrap_or_default();
+    let occurred =
+        normalize_occurred_at(obj.get("occurred_at").and_then(Value::as_str), now_micros);
+    let (row_id, stored_micros) = event_row_id(
+        project_id,
+        &engine,
+        &task_id,
+        kind,
+        occurred,
+        obj.get("id").and_then(Value::as_str),
+    );
+    let empty = Object::new();
+    let data = obj.get("data").and_then(Value::as_object).unwrap_or(&empty);
+    let payload = raw_json(&Value::Object(data.clone())).unwrap_or_else(empty_object);
+    let text = |k: &str, max: usize| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| cut(s, max))
+    };
+    let worker = text("worker", 200);
+    let queue = text("queue", 200);
+    let task = match TaskState::of_kind(kind) {
+        Some(state) if !task_id.is_empty() => Some(TaskPatch {
+            state,
+            name: text("task_name", 500).unwrap_or_else(|| "unknown".into()),
+            queue: queue.clone(),
+            priority: text("priority", 20)
+                .filter(|p| PRIORITIES.contains(&p.as_str()))
+                .unwrap_or_else(|| "normal".into()),
+            args: data.get("args").and_then(raw_json),
+            kwargs: data.get("kwargs").and_then(raw_json),
+            result: data.get("result").and_then(raw_json),
+            exception: text("exception", TEXT_CAP),
+            traceback: text("traceback", TEXT_CAP),
+            retry_count: data.get("retry_count").and_then(Value::as_i64),
+            runtime_ms: data.get("runtime_ms").and_then(number_as_i64),
+            worker_name: worker.clone(),
+            parent_task_id: text("parent_task_id", 200).filter(|p| *p != task_id),
+            root_task_id: text("root_task_id", 200).filter(|p| *p != task_id),
+        }),
+        _ => None,
+    };
+    Ok(EventRow {
+        id: row_id.unwrap_or_else(Uuid::new_v4),
+        engine,
+        task_id,
+        kind,
+        occurred_at: ts_from_micros(stored_micros),
+        payload,
+        task,
+        worker,
+        queue,
+    })
+}
+
+pub fn ts_from_micros(micros: i64) -> Ts {
+    Ts(Utc
+        .timestamp_micros(micros)
+        .single()
+        .unwrap_or_else(Utc::now))
+}
+
+fn trimmed(obj: &Object, key: &str) -> Option<String> {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn cut(s: &str, max_chars: usize) -> String {
+    z4j_protocol::frame::cut_chars(s, max_chars).to_owned()
+}
+
+fn number_as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Float(f) if f.is_finite() => Some(*f as i64),
+        other => other.as_i64(),
+    }
+}
+
+/// A JSON value as stored text. `null` is "absent". NUL characters are
+/// replaced first: PostgreSQL's `jsonb` refuses `\u0000`, and one such
+/// string must not cost the whole event.
+fn raw_json(v: &Value) -> Option<Box<RawValue>> {
+    if v.is_null() {
+        return None;
+    }
+    let bytes = to_canonical(v).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let text = if text.contains("\\u0000") {
+        text.replace("\\u0000", "\\ufffd")
+    } else {
+        text
+    };
+    RawValue::from_string(text).ok()
+}
+
+fn empty_object() -> Box<RawValue> {
+    serde_json::value::to_raw_value(&serde_json::Map::new()).unwrap_or_default()
+}

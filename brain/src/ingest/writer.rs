@@ -1,0 +1,444 @@
+//! The single ingest writer: every connection hands its prepared batches to
+//! one task that group-commits whatever is waiting (one transaction, one
+//! fsync, for many frames), then answers each batch. A batch is answered only
+//! after its commit, so an ack always means "durable".
+
+use super::prepare::{EventRow, TaskState};
+use crate::on_db;
+use crate::store::{Db, Ts};
+use sqlx::types::Json as SqlJson;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Frames waiting beyond this go into the next transaction.
+const MAX_GROUP_FRAMES: usize = 512;
+const MAX_GROUP_ROWS: usize = 10_000;
+const QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Worth retrying (lock, connection, pool): the batch is not acked.
+    #[error("transient database error: {0}")]
+    Transient(String),
+    /// Deterministic: retrying cannot help; the batch is dropped (acked).
+    #[error("permanent database error: {0}")]
+    Permanent(String),
+}
+
+struct Job {
+    project_id: Uuid,
+    agent_id: Uuid,
+    rows: Vec<EventRow>,
+    reply: oneshot::Sender<Result<u64, WriteError>>,
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct IngestWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl IngestWriter {
+    pub fn spawn(db: Db) -> (IngestWriter, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let handle = tokio::spawn(run(db, rx));
+        (IngestWriter { tx }, handle)
+    }
+
+    /// Writes one batch; returns how many rows were newly inserted once they
+    /// are committed.
+    pub async fn write(
+        &self,
+        project_id: Uuid,
+        agent_id: Uuid,
+        rows: Vec<EventRow>,
+    ) -> Result<u64, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            project_id,
+            agent_id,
+            rows,
+            reply,
+        };
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| WriteError::Transient("ingest writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| WriteError::Transient("ingest writer stopped".into()))?
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut rows = first.rows.len();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_FRAMES && rows < MAX_GROUP_ROWS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.rows.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_group(&db, &group).await {
+            Ok(counts) => {
+                for (job, n) in group.into_iter().zip(counts) {
+                    let _ = job.reply.send(Ok(n));
+                }
+            }
+            // One bad frame must not cost the others: retry each alone.
+            Err(e) if group.len() > 1 => {
+                tracing::warn!(error = %e, frames = group.len(), "group commit failed; writing frames one by one");
+                for job in group {
+                    let one = std::slice::from_ref(&job);
+                    let result = write_group(&db, one)
+                        .await
+                        .map(|c| c.first().copied().unwrap_or(0))
+                        .map_err(classify);
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let err = classify(e);
+                for job in group {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Spec 6.3: lock, connection and resource errors are transient; constraint
+/// and data errors are permanent.
+fn classify(e: sqlx::Error) -> WriteError {
+    match &e {
+        sqlx::Error::Database(d) => classify_code(d.code().as_deref(), e.to_string()),
+        _ => WriteError::Transient(e.to_string()),
+    }
+}
+
+fn classify_code(code: Option<&str>, text: String) -> WriteError {
+    let Some(code) = code else {
+        return WriteError::Permanent(text);
+    };
+    let transient_pg = code.len() == 5
+        && (["08", "40", "53", "55", "57", "58"].contains(&&code[..2])
+            || ["25006", "25P03", "25P04"].contains(&code));
+    // SQLite primary codes 5 (BUSY), 6 (LOCKED) and 10 (IOERR), with their
+    // extended codes.
+    let transient_sqlite = code.len() <= 4
+        && code
+            .parse::<i64>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10));
+    if transient_pg || transient_sqlite {
+        WriteError::Transient(text)
+    } else {
+        WriteError::Permanent(text)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+const INSERT_EVENT: &str =
+    "INSERT INTO events (id, project_id, agent_id, engine, task_id, kind, occurred_at, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+
+const UPSERT_WORKER: &str = "INSERT INTO workers (id, project_id, engine, name, state, last_heartbeat, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'online', $5, $6, $6) \
+     ON CONFLICT (project_id, engine, name) DO UPDATE SET state = 'online', \
+     last_heartbeat = excluded.last_heartbeat, updated_at = excluded.updated_at \
+     WHERE workers.last_heartbeat IS NULL OR workers.last_heartbeat < excluded.last_heartbeat";
+
+const UPSERT_QUEUE: &str =
+    "INSERT INTO queues (id, project_id, engine, name, last_seen_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+     ON CONFLICT (project_id, engine, name) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+     updated_at = excluded.updated_at \
+     WHERE queues.last_seen_at IS NULL OR queues.last_seen_at < excluded.last_seen_at";
+
+const TOUCH_AGENT: &str = "UPDATE agents SET last_seen_at = $2 \
+     WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)";
+
+const STATES: [TaskState; 6] = [
+    TaskState::Received,
+    TaskState::Started,
+    TaskState::Success,
+    TaskState::Failure,
+    TaskState::Retry,
+    TaskState::Revoked,
+];
+
+/// The task upsert for one (dialect, state); built once.
+fn task_upsert_sql(d: Dialect, state: TaskState) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        [Dialect::Sqlite, Dialect::Postgres]
+            .into_iter()
+            .flat_map(|d| STATES.into_iter().map(move |s| build_task_upsert(d, s)))
+            .collect()
+    });
+    let di = if d == Dialect::Sqlite {
+        0
+    } else {
+        STATES.len()
+    };
+    let si = STATES.iter().position(|s| *s == state).unwrap_or(0);
+    all.get(di + si).map(String::as_str).unwrap_or("")
+}
+
+fn build_task_upsert(d: Dialect, state: TaskState) -> String {
+    let (latest, greatest) = match d {
+        Dialect::Sqlite => (
+            "max(COALESCE(tasks.received_at, ''), COALESCE(tasks.started_at, ''), COALESCE(tasks.finished_at, '')) <= $23",
+            "max",
+        ),
+        Dialect::Postgres => (
+            "(GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) IS NULL \
+             OR GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) <= $23)",
+            "GREATEST",
+        ),
+    };
+    let mut set = vec![
+        "state = excluded.state".to_owned(),
+        "updated_at = excluded.updated_at".to_owned(),
+        "queue = COALESCE(excluded.queue, tasks.queue)".to_owned(),
+    ];
+    let name_if_known =
+        "name = CASE WHEN excluded.name <> 'unknown' THEN excluded.name ELSE tasks.name END";
+    let name_if_missing =
+        "name = CASE WHEN tasks.name = 'unknown' THEN excluded.name ELSE tasks.name END";
+    match state {
+        TaskState::Received => set.extend(
+            [
+                name_if_known,
+                "received_at = excluded.received_at",
+                "args = COALESCE(excluded.args, tasks.args)",
+                "kwargs = COALESCE(excluded.kwargs, tasks.kwargs)",
+                "priority = excluded.priority",
+                "parent_task_id = COALESCE(excluded.parent_task_id, tasks.parent_task_id)",
+                "root_task_id = COALESCE(excluded.root_task_id, tasks.root_task_id)",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Started => set.extend(
+            [
+                name_if_missing,
+                "started_at = excluded.started_at",
+                "worker_name = COALESCE(excluded.worker_name, tasks.worker_name)",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Success => set.extend(
+            [
+                name_if_missing,
+                "finished_at = excluded.finished_at",
+                "result = excluded.result",
+                "runtime_ms = COALESCE(excluded.runtime_ms, tasks.runtime_ms)",
+                "exception = NULL",
+                "traceback = NULL",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Failure => set.extend(
+            [
+                name_if_missing,
+                "finished_at = excluded.finished_at",
+                "runtime_ms = COALESCE(excluded.runtime_ms, tasks.runtime_ms)",
+                "exception = excluded.exception",
+                "traceback = excluded.traceback",
+                "result = NULL",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Retry => {
+            set.push(name_if_missing.to_owned());
+            set.push(format!(
+                "retry_count = {greatest}(excluded.retry_count, tasks.retry_count + 1)"
+            ));
+        }
+        TaskState::Revoked => set.extend(
+            [
+                name_if_missing,
+                "finished_at = excluded.finished_at",
+                "result = NULL",
+                "runtime_ms = NULL",
+                "exception = NULL",
+                "traceback = NULL",
+            ]
+            .map(str::to_owned),
+        ),
+    }
+    let guard = if state.is_terminal() {
+        format!("tasks.state NOT IN ('success', 'failure', 'revoked') OR {latest}")
+    } else {
+        format!("tasks.state NOT IN ('success', 'failure', 'revoked') AND {latest}")
+    };
+    format!(
+        "INSERT INTO tasks (id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, \
+         result, exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, \
+         worker_name, parent_task_id, root_task_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22, $22) \
+         ON CONFLICT (project_id, engine, task_id) DO UPDATE SET {} WHERE {guard}",
+        set.join(", ")
+    )
+}
+
+/// Writes a group in one transaction; the newly inserted count per job.
+async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
+    let dialect = match db {
+        Db::Sqlite(_) => Dialect::Sqlite,
+        Db::Postgres(_) => Dialect::Postgres,
+    };
+    let now = Ts::now();
+    let mut workers: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
+    let mut queues: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
+    let mut agents: HashMap<Uuid, ()> = HashMap::new();
+    on_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let mut counts = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            agents.insert(job.agent_id, ());
+            let mut accepted = 0u64;
+            for row in &job.rows {
+                let inserted = sqlx::query(INSERT_EVENT)
+                    .bind(row.id)
+                    .bind(job.project_id)
+                    .bind(job.agent_id)
+                    .bind(&row.engine)
+                    .bind(&row.task_id)
+                    .bind(row.kind)
+                    .bind(row.occurred_at)
+                    .bind(SqlJson(&row.payload))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if let Some(w) = &row.worker {
+                    let e = workers.entry((job.project_id, &row.engine, w)).or_insert(row.occurred_at);
+                    *e = (*e).max(row.occurred_at);
+                }
+                if let Some(q) = &row.queue {
+                    let e = queues.entry((job.project_id, &row.engine, q)).or_insert(row.occurred_at);
+                    *e = (*e).max(row.occurred_at);
+                }
+                if inserted != 1 {
+                    continue;
+                }
+                accepted += 1;
+                let Some(t) = &row.task else { continue };
+                let at = row.occurred_at;
+                let when = |s: TaskState| (t.state == s).then_some(at);
+                let retry_count = t
+                    .retry_count
+                    .unwrap_or(if t.state == TaskState::Retry { 1 } else { 0 });
+                sqlx::query(task_upsert_sql(dialect, t.state))
+                    .bind(Uuid::new_v4())
+                    .bind(job.project_id)
+                    .bind(&row.engine)
+                    .bind(&row.task_id)
+                    .bind(&t.name)
+                    .bind(&t.queue)
+                    .bind(t.state.as_str())
+                    .bind(&t.priority)
+                    .bind(t.args.as_ref().map(SqlJson))
+                    .bind(t.kwargs.as_ref().map(SqlJson))
+                    .bind(t.result.as_ref().map(SqlJson))
+                    .bind(&t.exception)
+                    .bind(&t.traceback)
+                    .bind(retry_count)
+                    .bind(when(TaskState::Received))
+                    .bind(when(TaskState::Started))
+                    .bind(
+                        t.state
+                            .is_terminal()
+                            .then_some(at),
+                    )
+                    .bind(t.runtime_ms)
+                    .bind(&t.worker_name)
+                    .bind(&t.parent_task_id)
+                    .bind(&t.root_task_id)
+                    .bind(now)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            counts.push(accepted);
+        }
+        for ((project, engine, name), at) in &workers {
+            sqlx::query(UPSERT_WORKER)
+                .bind(Uuid::new_v4())
+                .bind(*project)
+                .bind(*engine)
+                .bind(*name)
+                .bind(*at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ((project, engine, name), at) in &queues {
+            sqlx::query(UPSERT_QUEUE)
+                .bind(Uuid::new_v4())
+                .bind(*project)
+                .bind(*engine)
+                .bind(*name)
+                .bind(*at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for agent in agents.keys() {
+            sqlx::query(TOUCH_AGENT)
+                .bind(*agent)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(counts)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_upsert_is_built() {
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            for s in STATES {
+                let sql = task_upsert_sql(d, s);
+                assert!(
+                    sql.contains("ON CONFLICT (project_id, engine, task_id)"),
+                    "{sql}"
+                );
+            }
+        }
+        assert!(task_upsert_sql(Dialect::Postgres, TaskState::Retry).contains("GREATEST("));
+        assert!(task_upsert_sql(Dialect::Sqlite, TaskState::Retry).contains("max("));
+    }
+
+    #[test]
+    fn lock_and_connection_errors_are_transient() {
+        let pg = |c: &str| classify_code(Some(c), String::new());
+        assert!(matches!(pg("40001"), WriteError::Transient(_)));
+        assert!(matches!(pg("08006"), WriteError::Transient(_)));
+        assert!(matches!(pg("25P03"), WriteError::Transient(_)));
+        assert!(matches!(pg("23505"), WriteError::Permanent(_)));
+        assert!(matches!(pg("5"), WriteError::Transient(_)));
+        assert!(matches!(pg("517"), WriteError::Transient(_)));
+        assert!(matches!(pg("19"), WriteError::Permanent(_)));
+        assert!(matches!(
+            classify(sqlx::Error::PoolTimedOut),
+            WriteError::Transient(_)
+        ));
+    }
+}

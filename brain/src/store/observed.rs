@@ -1,0 +1,127 @@
+//! What agents report about their environment: queue depths (heartbeat
+//! `adapter_health`) and `agent_status` samples.
+
+use super::{Db, StoreError, Ts};
+use crate::on_db;
+use sqlx::types::Json as SqlJson;
+use uuid::Uuid;
+use z4j_protocol::json::{Object, Value};
+
+/// At most this many queues per report (sorted by name).
+const MAX_QUEUES: usize = 1024;
+
+/// `{"queue": depth, ...}` as JSON text inside a string; malformed → none.
+pub fn parse_queue_depths(text: &str) -> Vec<(String, i64)> {
+    let Ok(Value::Object(o)) = z4j_protocol::parse(text.as_bytes()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, i64)> = o
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().chars().take(200).collect(), v.as_i64()?.max(0))))
+        .collect();
+    out.sort();
+    out.truncate(MAX_QUEUES);
+    out
+}
+
+pub async fn set_queue_depths(
+    db: &Db,
+    project_id: Uuid,
+    engine: &str,
+    depths: &[(String, i64)],
+    at: Ts,
+) -> Result<(), StoreError> {
+    let engine: String = engine.chars().take(40).collect();
+    for (name, depth) in depths {
+        on_db!(db, p => sqlx::query(
+            "INSERT INTO queues (id, project_id, engine, name, last_seen_at, pending_count, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $5, $5) \
+             ON CONFLICT (project_id, engine, name) DO UPDATE SET pending_count = excluded.pending_count, \
+             last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at"
+        )
+        .bind(Uuid::new_v4())
+        .bind(project_id)
+        .bind(&engine)
+        .bind(name)
+        .bind(at)
+        .bind(*depth)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}
+
+pub async fn record_status(
+    db: &Db,
+    agent_id: Uuid,
+    project_id: Uuid,
+    worker_id: Option<&str>,
+    captured_at: Ts,
+    payload: &Object,
+) -> Result<(), StoreError> {
+    let to_json = |v: &Value| {
+        z4j_protocol::canonical::to_canonical(v)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| serde_json::value::RawValue::from_string(t).ok())
+    };
+    let telemetry = payload
+        .get("telemetry_loss")
+        .filter(|v| !v.is_null())
+        .and_then(to_json);
+    let whole = to_json(&Value::Object(payload.clone()));
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO agent_status_history (id, agent_id, project_id, worker_id, captured_at, telemetry_loss, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+    .bind(Uuid::new_v4())
+    .bind(agent_id)
+    .bind(project_id)
+    .bind(worker_id)
+    .bind(captured_at)
+    .bind(telemetry.as_ref().map(SqlJson))
+    .bind(whole.as_ref().map(SqlJson))
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatusSample {
+    pub id: Uuid,
+    pub captured_at: Ts,
+    pub worker_id: Option<String>,
+    pub telemetry_loss: Option<SqlJson<serde_json::Value>>,
+}
+
+/// The newest samples of an agent, newest first.
+pub async fn recent_status(
+    db: &Db,
+    agent_id: Uuid,
+    limit: i64,
+) -> Result<Vec<StatusSample>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, StatusSample>(
+        "SELECT id, captured_at, worker_id, telemetry_loss FROM agent_status_history \
+         WHERE agent_id = $1 ORDER BY captured_at DESC, id DESC LIMIT $2"
+    )
+    .bind(agent_id)
+    .bind(limit)
+    .fetch_all(p)
+    .await)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_depths_are_sorted_and_malformed_input_ignored() {
+        assert_eq!(
+            parse_queue_depths(r#"{"b": 2, "a": 5, "bad": "x", "neg": -3}"#),
+            vec![("a".into(), 5), ("b".into(), 2), ("neg".into(), 0)]
+        );
+        assert!(parse_queue_depths("not json").is_empty());
+    }
+}

@@ -1,0 +1,279 @@
+//! Read queries behind the tasks, events, workers, queues and stats routes.
+//! Lists are keyset-paginated newest first on `(instant, id)`.
+
+use super::{Db, StoreError, Ts};
+use crate::on_db;
+use serde_json::Value as Json;
+use sqlx::types::Json as SqlJson;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Task {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub engine: String,
+    pub task_id: String,
+    pub name: String,
+    pub queue: Option<String>,
+    pub state: String,
+    pub priority: String,
+    pub args: Option<SqlJson<Json>>,
+    pub kwargs: Option<SqlJson<Json>>,
+    pub result: Option<SqlJson<Json>>,
+    pub exception: Option<String>,
+    pub traceback: Option<String>,
+    pub retry_count: i32,
+    pub received_at: Option<Ts>,
+    pub started_at: Option<Ts>,
+    pub finished_at: Option<Ts>,
+    pub runtime_ms: Option<i64>,
+    pub worker_name: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub root_task_id: Option<String>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+const TASK_COLUMNS: &str = "id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, result, \
+     exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, worker_name, \
+     parent_task_id, root_task_id, created_at, updated_at";
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub state: Option<String>,
+    pub priorities: Option<String>,
+    pub name: Option<String>,
+    pub search: Option<String>,
+    pub queue: Option<String>,
+    pub worker: Option<String>,
+    pub since: Option<Ts>,
+    pub until: Option<Ts>,
+}
+
+/// A keyset position: rows strictly older than `(at, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    pub at: Ts,
+    pub id: Uuid,
+}
+
+const TASK_WHERE: &str = "project_id = $1 \
+     AND ($2 IS NULL OR state = $2) \
+     AND ($3 IS NULL OR (',' || $3 || ',') LIKE ('%,' || priority || ',%')) \
+     AND ($4 IS NULL OR name = $4) \
+     AND ($5 IS NULL OR task_id LIKE $5 OR name LIKE $5) \
+     AND ($6 IS NULL OR queue = $6) \
+     AND ($7 IS NULL OR worker_name = $7) \
+     AND ($8 IS NULL OR created_at >= $8) \
+     AND ($9 IS NULL OR created_at < $9)";
+
+pub async fn tasks(
+    db: &Db,
+    project_id: Uuid,
+    f: &TaskFilter,
+    after: Option<After>,
+    limit: i64,
+) -> Result<Vec<Task>, StoreError> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE {TASK_WHERE} \
+         AND ($10 IS NULL OR created_at < $10 OR (created_at = $10 AND id < $11)) \
+         ORDER BY created_at DESC, id DESC LIMIT $12"
+    );
+    let search = f.search.as_ref().map(|s| format!("%{s}%"));
+    Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
+        .bind(project_id)
+        .bind(&f.state)
+        .bind(&f.priorities)
+        .bind(&f.name)
+        .bind(&search)
+        .bind(&f.queue)
+        .bind(&f.worker)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(after.map(|a| a.at))
+        .bind(after.map(|a| a.id).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}
+
+pub async fn count_tasks(db: &Db, project_id: Uuid, f: &TaskFilter) -> Result<i64, StoreError> {
+    let sql = format!("SELECT count(*) FROM tasks WHERE {TASK_WHERE}");
+    let search = f.search.as_ref().map(|s| format!("%{s}%"));
+    Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
+        .bind(project_id)
+        .bind(&f.state)
+        .bind(&f.priorities)
+        .bind(&f.name)
+        .bind(&search)
+        .bind(&f.queue)
+        .bind(&f.worker)
+        .bind(f.since)
+        .bind(f.until)
+        .fetch_one(p)
+        .await)?)
+}
+
+pub async fn task(
+    db: &Db,
+    project_id: Uuid,
+    engine: &str,
+    task_id: &str,
+) -> Result<Option<Task>, StoreError> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE project_id = $1 AND engine = $2 AND task_id = $3"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
+        .bind(project_id)
+        .bind(engine)
+        .bind(task_id)
+        .fetch_optional(p)
+        .await)?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Event {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub agent_id: Uuid,
+    pub engine: String,
+    pub task_id: String,
+    pub kind: String,
+    pub occurred_at: Ts,
+    pub payload: SqlJson<Json>,
+}
+
+pub async fn events(
+    db: &Db,
+    project_id: Uuid,
+    engine: &str,
+    task_id: &str,
+    after: Option<After>,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, Event>(
+        "SELECT id, project_id, agent_id, engine, task_id, kind, occurred_at, payload FROM events \
+         WHERE project_id = $1 AND engine = $2 AND task_id = $3 \
+         AND ($4 IS NULL OR occurred_at < $4 OR (occurred_at = $4 AND id < $5)) \
+         ORDER BY occurred_at DESC, id DESC LIMIT $6"
+    )
+    .bind(project_id)
+    .bind(engine)
+    .bind(task_id)
+    .bind(after.map(|a| a.at))
+    .bind(after.map(|a| a.id).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(p)
+    .await)?)
+}
+
+/// Every stored event of a project, in (occurred_at, id) order (durability
+/// checks and exports).
+pub async fn count_events(db: &Db, project_id: Uuid) -> Result<i64, StoreError> {
+    Ok(
+        on_db!(db, p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_one(p)
+        .await)?,
+    )
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Worker {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub engine: String,
+    pub name: String,
+    pub hostname: Option<String>,
+    pub pid: Option<i32>,
+    pub concurrency: Option<i32>,
+    pub queues: SqlJson<Json>,
+    pub state: String,
+    pub last_heartbeat: Option<Ts>,
+    pub active_tasks: i32,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+pub async fn workers(db: &Db, project_id: Uuid) -> Result<Vec<Worker>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, Worker>(
+        "SELECT id, project_id, engine, name, hostname, pid, concurrency, queues, state, last_heartbeat, \
+         active_tasks, created_at, updated_at FROM workers WHERE project_id = $1 ORDER BY engine, name"
+    )
+    .bind(project_id)
+    .fetch_all(p)
+    .await)?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Queue {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub engine: String,
+    pub name: String,
+    pub last_seen_at: Option<Ts>,
+    pub pending_count: i32,
+    pub consumer_count: i32,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+pub async fn queues(db: &Db, project_id: Uuid) -> Result<Vec<Queue>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, Queue>(
+        "SELECT id, project_id, engine, name, last_seen_at, pending_count, consumer_count, created_at, updated_at \
+         FROM queues WHERE project_id = $1 ORDER BY engine, name"
+    )
+    .bind(project_id)
+    .fetch_all(p)
+    .await)?)
+}
+
+/// `(state, count)` over the project's tasks.
+pub async fn task_state_counts(
+    db: &Db,
+    project_id: Uuid,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, (String, i64)>(
+        "SELECT state, count(*) FROM tasks WHERE project_id = $1 GROUP BY state"
+    )
+    .bind(project_id)
+    .fetch_all(p)
+    .await)?)
+}
+
+/// Tasks that finished in `state` since `since`.
+pub async fn finished_since(
+    db: &Db,
+    project_id: Uuid,
+    state: &str,
+    since: Ts,
+) -> Result<i64, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM tasks WHERE project_id = $1 AND state = $2 AND finished_at >= $3"
+    )
+    .bind(project_id)
+    .bind(state)
+    .bind(since)
+    .fetch_one(p)
+    .await)?)
+}
+
+/// `(state, count)` of a table with a `state` column (agents, workers),
+/// revoked agents excluded.
+pub async fn state_counts(
+    db: &Db,
+    table: &'static str,
+    project_id: Uuid,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let extra = if table == "agents" {
+        " AND revoked_at IS NULL"
+    } else {
+        ""
+    };
+    let sql =
+        format!("SELECT state, count(*) FROM {table} WHERE project_id = $1{extra} GROUP BY state");
+    Ok(on_db!(db, p => sqlx::query_as::<_, (String, i64)>(&sql)
+        .bind(project_id)
+        .fetch_all(p)
+        .await)?)
+}

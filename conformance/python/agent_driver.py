@@ -1,0 +1,62 @@
+"""Runs a real z4j-bare agent (with the z4j-rq engine adapter) against a
+brain, for the conformance suite's interop cases.
+
+Configuration comes from the agent's own Z4J_* variables (Z4J_BRAIN_URL,
+Z4J_TOKEN, Z4J_PROJECT_ID, Z4J_HMAC_SECRET, Z4J_TRANSPORT, Z4J_AGENT_ID,
+Z4J_HOME). The driver adds:
+
+  DRIVER_TASKS   number of synthetic task lifecycles to record (default 0)
+  DRIVER_PREFIX  task id prefix (default "drv")
+
+It prints "driver: running" once the runtime started and "driver:
+recorded N" after recording, then runs until stdin closes.
+"""
+
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from z4j_bare.install import install_agent
+from z4j_core.models.event import Event, EventKind
+from z4j_rq.engine import RqEngineAdapter
+from z4j_rq.worker_bootstrap import _build_rq_app
+
+
+def main() -> int:
+    rq_app = _build_rq_app(os.environ.get("Z4J_RQ_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    if rq_app is None:
+        print("driver: redis unavailable", flush=True)
+        return 2
+    runtime = install_agent(engines=[RqEngineAdapter(rq_app=rq_app)], dev_mode=True, autostart=True)
+    print("driver: running", flush=True)
+    count = int(os.environ.get("DRIVER_TASKS", "0"))
+    prefix = os.environ.get("DRIVER_PREFIX", "drv")
+    nil = uuid.UUID(int=0)
+    lifecycle = [
+        (EventKind.TASK_RECEIVED, {"task_name": "driver.add", "queue": "default", "args": [1, 2]}),
+        (EventKind.TASK_STARTED, {"worker": "driver-worker"}),
+        (EventKind.TASK_SUCCEEDED, {"result": 3, "runtime_ms": 5}),
+    ]
+    for i in range(count):
+        for kind, data in lifecycle:
+            runtime.record_event(
+                Event(
+                    id=uuid.uuid4(),
+                    project_id=nil,
+                    agent_id=nil,
+                    engine="rq",
+                    task_id=f"{prefix}-{i}",
+                    kind=kind,
+                    occurred_at=datetime.now(UTC),
+                    data=dict(data),
+                )
+            )
+    print(f"driver: recorded {count}", flush=True)
+    sys.stdin.read()
+    runtime.stop(timeout=5.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
