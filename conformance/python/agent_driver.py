@@ -9,7 +9,8 @@ Z4J_HOME). The driver adds:
   DRIVER_PREFIX  task id prefix (default "drv")
 
 It prints "driver: running" once the runtime started and "driver:
-recorded N" after recording, then runs until stdin closes.
+recorded N" after recording. Then each stdin line "record <prefix> <n>"
+records n more lifecycles; the driver exits when stdin closes.
 """
 
 import os
@@ -30,8 +31,16 @@ def main() -> int:
         return 2
     runtime = install_agent(engines=[RqEngineAdapter(rq_app=rq_app)], dev_mode=True, autostart=True)
     print("driver: running", flush=True)
-    count = int(os.environ.get("DRIVER_TASKS", "0"))
-    prefix = os.environ.get("DRIVER_PREFIX", "drv")
+    record(runtime, os.environ.get("DRIVER_PREFIX", "drv"), int(os.environ.get("DRIVER_TASKS", "0")))
+    for line in sys.stdin:
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "record":
+            record(runtime, parts[1], int(parts[2]))
+    runtime.stop(timeout=5.0)
+    return 0
+
+
+def record(runtime, prefix: str, count: int) -> None:
     nil = uuid.UUID(int=0)
     lifecycle = [
         (EventKind.TASK_RECEIVED, {"task_name": "driver.add", "queue": "default", "args": [1, 2]}),
@@ -52,10 +61,7 @@ def main() -> int:
                     data=dict(data),
                 )
             )
-    print(f"driver: recorded {count}", flush=True)
-    sys.stdin.read()
-    runtime.stop(timeout=5.0)
-    return 0
+    print(f"driver: recorded {prefix} {count}", flush=True)
 
 
 if __name__ == "__main__":

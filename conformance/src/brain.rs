@@ -68,6 +68,9 @@ pub struct StartSpec {
     pub expect_exit: bool,
     /// Reuse this home instead of a fresh one.
     pub home: Option<Home>,
+    /// Listen on this port instead of a fresh one (restarts that agents
+    /// must find again).
+    pub port: Option<u16>,
 }
 
 /// A home directory, kept alive (temporary ones are removed when the last
@@ -156,6 +159,15 @@ impl Brain {
         }
     }
 
+    /// SIGKILL (no chance to flush anything) and hand back the home.
+    pub async fn kill_keep_home(mut self) -> Home {
+        self.kill();
+        Home {
+            path: self.home.clone(),
+            _dir: self.dir.take(),
+        }
+    }
+
     /// SIGTERM, then SIGKILL after 10 s. Returns the exit status.
     pub async fn stop(&mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);
@@ -203,7 +215,11 @@ pub async fn start(target: &Target, spec: StartSpec) -> Result<Brain, String> {
             (Some(Arc::new(d)), home)
         }
     };
-    let port = if spec.default_bind { 7700 } else { free_port() };
+    let port = if spec.default_bind {
+        7700
+    } else {
+        spec.port.unwrap_or_else(free_port)
+    };
     let mut env = base_env(&home);
     if !spec.default_bind {
         env.push(("Z4J_BIND_HOST".into(), "127.0.0.1".into()));

@@ -2,10 +2,12 @@
 //! through its documented surface (a command line, env vars, HTTP, the
 //! database URL it was given), so it can gate any implementation.
 
+pub mod agent;
 pub mod brain;
 mod cases;
 pub mod clauses;
 pub mod postgres;
+pub mod python;
 pub mod report;
 pub mod runner;
 pub mod target;

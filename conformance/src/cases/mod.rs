@@ -4,6 +4,8 @@ mod cli;
 mod config;
 mod database;
 mod first_boot;
+pub mod gateway;
+mod interop;
 mod metrics_token;
 mod server;
 
@@ -28,6 +30,124 @@ macro_rules! case {
 }
 
 pub static CASES: &[Case] = &[
+    case!(
+        "gateway.handshake-and-ingest",
+        gateway::handshake_and_ingest,
+        [
+            "protocol.hello-ack-first",
+            "protocol.ingest",
+            "api.agents",
+            "api.read",
+            "Z4J_REST_DEFAULT_PAGE_SIZE",
+            "Z4J_REST_MAX_PAGE_SIZE"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.handshake-refusals",
+        gateway::handshake_refusals,
+        [
+            "protocol.close.4400",
+            "protocol.close.4401",
+            "protocol.close.4426",
+            "Z4J_WS_MAX_FRAME_BYTES"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.session-refusals",
+        gateway::session_refusals,
+        [
+            "protocol.close.4403",
+            "protocol.close.1011",
+            "protocol.close.4400",
+            "protocol.replay-window",
+            "Z4J_WS_MAX_FRAME_BYTES"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.slots-and-cap",
+        gateway::slots_and_cap,
+        [
+            "protocol.close.4002",
+            "protocol.close.4429",
+            "Z4J_WS_PER_AGENT_CONCURRENCY_CAP"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.revoke-kicks",
+        gateway::revoke_kicks,
+        ["protocol.close.4003", "api.agents"],
+        Both
+    ),
+    case!(
+        "gateway.idle-timeout",
+        gateway::idle_timeout,
+        ["protocol.close.4408", "Z4J_WS_IDLE_TIMEOUT_SECONDS"],
+        Both
+    ),
+    case!(
+        "gateway.connect-budget",
+        gateway::connect_budget,
+        ["protocol.close.4429"],
+        SqliteOnly
+    ),
+    case!(
+        "gateway.event-rate-limit",
+        gateway::event_rate_limit,
+        [
+            "Z4J_RATELIMIT_EVENTS_PER_SECOND",
+            "Z4J_WS_INGEST_QUEUE_MAXSIZE"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.offline-sweep",
+        gateway::offline_sweep,
+        [
+            "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS",
+            "Z4J_AGENT_HEALTH_SWEEP_SECONDS"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.kill-during-ingest",
+        gateway::kill_during_ingest,
+        ["protocol.ack-durable"],
+        Both
+    ),
+    case!(
+        "interop.z4j-bare-ws",
+        interop::bare_ws,
+        [
+            "interop.z4j-bare-ws",
+            "agent.brain_url",
+            "agent.token",
+            "agent.hmac_secret",
+            "agent.project_id"
+        ],
+        Both
+    ),
+    case!(
+        "interop.z4j-bare-longpoll",
+        interop::bare_longpoll,
+        ["interop.z4j-bare-longpoll", "protocol.longpoll"],
+        Both
+    ),
+    case!(
+        "interop.brain-restart",
+        interop::survives_restart,
+        ["interop.brain-restart"],
+        Both
+    ),
+    case!(
+        "interop.rq-worker",
+        interop::rq_worker,
+        ["interop.rq-worker"],
+        Both
+    ),
     case!(
         "cli.version",
         cli::version,

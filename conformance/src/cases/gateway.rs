@@ -1,0 +1,604 @@
+//! The agent gateway over real sockets: handshake, close codes, ingest and
+//! acknowledgements, limits (specs/agent-protocol.md sections 2–7).
+
+use super::{ensure, ensure_eq, R};
+use crate::agent::{self, task_event, Closed, Credentials, Operator};
+use crate::brain::Brain;
+use crate::runner::Ctx;
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use z4j_protocol::FrameType;
+
+/// A brain with the suite's admin, a logged-in operator and one agent.
+pub async fn setup(
+    ctx: &Ctx,
+    extra: &[(&str, &str)],
+) -> Result<(Brain, Operator, Credentials), String> {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(extra);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "agent-1").await?;
+    Ok((brain, op, creds))
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn closed_with(sock: &mut agent::RawSocket, want: u16, what: &str) -> R {
+    match sock.expect_close(WAIT).await? {
+        Closed::Code(code, _) => ensure_eq(code, want, what),
+        Closed::Dropped => Err(format!("{what}: connection dropped without a close frame")),
+    }
+}
+
+async fn task_state(brain: &Brain, op: &Operator, task_id: &str) -> Result<(u16, Json), String> {
+    op.get(
+        brain,
+        &format!("/api/v1/projects/default/tasks/rq/{task_id}"),
+    )
+    .await
+}
+
+pub async fn handshake_and_ingest(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_REST_DEFAULT_PAGE_SIZE", "2"),
+            ("Z4J_REST_MAX_PAGE_SIZE", "3"),
+        ],
+    )
+    .await?;
+    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let p = &s.ack["payload"];
+    ensure_eq(
+        p["agent_id"].as_str(),
+        Some(creds.agent_id.as_str()),
+        "hello_ack agent_id",
+    )?;
+    ensure_eq(
+        p["project_id"].as_str(),
+        Some(creds.project_id.as_str()),
+        "hello_ack project_id",
+    )?;
+    ensure_eq(
+        p["heartbeat_interval_seconds"].as_i64(),
+        Some(10),
+        "heartbeat interval",
+    )?;
+    ensure_eq(
+        p["max_frame_size_bytes"].as_i64(),
+        Some(1_048_576),
+        "max frame size",
+    )?;
+    let sid = p["session_id"].as_str().unwrap_or_default();
+    ensure(
+        uuid::Uuid::parse_str(sid).is_ok_and(|u| u.to_string() == sid),
+        format!("session_id is not a canonical lowercase UUID: {sid}"),
+    )?;
+    ensure_eq(
+        s.ack["id"].as_str().map(str::to_owned),
+        Some(format!("hack_{}", &sid.replace('-', "")[..12])),
+        "hello_ack id",
+    )?;
+
+    // One good event and one without an engine: received 2, accepted 1.
+    let mut engineless = task_event("t-0", "task.received", json!({}));
+    engineless["engine"] = json!("");
+    let batch = [
+        task_event(
+            "t-0",
+            "task.received",
+            json!({"task_name": "jobs.add", "queue": "default"}),
+        ),
+        engineless,
+    ];
+    s.send_events("ev_first", &batch).await?;
+    let ack = s.expect_ack("ev_first", WAIT).await?;
+    ensure_eq(
+        (
+            ack["received"].as_i64(),
+            ack["accepted"].as_i64(),
+            ack["rejected"].as_i64(),
+        ),
+        (Some(2), Some(1), Some(1)),
+        "ack counts",
+    )?;
+    // The same events again are acknowledged but not stored twice.
+    s.send_events("ev_first", &batch).await?;
+    let ack = s.expect_ack("ev_first", WAIT).await?;
+    ensure_eq(
+        (ack["accepted"].as_i64(), ack["rejected"].as_i64()),
+        (Some(0), Some(2)),
+        "replayed batch counts",
+    )?;
+    for i in 1..=4 {
+        let id = format!("t-{i}");
+        for (kind, data) in [
+            (
+                "task.received",
+                json!({"task_name": "jobs.add", "queue": "default"}),
+            ),
+            ("task.started", json!({"worker": "w-1"})),
+            ("task.succeeded", json!({"result": i, "runtime_ms": 3})),
+        ] {
+            let bid = format!("ev_{id}_{kind}");
+            s.send_events(&bid, &[task_event(&id, kind, data)]).await?;
+            s.expect_ack(&bid, WAIT).await?;
+        }
+    }
+    s.send_heartbeat().await?;
+
+    let (status, task) = task_state(&brain, &op, "t-3").await?;
+    ensure_eq(status, 200, "task detail status")?;
+    ensure_eq(task["state"].as_str(), Some("success"), "t-3 state")?;
+    ensure_eq(task["result"].as_i64(), Some(3), "t-3 result")?;
+    ensure_eq(task["worker_name"].as_str(), Some("w-1"), "t-3 worker")?;
+    let (_, t0) = task_state(&brain, &op, "t-0").await?;
+    ensure_eq(t0["state"].as_str(), Some("received"), "t-0 state")?;
+
+    // Page sizes: default 2, a larger limit capped at 3, cursors walk all 5.
+    let (_, page) = op.get(&brain, "/api/v1/projects/default/tasks").await?;
+    ensure_eq(
+        page["items"].as_array().map(Vec::len),
+        Some(2),
+        "default page size",
+    )?;
+    let (_, page) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/tasks?limit=100&include_total=true",
+        )
+        .await?;
+    ensure_eq(
+        page["items"].as_array().map(Vec::len),
+        Some(3),
+        "max page size",
+    )?;
+    ensure_eq(page["total_count"].as_i64(), Some(5), "total_count")?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/projects/default/tasks?cursor={c}"),
+            None => "/api/v1/projects/default/tasks".into(),
+        };
+        let (_, page) = op.get(&brain, &path).await?;
+        for t in page["items"].as_array().into_iter().flatten() {
+            seen.insert(t["task_id"].as_str().unwrap_or_default().to_owned());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    ensure_eq(seen.len(), 5, "tasks reached through cursors")?;
+    let (status, _) = op
+        .get(&brain, "/api/v1/projects/default/tasks?limit=0")
+        .await?;
+    ensure_eq(status, 422, "limit=0")?;
+    let (status, body) = op
+        .get(&brain, "/api/v1/projects/default/tasks?state=bogus")
+        .await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (422, Some("validation_error")),
+        "state filter",
+    )?;
+
+    let (_, events) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/events?engine=rq&task_id=t-2&limit=10",
+        )
+        .await?;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    ensure_eq(kinds.len(), 3, "events of t-2")?;
+    let (status, _) = op
+        .get(&brain, "/api/v1/projects/default/events?engine=rq")
+        .await?;
+    ensure_eq(status, 422, "events without task_id")?;
+
+    let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
+    let depth = queues
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|q| q["name"] == "default")
+        .and_then(|q| q["pending_count"].as_i64());
+    ensure_eq(depth, Some(7), "queue depth from the heartbeat")?;
+    let (_, workers) = op.get(&brain, "/api/v1/projects/default/workers").await?;
+    ensure(
+        workers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|w| w["name"] == "w-1" && w["state"] == "online"),
+        format!("worker w-1 not listed online: {workers}"),
+    )?;
+    let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+    ensure_eq(
+        agents[0]["state"].as_str(),
+        Some("online"),
+        "agent state while connected",
+    )?;
+    let (_, stats) = op.get(&brain, "/api/v1/projects/default/stats").await?;
+    ensure_eq(
+        stats["tasks_by_state"]["success"].as_i64(),
+        Some(4),
+        "stats success count",
+    )?;
+    Ok(())
+}
+
+pub async fn handshake_refusals(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[("Z4J_WS_MAX_FRAME_BYTES", "8192")]).await?;
+    let bearer = format!("Bearer {}", creds.token);
+    for (auth, what) in [
+        (None, "no Authorization header"),
+        (Some("Bearer not-a-token"), "unknown token"),
+        (
+            Some(format!("Basic {}", creds.token)).as_deref(),
+            "wrong scheme",
+        ),
+    ] {
+        let mut sock = agent::open(&brain, auth).await?;
+        sock.send_text(&agent::hello(None).to_string()).await.ok();
+        closed_with(&mut sock, 4401, what).await?;
+    }
+    // Lenient scheme/whitespace parsing.
+    let mut sock = agent::open(&brain, Some(&format!("bEaReR    {}   ", creds.token))).await?;
+    sock.send_text(&agent::hello(None).to_string()).await?;
+    let first = sock.next_data(WAIT).await?;
+    ensure(
+        first.is_ok(),
+        format!("case-insensitive scheme refused: {first:?}"),
+    )?;
+    drop(sock);
+
+    let mut not_hello = agent::hello(None);
+    not_hello["type"] = json!("heartbeat");
+    let mut v1 = agent::hello(None);
+    v1["v"] = json!(1);
+    let mut big = agent::hello(None);
+    big["payload"]["host"]["pad"] = json!("x".repeat(9000));
+    let mut proto3 = agent::hello(None);
+    proto3["payload"]["protocol_version"] = json!("3");
+    for (text, code, what) in [
+        (not_hello.to_string(), 4400, "first frame not hello"),
+        ("{not json".to_owned(), 4400, "first frame invalid JSON"),
+        (v1.to_string(), 4400, "hello with v=1"),
+        (big.to_string(), 4400, "hello over Z4J_WS_MAX_FRAME_BYTES"),
+        (proto3.to_string(), 4426, "protocol_version 3"),
+    ] {
+        let mut sock = agent::open(&brain, Some(&bearer)).await?;
+        sock.send_text(&text).await?;
+        closed_with(&mut sock, code, what).await?;
+    }
+    // A revoked token stops matching.
+    ensure_eq(op.revoke(&brain, &creds.agent_id).await?, 204, "revoke")?;
+    let mut sock = agent::open(&brain, Some(&bearer)).await?;
+    sock.send_text(&agent::hello(None).to_string()).await.ok();
+    closed_with(&mut sock, 4401, "revoked token").await
+}
+
+pub async fn session_refusals(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[("Z4J_WS_MAX_FRAME_BYTES", "8192")]).await?;
+    // Each refusal on its own connection; the frame carries an event that
+    // must not be stored.
+    type Mangle = fn(&mut agent::Session, String) -> Result<String, String>;
+    let cases: [(&str, u16, Mangle); 7] = [
+        ("tampered payload", 4403, |_, f| {
+            Ok(f.replace("rejected-", "rejectee-"))
+        }),
+        ("stale ts", 4403, |s, _| {
+            let ts = z4j_protocol::frame::format_pydantic_utc(agent::now_micros() - 120_000_000);
+            let ev = task_event("rejected-x", "task.received", json!({}));
+            s.sign_stale(&ts, &ev)
+        }),
+        ("invalid JSON", 1011, |_, _| Ok("{broken".into())),
+        ("unknown type", 1011, |_, f| {
+            Ok(f.replace("\"event_batch\"", "\"event_batch_v9\""))
+        }),
+        ("v=3", 1011, |_, f| Ok(f.replacen("\"v\":2", "\"v\":3", 1))),
+        ("NaN", 1011, |_, f| {
+            Ok(f.replacen("\"events\":[", "\"events\":[NaN,", 1))
+        }),
+        ("over the frame cap", 4400, |_, f| {
+            Ok(f.replacen(
+                "\"data\":{",
+                &format!("\"data\":{{\"pad\":\"{}\",", "y".repeat(9000)),
+                1,
+            ))
+        }),
+    ];
+    for (what, code, mangle) in cases {
+        let mut s = agent::connect(&brain, &creds, Some(what)).await?;
+        let ev = task_event("rejected-x", "task.received", json!({"task_name": "x"}));
+        let frame = s.sign(
+            FrameType::EventBatch,
+            "ev_bad",
+            &[("events", agent::value(&Json::Array(vec![ev])))],
+        )?;
+        let bad = mangle(&mut s, frame)?;
+        s.raw.send_text(&bad).await?;
+        closed_with(&mut s.raw, code, what).await?;
+    }
+    // Replays: the same frame twice, then a lower seq.
+    let mut s = agent::connect(&brain, &creds, Some("replay")).await?;
+    let ev = task_event("replayed-1", "task.received", json!({}));
+    let frame = s.sign(
+        FrameType::EventBatch,
+        "ev_once",
+        &[("events", agent::value(&Json::Array(vec![ev])))],
+    )?;
+    s.raw.send_text(&frame).await?;
+    s.expect_ack("ev_once", WAIT).await?;
+    s.raw.send_text(&frame).await?;
+    closed_with(&mut s.raw, 4403, "replayed frame").await?;
+    let (status, _) = task_state(&brain, &op, "rejected-x").await?;
+    ensure_eq(status, 404, "a task from a rejected frame")?;
+    let (status, _) = task_state(&brain, &op, "replayed-1").await?;
+    ensure_eq(status, 200, "the accepted original of the replayed frame")
+}
+
+pub async fn slots_and_cap(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, creds) = setup(&ctx, &[("Z4J_WS_PER_AGENT_CONCURRENCY_CAP", "2")]).await?;
+    let mut first = agent::connect(&brain, &creds, Some("w-1")).await?;
+    let _second = agent::connect(&brain, &creds, Some("w-1")).await?;
+    closed_with(&mut first.raw, 4002, "displaced by the same worker_id").await?;
+    let mut legacy = agent::connect(&brain, &creds, None).await?;
+    let _legacy2 = agent::connect(&brain, &creds, None).await?;
+    closed_with(&mut legacy.raw, 4002, "legacy slot displaced").await?;
+    // Two slots taken (w-1, legacy): a third gets hello_ack, then 4429.
+    let mut third = agent::connect(&brain, &creds, Some("w-3")).await?;
+    closed_with(&mut third.raw, 4429, "worker beyond the cap").await
+}
+
+pub async fn revoke_kicks(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    ensure_eq(op.revoke(&brain, &creds.agent_id).await?, 204, "revoke")?;
+    closed_with(&mut s.raw, 4003, "revoked while connected").await?;
+    ensure_eq(
+        op.revoke(&brain, &creds.agent_id).await?,
+        204,
+        "repeated revoke",
+    )?;
+    let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+    ensure_eq(
+        agents.as_array().map(Vec::len),
+        Some(0),
+        "revoked agents are hidden",
+    )?;
+    let unknown = uuid::Uuid::new_v4();
+    let (status, _) = op
+        .send(
+            &brain,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/projects/default/agents/{unknown}"),
+            None,
+        )
+        .await?;
+    ensure_eq(status, 404, "revoking an unknown agent")
+}
+
+pub async fn idle_timeout(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, creds) = setup(&ctx, &[("Z4J_WS_IDLE_TIMEOUT_SECONDS", "15")]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("quiet")).await?;
+    // A data frame resets the timer; pings would not.
+    s.send_heartbeat().await?;
+    let started = Instant::now();
+    let closed = s.raw.expect_close(ctx.scaled(40.0)).await?;
+    let took = started.elapsed();
+    ensure_eq(closed, Closed::Code(4408, String::new()), "idle close")?;
+    ensure(
+        took >= Duration::from_secs_f64(14.5) && took <= ctx.scaled(15.0) + Duration::from_secs(5),
+        format!("idle close after {took:?}, want about 15 s"),
+    )
+}
+
+pub async fn connect_budget(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, _creds) = setup(&ctx, &[]).await?;
+    // 600 attempts per rolling minute per address; each is refused (no
+    // token) but counts.
+    for i in 0..600 {
+        let mut sock = agent::open(&brain, None).await?;
+        match sock.expect_close(WAIT).await? {
+            Closed::Code(4401, _) => {}
+            other => return Err(format!("attempt {i}: {other:?}")),
+        }
+    }
+    let mut sock = agent::open(&brain, None).await?;
+    ensure_eq(
+        sock.expect_close(WAIT).await?,
+        Closed::Code(4429, "agent connect rate limit exceeded".into()),
+        "attempt 601",
+    )
+}
+
+pub async fn event_rate_limit(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[("Z4J_RATELIMIT_EVENTS_PER_SECOND", "50")]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("flood")).await?;
+    let started = Instant::now();
+    for i in 0..150 {
+        let ev = task_event(&format!("rl-{i}"), "task.received", json!({}));
+        s.send_events(&format!("ev_rl_{i}"), &[ev]).await?;
+    }
+    let mut acked = 0;
+    while acked < 150 {
+        match s.recv(ctx.scaled(30.0)).await? {
+            Ok((FrameType::EventBatchAck, _)) => acked += 1,
+            Ok(_) => {}
+            Err(c) => return Err(format!("closed after {acked} acks: {c:?}")),
+        }
+    }
+    let took = started.elapsed();
+    // One second of burst (50), then 50/s: the other 100 need about 2 s.
+    ensure(
+        took >= Duration::from_millis(1700),
+        format!("150 events at 50/s were all acknowledged after only {took:?}"),
+    )?;
+    let (_, page) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/tasks?limit=1&include_total=true",
+        )
+        .await?;
+    ensure_eq(
+        page["total_count"].as_i64(),
+        Some(150),
+        "nothing lost over the limit",
+    )
+}
+
+pub async fn kill_during_ingest(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    let db_env;
+    if ctx.db == crate::runner::Database::Postgres {
+        let (_, url) = ctx.new_pg_database().await?;
+        db_env = url;
+        env.push(("Z4J_DATABASE_URL", db_env.as_str()));
+        env.push(("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"));
+        env.push((
+            "Z4J_SESSION_SECRET",
+            "conformance-session-secret-0123456789abcdef",
+        ));
+    }
+    let brain = ctx.start(&env).await?;
+    let port = brain.port;
+    let op = agent::login(&brain).await?;
+    let mut streams = Vec::new();
+    for a in 0..3 {
+        let creds = op.mint(&brain, &format!("streamer-{a}")).await?;
+        let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+        streams.push(tokio::spawn(async move {
+            // Send continuously; record which batches were acknowledged.
+            let mut acked = Vec::new();
+            for i in 0..100_000u32 {
+                let id = format!("k-{a}-{i}");
+                if s.send_events(
+                    &format!("ev_{id}"),
+                    &[task_event(&id, "task.received", json!({}))],
+                )
+                .await
+                .is_err()
+                {
+                    break;
+                }
+                while let Ok(Ok(Ok((FrameType::EventBatchAck, j)))) =
+                    tokio::time::timeout(Duration::from_millis(1), s.recv(Duration::from_millis(1)))
+                        .await
+                {
+                    acked.push(
+                        j["payload"]["acked_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+            // Drain acks already on the wire before the socket died.
+            while let Ok(Ok((FrameType::EventBatchAck, j))) = s.recv(Duration::from_secs(2)).await {
+                acked.push(
+                    j["payload"]["acked_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let home = brain.kill_keep_home().await;
+    let mut acked = Vec::new();
+    for s in streams {
+        acked.extend(s.await.map_err(|e| e.to_string())?);
+    }
+    ensure(
+        acked.len() > 50,
+        format!(
+            "only {} batches were acknowledged before the kill",
+            acked.len()
+        ),
+    )?;
+    let brain = ctx
+        .start_spec(crate::brain::StartSpec {
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            home: Some(home),
+            port: Some(port),
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    for id in &acked {
+        let task_id = id.trim_start_matches("ev_");
+        let (status, events) = op
+            .get(
+                &brain,
+                &format!("/api/v1/projects/default/events?engine=rq&task_id={task_id}"),
+            )
+            .await?;
+        ensure_eq(status, 200, "events read")?;
+        ensure_eq(
+            events["items"].as_array().map(Vec::len),
+            Some(1),
+            &format!("stored copies of acknowledged event {task_id}"),
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn offline_sweep(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS", "2"),
+            ("Z4J_AGENT_HEALTH_SWEEP_SECONDS", "1"),
+        ],
+    )
+    .await?;
+    let mut s = agent::connect(&brain, &creds, Some("silent")).await?;
+    let state = |agents: &Json| agents[0]["state"].as_str().map(str::to_owned);
+    let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+    ensure_eq(
+        state(&agents).as_deref(),
+        Some("online"),
+        "state after the handshake",
+    )?;
+    // No heartbeat: offline after the timeout plus at most one sweep.
+    let started = Instant::now();
+    loop {
+        let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+        if state(&agents).as_deref() == Some("offline") {
+            break;
+        }
+        if started.elapsed() > ctx.scaled(10.0) {
+            return Err("a silent agent was not marked offline within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    ensure(
+        took >= Duration::from_millis(1500),
+        format!("marked offline after only {took:?}"),
+    )?;
+    // A heartbeat brings it back.
+    s.send_heartbeat().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+    ensure_eq(
+        state(&agents).as_deref(),
+        Some("online"),
+        "state after a heartbeat",
+    )
+}

@@ -1,0 +1,288 @@
+//! The real agents from PyPI against the brain under test: z4j-bare over
+//! WebSocket and long-poll, a real RQ worker, and a brain restart.
+
+use super::gateway::setup;
+use super::{ensure, ensure_eq, R};
+use crate::agent::{Credentials, Operator};
+use crate::brain::Brain;
+use crate::python::{self, Proc};
+use crate::runner::Ctx;
+use serde_json::Value as Json;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn agent_env(
+    brain: &Brain,
+    creds: &Credentials,
+    transport: &str,
+    home: &std::path::Path,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("Z4J_BRAIN_URL", brain.base_url.clone()),
+        ("Z4J_TOKEN", creds.token.clone()),
+        ("Z4J_PROJECT_ID", "default".into()),
+        ("Z4J_HMAC_SECRET", creds.hmac_secret.clone()),
+        ("Z4J_AGENT_ID", creds.agent_id.clone()),
+        ("Z4J_TRANSPORT", transport.into()),
+        ("Z4J_HOME", home.display().to_string()),
+        ("Z4J_AGENT_NAME", "interop".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Ok(path) = std::env::var("PATH") {
+        env.push(("PATH".into(), path));
+    }
+    env
+}
+
+/// Waits until every task `<prefix>-0..n` is in `state`.
+async fn wait_tasks(
+    brain: &Brain,
+    op: &Operator,
+    prefix: &str,
+    n: usize,
+    state: &str,
+    wait: Duration,
+) -> R {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut missing = Vec::new();
+        for i in 0..n {
+            let (_, t) = op
+                .get(
+                    brain,
+                    &format!("/api/v1/projects/default/tasks/rq/{prefix}-{i}"),
+                )
+                .await?;
+            if t["state"].as_str() != Some(state) {
+                missing.push(format!("{prefix}-{i}: {}", t["state"]));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("tasks not {state} in time: {missing:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Each task of `prefix` has exactly its three lifecycle events.
+async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> R {
+    for i in 0..n {
+        let (_, events) = op
+            .get(
+                brain,
+                &format!("/api/v1/projects/default/events?engine=rq&task_id={prefix}-{i}"),
+            )
+            .await?;
+        ensure_eq(
+            events["items"].as_array().map(Vec::len),
+            Some(3),
+            &format!("events of {prefix}-{i}"),
+        )?;
+    }
+    Ok(())
+}
+
+async fn bare_agent(ctx: Arc<Ctx>, transport: &str) -> R {
+    if !python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
+    }
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let script = python::scripts_dir().join("agent_driver.py");
+    let mut env = agent_env(&brain, &creds, transport, home.path());
+    env.push(("DRIVER_TASKS".into(), "5".into()));
+    env.push(("DRIVER_PREFIX".into(), "bare".into()));
+    let proc = Proc::spawn(
+        &[&script.display().to_string()],
+        &env,
+        &python::scripts_dir(),
+    )
+    .await?;
+    proc.wait_line("driver: recorded", Duration::from_secs(60))
+        .await?;
+    wait_tasks(&brain, &op, "bare", 5, "success", ctx.scaled(30.0))
+        .await
+        .map_err(|e| format!("{e}\nagent output:\n{}", proc.output().join("\n")))?;
+    no_duplicates(&brain, &op, "bare", 5).await?;
+    let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+    let a = &agents[0];
+    ensure_eq(a["state"].as_str(), Some("online"), "agent state")?;
+    if transport == "ws" {
+        ensure_eq(
+            a["agent_version"].as_str(),
+            Some("1.13.0"),
+            "agent version from hello",
+        )?;
+        ensure_eq(
+            a["framework_adapter"].as_str(),
+            Some("bare"),
+            "framework from hello",
+        )?;
+        ensure(
+            a["engine_adapters"]
+                .as_array()
+                .is_some_and(|e| e.contains(&Json::from("rq"))),
+            format!("engines from hello: {a}"),
+        )?;
+    }
+    proc.stop().await;
+    Ok(())
+}
+
+pub async fn bare_ws(ctx: Arc<Ctx>) -> R {
+    bare_agent(ctx, "ws").await
+}
+
+pub async fn bare_longpoll(ctx: Arc<Ctx>) -> R {
+    bare_agent(ctx, "longpoll").await
+}
+
+pub async fn survives_restart(ctx: Arc<Ctx>) -> R {
+    if !python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
+    }
+    let mut env: Vec<(String, String)> = crate::agent::admin_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    if ctx.db == crate::runner::Database::Postgres {
+        let (_, url) = ctx.new_pg_database().await?;
+        env.push(("Z4J_DATABASE_URL".into(), url));
+        env.push((
+            "Z4J_SECRET".into(),
+            "conformance-master-secret-0123456789abcdef".into(),
+        ));
+        env.push((
+            "Z4J_SESSION_SECRET".into(),
+            "conformance-session-secret-0123456789abcdef".into(),
+        ));
+    }
+    let spec = |home, port| crate::brain::StartSpec {
+        env: env.clone(),
+        home,
+        port,
+        ..Default::default()
+    };
+    let brain = ctx.start_spec(spec(None, None)).await?;
+    let op = crate::agent::login(&brain).await?;
+    let creds = op.mint(&brain, "restarting").await?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let script = python::scripts_dir().join("agent_driver.py");
+    let mut aenv = agent_env(&brain, &creds, "ws", home.path());
+    aenv.push(("DRIVER_TASKS".into(), "3".into()));
+    aenv.push(("DRIVER_PREFIX".into(), "before".into()));
+    let mut proc = Proc::spawn(
+        &[&script.display().to_string()],
+        &aenv,
+        &python::scripts_dir(),
+    )
+    .await?;
+    wait_tasks(&brain, &op, "before", 3, "success", ctx.scaled(30.0)).await?;
+    let port = brain.port;
+    let brain_home = brain.stop_keep_home().await;
+    // Recorded while the brain is down: buffered by the agent.
+    proc.send_line("record during 4").await?;
+    proc.wait_line("driver: recorded during 4", Duration::from_secs(20))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let brain = ctx.start_spec(spec(Some(brain_home), Some(port))).await?;
+    let op = crate::agent::login(&brain).await?;
+    wait_tasks(&brain, &op, "during", 4, "success", ctx.scaled(60.0))
+        .await
+        .map_err(|e| format!("{e}\nagent output:\n{}", proc.output().join("\n")))?;
+    no_duplicates(&brain, &op, "during", 4).await?;
+    no_duplicates(&brain, &op, "before", 3).await?;
+    proc.stop().await;
+    Ok(())
+}
+
+pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
+    if !python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379".into());
+    }
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let queue = format!("z4jconf-{}", uuid::Uuid::new_v4().simple());
+    let mut env = agent_env(&brain, &creds, "ws", home.path());
+    env.push(("Z4J_DEV_MODE".into(), "1".into()));
+    env.push(("Z4J_RQ_REDIS_URL".into(), "redis://127.0.0.1:6379/0".into()));
+    env.push((
+        "PYTHONPATH".into(),
+        python::scripts_dir().display().to_string(),
+    ));
+    let worker = Proc::spawn(
+        &[
+            "-m",
+            "rq.cli",
+            "worker",
+            "--url",
+            "redis://127.0.0.1:6379/0",
+            "-c",
+            "rq_settings",
+            &queue,
+        ],
+        &env,
+        &python::scripts_dir(),
+    )
+    .await?;
+    let enqueue = Proc::spawn(
+        &["rq_enqueue.py", &queue, "3", "1"],
+        &env,
+        &python::scripts_dir(),
+    )
+    .await?;
+    enqueue.wait_line(" fail", Duration::from_secs(30)).await?;
+    let jobs: Vec<(String, String)> = enqueue
+        .output()
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, k)| *k == "ok" || *k == "fail")
+        .map(|(id, k)| (id.to_owned(), k.to_owned()))
+        .collect();
+    ensure_eq(jobs.len(), 4, "jobs enqueued")?;
+    let deadline = tokio::time::Instant::now() + ctx.scaled(60.0);
+    for (id, kind) in &jobs {
+        let want = if kind == "ok" { "success" } else { "failure" };
+        loop {
+            let (_, t) = op
+                .get(&brain, &format!("/api/v1/projects/default/tasks/rq/{id}"))
+                .await?;
+            if t["state"].as_str() == Some(want) {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "job {id} never reached {want} (task: {t})\nworker output:\n{}",
+                    worker.output().join("\n")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (_, events) = op
+            .get(
+                &brain,
+                &format!("/api/v1/projects/default/events?engine=rq&task_id={id}"),
+            )
+            .await?;
+        let kinds: Vec<String> = events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+            .collect();
+        ensure(
+            kinds.iter().any(|k| k == "task.started")
+                && kinds
+                    .iter()
+                    .any(|k| k == "task.succeeded" || k == "task.failed"),
+            format!("lifecycle events of job {id}: {kinds:?}"),
+        )?;
+    }
+    worker.stop().await;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The real Python agents (z4j-bare, z4j-rq from PyPI) for interop cases:
+//! a virtualenv the suite creates once (or `Z4J_CONFORMANCE_VENV`), and the
+//! helper scripts in `conformance/python/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+
+/// The exact agent releases this suite interoperates with.
+pub const PACKAGES: &[&str] = &["z4j-bare==1.13.0", "z4j-rq==1.13.0", "rq"];
+
+static VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
+
+pub fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+fn default_venv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("conformance-venv")
+}
+
+/// The venv's python, creating the venv and installing [`PACKAGES`] on
+/// first use.
+pub async fn python() -> Result<PathBuf, String> {
+    VENV.get_or_init(|| async {
+        let dir = std::env::var_os("Z4J_CONFORMANCE_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_venv);
+        let py = dir.join("bin").join("python");
+        let marker = dir.join(".z4j-packages");
+        let wanted = PACKAGES.join(" ");
+        if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists()
+        {
+            return Ok(py);
+        }
+        run(Command::new("python3").arg("-m").arg("venv").arg(&dir)).await?;
+        run(Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PACKAGES))
+        .await?;
+        std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
+        Ok(py)
+    })
+    .await
+    .clone()
+}
+
+async fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Whether a Redis server answers on 127.0.0.1:6379.
+pub async fn redis_available() -> bool {
+    tokio::net::TcpStream::connect("127.0.0.1:6379")
+        .await
+        .is_ok()
+}
+
+/// A running Python process whose stdout lines are collected.
+pub struct Proc {
+    pub child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub async fn spawn(
+        script_args: &[&str],
+        env: &[(String, String)],
+        cwd: &Path,
+    ) -> Result<Proc, String> {
+        let py = python().await?;
+        let mut cmd = Command::new(py);
+        cmd.args(script_args)
+            .envs(env.iter().cloned())
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start python: {e}"))?;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sink = lines.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(pipe).lines();
+                while let Ok(Some(l)) = r.next_line().await {
+                    if let Ok(mut s) = sink.lock() {
+                        s.push(l);
+                    }
+                }
+            });
+        }
+        Ok(Proc { child, lines })
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a line containing `needle` was printed.
+    pub async fn wait_line(
+        &self,
+        needle: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.output().iter().any(|l| l.contains(needle)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "python never printed {needle:?}; output:\n{}",
+                    self.output().join("\n")
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn send_line(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.child.stdin.as_mut().ok_or("stdin closed")?;
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        stdin.flush().await.map_err(|e| e.to_string())
+    }
+
+    pub async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
