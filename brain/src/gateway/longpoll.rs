@@ -133,25 +133,23 @@ fn detail(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(json!({"detail": text.into()}))).into_response()
 }
 
-/// Check 1 of spec 7.2, the agent-connect budget; returns the client
-/// address. (The schema is validated next, then [`authorize`].)
-fn admit(
-    state: &Shared,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<std::net::IpAddr, Response> {
+/// Check 1 of spec 7.2, the agent-connect budget: the client address, or
+/// the seconds to wait.
+fn admit(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<std::net::IpAddr, u64> {
     let ip = client_addr(&state.settings, peer, headers);
-    if let Err(retry) = state.gateway.connect_budget.hit(&ip.to_string()) {
-        let mut r = detail(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many requests; retry in {retry} seconds (agent-connect)"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
-            r.headers_mut().insert("retry-after", v);
-        }
-        return Err(r);
-    }
+    state.gateway.connect_budget.hit(&ip.to_string())?;
     Ok(ip)
+}
+
+fn too_many(retry: u64) -> Response {
+    let mut r = detail(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many requests; retry in {retry} seconds (agent-connect)"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+        r.headers_mut().insert("retry-after", v);
+    }
+    r
 }
 
 async fn authorize(
@@ -258,7 +256,7 @@ pub async fn commands(
 ) -> Response {
     let ip = match admit(&state, peer, &headers) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(retry) => return too_many(retry),
     };
     let query = query.unwrap_or_default();
     let (wait, max_frames) = match (
@@ -358,7 +356,7 @@ pub async fn events(
 ) -> Response {
     let ip = match admit(&state, peer, &headers) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(retry) => return too_many(retry),
     };
     let frames = match parse_events_body(&body, frame_cap(&state.settings)) {
         Ok(f) => f,

@@ -71,7 +71,7 @@ impl Redactor {
             return true;
         }
         let lower = key.to_lowercase();
-        SENSITIVE_KEYS.contains(&lower.as_str()) || self.extra_keys.iter().any(|k| *k == lower)
+        SENSITIVE_KEYS.contains(&lower.as_str()) || self.extra_keys.contains(&lower)
     }
 
     fn redact(&self, v: &Value, depth: usize) -> Value {
