@@ -108,6 +108,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
             db.clone(),
             Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),
             s.agent_offline_timeout_seconds,
+            s.agent_stale_prune_days,
             stop_rx.clone(),
         )),
     ];

@@ -255,3 +255,148 @@ fn sqlite_text_timestamps_sort_like_instants() {
     assert!(fa < fb);
     let _ = PathBuf::new();
 }
+
+/// A migrated database with the first admin and project `default`.
+async fn with_project(db: &Db) -> uuid::Uuid {
+    store::migrate(db).await.unwrap();
+    let s = settings_for_tests();
+    z4j_brain::bootstrap::admin::provision(db, &s, "admin@example.com", "Sup3r-secret-pw!")
+        .await
+        .unwrap();
+    store::projects::find_by_slug(db, "default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn agent_liveness_is_guarded_and_stale_agents_are_pruned() {
+    use store::agents;
+    on_both(|db| async move {
+        let project = with_project(&db).await;
+        let a = agents::mint(&db, project, "w1", "hash-1").await.unwrap();
+        assert!(matches!(
+            agents::mint(&db, project, "w1", "hash-2").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let hello = agents::HelloInfo {
+            protocol_version: "2".into(),
+            worker_id: Some("w-1".into()),
+            ..Default::default()
+        };
+        let first = Ts::now();
+        assert!(agents::mark_online(&db, a.id, &hello, first).await.unwrap());
+        agents::upsert_worker(&db, a.id, project, &hello, first)
+            .await
+            .unwrap();
+        let second = first.plus_seconds(1);
+        assert!(agents::mark_online(&db, a.id, &hello, second)
+            .await
+            .unwrap());
+        agents::upsert_worker(&db, a.id, project, &hello, second)
+            .await
+            .unwrap();
+        // The first connection's late clean-up must not undo the reconnect.
+        agents::disconnected(&db, a.id, Some("w-1"), first, true)
+            .await
+            .unwrap();
+        let now = agents::find(&db, a.id).await.unwrap().unwrap();
+        assert_eq!(now.state, "online");
+        let workers = agents::list_workers(&db, project, Some("online"), 10)
+            .await
+            .unwrap();
+        assert_eq!(workers.len(), 1);
+        agents::disconnected(&db, a.id, Some("w-1"), second, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            agents::find(&db, a.id).await.unwrap().unwrap().state,
+            "offline"
+        );
+
+        // Offline and silent for longer than the prune window: soft-revoked.
+        assert_eq!(
+            agents::prune_stale(&db, second.plus_seconds(-60))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            agents::prune_stale(&db, second.plus_seconds(60))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(agents::list(&db, project).await.unwrap().is_empty());
+        assert!(agents::find_by_token_hashes(&db, &["hash-1".into()])
+            .await
+            .unwrap()
+            .is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ingest_projects_task_states_with_the_freshness_guard() {
+    use z4j_brain::ingest::prepare::{prepare, EventRow};
+    use z4j_brain::ingest::redact::Redactor;
+    use z4j_brain::ingest::writer::IngestWriter;
+    on_both(|db| async move {
+        let project = with_project(&db).await;
+        let agent = store::agents::mint(&db, project, "w1", "hash-1").await.unwrap();
+        let (writer, handle) = IngestWriter::spawn(db.clone());
+        let redactor = Redactor::new(8192, &[]);
+        let now = chrono::Utc::now().timestamp_micros();
+        let event = |kind: &str, secs_ago: i64, data: &str| -> EventRow {
+            let at = chrono::DateTime::from_timestamp_micros(now - secs_ago * 1_000_000)
+                .unwrap()
+                .to_rfc3339();
+            let text = format!(
+                r#"{{"id":"{}","kind":"{kind}","engine":"rq","task_id":"t-1","occurred_at":"{at}","data":{data}}}"#,
+                uuid::Uuid::new_v4()
+            );
+            prepare(&z4j_protocol::parse(text.as_bytes()).unwrap(), &project, now, &redactor).unwrap()
+        };
+        let state = || {
+            let db = db.clone();
+            async move {
+                store::reads::task(&db, project, "rq", "t-1")
+                    .await
+                    .unwrap()
+                    .map(|t| (t.state, t.name, t.result.map(|r| r.0)))
+            }
+        };
+        // Started first (out of order), then an older received: the older
+        // event is stored but does not move the task back.
+        let n = writer
+            .write(project, agent.id, vec![event("task.started", 5, r#"{"worker":"w"}"#)])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        writer
+            .write(project, agent.id, vec![event("task.received", 10, r#"{"task_name":"jobs.add"}"#)])
+            .await
+            .unwrap();
+        assert_eq!(state().await.unwrap().0, "started");
+        // A terminal event wins; a later non-terminal one cannot undo it.
+        writer
+            .write(project, agent.id, vec![event("task.succeeded", 3, r#"{"result":{"ok":true},"task_name":"jobs.add"}"#)])
+            .await
+            .unwrap();
+        writer
+            .write(project, agent.id, vec![event("task.started", 1, "{}")])
+            .await
+            .unwrap();
+        let (st, name, result) = state().await.unwrap();
+        assert_eq!((st.as_str(), name.as_str()), ("success", "jobs.add"));
+        assert_eq!(result, Some(serde_json::json!({"ok": true})));
+        // The same event again is not inserted twice.
+        let again = event("task.succeeded", 3, r#"{"result":{"ok":true}}"#);
+        assert_eq!(writer.write(project, agent.id, vec![again]).await.unwrap(), 0);
+        assert_eq!(store::reads::count_events(&db, project).await.unwrap(), 4);
+        drop(writer);
+        handle.await.unwrap();
+    })
+    .await;
+}

@@ -419,3 +419,78 @@ impl Session {
         }
     }
 }
+
+/// A long-poll session (spec 7): frames are signed with the session nonce
+/// as the binding's `session_id`.
+pub struct LongPoll {
+    pub nonce: String,
+    token: String,
+    signer: Signer,
+}
+
+impl LongPoll {
+    pub fn new(creds: &Credentials) -> Result<LongPoll, String> {
+        let nonce = z4j_protocol::frame::random_nonce();
+        let binding = Binding {
+            agent_id: creds.agent_id.clone(),
+            project_id: creds.project_id.clone(),
+            session_id: nonce.clone(),
+        };
+        Ok(LongPoll {
+            signer: Signer::new(creds.key()?, binding),
+            nonce,
+            token: creds.token.clone(),
+        })
+    }
+
+    pub fn sign_events(&mut self, batch_id: &str, events: &[Json]) -> Result<String, String> {
+        self.signer
+            .sign(
+                FrameType::EventBatch,
+                batch_id,
+                &[("events", value(&Json::Array(events.to_vec())))],
+                now_micros(),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header("authorization", format!("Bearer {}", self.token))
+            .header("x-z4j-session-nonce", &self.nonce)
+    }
+
+    /// `POST /api/v1/agent/events` with these frame strings.
+    pub async fn post(&self, brain: &Brain, frames: &[String]) -> Result<(u16, Json), String> {
+        let resp = self
+            .request(crate::cases::client().post(brain.url("/api/v1/agent/events")))
+            .json(&json!({ "frames": frames }))
+            .send()
+            .await
+            .map_err(|e| format!("POST events: {e}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Json::Null)))
+    }
+
+    /// `GET /api/v1/agent/commands`; `max_frames=0` is the connect probe.
+    pub async fn poll(
+        &self,
+        brain: &Brain,
+        wait: u32,
+        max_frames: u32,
+    ) -> Result<(u16, Json), String> {
+        let path = format!("/api/v1/agent/commands?wait={wait}&max_frames={max_frames}");
+        let resp = self
+            .request(crate::cases::client().get(brain.url(&path)))
+            .send()
+            .await
+            .map_err(|e| format!("GET commands: {e}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Json::Null)))
+    }
+
+    /// A fresh nonce (and signer), as the agent does on reconnect.
+    pub fn renew(&mut self, creds: &Credentials) -> Result<(), String> {
+        *self = LongPoll::new(creds)?;
+        Ok(())
+    }
+}

@@ -17,6 +17,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,8 @@ const LIBRARY_MESSAGE_LIMIT: usize = 16 * 1024 * 1024;
 const OUTBOUND_QUEUE: usize = 64;
 /// After the reader stops, how long queued frames may take to finish.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Verified frames the reader may hold beyond a full ingest queue.
+const READ_AHEAD: usize = 32;
 const CLOSE_WRITE: Duration = Duration::from_secs(5);
 
 pub async fn ws_agent(
@@ -351,10 +354,27 @@ impl Session {
         ));
         let idle = Duration::from_secs(s.ws_idle_timeout_seconds.max(1) as u64);
         let mut deadline = tokio::time::Instant::now() + idle;
+        // Verified frames waiting for room in the ingest queue. While there
+        // are fewer than READ_AHEAD the socket keeps being read, so pings are
+        // answered even when the queue is full (as the reference server
+        // library's own message buffer does); beyond that, reading pauses and
+        // TCP pushes back on the agent. Memory stays bounded either way.
+        let mut backlog: VecDeque<(FrameType, Object)> = VecDeque::new();
         loop {
+            let reading = backlog.len() < READ_AHEAD;
             let next = tokio::select! {
+                biased;
                 _ = kicked(&mut kick_rx) => break,
-                r = tokio::time::timeout_at(deadline, stream.next()) => r,
+                permit = queue_tx.reserve(), if !backlog.is_empty() => {
+                    let Ok(permit) = permit else { break };
+                    if let Some(f) = backlog.pop_front() {
+                        permit.send(f);
+                    }
+                    // Progress: a paused reader is not an idle agent.
+                    deadline = tokio::time::Instant::now() + idle;
+                    continue;
+                }
+                r = tokio::time::timeout_at(deadline, stream.next()), if reading => r,
             };
             let bytes: Vec<u8> = match next {
                 Err(_) => {
@@ -376,10 +396,7 @@ impl Session {
             }
             match verifier.verify(&bytes, state.gateway.now()) {
                 Ok(Verified::Signed { frame_type, frame }) => {
-                    tokio::select! {
-                        r = queue_tx.send((frame_type, frame)) => if r.is_err() { break },
-                        _ = kicked(&mut kick_rx) => break,
-                    }
+                    backlog.push_back((frame_type, frame))
                 }
                 // A mid-session hello is validated and ignored (spec 12.8).
                 Ok(Verified::Handshake(_)) => {}
@@ -387,6 +404,16 @@ impl Session {
                     tracing::warn!(agent_id = %conn.agent_id, error = %e, "frame refused; closing");
                     final_code.store(e.ws_close_code(), Ordering::Release);
                     break;
+                }
+            }
+        }
+        // Frames verified before the end are still processed, unless the
+        // connection was kicked (displaced, revoked, shutting down).
+        if kick_rx.borrow().is_none() {
+            while let Some(f) = backlog.pop_front() {
+                match tokio::time::timeout(DRAIN, queue_tx.send(f)).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
                 }
             }
         }

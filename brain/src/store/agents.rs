@@ -332,6 +332,26 @@ pub async fn sweep_offline(db: &Db, silent_since: Ts) -> Result<u64, StoreError>
     .map(|r| r.rows_affected()))?)
 }
 
+/// `Z4J_AGENT_STALE_PRUNE_DAYS`: agents not online and silent since before
+/// `silent_since` are soft-revoked (hidden from lists, token invalid; the row
+/// stays for the references to it). Returns how many.
+pub async fn prune_stale(db: &Db, silent_since: Ts) -> Result<u64, StoreError> {
+    let stale: Vec<(Uuid, Uuid)> = on_db!(db, p => sqlx::query_as(
+        "SELECT id, project_id FROM agents WHERE revoked_at IS NULL AND state <> 'online' \
+         AND COALESCE(last_seen_at, created_at) < $1"
+    )
+    .bind(silent_since)
+    .fetch_all(p)
+    .await)?;
+    let mut n = 0;
+    for (id, project_id) in stale {
+        if revoke(db, project_id, id).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Moves `last_seen_at` forward (long-poll liveness, ingest).
 pub async fn seen(db: &Db, agent_id: Uuid, at: Ts) -> Result<(), StoreError> {
     touch(db, agent_id, None, at).await

@@ -602,3 +602,221 @@ pub async fn offline_sweep(ctx: Arc<Ctx>) -> R {
         "state after a heartbeat",
     )
 }
+
+pub async fn pings_while_queue_full(ctx: Arc<Ctx>) -> R {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (brain, _op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_WS_INGEST_QUEUE_MAXSIZE", "16"),
+            ("Z4J_RATELIMIT_EVENTS_PER_SECOND", "5"),
+        ],
+    )
+    .await?;
+    let mut s = agent::connect(&brain, &creds, Some("busy")).await?;
+    for i in 0..40 {
+        s.send_events(
+            &format!("ev_busy_{i}"),
+            &[task_event(&format!("busy-{i}"), "task.received", json!({}))],
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    s.raw
+        .0
+        .send(Message::Ping(b"z4j".to_vec().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut acks = 0;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), s.raw.0.next())
+            .await
+            .map_err(|_| format!("no pong within 5 s (acks so far: {acks})"))?;
+        match msg {
+            Some(Ok(Message::Pong(p))) if p.as_ref() == b"z4j" => break,
+            Some(Ok(Message::Binary(_) | Message::Text(_))) => acks += 1,
+            Some(Ok(_)) => {}
+            other => return Err(format!("socket ended before the pong: {other:?}")),
+        }
+    }
+    ensure(
+        acks < 40,
+        "every batch was already acknowledged; the queue was never full",
+    )?;
+    ensure(
+        sent.elapsed() < Duration::from_secs(2),
+        format!(
+            "pong took {:?} while the ingest queue was full",
+            sent.elapsed()
+        ),
+    )
+}
+
+pub async fn longpoll_sessions(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut lp = agent::LongPoll::new(&creds)?;
+    let (status, body) = lp.poll(&brain, 0, 0).await?;
+    ensure_eq(
+        (status, body.clone()),
+        (200, json!({"frames": []})),
+        "connect probe",
+    )?;
+    let frame = lp.sign_events("ev_lp_1", &[task_event("lp-1", "task.received", json!({}))])?;
+    let (status, body) = lp.post(&brain, &[frame.clone(), "{garbage".into()]).await?;
+    ensure_eq(status, 200, "POST events")?;
+    ensure_eq(
+        (body["accepted"].as_i64(), body["rejected"].as_i64()),
+        (Some(2), Some(0)),
+        &format!("counts (garbage is dropped and counted accepted): {body}"),
+    )?;
+    let (status, _) = task_state(&brain, &op, "lp-1").await?;
+    ensure_eq(status, 200, "task from a long-poll frame")?;
+    // A replayed frame is a signature failure: the session is invalidated.
+    let (status, body) = lp.post(&brain, &[frame]).await?;
+    ensure_eq(
+        (status, body["detail"].as_str()),
+        (
+            409,
+            Some("long-poll session invalidated; reconnect with a fresh session nonce"),
+        ),
+        "replay",
+    )?;
+    let fresh = lp.sign_events("ev_lp_2", &[task_event("lp-2", "task.received", json!({}))])?;
+    let (status, _) = lp.post(&brain, &[fresh]).await?;
+    ensure_eq(status, 409, "the invalidated nonce keeps failing")?;
+    lp.renew(&creds)?;
+    let frame = lp.sign_events("ev_lp_3", &[task_event("lp-3", "task.received", json!({}))])?;
+    let (status, body) = lp.post(&brain, &[frame.clone()]).await?;
+    ensure_eq(
+        (status, body["detail"].as_str()),
+        (409, Some("long-poll session invalidated; perform the connect probe with a fresh session nonce")),
+        "a new nonce before the probe",
+    )?;
+    ensure_eq(
+        lp.poll(&brain, 0, 0).await?.0,
+        200,
+        "probe with the new nonce",
+    )?;
+    let (status, body) = lp.post(&brain, &[frame]).await?;
+    ensure_eq(
+        (status, body["accepted"].as_i64()),
+        (200, Some(1)),
+        "after the probe",
+    )?;
+    let (status, body) = lp.post(&brain, &[]).await?;
+    ensure(
+        status == 422 && body["detail"].is_array(),
+        format!("empty frames list: {status} {body}"),
+    )?;
+    let (status, _) = lp.poll(&brain, 61, 1).await?;
+    ensure_eq(status, 422, "wait=61")?;
+    let started = Instant::now();
+    let (status, body) = lp.poll(&brain, 1, 50).await?;
+    ensure_eq((status, body), (200, json!({"frames": []})), "empty poll")?;
+    ensure(
+        started.elapsed() >= Duration::from_millis(900),
+        "a poll returned before its wait",
+    )?;
+    let bogus = Credentials {
+        token: "not-a-token".into(),
+        ..creds.clone()
+    };
+    let (status, body) = agent::LongPoll::new(&bogus)?.poll(&brain, 0, 0).await?;
+    ensure_eq(
+        (status, body),
+        (401, json!({"detail": "invalid agent token"})),
+        "unknown token",
+    )
+}
+
+pub async fn address_allowlist(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+            ("Z4J_AGENT_IP_ALLOWLIST", "[\"198.51.100.7/32\"]"),
+        ],
+    )
+    .await?;
+    let bearer = format!("Bearer {}", creds.token);
+    // Through the trusted proxy from an allowed address: admitted.
+    let mut ok = agent::open_with(
+        &brain,
+        Some(&bearer),
+        &[("x-forwarded-for", "198.51.100.7")],
+    )
+    .await?;
+    ok.send_text(&agent::hello(None).to_string()).await?;
+    ensure(ok.next_data(WAIT).await?.is_ok(), "allowed address refused")?;
+    // From anywhere else (the loopback peer itself included): 4403.
+    for xff in [Some("203.0.113.5"), None] {
+        let headers: Vec<(&str, &str)> = xff.map(|x| ("x-forwarded-for", x)).into_iter().collect();
+        let mut sock = agent::open_with(&brain, Some(&bearer), &headers).await?;
+        sock.send_text(&agent::hello(None).to_string()).await.ok();
+        closed_with(&mut sock, 4403, &format!("address {xff:?}")).await?;
+    }
+    let lp = agent::LongPoll::new(&creds)?;
+    let (status, body) = lp.poll(&brain, 0, 0).await?;
+    ensure_eq(
+        (
+            status,
+            body["error"].as_str(),
+            body["details"]["surface"].as_str(),
+        ),
+        (403, Some("ip_denied"), Some("agent")),
+        "long-poll from a denied address",
+    )
+}
+
+pub async fn previous_secrets(ctx: Arc<Ctx>) -> R {
+    const OLD: &str = "conformance-old-master-secret-0123456789abcdef";
+    const NEW: &str = "conformance-new-master-secret-0123456789abcdef";
+    let mut env = agent::admin_env();
+    env.push(("Z4J_SECRET", OLD));
+    let db_url;
+    if ctx.db == crate::runner::Database::Postgres {
+        let (_, url) = ctx.new_pg_database().await?;
+        db_url = url;
+        env.push(("Z4J_DATABASE_URL", db_url.as_str()));
+        env.push((
+            "Z4J_SESSION_SECRET",
+            "conformance-session-secret-0123456789abcdef",
+        ));
+    }
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "rotating").await?;
+    let home = brain.stop_keep_home().await;
+    let rotated: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                if *k == "Z4J_SECRET" {
+                    NEW.to_owned()
+                } else {
+                    (*v).to_owned()
+                },
+            )
+        })
+        .chain([("Z4J_PREVIOUS_SECRETS".to_owned(), OLD.to_owned())])
+        .collect();
+    let brain = ctx
+        .start_spec(crate::brain::StartSpec {
+            env: rotated,
+            home: Some(home),
+            ..Default::default()
+        })
+        .await?;
+    // The old token still authenticates through Z4J_PREVIOUS_SECRETS...
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    // ...but frames signed with the old project key no longer verify.
+    s.send_events(
+        "ev_old_key",
+        &[task_event("old-key", "task.received", json!({}))],
+    )
+    .await?;
+    closed_with(&mut s.raw, 4403, "frame signed with the pre-rotation key").await
+}

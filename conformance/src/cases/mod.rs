@@ -104,6 +104,34 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "gateway.pings-while-queue-full",
+        gateway::pings_while_queue_full,
+        ["Z4J_WS_INGEST_QUEUE_MAXSIZE"],
+        Both
+    ),
+    case!(
+        "gateway.longpoll-sessions",
+        gateway::longpoll_sessions,
+        ["protocol.longpoll"],
+        Both
+    ),
+    case!(
+        "gateway.address-allowlist",
+        gateway::address_allowlist,
+        [
+            "Z4J_AGENT_IP_ALLOWLIST",
+            "Z4J_TRUSTED_PROXIES",
+            "protocol.close.4403"
+        ],
+        Both
+    ),
+    case!(
+        "gateway.previous-secrets",
+        gateway::previous_secrets,
+        ["Z4J_PREVIOUS_SECRETS", "protocol.close.4403"],
+        Both
+    ),
+    case!(
         "gateway.offline-sweep",
         gateway::offline_sweep,
         [
