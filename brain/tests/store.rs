@@ -395,6 +395,38 @@ async fn ingest_projects_task_states_with_the_freshness_guard() {
         let again = event("task.succeeded", 3, r#"{"result":{"ok":true}}"#);
         assert_eq!(writer.write(project, agent.id, vec![again]).await.unwrap(), 0);
         assert_eq!(store::reads::count_events(&db, project).await.unwrap(), 4);
+
+        // Many batches in flight at once are grouped into one transaction:
+        // a task's events in separate batches still apply in order, and an
+        // event submitted twice in the same group is inserted once.
+        let lifecycle = |task: &str| -> Vec<EventRow> {
+            ["task.received", "task.started", "task.succeeded"]
+                .iter()
+                .map(|kind| {
+                    let text = format!(
+                        r#"{{"kind":"{kind}","engine":"rq","task_id":"{task}","occurred_at":"{}","data":{{"task_name":"jobs.bulk"}}}}"#,
+                        chrono::DateTime::from_timestamp_micros(now).unwrap().to_rfc3339()
+                    );
+                    prepare(&z4j_protocol::parse(text.as_bytes()).unwrap(), &project, now, &redactor).unwrap()
+                })
+                .collect()
+        };
+        let mut commits = Vec::new();
+        for i in 0..50 {
+            for row in lifecycle(&format!("bulk-{i}")) {
+                commits.push(writer.submit(project, agent.id, vec![row.clone()]).await.unwrap());
+                commits.push(writer.submit(project, agent.id, vec![row]).await.unwrap());
+            }
+        }
+        let mut accepted = 0;
+        for c in commits {
+            accepted += c.committed().await.unwrap();
+        }
+        assert_eq!(accepted, 150, "each of the 150 distinct events inserted once");
+        for i in 0..50 {
+            let t = store::reads::task(&db, project, "rq", &format!("bulk-{i}")).await.unwrap().unwrap();
+            assert_eq!(t.state, "success", "bulk-{i}");
+        }
         drop(writer);
         handle.await.unwrap();
     })

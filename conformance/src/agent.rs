@@ -13,6 +13,48 @@ use z4j_protocol::json::Value;
 use z4j_protocol::secret::decode_agent_key;
 use z4j_protocol::{Binding, Direction, FrameType, Now, ProjectKey, Signer, Verified, Verifier};
 
+/// Where a brain answers: the suite's own [`Brain`], or any URL (load tools).
+pub trait Endpoint: Sync {
+    fn url(&self, path: &str) -> String;
+    /// `ws://host:port/ws/agent`.
+    fn ws_url(&self) -> String;
+}
+
+impl Endpoint for Brain {
+    fn url(&self, path: &str) -> String {
+        Brain::url(self, path)
+    }
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws/agent", self.port)
+    }
+}
+
+/// A brain at a base URL (`http://host:port`).
+pub struct Target {
+    base: String,
+}
+
+impl Target {
+    pub fn from_url(base: &str) -> Result<Target, String> {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(format!("not an http(s) URL: {base}"));
+        }
+        Ok(Target {
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+impl Endpoint for Target {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    fn ws_url(&self) -> String {
+        let rest = self.base.strip_prefix("http").unwrap_or(&self.base);
+        format!("ws{rest}/ws/agent")
+    }
+}
+
 pub const ADMIN_EMAIL: &str = "conformance-admin@example.com";
 pub const ADMIN_PASSWORD: &str = "Conformance-admin-pw-1";
 
@@ -37,10 +79,18 @@ fn cookie_pair(set_cookie: &str) -> Option<(String, String)> {
     Some((k.trim().to_owned(), v.trim().to_owned()))
 }
 
-pub async fn login(brain: &Brain) -> Result<Operator, String> {
+pub async fn login(brain: &impl Endpoint) -> Result<Operator, String> {
+    login_as(brain, ADMIN_EMAIL, ADMIN_PASSWORD).await
+}
+
+pub async fn login_as(
+    brain: &impl Endpoint,
+    email: &str,
+    password: &str,
+) -> Result<Operator, String> {
     let resp = crate::cases::client()
         .post(brain.url("/api/v1/auth/login"))
-        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .json(&json!({"email": email, "password": password}))
         .send()
         .await
         .map_err(|e| format!("login: {e}"))?;
@@ -68,13 +118,20 @@ pub async fn login(brain: &Brain) -> Result<Operator, String> {
 }
 
 impl Operator {
-    pub async fn get(&self, brain: &Brain, path: &str) -> Result<(u16, Json), String> {
-        crate::cases::get_json(brain, path, Some(&self.cookie)).await
+    pub async fn get(&self, brain: &impl Endpoint, path: &str) -> Result<(u16, Json), String> {
+        let resp = crate::cases::client()
+            .get(brain.url(path))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Json::Null)))
     }
 
     pub async fn send(
         &self,
-        brain: &Brain,
+        brain: &impl Endpoint,
         method: reqwest::Method,
         path: &str,
         body: Option<Json>,
@@ -91,7 +148,7 @@ impl Operator {
         Ok((status, resp.json().await.unwrap_or(Json::Null)))
     }
 
-    pub async fn mint(&self, brain: &Brain, name: &str) -> Result<Credentials, String> {
+    pub async fn mint(&self, brain: &impl Endpoint, name: &str) -> Result<Credentials, String> {
         let (status, body) = self
             .send(
                 brain,
@@ -117,7 +174,7 @@ impl Operator {
         })
     }
 
-    pub async fn revoke(&self, brain: &Brain, agent_id: &str) -> Result<u16, String> {
+    pub async fn revoke(&self, brain: &impl Endpoint, agent_id: &str) -> Result<u16, String> {
         let path = format!("/api/v1/projects/default/agents/{agent_id}");
         Ok(self
             .send(brain, reqwest::Method::DELETE, &path, None)
@@ -181,17 +238,19 @@ fn rand_u64() -> u64 {
 /// A raw socket to `/ws/agent`, before any hello.
 pub struct RawSocket(pub Socket);
 
-pub async fn open(brain: &Brain, authorization: Option<&str>) -> Result<RawSocket, String> {
+pub async fn open(brain: &impl Endpoint, authorization: Option<&str>) -> Result<RawSocket, String> {
     open_with(brain, authorization, &[]).await
 }
 
 pub async fn open_with(
-    brain: &Brain,
+    brain: &impl Endpoint,
     authorization: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<RawSocket, String> {
-    let url = format!("ws://127.0.0.1:{}/ws/agent", brain.port);
-    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    let mut req = brain
+        .ws_url()
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
     if let Some(a) = authorization {
         req.headers_mut()
             .insert("authorization", a.parse().map_err(|_| "bad header")?);
@@ -270,7 +329,7 @@ pub struct Session {
 
 /// Connects, sends `hello`, reads `hello_ack`.
 pub async fn connect(
-    brain: &Brain,
+    brain: &impl Endpoint,
     creds: &Credentials,
     worker_id: Option<&str>,
 ) -> Result<Session, String> {
@@ -460,7 +519,11 @@ impl LongPoll {
     }
 
     /// `POST /api/v1/agent/events` with these frame strings.
-    pub async fn post(&self, brain: &Brain, frames: &[String]) -> Result<(u16, Json), String> {
+    pub async fn post(
+        &self,
+        brain: &impl Endpoint,
+        frames: &[String],
+    ) -> Result<(u16, Json), String> {
         let resp = self
             .request(crate::cases::client().post(brain.url("/api/v1/agent/events")))
             .json(&json!({ "frames": frames }))
@@ -474,7 +537,7 @@ impl LongPoll {
     /// `GET /api/v1/agent/commands`; `max_frames=0` is the connect probe.
     pub async fn poll(
         &self,
-        brain: &Brain,
+        brain: &impl Endpoint,
         wait: u32,
         max_frames: u32,
     ) -> Result<(u16, Json), String> {

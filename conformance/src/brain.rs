@@ -204,6 +204,27 @@ fn base_env(home: &Path) -> Vec<(String, String)> {
 
 /// Starts the target's brain and waits until `/api/v1/health` answers.
 pub async fn start(target: &Target, spec: StartSpec) -> Result<Brain, String> {
+    // A free port can be taken by another case's brain between the probe and
+    // the bind; such a start is retried on a new port (unless the port was
+    // chosen by the test).
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start_once(target, spec.clone()).await {
+            Err(e)
+                if attempt < 4
+                    && spec.port.is_none()
+                    && !spec.default_bind
+                    && e.contains("cannot listen on") =>
+            {
+                continue
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn start_once(target: &Target, spec: StartSpec) -> Result<Brain, String> {
     let (dir, home) = match &spec.home {
         Some(h) => (h._dir.clone(), h.path.clone()),
         None => {

@@ -2,7 +2,7 @@
 //! for both transports.
 
 use crate::http::AppState;
-use crate::ingest::{Outcome, OverLimit};
+use crate::ingest::{Outcome, OverLimit, Submitted};
 use crate::store::{agents, commands, observed, Ts};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -77,7 +77,7 @@ impl ConnCtx {
 }
 
 /// The result of handling one frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Handled {
     /// Processed; nothing to send back.
     Done,
@@ -85,6 +85,8 @@ pub enum Handled {
     Ack(EventBatchAck),
     /// Not processed, worth re-sending (no ack).
     Transient,
+    /// An `event_batch` handed to the writer; resolve it for the ack.
+    Writing(PendingAck),
     /// Long-poll only: over the project's event budget; re-send later.
     RateLimited,
     /// The agent was revoked or its project archived.
@@ -156,21 +158,46 @@ async fn event_batch(
     for v in batch.limit_violations() {
         tracing::warn!(violation = %v, "event_batch over a documented limit");
     }
-    let Some(result) = state
+    let Some(submitted) = state
         .gateway
         .ingestor
-        .ingest(conn.project_id, conn.agent_id, &batch, over_limit)
+        .submit(conn.project_id, conn.agent_id, &batch, over_limit)
         .await
     else {
         return Handled::RateLimited;
     };
-    match result.outcome {
-        Outcome::Durable | Outcome::Drop => Handled::Ack(EventBatchAck {
-            acked_id: batch.id.unwrap_or_default(),
-            received: result.received,
-            accepted: result.accepted,
-        }),
-        Outcome::Transient => Handled::Transient,
+    Handled::Writing(PendingAck {
+        acked_id: batch.id.unwrap_or_default(),
+        submitted,
+    })
+}
+
+/// An `event_batch` on its way to the database.
+pub struct PendingAck {
+    acked_id: String,
+    submitted: Submitted,
+}
+
+impl std::fmt::Debug for PendingAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAck")
+            .field("acked_id", &self.acked_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingAck {
+    /// Waits for the commit: [`Handled::Ack`] or [`Handled::Transient`].
+    pub async fn resolve(self) -> Handled {
+        let result = self.submitted.result().await;
+        match result.outcome {
+            Outcome::Durable | Outcome::Drop => Handled::Ack(EventBatchAck {
+                acked_id: self.acked_id,
+                received: result.received,
+                accepted: result.accepted,
+            }),
+            Outcome::Transient => Handled::Transient,
+        }
     }
 }
 

@@ -419,8 +419,14 @@ pub async fn events(
             },
         };
         authenticated = true;
-        match dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Refuse).await {
+        let mut handled =
+            dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Refuse).await;
+        if let Handled::Writing(pending) = handled {
+            handled = pending.resolve().await;
+        }
+        match handled {
             Handled::Done | Handled::Ack(_) => accepted += 1,
+            Handled::Writing(_) => accepted += 1,
             Handled::Transient => {
                 rejected += 1;
                 note(&mut errors, "transient; agent re-sends".into());

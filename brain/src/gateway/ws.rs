@@ -37,6 +37,8 @@ const LIBRARY_MESSAGE_LIMIT: usize = 16 * 1024 * 1024;
 const OUTBOUND_QUEUE: usize = 64;
 /// After the reader stops, how long queued frames may take to finish.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Event batches of one connection waiting for their commit.
+const IN_FLIGHT_BATCHES: usize = 256;
 /// Verified frames the reader may hold beyond a full ingest queue.
 const READ_AHEAD: usize = 32;
 const CLOSE_WRITE: Duration = Duration::from_secs(5);
@@ -435,6 +437,10 @@ impl Session {
     }
 }
 
+/// Processes frames in arrival order. Event batches are handed to the
+/// writer without waiting for their commit (so one connection keeps many in
+/// flight and the writer can group them); the acker sends each ack once its
+/// commit is done.
 async fn consume_loop(
     state: Shared,
     conn: Arc<ConnCtx>,
@@ -442,18 +448,16 @@ async fn consume_loop(
     out: mpsc::Sender<Outbound>,
     kick: Kick,
 ) {
+    let (pending_tx, pending_rx) = mpsc::channel::<dispatch::PendingAck>(IN_FLIGHT_BATCHES);
+    let acker = tokio::spawn(ack_loop(pending_rx, out.clone()));
     while let Some((frame_type, frame)) = queue.recv().await {
         match dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Wait).await {
-            Handled::Ack(ack) => {
-                let msg = Outbound {
-                    frame_type: FrameType::EventBatchAck,
-                    id: ack.frame_id(),
-                    payload: ack.payload(),
-                };
-                // The writer may be gone (socket closed): the events are
-                // committed anyway, and the agent's re-send is deduplicated.
-                let _ = out.send(msg).await;
+            Handled::Writing(pending) => {
+                if pending_tx.send(pending).await.is_err() {
+                    break;
+                }
             }
+            Handled::Ack(ack) => send_ack(&out, ack).await,
             Handled::Revoked => {
                 kick.close(4003);
                 break;
@@ -461,6 +465,27 @@ async fn consume_loop(
             Handled::Done | Handled::Transient | Handled::RateLimited => {}
         }
     }
+    drop(pending_tx);
+    let _ = acker.await;
+}
+
+async fn ack_loop(mut pending: mpsc::Receiver<dispatch::PendingAck>, out: mpsc::Sender<Outbound>) {
+    while let Some(p) = pending.recv().await {
+        if let Handled::Ack(ack) = p.resolve().await {
+            send_ack(&out, ack).await;
+        }
+    }
+}
+
+async fn send_ack(out: &mpsc::Sender<Outbound>, ack: z4j_protocol::frame::EventBatchAck) {
+    let msg = Outbound {
+        frame_type: FrameType::EventBatchAck,
+        id: ack.frame_id(),
+        payload: ack.payload(),
+    };
+    // The writer may be gone (socket closed): the events are committed
+    // anyway, and the agent's re-send is deduplicated.
+    let _ = out.send(msg).await;
 }
 
 async fn write_loop(

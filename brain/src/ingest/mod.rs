@@ -10,7 +10,7 @@ use crate::store::Db;
 use ratelimit::ProjectLimiter;
 use redact::Redactor;
 use uuid::Uuid;
-use writer::{IngestWriter, WriteError};
+use writer::{Commit, IngestWriter, WriteError};
 use z4j_protocol::frame::EventBatch;
 
 /// What became of one batch (spec 5.1).
@@ -66,12 +66,29 @@ impl Ingestor {
         batch: &EventBatch,
         over_limit: OverLimit,
     ) -> Option<BatchResult> {
+        Some(
+            self.submit(project_id, agent_id, batch, over_limit)
+                .await?
+                .result()
+                .await,
+        )
+    }
+
+    /// Prepares a batch and hands it to the writer without waiting for the
+    /// commit; `None` when refused by the rate limit.
+    pub async fn submit(
+        &self,
+        project_id: Uuid,
+        agent_id: Uuid,
+        batch: &EventBatch,
+        over_limit: OverLimit,
+    ) -> Option<Submitted> {
         let Some(events) = &batch.events else {
-            return Some(BatchResult {
+            return Some(Submitted::Ready(BatchResult {
                 received: 0,
                 accepted: 0,
                 outcome: Outcome::Drop,
-            });
+            }));
         };
         let received = events.len() as u64;
         if received > 0 {
@@ -90,35 +107,56 @@ impl Ingestor {
             .filter_map(|e| prepare::prepare(e, &project_id, now, &self.redactor).ok())
             .collect();
         if rows.is_empty() {
-            return Some(BatchResult {
+            return Some(Submitted::Ready(BatchResult {
                 received,
                 accepted: 0,
                 outcome: Outcome::Durable,
-            });
+            }));
         }
-        let outcome = match self.writer.write(project_id, agent_id, rows).await {
-            Ok(accepted) => BatchResult {
-                received,
-                accepted,
-                outcome: Outcome::Durable,
+        Some(match self.writer.submit(project_id, agent_id, rows).await {
+            Ok(commit) => Submitted::Writing { received, commit },
+            Err(e) => Submitted::Ready(failed(received, e)),
+        })
+    }
+}
+
+/// A batch handed to the writer.
+pub enum Submitted {
+    Ready(BatchResult),
+    Writing { received: u64, commit: Commit },
+}
+
+impl Submitted {
+    /// Waits for the commit.
+    pub async fn result(self) -> BatchResult {
+        match self {
+            Submitted::Ready(r) => r,
+            Submitted::Writing { received, commit } => match commit.committed().await {
+                Ok(accepted) => BatchResult {
+                    received,
+                    accepted,
+                    outcome: Outcome::Durable,
+                },
+                Err(e) => failed(received, e),
             },
-            Err(WriteError::Transient(e)) => {
-                tracing::warn!(error = %e, "event batch not written (transient); the agent re-sends it");
-                BatchResult {
-                    received,
-                    accepted: 0,
-                    outcome: Outcome::Transient,
-                }
-            }
-            Err(WriteError::Permanent(e)) => {
-                tracing::error!(error = %e, "event batch dropped (permanent database error)");
-                BatchResult {
-                    received,
-                    accepted: 0,
-                    outcome: Outcome::Drop,
-                }
-            }
-        };
-        Some(outcome)
+        }
+    }
+}
+
+fn failed(received: u64, e: WriteError) -> BatchResult {
+    let outcome = match e {
+        WriteError::Transient(e) => {
+            tracing::warn!(error = %e, "event batch not written (transient); the agent re-sends it");
+            Outcome::Transient
+        }
+        WriteError::Permanent(e) => {
+            tracing::error!(error = %e, "event batch dropped (permanent database error)");
+            Outcome::Drop
+        }
+    };
+    BatchResult {
+        received,
+        accepted: 0,
+        outcome,
     }
 }

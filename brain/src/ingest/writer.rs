@@ -8,7 +8,6 @@ use crate::on_db;
 use crate::store::{Db, Ts};
 use sqlx::types::Json as SqlJson;
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -55,6 +54,21 @@ impl IngestWriter {
         agent_id: Uuid,
         rows: Vec<EventRow>,
     ) -> Result<u64, WriteError> {
+        self.submit(project_id, agent_id, rows)
+            .await?
+            .committed()
+            .await
+    }
+
+    /// Queues one batch for the writer (waiting only for queue room) and
+    /// returns a handle to its commit. Batches are written in submission
+    /// order, so a connection may keep many in flight.
+    pub async fn submit(
+        &self,
+        project_id: Uuid,
+        agent_id: Uuid,
+        rows: Vec<EventRow>,
+    ) -> Result<Commit, WriteError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             project_id,
@@ -66,7 +80,16 @@ impl IngestWriter {
             .send(job)
             .await
             .map_err(|_| WriteError::Transient("ingest writer stopped".into()))?;
-        answer
+        Ok(Commit(answer))
+    }
+}
+
+/// A submitted batch; resolves once its transaction committed (or failed).
+pub struct Commit(oneshot::Receiver<Result<u64, WriteError>>);
+
+impl Commit {
+    pub async fn committed(self) -> Result<u64, WriteError> {
+        self.0
             .await
             .map_err(|_| WriteError::Transient("ingest writer stopped".into()))?
     }
@@ -148,9 +171,58 @@ enum Dialect {
     Postgres,
 }
 
-const INSERT_EVENT: &str =
-    "INSERT INTO events (id, project_id, agent_id, engine, task_id, kind, occurred_at, payload) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+/// Rows per multi-row statement: powers of two up to this, so each
+/// (statement, size) pair is prepared once and reused from the cache.
+const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+/// `($1, .., $k), ($k+1, ..)`: `rows` tuples of `cols` parameters. SQLite
+/// gets anonymous `?` placeholders: the driver resolves a numbered one by a
+/// linear name search, which is quadratic over thousands of parameters.
+fn values(d: Dialect, rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            match d {
+                Dialect::Sqlite => out.push('?'),
+                Dialect::Postgres => {
+                    out.push('$');
+                    out.push_str(&(r * cols + c + 1).to_string());
+                }
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Splits `n` rows into power-of-two chunk sizes, largest first.
+fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut size = MAX_ROWS_PER_STATEMENT;
+    while n > 0 {
+        while size > n {
+            size /= 2;
+        }
+        out.push(size);
+        n -= size;
+    }
+    out
+}
+
+fn insert_events_sql(d: Dialect, rows: usize) -> String {
+    format!(
+        "INSERT INTO events (id, project_id, agent_id, engine, task_id, kind, occurred_at, payload) \
+         VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        values(d, rows, 8)
+    )
+}
 
 const UPSERT_WORKER: &str = "INSERT INTO workers (id, project_id, engine, name, state, last_heartbeat, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, 'online', $5, $6, $6) \
@@ -177,33 +249,18 @@ const STATES: [TaskState; 6] = [
     TaskState::Revoked,
 ];
 
-/// The task upsert for one (dialect, state); built once.
-fn task_upsert_sql(d: Dialect, state: TaskState) -> &'static str {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        [Dialect::Sqlite, Dialect::Postgres]
-            .into_iter()
-            .flat_map(|d| STATES.into_iter().map(move |s| build_task_upsert(d, s)))
-            .collect()
-    });
-    let di = if d == Dialect::Sqlite {
-        0
-    } else {
-        STATES.len()
-    };
-    let si = STATES.iter().position(|s| *s == state).unwrap_or(0);
-    all.get(di + si).map(String::as_str).unwrap_or("")
-}
-
-fn build_task_upsert(d: Dialect, state: TaskState) -> String {
+/// The multi-row task upsert for one (dialect, state, size). Rows in one
+/// statement have distinct task keys; `updated_at` carries the event's
+/// instant, which the freshness guard compares with the row's lifecycle.
+fn task_upsert_sql(d: Dialect, state: TaskState, rows: usize) -> String {
     let (latest, greatest) = match d {
         Dialect::Sqlite => (
-            "max(COALESCE(tasks.received_at, ''), COALESCE(tasks.started_at, ''), COALESCE(tasks.finished_at, '')) <= $23",
+            "max(COALESCE(tasks.received_at, ''), COALESCE(tasks.started_at, ''), COALESCE(tasks.finished_at, '')) <= excluded.updated_at",
             "max",
         ),
         Dialect::Postgres => (
             "(GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) IS NULL \
-             OR GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) <= $23)",
+             OR GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) <= excluded.updated_at)",
             "GREATEST",
         ),
     };
@@ -286,9 +343,9 @@ fn build_task_upsert(d: Dialect, state: TaskState) -> String {
         "INSERT INTO tasks (id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, \
          result, exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, \
          worker_name, parent_task_id, root_task_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $22) \
+         VALUES {} \
          ON CONFLICT (project_id, engine, task_id) DO UPDATE SET {} WHERE {guard}",
+        values(d, rows, 23),
         set.join(", ")
     )
 }
@@ -300,17 +357,26 @@ async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
         Db::Postgres(_) => Dialect::Postgres,
     };
     let now = Ts::now();
-    let mut workers: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
-    let mut queues: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
-    let mut agents: HashMap<Uuid, ()> = HashMap::new();
+    // Every row of the group, in arrival order, with its job.
+    let rows: Vec<(&Job, &EventRow)> = jobs
+        .iter()
+        .flat_map(|j| j.rows.iter().map(move |r| (j, r)))
+        .collect();
+    let job_of_row: Vec<usize> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, j)| std::iter::repeat_n(i, j.rows.len()))
+        .collect();
     on_db!(db, pool => {
         let mut tx = pool.begin().await?;
-        let mut counts = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            agents.insert(job.agent_id, ());
-            let mut accepted = 0u64;
-            for row in &job.rows {
-                let inserted = sqlx::query(INSERT_EVENT)
+        // 1. Events, many per statement; RETURNING names the new ones.
+        let mut inserted_ids: HashMap<Uuid, usize> = HashMap::new();
+        let mut offset = 0;
+        for size in chunk_sizes(rows.len()) {
+            let sql = insert_events_sql(dialect, size);
+            let mut q = sqlx::query_scalar::<_, Uuid>(&sql);
+            for (job, row) in &rows[offset..offset + size] {
+                q = q
                     .bind(row.id)
                     .bind(job.project_id)
                     .bind(job.agent_id)
@@ -318,60 +384,104 @@ async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
                     .bind(&row.task_id)
                     .bind(row.kind)
                     .bind(row.occurred_at)
-                    .bind(SqlJson(&row.payload))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if let Some(w) = &row.worker {
-                    let e = workers.entry((job.project_id, &row.engine, w)).or_insert(row.occurred_at);
-                    *e = (*e).max(row.occurred_at);
-                }
-                if let Some(q) = &row.queue {
-                    let e = queues.entry((job.project_id, &row.engine, q)).or_insert(row.occurred_at);
-                    *e = (*e).max(row.occurred_at);
-                }
-                if inserted != 1 {
-                    continue;
-                }
-                accepted += 1;
-                let Some(t) = &row.task else { continue };
-                let at = row.occurred_at;
-                let when = |s: TaskState| (t.state == s).then_some(at);
-                let retry_count = t
-                    .retry_count
-                    .unwrap_or(if t.state == TaskState::Retry { 1 } else { 0 });
-                sqlx::query(task_upsert_sql(dialect, t.state))
-                    .bind(Uuid::new_v4())
-                    .bind(job.project_id)
-                    .bind(&row.engine)
-                    .bind(&row.task_id)
-                    .bind(&t.name)
-                    .bind(&t.queue)
-                    .bind(t.state.as_str())
-                    .bind(&t.priority)
-                    .bind(t.args.as_ref().map(SqlJson))
-                    .bind(t.kwargs.as_ref().map(SqlJson))
-                    .bind(t.result.as_ref().map(SqlJson))
-                    .bind(&t.exception)
-                    .bind(&t.traceback)
-                    .bind(retry_count)
-                    .bind(when(TaskState::Received))
-                    .bind(when(TaskState::Started))
-                    .bind(
-                        t.state
-                            .is_terminal()
-                            .then_some(at),
-                    )
-                    .bind(t.runtime_ms)
-                    .bind(&t.worker_name)
-                    .bind(&t.parent_task_id)
-                    .bind(&t.root_task_id)
-                    .bind(now)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(SqlJson(&row.payload));
             }
-            counts.push(accepted);
+            for id in q.fetch_all(&mut *tx).await? {
+                *inserted_ids.entry(id).or_default() += 1;
+            }
+            offset += size;
+        }
+        // The first occurrence of each returned id is the inserted row (a
+        // group may carry the same event twice).
+        let inserted: Vec<bool> = rows
+            .iter()
+            .map(|(_, row)| match inserted_ids.get_mut(&row.id) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            })
+            .collect();
+        let mut counts: Vec<u64> = vec![0; jobs.len()];
+        // 2. Task upserts in rounds: round k holds each task's k-th event,
+        // so keys are distinct within a statement and per-task order holds.
+        let mut rounds: Vec<Vec<(&Job, &EventRow)>> = Vec::new();
+        let mut seen: HashMap<(Uuid, &str, &str), usize> = HashMap::new();
+        for (((job, row), new), ji) in rows.iter().zip(&inserted).zip(&job_of_row) {
+            if !new {
+                continue;
+            }
+            counts[*ji] += 1;
+            if row.task.is_none() {
+                continue;
+            }
+            let k = seen.entry((job.project_id, row.engine.as_str(), row.task_id.as_str())).or_insert(0);
+            if rounds.len() <= *k {
+                rounds.push(Vec::new());
+            }
+            rounds[*k].push((*job, *row));
+            *k += 1;
+        }
+        for round in &rounds {
+            for state in STATES {
+                let of_state: Vec<&(&Job, &EventRow)> = round
+                    .iter()
+                    .filter(|(_, r)| r.task.as_ref().is_some_and(|t| t.state == state))
+                    .collect();
+                let mut offset = 0;
+                for size in chunk_sizes(of_state.len()) {
+                    let sql = task_upsert_sql(dialect, state, size);
+                    let mut q = sqlx::query(&sql);
+                    for (job, row) in &of_state[offset..offset + size] {
+                        let Some(t) = &row.task else { continue };
+                        let at = row.occurred_at;
+                        let when = |s: TaskState| (t.state == s).then_some(at);
+                        let retry_count = t
+                            .retry_count
+                            .unwrap_or(if t.state == TaskState::Retry { 1 } else { 0 });
+                        q = q
+                            .bind(Uuid::new_v4())
+                            .bind(job.project_id)
+                            .bind(&row.engine)
+                            .bind(&row.task_id)
+                            .bind(&t.name)
+                            .bind(&t.queue)
+                            .bind(t.state.as_str())
+                            .bind(&t.priority)
+                            .bind(t.args.as_ref().map(SqlJson))
+                            .bind(t.kwargs.as_ref().map(SqlJson))
+                            .bind(t.result.as_ref().map(SqlJson))
+                            .bind(&t.exception)
+                            .bind(&t.traceback)
+                            .bind(retry_count)
+                            .bind(when(TaskState::Received))
+                            .bind(when(TaskState::Started))
+                            .bind(t.state.is_terminal().then_some(at))
+                            .bind(t.runtime_ms)
+                            .bind(&t.worker_name)
+                            .bind(&t.parent_task_id)
+                            .bind(&t.root_task_id)
+                            .bind(now)
+                            .bind(at);
+                    }
+                    q.execute(&mut *tx).await?;
+                    offset += size;
+                }
+            }
+        }
+        // 3. Workers and queues named by the events; the agents' last-seen.
+        let mut workers: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
+        let mut queues: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
+        for (job, row) in &rows {
+            if let Some(w) = &row.worker {
+                let e = workers.entry((job.project_id, &row.engine, w)).or_insert(row.occurred_at);
+                *e = (*e).max(row.occurred_at);
+            }
+            if let Some(q) = &row.queue {
+                let e = queues.entry((job.project_id, &row.engine, q)).or_insert(row.occurred_at);
+                *e = (*e).max(row.occurred_at);
+            }
         }
         for ((project, engine, name), at) in &workers {
             sqlx::query(UPSERT_WORKER)
@@ -395,9 +505,10 @@ async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
                 .execute(&mut *tx)
                 .await?;
         }
-        for agent in agents.keys() {
+        let agents: std::collections::BTreeSet<Uuid> = jobs.iter().map(|j| j.agent_id).collect();
+        for agent in agents {
             sqlx::query(TOUCH_AGENT)
-                .bind(*agent)
+                .bind(agent)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -415,15 +526,30 @@ mod tests {
     fn every_task_upsert_is_built() {
         for d in [Dialect::Sqlite, Dialect::Postgres] {
             for s in STATES {
-                let sql = task_upsert_sql(d, s);
+                let sql = task_upsert_sql(d, s, 2);
                 assert!(
                     sql.contains("ON CONFLICT (project_id, engine, task_id)"),
                     "{sql}"
                 );
+                let want = if d == Dialect::Postgres {
+                    "$46)"
+                } else {
+                    "?), (?"
+                };
+                assert!(sql.contains(want), "two rows of 23 parameters: {sql}");
             }
         }
-        assert!(task_upsert_sql(Dialect::Postgres, TaskState::Retry).contains("GREATEST("));
-        assert!(task_upsert_sql(Dialect::Sqlite, TaskState::Retry).contains("max("));
+        assert!(task_upsert_sql(Dialect::Postgres, TaskState::Retry, 1).contains("GREATEST("));
+        assert!(task_upsert_sql(Dialect::Sqlite, TaskState::Retry, 1).contains("max("));
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_summing_to_n() {
+        assert_eq!(chunk_sizes(0), Vec::<usize>::new());
+        assert_eq!(chunk_sizes(37), vec![32, 4, 1]);
+        assert_eq!(chunk_sizes(600), vec![256, 256, 64, 16, 8]);
+        assert_eq!(values(Dialect::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 
     #[test]

@@ -688,7 +688,7 @@ pub async fn longpoll_sessions(ctx: Arc<Ctx>) -> R {
     ensure_eq(status, 409, "the invalidated nonce keeps failing")?;
     lp.renew(&creds)?;
     let frame = lp.sign_events("ev_lp_3", &[task_event("lp-3", "task.received", json!({}))])?;
-    let (status, body) = lp.post(&brain, &[frame.clone()]).await?;
+    let (status, body) = lp.post(&brain, std::slice::from_ref(&frame)).await?;
     ensure_eq(
         (status, body["detail"].as_str()),
         (409, Some("long-poll session invalidated; perform the connect probe with a fresh session nonce")),
