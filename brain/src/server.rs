@@ -104,6 +104,11 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
             Duration::from_secs(s.wal_checkpoint_interval_seconds as u64),
             stop_rx.clone(),
         )),
+        tokio::spawn(crate::workers::command_timeout::run(
+            db.clone(),
+            Duration::from_secs(s.command_timeout_sweep_seconds.max(1) as u64),
+            stop_rx.clone(),
+        )),
         tokio::spawn(crate::workers::agent_health::run(
             db.clone(),
             Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),

@@ -149,11 +149,21 @@ impl Operator {
     }
 
     pub async fn mint(&self, brain: &impl Endpoint, name: &str) -> Result<Credentials, String> {
+        self.mint_in(brain, "default", name).await
+    }
+
+    /// Mints an agent in project `slug`.
+    pub async fn mint_in(
+        &self,
+        brain: &impl Endpoint,
+        slug: &str,
+        name: &str,
+    ) -> Result<Credentials, String> {
         let (status, body) = self
             .send(
                 brain,
                 reqwest::Method::POST,
-                "/api/v1/projects/default/agents",
+                &format!("/api/v1/projects/{slug}/agents"),
                 Some(json!({"name": name})),
             )
             .await?;
@@ -417,6 +427,17 @@ impl Session {
         self.raw.send_text(&frame).await
     }
 
+    /// Signs and sends any frame.
+    pub async fn send_signed(
+        &mut self,
+        ft: FrameType,
+        id: &str,
+        payload: &[(&str, Value)],
+    ) -> Result<(), String> {
+        let frame = self.sign(ft, id, payload)?;
+        self.raw.send_text(&frame).await
+    }
+
     pub async fn send_heartbeat(&mut self) -> Result<(), String> {
         let frame = self.sign(
             FrameType::Heartbeat,
@@ -485,6 +506,8 @@ pub struct LongPoll {
     pub nonce: String,
     token: String,
     signer: Signer,
+    verifier: Verifier,
+    started: std::time::Instant,
 }
 
 impl LongPoll {
@@ -496,7 +519,9 @@ impl LongPoll {
             session_id: nonce.clone(),
         };
         Ok(LongPoll {
-            signer: Signer::new(creds.key()?, binding),
+            signer: Signer::new(creds.key()?, binding.clone()),
+            verifier: Verifier::new(creds.key()?, binding, Direction::BrainToAgent),
+            started: std::time::Instant::now(),
             nonce,
             token: creds.token.clone(),
         })
@@ -511,6 +536,30 @@ impl LongPoll {
                 now_micros(),
             )
             .map_err(|e| e.to_string())
+    }
+
+    pub fn sign(
+        &mut self,
+        ft: FrameType,
+        id: &str,
+        payload: &[(&str, Value)],
+    ) -> Result<String, String> {
+        self.signer
+            .sign(ft, id, payload, now_micros())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Verifies a brain frame string from `GET /commands`.
+    pub fn verify(&mut self, frame: &str) -> Result<Json, String> {
+        let now = Now {
+            wall_micros: now_micros(),
+            monotonic: self.started.elapsed(),
+        };
+        match self.verifier.verify(frame.as_bytes(), now) {
+            Ok(Verified::Signed { .. }) => serde_json::from_str(frame).map_err(|e| e.to_string()),
+            Ok(other) => Err(format!("unexpected frame: {other:?}")),
+            Err(e) => Err(format!("brain frame failed verification ({e}): {frame}")),
+        }
     }
 
     fn request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -30,7 +30,6 @@ const MAX_ERRORS: usize = 10;
 
 struct LpSession {
     verifier: Verifier,
-    #[allow(dead_code)] // brain→agent commands are signed with it (commands capability)
     signer: Signer,
     conn: Arc<ConnCtx>,
     last_used: Instant,
@@ -285,22 +284,79 @@ pub async fn commands(
     {
         tracing::warn!(error = %e, "long-poll liveness not recorded");
     }
+    let mut frames: Vec<String> = Vec::new();
     if !probe {
-        // Command delivery belongs to the commands capability; until a
-        // command is deliverable the poll simply waits out `wait`.
+        let Lookup::Live(session) = &lookup else {
+            return ApiError::Internal("long-poll session missing".into()).into_response();
+        };
+        let contracts = retry_contracts(&headers);
         let deadline = Instant::now() + Duration::from_secs(wait as u64);
-        while Instant::now() < deadline && !state.gateway.closing() {
-            tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
+        loop {
             match crate::store::agents::still_admitted(&state.db, cred.agent_id).await {
                 Ok(true) => {}
                 Ok(false) => return detail(StatusCode::UNAUTHORIZED, "invalid agent token"),
-                Err(_) => break,
+                Err(e) => return ApiError::from(e).into_response(),
             }
+            match collect_commands(&state, session, cred.agent_id, &contracts, max_frames).await {
+                Ok(f) => frames = f,
+                Err(e) => return e.into_response(),
+            }
+            if !frames.is_empty() || Instant::now() >= deadline || state.gateway.closing() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
         }
     }
-    let mut r = Json(json!({"frames": []})).into_response();
+    let mut r = Json(json!({ "frames": frames })).into_response();
     identity_headers(&mut r, &cred);
     r
+}
+
+/// `X-Z4J-Retry-Contracts: celery=1,rq=1` → the engines that may receive
+/// retry commands on this session.
+fn retry_contracts(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get("x-z4j-retry-contracts")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .filter(|(_, v)| v.trim() == "1")
+        .map(|(k, _)| k.trim().to_owned())
+        .collect()
+}
+
+/// Claims deliverable commands and signs each with the session's signer.
+async fn collect_commands(
+    state: &Shared,
+    session: &Arc<tokio::sync::Mutex<LpSession>>,
+    agent_id: Uuid,
+    contracts: &[String],
+    max_frames: i64,
+) -> Result<Vec<String>, ApiError> {
+    let pending =
+        crate::store::commands::pending_for_agent(&state.db, agent_id, max_frames).await?;
+    let mut frames = Vec::new();
+    for c in pending {
+        if let Some(engine) = super::delivery::retry_engine(&c) {
+            if !contracts.iter().any(|e| *e == engine) {
+                continue;
+            }
+        }
+        if !crate::store::commands::claim(&state.db, c.id).await? {
+            continue;
+        }
+        let msg = super::delivery::frame(&c, state.settings.command_timeout_seconds);
+        let now = chrono::Utc::now().timestamp_micros();
+        let signed = session
+            .lock()
+            .await
+            .signer
+            .sign(msg.frame_type, &msg.id, &msg.payload, now)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        frames.push(signed);
+    }
+    Ok(frames)
 }
 
 #[derive(serde::Deserialize)]

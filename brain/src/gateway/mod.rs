@@ -3,6 +3,7 @@
 //! dispatcher.
 
 pub mod budget;
+pub mod delivery;
 pub mod dispatch;
 pub mod longpoll;
 pub mod registry;

@@ -30,12 +30,24 @@ impl Kick {
     }
 }
 
+/// A brain→agent frame, signed by the connection's writer at send time.
+pub struct Outbound {
+    pub frame_type: z4j_protocol::FrameType,
+    pub id: String,
+    pub payload: Vec<(&'static str, z4j_protocol::Value)>,
+}
+
 #[derive(Clone)]
 pub struct Entry {
     pub conn_id: u64,
     /// `None` is the legacy slot (a `hello` without `worker_id`).
     pub worker_id: Option<String>,
     pub kick: Kick,
+    /// The connection's writer queue. Weak, so the queue closes (and the
+    /// writer finishes) when the connection's own tasks are done.
+    pub out: Option<tokio::sync::mpsc::WeakSender<Outbound>>,
+    /// Engines whose `hello` capabilities carry `retry_by_reference_v1`.
+    pub retry_engines: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -113,6 +125,21 @@ impl Registry {
         self.lock().values().map(Vec::len).sum()
     }
 
+    /// Where to deliver a command: the first registered connection of the
+    /// agent, or for the retry family (`retry_engine` set) the first whose
+    /// capabilities allow retries on that engine.
+    pub fn route(&self, agent_id: Uuid, retry_engine: Option<&str>) -> Option<Entry> {
+        let agents = self.lock();
+        agents
+            .get(&agent_id)?
+            .iter()
+            .find(|e| match retry_engine {
+                Some(engine) => e.retry_engines.iter().any(|x| x == engine),
+                None => true,
+            })
+            .cloned()
+    }
+
     pub fn is_connected(&self, agent_id: Uuid) -> bool {
         self.lock().get(&agent_id).is_some_and(|s| !s.is_empty())
     }
@@ -129,6 +156,8 @@ mod tests {
                 conn_id: r.next_conn_id(),
                 worker_id: worker.map(str::to_owned),
                 kick,
+                out: None,
+                retry_engines: Vec::new(),
             },
             rx,
         )

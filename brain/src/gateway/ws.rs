@@ -7,7 +7,7 @@
 //!   is strictly increasing on the wire.
 
 use super::dispatch::{self, ConnCtx, Handled};
-use super::registry::{Entry, Kick};
+use super::registry::{Entry, Kick, Outbound};
 use super::{address_allowed, authenticate, bearer_token, client_addr, frame_cap, project_key};
 use crate::http::{Shared, BRAIN_VERSION};
 use crate::ingest::OverLimit;
@@ -166,10 +166,19 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
     let registry = &state.gateway.registry;
     let conn_id = registry.next_conn_id();
     let (kick, kick_rx) = Kick::new();
+    let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let retry_engines: Vec<String> = hello
+        .capabilities
+        .iter()
+        .filter(|(_, caps)| caps.iter().any(|c| c == super::delivery::RETRY_MARKER))
+        .map(|(engine, _)| engine.clone())
+        .collect();
     let entry = Entry {
         conn_id,
         worker_id: hello.worker_id.clone(),
         kick: kick.clone(),
+        out: Some(out_tx.downgrade()),
+        retry_engines: retry_engines.clone(),
     };
     let slot_cap = s.ws_per_agent_concurrency_cap.max(0) as usize;
     if registry.register(cred.agent_id, entry, slot_cap).is_err() {
@@ -228,8 +237,10 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
         verifier: Verifier::new(key.clone(), binding.clone(), Direction::AgentToBrain),
         signer: Signer::new(key, binding),
         cap,
+        out: (out_tx, out_rx),
     };
-    session.serve(socket).await;
+    // Step 15: commands that waited for this agent, right after hello_ack.
+    session.serve(socket, retry_engines).await;
     finish(
         &state,
         cred.agent_id,
@@ -294,13 +305,6 @@ fn hello_info(h: &Hello) -> agents::HelloInfo {
     }
 }
 
-/// Brain→agent frames, signed by the writer at send time.
-struct Outbound {
-    frame_type: FrameType,
-    id: String,
-    payload: Vec<(&'static str, Value)>,
-}
-
 struct Session {
     state: Shared,
     conn: Arc<ConnCtx>,
@@ -309,6 +313,7 @@ struct Session {
     verifier: Verifier,
     signer: Signer,
     cap: usize,
+    out: (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
 }
 
 /// Resolves when the connection is told to close; yields the code.
@@ -324,7 +329,7 @@ async fn kicked(rx: &mut watch::Receiver<Option<u16>>) -> u16 {
 }
 
 impl Session {
-    async fn serve(self, socket: WebSocket) {
+    async fn serve(self, socket: WebSocket, retry_engines: Vec<String>) {
         let Session {
             state,
             conn,
@@ -333,12 +338,12 @@ impl Session {
             mut verifier,
             signer,
             cap,
+            out: (out_tx, out_rx),
         } = self;
         let s = state.settings.clone();
         let (sink, mut stream) = socket.split();
         let queue_size = s.ws_ingest_queue_maxsize.max(1) as usize;
         let (queue_tx, queue_rx) = mpsc::channel::<(FrameType, Object)>(queue_size);
-        let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
         let final_code = Arc::new(AtomicU16::new(1000));
         let writer = tokio::spawn(write_loop(
             sink,
@@ -346,6 +351,12 @@ impl Session {
             out_rx,
             kick_rx.clone(),
             final_code.clone(),
+        ));
+        tokio::spawn(super::delivery::push_pending(
+            state.clone(),
+            conn.agent_id,
+            out_tx.clone(),
+            retry_engines,
         ));
         let consumer = tokio::spawn(consume_loop(
             state.clone(),

@@ -5,8 +5,10 @@ mod agents;
 mod auth;
 mod body;
 pub mod client_ip;
+mod commands;
 pub mod error;
 mod health;
+mod projects;
 mod reads;
 pub mod request_id;
 pub mod session;
@@ -40,7 +42,9 @@ pub fn router(state: Shared) -> Router {
         .merge(health::routes())
         .merge(setup::routes())
         .merge(auth::routes())
+        .merge(projects::routes())
         .merge(agents::routes())
+        .merge(commands::routes())
         .merge(reads::routes())
         .route(
             "/ws/agent",

@@ -63,3 +63,202 @@ pub async fn finish(
     .map(|r| r.rows_affected()))?;
     Ok(())
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Command {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub issued_by: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub payload: SqlJson<serde_json::Value>,
+    pub idempotency_key: Option<String>,
+    pub status: String,
+    pub result: Option<SqlJson<serde_json::Value>>,
+    pub error: Option<String>,
+    pub issued_at: Ts,
+    pub dispatched_at: Option<Ts>,
+    pub completed_at: Option<Ts>,
+    pub timeout_at: Ts,
+}
+
+const COLUMNS: &str =
+    "id, project_id, issued_by, agent_id, action, target_type, target_id, payload, \
+     idempotency_key, status, result, error, issued_at, dispatched_at, completed_at, timeout_at";
+
+pub struct NewCommand<'a> {
+    pub project_id: Uuid,
+    pub agent_id: Uuid,
+    pub issued_by: Option<Uuid>,
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: Option<&'a str>,
+    pub payload: &'a serde_json::Value,
+    pub idempotency_key: Option<&'a str>,
+    pub timeout_seconds: i64,
+    pub source_ip: &'a str,
+}
+
+/// What issuing produced.
+pub enum Issued {
+    New(Command),
+    /// The idempotency key was used before with the same request.
+    Replayed(Command),
+}
+
+/// Inserts a pending command. A repeated idempotency key returns the first
+/// command when the request is the same, and is a conflict otherwise.
+pub async fn issue(db: &Db, c: &NewCommand<'_>) -> Result<Issued, StoreError> {
+    if let Some(key) = c.idempotency_key {
+        if let Some(existing) = find_by_key(db, c.project_id, key).await? {
+            let same = existing.action == c.action
+                && existing.agent_id == Some(c.agent_id)
+                && existing.payload.0 == *c.payload;
+            return if same {
+                Ok(Issued::Replayed(existing))
+            } else {
+                Err(StoreError::Conflict(
+                    "idempotency_key was already used for a different command".into(),
+                ))
+            };
+        }
+    }
+    let now = Ts::now();
+    let id = Uuid::new_v4();
+    let inserted = on_db!(db, p => sqlx::query(
+        "INSERT INTO commands (id, project_id, issued_by, agent_id, action, target_type, target_id, payload, \
+         idempotency_key, status, issued_at, timeout_at, source_ip) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)"
+    )
+    .bind(id)
+    .bind(c.project_id)
+    .bind(c.issued_by)
+    .bind(c.agent_id)
+    .bind(c.action)
+    .bind(c.target_type)
+    .bind(c.target_id)
+    .bind(SqlJson(c.payload))
+    .bind(c.idempotency_key)
+    .bind(now)
+    .bind(now.plus_seconds(c.timeout_seconds))
+    .bind(c.source_ip)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()));
+    if let Err(e) = inserted {
+        let e = StoreError::from(e);
+        // A concurrent request with the same key won the race.
+        if e.is_unique_violation() {
+            if let Some(key) = c.idempotency_key {
+                if let Some(existing) = find_by_key(db, c.project_id, key).await? {
+                    return Ok(Issued::Replayed(existing));
+                }
+            }
+        }
+        return Err(e);
+    }
+    find(db, c.project_id, id)
+        .await?
+        .map(Issued::New)
+        .ok_or_else(|| StoreError::Conflict("command vanished after insert".into()))
+}
+
+async fn find_by_key(db: &Db, project_id: Uuid, key: &str) -> Result<Option<Command>, StoreError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND idempotency_key = $2");
+    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+        .bind(project_id)
+        .bind(key)
+        .fetch_optional(p)
+        .await)?)
+}
+
+pub async fn find(db: &Db, project_id: Uuid, id: Uuid) -> Result<Option<Command>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND id = $2");
+    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
+}
+
+/// Newest first, keyset on `(issued_at, id)`.
+pub async fn list(
+    db: &Db,
+    project_id: Uuid,
+    status: Option<&str>,
+    after: Option<(Ts, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Command>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR issued_at < $3 OR (issued_at = $3 AND id < $4)) \
+         ORDER BY issued_at DESC, id DESC LIMIT $5"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+        .bind(project_id)
+        .bind(status)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// Pending commands of an agent, oldest first.
+pub async fn pending_for_agent(
+    db: &Db,
+    agent_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Command>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM commands WHERE agent_id = $1 AND status = 'pending' \
+         ORDER BY issued_at, id LIMIT $2"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+        .bind(agent_id)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// pending → dispatched before the frame is written; false when another
+/// delivery got there first.
+pub async fn claim(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let n = on_db!(db, p => sqlx::query(
+        "UPDATE commands SET status = 'dispatched', dispatched_at = $2 WHERE id = $1 AND status = 'pending'"
+    )
+    .bind(id)
+    .bind(Ts::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// A failed write of a redeliverable command: back to pending.
+pub async fn unclaim(db: &Db, id: Uuid) -> Result<(), StoreError> {
+    on_db!(db, p => sqlx::query(
+        "UPDATE commands SET status = 'pending', dispatched_at = NULL WHERE id = $1 AND status = 'dispatched'"
+    )
+    .bind(id)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The timeout sweeper: unfinished commands past `timeout_at`.
+pub async fn sweep_timeouts(db: &Db) -> Result<u64, StoreError> {
+    let now = Ts::now();
+    Ok(on_db!(db, p => sqlx::query(
+        "UPDATE commands SET status = 'timeout', error = 'command timed out before agent responded', \
+         completed_at = $1 WHERE status IN ('pending', 'dispatched') AND timeout_at <= $1"
+    )
+    .bind(now)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?)
+}

@@ -2,6 +2,7 @@
 //! the shutdown signal flips.
 
 pub mod agent_health;
+pub mod command_timeout;
 pub mod wal_checkpoint;
 
 use tokio::sync::watch;

@@ -820,3 +820,100 @@ pub async fn previous_secrets(ctx: Arc<Ctx>) -> R {
     .await?;
     closed_with(&mut s.raw, 4403, "frame signed with the pre-rotation key").await
 }
+
+pub async fn archived_project(ctx: Arc<Ctx>) -> R {
+    let (brain, op, _creds) = setup(&ctx, &[]).await?;
+    let (status, project) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some(json!({"slug": "second", "name": "Second"})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("create project: {project}"))?;
+    ensure_eq(
+        project["is_active"].as_bool(),
+        Some(true),
+        "new project active",
+    )?;
+    let (status, body) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some(json!({"slug": "ab", "name": "x"})),
+        )
+        .await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "two-character slug",
+    )?;
+    let (status, _) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some(json!({"slug": "second", "name": "x"})),
+        )
+        .await?;
+    ensure_eq(status, 409, "duplicate slug")?;
+    let creds = op.mint_in(&brain, "second", "archived-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let lp = agent::LongPoll::new(&creds)?;
+    ensure_eq(
+        lp.poll(&brain, 0, 0).await?.0,
+        200,
+        "long-poll probe before the archive",
+    )?;
+    let (status, _) = op
+        .send(
+            &brain,
+            reqwest::Method::DELETE,
+            "/api/v1/projects/second",
+            None,
+        )
+        .await?;
+    ensure_eq(status, 204, "archive")?;
+    closed_with(&mut s.raw, 4003, "live agent of an archived project").await?;
+    let mut sock = agent::open(&brain, Some(&format!("Bearer {}", creds.token))).await?;
+    sock.send_text(&agent::hello(None).to_string()).await.ok();
+    closed_with(&mut sock, 4401, "handshake into an archived project").await?;
+    let (status, body) = lp.poll(&brain, 0, 0).await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (403, Some("project_inactive")),
+        "long-poll into an archived project",
+    )?;
+    let (status, _) = op
+        .send(
+            &brain,
+            reqwest::Method::DELETE,
+            "/api/v1/projects/second",
+            None,
+        )
+        .await?;
+    ensure_eq(status, 204, "archiving again")?;
+    let (status, body) = op
+        .send(
+            &brain,
+            reqwest::Method::DELETE,
+            "/api/v1/projects/default",
+            None,
+        )
+        .await?;
+    ensure_eq(
+        (status, body["message"].as_str()),
+        (409, Some("cannot archive the last remaining project")),
+        "archiving the last active project",
+    )?;
+    let (_, list) = op.get(&brain, "/api/v1/projects").await?;
+    let slugs: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["slug"].as_str())
+        .collect();
+    ensure_eq(slugs, vec!["default"], "archived projects are not listed")
+}

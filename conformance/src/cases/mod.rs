@@ -1,6 +1,7 @@
 //! Every case of the suite, and helpers they share.
 
 mod cli;
+mod commands;
 mod config;
 mod database;
 mod first_boot;
@@ -129,6 +130,45 @@ pub static CASES: &[Case] = &[
         "gateway.previous-secrets",
         gateway::previous_secrets,
         ["Z4J_PREVIOUS_SECRETS", "protocol.close.4403"],
+        Both
+    ),
+    case!(
+        "gateway.archived-project",
+        gateway::archived_project,
+        ["protocol.close.4003", "protocol.close.4401", "api.projects"],
+        Both
+    ),
+    case!(
+        "commands.round-trip",
+        commands::round_trip,
+        ["api.commands", "protocol.commands"],
+        Both
+    ),
+    case!(
+        "commands.pending-pushed-after-handshake",
+        commands::pending_pushed_after_handshake,
+        ["protocol.commands"],
+        Both
+    ),
+    case!(
+        "commands.longpoll-delivery",
+        commands::longpoll_delivery,
+        ["protocol.commands", "protocol.longpoll"],
+        Both
+    ),
+    case!(
+        "commands.timeout-sweep",
+        commands::timeout_sweep,
+        [
+            "Z4J_COMMAND_TIMEOUT_SECONDS",
+            "Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS"
+        ],
+        Both
+    ),
+    case!(
+        "commands.rate-limit",
+        commands::rate_limit,
+        ["Z4J_RATELIMIT_COMMANDS_PER_MINUTE"],
         Both
     ),
     case!(

@@ -1,0 +1,493 @@
+//! Operator commands (spec http-api 5.4): issue (202 + the command), poll,
+//! list. Delivery to the agent is the gateway's (`gateway::delivery`).
+
+use super::access::{self, Role};
+use super::body;
+use super::error::{ApiError, SchemaIssue};
+use super::reads::{decode_cursor, encode_cursor};
+use super::{client_ip, Shared};
+use crate::gateway::budget::SlidingWindow;
+use crate::gateway::delivery;
+use crate::store::commands::{self, Command, Issued, NewCommand};
+use crate::store::{agents, StoreError};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+use uuid::Uuid;
+
+const STATUSES: &[&str] = &[
+    "pending",
+    "dispatched",
+    "completed",
+    "failed",
+    "timeout",
+    "cancelled",
+];
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/projects/{slug}/commands", get(list))
+        .route(
+            "/api/v1/projects/{slug}/commands/{command}",
+            get(read).post(issue),
+        )
+}
+
+/// Per-project issuance budget (`Z4J_RATELIMIT_COMMANDS_PER_MINUTE`).
+fn budget(per_minute: i64) -> &'static SlidingWindow {
+    static W: OnceLock<SlidingWindow> = OnceLock::new();
+    W.get_or_init(|| SlidingWindow::new(per_minute.max(1) as usize, Duration::from_secs(60)))
+}
+
+pub fn command_json(c: &Command, full: bool) -> Value {
+    let mut payload = c.payload.0.clone();
+    if let Some(token) = payload.get_mut("confirm_token") {
+        *token = json!("<redacted>");
+    }
+    let ts = |t: Option<crate::store::Ts>| t.map(|t| t.to_rfc3339());
+    json!({
+        "id": c.id,
+        "project_id": c.project_id,
+        "agent_id": c.agent_id,
+        "issued_by": if full { json!(c.issued_by) } else { Value::Null },
+        "action": c.action,
+        "target_type": c.target_type,
+        "target_id": c.target_id,
+        "payload": if full { payload } else { json!({}) },
+        "status": c.status,
+        "result": if full { c.result.as_ref().map(|r| r.0.clone()).unwrap_or(Value::Null) } else { Value::Null },
+        "error": c.error,
+        "issued_at": c.issued_at.to_rfc3339(),
+        "dispatched_at": ts(c.dispatched_at),
+        "completed_at": ts(c.completed_at),
+        "timeout_at": c.timeout_at.to_rfc3339(),
+    })
+}
+
+/// One issue request, validated.
+struct Request {
+    agent_id: Uuid,
+    action: &'static str,
+    target_type: &'static str,
+    target_id: Option<String>,
+    payload: Value,
+    idempotency_key: Option<String>,
+    need: Role,
+}
+
+fn issue_err(kind: &'static str, field: &str, msg: impl Into<String>) -> SchemaIssue {
+    SchemaIssue {
+        kind,
+        loc: vec![json!("body"), json!(field)],
+        msg: msg.into(),
+    }
+}
+
+fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
+    let obj = body::object(body)?;
+    let mut f = body::Fields::new(&obj);
+    let agent = f.text("agent_id", 1, 64, true);
+    let key = f.text("idempotency_key", 1, 200, false);
+    let mut payload = Map::new();
+    let mut issues: Vec<SchemaIssue> = Vec::new();
+    let text = |f: &mut body::Fields,
+                payload: &mut Map<String, Value>,
+                name: &'static str,
+                max: usize,
+                required: bool| {
+        let v = f.text(name, 1, max, required);
+        if let Some(v) = &v {
+            payload.insert(name.into(), json!(v));
+        }
+        v
+    };
+    let int = |obj: &Map<String, Value>,
+               issues: &mut Vec<SchemaIssue>,
+               name: &str,
+               lo: i64,
+               hi: i64|
+     -> Option<i64> {
+        match obj.get(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_i64() {
+                Some(n) if (lo..=hi).contains(&n) => Some(n),
+                _ => {
+                    issues.push(issue_err(
+                        "int_range",
+                        name,
+                        format!("Input should be an integer between {lo} and {hi}"),
+                    ));
+                    None
+                }
+            },
+        }
+    };
+    let (action, target_type, target_id, need): (&'static str, &'static str, Option<String>, Role) =
+        match route {
+            "retry-task" | "cancel-task" | "requeue-dead-letter" => {
+                let engine = text(&mut f, &mut payload, "engine", 40, true);
+                let task = text(&mut f, &mut payload, "task_id", 200, true);
+                if route == "retry-task" {
+                    let args = obj.get("override_args").filter(|v| !v.is_null());
+                    let kwargs = obj.get("override_kwargs").filter(|v| !v.is_null());
+                    if args.is_some_and(|a| !a.is_array()) {
+                        issues.push(issue_err(
+                            "list_type",
+                            "override_args",
+                            "Input should be a valid list",
+                        ));
+                    }
+                    if kwargs.is_some_and(|k| !k.is_object()) {
+                        issues.push(issue_err(
+                            "dict_type",
+                            "override_kwargs",
+                            "Input should be a valid dictionary",
+                        ));
+                    }
+                    if args.is_some() != kwargs.is_some() {
+                        issues.push(issue_err(
+                            "value_error",
+                            "override_args",
+                            "Value error, override_args and override_kwargs go together",
+                        ));
+                    }
+                    for (name, v) in [("override_args", args), ("override_kwargs", kwargs)] {
+                        if let Some(v) = v {
+                            if v.to_string().len() > 64 * 1024 {
+                                issues.push(issue_err(
+                                    "value_error",
+                                    name,
+                                    "Value error, at most 64 KiB of JSON",
+                                ));
+                            }
+                            payload.insert(name.into(), v.clone());
+                        }
+                    }
+                    if let Some(eta) = int(&obj, &mut issues, "eta_seconds", 0, 86_400) {
+                        payload.insert("eta_seconds".into(), json!(eta));
+                    }
+                }
+                let action = match route {
+                    "retry-task" => "retry_task",
+                    "cancel-task" => "cancel_task",
+                    _ => "requeue_dead_letter",
+                };
+                let target = engine.zip(task).map(|(e, t)| format!("{e}:{t}"));
+                (action, "task", target, Role::Operator)
+            }
+            "bulk-retry" => {
+                match obj.get("filter") {
+                    None | Some(Value::Null) => {
+                        payload.insert("filter".into(), json!({}));
+                    }
+                    Some(Value::Object(o)) => {
+                        payload.insert("filter".into(), Value::Object(o.clone()));
+                    }
+                    Some(_) => issues.push(issue_err(
+                        "dict_type",
+                        "filter",
+                        "Input should be a valid dictionary",
+                    )),
+                }
+                let max = int(&obj, &mut issues, "max", 1, 10_000).unwrap_or(1000);
+                payload.insert("max".into(), json!(max));
+                ("bulk_retry", "filter", None, Role::Operator)
+            }
+            "purge-queue" => {
+                let queue = text(&mut f, &mut payload, "queue", 200, true);
+                text(&mut f, &mut payload, "confirm_token", 128, true);
+                if let Some(d) = int(&obj, &mut issues, "observed_depth", 0, i64::MAX) {
+                    payload.insert("observed_depth".into(), json!(d));
+                }
+                let force = f.boolean("force", false);
+                payload.insert("force".into(), json!(force));
+                text(&mut f, &mut payload, "engine", 40, false);
+                ("purge_queue", "queue", queue, Role::Admin)
+            }
+            "restart-worker" | "pool-resize" | "add-consumer" | "cancel-consumer" => {
+                text(&mut f, &mut payload, "engine", 40, false);
+                let worker = text(&mut f, &mut payload, "worker_name", 200, true);
+                let action = match route {
+                    "restart-worker" => "restart_worker",
+                    "add-consumer" => "add_consumer",
+                    "cancel-consumer" => "cancel_consumer",
+                    _ => match int(&obj, &mut issues, "delta", -100, 100) {
+                        Some(d) if d > 0 => {
+                            payload.insert("delta".into(), json!(d));
+                            "pool_grow"
+                        }
+                        Some(d) if d < 0 => {
+                            payload.insert("delta".into(), json!(-d));
+                            "pool_shrink"
+                        }
+                        _ => {
+                            issues.push(issue_err("value_error", "delta", "Value error, delta must be a non-zero integer between -100 and 100"));
+                            "pool_grow"
+                        }
+                    },
+                };
+                if matches!(route, "add-consumer" | "cancel-consumer") {
+                    text(&mut f, &mut payload, "queue", 200, true);
+                }
+                (action, "worker", worker, Role::Operator)
+            }
+            "rate-limit" => {
+                let task = text(&mut f, &mut payload, "task_name", 500, true);
+                let rate = text(&mut f, &mut payload, "rate", 32, true);
+                if rate.as_deref().is_some_and(|r| !rate_ok(r)) {
+                    issues.push(issue_err(
+                        "string_pattern_mismatch",
+                        "rate",
+                        "String should match pattern '^(?:0|[1-9]\\d*(?:/[smh])?)$'",
+                    ));
+                }
+                text(&mut f, &mut payload, "worker_name", 200, false);
+                ("rate_limit", "task_name", task, Role::Operator)
+            }
+            _ => {
+                return Err(ApiError::NotFound {
+                    message: format!("unknown command '{route}'"),
+                    details: json!({"command": route}),
+                })
+            }
+        };
+    f.issues.extend(issues);
+    let agent_id = match agent.as_deref().map(Uuid::parse_str) {
+        Some(Ok(u)) => Some(u),
+        Some(Err(_)) => {
+            f.issues.push(issue_err(
+                "uuid_parsing",
+                "agent_id",
+                "Input should be a valid UUID",
+            ));
+            None
+        }
+        None => None,
+    };
+    let agent_id = f.finish(agent_id)?;
+    Ok(Request {
+        agent_id,
+        action,
+        target_type,
+        target_id,
+        payload: Value::Object(payload),
+        idempotency_key: key,
+        need,
+    })
+}
+
+/// `^(?:0|[1-9]\d*(?:/[smh])?)$`
+fn rate_ok(r: &str) -> bool {
+    if r == "0" {
+        return true;
+    }
+    let (num, unit) = match r.split_once('/') {
+        Some((n, u)) => (n, Some(u)),
+        None => (r, None),
+    };
+    let digits =
+        !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) && !num.starts_with('0');
+    digits && unit.is_none_or(|u| matches!(u, "s" | "m" | "h"))
+}
+
+async fn issue(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((slug, route)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let viewer = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    access::csrf(&viewer.caller, &headers)?;
+    let req = parse(&route, &body)?;
+    let access = access::project(&state, &headers, &slug, req.need).await?;
+    let project = &access.project;
+    let not_found = || ApiError::NotFound {
+        message: "agent not found in this project".into(),
+        details: json!({"agent_id": req.agent_id}),
+    };
+    match agents::find(&state.db, req.agent_id).await? {
+        Some(a) if a.project_id == project.id && a.revoked_at.is_none() => {}
+        _ => return Err(not_found()),
+    }
+    if let Err(retry) =
+        budget(state.settings.ratelimit_commands_per_minute).hit(&project.id.to_string())
+    {
+        return Err(ApiError::RateLimited {
+            message: "command rate limit exceeded (Z4J_RATELIMIT_COMMANDS_PER_MINUTE)".into(),
+            retry_after_secs: Some(retry),
+        });
+    }
+    let ip = client_ip::resolve(
+        peer.ip(),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &state.settings.trusted_proxies.0,
+    )
+    .to_string();
+    let issued = commands::issue(
+        &state.db,
+        &NewCommand {
+            project_id: project.id,
+            agent_id: req.agent_id,
+            issued_by: Some(access.caller.user.id),
+            action: req.action,
+            target_type: req.target_type,
+            target_id: req.target_id.as_deref(),
+            payload: &req.payload,
+            idempotency_key: req.idempotency_key.as_deref(),
+            timeout_seconds: state.settings.command_timeout_seconds,
+            source_ip: &ip,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Conflict(m) => ApiError::Conflict {
+            message: m,
+            details: json!({"idempotency_key": req.idempotency_key}),
+        },
+        other => other.into(),
+    })?;
+    let command = match issued {
+        Issued::Replayed(c) => {
+            return Ok((StatusCode::ACCEPTED, Json(command_json(&c, true))).into_response())
+        }
+        Issued::New(c) => c,
+    };
+    tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
+    if !state.gateway.registry.is_connected(req.agent_id) {
+        // The row stays pending: delivered on the agent's next handshake or
+        // long poll, or timed out by the sweeper.
+        return Err(ApiError::Coded {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "agent_offline",
+            message: "agent is not connected".into(),
+            details: json!({"agent_id": req.agent_id, "command_id": command.id}),
+        });
+    }
+    let delivered = delivery::push(&state, req.agent_id, &command).await;
+    let current = if delivered {
+        commands::find(&state.db, project.id, command.id)
+            .await?
+            .unwrap_or(command)
+    } else {
+        command
+    };
+    Ok((StatusCode::ACCEPTED, Json(command_json(&current, true))).into_response())
+}
+
+async fn read(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let not_found = || ApiError::NotFound {
+        message: "command not found".into(),
+        details: json!({}),
+    };
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let c = commands::find(&state.db, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(command_json(&c, access.role >= Role::Operator)))
+}
+
+async fn list(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let q: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let s = &state.settings;
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+        None => s.rest_default_page_size,
+        Some(Ok(l)) if (1..=5000).contains(&l) => l.min(s.rest_max_page_size),
+        Some(_) => {
+            return Err(ApiError::Schema(vec![SchemaIssue::new(
+                "int_range",
+                &["query", "limit"],
+                "Input should be an integer between 1 and 5000",
+            )]))
+        }
+    };
+    // Unknown status values are ignored, as the reference does.
+    let status = q
+        .get("status")
+        .map(String::as_str)
+        .filter(|s| STATUSES.contains(s));
+    let after = decode_cursor(q.get("cursor")).map(|a| (a.at, a.id));
+    let rows = commands::list(&state.db, access.project.id, status, after, limit).await?;
+    // A full page yields a cursor (the last one may lead to an empty page).
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|c| encode_cursor(c.issued_at, c.id)))
+        .flatten();
+    let full = access.role >= Role::Operator;
+    Ok(Json(json!({
+        "items": rows.iter().map(|c| command_json(c, full)).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_pattern() {
+        for ok in ["0", "10", "10/s", "3/m", "100/h"] {
+            assert!(rate_ok(ok), "{ok}");
+        }
+        for bad in ["", "01", "1/d", "/s", "1/", "-1", "1.5"] {
+            assert!(!rate_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_validated_per_action() {
+        let agent = Uuid::new_v4();
+        let r = parse(
+            "cancel-task",
+            format!(r#"{{"agent_id":"{agent}","engine":"rq","task_id":"t1"}}"#).as_bytes(),
+        );
+        let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            (r.action, r.target_id.as_deref()),
+            ("cancel_task", Some("rq:t1"))
+        );
+        assert!(parse(
+            "cancel-task",
+            format!(r#"{{"agent_id":"{agent}","engine":"rq"}}"#).as_bytes()
+        )
+        .is_err());
+        assert!(parse(
+            "retry-task",
+            format!(r#"{{"agent_id":"{agent}","engine":"rq","task_id":"t","override_args":[]}}"#)
+                .as_bytes()
+        )
+        .is_err());
+        let p = parse(
+            "pool-resize",
+            format!(r#"{{"agent_id":"{agent}","worker_name":"w","delta":-3}}"#).as_bytes(),
+        );
+        assert_eq!(
+            p.map(|p| (p.action, p.payload["delta"].clone())).ok(),
+            Some(("pool_shrink", json!(3)))
+        );
+        assert!(matches!(
+            parse("explode", b"{}"),
+            Err(ApiError::NotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,363 @@
+//! Operator commands end to end: issued through the API, signed to the
+//! agent, acknowledged and completed by its frames (http-api 5.4,
+//! agent-protocol 5.6-5.8).
+
+use super::gateway::setup;
+use super::{ensure, ensure_eq, R};
+use crate::agent::{self, value, Credentials, Operator};
+use crate::brain::Brain;
+use crate::runner::Ctx;
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use z4j_protocol::FrameType;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn issue(
+    brain: &Brain,
+    op: &Operator,
+    route: &str,
+    body: Json,
+) -> Result<(u16, Json), String> {
+    op.send(
+        brain,
+        reqwest::Method::POST,
+        &format!("/api/v1/projects/default/commands/{route}"),
+        Some(body),
+    )
+    .await
+}
+
+async fn command(brain: &Brain, op: &Operator, id: &str) -> Result<Json, String> {
+    Ok(op
+        .get(brain, &format!("/api/v1/projects/default/commands/{id}"))
+        .await?
+        .1)
+}
+
+/// Waits until the command reaches `status`.
+async fn wait_status(
+    brain: &Brain,
+    op: &Operator,
+    id: &str,
+    status: &str,
+    wait: Duration,
+) -> Result<Json, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let c = command(brain, op, id).await?;
+        if c["status"] == status {
+            return Ok(c);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("command {id} not {status} in time: {c}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn next_command(s: &mut agent::Session) -> Result<Json, String> {
+    match s.recv(WAIT).await? {
+        Ok((FrameType::Command, j)) => Ok(j),
+        Ok((ft, j)) => Err(format!("expected a command frame, got {ft:?}: {j}")),
+        Err(c) => Err(format!("closed while waiting for a command: {c:?}")),
+    }
+}
+
+fn cancel_body(creds: &Credentials, task: &str) -> Json {
+    json!({"agent_id": creds.agent_id, "engine": "rq", "task_id": task})
+}
+
+pub async fn round_trip(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let (_, me) = op.get(&brain, "/api/v1/auth/me").await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let (status, c) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "t-1")).await?;
+    ensure_eq(status, 202, &format!("issue: {c}"))?;
+    ensure_eq(c["action"].as_str(), Some("cancel_task"), "action")?;
+    ensure_eq(c["target_id"].as_str(), Some("rq:t-1"), "target_id")?;
+    let id = c["id"].as_str().unwrap_or_default().to_owned();
+    let frame = next_command(&mut s).await?;
+    ensure_eq(frame["id"].as_str(), Some(id.as_str()), "command frame id")?;
+    let p = &frame["payload"];
+    ensure_eq(
+        (
+            p["action"].clone(),
+            p["target"].clone(),
+            p["parameters"].clone(),
+        ),
+        (
+            json!("cancel_task"),
+            json!({"type": "task", "id": "rq:t-1", "engine": "rq"}),
+            json!({"engine": "rq", "task_id": "t-1"}),
+        ),
+        "command payload",
+    )?;
+    ensure_eq(p["timeout_seconds"].as_i64(), Some(60), "timeout_seconds")?;
+    ensure_eq(p["issued_by"].as_str(), me["id"].as_str(), "issued_by")?;
+    ensure(
+        p.get("delivery_claim_token").is_some_and(Json::is_null),
+        "delivery_claim_token present and null",
+    )?;
+    wait_status(&brain, &op, &id, "dispatched", WAIT).await?;
+    s.send_signed(
+        FrameType::CommandAck,
+        &id,
+        &[("delivery_claim_token", z4j_protocol::Value::Null)],
+    )
+    .await?;
+    s.send_signed(
+        FrameType::CommandResult,
+        &id,
+        &[
+            ("status", z4j_protocol::Value::str("success")),
+            ("result", value(&json!({"cancelled": true}))),
+            ("error", z4j_protocol::Value::Null),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ],
+    )
+    .await?;
+    let done = wait_status(&brain, &op, &id, "completed", WAIT).await?;
+    ensure_eq(done["result"].clone(), json!({"cancelled": true}), "result")?;
+    // A later result for the same command changes nothing.
+    s.send_signed(
+        FrameType::CommandResult,
+        &id,
+        &[
+            ("status", z4j_protocol::Value::str("failed")),
+            ("result", z4j_protocol::Value::Null),
+            ("error", z4j_protocol::Value::str("late")),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ],
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure_eq(
+        command(&brain, &op, &id).await?["status"].as_str(),
+        Some("completed"),
+        "after a late result",
+    )?;
+
+    // Refusals.
+    let mut other = cancel_body(&creds, "t-2");
+    other["agent_id"] = json!(uuid::Uuid::new_v4().to_string());
+    let (status, body) = issue(&brain, &op, "cancel-task", other).await?;
+    ensure_eq(
+        (status, body["message"].as_str()),
+        (404, Some("agent not found in this project")),
+        "unknown agent",
+    )?;
+    let (status, body) = issue(
+        &brain,
+        &op,
+        "cancel-task",
+        json!({"agent_id": creds.agent_id}),
+    )
+    .await?;
+    ensure(
+        status == 422 && body["detail"].is_array(),
+        format!("missing fields: {status} {body}"),
+    )?;
+    let (status, _) = issue(&brain, &op, "self-destruct", cancel_body(&creds, "t")).await?;
+    ensure_eq(status, 404, "unknown action")?;
+    // Idempotency: the same key and body → the same command; another body → 409.
+    let mut keyed = cancel_body(&creds, "t-3");
+    keyed["idempotency_key"] = json!("k-1");
+    let (_, first) = issue(&brain, &op, "cancel-task", keyed.clone()).await?;
+    let (status, again) = issue(&brain, &op, "cancel-task", keyed.clone()).await?;
+    ensure_eq(
+        (status, again["id"].clone()),
+        (202, first["id"].clone()),
+        "replayed idempotency key",
+    )?;
+    keyed["task_id"] = json!("t-4");
+    let (status, _) = issue(&brain, &op, "cancel-task", keyed).await?;
+    ensure_eq(status, 409, "idempotency key reused for another command")?;
+    let (status, list) = op
+        .get(&brain, "/api/v1/projects/default/commands?limit=2")
+        .await?;
+    ensure_eq(
+        (status, list["items"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "command list page",
+    )?;
+    ensure(
+        list["next_cursor"].is_string(),
+        "a full page carries a cursor",
+    )?;
+    Ok(())
+}
+
+pub async fn pending_pushed_after_handshake(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let (status, body) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "t-9")).await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (503, Some("agent_offline")),
+        "issue to a disconnected agent",
+    )?;
+    let id = body["details"]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure_eq(
+        command(&brain, &op, &id).await?["status"].as_str(),
+        Some("pending"),
+        "row kept pending",
+    )?;
+    // Retry commands go only to connections that advertise retries for the
+    // engine: this agent does for rq, not for celery.
+    let (_, celery) = issue(
+        &brain,
+        &op,
+        "retry-task",
+        json!({"agent_id": creds.agent_id, "engine": "celery", "task_id": "c-1"}),
+    )
+    .await?;
+    let celery_id = celery["details"]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let frame = next_command(&mut s).await?;
+    ensure_eq(
+        frame["id"].as_str(),
+        Some(id.as_str()),
+        "pushed pending command",
+    )?;
+    ensure_eq(
+        frame["seq"].as_i64(),
+        Some(1),
+        "first signed frame of the session",
+    )?;
+    match s.recv(Duration::from_secs(1)).await {
+        Ok(Ok((FrameType::Command, j))) => {
+            return Err(format!(
+                "retry command delivered to a connection without the capability: {j}"
+            ))
+        }
+        _ => {}
+    }
+    ensure_eq(
+        command(&brain, &op, &celery_id).await?["status"].as_str(),
+        Some("pending"),
+        "undeliverable retry",
+    )?;
+    Ok(())
+}
+
+pub async fn longpoll_delivery(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut lp = agent::LongPoll::new(&creds)?;
+    ensure_eq(lp.poll(&brain, 0, 0).await?.0, 200, "probe")?;
+    let (_, body) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "lp-t")).await?;
+    let id = body["details"]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, polled) = lp.poll(&brain, 5, 50).await?;
+    ensure_eq(status, 200, "poll")?;
+    let frames = polled["frames"].as_array().cloned().unwrap_or_default();
+    ensure_eq(frames.len(), 1, &format!("frames: {polled}"))?;
+    let frame = lp.verify(frames[0].as_str().unwrap_or_default())?;
+    ensure_eq(frame["id"].as_str(), Some(id.as_str()), "delivered command")?;
+    wait_status(&brain, &op, &id, "dispatched", WAIT).await?;
+    let ack = lp.sign(
+        FrameType::CommandAck,
+        &id,
+        &[("delivery_claim_token", z4j_protocol::Value::Null)],
+    )?;
+    let result = lp.sign(
+        FrameType::CommandResult,
+        &id,
+        &[
+            ("status", z4j_protocol::Value::str("failed")),
+            ("result", z4j_protocol::Value::Null),
+            ("error", z4j_protocol::Value::str("no such task")),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ],
+    )?;
+    let (status, body) = lp.post(&brain, &[ack, result]).await?;
+    ensure_eq(
+        (status, body["accepted"].as_i64()),
+        (200, Some(2)),
+        "ack and result over long-poll",
+    )?;
+    let done = wait_status(&brain, &op, &id, "failed", WAIT).await?;
+    ensure_eq(done["error"].as_str(), Some("no such task"), "error")
+}
+
+pub async fn timeout_sweep(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
+            ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
+        ],
+    )
+    .await?;
+    let started = Instant::now();
+    let (_, body) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "slow")).await?;
+    let id = body["details"]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let c = command(&brain, &op, &id).await?;
+    let issued = chrono::DateTime::parse_from_rfc3339(c["issued_at"].as_str().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let timeout_at =
+        chrono::DateTime::parse_from_rfc3339(c["timeout_at"].as_str().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+    ensure_eq(
+        (timeout_at - issued).num_seconds(),
+        10,
+        "timeout_at - issued_at",
+    )?;
+    let done = wait_status(&brain, &op, &id, "timeout", ctx.scaled(20.0)).await?;
+    let took = started.elapsed();
+    ensure(
+        took >= Duration::from_millis(9_500) && took <= ctx.scaled(10.0) + Duration::from_secs(3),
+        format!("timed out after {took:?}, want 10 s plus at most one 1 s sweep"),
+    )?;
+    ensure_eq(
+        done["error"].as_str(),
+        Some("command timed out before agent responded"),
+        "timeout error",
+    )
+}
+
+pub async fn rate_limit(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[("Z4J_RATELIMIT_COMMANDS_PER_MINUTE", "3")]).await?;
+    let _s = agent::connect(&brain, &creds, Some("w")).await?;
+    for i in 0..3 {
+        let (status, _) = issue(
+            &brain,
+            &op,
+            "cancel-task",
+            cancel_body(&creds, &format!("r-{i}")),
+        )
+        .await?;
+        ensure_eq(status, 202, &format!("command {i}"))?;
+    }
+    let resp = crate::cases::client()
+        .post(brain.url("/api/v1/projects/default/commands/cancel-task"))
+        .header("cookie", &op.cookie)
+        .header("x-csrf-token", &op.csrf)
+        .json(&cancel_body(&creds, "r-3"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(
+        resp.status().as_u16(),
+        429,
+        "fourth command within a minute",
+    )?;
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    ensure((55..=60).contains(&retry), format!("Retry-After {retry}"))
+}
