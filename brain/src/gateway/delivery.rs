@@ -163,7 +163,7 @@ pub async fn push_pending(
     };
     for c in pending {
         if let Some(engine) = retry_engine(&c) {
-            if !retry_engines.iter().any(|e| *e == engine) {
+            if !retry_engines.contains(&engine) {
                 continue;
             }
         }

@@ -339,7 +339,7 @@ async fn collect_commands(
     let mut frames = Vec::new();
     for c in pending {
         if let Some(engine) = super::delivery::retry_engine(&c) {
-            if !contracts.iter().any(|e| *e == engine) {
+            if !contracts.contains(&engine) {
                 continue;
             }
         }

@@ -231,13 +231,10 @@ pub async fn pending_pushed_after_handshake(ctx: Arc<Ctx>) -> R {
         Some(1),
         "first signed frame of the session",
     )?;
-    match s.recv(Duration::from_secs(1)).await {
-        Ok(Ok((FrameType::Command, j))) => {
-            return Err(format!(
-                "retry command delivered to a connection without the capability: {j}"
-            ))
-        }
-        _ => {}
+    if let Ok(Ok((FrameType::Command, j))) = s.recv(Duration::from_secs(1)).await {
+        return Err(format!(
+            "retry command delivered to a connection without the capability: {j}"
+        ));
     }
     ensure_eq(
         command(&brain, &op, &celery_id).await?["status"].as_str(),

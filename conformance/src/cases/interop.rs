@@ -231,12 +231,14 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     let enqueue = Proc::spawn(
-        &["rq_enqueue.py", &queue, "3", "1"],
+        &["rq_enqueue.py", &queue, "3", "1", "1"],
         &env,
         &python::scripts_dir(),
     )
     .await?;
-    enqueue.wait_line(" fail", Duration::from_secs(30)).await?;
+    enqueue
+        .wait_line("enqueued", Duration::from_secs(30))
+        .await?;
     let jobs: Vec<(String, String)> = enqueue
         .output()
         .iter()
@@ -244,7 +246,17 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
         .filter(|(_, k)| *k == "ok" || *k == "fail")
         .map(|(id, k)| (id.to_owned(), k.to_owned()))
         .collect();
+    let flaky: Vec<String> = enqueue
+        .output()
+        .iter()
+        .filter_map(|l| l.strip_suffix(" flaky").map(str::to_owned))
+        .collect();
     ensure_eq(jobs.len(), 4, "jobs enqueued")?;
+    ensure_eq(
+        flaky.len(),
+        1,
+        &format!("flaky job enqueued: {:?}", enqueue.output()),
+    )?;
     let deadline = tokio::time::Instant::now() + ctx.scaled(60.0);
     for (id, kind) in &jobs {
         let want = if kind == "ok" { "success" } else { "failure" };
@@ -283,6 +295,61 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
             format!("lifecycle events of job {id}: {kinds:?}"),
         )?;
     }
+    // The flaky job fails once; retried through the API it runs again on
+    // the worker and its new state shows in the tasks API.
+    let flaky = &flaky[0];
+    wait_state(&brain, &op, flaky, "failure", deadline, &worker).await?;
+    let (status, cmd) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/default/commands/retry-task",
+            Some(serde_json::json!({"agent_id": creds.agent_id, "engine": "rq", "task_id": flaky})),
+        )
+        .await?;
+    ensure_eq(status, 202, &format!("retry-task: {cmd}"))?;
+    let retry_deadline = tokio::time::Instant::now() + ctx.scaled(60.0);
+    wait_state(&brain, &op, flaky, "success", retry_deadline, &worker).await?;
+    let cmd_id = cmd["id"].as_str().unwrap_or_default();
+    let (_, c) = op
+        .get(
+            &brain,
+            &format!("/api/v1/projects/default/commands/{cmd_id}"),
+        )
+        .await?;
+    ensure_eq(
+        c["status"].as_str(),
+        Some("completed"),
+        &format!("retry command: {c}"),
+    )?;
     worker.stop().await;
     Ok(())
+}
+
+async fn wait_state(
+    brain: &Brain,
+    op: &Operator,
+    task_id: &str,
+    want: &str,
+    deadline: tokio::time::Instant,
+    worker: &Proc,
+) -> R {
+    loop {
+        let (_, t) = op
+            .get(
+                brain,
+                &format!("/api/v1/projects/default/tasks/rq/{task_id}"),
+            )
+            .await?;
+        if t["state"].as_str() == Some(want) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "job {task_id} never reached {want} (task: {t})\nworker output:\n{}",
+                worker.output().join("\n")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

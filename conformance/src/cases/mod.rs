@@ -213,7 +213,7 @@ pub static CASES: &[Case] = &[
     case!(
         "interop.rq-worker",
         interop::rq_worker,
-        ["interop.rq-worker"],
+        ["interop.rq-worker", "protocol.commands"],
         Both
     ),
     case!(
