@@ -449,7 +449,14 @@ impl Session {
                 ("telemetry_loss", Value::Null),
                 (
                     "adapter_health",
-                    value(&json!({"rq.queue_depths": "{\"default\": 7}"})),
+                    value(&json!({
+                        "rq.queue_depths": "{\"default\": 7}",
+                        "rq.worker_details": json!({"host-x": {
+                            "stats": {"pid": 77, "pool": {"max-concurrency": 4}},
+                            "active": [{"id": "t"}],
+                            "active_queues": [{"name": "default"}],
+                        }}).to_string(),
+                    })),
                 ),
             ],
         )?;

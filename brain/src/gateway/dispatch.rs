@@ -216,6 +216,11 @@ async fn heartbeat(
         .map(|t| crate::ingest::prepare::ts_from_micros(t.micros))
         .unwrap_or(now);
     for (key, value) in &hb.adapter_health {
+        if let Some(engine) = key.strip_suffix(".worker_details") {
+            let workers = observed::parse_worker_details(value);
+            observed::set_worker_details(&state.db, conn.project_id, engine, &workers, observed_at)
+                .await?;
+        }
         if let Some(engine) = key.strip_suffix(".queue_depths") {
             let depths = observed::parse_queue_depths(value);
             observed::set_queue_depths(&state.db, conn.project_id, engine, &depths, observed_at)

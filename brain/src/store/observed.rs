@@ -52,6 +52,105 @@ pub async fn set_queue_depths(
     Ok(())
 }
 
+/// One worker as a heartbeat's `<engine>.worker_details` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerDetail {
+    pub name: String,
+    pub concurrency: Option<i64>,
+    pub pid: Option<i64>,
+    pub active_tasks: i64,
+    pub queues: Vec<String>,
+}
+
+/// `{hostname: {"stats": {..} | "<json>", "active": [..], "active_queues":
+/// [{"name": ..}], ..}}` as JSON text; malformed parts are skipped.
+pub fn parse_worker_details(text: &str) -> Vec<WorkerDetail> {
+    let Ok(Value::Object(o)) = z4j_protocol::parse(text.as_bytes()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (host, detail) in o.iter().take(MAX_QUEUES) {
+        let Some(d) = detail.as_object() else {
+            continue;
+        };
+        // `stats` may itself be JSON text.
+        let stats_owned;
+        let stats = match d.get("stats") {
+            Some(Value::Str(s)) => {
+                stats_owned = z4j_protocol::parse(s.as_str().as_bytes()).ok();
+                stats_owned.as_ref().and_then(Value::as_object)
+            }
+            Some(v) => v.as_object(),
+            None => None,
+        };
+        let pool = stats.and_then(|s| s.get("pool")).and_then(Value::as_object);
+        let concurrency = pool.and_then(|p| {
+            p.get("max-concurrency")
+                .and_then(Value::as_i64)
+                .or_else(|| {
+                    p.get("processes")
+                        .and_then(Value::as_array)
+                        .map(|a| a.len() as i64)
+                })
+        });
+        let queues = d
+            .get("active_queues")
+            .and_then(Value::as_array)
+            .map(|qs| {
+                qs.iter()
+                    .filter_map(|q| q.as_object()?.get("name")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(WorkerDetail {
+            name: host.as_str().chars().take(200).collect(),
+            concurrency,
+            pid: stats.and_then(|s| s.get("pid")).and_then(Value::as_i64),
+            active_tasks: d
+                .get("active")
+                .and_then(Value::as_array)
+                .map_or(0, |a| a.len() as i64),
+            queues,
+        });
+    }
+    out
+}
+
+/// Upserts the workers of a heartbeat as online.
+pub async fn set_worker_details(
+    db: &Db,
+    project_id: Uuid,
+    engine: &str,
+    workers: &[WorkerDetail],
+    at: Ts,
+) -> Result<(), StoreError> {
+    let engine: String = engine.chars().take(40).collect();
+    for w in workers {
+        on_db!(db, p => sqlx::query(
+            "INSERT INTO workers (id, project_id, engine, name, hostname, pid, concurrency, queues, state, \
+             last_heartbeat, active_tasks, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, 'online', $8, $9, $8, $8) \
+             ON CONFLICT (project_id, engine, name) DO UPDATE SET hostname = excluded.hostname, \
+             pid = excluded.pid, concurrency = excluded.concurrency, queues = excluded.queues, \
+             state = 'online', last_heartbeat = excluded.last_heartbeat, \
+             active_tasks = excluded.active_tasks, updated_at = excluded.updated_at"
+        )
+        .bind(Uuid::new_v4())
+        .bind(project_id)
+        .bind(&engine)
+        .bind(&w.name)
+        .bind(w.pid.and_then(|p| i32::try_from(p).ok()))
+        .bind(w.concurrency.and_then(|c| i32::try_from(c).ok()))
+        .bind(SqlJson(&w.queues))
+        .bind(at)
+        .bind(i32::try_from(w.active_tasks).unwrap_or(i32::MAX))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}
+
 pub async fn record_status(
     db: &Db,
     agent_id: Uuid,
@@ -115,6 +214,33 @@ pub async fn recent_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_details_from_celery_inspect_shapes() {
+        let text = r#"{"celery@a": {"stats": "{\"pid\": 42, \"pool\": {\"max-concurrency\": 8}}", "active": [{}, {}], "active_queues": [{"name": "default"}, {"name": "mail"}]},
+                       "celery@b": {"stats": {"pool": {"processes": [1, 2, 3]}}},
+                       "broken": 5}"#;
+        assert_eq!(
+            parse_worker_details(text),
+            vec![
+                WorkerDetail {
+                    name: "celery@a".into(),
+                    concurrency: Some(8),
+                    pid: Some(42),
+                    active_tasks: 2,
+                    queues: vec!["default".into(), "mail".into()],
+                },
+                WorkerDetail {
+                    name: "celery@b".into(),
+                    concurrency: Some(3),
+                    pid: None,
+                    active_tasks: 0,
+                    queues: vec![],
+                },
+            ]
+        );
+        assert!(parse_worker_details("[]").is_empty());
+    }
 
     #[test]
     fn queue_depths_are_sorted_and_malformed_input_ignored() {

@@ -221,6 +221,23 @@ pub async fn handshake_and_ingest(ctx: Arc<Ctx>) -> R {
             .any(|w| w["name"] == "w-1" && w["state"] == "online"),
         format!("worker w-1 not listed online: {workers}"),
     )?;
+    let host = workers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| w["name"] == "host-x")
+        .cloned()
+        .unwrap_or_default();
+    ensure_eq(
+        (
+            host["concurrency"].as_i64(),
+            host["pid"].as_i64(),
+            host["active_tasks"].as_i64(),
+            host["queues"].clone(),
+        ),
+        (Some(4), Some(77), Some(1), json!(["default"])),
+        &format!("worker from the heartbeat's worker_details: {host}"),
+    )?;
     let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
     ensure_eq(
         agents[0]["state"].as_str(),

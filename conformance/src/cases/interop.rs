@@ -109,6 +109,25 @@ async fn bare_agent(ctx: Arc<Ctx>, transport: &str) -> R {
         .await
         .map_err(|e| format!("{e}\nagent output:\n{}", proc.output().join("\n")))?;
     no_duplicates(&brain, &op, "bare", 5).await?;
+    // Heartbeats (every 10 s) keep moving the agent's last-seen instant
+    // after its events are all in.
+    let seen = |agents: &Json| agents[0]["last_seen_at"].as_str().map(str::to_owned);
+    let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+    let first = seen(&agents);
+    let deadline = tokio::time::Instant::now() + ctx.scaled(30.0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+        if seen(&agents) != first {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "no heartbeat moved last_seen_at within 30 s\nagent output:\n{}",
+                proc.output().join("\n")
+            ));
+        }
+    }
     let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
     let a = &agents[0];
     ensure_eq(a["state"].as_str(), Some("online"), "agent state")?;
