@@ -407,13 +407,32 @@ impl Session {
     /// An `event_batch` signed with a chosen `ts` (replay-window cases).
     pub fn sign_stale(&mut self, ts: &str, event: &Json) -> Result<String, String> {
         let nonce = z4j_protocol::frame::random_nonce();
+        self.sign_exact(ts, &nonce, event)
+    }
+
+    /// An `event_batch` with a chosen `ts` and nonce (the next `seq`).
+    pub fn sign_exact(&mut self, ts: &str, nonce: &str, event: &Json) -> Result<String, String> {
         self.signer
             .sign_with(
                 FrameType::EventBatch,
                 "ev_stale",
                 &[("events", value(&Json::Array(vec![event.clone()])))],
                 ts,
-                &nonce,
+                nonce,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// An `event_batch` signed for another session of the same agent.
+    pub fn sign_for_other_session(&self, key: ProjectKey, event: &Json) -> Result<String, String> {
+        let mut binding = self.binding.clone();
+        binding.session_id = uuid::Uuid::new_v4().to_string();
+        Signer::new(key, binding)
+            .sign(
+                FrameType::EventBatch,
+                "ev_other_session",
+                &[("events", value(&Json::Array(vec![event.clone()])))],
+                now_micros(),
             )
             .map_err(|e| e.to_string())
     }

@@ -358,6 +358,31 @@ pub async fn session_refusals(ctx: Arc<Ctx>) -> R {
     s.expect_ack("ev_once", WAIT).await?;
     s.raw.send_text(&frame).await?;
     closed_with(&mut s.raw, 4403, "replayed frame").await?;
+    // Signed for another session of the same agent, from the future, or
+    // reusing an accepted nonce under a higher seq.
+    let ev = task_event("rejected-x", "task.received", json!({}));
+    let mut s = agent::connect(&brain, &creds, Some("binding")).await?;
+    let frame = s.sign_for_other_session(creds.key()?, &ev)?;
+    s.raw.send_text(&frame).await?;
+    closed_with(&mut s.raw, 4403, "frame bound to another session").await?;
+    let mut s = agent::connect(&brain, &creds, Some("future")).await?;
+    let ts = z4j_protocol::frame::format_pydantic_utc(agent::now_micros() + 120_000_000);
+    let frame = s.sign_stale(&ts, &ev)?;
+    s.raw.send_text(&frame).await?;
+    closed_with(&mut s.raw, 4403, "ts 120 s in the future").await?;
+    let mut s = agent::connect(&brain, &creds, Some("nonce")).await?;
+    let nonce = z4j_protocol::frame::random_nonce();
+    let now = z4j_protocol::frame::format_pydantic_utc(agent::now_micros());
+    let first = s.sign_exact(
+        &now,
+        &nonce,
+        &task_event("nonce-ok", "task.received", json!({})),
+    )?;
+    s.raw.send_text(&first).await?;
+    s.expect_ack("ev_stale", WAIT).await?;
+    let again = s.sign_exact(&now, &nonce, &ev)?;
+    s.raw.send_text(&again).await?;
+    closed_with(&mut s.raw, 4403, "repeated nonce under a higher seq").await?;
     let (status, _) = task_state(&brain, &op, "rejected-x").await?;
     ensure_eq(status, 404, "a task from a rejected frame")?;
     let (status, _) = task_state(&brain, &op, "replayed-1").await?;
@@ -933,4 +958,56 @@ pub async fn archived_project(ctx: Arc<Ctx>) -> R {
         .filter_map(|p| p["slug"].as_str())
         .collect();
     ensure_eq(slugs, vec!["default"], "archived projects are not listed")
+}
+
+pub async fn slow_reader(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[("Z4J_WS_INGEST_QUEUE_MAXSIZE", "16")]).await?;
+    let rss_kib = |pid: u32| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let pid = brain.pid().ok_or("no brain pid")?;
+    let mut slow = agent::connect(&brain, &creds, Some("slow")).await?;
+    let mut other = agent::connect(&brain, &creds, Some("other")).await?;
+    let before = rss_kib(pid);
+    // Stream without ever reading an ack until the socket pushes back.
+    let started = Instant::now();
+    let mut sent = 0u32;
+    let payload = json!({"blob": "x".repeat(2000)});
+    while started.elapsed() < ctx.scaled(20.0) {
+        let ev = task_event(&format!("slow-{sent}"), "task.received", payload.clone());
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            slow.send_events(&format!("ev_slow_{sent}"), &[ev]),
+        )
+        .await
+        {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(e)) => return Err(format!("send failed after {sent} frames: {e}")),
+            Err(_) => break, // blocked: back-pressure reached the agent
+        }
+    }
+    ensure(
+        started.elapsed() < ctx.scaled(20.0),
+        format!("{sent} frames sent in 20 s without the brain ever pushing back"),
+    )?;
+    let after = rss_kib(pid);
+    if let (Some(b), Some(a)) = (before, after) {
+        ensure(
+            a.saturating_sub(b) < 256 * 1024,
+            format!("brain memory grew from {b} KiB to {a} KiB under a reader that never reads"),
+        )?;
+    }
+    // Another connection of the same agent is unaffected.
+    let ev = task_event("other-1", "task.received", json!({}));
+    other.send_events("ev_other_1", &[ev]).await?;
+    other.expect_ack("ev_other_1", WAIT).await?;
+    let (status, _) = task_state(&brain, &op, "other-1").await?;
+    ensure_eq(status, 200, "the other connection's event")
 }

@@ -172,6 +172,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "gateway.slow-reader",
+        gateway::slow_reader,
+        ["Z4J_WS_INGEST_QUEUE_MAXSIZE", "protocol.backpressure"],
+        Both
+    ),
+    case!(
         "gateway.offline-sweep",
         gateway::offline_sweep,
         [
