@@ -21,7 +21,7 @@ const PENDING_PUSH_LIMIT: i64 = 500;
 const WRITE_WAIT: Duration = Duration::from_secs(2);
 
 /// Actions a failed write may put back to pending (safe to run twice).
-const REDELIVERABLE: &[&str] = &[
+pub const REDELIVERABLE: &[&str] = &[
     "schedule.fire",
     "schedule.trigger_now",
     "schedule.trigger_now.via_scheduler",

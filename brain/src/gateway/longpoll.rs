@@ -334,16 +334,40 @@ async fn collect_commands(
     contracts: &[String],
     max_frames: i64,
 ) -> Result<Vec<String>, ApiError> {
-    let pending =
-        crate::store::commands::pending_for_agent(&state.db, agent_id, max_frames).await?;
+    use crate::store::commands;
+    let s = &state.settings;
+    let pending = commands::pending_for_agent(&state.db, agent_id, max_frames).await?;
+    // Redeliverable commands sent but not acknowledged, last sent between
+    // the minimum interval and the window ago (spec 7.4).
+    let now = crate::store::Ts::now();
+    let resend = commands::resendable_for_agent(
+        &state.db,
+        agent_id,
+        super::delivery::REDELIVERABLE,
+        now.plus_seconds(-s.agent_longpoll_redispatch_seconds),
+        now.plus_seconds(-s.agent_longpoll_redispatch_min_interval_seconds),
+        max_frames,
+    )
+    .await?;
     let mut frames = Vec::new();
-    for c in pending {
+    let candidates = pending
+        .into_iter()
+        .map(|c| (c, None))
+        .chain(resend.into_iter().map(|c| {
+            let last = c.dispatched_at;
+            (c, last)
+        }));
+    for (c, last_sent) in candidates.take(max_frames.max(0) as usize) {
         if let Some(engine) = super::delivery::retry_engine(&c) {
             if !contracts.contains(&engine) {
                 continue;
             }
         }
-        if !crate::store::commands::claim(&state.db, c.id).await? {
+        let claimed = match last_sent {
+            None => commands::claim(&state.db, c.id).await?,
+            Some(at) => commands::reclaim(&state.db, c.id, at).await?,
+        };
+        if !claimed {
             continue;
         }
         let msg = super::delivery::frame(&c, state.settings.command_timeout_seconds);

@@ -262,3 +262,47 @@ pub async fn sweep_timeouts(db: &Db) -> Result<u64, StoreError> {
     .await
     .map(|r| r.rows_affected()))?)
 }
+
+/// Long-poll redelivery (spec 7.4): dispatched commands of `actions` last
+/// sent between `oldest` and `newest`, oldest first.
+pub async fn resendable_for_agent(
+    db: &Db,
+    agent_id: Uuid,
+    actions: &[&str],
+    oldest: Ts,
+    newest: Ts,
+    limit: i64,
+) -> Result<Vec<Command>, StoreError> {
+    // The action names are this build's constants, not input.
+    let list = actions
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM commands WHERE agent_id = $1 AND status = 'dispatched' \
+         AND action IN ({list}) AND dispatched_at >= $2 AND dispatched_at <= $3 \
+         ORDER BY issued_at, id LIMIT $4"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+        .bind(agent_id)
+        .bind(oldest)
+        .bind(newest)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// Claims a redelivery: moves `dispatched_at` to now if nobody else did.
+pub async fn reclaim(db: &Db, id: Uuid, last_sent: Ts) -> Result<bool, StoreError> {
+    let n = on_db!(db, p => sqlx::query(
+        "UPDATE commands SET dispatched_at = $3 WHERE id = $1 AND status = 'dispatched' AND dispatched_at = $2"
+    )
+    .bind(id)
+    .bind(last_sent)
+    .bind(Ts::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}

@@ -358,3 +358,64 @@ pub async fn rate_limit(ctx: Arc<Ctx>) -> R {
         .unwrap_or(0);
     ensure((55..=60).contains(&retry), format!("Retry-After {retry}"))
 }
+
+pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_AGENT_LONGPOLL_REDISPATCH_MIN_INTERVAL_SECONDS", "2"),
+            ("Z4J_AGENT_LONGPOLL_REDISPATCH_SECONDS", "10"),
+        ],
+    )
+    .await?;
+    let mut lp = agent::LongPoll::new(&creds)?;
+    ensure_eq(lp.poll(&brain, 0, 0).await?.0, 200, "probe")?;
+    let (_, cancel) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "re-1")).await?;
+    let cancel_id = cancel["details"]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (_, restart) = issue(
+        &brain,
+        &op,
+        "restart-worker",
+        json!({"agent_id": creds.agent_id, "engine": "rq", "worker_name": "w-1"}),
+    )
+    .await?;
+    let restart_id = restart["details"]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ids = |polled: &Json, lp: &mut agent::LongPoll| -> Result<Vec<String>, String> {
+        polled["frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                lp.verify(f.as_str().unwrap_or_default())
+                    .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    };
+    let (_, polled) = lp.poll(&brain, 0, 50).await?;
+    let mut first = ids(&polled, &mut lp)?;
+    first.sort();
+    let mut want = vec![cancel_id.clone(), restart_id.clone()];
+    want.sort();
+    ensure_eq(first, want, "first delivery")?;
+    // Not acknowledged: within the minimum interval nothing comes again...
+    let (_, polled) = lp.poll(&brain, 0, 50).await?;
+    ensure_eq(
+        ids(&polled, &mut lp)?,
+        Vec::<String>::new(),
+        "redelivery inside the minimum interval",
+    )?;
+    // ...after it, the redeliverable cancel does, the restart never does.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, polled) = lp.poll(&brain, 0, 50).await?;
+    ensure_eq(
+        ids(&polled, &mut lp)?,
+        vec![cancel_id],
+        "redelivery after the minimum interval",
+    )
+}

@@ -157,6 +157,16 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "commands.longpoll-redelivery",
+        commands::longpoll_redelivery,
+        [
+            "protocol.longpoll",
+            "Z4J_AGENT_LONGPOLL_REDISPATCH_SECONDS",
+            "Z4J_AGENT_LONGPOLL_REDISPATCH_MIN_INTERVAL_SECONDS"
+        ],
+        Both
+    ),
+    case!(
         "commands.timeout-sweep",
         commands::timeout_sweep,
         [
