@@ -1,61 +1,98 @@
 //! Brain-side scrubbing of event objects (defence in depth, spec 6.3 step 1):
-//! values under sensitive keys become `[REDACTED]`, long strings are cut to
-//! `Z4J_MAX_PAYLOAD_SIZE_BYTES`, and nesting deeper than 64 levels is
-//! replaced. (Value-shape patterns such as JWTs are the agent's job today;
-//! see specs/decisions.md G3.)
+//! values under sensitive keys and strings that look like secrets (JWTs,
+//! cloud and SaaS keys, credentialed URLs, private keys, e-mail addresses,
+//! US SSNs) become `[REDACTED]`, long strings are cut to
+//! `Z4J_MAX_PAYLOAD_SIZE_BYTES`, nesting deeper than 64 levels is replaced.
+//! Key names match whole and case-insensitively; value patterns anywhere in
+//! the string. The regex crate runs in linear time, so hostile strings cannot
+//! make this slow.
 
+use regex::{Regex, RegexSet};
 use z4j_protocol::json::{JStr, Object, Value};
 
 pub const REDACTED: &str = "[REDACTED]";
 const MAX_DEPTH: usize = 64;
 const MAX_KEY_CHARS: usize = 256;
 
-/// Key names (full match, case-insensitive) whose values are never stored.
+/// Sensitive key names (whole key, case-insensitive).
 const SENSITIVE_KEYS: &[&str] = &[
     "password",
+    "password_confirmation",
+    "password_hash",
     "passwd",
     "pwd",
-    "secret",
-    "secrets",
+    "old_password",
+    "new_password",
+    "secrets?",
+    "(client|webhook|hmac)_?secret",
     "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "api_key",
-    "apikey",
-    "api-key",
-    "private_key",
+    "(access|refresh|id|api|bearer|session)_?token",
+    "api_?key",
+    "x[-_]api[-_]key",
     "authorization",
     "auth",
     "credentials",
-    "credential",
     "cookie",
-    "set-cookie",
-    "session",
-    "sessionid",
+    "set[-_]cookie",
     "ssn",
+    "social_security(_number)?",
+    "credit_card(_number)?",
+    "card_number",
     "cvv",
     "cvc",
-    "card_number",
-    "cardnumber",
-    "credit_card",
-    "creditcard",
-    "pan",
-    "pin",
+];
+
+/// Value shapes that are secrets or personal data wherever they appear.
+const SENSITIVE_VALUES: &[&str] = &[
+    r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", // JWT
+    r"bearer\s+[A-Za-z0-9._-]{16,}",
+    r"(sk|pk|rk)_(live|test)_[A-Za-z0-9]{24,}", // Stripe
+    r"whsec_[A-Za-z0-9]{24,}",
+    r"xox[bpa]-[0-9A-Za-z-]{10,}", // Slack
+    r"gh[pos]_[A-Za-z0-9]{36}",    // GitHub
+    r"github_pat_[A-Za-z0-9_]{82,}",
+    r"(AKIA|ASIA)[0-9A-Z]{16}", // AWS key ids
+    r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+    r"AIza[0-9A-Za-z_-]{35}",                    // Google API keys
+    r"\bSK[0-9a-f]{32}\b",                       // Twilio
+    r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", // SendGrid
+    r"(postgres|postgresql|mysql|mariadb|mongodb(\+srv)?|redis|rediss|amqp|amqps)://[^:\s]+:[^@\s]+@[^\s/]+",
+    r"-----BEGIN (RSA|EC|DSA|OPENSSH|PGP|ENCRYPTED|PRIVATE) (PRIVATE )?KEY-----",
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", // e-mail
+    r"\b\d{3}-\d{2}-\d{4}\b",                          // US SSN
 ];
 
 pub struct Redactor {
     max_string_bytes: usize,
-    extra_keys: Vec<String>,
+    keys: RegexSet,
+    extra_keys: Vec<Regex>,
+    values: RegexSet,
+}
+
+fn whole_key(pattern: &str) -> String {
+    format!("(?i)^(?:{pattern})$")
 }
 
 impl Redactor {
-    /// `extra_keys`: further key names (compared case-insensitively) from
-    /// `Z4J_REDACTION_EXTRA_KEY_PATTERNS`, taken literally.
+    /// `extra_keys`: `Z4J_REDACTION_EXTRA_KEY_PATTERNS`, regexes matched
+    /// against whole keys, case-insensitively; one that does not compile is
+    /// taken as a literal key name.
     pub fn new(max_string_bytes: usize, extra_keys: &[String]) -> Redactor {
+        let compile_set =
+            |patterns: Vec<String>| RegexSet::new(patterns).unwrap_or_else(|_| RegexSet::empty());
         Redactor {
             max_string_bytes,
-            extra_keys: extra_keys.iter().map(|k| k.to_lowercase()).collect(),
+            keys: compile_set(SENSITIVE_KEYS.iter().map(|k| whole_key(k)).collect()),
+            extra_keys: extra_keys
+                .iter()
+                .filter_map(|p| {
+                    Regex::new(&whole_key(p)).ok().or_else(|| {
+                        tracing::warn!(pattern = %p, "redaction key pattern is not a valid regex; matching it literally");
+                        Regex::new(&whole_key(&regex::escape(p))).ok()
+                    })
+                })
+                .collect(),
+            values: compile_set(SENSITIVE_VALUES.iter().map(|v| format!("(?i){v}")).collect()),
         }
     }
 
@@ -67,11 +104,9 @@ impl Redactor {
     }
 
     fn is_sensitive(&self, key: &str) -> bool {
-        if key.chars().count() > MAX_KEY_CHARS {
-            return true;
-        }
-        let lower = key.to_lowercase();
-        SENSITIVE_KEYS.contains(&lower.as_str()) || self.extra_keys.contains(&lower)
+        key.chars().count() > MAX_KEY_CHARS
+            || self.keys.is_match(key)
+            || self.extra_keys.iter().any(|r| r.is_match(key))
     }
 
     fn redact(&self, v: &Value, depth: usize) -> Value {
@@ -79,6 +114,7 @@ impl Redactor {
             return Value::str(REDACTED);
         }
         match v {
+            Value::Str(s) if self.values.is_match(s.as_str()) => Value::str(REDACTED),
             Value::Str(s) => Value::Str(self.cut(s)),
             Value::Array(items) => {
                 Value::Array(items.iter().map(|i| self.redact(i, depth + 1)).collect())
@@ -137,6 +173,23 @@ mod tests {
         assert_eq!(
             text,
             r#"{"data":{"kwargs":{"Password":"[REDACTED]","nested":[{"api_key":"[REDACTED]"}],"ok":"v","x-internal":"[REDACTED]"}}}"#
+        );
+    }
+
+    #[test]
+    fn secret_looking_values_are_replaced_wherever_they_are() {
+        let r = Redactor::new(8192, &["tenant_.*".into(), "(unclosed".into()]);
+        let out = r.redact_object(&obj(
+            r#"{"a":"Bearer abcdefghijklmnop1234","b":"contact bob@example.com now","c":"postgres://u:pw@db/x",
+                "d":"eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl","e":"AKIAABCDEFGHIJKLMNOP","f":"123-45-6789",
+                "g":"plain text","TENANT_ID":"t","(unclosed":"x","h":["ghp_abcdefghijklmnopqrstuvwxyz0123456789"]}"#,
+        ));
+        let text =
+            String::from_utf8(z4j_protocol::canonical::to_canonical(&Value::Object(out)).unwrap())
+                .unwrap();
+        assert_eq!(
+            text,
+            r#"{"(unclosed":"[REDACTED]","TENANT_ID":"[REDACTED]","a":"[REDACTED]","b":"[REDACTED]","c":"[REDACTED]","d":"[REDACTED]","e":"[REDACTED]","f":"[REDACTED]","g":"plain text","h":["[REDACTED]"]}"#
         );
     }
 

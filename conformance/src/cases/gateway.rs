@@ -1011,3 +1011,58 @@ pub async fn slow_reader(ctx: Arc<Ctx>) -> R {
     let (status, _) = task_state(&brain, &op, "other-1").await?;
     ensure_eq(status, 200, "the other connection's event")
 }
+
+pub async fn redaction(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[("Z4J_REDACTION_EXTRA_KEY_PATTERNS", "[\"tenant_.*\"]")],
+    )
+    .await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let data = json!({
+        "task_name": "jobs.signup",
+        "kwargs": {"password": "hunter2", "Tenant_Id": "acme", "note": "mail alice@example.com", "plain": "ok"},
+        "args": ["postgres://app:s3cret@db.internal/app", "x".repeat(9000)],
+    });
+    s.send_events("ev_redact", &[task_event("red-1", "task.received", data)])
+        .await?;
+    s.expect_ack("ev_redact", WAIT).await?;
+    let (_, events) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/events?engine=rq&task_id=red-1",
+        )
+        .await?;
+    let p = &events["items"][0]["payload"];
+    ensure_eq(
+        (
+            p["kwargs"]["password"].as_str(),
+            p["kwargs"]["Tenant_Id"].as_str(),
+            p["kwargs"]["note"].as_str(),
+            p["kwargs"]["plain"].as_str(),
+            p["args"][0].as_str(),
+        ),
+        (
+            Some("[REDACTED]"),
+            Some("[REDACTED]"),
+            Some("[REDACTED]"),
+            Some("ok"),
+            Some("[REDACTED]"),
+        ),
+        &format!("redacted event payload: {p}"),
+    )?;
+    let long = p["args"][1].as_str().unwrap_or_default();
+    ensure(
+        long.starts_with(&"x".repeat(8192)) && long.ends_with("[...808 more bytes truncated]"),
+        format!(
+            "a 9000-byte string cut at Z4J_MAX_PAYLOAD_SIZE_BYTES: {} bytes",
+            long.len()
+        ),
+    )?;
+    let (_, task) = task_state(&brain, &op, "red-1").await?;
+    ensure_eq(
+        task["kwargs"]["password"].as_str(),
+        Some("[REDACTED]"),
+        "task kwargs",
+    )
+}

@@ -188,6 +188,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "gateway.redaction",
+        gateway::redaction,
+        ["protocol.redaction", "Z4J_REDACTION_EXTRA_KEY_PATTERNS"],
+        Both
+    ),
+    case!(
         "gateway.offline-sweep",
         gateway::offline_sweep,
         [
