@@ -1066,3 +1066,93 @@ pub async fn redaction(ctx: Arc<Ctx>) -> R {
         "task kwargs",
     )
 }
+
+/// Ages an agent's last sign of life by `days` directly in the database
+/// (grey box: this implementation's schema; see the target feature).
+async fn age_agent(
+    ctx: &Ctx,
+    brain: &Brain,
+    pg_name: Option<&str>,
+    agent_id: &str,
+    days: i64,
+) -> R {
+    let id = uuid::Uuid::parse_str(agent_id).map_err(|e| e.to_string())?;
+    let at = chrono::Utc::now() - chrono::Duration::days(days);
+    match pg_name {
+        Some(name) => {
+            let url = ctx.pg_plain_url(name).ok_or("no PostgreSQL URL")?;
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query("UPDATE agents SET last_seen_at = $2, created_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(at)
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => {
+            let path = brain.z4j_home().join("z4j.db");
+            let url = format!("sqlite://{}", path.display());
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+            sqlx::query("UPDATE agents SET last_seen_at = $2, created_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(text)
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.push(("Z4J_AGENT_HEALTH_SWEEP_SECONDS", "1"));
+    env.push(("Z4J_AGENT_STALE_PRUNE_DAYS", "2"));
+    let (pg_name, pg_url);
+    if ctx.db == crate::runner::Database::Postgres {
+        let (name, url) = ctx.new_pg_database().await?;
+        (pg_name, pg_url) = (Some(name), url);
+        env.push(("Z4J_DATABASE_URL", pg_url.as_str()));
+        env.push(("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"));
+        env.push((
+            "Z4J_SESSION_SECRET",
+            "conformance-session-secret-0123456789abcdef",
+        ));
+    } else {
+        pg_name = None;
+    }
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let recent = op.mint(&brain, "silent-1-day").await?;
+    let stale = op.mint(&brain, "silent-3-days").await?;
+    age_agent(&ctx, &brain, pg_name.as_deref(), &recent.agent_id, 1).await?;
+    age_agent(&ctx, &brain, pg_name.as_deref(), &stale.agent_id, 3).await?;
+    let deadline = Instant::now() + ctx.scaled(10.0);
+    loop {
+        let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+        let names: Vec<&str> = agents
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["name"].as_str())
+            .collect();
+        if names == ["silent-1-day"] {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "after the sweeps the agents are {names:?}, want only silent-1-day"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The pruned agent's token no longer opens a session.
+    let mut sock = agent::open(&brain, Some(&format!("Bearer {}", stale.token))).await?;
+    sock.send_text(&agent::hello(None).to_string()).await.ok();
+    closed_with(&mut sock, 4401, "token of a pruned agent").await
+}

@@ -194,6 +194,13 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "gateway.stale-prune",
+        gateway::stale_prune,
+        ["Z4J_AGENT_STALE_PRUNE_DAYS"],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
         "gateway.offline-sweep",
         gateway::offline_sweep,
         [
