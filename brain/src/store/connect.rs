@@ -38,6 +38,17 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
+            // One connection first switches a new file to WAL (a persistent
+            // setting): the pool opens connections concurrently, and two of
+            // them racing to change the journal mode of a fresh file fail
+            // with "database is locked".
+            let first = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+                .await
+                .map_err(|source| ConnectError::Sqlite {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            let _ = sqlx::Connection::close(first).await;
             // No recycling on SQLite: there is no server whose per-connection
             // state needs refreshing, and closing the last connection would
             // checkpoint and delete the WAL behind the checkpoint worker's back.
