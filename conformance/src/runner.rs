@@ -53,6 +53,16 @@ pub struct Case {
     pub run: fn(Arc<Ctx>) -> CaseFuture,
 }
 
+/// The secrets a PostgreSQL brain needs (replicas share them, so none are
+/// minted for a shared database).
+const SHARED_SECRETS: [(&str, &str); 2] = [
+    ("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"),
+    (
+        "Z4J_SESSION_SECRET",
+        "conformance-session-secret-0123456789abcdef",
+    ),
+];
+
 /// What a case gets: the target, its database, helpers.
 pub struct Ctx {
     pub target: Arc<Target>,
@@ -73,19 +83,30 @@ impl Ctx {
         if self.db == Database::Postgres && !spec.env.iter().any(|(k, _)| k == "Z4J_DATABASE_URL") {
             let (_, url) = self.new_pg_database().await?;
             spec.env.push(("Z4J_DATABASE_URL".into(), url));
-            for (k, v) in [
-                ("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"),
-                (
-                    "Z4J_SESSION_SECRET",
-                    "conformance-session-secret-0123456789abcdef",
-                ),
-            ] {
+            for (k, v) in SHARED_SECRETS {
                 if !spec.env.iter().any(|(e, _)| e == k) {
                     spec.env.push((k.into(), v.into()));
                 }
             }
         }
         brain::start(&self.target, spec).await
+    }
+
+    /// Environment that keeps one database across several starts of a case
+    /// (restarts, kills): on PostgreSQL a fresh database and the secrets
+    /// replicas share, with its name; on SQLite nothing (the home holds it).
+    pub async fn pinned_database(&self) -> Result<(Vec<(String, String)>, Option<String>), String> {
+        if self.db != Database::Postgres {
+            return Ok((Vec::new(), None));
+        }
+        let (name, url) = self.new_pg_database().await?;
+        let mut env = vec![("Z4J_DATABASE_URL".to_owned(), url)];
+        env.extend(
+            SHARED_SECRETS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Ok((env, Some(name)))
     }
 
     /// A fresh PostgreSQL database: (name, `postgresql+asyncpg://` URL).

@@ -3,7 +3,7 @@
 //! session per `(agent, X-Z4J-Session-Nonce)`.
 
 use super::dispatch::{self, ConnCtx, Handled};
-use super::{address_allowed, authenticate, bearer_token, client_addr, frame_cap, project_key};
+use super::{address_allowed, authenticate, bearer_token, frame_cap, project_key};
 use crate::http::error::{ApiError, SchemaIssue};
 use crate::http::Shared;
 use crate::ingest::OverLimit;
@@ -135,7 +135,7 @@ fn detail(status: StatusCode, text: impl Into<String>) -> Response {
 /// Check 1 of spec 7.2, the agent-connect budget: the client address, or
 /// the seconds to wait.
 fn admit(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<std::net::IpAddr, u64> {
-    let ip = client_addr(&state.settings, peer, headers);
+    let ip = crate::http::client_ip::of_request(&state.settings, peer, headers);
     state.gateway.connect_budget.hit(&ip.to_string())?;
     Ok(ip)
 }

@@ -8,7 +8,7 @@
 
 use super::dispatch::{self, ConnCtx, Handled};
 use super::registry::{Entry, Kick, Outbound};
-use super::{address_allowed, authenticate, bearer_token, client_addr, frame_cap, project_key};
+use super::{address_allowed, authenticate, bearer_token, frame_cap, project_key};
 use crate::http::{Shared, BRAIN_VERSION};
 use crate::ingest::OverLimit;
 use crate::store::{agents, Ts};
@@ -49,7 +49,7 @@ pub async fn ws_agent(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let ip = client_addr(&state.settings, peer, &headers);
+    let ip = crate::http::client_ip::of_request(&state.settings, peer, &headers);
     let over_budget = state.gateway.connect_budget.hit(&ip.to_string()).is_err();
     let allowed = address_allowed(&state.settings, ip);
     let token = bearer_token(&headers).map(str::to_owned);

@@ -130,12 +130,7 @@ async fn issue(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = &state.settings;
-    let ip = client_ip::resolve(
-        peer.ip(),
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        &s.trusted_proxies.0,
-    )
-    .to_string();
+    let ip = client_ip::of_request(s, peer, headers).to_string();
     let lifetime = if remember {
         s.session_remember_me_lifetime_seconds
     } else {

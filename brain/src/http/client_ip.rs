@@ -1,8 +1,16 @@
 //! The client address: the TCP peer, or, when the peer is a trusted proxy,
 //! the right-most untrusted address of `X-Forwarded-For`.
 
+use axum::http::HeaderMap;
 use ipnet::IpNet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+/// The client address of a request: its `X-Forwarded-For` is honoured only
+/// through `Z4J_TRUSTED_PROXIES`.
+pub fn of_request(s: &crate::settings::Settings, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    resolve(peer.ip(), xff, &s.trusted_proxies.0)
+}
 
 pub fn resolve(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));

@@ -325,12 +325,7 @@ async fn issue(
             retry_after_secs: Some(retry),
         });
     }
-    let ip = client_ip::resolve(
-        peer.ip(),
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        &state.settings.trusted_proxies.0,
-    )
-    .to_string();
+    let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
     let issued = commands::issue(
         &state.db,
         &NewCommand {

@@ -97,12 +97,7 @@ async fn complete(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let s = &state.settings;
-    let ip = client_ip::resolve(
-        peer.ip(),
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        &s.trusted_proxies.0,
-    )
-    .to_string();
+    let ip = client_ip::of_request(s, peer, &headers).to_string();
     let req = parse_request(&body)?;
 
     // The budget counts failed verifications from this address.

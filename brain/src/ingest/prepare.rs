@@ -3,11 +3,10 @@
 //! writer only talks to the database.
 
 use super::redact::Redactor;
-use crate::store::Ts;
+use crate::store::{json_column as raw_json, Ts};
 use chrono::{TimeZone, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
-use z4j_protocol::canonical::to_canonical;
 use z4j_protocol::event_id::{event_row_id, normalize_occurred_at};
 use z4j_protocol::json::{Object, Value};
 
@@ -222,23 +221,6 @@ fn number_as_i64(v: &Value) -> Option<i64> {
         Value::Float(f) if f.is_finite() => Some(*f as i64),
         other => other.as_i64(),
     }
-}
-
-/// A JSON value as stored text. `null` is "absent". NUL characters are
-/// replaced first: PostgreSQL's `jsonb` refuses `\u0000`, and one such
-/// string must not cost the whole event.
-fn raw_json(v: &Value) -> Option<Box<RawValue>> {
-    if v.is_null() {
-        return None;
-    }
-    let bytes = to_canonical(v).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let text = if text.contains("\\u0000") {
-        text.replace("\\u0000", "\\ufffd")
-    } else {
-        text
-    };
-    RawValue::from_string(text).ok()
 }
 
 fn empty_object() -> Box<RawValue> {

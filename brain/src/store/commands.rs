@@ -45,9 +45,7 @@ pub async fn finish(
     let result = r
         .result
         .as_ref()
-        .and_then(|o| z4j_protocol::canonical::to_canonical(&Value::Object(o.clone())).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|t| serde_json::value::RawValue::from_string(t).ok());
+        .and_then(|o| super::json_column(&Value::Object(o.clone())));
     on_db!(db, p => sqlx::query(
         "UPDATE commands SET status = $3, result = $4, error = $5, completed_at = $6 \
          WHERE id = $1 AND agent_id = $2 AND status IN ('pending', 'dispatched')"

@@ -41,6 +41,23 @@ impl StoreError {
     }
 }
 
+/// A protocol JSON value as the text of a JSON column (canonical form);
+/// `null` is "absent". NUL characters become U+FFFD: PostgreSQL's `jsonb`
+/// refuses `\u0000`, and one such string must not cost the whole row.
+pub fn json_column(v: &z4j_protocol::Value) -> Option<Box<serde_json::value::RawValue>> {
+    if v.is_null() {
+        return None;
+    }
+    let bytes = z4j_protocol::canonical::to_canonical(v).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let text = if text.contains("\\u0000") {
+        text.replace("\\u0000", "\\ufffd")
+    } else {
+        text
+    };
+    serde_json::value::RawValue::from_string(text).ok()
+}
+
 /// Runs the same expression against whichever pool (or transaction) the
 /// handle holds; the expression is compiled once per dialect.
 #[macro_export]

@@ -159,17 +159,8 @@ pub async fn record_status(
     captured_at: Ts,
     payload: &Object,
 ) -> Result<(), StoreError> {
-    let to_json = |v: &Value| {
-        z4j_protocol::canonical::to_canonical(v)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| serde_json::value::RawValue::from_string(t).ok())
-    };
-    let telemetry = payload
-        .get("telemetry_loss")
-        .filter(|v| !v.is_null())
-        .and_then(to_json);
-    let whole = to_json(&Value::Object(payload.clone()));
+    let telemetry = payload.get("telemetry_loss").and_then(super::json_column);
+    let whole = super::json_column(&Value::Object(payload.clone()));
     on_db!(db, p => sqlx::query(
         "INSERT INTO agent_status_history (id, agent_id, project_id, worker_id, captured_at, telemetry_loss, payload) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)"

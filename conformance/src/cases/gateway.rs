@@ -1,7 +1,7 @@
 //! The agent gateway over real sockets: handshake, close codes, ingest and
 //! acknowledgements, limits (specs/agent-protocol.md sections 2–7).
 
-use super::{ensure, ensure_eq, R};
+use super::{ensure, ensure_eq, owned, R};
 use crate::agent::{self, task_event, Closed, Credentials, Operator};
 use crate::brain::Brain;
 use crate::runner::Ctx;
@@ -500,19 +500,14 @@ pub async fn event_rate_limit(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn kill_during_ingest(ctx: Arc<Ctx>) -> R {
-    let mut env = agent::admin_env();
-    let db_env;
-    if ctx.db == crate::runner::Database::Postgres {
-        let (_, url) = ctx.new_pg_database().await?;
-        db_env = url;
-        env.push(("Z4J_DATABASE_URL", db_env.as_str()));
-        env.push(("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"));
-        env.push((
-            "Z4J_SESSION_SECRET",
-            "conformance-session-secret-0123456789abcdef",
-        ));
-    }
-    let brain = ctx.start(&env).await?;
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    let brain = ctx
+        .start_spec(crate::brain::StartSpec {
+            env: env.clone(),
+            ..Default::default()
+        })
+        .await?;
     let port = brain.port;
     let op = agent::login(&brain).await?;
     let mut streams = Vec::new();
@@ -572,10 +567,7 @@ pub async fn kill_during_ingest(ctx: Arc<Ctx>) -> R {
     )?;
     let brain = ctx
         .start_spec(crate::brain::StartSpec {
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
+            env,
             home: Some(home),
             port: Some(port),
             ..Default::default()
@@ -815,33 +807,23 @@ pub async fn address_allowlist(ctx: Arc<Ctx>) -> R {
 pub async fn previous_secrets(ctx: Arc<Ctx>) -> R {
     const OLD: &str = "conformance-old-master-secret-0123456789abcdef";
     const NEW: &str = "conformance-new-master-secret-0123456789abcdef";
-    let mut env = agent::admin_env();
-    env.push(("Z4J_SECRET", OLD));
-    let db_url;
-    if ctx.db == crate::runner::Database::Postgres {
-        let (_, url) = ctx.new_pg_database().await?;
-        db_url = url;
-        env.push(("Z4J_DATABASE_URL", db_url.as_str()));
-        env.push((
-            "Z4J_SESSION_SECRET",
-            "conformance-session-secret-0123456789abcdef",
-        ));
-    }
-    let brain = ctx.start(&env).await?;
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.push(("Z4J_SECRET".into(), OLD.into()));
+    let brain = ctx
+        .start_spec(crate::brain::StartSpec {
+            env: env.clone(),
+            ..Default::default()
+        })
+        .await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "rotating").await?;
     let home = brain.stop_keep_home().await;
     let rotated: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| {
-            (
-                (*k).to_owned(),
-                if *k == "Z4J_SECRET" {
-                    NEW.to_owned()
-                } else {
-                    (*v).to_owned()
-                },
-            )
+            let v = if k == "Z4J_SECRET" { NEW } else { v.as_str() };
+            (k.clone(), v.to_owned())
         })
         .chain([("Z4J_PREVIOUS_SECRETS".to_owned(), OLD.to_owned())])
         .collect();
@@ -1110,23 +1092,18 @@ async fn age_agent(
 }
 
 pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
-    let mut env = agent::admin_env();
-    env.push(("Z4J_AGENT_HEALTH_SWEEP_SECONDS", "1"));
-    env.push(("Z4J_AGENT_STALE_PRUNE_DAYS", "2"));
-    let (pg_name, pg_url);
-    if ctx.db == crate::runner::Database::Postgres {
-        let (name, url) = ctx.new_pg_database().await?;
-        (pg_name, pg_url) = (Some(name), url);
-        env.push(("Z4J_DATABASE_URL", pg_url.as_str()));
-        env.push(("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"));
-        env.push((
-            "Z4J_SESSION_SECRET",
-            "conformance-session-secret-0123456789abcdef",
-        ));
-    } else {
-        pg_name = None;
-    }
-    let brain = ctx.start(&env).await?;
+    let (mut env, pg_name) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.extend(owned(&[
+        ("Z4J_AGENT_HEALTH_SWEEP_SECONDS", "1"),
+        ("Z4J_AGENT_STALE_PRUNE_DAYS", "2"),
+    ]));
+    let brain = ctx
+        .start_spec(crate::brain::StartSpec {
+            env,
+            ..Default::default()
+        })
+        .await?;
     let op = agent::login(&brain).await?;
     let recent = op.mint(&brain, "silent-1-day").await?;
     let stale = op.mint(&brain, "silent-3-days").await?;

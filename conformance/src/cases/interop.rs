@@ -165,22 +165,8 @@ pub async fn survives_restart(ctx: Arc<Ctx>) -> R {
     if !python::redis_available().await {
         return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
     }
-    let mut env: Vec<(String, String)> = crate::agent::admin_env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    if ctx.db == crate::runner::Database::Postgres {
-        let (_, url) = ctx.new_pg_database().await?;
-        env.push(("Z4J_DATABASE_URL".into(), url));
-        env.push((
-            "Z4J_SECRET".into(),
-            "conformance-master-secret-0123456789abcdef".into(),
-        ));
-        env.push((
-            "Z4J_SESSION_SECRET".into(),
-            "conformance-session-secret-0123456789abcdef".into(),
-        ));
-    }
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(super::owned(&crate::agent::admin_env()));
     let spec = |home, port| crate::brain::StartSpec {
         env: env.clone(),
         home,
