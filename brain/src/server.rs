@@ -117,6 +117,12 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
             stop_rx.clone(),
         )),
     ];
+    let cluster = tokio::spawn(crate::gateway::cluster::run(state.clone(), stop_rx.clone()));
+    tracing::info!(
+        backend = gateway.cluster.backend(),
+        worker_id = %gateway.cluster.worker_id,
+        "command registry"
+    );
     let mut stop_for_serve = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(
@@ -146,6 +152,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     for w in workers {
         let _ = w.await;
     }
+    let _ = cluster.await;
     // The ingest writer ends when the last connection handle is gone.
     drop(state);
     drop(gateway);

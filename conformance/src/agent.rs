@@ -343,8 +343,18 @@ pub async fn connect(
     creds: &Credentials,
     worker_id: Option<&str>,
 ) -> Result<Session, String> {
+    connect_with_hello(brain, creds, hello(worker_id)).await
+}
+
+/// A session opened with a hello the case wrote (other engines or
+/// capabilities).
+pub async fn connect_with_hello(
+    brain: &impl Endpoint,
+    creds: &Credentials,
+    hello: Json,
+) -> Result<Session, String> {
     let mut raw = open(brain, Some(&format!("Bearer {}", creds.token))).await?;
-    raw.send_text(&hello(worker_id).to_string()).await?;
+    raw.send_text(&hello.to_string()).await?;
     let first = raw
         .next_data(Duration::from_secs(10))
         .await?

@@ -3,6 +3,8 @@
 //! dispatcher.
 
 pub mod budget;
+pub mod capability;
+pub mod cluster;
 pub mod delivery;
 pub mod dispatch;
 pub mod longpoll;
@@ -29,6 +31,7 @@ pub const CONNECT_WINDOW: Duration = Duration::from_secs(60);
 
 pub struct Gateway {
     pub registry: registry::Registry,
+    pub cluster: cluster::Cluster,
     pub connect_budget: budget::SlidingWindow,
     pub ingestor: Ingestor,
     pub longpoll: longpoll::Sessions,
@@ -39,10 +42,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(settings: &Settings, db: Db) -> (Arc<Gateway>, tokio::task::JoinHandle<()>) {
+        let cluster = cluster::Cluster::new(settings, &db);
         let (ingestor, writer) = Ingestor::new(settings, db);
         (
             Arc::new(Gateway {
                 registry: registry::Registry::default(),
+                cluster,
                 connect_budget: budget::SlidingWindow::new(CONNECT_BUDGET, CONNECT_WINDOW),
                 ingestor,
                 longpoll: longpoll::Sessions::default(),
@@ -72,6 +77,21 @@ impl Gateway {
     pub fn enter(self: &Arc<Self>) -> LiveGuard {
         self.live.fetch_add(1, Ordering::AcqRel);
         LiveGuard(self.clone())
+    }
+
+    /// A revoked agent: close its sockets here and on every replica (4003).
+    pub async fn revoke_agent(&self, agent_id: Uuid) -> usize {
+        let kicked = self.registry.kick_agent(agent_id, 4003);
+        self.cluster.publish_agent_revoked(agent_id).await;
+        kicked
+    }
+
+    /// An archived project: close its agents' sockets everywhere (4003).
+    pub async fn revoke_project(&self, project_id: Uuid, agents: &[Uuid]) {
+        for a in agents {
+            self.registry.kick_agent(*a, 4003);
+        }
+        self.cluster.publish_project_revoked(project_id).await;
     }
 
     /// Shutdown: close every socket with 1001 and wait (bounded) until their

@@ -140,6 +140,11 @@ impl Registry {
             .cloned()
     }
 
+    /// Agents with at least one connection here.
+    pub fn agent_ids(&self) -> Vec<Uuid> {
+        self.lock().keys().copied().collect()
+    }
+
     pub fn is_connected(&self, agent_id: Uuid) -> bool {
         self.lock().get(&agent_id).is_some_and(|s| !s.is_empty())
     }

@@ -154,7 +154,7 @@ async fn revoke(
     if !agents::revoke(&state.db, access.project.id, id).await? {
         return Err(agent_not_found());
     }
-    let kicked = state.gateway.registry.kick_agent(id, 4003);
+    let kicked = state.gateway.revoke_agent(id).await;
     tracing::info!(agent_id = %id, connections = kicked, by = %access.caller.user.id, "agent revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

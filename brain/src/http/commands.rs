@@ -7,7 +7,7 @@ use super::error::{ApiError, SchemaIssue};
 use super::reads::{decode_cursor, encode_cursor};
 use super::{client_ip, Shared};
 use crate::gateway::budget::SlidingWindow;
-use crate::gateway::delivery;
+use crate::gateway::{capability, delivery};
 use crate::store::commands::{self, Command, Issued, NewCommand};
 use crate::store::{agents, StoreError};
 use axum::body::Bytes;
@@ -80,6 +80,8 @@ struct Request {
     payload: Value,
     idempotency_key: Option<String>,
     need: Role,
+    /// `(engine, action)` the agent's session must advertise.
+    requirement: Option<(String, &'static str)>,
 }
 
 fn issue_err(kind: &'static str, field: &str, msg: impl Into<String>) -> SchemaIssue {
@@ -129,10 +131,18 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
             },
         }
     };
+    let mut requirement: Option<(String, &'static str)> = None;
     let (action, target_type, target_id, need): (&'static str, &'static str, Option<String>, Role) =
         match route {
             "retry-task" | "cancel-task" | "requeue-dead-letter" => {
                 let engine = text(&mut f, &mut payload, "engine", 40, true);
+                if let Some(e) = engine.as_deref().and_then(capability::engine_name_error) {
+                    issues.push(issue_err(
+                        "value_error",
+                        "engine",
+                        format!("Value error, {e}"),
+                    ));
+                }
                 let task = text(&mut f, &mut payload, "task_id", 200, true);
                 if route == "retry-task" {
                     let args = obj.get("override_args").filter(|v| !v.is_null());
@@ -149,6 +159,17 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                             "dict_type",
                             "override_kwargs",
                             "Input should be a valid dictionary",
+                        ));
+                    }
+                    let reserved: Vec<&String> = kwargs
+                        .and_then(Value::as_object)
+                        .map(|k| k.keys().filter(|k| k.starts_with("__z4j_")).collect())
+                        .unwrap_or_default();
+                    if !reserved.is_empty() {
+                        issues.push(issue_err(
+                            "value_error",
+                            "override_kwargs",
+                            format!("Value error, override_kwargs may not contain reserved control keys: {reserved:?}"),
                         ));
                     }
                     if args.is_some() != kwargs.is_some() {
@@ -179,6 +200,7 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                     "cancel-task" => "cancel_task",
                     _ => "requeue_dead_letter",
                 };
+                requirement = engine.clone().map(|e| (e, action));
                 let target = engine.zip(task).map(|(e, t)| format!("{e}:{t}"));
                 (action, "task", target, Role::Operator)
             }
@@ -196,6 +218,14 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                         "Input should be a valid dictionary",
                     )),
                 }
+                // An engine the filter does not name is refused by the
+                // capability rule (never defaulted).
+                let engine = payload
+                    .get("filter")
+                    .and_then(|f| f.get("engine"))
+                    .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                    .unwrap_or_default();
+                requirement = Some((engine, "bulk_retry"));
                 let max = int(&obj, &mut issues, "max", 1, 10_000).unwrap_or(1000);
                 payload.insert("max".into(), json!(max));
                 ("bulk_retry", "filter", None, Role::Operator)
@@ -280,6 +310,7 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
         payload: Value::Object(payload),
         idempotency_key: key,
         need,
+        requirement,
     })
 }
 
@@ -301,6 +332,7 @@ async fn issue(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((slug, route)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -313,9 +345,34 @@ async fn issue(
         message: "agent not found in this project".into(),
         details: json!({"agent_id": req.agent_id}),
     };
-    match agents::find(&state.db, req.agent_id).await? {
-        Some(a) if a.project_id == project.id && a.revoked_at.is_none() => {}
+    let agent = match agents::find(&state.db, req.agent_id).await? {
+        Some(a) if a.project_id == project.id && a.revoked_at.is_none() => a,
         _ => return Err(not_found()),
+    };
+    let wait = wait_param(raw.as_deref(), state.settings.request_timeout_seconds)?;
+    if let Some((engine, action)) = &req.requirement {
+        if let Some(reason) = capability::dispatch_refusal(&agent, engine, action) {
+            return Err(ApiError::Detail {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: json!({"error": reason, "engine": engine, "action": action, "agent_id": agent.id}),
+            });
+        }
+        if req.action == "retry_task"
+            && !capability::NATIVE_RETRY_ENGINES.contains(&engine.as_str())
+        {
+            let overrides = req.payload.get("override_args").is_some()
+                && req.payload.get("override_kwargs").is_some();
+            if !overrides {
+                return Err(ApiError::Detail {
+                    status: StatusCode::CONFLICT,
+                    detail: json!({"error": format!(
+                        "refusing to retry a {engine:?} task: this engine has no native retry, so \
+                         the agent re-submits it, and the brain stores the original arguments \
+                         redacted; supply both override_args and override_kwargs"
+                    )}),
+                });
+            }
+        }
     }
     if let Err(retry) =
         budget(state.settings.ratelimit_commands_per_minute).hit(&project.id.to_string())
@@ -356,25 +413,89 @@ async fn issue(
         Issued::New(c) => c,
     };
     tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
-    if !state.gateway.registry.is_connected(req.agent_id) {
-        // The row stays pending: delivered on the agent's next handshake or
-        // long poll, or timed out by the sweeper.
-        return Err(ApiError::Coded {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "agent_offline",
-            message: "agent is not connected".into(),
-            details: json!({"agent_id": req.agent_id, "command_id": command.id}),
-        });
+    if !delivery::push(&state, req.agent_id, &command).await {
+        // Not deliverable from here: another replica may hold the agent.
+        let retry = delivery::retry_engine(&command);
+        state
+            .gateway
+            .cluster
+            .publish_command(command.id, req.agent_id, retry.as_deref())
+            .await;
+        if agent.state != "online" {
+            // The row stays pending: delivered on the agent's next handshake
+            // or long poll, or timed out by the sweeper.
+            return Err(ApiError::Coded {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "agent_offline",
+                message: "agent is not connected".into(),
+                details: json!({"agent_id": req.agent_id, "command_id": command.id}),
+            });
+        }
     }
-    let delivered = delivery::push(&state, req.agent_id, &command).await;
-    let current = if delivered {
-        commands::find(&state.db, project.id, command.id)
+    outcome(&state, project.id, command.id, wait).await
+}
+
+/// `?wait=<seconds>` on issue and read (specs/decisions.md C-504): how long
+/// the caller is willing to wait for the command's outcome, capped by
+/// `Z4J_REQUEST_TIMEOUT_SECONDS`.
+fn wait_param(raw: Option<&str>, request_timeout: i64) -> Result<Option<Duration>, ApiError> {
+    let q: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    match q.get("wait").map(|w| w.parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(w)) if w <= 3600 => {
+            // A margin so the answer leaves before the request budget ends.
+            let cap = (request_timeout.max(2) - 1) as u64;
+            Ok(Some(Duration::from_secs(w.min(cap))))
+        }
+        Some(_) => Err(ApiError::Schema(vec![SchemaIssue::new(
+            "int_range",
+            &["query", "wait"],
+            "Input should be an integer between 0 and 3600",
+        )])),
+    }
+}
+
+const TERMINAL: &[&str] = &["completed", "failed", "cancelled"];
+
+/// The command now, or after waiting for its outcome: 200 once it finished,
+/// 504 `command_timeout` once the sweeper gave up on it, 202 while it is
+/// still in flight.
+async fn outcome(
+    state: &Shared,
+    project_id: Uuid,
+    id: Uuid,
+    wait: Option<Duration>,
+) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+    loop {
+        let c = commands::find(&state.db, project_id, id)
             .await?
-            .unwrap_or(command)
-    } else {
-        command
-    };
-    Ok((StatusCode::ACCEPTED, Json(command_json(&current, true))).into_response())
+            .ok_or_else(|| ApiError::Internal(format!("command {id} vanished")))?;
+        if wait.is_some() {
+            if c.status == "timeout" {
+                return Err(ApiError::Coded {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    code: "command_timeout",
+                    message: "command timed out before agent responded".into(),
+                    details: json!({
+                        "command_id": c.id,
+                        "agent_id": c.agent_id,
+                        "timeout_at": c.timeout_at.to_rfc3339(),
+                    }),
+                });
+            }
+            if TERMINAL.contains(&c.status.as_str()) {
+                return Ok((StatusCode::OK, Json(command_json(&c, true))).into_response());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok((StatusCode::ACCEPTED, Json(command_json(&c, true))).into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn read(

@@ -32,6 +32,10 @@ pub enum ApiError {
     Schema(Vec<SchemaIssue>),
     #[error("internal error: {0}")]
     Internal(String),
+    /// FastAPI's `{"detail": <object>}` (family B): domain refusals whose
+    /// body the reference's clients read as an object.
+    #[error("{status}")]
+    Detail { status: StatusCode, detail: Value },
     /// Any other envelope code with its own status (`ip_denied`,
     /// `project_inactive`, ...).
     #[error("{message}")]
@@ -144,6 +148,9 @@ impl IntoResponse for ApiError {
                 message,
                 details,
             } => (status, code, message, details, None),
+            ApiError::Detail { status, detail } => {
+                return (status, axum::Json(json!({ "detail": detail }))).into_response();
+            }
             ApiError::Schema(issues) => {
                 let body = json!({ "detail": issues });
                 return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();

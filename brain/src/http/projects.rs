@@ -267,9 +267,8 @@ async fn archive(
         }
         projects::set_active(&state.db, p.id, false).await?;
         // After the commit: close the project's live agent sockets.
-        for agent in projects::agent_ids(&state.db, p.id).await? {
-            state.gateway.registry.kick_agent(agent, 4003);
-        }
+        let agents = projects::agent_ids(&state.db, p.id).await?;
+        state.gateway.revoke_project(p.id, &agents).await;
         tracing::info!(project = %slug, by = %access.caller.user.id, "project archived");
     }
     Ok(StatusCode::NO_CONTENT.into_response())

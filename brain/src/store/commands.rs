@@ -182,6 +182,37 @@ pub async fn find(db: &Db, project_id: Uuid, id: Uuid) -> Result<Option<Command>
         .await)?)
 }
 
+/// A command by id, whatever its project (cluster notifications carry
+/// only the id).
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<Command>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM commands WHERE id = $1");
+    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
+}
+
+/// Pending commands of any of `agents`, oldest first (the registry's
+/// reconcile poll; PostgreSQL only, where there are replicas).
+pub async fn pending_for_agents(
+    db: &Db,
+    agents: &[Uuid],
+    limit: i64,
+) -> Result<Vec<Command>, StoreError> {
+    let Db::Postgres(p) = db else {
+        return Ok(Vec::new());
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM commands WHERE agent_id = ANY($1) AND status = 'pending' \
+         ORDER BY issued_at, id LIMIT $2"
+    );
+    Ok(sqlx::query_as::<_, Command>(&sql)
+        .bind(agents)
+        .bind(limit)
+        .fetch_all(p)
+        .await?)
+}
+
 /// Newest first, keyset on `(issued_at, id)`.
 pub async fn list(
     db: &Db,

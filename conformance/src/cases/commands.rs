@@ -248,11 +248,14 @@ pub async fn longpoll_delivery(ctx: Arc<Ctx>) -> R {
     let (brain, op, creds) = setup(&ctx, &[]).await?;
     let mut lp = agent::LongPoll::new(&creds)?;
     ensure_eq(lp.poll(&brain, 0, 0).await?.0, 200, "probe")?;
-    let (_, body) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "lp-t")).await?;
-    let id = body["details"]["command_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    // A polling agent is reachable: accepted and left pending for its poll.
+    let (status, body) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "lp-t")).await?;
+    ensure_eq(
+        (status, body["status"].as_str()),
+        (202, Some("pending")),
+        &format!("issue to a polling agent: {body}"),
+    )?;
+    let id = body["id"].as_str().unwrap_or_default().to_owned();
     let (status, polled) = lp.poll(&brain, 5, 50).await?;
     ensure_eq(status, 200, "poll")?;
     let frames = polled["frames"].as_array().cloned().unwrap_or_default();
@@ -371,10 +374,7 @@ pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
     let mut lp = agent::LongPoll::new(&creds)?;
     ensure_eq(lp.poll(&brain, 0, 0).await?.0, 200, "probe")?;
     let (_, cancel) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "re-1")).await?;
-    let cancel_id = cancel["details"]["command_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let cancel_id = cancel["id"].as_str().unwrap_or_default().to_owned();
     let (_, restart) = issue(
         &brain,
         &op,
@@ -382,10 +382,7 @@ pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
         json!({"agent_id": creds.agent_id, "engine": "rq", "worker_name": "w-1"}),
     )
     .await?;
-    let restart_id = restart["details"]["command_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let restart_id = restart["id"].as_str().unwrap_or_default().to_owned();
     let ids = |polled: &Json, lp: &mut agent::LongPoll| -> Result<Vec<String>, String> {
         polled["frames"]
             .as_array()
@@ -418,4 +415,176 @@ pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
         vec![cancel_id],
         "redelivery after the minimum interval",
     )
+}
+
+/// Commands an agent's session cannot run are refused before anything is
+/// stored (http-api 5.4, decisions K4).
+pub async fn refusals(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut hello = agent::hello(Some("w"));
+    hello["payload"]["engines"] = json!(["rq", "huey"]);
+    hello["payload"]["capabilities"] = json!({
+        "rq": ["cancel_task", "retry_by_reference_v1", "retry_task"],
+        "huey": ["retry_by_reference_v1", "retry_task"],
+    });
+    let mut s = agent::connect_with_hello(&brain, &creds, hello).await?;
+    let agent_id = creds.agent_id.as_str();
+    let task = |engine: &str| json!({"agent_id": agent_id, "engine": engine, "task_id": "t"});
+    let refused = |route: &'static str, body: Json, want: &'static str| {
+        let (brain, op) = (&brain, &op);
+        async move {
+            let (status, r) = issue(brain, op, route, body).await?;
+            ensure_eq(status, 422, &format!("{route}: {r}"))?;
+            let d = &r["detail"];
+            ensure(
+                d["error"].as_str().is_some_and(|e| e.contains(want))
+                    && d["agent_id"].as_str() == Some(agent_id),
+                format!("{route}: detail {d} should name the agent and say {want:?}"),
+            )
+        }
+    };
+    refused("retry-task", task("celery"), "advertises engine \"celery\"").await?;
+    refused(
+        "requeue-dead-letter",
+        task("rq"),
+        "does not advertise \"requeue_dead_letter\"",
+    )
+    .await?;
+    refused(
+        "bulk-retry",
+        json!({"agent_id": agent_id, "filter": {"state": "failure"}}),
+        "engine must be an adapter name",
+    )
+    .await?;
+    for (body, what) in [
+        (task("bad engine!"), "malformed engine name"),
+        (
+            json!({"agent_id": agent_id, "engine": "rq", "task_id": "t",
+                   "override_args": [], "override_kwargs": {"__z4j_task_name__": "evil"}}),
+            "reserved override key",
+        ),
+    ] {
+        let (status, r) = issue(&brain, &op, "retry-task", body).await?;
+        ensure(
+            status == 422 && r["detail"].is_array(),
+            format!("{what}: want 422 with a validation list, got {status} {r}"),
+        )?;
+    }
+    // huey keeps no job to re-run: a retry needs both overrides.
+    let (status, r) = issue(&brain, &op, "retry-task", task("huey")).await?;
+    ensure(
+        status == 409
+            && r["detail"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("refusing to retry a \"huey\" task")),
+        format!("non-native retry without overrides: {status} {r}"),
+    )?;
+    let (_, list) = op.get(&brain, "/api/v1/projects/default/commands").await?;
+    ensure_eq(
+        list["items"].as_array().map(Vec::len),
+        Some(0),
+        "refused requests created no command",
+    )?;
+    let mut with_overrides = task("huey");
+    with_overrides["override_args"] = json!([1]);
+    with_overrides["override_kwargs"] = json!({"x": 2});
+    let (status, c) = issue(&brain, &op, "retry-task", with_overrides).await?;
+    ensure_eq(status, 202, &format!("huey retry with overrides: {c}"))?;
+    let frame = next_command(&mut s).await?;
+    ensure_eq(
+        (
+            frame["id"].clone(),
+            frame["payload"]["parameters"]["override_kwargs"].clone(),
+        ),
+        (c["id"].clone(), json!({"x": 2})),
+        "the admitted retry is delivered with its overrides",
+    )
+}
+
+/// `?wait=N` (decisions K1): 200 with the outcome, 504 command_timeout when
+/// the sweeper expires it, 202 while in flight.
+pub async fn wait_outcome(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
+            ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
+        ],
+    )
+    .await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let route = "cancel-task?wait=20";
+    // Answered while the caller waits: 200 with the result.
+    let waiting = {
+        let target = agent::Target::from_url(&brain.url(""))?;
+        let (op, body) = (op.clone(), cancel_body(&creds, "w-1"));
+        tokio::spawn(async move {
+            op.send(
+                &target,
+                reqwest::Method::POST,
+                &format!("/api/v1/projects/default/commands/{route}"),
+                Some(body),
+            )
+            .await
+        })
+    };
+    let frame = next_command(&mut s).await?;
+    let id = frame["id"].as_str().unwrap_or_default().to_owned();
+    s.send_signed(
+        FrameType::CommandResult,
+        &id,
+        &[
+            ("status", z4j_protocol::Value::str("success")),
+            ("result", value(&json!({"cancelled": true}))),
+            ("error", z4j_protocol::Value::Null),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ],
+    )
+    .await?;
+    let (status, body) = waiting.await.map_err(|e| e.to_string())??;
+    ensure_eq(
+        (status, body["status"].as_str(), body["id"].as_str()),
+        (200, Some("completed"), Some(id.as_str())),
+        &format!("waited outcome: {body}"),
+    )?;
+    // Never answered: 504 command_timeout once the sweeper expires it.
+    let started = Instant::now();
+    let (status, body) = issue(&brain, &op, route, cancel_body(&creds, "w-2")).await?;
+    let took = started.elapsed();
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (504, Some("command_timeout")),
+        &format!("unanswered command: {body}"),
+    )?;
+    ensure(
+        took >= Duration::from_millis(9_500) && took <= ctx.scaled(10.0) + Duration::from_secs(3),
+        format!("504 after {took:?}, want the 10 s timeout plus one sweep"),
+    )?;
+    let id2 = body["details"]["command_id"].as_str().unwrap_or_default();
+    ensure_eq(
+        command(&brain, &op, id2).await?["status"].as_str(),
+        Some("timeout"),
+        "the 504 names the timed-out command",
+    )?;
+    // Still in flight when the wait ends: 202.
+    let (status, body) = issue(
+        &brain,
+        &op,
+        "cancel-task?wait=1",
+        cancel_body(&creds, "w-3"),
+    )
+    .await?;
+    ensure_eq(
+        (status, body["status"].as_str()),
+        (202, Some("dispatched")),
+        &format!("in flight at the end of the wait: {body}"),
+    )?;
+    let (status, _) = issue(
+        &brain,
+        &op,
+        "cancel-task?wait=soon",
+        cancel_body(&creds, "w-4"),
+    )
+    .await?;
+    ensure_eq(status, 422, "a wait that is not a number")
 }

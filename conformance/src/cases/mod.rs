@@ -8,6 +8,7 @@ mod first_boot;
 pub mod gateway;
 mod interop;
 mod metrics_token;
+mod registry;
 mod server;
 
 use crate::brain::Brain;
@@ -176,10 +177,67 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "commands.refusals",
+        commands::refusals,
+        ["api.commands.refusals"],
+        Both
+    ),
+    case!(
+        "commands.wait-outcome",
+        commands::wait_outcome,
+        ["api.commands.wait", "Z4J_COMMAND_TIMEOUT_SECONDS"],
+        Both
+    ),
+    case!(
         "commands.rate-limit",
         commands::rate_limit,
         ["Z4J_RATELIMIT_COMMANDS_PER_MINUTE"],
         Both
+    ),
+    case!(
+        "registry.cross-replica",
+        registry::cross_replica,
+        [
+            "Z4J_REGISTRY_BACKEND",
+            "Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS",
+            "registry.cross-replica",
+            "registry.listener-loss"
+        ],
+        PostgresOnly
+    ),
+    case!(
+        "registry.local-backend",
+        registry::local_backend,
+        ["Z4J_REGISTRY_BACKEND"],
+        PostgresOnly
+    ),
+    case!(
+        "registry.heartbeat",
+        registry::heartbeat,
+        ["Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS"],
+        PostgresOnly
+    ),
+    case!(
+        "registry.heartbeat-timeout",
+        registry::heartbeat_timeout,
+        ["Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS"],
+        PostgresOnly
+    ),
+    case!(
+        "registry.max-age",
+        registry::max_age,
+        [
+            "Z4J_REGISTRY_LISTENER_MAX_AGE_SECONDS",
+            "Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS"
+        ],
+        PostgresOnly
+    ),
+    case!(
+        "registry.reconcile-poll",
+        registry::reconcile_poll,
+        ["Z4J_REGISTRY_RECONCILE_INTERVAL_SECONDS"],
+        PostgresOnly,
+        feature = "schema_z4j_rs"
     ),
     case!(
         "gateway.slow-reader",

@@ -1,0 +1,110 @@
+//! What an agent's session advertises, and which engine commands it may
+//! therefore receive (http-api 5.4: 422 when the engine or action is not
+//! advertised; 409 for a retry the engine cannot run without overrides).
+
+use super::delivery::RETRY_MARKER;
+use crate::store::agents::Agent;
+use serde_json::Value as Json;
+
+pub const ENGINE_NAME_MAX: usize = 40;
+
+/// Engines whose broker keeps the original job, so a retry needs no
+/// operator-supplied arguments (stored arguments are redacted).
+pub const NATIVE_RETRY_ENGINES: &[&str] = &["celery", "rq"];
+
+/// Actions that re-run work and need the adapter's retry contract.
+pub const RETRY_FAMILY: &[&str] = &["retry_task", "bulk_retry"];
+
+/// Capability token an agent must list for an engine to receive the action.
+fn token_for(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "retry_task" => "retry_task",
+        "cancel_task" => "cancel_task",
+        "requeue_dead_letter" => "requeue_dead_letter",
+        "bulk_retry" => "bulk_retry",
+        _ => return None,
+    })
+}
+
+/// Why `engine` is not an adapter name (`^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$`).
+pub fn engine_name_error(engine: &str) -> Option<String> {
+    let mut chars = engine.chars();
+    let shaped = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && engine.len() <= ENGINE_NAME_MAX;
+    (!shaped).then(|| {
+        format!(
+            "engine must be an adapter name of at most {ENGINE_NAME_MAX} characters \
+             (letters, digits, '.', '_' and '-'), got {engine:?}"
+        )
+    })
+}
+
+/// Whether the agent ever told the brain its inventory (a WebSocket
+/// `hello`); long-poll agents have not, and are not refused here: their
+/// poll admits each command against what they state then.
+fn reports_inventory(a: &Agent) -> bool {
+    a.last_connect_at.is_some()
+        || a.engine_adapters
+            .0
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+}
+
+fn strings(v: Option<&Json>) -> Vec<&str> {
+    v.and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Why `agent` may not receive `action` for `engine`, or `None`.
+pub fn dispatch_refusal(agent: &Agent, engine: &str, action: &str) -> Option<String> {
+    if let Some(e) = engine_name_error(engine) {
+        return Some(e);
+    }
+    let Some(token) = token_for(action) else {
+        return Some(format!("action {action:?} is not an engine command"));
+    };
+    if !reports_inventory(agent) {
+        return None;
+    }
+    let mut engines = strings(Some(&agent.engine_adapters.0));
+    if !engines.contains(&engine) {
+        engines.sort_unstable();
+        return Some(format!(
+            "no connected agent advertises engine {engine:?}: agent {:?} advertises {engines:?}",
+            agent.name
+        ));
+    }
+    let mut actions = strings(agent.capabilities.0.get(engine));
+    if !actions.contains(&token) {
+        actions.sort_unstable();
+        return Some(format!(
+            "agent {:?} does not advertise {token:?} for engine {engine:?}; it advertises {actions:?}",
+            agent.name
+        ));
+    }
+    if RETRY_FAMILY.contains(&action) && !actions.contains(&RETRY_MARKER) {
+        return Some(format!(
+            "agent {:?} advertises {token:?} for engine {engine:?} but its adapter does not \
+             attest the safe retry contract ({RETRY_MARKER}); upgrade the adapter",
+            agent.name
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_names() {
+        for ok in ["rq", "celery", "a.b_c-d", &"x".repeat(40)] {
+            assert_eq!(engine_name_error(ok), None, "{ok}");
+        }
+        for bad in ["", "-rq", "r q", "rq/", &"x".repeat(41), "é"] {
+            assert!(engine_name_error(bad).is_some(), "{bad}");
+        }
+    }
+}
