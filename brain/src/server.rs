@@ -116,6 +116,15 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
             s.agent_stale_prune_days,
             stop_rx.clone(),
         )),
+        tokio::spawn(crate::workers::reconciliation::run(
+            state.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(crate::workers::retention::run(
+            db.clone(),
+            s.event_retention_days,
+            stop_rx.clone(),
+        )),
     ];
     let cluster = tokio::spawn(crate::gateway::cluster::run(state.clone(), stop_rx.clone()));
     tracing::info!(

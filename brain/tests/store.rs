@@ -432,3 +432,61 @@ async fn ingest_projects_task_states_with_the_freshness_guard() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn worker_lock_is_exclusive_across_sessions_on_postgres() {
+    use z4j_brain::workers::leader;
+    on_both(|db| async move {
+        store::migrate(&db).await.unwrap();
+        let first = leader::try_lead(&db, "test_worker").await.unwrap();
+        assert!(first.is_some());
+        let second = leader::try_lead(&db, "test_worker").await.unwrap();
+        // SQLite has one process: it always leads.
+        assert_eq!(second.is_some(), matches!(db, Db::Sqlite(_)));
+        if let Some(s) = second {
+            s.release().await;
+        }
+        first.unwrap().release().await;
+        let again = leader::try_lead(&db, "test_worker").await.unwrap();
+        assert!(again.is_some(), "released locks can be taken again");
+        again.unwrap().release().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retention_deletes_only_expired_status_samples() {
+    use store::{agents, observed, retention};
+    on_both(|db| async move {
+        let project = with_project(&db).await;
+        let a = agents::mint(&db, project, "sampled", "hash-s")
+            .await
+            .unwrap();
+        let now = Ts::now();
+        let payload = z4j_protocol::json::Object::new();
+        // More than one batch of expired rows, and one fresh row.
+        for i in 0..(retention::BATCH + 7) {
+            observed::record_status(
+                &db,
+                a.id,
+                project,
+                None,
+                now.plus_seconds(-90_000 - i),
+                &payload,
+            )
+            .await
+            .unwrap();
+        }
+        observed::record_status(&db, a.id, project, None, now, &payload)
+            .await
+            .unwrap();
+        let deleted = retention::delete_status_history_before(&db, now.plus_seconds(-86_400))
+            .await
+            .unwrap();
+        assert_eq!(deleted, (retention::BATCH + 7) as u64);
+        let left = observed::recent_status(&db, a.id, 100).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].captured_at, now);
+    })
+    .await;
+}

@@ -130,7 +130,7 @@ pub async fn handle(
                 .as_deref()
                 .and_then(|i| Uuid::parse_str(i).ok())
             {
-                Some(id) => commands::finish(&state.db, id, conn.agent_id, &r).await,
+                Some(id) => finish_command(state, id, conn.agent_id, &r).await,
                 None => Ok(()),
             }
         }
@@ -262,4 +262,25 @@ async fn agent_status(
         tracing::warn!(error = %e, "agent_status not recorded");
     }
     Ok(())
+}
+
+/// The first terminal result completes the command; a successful
+/// reconciliation probe also corrects its task.
+async fn finish_command(
+    state: &AppState,
+    id: Uuid,
+    agent_id: Uuid,
+    r: &CommandResult,
+) -> Result<(), crate::store::StoreError> {
+    if !commands::finish(&state.db, id, agent_id, r).await? {
+        return Ok(());
+    }
+    match commands::get(&state.db, id).await? {
+        Some(c)
+            if c.action == crate::workers::reconciliation::ACTION && c.status == "completed" =>
+        {
+            crate::workers::reconciliation::apply_answer(state, &c).await
+        }
+        _ => Ok(()),
+    }
 }

@@ -30,7 +30,7 @@ pub async fn finish(
     id: Uuid,
     agent_id: Uuid,
     r: &CommandResult,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let (status, error) = match r.status {
         ResultStatus::Success => ("completed", None),
         ResultStatus::Failed => (
@@ -46,7 +46,7 @@ pub async fn finish(
         .result
         .as_ref()
         .and_then(|o| super::json_column(&Value::Object(o.clone())));
-    on_db!(db, p => sqlx::query(
+    let n = on_db!(db, p => sqlx::query(
         "UPDATE commands SET status = $3, result = $4, error = $5, completed_at = $6 \
          WHERE id = $1 AND agent_id = $2 AND status IN ('pending', 'dispatched')"
     )
@@ -59,7 +59,7 @@ pub async fn finish(
     .execute(p)
     .await
     .map(|r| r.rows_affected()))?;
-    Ok(())
+    Ok(n == 1)
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -8,6 +8,8 @@ mod connect;
 pub mod observed;
 pub mod projects;
 pub mod reads;
+pub mod reconcile;
+pub mod retention;
 pub mod sessions;
 pub mod setup;
 mod ts;

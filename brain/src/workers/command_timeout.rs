@@ -2,18 +2,26 @@
 //! dispatched past their `timeout_at` (issue + `Z4J_COMMAND_TIMEOUT_SECONDS`)
 //! become `timeout`.
 
+use super::{periodic, Job};
 use crate::store::{commands, Db};
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn run(db: Db, every: Duration, mut stop: watch::Receiver<bool>) {
-    while super::tick(every, &mut stop).await {
-        match commands::sweep_timeouts(&db).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(commands = n, "commands timed out"),
-            Err(e) => {
-                tracing::warn!(error = %e, "command timeout sweep failed; retrying next interval")
+pub async fn run(db: Db, every: Duration, stop: watch::Receiver<bool>) {
+    let job = Job {
+        name: "command_timeout_worker",
+        every,
+        gated: false,
+    };
+    periodic(db.clone(), job, stop, move || {
+        let db = db.clone();
+        async move {
+            let n = commands::sweep_timeouts(&db).await?;
+            if n > 0 {
+                tracing::info!(commands = n, "commands timed out");
             }
+            Ok(())
         }
-    }
+    })
+    .await;
 }

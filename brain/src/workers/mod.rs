@@ -1,17 +1,97 @@
-//! Background workers: each runs on its documented cadence and stops when
-//! the shutdown signal flips.
+//! Background workers: each runs on its documented cadence under one
+//! supervisor (first tick at start, failure backoff, leader election for
+//! the workers only one replica may run) and stops when the shutdown signal
+//! flips.
 
 pub mod agent_health;
 pub mod command_timeout;
+pub mod leader;
+pub mod reconciliation;
+pub mod retention;
 pub mod wal_checkpoint;
 
+use crate::store::{Db, StoreError};
+use std::future::Future;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Sleeps `period`, returning false when shutdown was signalled meanwhile.
-pub async fn tick(period: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub async fn tick(period: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     let stopped = tokio::select! {
         () = tokio::time::sleep(period) => false,
         _ = stop.wait_for(|s| *s) => true,
     };
     !stopped && !*stop.borrow()
+}
+
+/// How a periodic worker is scheduled.
+pub struct Job {
+    pub name: &'static str,
+    pub every: Duration,
+    /// Only the replica holding the worker's advisory lock runs a tick.
+    pub gated: bool,
+}
+
+/// Delay after the (n+1)-th consecutive failure: 1, 2, 4, ... seconds, up
+/// to the larger of the interval and 30 s (storage spec 3.1).
+pub fn failure_backoff(failures: u32, every: Duration) -> Duration {
+    let cap = every.max(Duration::from_secs(30));
+    Duration::from_secs(1u64 << failures.min(20)).min(cap)
+}
+
+/// Runs `work` at start and then every `job.every` until shutdown.
+pub async fn periodic<F, Fut>(db: Db, job: Job, mut stop: watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut failures = 0u32;
+    loop {
+        let outcome = if job.gated {
+            match leader::try_lead(&db, job.name).await {
+                Ok(Some(lease)) => {
+                    let r = work().await;
+                    lease.release().await;
+                    Some(r)
+                }
+                // Another replica leads this tick, or the lock could not be
+                // asked for: skip quietly, never into the failure backoff.
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::debug!(worker = job.name, error = %e, "cannot ask for the worker lock");
+                    None
+                }
+            }
+        } else {
+            Some(work().await)
+        };
+        let delay = match outcome {
+            Some(Err(e)) => {
+                let d = failure_backoff(failures, job.every);
+                failures += 1;
+                tracing::warn!(worker = job.name, error = %e, retry_in_seconds = d.as_secs(), "worker tick failed");
+                d
+            }
+            _ => {
+                failures = 0;
+                job.every
+            }
+        };
+        if !tick(delay, &mut stop).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_larger_of_interval_and_30s() {
+        let five = Duration::from_secs(5);
+        let got: Vec<u64> = (0..7).map(|n| failure_backoff(n, five).as_secs()).collect();
+        assert_eq!(got, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(failure_backoff(10, Duration::from_secs(300)).as_secs(), 300);
+    }
 }

@@ -10,6 +10,7 @@ mod interop;
 mod metrics_token;
 mod registry;
 mod server;
+mod workers;
 
 use crate::brain::Brain;
 use crate::runner::{Case, Ctx};
@@ -236,6 +237,36 @@ pub static CASES: &[Case] = &[
         "registry.reconcile-poll",
         registry::reconcile_poll,
         ["Z4J_REGISTRY_RECONCILE_INTERVAL_SECONDS"],
+        PostgresOnly,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
+        "workers.reconciliation",
+        workers::reconciliation,
+        [
+            "Z4J_RECONCILIATION_SWEEP_SECONDS",
+            "Z4J_RECONCILIATION_STALE_THRESHOLD_SECONDS"
+        ],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
+        "workers.leader-election",
+        workers::leader_election,
+        ["workers.leader-election"],
+        PostgresOnly,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
+        "workers.event-retention",
+        workers::event_retention,
+        ["Z4J_EVENT_RETENTION_DAYS"],
+        Both
+    ),
+    case!(
+        "workers.event-partitions",
+        workers::event_partitions,
+        ["Z4J_EVENT_RETENTION_DAYS", "workers.event-partitions"],
         PostgresOnly,
         feature = "schema_z4j_rs"
     ),
