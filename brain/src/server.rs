@@ -84,7 +84,8 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| StartError::new(1, format!("cannot listen on {addr}: {e}")))?;
-    let (gateway, ingest_writer) = crate::gateway::Gateway::new(&s, db.clone());
+    let (alerts, alert_rx) = crate::notify::Alerts::channel();
+    let (gateway, ingest_writer) = crate::gateway::Gateway::new(&s, db.clone(), alerts.clone());
     let state = Arc::new(AppState {
         settings: s.clone(),
         db: db.clone(),
@@ -111,9 +112,19 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         )),
         tokio::spawn(crate::workers::agent_health::run(
             db.clone(),
-            Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),
-            s.agent_offline_timeout_seconds,
-            s.agent_stale_prune_days,
+            crate::workers::agent_health::Config {
+                every: Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),
+                offline_after_secs: s.agent_offline_timeout_seconds,
+                alert_grace_secs: s.agent_offline_alert_grace_seconds,
+                prune_days: s.agent_stale_prune_days,
+            },
+            alerts,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(crate::notify::run(
+            db.clone(),
+            s.clone(),
+            alert_rx,
             stop_rx.clone(),
         )),
         tokio::spawn(crate::workers::reconciliation::run(

@@ -345,7 +345,8 @@ async fn ingest_projects_task_states_with_the_freshness_guard() {
     on_both(|db| async move {
         let project = with_project(&db).await;
         let agent = store::agents::mint(&db, project, "w1", "hash-1").await.unwrap();
-        let (writer, handle) = IngestWriter::spawn(db.clone());
+        let (alerts, _alert_rx) = z4j_brain::notify::Alerts::channel();
+        let (writer, handle) = IngestWriter::spawn(db.clone(), alerts);
         let redactor = Redactor::new(8192, &[]);
         let now = chrono::Utc::now().timestamp_micros();
         let event = |kind: &str, secs_ago: i64, data: &str| -> EventRow {

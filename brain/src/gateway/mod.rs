@@ -41,9 +41,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(settings: &Settings, db: Db) -> (Arc<Gateway>, tokio::task::JoinHandle<()>) {
+    pub fn new(
+        settings: &Settings,
+        db: Db,
+        alerts: crate::notify::Alerts,
+    ) -> (Arc<Gateway>, tokio::task::JoinHandle<()>) {
         let cluster = cluster::Cluster::new(settings, &db);
-        let (ingestor, writer) = Ingestor::new(settings, db);
+        let (ingestor, writer) = Ingestor::new(settings, db, alerts);
         (
             Arc::new(Gateway {
                 registry: registry::Registry::default(),

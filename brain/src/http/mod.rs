@@ -8,6 +8,7 @@ pub mod client_ip;
 mod commands;
 pub mod error;
 mod health;
+mod notifications;
 mod projects;
 mod reads;
 pub mod request_id;
@@ -46,6 +47,7 @@ pub fn router(state: Shared) -> Router {
         .merge(agents::routes())
         .merge(commands::routes())
         .merge(reads::routes())
+        .merge(notifications::routes())
         .route(
             "/ws/agent",
             axum::routing::get(crate::gateway::ws::ws_agent),

@@ -45,8 +45,12 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(settings: &Settings, db: Db) -> (Ingestor, tokio::task::JoinHandle<()>) {
-        let (writer, handle) = IngestWriter::spawn(db);
+    pub fn new(
+        settings: &Settings,
+        db: Db,
+        alerts: crate::notify::Alerts,
+    ) -> (Ingestor, tokio::task::JoinHandle<()>) {
+        let (writer, handle) = IngestWriter::spawn(db, alerts);
         let extra: Vec<String> = settings.redaction_extra_key_patterns.0.clone();
         (
             Ingestor {

@@ -3,7 +3,8 @@
 //! fsync, for many frames), then answers each batch. A batch is answered only
 //! after its commit, so an ack always means "durable".
 
-use super::prepare::{EventRow, TaskState};
+use super::prepare::{EventRow, TaskPatch, TaskState};
+use crate::notify::{Alert, Alerts};
 use crate::on_db;
 use crate::store::{Db, Ts};
 use sqlx::types::Json as SqlJson;
@@ -40,9 +41,9 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
-    pub fn spawn(db: Db) -> (IngestWriter, tokio::task::JoinHandle<()>) {
+    pub fn spawn(db: Db, alerts: Alerts) -> (IngestWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let handle = tokio::spawn(run(db, rx));
+        let handle = tokio::spawn(run(db, rx, alerts));
         (IngestWriter { tx }, handle)
     }
 
@@ -95,7 +96,7 @@ impl Commit {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>, alerts: Alerts) {
     while let Some(first) = rx.recv().await {
         let mut rows = first.rows.len();
         let mut group = vec![first];
@@ -109,10 +110,11 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
             }
         }
         match write_group(&db, &group).await {
-            Ok(counts) => {
+            Ok((counts, failed)) => {
                 for (job, n) in group.into_iter().zip(counts) {
                     let _ = job.reply.send(Ok(n));
                 }
+                failed.into_iter().for_each(|a| alerts.raise(a));
             }
             // One bad frame must not cost the others: retry each alone.
             Err(e) if group.len() > 1 => {
@@ -121,7 +123,10 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
                     let one = std::slice::from_ref(&job);
                     let result = write_group(&db, one)
                         .await
-                        .map(|c| c.first().copied().unwrap_or(0))
+                        .map(|(c, failed)| {
+                            failed.into_iter().for_each(|a| alerts.raise(a));
+                            c.first().copied().unwrap_or(0)
+                        })
                         .map_err(classify);
                     let _ = job.reply.send(result);
                 }
@@ -351,7 +356,9 @@ fn task_upsert_sql(d: Dialect, state: TaskState, rows: usize) -> String {
 }
 
 /// Writes a group in one transaction; the newly inserted count per job.
-async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
+/// Returns the new rows per job, and a `task.failed` alert for every newly
+/// stored failure (raised only after the commit).
+async fn write_group(db: &Db, jobs: &[Job]) -> Result<(Vec<u64>, Vec<Alert>), sqlx::Error> {
     let dialect = match db {
         Db::Sqlite(_) => Dialect::Sqlite,
         Db::Postgres(_) => Dialect::Postgres,
@@ -401,6 +408,15 @@ async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
                     true
                 }
                 _ => false,
+            })
+            .collect();
+        let failed: Vec<Alert> = rows
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, new)| **new)
+            .filter_map(|((job, row), _)| {
+                let t = row.task.as_ref().filter(|t| t.state == TaskState::Failure)?;
+                Some(failure_alert(job.project_id, row, t))
             })
             .collect();
         let mut counts: Vec<u64> = vec![0; jobs.len()];
@@ -514,8 +530,24 @@ async fn write_group(db: &Db, jobs: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
                 .await?;
         }
         tx.commit().await?;
-        Ok(counts)
+        Ok((counts, failed))
     })
+}
+
+fn failure_alert(project_id: Uuid, row: &EventRow, t: &TaskPatch) -> Alert {
+    let mut fields = serde_json::Map::new();
+    fields.insert("engine".into(), row.engine.clone().into());
+    fields.insert("state".into(), "failure".into());
+    fields.insert("queue".into(), t.queue.clone().into());
+    fields.insert("exception".into(), t.exception.clone().into());
+    fields.insert("worker_name".into(), t.worker_name.clone().into());
+    Alert {
+        project_id,
+        trigger: "task.failed",
+        task_id: Some(row.task_id.clone()),
+        task_name: Some(t.name.clone()),
+        fields,
+    }
 }
 
 #[cfg(test)]

@@ -148,11 +148,13 @@ settings_table! {
 
     ["Notifications"]
     notifications_webhook_allow_http: bool = "Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP", "false", Check::None, false, "Allow http:// webhook URLs (refused at configuration and at dispatch otherwise).";
+    notifications_webhook_allow_private: bool = "Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE", "false", Check::None, false, "z4j-rs: allow webhook targets that resolve to loopback, private or link-local addresses (refused by default against SSRF).";
 
     ["Agent health"]
     agent_offline_timeout_seconds: i64 = "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS", "30", Check::Int(1, 3600), false, "Heartbeats older than this mark the agent offline.";
     agent_health_sweep_seconds: i64 = "Z4J_AGENT_HEALTH_SWEEP_SECONDS", "10", Check::Int(1, 300), false, "Cadence for the agent health-check sweep.";
     agent_stale_prune_days: i64 = "Z4J_AGENT_STALE_PRUNE_DAYS", "30", Check::Int(0, 3650), false, "Agents offline longer than this are soft-removed (0 disables).";
+    agent_offline_alert_grace_seconds: i64 = "Z4J_AGENT_OFFLINE_ALERT_GRACE_SECONDS", "60", Check::Int(0, 86_400), false, "Extra silence after the offline timeout before an agent.offline notification.";
 
     ["WebSocket"]
     ws_idle_timeout_seconds: i64 = "Z4J_WS_IDLE_TIMEOUT_SECONDS", "90", Check::Int(15, 3600), false, "Per-connection idle timeout for agent and dashboard WebSockets.";

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod commands;
 mod connect;
+pub mod notifications;
 pub mod observed;
 pub mod projects;
 pub mod reads;

@@ -1,20 +1,33 @@
 //! Every `Z4J_AGENT_HEALTH_SWEEP_SECONDS`: agents whose last sign of life is
 //! older than `Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS` are marked offline (a
 //! heartbeat flips them back). With `Z4J_AGENT_STALE_PRUNE_DAYS` > 0, agents
-//! silent for that many days are soft-revoked in the same pass.
+//! silent for that many days are soft-revoked in the same pass. An offline
+//! episode older than the timeout plus `Z4J_AGENT_OFFLINE_ALERT_GRACE_SECONDS`
+//! raises one `agent.offline` alert (claimed fleet-wide).
 
 use super::{periodic, Job};
-use crate::store::{agents, Db, Ts};
+use crate::notify::{Alert, Alerts};
+use crate::store::{agents, notifications, Db, StoreError, Ts};
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn run(
-    db: Db,
-    every: Duration,
-    offline_after_secs: i64,
-    prune_days: i64,
-    stop: watch::Receiver<bool>,
-) {
+/// Offline episodes announced per tick.
+const ALERTS_PER_TICK: i64 = 100;
+
+pub struct Config {
+    pub every: Duration,
+    pub offline_after_secs: i64,
+    pub alert_grace_secs: i64,
+    pub prune_days: i64,
+}
+
+pub async fn run(db: Db, c: Config, alerts: Alerts, stop: watch::Receiver<bool>) {
+    let Config {
+        every,
+        offline_after_secs,
+        alert_grace_secs,
+        prune_days,
+    } = c;
     let job = Job {
         name: "agent_health_worker",
         every,
@@ -22,12 +35,14 @@ pub async fn run(
     };
     periodic(db.clone(), job, stop, move || {
         let db = db.clone();
+        let alerts = alerts.clone();
         async move {
             let silent_since = Ts::now().plus_seconds(-offline_after_secs);
             let n = agents::sweep_offline(&db, silent_since).await?;
             if n > 0 {
                 tracing::info!(agents = n, "silent agents marked offline");
             }
+            announce(&db, &alerts, offline_after_secs, alert_grace_secs).await?;
             if prune_days > 0 {
                 let cutoff = Ts::now().plus_seconds(-prune_days * 86_400);
                 let n = agents::prune_stale(&db, cutoff).await?;
@@ -39,4 +54,28 @@ pub async fn run(
         }
     })
     .await;
+}
+
+async fn announce(db: &Db, alerts: &Alerts, timeout: i64, grace: i64) -> Result<(), StoreError> {
+    let silent_since = Ts::now().plus_seconds(-(timeout + grace));
+    for a in notifications::unannounced_offline(db, silent_since, ALERTS_PER_TICK).await? {
+        if !notifications::claim_offline(db, &a).await? {
+            continue;
+        }
+        let offline_for = (Ts::now().0 - a.last_seen_at.0).num_seconds();
+        tracing::warn!(agent_id = %a.id, name = %a.name, offline_for_seconds = offline_for, "agent offline");
+        let mut fields = serde_json::Map::new();
+        fields.insert("agent_id".into(), a.id.to_string().into());
+        fields.insert("agent_name".into(), a.name.clone().into());
+        fields.insert("last_seen_at".into(), a.last_seen_at.to_rfc3339().into());
+        fields.insert("offline_for_seconds".into(), offline_for.into());
+        alerts.raise(Alert {
+            project_id: a.project_id,
+            trigger: "agent.offline",
+            task_id: None,
+            task_name: None,
+            fields,
+        });
+    }
+    Ok(())
 }

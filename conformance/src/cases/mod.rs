@@ -8,6 +8,7 @@ mod first_boot;
 pub mod gateway;
 mod interop;
 mod metrics_token;
+mod notifications;
 mod registry;
 mod server;
 mod workers;
@@ -269,6 +270,33 @@ pub static CASES: &[Case] = &[
         ["Z4J_EVENT_RETENTION_DAYS", "workers.event-partitions"],
         PostgresOnly,
         feature = "schema_z4j_rs"
+    ),
+    case!(
+        "notifications.task-failed",
+        notifications::task_failed_webhook,
+        ["notifications.webhook"],
+        Both
+    ),
+    case!(
+        "notifications.failing-receivers",
+        notifications::failing_receivers,
+        ["notifications.retries"],
+        Both
+    ),
+    case!(
+        "notifications.http-policy",
+        notifications::http_policy,
+        ["Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP"],
+        Both
+    ),
+    case!(
+        "notifications.agent-offline",
+        notifications::agent_offline,
+        [
+            "notifications.agent-offline",
+            "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS"
+        ],
+        Both
     ),
     case!(
         "gateway.slow-reader",

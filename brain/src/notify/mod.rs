@@ -1,0 +1,177 @@
+//! Notifications: events that matter to operators (a task failed, an
+//! agent went offline) delivered to the project's channels (webhooks),
+//! off the request and ingest paths, with every attempt logged in
+//! `notification_deliveries`.
+
+pub mod sealed;
+pub mod webhook;
+
+use crate::settings::Settings;
+use crate::store::notifications::{self as store, Channel, NewDelivery};
+use crate::store::{Db, StoreError, Ts};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// Alerts waiting for the dispatcher; beyond this they are dropped (and
+/// logged) rather than slowing ingest down.
+const QUEUE: usize = 4096;
+
+pub const TRIGGERS: &[&str] = &["task.failed", "agent.offline"];
+
+/// Something to tell a project's channels.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub project_id: Uuid,
+    pub trigger: &'static str,
+    pub task_id: Option<String>,
+    pub task_name: Option<String>,
+    /// Trigger-specific fields merged into the webhook body.
+    pub fields: Map<String, Value>,
+}
+
+/// Where alerts are raised; cheap to clone.
+#[derive(Clone)]
+pub struct Alerts(mpsc::Sender<Alert>);
+
+impl Alerts {
+    pub fn channel() -> (Alerts, mpsc::Receiver<Alert>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Alerts(tx), rx)
+    }
+
+    /// Never waits: a full queue drops the alert with a warning.
+    pub fn raise(&self, a: Alert) {
+        if let Err(e) = self.0.try_send(a) {
+            tracing::warn!(error = %e, "notification queue full; alert dropped");
+        }
+    }
+}
+
+pub fn policy(s: &Settings) -> webhook::Policy {
+    webhook::Policy {
+        allow_http: s.notifications_webhook_allow_http,
+        allow_private: s.notifications_webhook_allow_private,
+    }
+}
+
+/// Reads a stored channel's config.
+pub fn open_config(s: &Settings, c: &Channel) -> Result<Map<String, Value>, String> {
+    let masters = s
+        .secret
+        .iter()
+        .chain(s.previous_secrets.0.iter())
+        .map(String::as_str);
+    let text =
+        sealed::open(masters, sealed::CHANNEL_CONFIG, &c.config).map_err(|e| e.to_string())?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err("stored channel config is not a JSON object".into()),
+    }
+}
+
+/// Delivers alerts until shutdown.
+pub async fn run(
+    db: Db,
+    settings: Arc<Settings>,
+    mut rx: mpsc::Receiver<Alert>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let alert = tokio::select! {
+            a = rx.recv() => match a { Some(a) => a, None => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if let Err(e) = fan_out(&db, &settings, alert).await {
+            tracing::warn!(error = %e, "notification routing failed");
+        }
+    }
+}
+
+async fn fan_out(db: &Db, s: &Arc<Settings>, a: Alert) -> Result<(), StoreError> {
+    let Some(route) = store::route_for(db, a.project_id, a.trigger).await? else {
+        return Ok(());
+    };
+    if !store::take_cooldown(db, &route, Ts::now()).await? {
+        tracing::debug!(trigger = a.trigger, "notification skipped (cooldown)");
+        return Ok(());
+    }
+    let mut body = json!({
+        "trigger": a.trigger,
+        "project_id": a.project_id,
+        "task_id": a.task_id,
+        "task_name": a.task_name,
+        "timestamp": Ts::now().to_rfc3339(),
+    });
+    if let Value::Object(b) = &mut body {
+        b.extend(a.fields.clone());
+    }
+    let body = body.to_string();
+    for id in route.channel_ids() {
+        let Some(channel) = store::channel(db, a.project_id, id).await? else {
+            continue;
+        };
+        if !channel.is_active {
+            continue;
+        }
+        // Each delivery on its own task: a hanging receiver delays only
+        // its own alert.
+        let (db, s, a, body) = (db.clone(), s.clone(), a.clone(), body.clone());
+        tokio::spawn(async move {
+            send_and_log(
+                &db,
+                &s,
+                &channel,
+                a.trigger,
+                a.task_id.as_deref(),
+                a.task_name.as_deref(),
+                &body,
+            )
+            .await;
+        });
+    }
+    Ok(())
+}
+
+/// One delivery to one channel, logged. Returns the outcome.
+pub async fn send_and_log(
+    db: &Db,
+    s: &Settings,
+    channel: &Channel,
+    trigger: &str,
+    task_id: Option<&str>,
+    task_name: Option<&str>,
+    body: &str,
+) -> webhook::Outcome {
+    let outcome = match open_config(s, channel).and_then(|cfg| webhook::parse(&cfg, policy(s))) {
+        Ok(hook) => webhook::deliver(&hook, body, policy(s)).await,
+        Err(e) => webhook::Outcome {
+            error: Some(format!("blocked: {e}")),
+            ..Default::default()
+        },
+    };
+    let logged = store::record_delivery(
+        db,
+        &NewDelivery {
+            project_id: channel.project_id,
+            channel: Some(channel),
+            trigger,
+            task_id,
+            task_name,
+            status: if outcome.success { "sent" } else { "failed" },
+            response_code: outcome.status_code,
+            response_body: outcome.response_body.as_deref(),
+            error: outcome.error.as_deref(),
+            attempts: outcome.attempts,
+        },
+    )
+    .await;
+    if let Err(e) = logged {
+        tracing::warn!(error = %e, channel = %channel.id, "cannot log a notification delivery");
+    }
+    if !outcome.success {
+        tracing::warn!(channel = %channel.id, trigger, error = ?outcome.error, "notification not delivered");
+    }
+    outcome
+}

@@ -1,0 +1,420 @@
+//! Webhook notifications: channels and routes through the API, signed
+//! deliveries on task failure and agent offline, retries, the http://
+//! policy at configuration and at dispatch, a hanging receiver. A wiremock
+//! server on loopback is the receiver.
+
+use super::{ensure, ensure_eq, owned, R};
+use crate::agent::{self, task_event, Operator};
+use crate::brain::{Brain, StartSpec};
+use crate::runner::Ctx;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value as Json};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BASE: &str = "/api/v1/projects/default/notifications";
+/// Loopback receivers need both escape hatches.
+const LOOPBACK_OK: &[(&str, &str)] = &[
+    ("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP", "true"),
+    ("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE", "true"),
+];
+
+async fn receiver(route: &str, status: u16, delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(ResponseTemplate::new(status).set_delay(delay))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn post(
+    brain: &Brain,
+    op: &Operator,
+    route: &str,
+    body: Json,
+) -> Result<(u16, Json), String> {
+    op.send(
+        brain,
+        reqwest::Method::POST,
+        &format!("{BASE}{route}"),
+        Some(body),
+    )
+    .await
+}
+
+/// A channel to `url` routed for `trigger`; returns the channel id.
+async fn channel_for(
+    brain: &Brain,
+    op: &Operator,
+    name: &str,
+    config: Json,
+) -> Result<String, String> {
+    let (status, c) = post(
+        brain,
+        op,
+        "/channels",
+        json!({"name": name, "type": "webhook", "config": config}),
+    )
+    .await?;
+    ensure_eq(status, 201, &format!("create channel {name}: {c}"))?;
+    Ok(c["id"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn route(brain: &Brain, op: &Operator, trigger: &str, ids: &[&str]) -> R {
+    let (status, r) = post(
+        brain,
+        op,
+        "/defaults",
+        json!({"trigger": trigger, "project_channel_ids": ids}),
+    )
+    .await?;
+    ensure_eq(status, 201, &format!("route {trigger}: {r}"))
+}
+
+async fn wait_requests(
+    server: &MockServer,
+    n: usize,
+    wait: Duration,
+) -> Result<Vec<wiremock::Request>, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let got = server.received_requests().await.unwrap_or_default();
+        if got.len() >= n {
+            return Ok(got);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("receiver got {} requests, want {n}", got.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn deliveries(brain: &Brain, op: &Operator) -> Result<Vec<Json>, String> {
+    let (_, d) = op.get(brain, &format!("{BASE}/deliveries")).await?;
+    Ok(d["items"].as_array().cloned().unwrap_or_default())
+}
+
+async fn wait_deliveries(
+    brain: &Brain,
+    op: &Operator,
+    n: usize,
+    wait: Duration,
+) -> Result<Vec<Json>, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let d = deliveries(brain, op).await?;
+        if d.len() >= n {
+            return Ok(d);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} deliveries logged, want {n}: {d:?}", d.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn header<'a>(r: &'a wiremock::Request, name: &str) -> Option<&'a str> {
+    r.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn fail_task(brain: &Brain, creds: &agent::Credentials, task: &str) -> R {
+    let mut s = agent::connect(brain, creds, Some("w")).await?;
+    let e = task_event(
+        task,
+        "task.failed",
+        json!({"task_name": "jobs.explode", "exception": "ValueError: boom"}),
+    );
+    s.send_events("b-fail", &[e]).await?;
+    s.expect_ack("b-fail", Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+pub async fn task_failed_webhook(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(LOOPBACK_OK);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "notifier").await?;
+    let server = receiver("/hook", 200, Duration::ZERO).await;
+    let (status, c) = post(
+        &brain,
+        &op,
+        "/channels",
+        json!({"name": "ops", "type": "webhook",
+               "config": {"url": format!("{}/hook", server.uri()), "hmac_secret": "s3cret", "headers": {"X-Team": "ops"}}}),
+    )
+    .await?;
+    ensure_eq(status, 201, &format!("create channel: {c}"))?;
+    ensure_eq(
+        (
+            c["config"]["hmac_secret"].clone(),
+            c["config"]["headers"]["X-Team"].clone(),
+        ),
+        (json!("***"), json!("***")),
+        "secrets are masked in the API",
+    )?;
+    let id = c["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = post(&brain, &op, "/channels", json!({"name": "ops", "type": "webhook", "config": {"url": format!("{}/hook", server.uri())}})).await?;
+    ensure_eq(status, 409, "a second channel with the same name")?;
+    let (status, _) = post(
+        &brain,
+        &op,
+        "/channels",
+        json!({"name": "chat", "type": "carrier-pigeon", "config": {}}),
+    )
+    .await?;
+    ensure_eq(status, 422, "an unsupported channel type")?;
+    route(&brain, &op, "task.failed", &[&id]).await?;
+    let (status, _) = post(
+        &brain,
+        &op,
+        "/defaults",
+        json!({"trigger": "task.failed", "project_channel_ids": [id]}),
+    )
+    .await?;
+    ensure_eq(status, 409, "a second route for the same trigger")?;
+
+    fail_task(&brain, &creds, "t-boom").await?;
+    let got = wait_requests(&server, 1, ctx.scaled(5.0)).await?;
+    let r = &got[0];
+    let body: Json = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    ensure_eq(
+        (
+            body["trigger"].as_str(),
+            body["task_id"].as_str(),
+            body["task_name"].as_str(),
+            body["exception"].as_str(),
+        ),
+        (
+            Some("task.failed"),
+            Some("t-boom"),
+            Some("jobs.explode"),
+            Some("ValueError: boom"),
+        ),
+        &format!("webhook body {body}"),
+    )?;
+    ensure_eq(header(r, "x-team"), Some("ops"), "custom header")?;
+    let ts = header(r, "x-z4j-timestamp").ok_or("no X-Z4J-Timestamp")?;
+    let skew =
+        (chrono::Utc::now().timestamp() - ts.parse::<i64>().map_err(|e| e.to_string())?).abs();
+    ensure(skew <= 30, format!("X-Z4J-Timestamp {ts} is not now"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").map_err(|e| e.to_string())?;
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(&r.body);
+    let want = format!("sha256={}", hex(&mac.finalize().into_bytes()));
+    ensure_eq(
+        header(r, "x-z4j-signature"),
+        Some(want.as_str()),
+        "signature over timestamp.body",
+    )?;
+    let d = wait_deliveries(&brain, &op, 1, ctx.scaled(5.0)).await?;
+    ensure_eq(
+        (
+            d[0]["status"].as_str(),
+            d[0]["response_code"].as_i64(),
+            d[0]["trigger"].as_str(),
+            d[0]["channel_name"].as_str(),
+        ),
+        (Some("sent"), Some(200), Some("task.failed"), Some("ops")),
+        &format!("delivery log {d:?}"),
+    )?;
+    // The channel test endpoint posts once and reports the answer.
+    let (status, t) = post(&brain, &op, &format!("/channels/{id}/test"), json!({})).await?;
+    ensure_eq(
+        (status, t["success"].as_bool(), t["status_code"].as_i64()),
+        (200, Some(true), Some(200)),
+        &format!("channel test {t}"),
+    )?;
+    ensure_eq(
+        server.received_requests().await.unwrap_or_default().len(),
+        2,
+        "one failure, one test: nothing duplicated",
+    )
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A receiver answering 500 gets three attempts and a `failed` log entry; a
+/// hanging receiver does not hold up another channel.
+pub async fn failing_receivers(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(LOOPBACK_OK);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "notifier").await?;
+    let broken = receiver("/hook", 500, Duration::ZERO).await;
+    let hanging = receiver("/hook", 200, Duration::from_secs(60)).await;
+    let healthy = receiver("/hook", 200, Duration::ZERO).await;
+    let mut ids = Vec::new();
+    for (name, s) in [
+        ("broken", &broken),
+        ("hanging", &hanging),
+        ("healthy", &healthy),
+    ] {
+        ids.push(
+            channel_for(
+                &brain,
+                &op,
+                name,
+                json!({"url": format!("{}/hook", s.uri())}),
+            )
+            .await?,
+        );
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    route(&brain, &op, "task.failed", &refs).await?;
+    fail_task(&brain, &creds, "t-x").await?;
+    wait_requests(&healthy, 1, ctx.scaled(3.0))
+        .await
+        .map_err(|e| format!("healthy channel while another hangs: {e}"))?;
+    let got = wait_requests(&broken, 3, ctx.scaled(10.0)).await?;
+    ensure_eq(got.len(), 3, "a 500 is retried twice, then given up")?;
+    let deadline = Instant::now() + ctx.scaled(5.0);
+    loop {
+        let d = deliveries(&brain, &op).await?;
+        if let Some(b) = d.iter().find(|x| x["channel_name"] == "broken") {
+            return ensure_eq(
+                (
+                    b["status"].as_str(),
+                    b["attempts"].as_i64(),
+                    b["response_code"].as_i64(),
+                ),
+                (Some("failed"), Some(3), Some(500)),
+                &format!("failed delivery {b}"),
+            );
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no delivery logged for the broken channel: {d:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP`: refused when configured, and
+/// again when a channel saved under the opt-in is dispatched without it.
+pub async fn http_policy(ctx: Arc<Ctx>) -> R {
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    let strict = env.clone();
+    env.extend(owned(LOOPBACK_OK));
+    let brain = ctx
+        .start_spec(StartSpec {
+            env: strict.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "notifier").await?;
+    let server = receiver("/hook", 200, Duration::ZERO).await;
+    let url = format!("{}/hook", server.uri());
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/channels",
+        json!({"name": "plain", "type": "webhook", "config": {"url": url}}),
+    )
+    .await?;
+    ensure(
+        status == 422
+            && body
+                .to_string()
+                .contains("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP"),
+        format!("http:// refused by default, naming the setting: {status} {body}"),
+    )?;
+    let (status, body) = post(&brain, &op, "/channels", json!({"name": "tls-loopback", "type": "webhook", "config": {"url": "https://127.0.0.1:9/hook"}})).await?;
+    ensure(
+        status == 422 && body.to_string().contains("loopback"),
+        format!("a loopback target refused by default: {status} {body}"),
+    )?;
+    let home = brain.stop_keep_home().await;
+    // Saved while http was allowed...
+    let brain = ctx
+        .start_spec(StartSpec {
+            env,
+            home: Some(home),
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    let id = channel_for(&brain, &op, "plain", json!({"url": url})).await?;
+    route(&brain, &op, "task.failed", &[&id]).await?;
+    let home = brain.stop_keep_home().await;
+    // ...and dispatched after the opt-in was withdrawn: refused, logged.
+    let brain = ctx
+        .start_spec(StartSpec {
+            env: strict,
+            home: Some(home),
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    fail_task(&brain, &creds, "t-plain").await?;
+    let d = wait_deliveries(&brain, &op, 1, ctx.scaled(5.0)).await?;
+    ensure(
+        d[0]["status"] == "failed"
+            && d[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("blocked") && e.contains("http")),
+        format!("dispatch-time refusal logged: {:?}", d[0]),
+    )?;
+    ensure_eq(
+        server.received_requests().await.unwrap_or_default().len(),
+        0,
+        "nothing sent over plain http",
+    )
+}
+
+/// An agent that stops answering raises one `agent.offline` notification per
+/// offline episode.
+pub async fn agent_offline(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(LOOPBACK_OK);
+    env.extend_from_slice(&[
+        ("Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS", "1"),
+        ("Z4J_AGENT_HEALTH_SWEEP_SECONDS", "1"),
+        ("Z4J_AGENT_OFFLINE_ALERT_GRACE_SECONDS", "0"),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "flaky-host").await?;
+    let server = receiver("/hook", 200, Duration::ZERO).await;
+    let id = channel_for(
+        &brain,
+        &op,
+        "pager",
+        json!({"url": format!("{}/hook", server.uri())}),
+    )
+    .await?;
+    route(&brain, &op, "agent.offline", &[&id]).await?;
+    let s = agent::connect(&brain, &creds, Some("w")).await?;
+    drop(s);
+    let got = wait_requests(&server, 1, ctx.scaled(6.0)).await?;
+    let body: Json = serde_json::from_slice(&got[0].body).map_err(|e| e.to_string())?;
+    ensure_eq(
+        (
+            body["trigger"].as_str(),
+            body["agent_id"].as_str(),
+            body["agent_name"].as_str(),
+        ),
+        (
+            Some("agent.offline"),
+            Some(creds.agent_id.as_str()),
+            Some("flaky-host"),
+        ),
+        &format!("agent.offline body {body}"),
+    )?;
+    tokio::time::sleep(ctx.scaled(3.0)).await;
+    ensure_eq(
+        server.received_requests().await.unwrap_or_default().len(),
+        1,
+        "one alert per offline episode",
+    )
+}
