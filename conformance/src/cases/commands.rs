@@ -498,7 +498,65 @@ pub async fn refusals(ctx: Arc<Ctx>) -> R {
         ),
         (c["id"].clone(), json!({"x": 2})),
         "the admitted retry is delivered with its overrides",
+    )?;
+    let id = c["id"].as_str().unwrap_or_default().to_owned();
+
+    // Results that are not the agent's to give change nothing: another
+    // agent's result for this command, and a result for no command.
+    let other = op.mint(&brain, "bystander").await?;
+    let mut o = agent::connect(&brain, &other, Some("w")).await?;
+    let result = |status: &str| -> Vec<(&'static str, z4j_protocol::Value)> {
+        vec![
+            ("status", z4j_protocol::Value::str(status)),
+            ("result", z4j_protocol::Value::Null),
+            ("error", z4j_protocol::Value::str("not mine")),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ]
+    };
+    o.send_signed(FrameType::CommandResult, &id, &result("failed"))
+        .await?;
+    o.send_signed(
+        FrameType::CommandResult,
+        &uuid::Uuid::new_v4().to_string(),
+        &result("failed"),
     )
+    .await?;
+    s.send_signed(
+        FrameType::CommandResult,
+        &uuid::Uuid::new_v4().to_string(),
+        &result("success"),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure_eq(
+        command(&brain, &op, &id).await?["status"].as_str(),
+        Some("dispatched"),
+        "a result from another agent or for an unknown command is ignored",
+    )?;
+    // Both sessions are still usable after the stray results.
+    s.send_heartbeat().await?;
+    o.send_heartbeat().await?;
+
+    // Revoked agents and other projects' agents are not found.
+    let (status, project) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some(json!({"slug": "elsewhere", "name": "Elsewhere"})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("create project: {project}"))?;
+    let foreign = op.mint_in(&brain, "elsewhere", "foreign").await?;
+    let (status, body) = issue(&brain, &op, "cancel-task", cancel_body(&foreign, "t")).await?;
+    ensure_eq(
+        (status, body["message"].as_str()),
+        (404, Some("agent not found in this project")),
+        "another project's agent",
+    )?;
+    ensure_eq(op.revoke(&brain, &other.agent_id).await?, 204, "revoke")?;
+    let (status, _) = issue(&brain, &op, "cancel-task", cancel_body(&other, "t")).await?;
+    ensure_eq(status, 404, "a revoked agent")
 }
 
 /// `?wait=N` (decisions K1): 200 with the outcome, 504 command_timeout when
