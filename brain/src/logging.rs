@@ -97,14 +97,21 @@ pub fn level_filter(name: &str) -> LevelFilter {
 }
 
 pub fn init(json: bool, level: &str, environment: &str) {
+    let max = level_filter(level);
+    // A global filter, not a per-layer one: per-layer filters compute
+    // callsite interest through thread-local state, and callsites first hit
+    // concurrently (PostgreSQL start-up: pool connections logging on several
+    // threads) were cached as "never", silently dropping those log lines.
+    let filter = tracing_subscriber::filter::filter_fn(move |m| {
+        // sqlx logs every statement; keep only its warnings.
+        *m.level() <= max && (!m.target().starts_with("sqlx") || *m.level() <= Level::WARN)
+    });
     let layer = LineLayer {
         json,
         environment: environment.to_owned(),
-    }
-    .with_filter(level_filter(level))
-    .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-        // sqlx logs every statement; keep only its warnings.
-        !m.target().starts_with("sqlx") || *m.level() <= Level::WARN
-    }));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
 }

@@ -92,6 +92,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         ready: false.into(),
         dev_posture: s.environment == "dev",
         gateway: gateway.clone(),
+        auth: crate::auth::throttle::AuthThrottle::new(&s),
     });
     let app = http::router(state.clone());
     println!("z4j: serving on {addr}");

@@ -4,3 +4,4 @@ pub mod cookie;
 pub mod email;
 pub mod password;
 pub mod policy;
+pub mod throttle;

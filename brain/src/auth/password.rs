@@ -59,9 +59,56 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
     })
 }
 
+/// Whether a stored hash should be recomputed with `cost` after a
+/// successful login: it is not argon2id v19, or every configured dimension
+/// is at least the stored one and one is larger. Lowering a setting never
+/// downgrades stored hashes.
+pub fn needs_rehash(phc: &str, cost: Cost) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    if parsed.algorithm.as_str() != "argon2id" || parsed.version != Some(0x13) {
+        return true;
+    }
+    let get = |k: &str| parsed.params.get_decimal(k).unwrap_or(0);
+    let stored = [get("m"), get("t"), get("p")];
+    let wanted = [cost.memory_kib, cost.time, cost.parallelism];
+    wanted.iter().zip(&stored).all(|(w, s)| w >= s)
+        && wanted.iter().zip(&stored).any(|(w, s)| w > s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rehash_only_upgrades() {
+        let low = Cost {
+            time: 1,
+            memory_kib: 8192,
+            parallelism: 1,
+        };
+        let h = hash_blocking("pw", low).unwrap();
+        assert!(!needs_rehash(&h, low));
+        assert!(needs_rehash(&h, Cost { time: 2, ..low }));
+        assert!(needs_rehash(
+            &h,
+            Cost {
+                memory_kib: 16384,
+                ..low
+            }
+        ));
+        // A mixed change (one up, one down) keeps the stored hash.
+        assert!(!needs_rehash(
+            &h,
+            Cost {
+                time: 2,
+                memory_kib: 4096,
+                parallelism: 1
+            }
+        ));
+        assert!(!needs_rehash("garbage", low));
+    }
 
     #[test]
     fn phc_string_carries_the_configured_cost() {

@@ -8,7 +8,7 @@ use super::error::{ApiError, SchemaIssue};
 use super::{client_ip, session, Shared};
 use crate::auth::{email, password};
 use crate::store::users::User;
-use crate::store::{sessions, users};
+use crate::store::{sessions, users, Ts};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -84,13 +84,42 @@ async fn login(
         ));
     }
     let (canonical, pw) = f.finish(canonical.zip(pw))?;
+    let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
+    if let Err(retry) = state.auth.login_per_ip.hit(&ip) {
+        return Err(ApiError::TooManyRequests {
+            bucket: "login",
+            retry_after_secs: retry,
+        });
+    }
     let s = state.settings.clone();
     let started = Instant::now();
     let floor = Duration::from_millis(s.login_min_duration_ms.max(0) as u64);
     let outcome = authenticate(&state, &canonical, pw).await;
+    let mut backoff = Duration::ZERO;
     let result = match outcome {
-        Ok(Some(user)) => issue(&state, &user, remember, peer, &headers).await,
-        Ok(None) => Err(invalid_credentials()),
+        Ok(Verdict::Accepted(user, rehashed)) => {
+            state.auth.succeed(&canonical);
+            match users::record_login(&state.db, user.id, Ts::now(), rehashed.as_deref()).await {
+                Ok(()) => issue(&state, &user, remember, peer, &headers).await,
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(Verdict::Refused(user)) => {
+            backoff = state.auth.fail(&canonical);
+            let booked = match user {
+                Some(u) => users::record_failed_login(
+                    &state.db,
+                    u.id,
+                    Ts::now(),
+                    s.login_lockout_threshold,
+                    s.login_lockout_duration_seconds,
+                )
+                .await
+                .map_err(ApiError::from),
+                None => Ok(()),
+            };
+            booked.and(Err(invalid_credentials()))
+        }
         Err(e) => Err(e),
     };
     if s.log_login_email {
@@ -98,28 +127,46 @@ async fn login(
     } else {
         tracing::info!(success = result.is_ok(), "login attempt");
     }
-    // The floor covers every outcome and all of the work above.
-    if let Some(rest) = floor.checked_sub(started.elapsed()) {
+    // The floor covers every outcome and all of the work above (including
+    // the lockout bookkeeping); a failure then waits out its backoff.
+    if let Some(rest) = (floor + backoff).checked_sub(started.elapsed()) {
         tokio::time::sleep(rest).await;
     }
     result
 }
 
-async fn authenticate(
-    state: &Shared,
-    canonical: &str,
-    pw: String,
-) -> Result<Option<User>, ApiError> {
+enum Verdict {
+    /// Right password, active, not locked; with the upgraded hash if the
+    /// cost settings went up.
+    Accepted(User, Option<String>),
+    /// Anything else, with the account when it exists.
+    Refused(Option<User>),
+}
+
+async fn authenticate(state: &Shared, canonical: &str, pw: String) -> Result<Verdict, ApiError> {
     let cost = password::Cost::from_settings(&state.settings);
     let user = users::find_by_email(&state.db, canonical).await?;
     let phc = user
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash(cost).to_owned());
-    let matches = tokio::task::spawn_blocking(move || password::verify_blocking(&pw, &phc))
-        .await
-        .unwrap_or(false);
-    Ok(user.filter(|u| matches && u.is_active))
+    let rehash = user.is_some() && password::needs_rehash(&phc, cost);
+    let (matches, rehashed) = tokio::task::spawn_blocking(move || {
+        let ok = password::verify_blocking(&pw, &phc);
+        let new = (ok && rehash)
+            .then(|| password::hash_blocking(&pw, cost).ok())
+            .flatten();
+        (ok, new)
+    })
+    .await
+    .unwrap_or((false, None));
+    let now = Ts::now();
+    Ok(match user {
+        Some(u) if matches && u.is_active && u.locked_until.is_none_or(|t| t <= now) => {
+            Verdict::Accepted(u, rehashed)
+        }
+        other => Verdict::Refused(other),
+    })
 }
 
 async fn issue(

@@ -32,6 +32,14 @@ pub enum ApiError {
     Schema(Vec<SchemaIssue>),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A per-IP bucket is full (http-api 6.4): family B
+    /// `{"detail":"too many requests; retry in N seconds (<bucket>)"}` and
+    /// `Retry-After: N`.
+    #[error("too many requests ({bucket})")]
+    TooManyRequests {
+        bucket: &'static str,
+        retry_after_secs: u64,
+    },
     /// FastAPI's `{"detail": <object>}` (family B): domain refusals whose
     /// body the reference's clients read as an object.
     #[error("{status}")]
@@ -148,6 +156,22 @@ impl IntoResponse for ApiError {
                 message,
                 details,
             } => (status, code, message, details, None),
+            ApiError::TooManyRequests {
+                bucket,
+                retry_after_secs,
+            } => {
+                let detail =
+                    format!("too many requests; retry in {retry_after_secs} seconds ({bucket})");
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({ "detail": detail })),
+                )
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    resp.headers_mut().insert("retry-after", v);
+                }
+                return resp;
+            }
             ApiError::Detail { status, detail } => {
                 return (status, axum::Json(json!({ "detail": detail }))).into_response();
             }

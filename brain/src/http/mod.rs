@@ -33,6 +33,7 @@ pub struct AppState {
     /// `Z4J_ENVIRONMENT=dev`: plain cookie names, no `Secure`.
     pub dev_posture: bool,
     pub gateway: Arc<crate::gateway::Gateway>,
+    pub auth: crate::auth::throttle::AuthThrottle,
 }
 
 pub type Shared = Arc<AppState>;

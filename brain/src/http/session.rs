@@ -66,11 +66,26 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
     };
     let now = Ts::now();
     let idle = s.session_idle_timeout_seconds;
+    // Remember-me sessions live their whole lifetime without an idle limit.
+    let remembered = (session.expires_at.0 - session.issued_at.0).num_seconds()
+        >= s.session_remember_me_lifetime_seconds;
     if session.revoked_at.is_some()
         || session.expires_at <= now
-        || session.last_seen_at.plus_seconds(idle) < now
+        || (!remembered && session.last_seen_at.plus_seconds(idle) < now)
     {
         return Ok(None);
+    }
+    if s.session_pin_user_agent {
+        let ua: Option<String> = headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|u| u.chars().take(256).collect());
+        if ua != session.user_agent_at_issue {
+            // A stolen cookie replayed from another client: the session
+            // is over for good, not just for this request.
+            sessions::revoke(&state.db, sid, "user_agent_changed").await?;
+            return Ok(None);
+        }
     }
     let Some(user) = users::find(&state.db, session.user_id).await? else {
         sessions::revoke(&state.db, sid, "user_missing").await?;

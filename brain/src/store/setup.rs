@@ -103,6 +103,8 @@ pub async fn provision_first_admin(
         timezone: "UTC".to_owned(),
         password_changed_at: Some(now),
         created_at: now,
+        failed_login_count: 0,
+        locked_until: None,
     };
     let project_id = on_db!(db, p => async {
         let mut tx = p.begin().await?;

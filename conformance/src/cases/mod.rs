@@ -1,5 +1,6 @@
 //! Every case of the suite, and helpers they share.
 
+mod auth;
 mod cli;
 mod commands;
 mod config;
@@ -297,6 +298,74 @@ pub static CASES: &[Case] = &[
             "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS"
         ],
         Both
+    ),
+    case!(
+        "auth.lockout",
+        auth::lockout,
+        [
+            "Z4J_LOGIN_LOCKOUT_THRESHOLD",
+            "Z4J_LOGIN_LOCKOUT_DURATION_SECONDS"
+        ],
+        Both
+    ),
+    case!(
+        "auth.backoff",
+        auth::backoff,
+        [
+            "Z4J_LOGIN_BACKOFF_BASE_SECONDS",
+            "Z4J_LOGIN_BACKOFF_MAX_SECONDS"
+        ],
+        Both
+    ),
+    case!(
+        "auth.login-bucket",
+        auth::login_bucket,
+        ["api.ratelimit.login"],
+        Both
+    ),
+    case!(
+        "auth.uniform-timing",
+        auth::uniform_timing,
+        ["Z4J_LOGIN_MIN_DURATION_MS", "api.login.timing"],
+        Both
+    ),
+    case!(
+        "auth.log-login-email",
+        auth::log_login_email,
+        ["Z4J_LOG_LOGIN_EMAIL"],
+        Both
+    ),
+    case!(
+        "auth.session-limits",
+        auth::session_limits,
+        [
+            "Z4J_SESSION_IDLE_TIMEOUT_SECONDS",
+            "Z4J_SESSION_ABSOLUTE_LIFETIME_SECONDS"
+        ],
+        Both
+    ),
+    case!(
+        "auth.pin-user-agent",
+        auth::pin_user_agent,
+        ["Z4J_SESSION_PIN_USER_AGENT"],
+        Both
+    ),
+    case!(
+        "auth.session-secret-rotation",
+        auth::session_secret_rotation,
+        ["Z4J_PREVIOUS_SESSION_SECRETS"],
+        Both
+    ),
+    case!(
+        "auth.rehash-on-login",
+        auth::rehash_on_login,
+        [
+            "Z4J_ARGON2_TIME_COST",
+            "Z4J_ARGON2_MEMORY_COST",
+            "Z4J_ARGON2_PARALLELISM"
+        ],
+        Both,
+        feature = "schema_z4j_rs"
     ),
     case!(
         "gateway.slow-reader",
