@@ -93,6 +93,11 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         dev_posture: s.environment == "dev",
         gateway: gateway.clone(),
         auth: crate::auth::throttle::AuthThrottle::new(&s),
+        hosts: crate::http::hardening::hosts::HostGuard::new(
+            &s,
+            s.environment == "dev",
+            crate::cli::allowed_hosts_path(&loaded.home),
+        ),
     });
     let app = http::router(state.clone());
     println!("z4j: serving on {addr}");

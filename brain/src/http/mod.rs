@@ -7,6 +7,7 @@ mod body;
 pub mod client_ip;
 mod commands;
 pub mod error;
+pub mod hardening;
 mod health;
 mod notifications;
 mod projects;
@@ -34,11 +35,13 @@ pub struct AppState {
     pub dev_posture: bool,
     pub gateway: Arc<crate::gateway::Gateway>,
     pub auth: crate::auth::throttle::AuthThrottle,
+    pub hosts: hardening::hosts::HostGuard,
 }
 
 pub type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
+    use axum::middleware::from_fn_with_state;
     let body_limit = state.settings.max_payload_size_bytes as usize;
     Router::new()
         .merge(health::routes())
@@ -62,6 +65,16 @@ pub fn router(state: Shared) -> Router {
             axum::routing::get(crate::gateway::longpoll::commands),
         )
         .layer(DefaultBodyLimit::max(body_limit))
+        // Innermost first; the outermost (security headers) stamps every
+        // response, including the other layers' refusals.
+        .layer(from_fn_with_state(state.clone(), hardening::timeout::layer))
+        .layer(from_fn_with_state(state.clone(), hardening::hosts::layer))
         .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(from_fn_with_state(
+            state.clone(),
+            hardening::body_cap::layer,
+        ))
+        .layer(from_fn_with_state(state.clone(), hardening::cors::layer))
+        .layer(from_fn_with_state(state.clone(), hardening::headers::layer))
         .with_state(state)
 }

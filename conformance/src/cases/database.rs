@@ -241,7 +241,8 @@ async fn brain_backend_ages(
 ) -> Result<Vec<(i32, f64)>, String> {
     sqlx::query_as::<_, (i32, f64)>(
         "SELECT pid, extract(epoch FROM now() - backend_start)::float8 FROM pg_stat_activity \
-         WHERE datname = $1 AND pid <> pg_backend_pid()",
+         WHERE datname = $1 AND pid <> pg_backend_pid() \
+         AND application_name NOT LIKE 'z4j-brain-registry-%'",
     )
     .bind(db)
     .fetch_all(conn)
@@ -249,7 +250,8 @@ async fn brain_backend_ages(
     .map_err(|e| e.to_string())
 }
 
-/// Pooled connections are recycled after the configured lifetime.
+/// Pooled connections are recycled after the configured lifetime (the
+/// registry's LISTEN connection has its own max age, see registry.max-age).
 pub async fn connection_lifetime(ctx: Arc<Ctx>) -> R {
     for (value, observe_secs) in [(Some("2"), 7u64), (None, 75)] {
         let (name, url) = ctx.new_pg_database().await?;

@@ -7,6 +7,7 @@ mod config;
 mod database;
 mod first_boot;
 pub mod gateway;
+mod hardening;
 mod interop;
 mod metrics_token;
 mod notifications;
@@ -366,6 +367,40 @@ pub static CASES: &[Case] = &[
         ],
         Both,
         feature = "schema_z4j_rs"
+    ),
+    case!(
+        "hardening.security-headers",
+        hardening::security_headers,
+        [
+            "api.security-headers",
+            "Z4J_HSTS_MAX_AGE_SECONDS",
+            "Z4J_HSTS_INCLUDE_SUBDOMAINS"
+        ],
+        Both
+    ),
+    case!(
+        "hardening.body-cap",
+        hardening::body_cap,
+        ["Z4J_MAX_PAYLOAD_SIZE_BYTES"],
+        Both
+    ),
+    case!(
+        "hardening.allowed-hosts",
+        hardening::allowed_hosts,
+        ["Z4J_ALLOWED_HOSTS"],
+        Both
+    ),
+    case!(
+        "hardening.request-timeout",
+        hardening::request_timeout,
+        ["Z4J_REQUEST_TIMEOUT_SECONDS"],
+        Both
+    ),
+    case!(
+        "hardening.cors",
+        hardening::cors,
+        ["Z4J_CORS_ORIGINS", "Z4J_CORS_ALLOW_CREDENTIALS"],
+        Both
     ),
     case!(
         "gateway.slow-reader",

@@ -1,0 +1,9 @@
+//! The protective layers around every route, outermost first (http-api
+//! 0.1): security headers, CORS, body size cap, request id (elsewhere),
+//! Host validation, per-request timeout.
+
+pub mod body_cap;
+pub mod cors;
+pub mod headers;
+pub mod hosts;
+pub mod timeout;
