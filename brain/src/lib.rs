@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod settings;

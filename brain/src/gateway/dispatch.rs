@@ -5,6 +5,7 @@ use crate::http::AppState;
 use crate::ingest::{Outcome, OverLimit, Submitted};
 use crate::store::{agents, commands, observed, Ts};
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -154,6 +155,7 @@ async fn event_batch(
     frame: &Object,
     over_limit: OverLimit,
 ) -> Handled {
+    let started = Instant::now();
     let batch = EventBatch::from_frame(frame);
     for v in batch.limit_violations() {
         tracing::warn!(violation = %v, "event_batch over a documented limit");
@@ -169,6 +171,7 @@ async fn event_batch(
     Handled::Writing(PendingAck {
         acked_id: batch.id.unwrap_or_default(),
         submitted,
+        started,
     })
 }
 
@@ -176,6 +179,8 @@ async fn event_batch(
 pub struct PendingAck {
     acked_id: String,
     submitted: Submitted,
+    /// When the frame was dispatched (ack latency).
+    started: Instant,
 }
 
 impl std::fmt::Debug for PendingAck {
@@ -191,11 +196,23 @@ impl PendingAck {
     pub async fn resolve(self) -> Handled {
         let result = self.submitted.result().await;
         match result.outcome {
-            Outcome::Durable | Outcome::Drop => Handled::Ack(EventBatchAck {
-                acked_id: self.acked_id,
-                received: result.received,
-                accepted: result.accepted,
-            }),
+            Outcome::Durable | Outcome::Drop => {
+                let m = crate::metrics::get();
+                m.events_received
+                    .fetch_add(result.received, Ordering::Relaxed);
+                m.events_ingested
+                    .fetch_add(result.accepted, Ordering::Relaxed);
+                m.events_rejected.fetch_add(
+                    result.received.saturating_sub(result.accepted),
+                    Ordering::Relaxed,
+                );
+                m.ack_latency.observe(self.started.elapsed());
+                Handled::Ack(EventBatchAck {
+                    acked_id: self.acked_id,
+                    received: result.received,
+                    accepted: result.accepted,
+                })
+            }
             Outcome::Transient => Handled::Transient,
         }
     }

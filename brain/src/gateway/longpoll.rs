@@ -55,6 +55,15 @@ enum Lookup {
 }
 
 impl Sessions {
+    /// Sessions held (live or invalidated), for `/metrics`.
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn lookup(&self, state: &Shared, cred: &Credential, nonce: &str, probe: bool) -> Lookup {
         let key = (cred.agent_id, nonce.to_owned());
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -432,6 +432,13 @@ async fn issue(
             });
         }
     }
+    let status = commands::find(&state.db, project.id, command.id)
+        .await?
+        .map_or_else(|| "pending".to_owned(), |c| c.status);
+    crate::metrics::bump(
+        &crate::metrics::get().commands,
+        &[command.action.as_str(), status.as_str()],
+    );
     outcome(&state, project.id, command.id, wait).await
 }
 

@@ -9,6 +9,7 @@ mod commands;
 pub mod error;
 pub mod hardening;
 mod health;
+mod metrics;
 mod notifications;
 mod projects;
 mod reads;
@@ -52,6 +53,7 @@ pub fn router(state: Shared) -> Router {
         .merge(commands::routes())
         .merge(reads::routes())
         .merge(notifications::routes())
+        .merge(metrics::routes(state.settings.metrics_enabled))
         .route(
             "/ws/agent",
             axum::routing::get(crate::gateway::ws::ws_agent),

@@ -170,6 +170,13 @@ pub async fn send_and_log(
     if let Err(e) = logged {
         tracing::warn!(error = %e, channel = %channel.id, "cannot log a notification delivery");
     }
+    crate::metrics::bump(
+        &crate::metrics::get().notifications,
+        &[
+            channel.kind.as_str(),
+            if outcome.success { "sent" } else { "failed" },
+        ],
+    );
     if !outcome.success {
         tracing::warn!(channel = %channel.id, trigger, error = ?outcome.error, "notification not delivered");
     }

@@ -62,6 +62,9 @@ async fn announce(db: &Db, alerts: &Alerts, timeout: i64, grace: i64) -> Result<
         if !notifications::claim_offline(db, &a).await? {
             continue;
         }
+        crate::metrics::get()
+            .agents_offline_detected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let offline_for = (Ts::now().0 - a.last_seen_at.0).num_seconds();
         tracing::warn!(agent_id = %a.id, name = %a.name, offline_for_seconds = offline_for, "agent offline");
         let mut fields = serde_json::Map::new();

@@ -4,6 +4,7 @@
 //! runs one interval after start.
 
 use crate::store::Db;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -18,8 +19,19 @@ pub async fn run(db: Db, interval: Duration, mut stop: watch::Receiver<bool>) {
         {
             Ok((busy, log, checkpointed)) => {
                 tracing::debug!(busy, log, checkpointed, "WAL checkpoint");
+                let m = crate::metrics::get();
+                m.wal_checkpoint_pages_last
+                    .store(checkpointed, Ordering::Relaxed);
+                m.wal_checkpoint_last_run
+                    .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+                m.wal_checkpoint_error.store(0, Ordering::Relaxed);
             }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying next interval"),
+            Err(e) => {
+                crate::metrics::get()
+                    .wal_checkpoint_error
+                    .store(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying next interval")
+            }
         }
     }
 }

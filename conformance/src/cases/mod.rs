@@ -9,6 +9,7 @@ mod first_boot;
 pub mod gateway;
 mod hardening;
 mod interop;
+mod metrics;
 mod metrics_token;
 mod notifications;
 mod registry;
@@ -400,6 +401,18 @@ pub static CASES: &[Case] = &[
         "hardening.cors",
         hardening::cors,
         ["Z4J_CORS_ORIGINS", "Z4J_CORS_ALLOW_CREDENTIALS"],
+        Both
+    ),
+    case!(
+        "metrics.scrape",
+        metrics::scrape_with_token,
+        ["Z4J_METRICS_AUTH_TOKEN", "api.metrics"],
+        Both
+    ),
+    case!(
+        "metrics.public-and-disabled",
+        metrics::public_and_disabled,
+        ["Z4J_METRICS_PUBLIC", "Z4J_METRICS_ENABLED"],
         Both
     ),
     case!(

@@ -32,7 +32,12 @@ pub fn hsts(s: &crate::settings::Settings, dev: bool) -> Option<String> {
 
 pub async fn layer(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
     let mut resp = next.run(req).await;
+    crate::metrics::bump(
+        &crate::metrics::get().http_requests,
+        &[method.as_str(), resp.status().as_str()],
+    );
     let html = resp
         .headers()
         .get("content-type")
