@@ -41,6 +41,11 @@ pub enum Command {
         #[command(subcommand)]
         action: HostsAction,
     },
+    /// The HMAC-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Inspect the effective configuration.
     Config {
         #[command(subcommand)]
@@ -62,6 +67,12 @@ pub enum HostsAction {
     Add { hosts: Vec<String> },
     Remove { hosts: Vec<String> },
     Path,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Walk the whole chain; exit 1 and name the first broken row if any.
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +101,9 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Serve { host, port } => serve(host, port),
         Command::Migrate => migrate(),
+        Command::Audit {
+            action: AuditAction::Verify,
+        } => audit_verify(),
         Command::MetricsToken { action, rotate } => {
             metrics_token(if rotate { TokenAction::Rotate } else { action })
         }
@@ -201,6 +215,32 @@ fn migrate() -> Result<(), StartError> {
         println!("z4j: the {} schema is up to date", db.kind());
         db.close().await;
         Ok(())
+    })
+}
+
+fn audit_verify() -> Result<(), StartError> {
+    let loaded = load(Vec::new())?;
+    runtime()?.block_on(async {
+        let db = crate::store::connect(&loaded.database, &loaded.settings)
+            .await
+            .map_err(|e| StartError::new(1, e.to_string()))?;
+        let report = crate::audit::verify(&db, &loaded.settings)
+            .await
+            .map_err(|e| StartError::new(1, format!("audit verification failed to run: {e}")));
+        db.close().await;
+        match report?.broken {
+            None => {
+                println!("z4j: audit chain intact");
+                Ok(())
+            }
+            Some((row, why)) => {
+                let at = row.map_or_else(|| "the chain state".to_owned(), |id| format!("row {id}"));
+                Err(StartError::new(
+                    1,
+                    format!("audit chain broken at {at}: {why}"),
+                ))
+            }
+        }
     })
 }
 

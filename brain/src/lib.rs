@@ -1,5 +1,6 @@
 //! z4j brain: the control-plane server.
 
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;

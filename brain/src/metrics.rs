@@ -56,6 +56,10 @@ pub struct Metrics {
     pub wal_checkpoint_pages_last: AtomicI64,
     pub wal_checkpoint_last_run: AtomicI64,
     pub wal_checkpoint_error: AtomicI64,
+    pub audit_retention_pruned_total: AtomicU64,
+    pub audit_retention_last_deleted: AtomicI64,
+    pub audit_retention_last_run: AtomicI64,
+    pub audit_retention_error: AtomicI64,
 }
 
 pub fn get() -> &'static Metrics {
@@ -72,6 +76,10 @@ pub fn get() -> &'static Metrics {
         wal_checkpoint_pages_last: AtomicI64::new(-1),
         wal_checkpoint_last_run: AtomicI64::new(0),
         wal_checkpoint_error: AtomicI64::new(0),
+        audit_retention_pruned_total: AtomicU64::new(0),
+        audit_retention_last_deleted: AtomicI64::new(0),
+        audit_retention_last_run: AtomicI64::new(0),
+        audit_retention_error: AtomicI64::new(0),
     })
 }
 

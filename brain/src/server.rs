@@ -67,6 +67,13 @@ pub async fn open_database(loaded: &Loaded) -> Result<store::Db, StartError> {
 
 pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result<(), StartError> {
     let s = Arc::new(loaded.settings.clone());
+    if s.testing_clock_offset_seconds != 0 {
+        crate::store::ts::set_clock_offset_seconds(s.testing_clock_offset_seconds);
+        tracing::warn!(
+            seconds = s.testing_clock_offset_seconds,
+            "testing clock offset in force (Z4J_TESTING_CLOCK_OFFSET_SECONDS)"
+        );
+    }
     if let DatabaseTarget::Sqlite {
         path,
         is_default: true,
@@ -118,6 +125,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         )),
         tokio::spawn(crate::workers::agent_health::run(
             db.clone(),
+            s.clone(),
             crate::workers::agent_health::Config {
                 every: Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),
                 offline_after_secs: s.agent_offline_timeout_seconds,
@@ -135,6 +143,11 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         )),
         tokio::spawn(crate::workers::reconciliation::run(
             state.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(crate::workers::audit_retention::run(
+            db.clone(),
+            s.clone(),
             stop_rx.clone(),
         )),
         tokio::spawn(crate::workers::retention::run(

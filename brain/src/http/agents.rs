@@ -127,6 +127,17 @@ async fn mint(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(agent_id = %agent.id, project = %slug, by = %access.caller.user.id, "agent token minted");
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("agent.mint", "success")
+            .target("agent", agent.id)
+            .in_project(access.project.id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(serde_json::json!({"name": name})),
+    )
+    .await;
     let body = json!({
         "agent": agent_json(&agent),
         "token": token,
@@ -156,6 +167,16 @@ async fn revoke(
     }
     let kicked = state.gateway.revoke_agent(id).await;
     tracing::info!(agent_id = %id, connections = kicked, by = %access.caller.user.id, "agent revoked");
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("agent.revoke", "success")
+            .target("agent", id)
+            .in_project(access.project.id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -6,6 +6,7 @@
 use super::body::{self, Fields};
 use super::error::{ApiError, SchemaIssue};
 use super::{client_ip, session, Shared};
+use crate::audit::{self, Entry};
 use crate::auth::{email, password};
 use crate::store::users::User;
 use crate::store::{sessions, users, Ts};
@@ -99,6 +100,16 @@ async fn login(
     let result = match outcome {
         Ok(Verdict::Accepted(user, rehashed)) => {
             state.auth.succeed(&canonical);
+            audit::record(
+                &state.db,
+                &s,
+                Entry::new("auth.login", "success")
+                    .target("user", user.id)
+                    .by(Some(user.id))
+                    .from(Some(ip.clone()), &headers)
+                    .meta(json!({"email": canonical})),
+            )
+            .await;
             match users::record_login(&state.db, user.id, Ts::now(), rehashed.as_deref()).await {
                 Ok(()) => issue(&state, &user, remember, peer, &headers).await,
                 Err(e) => Err(e.into()),
@@ -106,8 +117,13 @@ async fn login(
         }
         Ok(Verdict::Refused(user)) => {
             backoff = state.auth.fail(&canonical);
+            let failed = Entry::new("auth.login", "failed")
+                .by(user.as_ref().map(|u| u.id))
+                .from(Some(ip.clone()), &headers)
+                .meta(json!({"email": canonical, "reason": "invalid_credentials"}));
+            audit::record(&state.db, &s, failed).await;
             let booked = match user {
-                Some(u) => users::record_failed_login(
+                Some(u) => match users::record_failed_login(
                     &state.db,
                     u.id,
                     Ts::now(),
@@ -115,7 +131,20 @@ async fn login(
                     s.login_lockout_duration_seconds,
                 )
                 .await
-                .map_err(ApiError::from),
+                {
+                    Ok(count) => {
+                        if count == s.login_lockout_threshold {
+                            let locked = Entry::new("auth.lockout", "success")
+                                .target("user", u.id)
+                                .by(Some(u.id))
+                                .from(Some(ip.clone()), &headers)
+                                .meta(json!({"failed_login_count": count, "lock_seconds": s.login_lockout_duration_seconds}));
+                            audit::record(&state.db, &s, locked).await;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(ApiError::from(e)),
+                },
                 None => Ok(()),
             };
             booked.and(Err(invalid_credentials()))
@@ -214,6 +243,15 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Respo
     let caller = session::require(&state, &headers).await?;
     super::access::csrf(&caller, &headers)?;
     sessions::revoke(&state.db, caller.session.id, "logout").await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("auth.logout", "success")
+            .target("session", caller.session.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     for name in [
         session::session_cookie_name(state.dev_posture),

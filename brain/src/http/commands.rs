@@ -413,6 +413,17 @@ async fn issue(
         Issued::New(c) => c,
     };
     tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new(format!("command.issue.{}", command.action), "success")
+            .target("command", command.id)
+            .in_project(project.id)
+            .by(Some(access.caller.user.id))
+            .from(Some(ip.clone()), &headers)
+            .meta(json!({"agent_id": req.agent_id, "target_id": command.target_id})),
+    )
+    .await;
     if !delivery::push(&state, req.agent_id, &command).await {
         // Not deliverable from here: another replica may hold the agent.
         let retry = delivery::retry_engine(&command);

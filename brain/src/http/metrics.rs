@@ -218,6 +218,36 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
         m.wal_checkpoint_last_run.load(Ordering::Relaxed) as f64,
     );
     t.family(
+        "z4j_audit_retention_pruned_total",
+        "gauge",
+        "Audit rows pruned by the retention sweep since start.",
+    );
+    t.sample(
+        "z4j_audit_retention_pruned_total",
+        &[],
+        n(&m.audit_retention_pruned_total),
+    );
+    t.family(
+        "z4j_audit_retention_last_deleted",
+        "gauge",
+        "Audit rows deleted by the last retention pass.",
+    );
+    t.sample(
+        "z4j_audit_retention_last_deleted",
+        &[],
+        m.audit_retention_last_deleted.load(Ordering::Relaxed) as f64,
+    );
+    t.family(
+        "z4j_audit_retention_last_run_timestamp",
+        "gauge",
+        "Unix time of the last audit retention pass.",
+    );
+    t.sample(
+        "z4j_audit_retention_last_run_timestamp",
+        &[],
+        m.audit_retention_last_run.load(Ordering::Relaxed) as f64,
+    );
+    t.family(
         "z4j_background_task_error_active",
         "gauge",
         "1 while a background task's last run failed.",
@@ -226,6 +256,11 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
         "z4j_background_task_error_active",
         &[("task", "wal_checkpoint")],
         m.wal_checkpoint_error.load(Ordering::Relaxed) as f64,
+    );
+    t.sample(
+        "z4j_background_task_error_active",
+        &[("task", "audit_retention")],
+        m.audit_retention_error.load(Ordering::Relaxed) as f64,
     );
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],

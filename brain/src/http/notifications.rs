@@ -203,6 +203,17 @@ async fn create_channel(
     )
     .await
     .map_err(conflict)?;
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("notification.channel.create", "success")
+            .target("notification_channel", c.id)
+            .in_project(c.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"name": c.name, "type": c.kind})),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(channel_json(&state.settings, &c))).into_response())
 }
 
@@ -243,6 +254,16 @@ async fn update_channel(
     store::update_channel(&state.db, &c)
         .await
         .map_err(conflict)?;
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("notification.channel.update", "success")
+            .target("notification_channel", c.id)
+            .in_project(c.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
     let c = store::channel(&state.db, access.project.id, id)
         .await?
         .ok_or_else(channel_not_found)?;
@@ -259,6 +280,16 @@ async fn delete_channel(
     if !store::delete_channel(&state.db, access.project.id, id).await? {
         return Err(channel_not_found());
     }
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("notification.channel.delete", "success")
+            .target("notification_channel", id)
+            .in_project(access.project.id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -406,6 +437,17 @@ async fn create_route(
     let r = store::create_route(&state.db, access.project.id, &trigger, &ids, cooldown)
         .await
         .map_err(conflict)?;
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("notification.default.create", "success")
+            .target("notification_default", r.id)
+            .in_project(r.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"trigger": r.trigger})),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(route_json(&r))).into_response())
 }
 

@@ -208,6 +208,17 @@ async fn create(
         .await
         .map_err(conflict)?;
     tracing::info!(project = %project.slug, by = %caller.user.id, "project created");
+    crate::audit::record(
+        &state.db,
+        &state.settings,
+        crate::audit::Entry::new("project.create", "success")
+            .target("project", project.id)
+            .in_project(project.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers)
+            .meta(serde_json::json!({"slug": project.slug})),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(project_json(&project))).into_response())
 }
 
@@ -270,6 +281,16 @@ async fn archive(
         let agents = projects::agent_ids(&state.db, p.id).await?;
         state.gateway.revoke_project(p.id, &agents).await;
         tracing::info!(project = %slug, by = %access.caller.user.id, "project archived");
+        crate::audit::record(
+            &state.db,
+            &state.settings,
+            crate::audit::Entry::new("project.archive", "success")
+                .target("project", p.id)
+                .in_project(p.id)
+                .by(Some(access.caller.user.id))
+                .from(None, &headers),
+        )
+        .await;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -58,6 +58,12 @@ pub(super) fn check(
             errors.push(err("Z4J_ALLOWED_HOSTS", format!("{host:?}: {problem}")));
         }
     }
+    if s.testing_clock_offset_seconds != 0 && s.environment != "dev" {
+        errors.push(err(
+            "Z4J_TESTING_CLOCK_OFFSET_SECONDS",
+            "is a testing hook and requires Z4J_ENVIRONMENT=dev".to_owned(),
+        ));
+    }
     if s.cors_allow_credentials && s.cors_origins.0.iter().any(|o| o == "*") {
         errors.push(err(
             "Z4J_CORS_ORIGINS",

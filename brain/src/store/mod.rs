@@ -13,7 +13,7 @@ pub mod reconcile;
 pub mod retention;
 pub mod sessions;
 pub mod setup;
-mod ts;
+pub mod ts;
 pub mod users;
 
 pub use connect::{connect, migrate, schema_status, SchemaStatus};

@@ -14,12 +14,24 @@ pub struct Ts(pub DateTime<Utc>);
 
 const SQLITE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
+/// `Z4J_TESTING_CLOCK_OFFSET_SECONDS` (dev posture only): shifts the
+/// brain's notion of now, so guarantees measured in days can be tested.
+static CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+pub fn set_clock_offset_seconds(secs: i64) {
+    CLOCK_OFFSET_MICROS.store(
+        secs.saturating_mul(1_000_000),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 impl Ts {
     /// Now, at the microsecond precision both databases store, so a value
     /// compares equal to itself after a round trip.
     pub fn now() -> Ts {
         use chrono::SubsecRound;
-        Ts(Utc::now().trunc_subsecs(6))
+        let offset = CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed);
+        Ts(Utc::now().trunc_subsecs(6) + chrono::Duration::microseconds(offset))
     }
 
     pub fn plus_seconds(self, secs: i64) -> Ts {

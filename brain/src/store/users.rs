@@ -48,20 +48,19 @@ pub async fn record_failed_login(
     now: Ts,
     threshold: i64,
     lock_seconds: i64,
-) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query(
+) -> Result<i64, StoreError> {
+    let count: i32 = on_db!(db, p => sqlx::query_scalar(
         "UPDATE users SET failed_login_count = failed_login_count + 1, last_failed_login_at = $2, \
          locked_until = CASE WHEN failed_login_count + 1 >= $3 THEN $4 ELSE locked_until END \
-         WHERE id = $1"
+         WHERE id = $1 RETURNING failed_login_count"
     )
     .bind(id)
     .bind(now)
     .bind(threshold)
     .bind(now.plus_seconds(lock_seconds))
-    .execute(p)
-    .await
-    .map(|_| ()))?;
-    Ok(())
+    .fetch_one(p)
+    .await)?;
+    Ok(i64::from(count))
 }
 
 /// A successful login: the failure count and any lock are cleared; an

@@ -21,7 +21,13 @@ pub struct Config {
     pub prune_days: i64,
 }
 
-pub async fn run(db: Db, c: Config, alerts: Alerts, stop: watch::Receiver<bool>) {
+pub async fn run(
+    db: Db,
+    settings: std::sync::Arc<crate::settings::Settings>,
+    c: Config,
+    alerts: Alerts,
+    stop: watch::Receiver<bool>,
+) {
     let Config {
         every,
         offline_after_secs,
@@ -36,13 +42,21 @@ pub async fn run(db: Db, c: Config, alerts: Alerts, stop: watch::Receiver<bool>)
     periodic(db.clone(), job, stop, move || {
         let db = db.clone();
         let alerts = alerts.clone();
+        let settings = settings.clone();
         async move {
             let silent_since = Ts::now().plus_seconds(-offline_after_secs);
             let n = agents::sweep_offline(&db, silent_since).await?;
             if n > 0 {
                 tracing::info!(agents = n, "silent agents marked offline");
             }
-            announce(&db, &alerts, offline_after_secs, alert_grace_secs).await?;
+            announce(
+                &db,
+                &settings,
+                &alerts,
+                offline_after_secs,
+                alert_grace_secs,
+            )
+            .await?;
             if prune_days > 0 {
                 let cutoff = Ts::now().plus_seconds(-prune_days * 86_400);
                 let n = agents::prune_stale(&db, cutoff).await?;
@@ -56,7 +70,13 @@ pub async fn run(db: Db, c: Config, alerts: Alerts, stop: watch::Receiver<bool>)
     .await;
 }
 
-async fn announce(db: &Db, alerts: &Alerts, timeout: i64, grace: i64) -> Result<(), StoreError> {
+async fn announce(
+    db: &Db,
+    settings: &crate::settings::Settings,
+    alerts: &Alerts,
+    timeout: i64,
+    grace: i64,
+) -> Result<(), StoreError> {
     let silent_since = Ts::now().plus_seconds(-(timeout + grace));
     for a in notifications::unannounced_offline(db, silent_since, ALERTS_PER_TICK).await? {
         if !notifications::claim_offline(db, &a).await? {
@@ -72,6 +92,21 @@ async fn announce(db: &Db, alerts: &Alerts, timeout: i64, grace: i64) -> Result<
         fields.insert("agent_name".into(), a.name.clone().into());
         fields.insert("last_seen_at".into(), a.last_seen_at.to_rfc3339().into());
         fields.insert("offline_for_seconds".into(), offline_for.into());
+        crate::audit::record(
+            db,
+            settings,
+            crate::audit::Entry::new("agent.offline_detected", "failed")
+                .target("agent", a.id)
+                .in_project(a.project_id)
+                .meta(serde_json::json!({
+                    "name": a.name,
+                    "last_seen_at": a.last_seen_at.to_rfc3339(),
+                    "offline_for_seconds": offline_for,
+                    "timeout_seconds": timeout,
+                    "grace_seconds": grace,
+                })),
+        )
+        .await;
         alerts.raise(Alert {
             project_id: a.project_id,
             trigger: "agent.offline",

@@ -4,6 +4,7 @@
 //! flips.
 
 pub mod agent_health;
+pub mod audit_retention;
 pub mod command_timeout;
 pub mod leader;
 pub mod reconciliation;

@@ -1,5 +1,6 @@
 //! Every case of the suite, and helpers they share.
 
+mod audit;
 mod auth;
 mod cli;
 mod commands;
@@ -414,6 +415,24 @@ pub static CASES: &[Case] = &[
         metrics::public_and_disabled,
         ["Z4J_METRICS_PUBLIC", "Z4J_METRICS_ENABLED"],
         Both
+    ),
+    case!(
+        "audit.chain",
+        audit::chain,
+        ["audit.chain", "Z4J_PREVIOUS_SECRETS", "Z4J_SECRET"],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
+        "audit.retention",
+        audit::retention,
+        [
+            "Z4J_AUDIT_RETENTION_DAYS",
+            "Z4J_AUDIT_RETENTION_SWEEP_INTERVAL_SECONDS",
+            "Z4J_AUDIT_RETENTION_SWEEP_MAX_PER_PASS"
+        ],
+        Both,
+        feature = "schema_z4j_rs"
     ),
     case!(
         "gateway.slow-reader",
