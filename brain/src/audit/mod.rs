@@ -424,3 +424,66 @@ pub async fn prune_batch(db: &Db, s: &Settings, cutoff: Ts, batch: i64) -> Resul
         Ok::<u64, AuditError>(n)
     })
 }
+
+/// Filters of the audit listing and export.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub project_id: Uuid,
+    pub action_prefix: Option<String>,
+    pub outcome: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub since: Option<Ts>,
+}
+
+/// `LIKE` pattern matching `prefix` literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut p = String::new();
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+const FILTER_SQL: &str = "project_id = $1 AND ($2 IS NULL OR action LIKE $2 ESCAPE '\\') \
+     AND ($3 IS NULL OR outcome = $3) AND ($4 IS NULL OR user_id = $4) AND ($5 IS NULL OR occurred_at >= $5)";
+
+/// Newest first; `before` is the last id of the previous page.
+pub async fn list(
+    db: &Db,
+    f: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM audit_log WHERE {FILTER_SQL} AND ($6 IS NULL OR id < $6) \
+         ORDER BY id DESC LIMIT $7"
+    );
+    let pattern = f.action_prefix.as_deref().map(like_prefix);
+    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+        .bind(f.project_id)
+        .bind(&pattern)
+        .bind(&f.outcome)
+        .bind(f.user_id)
+        .bind(f.since)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}
+
+pub async fn count(db: &Db, f: &Filter) -> Result<i64, StoreError> {
+    let sql = format!("SELECT count(*) FROM audit_log WHERE {FILTER_SQL}");
+    let pattern = f.action_prefix.as_deref().map(like_prefix);
+    Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
+        .bind(f.project_id)
+        .bind(&pattern)
+        .bind(&f.outcome)
+        .bind(f.user_id)
+        .bind(f.since)
+        .fetch_one(p)
+        .await)?)
+}

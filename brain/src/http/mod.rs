@@ -2,6 +2,7 @@
 
 pub mod access;
 mod agents;
+mod audit;
 mod auth;
 mod body;
 pub mod client_ip;
@@ -53,6 +54,7 @@ pub fn router(state: Shared) -> Router {
         .merge(commands::routes())
         .merge(reads::routes())
         .merge(notifications::routes())
+        .merge(audit::routes())
         .merge(metrics::routes(state.settings.metrics_enabled))
         .route(
             "/ws/agent",

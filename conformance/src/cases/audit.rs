@@ -338,3 +338,82 @@ pub async fn retention(ctx: Arc<Ctx>) -> R {
     let (code, out) = verify(&ctx, &home, &now)?;
     ensure_eq(code, 0, &format!("the pruned chain still verifies: {out}"))
 }
+
+/// The project's audit listing (filters, cursor) and its export capped by
+/// `Z4J_TASKS_EXPORT_MAX_ROWS` (422 naming the cap beyond it).
+pub async fn listing_and_export(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(&[
+        ("Z4J_TASKS_EXPORT_MAX_ROWS", "100"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    for i in 0..100 {
+        op.mint(&brain, &format!("a-{i}")).await?;
+    }
+    let revoked = op.mint(&brain, "short-lived").await?;
+    ensure_eq(op.revoke(&brain, &revoked.agent_id).await?, 204, "revoke")?;
+    let base = "/api/v1/projects/default/audit";
+    let (status, page) = op.get(&brain, &format!("{base}?limit=50")).await?;
+    ensure_eq(status, 200, &format!("listing: {page}"))?;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    ensure_eq(items.len(), 50, "a full page")?;
+    ensure_eq(
+        items[0]["action"].as_str(),
+        Some("agent.revoke"),
+        "newest first",
+    )?;
+    let cursor = page["next_cursor"]
+        .as_str()
+        .ok_or("a full page has a cursor")?
+        .to_owned();
+    let (_, next) = op
+        .get(&brain, &format!("{base}?limit=50&cursor={cursor}"))
+        .await?;
+    let first_next = next["items"][0]["id"].as_i64().unwrap_or(0);
+    ensure(
+        first_next > 0 && first_next < items[49]["id"].as_i64().unwrap_or(0),
+        "the cursor advances to older rows",
+    )?;
+    let (_, mints) = op
+        .get(
+            &brain,
+            &format!("{base}?action_prefix=agent.mint&limit=500"),
+        )
+        .await?;
+    ensure_eq(
+        mints["items"].as_array().map(Vec::len),
+        Some(101),
+        "action_prefix filter",
+    )?;
+    let (status, body) = op
+        .get(&brain, &format!("{base}/export?format=json"))
+        .await?;
+    ensure(
+        status == 422
+            && body["details"]["cap"] == 100
+            && body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Z4J_TASKS_EXPORT_MAX_ROWS")),
+        format!("export over the cap: {status} {body}"),
+    )?;
+    let (status, body) = op
+        .get(
+            &brain,
+            &format!("{base}/export?format=json&action_prefix=agent.revoke"),
+        )
+        .await?;
+    ensure(
+        status == 200 && body.as_array().is_some_and(|a| a.len() == 1),
+        format!("narrowed export: {status} {body}"),
+    )?;
+    let (_, exports) = op
+        .get(&brain, &format!("{base}?action_prefix=audit.export"))
+        .await?;
+    ensure_eq(
+        exports["items"].as_array().map(Vec::len),
+        Some(1),
+        "the served export is audited",
+    )
+}

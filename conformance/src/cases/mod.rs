@@ -424,6 +424,12 @@ pub static CASES: &[Case] = &[
         feature = "schema_z4j_rs"
     ),
     case!(
+        "audit.listing-and-export",
+        audit::listing_and_export,
+        ["api.audit", "Z4J_TASKS_EXPORT_MAX_ROWS"],
+        Both
+    ),
+    case!(
         "audit.retention",
         audit::retention,
         [
