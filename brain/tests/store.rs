@@ -191,6 +191,7 @@ async fn sessions_and_setup_attempts() {
                 lifetime_seconds: 60,
                 ip: "127.0.0.1",
                 user_agent: Some("ua"),
+                mfa_verified: true,
             },
         )
         .await

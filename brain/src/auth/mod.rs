@@ -5,3 +5,4 @@ pub mod email;
 pub mod password;
 pub mod policy;
 pub mod throttle;
+pub mod totp;

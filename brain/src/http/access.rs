@@ -116,10 +116,28 @@ pub fn csrf(caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The sensitive-action freshness gate (spec 3.7). Users without MFA pass;
-/// MFA enrolment does not exist in this build yet, so every user passes.
-pub fn fresh_mfa(_caller: &Caller) -> Result<(), ApiError> {
-    Ok(())
+/// The sensitive-action freshness gate (spec 3.7): users without MFA pass;
+/// enrolled users need a verification within
+/// `Z4J_MFA_VERIFICATION_TTL_SECONDS`.
+pub fn fresh_mfa(caller: &Caller, s: &crate::settings::Settings) -> Result<(), ApiError> {
+    if caller.user.mfa_enrolled_at.is_none() {
+        return Ok(());
+    }
+    let ttl = s.mfa_verification_ttl_seconds;
+    let fresh = caller
+        .session
+        .mfa_verified_at
+        .is_some_and(|t| t.plus_seconds(ttl) > crate::store::Ts::now());
+    if fresh {
+        Ok(())
+    } else {
+        Err(ApiError::Coded {
+            status: axum::http::StatusCode::FORBIDDEN,
+            code: "mfa_reverify_required",
+            message: "fresh MFA verification required".into(),
+            details: json!({"ttl_seconds": ttl}),
+        })
+    }
 }
 
 #[cfg(test)]

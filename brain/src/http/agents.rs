@@ -95,7 +95,7 @@ async fn mint(
 ) -> Result<Response, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Admin).await?;
     access::csrf(&access.caller, &headers)?;
-    access::fresh_mfa(&access.caller)?;
+    access::fresh_mfa(&access.caller, &state.settings)?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
     let name = f.text("name", 1, 200, true);
@@ -160,7 +160,7 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Admin).await?;
     access::csrf(&access.caller, &headers)?;
-    access::fresh_mfa(&access.caller)?;
+    access::fresh_mfa(&access.caller, &state.settings)?;
     let id = Uuid::parse_str(&agent_id).map_err(|_| agent_not_found())?;
     if !agents::revoke(&state.db, access.project.id, id).await? {
         return Err(agent_not_found());

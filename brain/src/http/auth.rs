@@ -213,6 +213,22 @@ async fn issue(
         s.session_absolute_lifetime_seconds
     };
     let csrf = crate::bootstrap::secrets::random_token(32);
+    // An enrolled user needs the second factor unless this browser is a
+    // remembered device.
+    let enrolled = user.mfa_enrolled_at.is_some();
+    let trusted = match (enrolled, super::mfa::trust_token(state, headers)) {
+        (true, Some(token)) => {
+            crate::store::mfa::device_trusted(&state.db, user.id, &super::mfa::token_hash(&token))
+                .await?
+        }
+        _ => false,
+    };
+    let mut deadline = None;
+    if session::enforced(s, user) {
+        crate::store::mfa::start_enforcement(&state.db, user.id, Ts::now()).await?;
+        let started = user.mfa_enforcement_started_at.unwrap_or_else(Ts::now);
+        deadline = Some(started.plus_seconds(s.mfa_enrollment_grace_days * 86_400));
+    }
     let new_session = sessions::create(
         &state.db,
         &sessions::NewSession {
@@ -221,14 +237,15 @@ async fn issue(
             lifetime_seconds: lifetime,
             ip: &ip,
             user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()),
+            mfa_verified: !enrolled || trusted,
         },
     )
     .await?;
     let mut resp = Json(json!({
         "user": user_json(user),
-        "mfa_required": false,
-        "mfa_enrollment_required": false,
-        "mfa_enrollment_deadline": null,
+        "mfa_required": enrolled && !trusted,
+        "mfa_enrollment_required": deadline.is_some(),
+        "mfa_enrollment_deadline": deadline.map(|d| d.to_rfc3339()),
     }))
     .into_response();
     for c in session::issue_cookies(state, &new_session)? {
@@ -240,7 +257,7 @@ async fn issue(
 }
 
 async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caller = session::require(&state, &headers).await?;
+    let caller = session::require_session(&state, &headers).await?;
     super::access::csrf(&caller, &headers)?;
     sessions::revoke(&state.db, caller.session.id, "logout").await?;
     audit::record(
@@ -267,6 +284,6 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Respo
 }
 
 async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = session::require(&state, &headers).await?;
+    let caller = session::require_session(&state, &headers).await?;
     Ok(Json(user_json(&caller.user)))
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod hardening;
 mod health;
 mod metrics;
+pub mod mfa;
 mod notifications;
 mod projects;
 mod reads;
@@ -49,6 +50,7 @@ pub fn router(state: Shared) -> Router {
         .merge(health::routes())
         .merge(setup::routes())
         .merge(auth::routes())
+        .merge(mfa::routes())
         .merge(projects::routes())
         .merge(agents::routes())
         .merge(commands::routes())

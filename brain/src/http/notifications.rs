@@ -173,7 +173,7 @@ async fn writer(
 ) -> Result<access::ProjectAccess, ApiError> {
     let access = access::project(state, headers, slug, Role::Admin).await?;
     access::csrf(&access.caller, headers)?;
-    access::fresh_mfa(&access.caller)?;
+    access::fresh_mfa(&access.caller, &state.settings)?;
     Ok(access)
 }
 

@@ -267,7 +267,7 @@ async fn archive(
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
     access::csrf(&access.caller, &headers)?;
     require_admin(&access.caller)?;
-    access::fresh_mfa(&access.caller)?;
+    access::fresh_mfa(&access.caller, &state.settings)?;
     let p = &access.project;
     if p.is_active {
         if projects::count_active(&state.db).await? <= 1 {

@@ -109,11 +109,57 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
     Ok(Some(Caller { user, session }))
 }
 
-/// Like [`current`], but anonymous callers get 401.
-pub async fn require(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// Like [`current`], but anonymous callers get 401. For the few routes a
+/// session may use before its second factor (me, logout, MFA status and
+/// verification, enrolment).
+pub async fn require_session(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     current(state, headers)
         .await?
         .ok_or_else(|| ApiError::Unauthenticated("authentication required".into()))
+}
+
+/// A session allowed to use the account: its second factor verified when
+/// the user has one (http-api 3.4), and MFA enrolled once an enforcement
+/// deadline passed (3.8).
+pub async fn require(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let caller = require_session(state, headers).await?;
+    if caller.user.mfa_enrolled_at.is_some() && caller.session.mfa_verified_at.is_none() {
+        return Err(ApiError::Coded {
+            status: axum::http::StatusCode::FORBIDDEN,
+            code: "mfa_reverify_required",
+            message: "second-factor verification required before this account can be used".into(),
+            details: serde_json::json!({"reason": "mfa_verification_required"}),
+        });
+    }
+    if let Some(deadline) = enrollment_deadline(&state.settings, &caller.user) {
+        if deadline <= Ts::now() {
+            return Err(ApiError::Coded {
+                status: axum::http::StatusCode::FORBIDDEN,
+                code: "mfa_enrollment_required",
+                message: "MFA enrollment required before this account can be used".into(),
+                details: serde_json::json!({"reason": "mfa_enrollment_required", "deadline": deadline.to_rfc3339()}),
+            });
+        }
+    }
+    Ok(caller)
+}
+
+/// Whether MFA enforcement targets this (un-enrolled) user.
+pub fn enforced(s: &crate::settings::Settings, user: &crate::store::users::User) -> bool {
+    user.mfa_enrolled_at.is_none()
+        && (s.mfa_enforce_for_all || (s.mfa_enforce_for_admins && user.is_admin))
+}
+
+/// The enrolment deadline of a targeted user whose grace clock started.
+pub fn enrollment_deadline(
+    s: &crate::settings::Settings,
+    user: &crate::store::users::User,
+) -> Option<Ts> {
+    if !enforced(s, user) {
+        return None;
+    }
+    user.mfa_enforcement_started_at
+        .map(|t| t.plus_seconds(s.mfa_enrollment_grace_days * 86_400))
 }
 
 /// `Set-Cookie` values for a new session (session + CSRF).

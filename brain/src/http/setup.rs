@@ -202,6 +202,7 @@ async fn verify_and_provision(
             lifetime_seconds: s.session_absolute_lifetime_seconds,
             ip,
             user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()),
+            mfa_verified: true,
         },
     )
     .await?;

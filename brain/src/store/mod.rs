@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod commands;
 mod connect;
+pub mod mfa;
 pub mod notifications;
 pub mod observed;
 pub mod projects;

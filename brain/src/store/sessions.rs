@@ -14,6 +14,7 @@ pub struct Session {
     pub last_seen_at: Ts,
     pub revoked_at: Option<Ts>,
     pub user_agent_at_issue: Option<String>,
+    pub mfa_verified_at: Option<Ts>,
 }
 
 pub struct NewSession<'a> {
@@ -22,6 +23,8 @@ pub struct NewSession<'a> {
     pub lifetime_seconds: i64,
     pub ip: &'a str,
     pub user_agent: Option<&'a str>,
+    /// Issued already past the second factor (no MFA, or a remembered device).
+    pub mfa_verified: bool,
 }
 
 pub async fn create(db: &Db, new: &NewSession<'_>) -> Result<Session, StoreError> {
@@ -35,10 +38,11 @@ pub async fn create(db: &Db, new: &NewSession<'_>) -> Result<Session, StoreError
         last_seen_at: now,
         revoked_at: None,
         user_agent_at_issue: new.user_agent.map(|u| u.chars().take(256).collect()),
+        mfa_verified_at: new.mfa_verified.then_some(now),
     };
     on_db!(db, p => sqlx::query(
-        "INSERT INTO sessions (id, user_id, csrf_token, issued_at, expires_at, last_seen_at, ip_at_issue, user_agent_at_issue) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO sessions (id, user_id, csrf_token, issued_at, expires_at, last_seen_at, ip_at_issue, user_agent_at_issue, mfa_verified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )
     .bind(s.id)
     .bind(s.user_id)
@@ -48,6 +52,7 @@ pub async fn create(db: &Db, new: &NewSession<'_>) -> Result<Session, StoreError
     .bind(s.last_seen_at)
     .bind(new.ip)
     .bind(&s.user_agent_at_issue)
+    .bind(s.mfa_verified_at)
     .execute(p)
     .await
     .map(|r| r.rows_affected()))?;
@@ -56,7 +61,7 @@ pub async fn create(db: &Db, new: &NewSession<'_>) -> Result<Session, StoreError
 
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<Session>, StoreError> {
     Ok(on_db!(db, p => sqlx::query_as::<_, Session>(
-        "SELECT id, user_id, csrf_token, issued_at, expires_at, last_seen_at, revoked_at, user_agent_at_issue \
+        "SELECT id, user_id, csrf_token, issued_at, expires_at, last_seen_at, revoked_at, user_agent_at_issue, mfa_verified_at \
          FROM sessions WHERE id = $1"
     )
     .bind(id)

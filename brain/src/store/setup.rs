@@ -105,6 +105,8 @@ pub async fn provision_first_admin(
         created_at: now,
         failed_login_count: 0,
         locked_until: None,
+        mfa_enrolled_at: None,
+        mfa_enforcement_started_at: None,
     };
     let project_id = on_db!(db, p => async {
         let mut tx = p.begin().await?;

@@ -19,9 +19,11 @@ pub struct User {
     pub created_at: Ts,
     pub failed_login_count: i32,
     pub locked_until: Option<Ts>,
+    pub mfa_enrolled_at: Option<Ts>,
+    pub mfa_enforcement_started_at: Option<Ts>,
 }
 
-const COLUMNS: &str = "id, email, password_hash, display_name, first_name, last_name, is_admin, is_active, timezone, password_changed_at, created_at, failed_login_count, locked_until";
+const COLUMNS: &str = "id, email, password_hash, display_name, first_name, last_name, is_admin, is_active, timezone, password_changed_at, created_at, failed_login_count, locked_until, mfa_enrolled_at, mfa_enforcement_started_at";
 
 pub async fn count(db: &Db) -> Result<i64, StoreError> {
     Ok(on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await)?)

@@ -12,6 +12,7 @@ mod hardening;
 mod interop;
 mod metrics;
 mod metrics_token;
+mod mfa;
 mod notifications;
 mod registry;
 mod server;
@@ -439,6 +440,37 @@ pub static CASES: &[Case] = &[
         ],
         Both,
         feature = "schema_z4j_rs"
+    ),
+    case!(
+        "mfa.enrol-and-verify",
+        mfa::enrol_and_verify,
+        [
+            "api.mfa",
+            "Z4J_MFA_RECOVERY_CODE_COUNT",
+            "Z4J_MFA_REMEMBER_DEVICE_DAYS"
+        ],
+        Both
+    ),
+    case!(
+        "mfa.freshness",
+        mfa::freshness,
+        ["Z4J_MFA_VERIFICATION_TTL_SECONDS"],
+        Both
+    ),
+    case!(
+        "mfa.lock-and-throttle",
+        mfa::lock_and_throttle,
+        ["Z4J_MFA_VERIFICATION_RATE_PER_MIN", "api.mfa.lock"],
+        Both
+    ),
+    case!(
+        "mfa.enforcement",
+        mfa::enforcement,
+        [
+            "Z4J_MFA_ENFORCE_FOR_ADMINS",
+            "Z4J_MFA_ENROLLMENT_GRACE_DAYS"
+        ],
+        Both
     ),
     case!(
         "gateway.slow-reader",

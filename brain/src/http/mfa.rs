@@ -1,0 +1,491 @@
+//! TOTP second factor (http-api 3): status, enrolment, verification with a
+//! code or a single-use recovery code, remembered devices, disable.
+
+use super::body::{self, Fields};
+use super::error::{ApiError, SchemaIssue};
+use super::session::Caller;
+use super::{client_ip, session, Shared};
+use crate::audit::{self, Entry};
+use crate::auth::{password, totp};
+use crate::gateway::budget::SlidingWindow;
+use crate::notify::sealed;
+use crate::store::{mfa, Ts};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const PURPOSE: &str = "users.mfa_secret";
+const RECOVERY_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/auth/mfa/status", get(status))
+        .route("/api/v1/auth/mfa/enroll-start", post(enroll_start))
+        .route("/api/v1/auth/mfa/enroll-complete", post(enroll_complete))
+        .route("/api/v1/auth/mfa/verify", post(verify))
+        .route("/api/v1/auth/mfa/disable", post(disable))
+}
+
+fn trust_cookie_name(dev: bool) -> &'static str {
+    if dev {
+        "z4j_mfa_trust"
+    } else {
+        "__Host-z4j_mfa_trust"
+    }
+}
+
+/// The remembered-device token the browser presents, if any.
+pub fn trust_token(state: &super::AppState, headers: &HeaderMap) -> Option<String> {
+    let name = trust_cookie_name(state.dev_posture);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// `Z4J_MFA_VERIFICATION_RATE_PER_MIN` per client address, shared by the
+/// code-taking routes.
+fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    static BUCKET: OnceLock<SlidingWindow> = OnceLock::new();
+    let bucket = BUCKET.get_or_init(|| {
+        SlidingWindow::new(
+            state.settings.mfa_verification_rate_per_min.max(1) as usize,
+            Duration::from_secs(60),
+        )
+    });
+    let ip = client_ip::of_request(&state.settings, peer, headers).to_string();
+    bucket.hit(&ip).map_err(|retry| ApiError::TooManyRequests {
+        bucket: "mfa-verify",
+        retry_after_secs: retry,
+    })
+}
+
+fn masters(state: &Shared) -> Vec<&str> {
+    audit::keyring(&state.settings)
+}
+
+fn open_secret(state: &Shared, sealed_text: &str) -> Result<Vec<u8>, ApiError> {
+    let b32 = sealed::open(masters(state), PURPOSE, sealed_text)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    totp::base32_decode(&b32)
+        .ok_or_else(|| ApiError::Internal("stored TOTP secret is not base32".into()))
+}
+
+fn conflict(reason: &'static str, message: &str) -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::CONFLICT,
+        code: "conflict",
+        message: message.into(),
+        details: json!({"reason": reason}),
+    }
+}
+
+fn wrong(reason: &'static str) -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthenticated",
+        message: "invalid code".into(),
+        details: json!({"reason": reason}),
+    }
+}
+
+fn locked() -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "rate_limited",
+        message: "too many failed MFA attempts; the account is temporarily locked".into(),
+        details: json!({"reason": "mfa_locked"}),
+    }
+}
+
+fn now_secs() -> u64 {
+    Ts::now().0.timestamp().max(0) as u64
+}
+
+/// Refuses while the account is MFA-locked (even a right code).
+async fn not_locked(state: &Shared, caller: &Caller) -> Result<mfa::MfaState, ApiError> {
+    let st = mfa::state(&state.db, caller.user.id).await?;
+    if st.mfa_locked_until.is_some_and(|t| t > Ts::now()) {
+        return Err(locked());
+    }
+    Ok(st)
+}
+
+/// Counts a wrong code; the answer stays 401 (the lock shows on the next).
+async fn count_wrong(state: &Shared, caller: &Caller, reason: &'static str) -> ApiError {
+    let s = &state.settings;
+    if let Err(e) = mfa::wrong_code(
+        &state.db,
+        caller.user.id,
+        s.mfa_lockout_threshold,
+        s.mfa_lockout_duration_seconds,
+    )
+    .await
+    {
+        return e.into();
+    }
+    audit::record(
+        &state.db,
+        s,
+        Entry::new("auth.mfa.verify", "failed")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id))
+            .meta(json!({"reason": reason})),
+    )
+    .await;
+    wrong(reason)
+}
+
+fn recovery_code() -> String {
+    let mut out = String::new();
+    for i in 0..12 {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        let k = rand::random::<u32>() as usize % RECOVERY_ALPHABET.len();
+        out.push(RECOVERY_ALPHABET[k] as char);
+    }
+    out
+}
+
+/// Whitespace and hyphens removed, upper-cased, regrouped 4-4-4; `None`
+/// when it cannot be a recovery code.
+fn normalise_recovery(input: &str) -> Option<String> {
+    let flat: String = input
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (flat.len() == 12 && flat.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then(|| format!("{}-{}-{}", &flat[..4], &flat[4..8], &flat[8..]))
+}
+
+async fn mint_recovery_codes(state: &Shared, user: uuid::Uuid) -> Result<Vec<String>, ApiError> {
+    let codes: Vec<String> = (0..state.settings.mfa_recovery_code_count)
+        .map(|_| recovery_code())
+        .collect();
+    let hashes: Vec<String> = codes.iter().map(|c| token_hash(c)).collect();
+    mfa::replace_recovery_codes(&state.db, user, &hashes).await?;
+    Ok(codes)
+}
+
+async fn status(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = session::require_session(&state, &headers).await?;
+    let remaining = mfa::unused_recovery_codes(&state.db, caller.user.id)
+        .await?
+        .len();
+    let deadline = session::enrollment_deadline(&state.settings, &caller.user);
+    Ok(Json(json!({
+        "enrolled": caller.user.mfa_enrolled_at.is_some(),
+        "enrolled_at": caller.user.mfa_enrolled_at.map(|t| t.to_rfc3339()),
+        "remaining_recovery_codes": caller.user.mfa_enrolled_at.map(|_| remaining),
+        "enrollment_required": session::enforced(&state.settings, &caller.user),
+        "enrollment_deadline": deadline.map(|d| d.to_rfc3339()),
+    })))
+}
+
+fn issuer_host(state: &Shared) -> String {
+    state
+        .settings
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "z4j".into())
+}
+
+async fn enroll_start(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    throttle(&state, peer, &headers)?;
+    let caller = session::require_session(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    if caller.user.mfa_enrolled_at.is_some() {
+        super::access::fresh_mfa(&caller, &state.settings)?;
+    }
+    let secret: [u8; 20] = rand::random();
+    let b32 = totp::base32(&secret);
+    let sealed_text = sealed::seal(state.settings.secret.as_deref(), PURPOSE, &b32)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    mfa::start_enrolment(&state.db, caller.user.id, &sealed_text).await?;
+    let issuer = format!("z4j ({})", issuer_host(&state));
+    let label: String =
+        url::form_urlencoded::byte_serialize(format!("{issuer}:{}", caller.user.email).as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+    let issuer_q: String = url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect();
+    Ok(Json(json!({
+        "secret_base32": b32,
+        "provisioning_url": format!(
+            "otpauth://totp/{label}?secret={b32}&issuer={issuer_q}&algorithm=SHA1&digits=6&period=30"
+        ),
+    })))
+}
+
+fn six_digits(obj: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
+    let mut f = Fields::new(obj);
+    let code = f.text("code", 6, 6, true);
+    if code
+        .as_deref()
+        .is_some_and(|c| !c.bytes().all(|b| b.is_ascii_digit()))
+    {
+        f.issues.push(SchemaIssue::new(
+            "string_pattern_mismatch",
+            &["body", "code"],
+            "String should match pattern '^\\d{6}$'",
+        ));
+    }
+    f.finish(code)
+}
+
+async fn enroll_complete(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    throttle(&state, peer, &headers)?;
+    let caller = session::require_session(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    let code = six_digits(&body::object(&body)?)?;
+    let st = not_locked(&state, &caller).await?;
+    if st.mfa_enrolled_at.is_some() {
+        return Err(conflict("already_enrolled", "MFA is already enrolled"));
+    }
+    let Some(pending) = st.mfa_pending_secret.as_deref() else {
+        return Err(conflict("no_pending_enrollment", "start enrolment first"));
+    };
+    let secret = open_secret(&state, pending)?;
+    if totp::accept(&secret, &code, now_secs(), None).is_none() {
+        return Err(count_wrong(&state, &caller, "wrong_totp").await);
+    }
+    if !mfa::complete_enrolment(&state.db, caller.user.id, Ts::now()).await? {
+        return Err(conflict(
+            "enrollment_state_changed",
+            "the enrolment changed meanwhile; start again",
+        ));
+    }
+    let codes = mint_recovery_codes(&state, caller.user.id).await?;
+    mfa::mark_session_verified(&state.db, caller.session.id, Ts::now()).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("auth.mfa.enroll", "success")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id)),
+    )
+    .await;
+    Ok(Json(json!({"recovery_codes": codes})))
+}
+
+async fn verify(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    throttle(&state, peer, &headers)?;
+    let caller = session::require_session(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let code = f.text("code", 6, 20, true);
+    let remember = f.boolean("remember_device", false);
+    let code = f.finish(code)?;
+    let st = not_locked(&state, &caller).await?;
+    let (Some(sealed_secret), Some(_)) = (st.mfa_secret.as_deref(), st.mfa_enrolled_at) else {
+        return Err(conflict("mfa_not_enrolled", "MFA is not enrolled"));
+    };
+    let mut used_recovery = false;
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        let secret = open_secret(&state, sealed_secret)?;
+        let step = totp::accept(&secret, &code, now_secs(), st.mfa_last_step);
+        let consumed = match step {
+            Some(s) => mfa::consume_step(&state.db, caller.user.id, s).await?,
+            None => false,
+        };
+        if !consumed {
+            return Err(count_wrong(&state, &caller, "wrong_totp").await);
+        }
+    } else if let Some(normal) = normalise_recovery(&code) {
+        let want = token_hash(&normal);
+        // Every stored code is compared (no early exit).
+        let mut hit = None;
+        for (id, h) in mfa::unused_recovery_codes(&state.db, caller.user.id).await? {
+            if z4j_protocol::secret::ct_eq(&h, &want) {
+                hit = Some(id);
+            }
+        }
+        let used = match hit {
+            Some(id) => mfa::use_recovery_code(&state.db, id).await?,
+            None => false,
+        };
+        if !used {
+            return Err(count_wrong(&state, &caller, "wrong_recovery_code").await);
+        }
+        used_recovery = true;
+    } else {
+        return Err(ApiError::Validation {
+            message: "code is neither a 6-digit code nor a recovery code".into(),
+            details: json!({"reason": "bad_code_format"}),
+        });
+    }
+    mfa::right_code(&state.db, caller.user.id).await?;
+    mfa::mark_session_verified(&state.db, caller.session.id, Ts::now()).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("auth.mfa.verify", "success")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id))
+            .meta(json!({"used_recovery_code": used_recovery, "remember_device": remember})),
+    )
+    .await;
+    let remaining = if used_recovery {
+        Some(
+            mfa::unused_recovery_codes(&state.db, caller.user.id)
+                .await?
+                .len(),
+        )
+    } else {
+        None
+    };
+    let mut resp = Json(json!({
+        "ok": true,
+        "used_recovery_code": used_recovery,
+        "remaining_recovery_codes": remaining,
+    }))
+    .into_response();
+    if remember {
+        let s = &state.settings;
+        let days = s.mfa_remember_device_days.clamp(1, 90);
+        let token = crate::bootstrap::secrets::random_token(32);
+        let label = headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(
+                || "unknown browser".to_owned(),
+                |u| u.chars().take(200).collect(),
+            );
+        mfa::trust_device(
+            &state.db,
+            caller.user.id,
+            &token_hash(&token),
+            &label,
+            Ts::now().plus_seconds(days * 86_400),
+            s.mfa_trusted_devices_max_per_user,
+        )
+        .await?;
+        let secure = if state.dev_posture { "" } else { "; Secure" };
+        let cookie = format!(
+            "{}={token}; HttpOnly; Max-Age={}; Path=/; SameSite=strict{secure}",
+            trust_cookie_name(state.dev_posture),
+            days * 86_400
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn disable(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    throttle(&state, peer, &headers)?;
+    let caller = session::require_session(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let pw = f.text("password", 1, 256, true);
+    let code = f.text("code", 6, 6, true);
+    let (pw, code) = f.finish(pw.zip(code))?;
+    let st = not_locked(&state, &caller).await?;
+    let Some(sealed_secret) = st.mfa_secret.as_deref() else {
+        return Err(conflict("mfa_not_enrolled", "MFA is not enrolled"));
+    };
+    let phc = caller.user.password_hash.clone();
+    let pw_ok = tokio::task::spawn_blocking(move || password::verify_blocking(&pw, &phc))
+        .await
+        .unwrap_or(false);
+    if !pw_ok {
+        return Err(ApiError::Coded {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: "current password is incorrect".into(),
+            details: json!({"reason": "wrong_password"}),
+        });
+    }
+    let secret = open_secret(&state, sealed_secret)?;
+    let consumed = match totp::accept(&secret, &code, now_secs(), st.mfa_last_step) {
+        Some(s) => mfa::consume_step(&state.db, caller.user.id, s).await?,
+        None => false,
+    };
+    if !consumed {
+        return Err(count_wrong(&state, &caller, "wrong_totp").await);
+    }
+    mfa::disable(&state.db, caller.user.id).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("auth.mfa.disable", "success")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id)),
+    )
+    .await;
+    let mut resp = Json(json!({"ok": true})).into_response();
+    let secure = if state.dev_posture { "" } else { "; Secure" };
+    let clear = format!(
+        "{}=; Max-Age=0; Path=/; SameSite=strict{secure}",
+        trust_cookie_name(state.dev_posture)
+    );
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_have_the_documented_shape() {
+        for _ in 0..50 {
+            let c = recovery_code();
+            assert_eq!(c.len(), 14);
+            assert_eq!(normalise_recovery(&c).as_deref(), Some(c.as_str()));
+        }
+        assert_eq!(
+            normalise_recovery("hx8b darb-umju").as_deref(),
+            Some("HX8B-DARB-UMJU")
+        );
+        assert_eq!(
+            normalise_recovery("HX8B-DARB-UMJ0"),
+            None,
+            "0 is not in the alphabet"
+        );
+        assert_eq!(normalise_recovery("123456"), None);
+    }
+}

@@ -1,0 +1,486 @@
+//! TOTP second factor (http-api 3): enrolment, the password-only session,
+//! verification with codes and recovery codes, replay refusal, remembered
+//! devices, the freshness gate, the wrong-code lock, the per-IP throttle
+//! and enrolment enforcement. Codes are computed here from RFC 6238.
+
+use super::{client, ensure, ensure_eq, owned, R};
+use crate::agent::{self, Operator, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::brain::{Brain, StartSpec};
+use crate::runner::Ctx;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value as Json};
+use sha1::Sha1;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in s.bytes() {
+        let Some(v) = A.iter().position(|a| *a == c) else {
+            continue;
+        };
+        buf = (buf << 5) | v as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The 6-digit TOTP of `secret` `offset` steps from now.
+fn totp(secret_b32: &str, offset: i64) -> String {
+    let step = (chrono::Utc::now().timestamp() / 30 + offset) as u64;
+    let mut mac = match Hmac::<Sha1>::new_from_slice(&base32_decode(secret_b32)) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(&step.to_be_bytes());
+    let h = mac.finalize().into_bytes();
+    let o = (h[19] & 0x0f) as usize;
+    let bin = (u32::from(h[o] & 0x7f) << 24)
+        | (u32::from(h[o + 1]) << 16)
+        | (u32::from(h[o + 2]) << 8)
+        | u32::from(h[o + 3]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// Login: the operator and the response body.
+async fn login(brain: &Brain, trust: Option<&str>) -> Result<(Operator, Json), String> {
+    let mut req = client()
+        .post(brain.url("/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}));
+    if let Some(t) = trust {
+        req = req.header("cookie", t);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    ensure_eq(resp.status().as_u16(), 200, "login")?;
+    let pairs: Vec<(String, String)> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| {
+            c.split(';')
+                .next()?
+                .split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k.contains("csrf"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut cookie = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Some(t) = trust {
+        cookie = format!("{cookie}; {t}");
+    }
+    let body: Json = resp.json().await.unwrap_or(Json::Null);
+    Ok((Operator { cookie, csrf }, body))
+}
+
+async fn post(brain: &Brain, op: &Operator, path: &str, body: Json) -> Result<(u16, Json), String> {
+    op.send(brain, reqwest::Method::POST, path, Some(body))
+        .await
+}
+
+/// Enrols the admin; returns the secret and the recovery codes.
+async fn enrol(brain: &Brain, op: &Operator) -> Result<(String, Vec<String>), String> {
+    let (status, start) = post(brain, op, "/api/v1/auth/mfa/enroll-start", json!({})).await?;
+    ensure_eq(status, 200, &format!("enroll-start: {start}"))?;
+    let secret = start["secret_base32"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure(
+        secret.len() == 32
+            && start["provisioning_url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("otpauth://totp/") && u.contains(&secret)),
+        format!("enroll-start answer: {start}"),
+    )?;
+    let (status, done) = post(
+        brain,
+        op,
+        "/api/v1/auth/mfa/enroll-complete",
+        json!({"code": totp(&secret, 0)}),
+    )
+    .await?;
+    ensure_eq(status, 200, &format!("enroll-complete: {done}"))?;
+    let codes: Vec<String> = done["recovery_codes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    Ok((secret, codes))
+}
+
+pub async fn enrol_and_verify(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(&[
+        ("Z4J_MFA_RECOVERY_CODE_COUNT", "5"),
+        ("Z4J_MFA_REMEMBER_DEVICE_DAYS", "2"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let (op, body) = login(&brain, None).await?;
+    ensure_eq(
+        body["mfa_required"].as_bool(),
+        Some(false),
+        "not enrolled yet",
+    )?;
+    let (status, _) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/enroll-complete",
+        json!({"code": "12345"}),
+    )
+    .await?;
+    ensure_eq(status, 422, "a code that is not 6 digits")?;
+    let (secret, codes) = enrol(&brain, &op).await?;
+    ensure_eq(codes.len(), 5, "Z4J_MFA_RECOVERY_CODE_COUNT recovery codes")?;
+    let alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    ensure(
+        codes.iter().all(|c| {
+            c.len() == 14
+                && c.split('-')
+                    .all(|g| g.len() == 4 && g.chars().all(|ch| alphabet.contains(ch)))
+        }),
+        format!("recovery code format: {codes:?}"),
+    )?;
+    // A password-only session may only finish the second factor.
+    let (op, body) = login(&brain, None).await?;
+    ensure_eq(
+        body["mfa_required"].as_bool(),
+        Some(true),
+        "login of an enrolled user",
+    )?;
+    let (status, body) = op.get(&brain, "/api/v1/projects").await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (403, Some("mfa_reverify_required")),
+        "before verify",
+    )?;
+    ensure_eq(
+        op.get(&brain, "/api/v1/auth/me").await?.0,
+        200,
+        "me before verify",
+    )?;
+    let code = totp(&secret, 0);
+    let (status, v) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": code}),
+    )
+    .await?;
+    ensure_eq(
+        (status, v["ok"].as_bool()),
+        (200, Some(true)),
+        &format!("verify: {v}"),
+    )?;
+    ensure_eq(
+        op.get(&brain, "/api/v1/projects").await?.0,
+        200,
+        "after verify",
+    )?;
+    // The same code again: refused (replay).
+    let (op2, _) = login(&brain, None).await?;
+    let (status, v) = post(
+        &brain,
+        &op2,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": code}),
+    )
+    .await?;
+    ensure_eq(
+        (status, v["details"]["reason"].as_str()),
+        (401, Some("wrong_totp")),
+        "replayed code",
+    )?;
+    // A recovery code, typed loosely, works once.
+    let loose = codes[0].replace('-', "").to_lowercase();
+    let (status, v) = post(
+        &brain,
+        &op2,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": loose}),
+    )
+    .await?;
+    ensure_eq(
+        (
+            status,
+            v["used_recovery_code"].as_bool(),
+            v["remaining_recovery_codes"].as_i64(),
+        ),
+        (200, Some(true), Some(4)),
+        &format!("recovery code: {v}"),
+    )?;
+    let (op3, _) = login(&brain, None).await?;
+    let (status, v) = post(
+        &brain,
+        &op3,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": codes[0]}),
+    )
+    .await?;
+    ensure_eq(
+        (status, v["details"]["reason"].as_str()),
+        (401, Some("wrong_recovery_code")),
+        "a used recovery code",
+    )?;
+    // Remember this device: the next login skips the second factor.
+    let resp = client()
+        .post(brain.url("/api/v1/auth/mfa/verify"))
+        .header("cookie", &op3.cookie)
+        .header("x-csrf-token", &op3.csrf)
+        .json(&json!({"code": totp(&secret, 1), "remember_device": true}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(resp.status().as_u16(), 200, "verify with remember_device")?;
+    let trust = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("z4j_mfa_trust="))
+        .map(str::to_owned)
+        .ok_or("no trust cookie")?;
+    ensure(
+        trust.contains("Max-Age=172800") && trust.contains("HttpOnly"),
+        format!("trust cookie: {trust}"),
+    )?;
+    let pair = trust.split(';').next().unwrap_or_default().to_owned();
+    let (op4, body) = login(&brain, Some(&pair)).await?;
+    ensure_eq(
+        body["mfa_required"].as_bool(),
+        Some(false),
+        "login from a remembered device",
+    )?;
+    ensure_eq(
+        op4.get(&brain, "/api/v1/projects").await?.0,
+        200,
+        "remembered device session",
+    )
+}
+
+/// `Z4J_MFA_VERIFICATION_TTL_SECONDS`: sensitive actions need a recent
+/// verification; disabling MFA needs the password and a code.
+pub async fn freshness(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(&[
+        ("Z4J_MFA_VERIFICATION_TTL_SECONDS", "60"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let (op, _) = login(&brain, None).await?;
+    let (secret, _) = enrol(&brain, &op).await?;
+    ensure_eq(
+        op.mint(&brain, "fresh").await.map(|_| 201).unwrap_or(0),
+        201,
+        "mint right after enrolment",
+    )?;
+    tokio::time::sleep(ctx.scaled(62.0)).await;
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/projects/default/agents",
+        json!({"name": "stale"}),
+    )
+    .await?;
+    ensure_eq(
+        (
+            status,
+            body["error"].as_str(),
+            body["details"]["ttl_seconds"].as_i64(),
+        ),
+        (403, Some("mfa_reverify_required"), Some(60)),
+        &format!("mint 62 s after the last verification: {body}"),
+    )?;
+    let (status, _) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": totp(&secret, 0)}),
+    )
+    .await?;
+    ensure_eq(status, 200, "re-verify")?;
+    ensure_eq(
+        op.mint(&brain, "fresh-again")
+            .await
+            .map(|_| 201)
+            .unwrap_or(0),
+        201,
+        "mint after re-verifying",
+    )?;
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/disable",
+        json!({"password": "wrong-password", "code": totp(&secret, 1)}),
+    )
+    .await?;
+    ensure_eq(
+        (status, body["details"]["reason"].as_str()),
+        (401, Some("wrong_password")),
+        "disable with a wrong password",
+    )?;
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/disable",
+        json!({"password": ADMIN_PASSWORD, "code": totp(&secret, 1)}),
+    )
+    .await?;
+    ensure_eq(status, 200, &format!("disable: {body}"))?;
+    let (_, body) = login(&brain, None).await?;
+    ensure_eq(
+        body["mfa_required"].as_bool(),
+        Some(false),
+        "no second factor after disable",
+    )
+}
+
+/// Five wrong codes lock the account's second factor (even a right code is
+/// then 429); `Z4J_MFA_VERIFICATION_RATE_PER_MIN` caps attempts per address.
+pub async fn lock_and_throttle(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
+    let brain = ctx.start(&env).await?;
+    let (op, _) = login(&brain, None).await?;
+    let (secret, _) = enrol(&brain, &op).await?;
+    let (op, _) = login(&brain, None).await?;
+    let wrong = if totp(&secret, 0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for i in 1..=5 {
+        let (status, _) = post(
+            &brain,
+            &op,
+            "/api/v1/auth/mfa/verify",
+            json!({"code": wrong}),
+        )
+        .await?;
+        ensure_eq(status, 401, &format!("wrong code {i}"))?;
+    }
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": totp(&secret, 0)}),
+    )
+    .await?;
+    ensure_eq(
+        (
+            status,
+            body["error"].as_str(),
+            body["details"]["reason"].as_str(),
+        ),
+        (429, Some("rate_limited"), Some("mfa_locked")),
+        &format!("a right code while locked: {body}"),
+    )?;
+    let mut env = agent::admin_env();
+    env.push(("Z4J_MFA_VERIFICATION_RATE_PER_MIN", "3"));
+    let throttled = ctx.start(&env).await?;
+    for i in 1..=3 {
+        let r = client()
+            .post(throttled.url("/api/v1/auth/mfa/verify"))
+            .json(&json!({"code": "123456"}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure_eq(
+            r.status().as_u16(),
+            401,
+            &format!("attempt {i} (no session)"),
+        )?;
+    }
+    let r = client()
+        .post(throttled.url("/api/v1/auth/mfa/verify"))
+        .json(&json!({"code": "123456"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").is_some();
+    let body: Json = r.json().await.unwrap_or(Json::Null);
+    ensure(
+        status == 429
+            && retry
+            && body["detail"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("(mfa-verify)")),
+        format!("4th attempt in a minute: {status} {body}"),
+    )
+}
+
+/// `Z4J_MFA_ENFORCE_FOR_ADMINS` with `Z4J_MFA_ENROLLMENT_GRACE_DAYS`: the
+/// login reports the deadline; past it only enrolment is allowed (the grace
+/// clock is started two days ago with the dev testing clock).
+pub async fn enforcement(ctx: Arc<Ctx>) -> R {
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.extend(owned(&[
+        ("Z4J_ENVIRONMENT", "dev"),
+        ("Z4J_MFA_ENFORCE_FOR_ADMINS", "true"),
+        ("Z4J_MFA_ENROLLMENT_GRACE_DAYS", "1"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]));
+    let mut past = env.clone();
+    past.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), "-172800".into()));
+    let brain = ctx
+        .start_spec(StartSpec {
+            env: past,
+            ..Default::default()
+        })
+        .await?;
+    let (op, body) = login(&brain, None).await?;
+    ensure_eq(
+        body["mfa_enrollment_required"].as_bool(),
+        Some(true),
+        "targeted admin",
+    )?;
+    ensure(
+        body["mfa_enrollment_deadline"].is_string(),
+        format!("deadline reported: {body}"),
+    )?;
+    ensure_eq(
+        op.get(&brain, "/api/v1/projects").await?.0,
+        200,
+        "inside the grace period",
+    )?;
+    let home = brain.stop_keep_home().await;
+    let brain = ctx
+        .start_spec(StartSpec {
+            env,
+            home: Some(home),
+            ..Default::default()
+        })
+        .await?;
+    let (op, _) = login(&brain, None).await?;
+    let (status, body) = op.get(&brain, "/api/v1/projects").await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (403, Some("mfa_enrollment_required")),
+        &format!("past the deadline: {body}"),
+    )?;
+    enrol(&brain, &op).await?;
+    ensure_eq(
+        op.get(&brain, "/api/v1/projects").await?.0,
+        200,
+        "after enrolling",
+    )?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
