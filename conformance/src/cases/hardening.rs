@@ -380,3 +380,44 @@ pub async fn cors(ctx: Arc<Ctx>) -> R {
         "no CORS without origins",
     )
 }
+
+/// `Z4J_ADMIN_PROJECT_LIST_CAP`: the project listing stops at the cap.
+pub async fn admin_project_list_cap(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.push(("Z4J_ADMIN_PROJECT_LIST_CAP", "10"));
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    for i in 0..11 {
+        let (status, body) = op
+            .send(
+                &brain,
+                reqwest::Method::POST,
+                "/api/v1/projects",
+                Some(json!({"slug": format!("proj-{i:02}"), "name": format!("P{i}")})),
+            )
+            .await?;
+        ensure_eq(status, 201, &format!("create project {i}: {body}"))?;
+    }
+    let (status, list) = op.get(&brain, "/api/v1/projects").await?;
+    ensure_eq(
+        (status, list.as_array().map(Vec::len)),
+        (200, Some(10)),
+        "12 projects listed under a cap of 10",
+    )
+}
+
+/// `Z4J_ALLOW_HTTP_PUBLIC_URL`: a plaintext public URL is refused in
+/// production unless the escape hatch is set.
+pub async fn allow_http_public_url(ctx: Arc<Ctx>) -> R {
+    let url = ("Z4J_PUBLIC_URL", "http://z4j.example.com");
+    let (code, err, _b) = super::expect_refusal(&ctx, &[url]).await?;
+    ensure(
+        code != 0 && err.contains("Z4J_PUBLIC_URL"),
+        format!("http:// public URL accepted or refusal unnamed: {code} {err}"),
+    )?;
+    let b = ctx
+        .start(&[url, ("Z4J_ALLOW_HTTP_PUBLIC_URL", "true")])
+        .await?;
+    let (status, _) = super::get_json(&b, "/api/v1/health", None).await?;
+    ensure_eq(status, 200, "starts with Z4J_ALLOW_HTTP_PUBLIC_URL=true")
+}

@@ -473,6 +473,24 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "first-boot.password-min-length",
+        first_boot::password_min_length,
+        ["Z4J_PASSWORD_MIN_LENGTH"],
+        Both
+    ),
+    case!(
+        "hardening.admin-project-list-cap",
+        hardening::admin_project_list_cap,
+        ["Z4J_ADMIN_PROJECT_LIST_CAP"],
+        Both
+    ),
+    case!(
+        "hardening.allow-http-public-url",
+        hardening::allow_http_public_url,
+        ["Z4J_ALLOW_HTTP_PUBLIC_URL"],
+        Both
+    ),
+    case!(
         "gateway.slow-reader",
         gateway::slow_reader,
         ["Z4J_WS_INGEST_QUEUE_MAXSIZE", "protocol.backpressure"],
