@@ -100,6 +100,9 @@ pub async fn project(
 
 /// Double-submit CSRF: `X-CSRF-Token` must equal the session row's token.
 pub fn csrf(caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
+    if caller.via_key {
+        return Ok(()); // a pure bearer request carries no ambient credential
+    }
     let presented = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
@@ -120,6 +123,11 @@ pub fn csrf(caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
 /// enrolled users need a verification within
 /// `Z4J_MFA_VERIFICATION_TTL_SECONDS`.
 pub fn fresh_mfa(caller: &Caller, s: &crate::settings::Settings) -> Result<(), ApiError> {
+    if caller.via_key {
+        return Err(ApiError::Unauthenticated(
+            "this action needs a session cookie with a fresh second factor".into(),
+        ));
+    }
     if caller.user.mfa_enrolled_at.is_none() {
         return Ok(());
     }

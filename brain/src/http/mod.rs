@@ -2,6 +2,7 @@
 
 pub mod access;
 mod agents;
+pub mod api_keys;
 mod audit;
 mod auth;
 mod body;
@@ -18,6 +19,7 @@ mod reads;
 pub mod request_id;
 pub mod session;
 mod setup;
+mod users;
 
 use crate::settings::Settings;
 use crate::store::Db;
@@ -57,6 +59,8 @@ pub fn router(state: Shared) -> Router {
         .merge(reads::routes())
         .merge(notifications::routes())
         .merge(audit::routes())
+        .merge(users::routes())
+        .merge(api_keys::routes())
         .merge(metrics::routes(state.settings.metrics_enabled))
         .route(
             "/ws/agent",
@@ -74,6 +78,7 @@ pub fn router(state: Shared) -> Router {
         // Innermost first; the outermost (security headers) stamps every
         // response, including the other layers' refusals.
         .layer(from_fn_with_state(state.clone(), hardening::timeout::layer))
+        .layer(from_fn_with_state(state.clone(), api_keys::layer))
         .layer(from_fn_with_state(state.clone(), hardening::hosts::layer))
         .layer(axum::middleware::from_fn(request_id::layer))
         .layer(from_fn_with_state(

@@ -10,7 +10,11 @@ use axum::http::HeaderMap;
 
 pub struct Caller {
     pub user: User,
+    /// For an API key, a stand-in (its id is the key's).
     pub session: Session,
+    /// Authenticated by an API key (no CSRF, no second factor, no
+    /// sensitive actions).
+    pub via_key: bool,
 }
 
 pub fn session_cookie_name(dev: bool) -> &'static str {
@@ -48,7 +52,7 @@ fn now_secs() -> u64 {
 pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     let s = &state.settings;
     let Some(value) = cookie_value(headers, session_cookie_name(state.dev_posture)) else {
-        return Ok(None);
+        return key_caller(state, headers).await;
     };
     let Some(current_secret) = s.session_secret.as_deref() else {
         return Ok(None);
@@ -106,7 +110,45 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
     if session.last_seen_at.plus_seconds(refresh) <= now {
         sessions::touch(&state.db, sid, now).await?;
     }
-    Ok(Some(Caller { user, session }))
+    Ok(Some(Caller {
+        user,
+        session,
+        via_key: false,
+    }))
+}
+
+/// The owner of the API key the key layer admitted (its id in the internal
+/// header, which clients cannot set).
+async fn key_caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    let Some(id) = headers
+        .get(super::api_keys::KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+    else {
+        return Ok(None);
+    };
+    let Some(key) = crate::store::api_keys::find(&state.db, id).await? else {
+        return Ok(None);
+    };
+    let Some(user) = users::find(&state.db, key.user_id).await? else {
+        return Ok(None);
+    };
+    let now = Ts::now();
+    Ok(Some(Caller {
+        user,
+        session: Session {
+            id: key.id,
+            user_id: key.user_id,
+            csrf_token: String::new(),
+            issued_at: key.created_at,
+            expires_at: key.expires_at.unwrap_or(now.plus_seconds(60)),
+            last_seen_at: now,
+            revoked_at: None,
+            user_agent_at_issue: None,
+            mfa_verified_at: None,
+        },
+        via_key: true,
+    }))
 }
 
 /// Like [`current`], but anonymous callers get 401. For the few routes a
@@ -123,6 +165,9 @@ pub async fn require_session(state: &AppState, headers: &HeaderMap) -> Result<Ca
 /// deadline passed (3.8).
 pub async fn require(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let caller = require_session(state, headers).await?;
+    if caller.via_key {
+        return Ok(caller); // keys bypass the session-only MFA gates
+    }
     if caller.user.mfa_enrolled_at.is_some() && caller.session.mfa_verified_at.is_none() {
         return Err(ApiError::Coded {
             status: axum::http::StatusCode::FORBIDDEN,

@@ -3,6 +3,7 @@
 //! agree (`$n` placeholders work on both) and split where they do not.
 
 pub mod agents;
+pub mod api_keys;
 pub mod commands;
 mod connect;
 pub mod mfa;

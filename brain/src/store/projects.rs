@@ -42,6 +42,14 @@ pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Project>, StoreE
         .await)?)
 }
 
+pub async fn find(db: &Db, id: Uuid) -> Result<Option<Project>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1");
+    Ok(on_db!(db, p => sqlx::query_as::<_, Project>(&sql)
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
+}
+
 fn slug_conflict(e: sqlx::Error) -> StoreError {
     let e = StoreError::from(e);
     if e.is_unique_violation() {

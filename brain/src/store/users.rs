@@ -85,3 +85,188 @@ pub async fn record_login(
     .map(|_| ()))?;
     Ok(())
 }
+
+/// A user created by an admin (not the first-boot admin).
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub display_name: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub is_admin: bool,
+    pub timezone: &'a str,
+}
+
+pub async fn create(db: &Db, n: &NewUser<'_>) -> Result<User, StoreError> {
+    let id = Uuid::new_v4();
+    let now = Ts::now();
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO users (id, email, password_hash, display_name, first_name, last_name, is_admin, is_active, \
+         timezone, password_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"
+    )
+    .bind(id)
+    .bind(n.email)
+    .bind(n.password_hash)
+    .bind(n.display_name)
+    .bind(n.first_name)
+    .bind(n.last_name)
+    .bind(n.is_admin)
+    .bind(true)
+    .bind(n.timezone)
+    .bind(now)
+    .execute(p)
+    .await
+    .map(|_| ()))
+    .map_err(|e| {
+        let e = StoreError::from(e);
+        if e.is_unique_violation() {
+            StoreError::Conflict("email already in use".into())
+        } else {
+            e
+        }
+    })?;
+    find(db, id)
+        .await?
+        .ok_or_else(|| StoreError::Conflict("user vanished after insert".into()))
+}
+
+pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2");
+    Ok(
+        on_db!(db, p => sqlx::query_as::<_, User>(&sql).bind(limit).bind(offset).fetch_all(p).await)?,
+    )
+}
+
+/// Profile and status fields an admin may change.
+pub async fn update(db: &Db, u: &User) -> Result<(), StoreError> {
+    on_db!(db, p => sqlx::query(
+        "UPDATE users SET display_name = $2, first_name = $3, last_name = $4, is_admin = $5, is_active = $6, \
+         timezone = $7, updated_at = $8 WHERE id = $1"
+    )
+    .bind(u.id)
+    .bind(&u.display_name)
+    .bind(&u.first_name)
+    .bind(&u.last_name)
+    .bind(u.is_admin)
+    .bind(u.is_active)
+    .bind(&u.timezone)
+    .bind(Ts::now())
+    .execute(p)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+/// A new password: every session of the user ends.
+pub async fn set_password(db: &Db, id: Uuid, password_hash: &str) -> Result<(), StoreError> {
+    let now = Ts::now();
+    on_db!(db, p => sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+    on_db!(db, p => sqlx::query(
+        "UPDATE sessions SET revoked_at = $2, revocation_reason = 'password_changed' WHERE user_id = $1 AND revoked_at IS NULL"
+    )
+    .bind(id)
+    .bind(now)
+    .execute(p)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn delete(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let n = on_db!(db, p => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Membership {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub project_id: Uuid,
+    pub role: String,
+    pub created_at: Ts,
+    pub user_email: String,
+    pub user_display_name: Option<String>,
+}
+
+const MEMBERSHIP_SELECT: &str =
+    "SELECT m.id, m.user_id, m.project_id, m.role, m.created_at, u.email AS user_email, \
+     u.display_name AS user_display_name FROM memberships m JOIN users u ON u.id = m.user_id";
+
+pub async fn memberships(db: &Db, project_id: Uuid) -> Result<Vec<Membership>, StoreError> {
+    let sql = format!("{MEMBERSHIP_SELECT} WHERE m.project_id = $1 ORDER BY m.created_at, m.id");
+    Ok(on_db!(db, p => sqlx::query_as::<_, Membership>(&sql).bind(project_id).fetch_all(p).await)?)
+}
+
+pub async fn membership(
+    db: &Db,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Membership>, StoreError> {
+    let sql = format!("{MEMBERSHIP_SELECT} WHERE m.project_id = $1 AND m.id = $2");
+    Ok(
+        on_db!(db, p => sqlx::query_as::<_, Membership>(&sql).bind(project_id).bind(id).fetch_optional(p).await)?,
+    )
+}
+
+pub async fn add_membership(
+    db: &Db,
+    project_id: Uuid,
+    user_id: Uuid,
+    role: &str,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    let now = Ts::now();
+    on_db!(db, p => sqlx::query(
+        "INSERT INTO memberships (id, user_id, project_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)"
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(project_id)
+    .bind(role)
+    .bind(now)
+    .execute(p)
+    .await
+    .map(|_| ()))
+    .map_err(|e| {
+        let e = StoreError::from(e);
+        if e.is_unique_violation() {
+            StoreError::Conflict("the user is already a member of this project".into())
+        } else {
+            e
+        }
+    })?;
+    Ok(id)
+}
+
+pub async fn set_membership_role(
+    db: &Db,
+    project_id: Uuid,
+    id: Uuid,
+    role: &str,
+) -> Result<bool, StoreError> {
+    let n = on_db!(db, p => sqlx::query("UPDATE memberships SET role = $3, updated_at = $4 WHERE project_id = $1 AND id = $2")
+        .bind(project_id)
+        .bind(id)
+        .bind(role)
+        .bind(Ts::now())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+pub async fn remove_membership(db: &Db, project_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let n = on_db!(db, p => sqlx::query("DELETE FROM memberships WHERE project_id = $1 AND id = $2")
+        .bind(project_id)
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}

@@ -1,5 +1,6 @@
 //! Every case of the suite, and helpers they share.
 
+mod api_keys;
 mod audit;
 mod auth;
 mod cli;
@@ -16,6 +17,7 @@ mod mfa;
 mod notifications;
 mod registry;
 mod server;
+mod users;
 mod workers;
 
 use crate::brain::Brain;
@@ -488,6 +490,24 @@ pub static CASES: &[Case] = &[
         "hardening.allow-http-public-url",
         hardening::allow_http_public_url,
         ["Z4J_ALLOW_HTTP_PUBLIC_URL"],
+        Both
+    ),
+    case!(
+        "users.roles",
+        users::roles,
+        ["api.users", "api.roles"],
+        Both
+    ),
+    case!(
+        "users.enforce-for-all",
+        users::enforce_for_all,
+        ["Z4J_MFA_ENFORCE_FOR_ALL", "Z4J_MFA_ENFORCE_FOR_ADMINS"],
+        Both
+    ),
+    case!(
+        "api-keys.scoped",
+        api_keys::scoped_keys,
+        ["api.api-keys"],
         Both
     ),
     case!(

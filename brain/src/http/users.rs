@@ -1,0 +1,427 @@
+//! Users (global admins) and project memberships (project admins), http-api
+//! 4.5. Writes need CSRF and a fresh second factor.
+
+use super::access::{self, Role};
+use super::auth::user_json;
+use super::body::{self, Fields};
+use super::error::{ApiError, SchemaIssue};
+use super::{session, Shared};
+use crate::audit::{self, Entry};
+use crate::auth::{email, password, policy};
+use crate::store::users::{self, Membership, NewUser};
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const ROLES: &[&str] = &["viewer", "auditor", "operator", "admin"];
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/users", get(list).post(create))
+        .route("/api/v1/users/{id}", get(read).patch(update).delete(remove))
+        .route("/api/v1/users/{id}/password", post(set_password))
+        .route(
+            "/api/v1/projects/{slug}/memberships",
+            get(list_members).post(add_member),
+        )
+        .route(
+            "/api/v1/projects/{slug}/memberships/{id}",
+            patch(change_member).delete(remove_member),
+        )
+}
+
+fn user_admin_json(u: &users::User) -> Value {
+    let mut v = user_json(u);
+    v["is_active"] = json!(u.is_active);
+    v["mfa_enrolled"] = json!(u.mfa_enrolled_at.is_some());
+    v
+}
+
+fn member_json(m: &Membership, slug: &str) -> Value {
+    json!({
+        "id": m.id,
+        "user_id": m.user_id,
+        "project_id": m.project_id,
+        "project_slug": slug,
+        "user_email": m.user_email,
+        "user_display_name": m.user_display_name,
+        "role": m.role,
+        "created_at": m.created_at.to_rfc3339(),
+    })
+}
+
+fn conflict(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) => ApiError::Conflict {
+            message: m,
+            details: json!({}),
+        },
+        other => other.into(),
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::NotFound {
+        message: format!("{what} not found"),
+        details: json!({}),
+    }
+}
+
+/// A global admin, for reads; writes also pass CSRF and the freshness gate.
+async fn admin(
+    state: &Shared,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<session::Caller, ApiError> {
+    let caller = session::require(state, headers).await?;
+    if !caller.user.is_admin {
+        return Err(ApiError::Forbidden("admin role required".into()));
+    }
+    if write {
+        access::csrf(&caller, headers)?;
+        access::fresh_mfa(&caller, &state.settings)?;
+    }
+    Ok(caller)
+}
+
+fn policy_error(v: policy::PolicyViolation) -> ApiError {
+    ApiError::Validation {
+        message: v.message,
+        details: json!({"reason": v.reason}),
+    }
+}
+
+async fn list(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers, false).await?;
+    let q: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| (1..=500).contains(l))
+        .unwrap_or(100);
+    let offset = q
+        .get("offset")
+        .and_then(|o| o.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let rows = users::list(&state.db, limit, offset).await?;
+    Ok(Json(Value::Array(
+        rows.iter().map(user_admin_json).collect(),
+    )))
+}
+
+async fn create(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = admin(&state, &headers, true).await?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let raw_email = f.text("email", 3, 320, true);
+    let pw = f.text("password", 8, 256, true);
+    let display = f.text("display_name", 1, 200, false);
+    let first = f.text("first_name", 1, 100, false);
+    let last = f.text("last_name", 1, 100, false);
+    let tz = f
+        .text("timezone", 1, 64, false)
+        .unwrap_or_else(|| "UTC".into());
+    let is_admin = f.boolean("is_admin", false);
+    let canonical = raw_email.as_deref().and_then(email::canonical);
+    if raw_email.is_some() && canonical.is_none() {
+        f.issues.push(SchemaIssue::new(
+            "value_error",
+            &["body", "email"],
+            "Value error, not a valid email address",
+        ));
+    }
+    let (canonical, pw) = f.finish(canonical.zip(pw))?;
+    policy::check(&pw, state.settings.password_min_length as usize).map_err(policy_error)?;
+    let hash = password::hash(pw, password::Cost::from_settings(&state.settings))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let u = users::create(
+        &state.db,
+        &NewUser {
+            email: &canonical,
+            password_hash: &hash,
+            display_name: display.as_deref(),
+            first_name: first.as_deref(),
+            last_name: last.as_deref(),
+            is_admin,
+            timezone: &tz,
+        },
+    )
+    .await
+    .map_err(conflict)?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("user.create", "success")
+            .target("user", u.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"email": u.email, "is_admin": u.is_admin})),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(user_admin_json(&u))).into_response())
+}
+
+async fn load(state: &Shared, id: &str) -> Result<users::User, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| not_found("user"))?;
+    users::find(&state.db, id)
+        .await?
+        .ok_or_else(|| not_found("user"))
+}
+
+async fn read(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers, false).await?;
+    Ok(Json(user_admin_json(&load(&state, &id).await?)))
+}
+
+async fn update(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let caller = admin(&state, &headers, true).await?;
+    let mut u = load(&state, &id).await?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let display = f.text("display_name", 1, 200, false);
+    let first = f.text("first_name", 1, 100, false);
+    let last = f.text("last_name", 1, 100, false);
+    let tz = f.text("timezone", 1, 64, false);
+    let is_admin = obj
+        .contains_key("is_admin")
+        .then(|| f.boolean("is_admin", u.is_admin));
+    let is_active = obj
+        .contains_key("is_active")
+        .then(|| f.boolean("is_active", u.is_active));
+    f.finish(Some(()))?;
+    if u.id == caller.user.id && (is_admin == Some(false) || is_active == Some(false)) {
+        return Err(ApiError::Conflict {
+            message: "you cannot remove your own admin role or deactivate yourself".into(),
+            details: json!({}),
+        });
+    }
+    u.display_name = display.or(u.display_name);
+    u.first_name = first.or(u.first_name);
+    u.last_name = last.or(u.last_name);
+    u.timezone = tz.unwrap_or(u.timezone);
+    u.is_admin = is_admin.unwrap_or(u.is_admin);
+    u.is_active = is_active.unwrap_or(u.is_active);
+    users::update(&state.db, &u).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("user.update", "success")
+            .target("user", u.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
+    Ok(Json(user_admin_json(&load(&state, &id).await?)))
+}
+
+async fn remove(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = admin(&state, &headers, true).await?;
+    let u = load(&state, &id).await?;
+    if u.id == caller.user.id {
+        return Err(ApiError::Conflict {
+            message: "you cannot delete yourself".into(),
+            details: json!({}),
+        });
+    }
+    users::delete(&state.db, u.id).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("user.delete", "success")
+            .target("user", u.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_password(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = admin(&state, &headers, true).await?;
+    let u = load(&state, &id).await?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let pw = f.text("password", 8, 256, true);
+    let pw = f.finish(pw)?;
+    policy::check(&pw, state.settings.password_min_length as usize).map_err(policy_error)?;
+    let hash = password::hash(pw, password::Cost::from_settings(&state.settings))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    users::set_password(&state.db, u.id, &hash).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("user.password_set", "success")
+            .target("user", u.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn role_of(obj: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
+    match obj.get("role").and_then(Value::as_str) {
+        Some(r) if ROLES.contains(&r) => Ok(r.to_owned()),
+        _ => Err(ApiError::Schema(vec![SchemaIssue::new(
+            "literal_error",
+            &["body", "role"],
+            "Input should be 'viewer', 'auditor', 'operator' or 'admin'",
+        )])),
+    }
+}
+
+async fn list_members(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let a = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let rows = users::memberships(&state.db, a.project.id).await?;
+    Ok(Json(Value::Array(
+        rows.iter().map(|m| member_json(m, &slug)).collect(),
+    )))
+}
+
+async fn member_writer(
+    state: &Shared,
+    headers: &HeaderMap,
+    slug: &str,
+) -> Result<access::ProjectAccess, ApiError> {
+    let a = access::project(state, headers, slug, Role::Admin).await?;
+    access::csrf(&a.caller, headers)?;
+    access::fresh_mfa(&a.caller, &state.settings)?;
+    Ok(a)
+}
+
+async fn add_member(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let a = member_writer(&state, &headers, &slug).await?;
+    let obj = body::object(&body)?;
+    let user_id = obj
+        .get("user_id")
+        .and_then(Value::as_str)
+        .and_then(|u| Uuid::parse_str(u).ok())
+        .ok_or_else(|| {
+            ApiError::Schema(vec![SchemaIssue::new(
+                "uuid_parsing",
+                &["body", "user_id"],
+                "Input should be a valid UUID",
+            )])
+        })?;
+    let role = role_of(&obj)?;
+    if users::find(&state.db, user_id).await?.is_none() {
+        return Err(not_found("user"));
+    }
+    let id = users::add_membership(&state.db, a.project.id, user_id, &role)
+        .await
+        .map_err(conflict)?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("membership.create", "success")
+            .target("membership", id)
+            .in_project(a.project.id)
+            .by(Some(a.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"user_id": user_id, "role": role})),
+    )
+    .await;
+    let m = users::membership(&state.db, a.project.id, id)
+        .await?
+        .ok_or_else(|| not_found("membership"))?;
+    Ok((StatusCode::CREATED, Json(member_json(&m, &slug))).into_response())
+}
+
+async fn change_member(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let a = member_writer(&state, &headers, &slug).await?;
+    let id = Uuid::parse_str(&id).map_err(|_| not_found("membership"))?;
+    let role = role_of(&body::object(&body)?)?;
+    if !users::set_membership_role(&state.db, a.project.id, id, &role).await? {
+        return Err(not_found("membership"));
+    }
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("membership.update", "success")
+            .target("membership", id)
+            .in_project(a.project.id)
+            .by(Some(a.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"role": role})),
+    )
+    .await;
+    let m = users::membership(&state.db, a.project.id, id)
+        .await?
+        .ok_or_else(|| not_found("membership"))?;
+    Ok(Json(member_json(&m, &slug)))
+}
+
+async fn remove_member(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let a = member_writer(&state, &headers, &slug).await?;
+    let id = Uuid::parse_str(&id).map_err(|_| not_found("membership"))?;
+    if !users::remove_membership(&state.db, a.project.id, id).await? {
+        return Err(not_found("membership"));
+    }
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("membership.delete", "success")
+            .target("membership", id)
+            .in_project(a.project.id)
+            .by(Some(a.caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
