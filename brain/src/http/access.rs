@@ -98,6 +98,20 @@ pub async fn project(
     })
 }
 
+/// A write on a project: the role, the CSRF token and, for sessions of
+/// users with a second factor, a fresh verification.
+pub async fn project_writer(
+    state: &AppState,
+    headers: &HeaderMap,
+    slug: &str,
+    need: Role,
+) -> Result<ProjectAccess, ApiError> {
+    let access = project(state, headers, slug, need).await?;
+    csrf(&access.caller, headers)?;
+    fresh_mfa(&access.caller, &state.settings)?;
+    Ok(access)
+}
+
 /// Double-submit CSRF: `X-CSRF-Token` must equal the session row's token.
 pub fn csrf(caller: &Caller, headers: &HeaderMap) -> Result<(), ApiError> {
     if caller.via_key {

@@ -93,9 +93,7 @@ async fn mint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let access = access::project(&state, &headers, &slug, Role::Admin).await?;
-    access::csrf(&access.caller, &headers)?;
-    access::fresh_mfa(&access.caller, &state.settings)?;
+    let access = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
     let name = f.text("name", 1, 200, true);
@@ -158,9 +156,7 @@ async fn revoke(
     Path((slug, agent_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let access = access::project(&state, &headers, &slug, Role::Admin).await?;
-    access::csrf(&access.caller, &headers)?;
-    access::fresh_mfa(&access.caller, &state.settings)?;
+    let access = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
     let id = Uuid::parse_str(&agent_id).map_err(|_| agent_not_found())?;
     if !agents::revoke(&state.db, access.project.id, id).await? {
         return Err(agent_not_found());

@@ -106,17 +106,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(raw);
     let (_, f) = filter(&state, &headers, &slug, &q).await?;
-    let s = &state.settings;
-    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
-        None => s.rest_default_page_size,
-        Some(Ok(l)) if (1..=5000).contains(&l) => l.min(s.rest_max_page_size),
-        Some(_) => {
-            return Err(bad(
-                "limit",
-                "Input should be an integer between 1 and 5000",
-            ))
-        }
-    };
+    let limit = super::reads::rest_limit(&state.settings, q.get("limit"))?;
     let before = q.get("cursor").and_then(|c| c.parse::<i64>().ok());
     let rows = audit::list(&state.db, &f, before, limit).await?;
     let next = (rows.len() as i64 == limit)

@@ -544,18 +544,7 @@ async fn list(
         url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    let s = &state.settings;
-    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
-        None => s.rest_default_page_size,
-        Some(Ok(l)) if (1..=5000).contains(&l) => l.min(s.rest_max_page_size),
-        Some(_) => {
-            return Err(ApiError::Schema(vec![SchemaIssue::new(
-                "int_range",
-                &["query", "limit"],
-                "Input should be an integer between 1 and 5000",
-            )]))
-        }
-    };
+    let limit = super::reads::rest_limit(&state.settings, q.get("limit"))?;
     // Unknown status values are ignored, as the reference does.
     let status = q
         .get("status")

@@ -171,10 +171,7 @@ async fn writer(
     headers: &HeaderMap,
     slug: &str,
 ) -> Result<access::ProjectAccess, ApiError> {
-    let access = access::project(state, headers, slug, Role::Admin).await?;
-    access::csrf(&access.caller, headers)?;
-    access::fresh_mfa(&access.caller, &state.settings)?;
-    Ok(access)
+    access::project_writer(state, headers, slug, Role::Admin).await
 }
 
 async fn create_channel(

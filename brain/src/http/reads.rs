@@ -131,6 +131,21 @@ fn page_size(s: &Settings, q: &Query, issues: &mut Vec<SchemaIssue>) -> i64 {
         .max(1)
 }
 
+/// The REST page size of a list route from its raw `limit` query value:
+/// 1..=5000 by schema, capped by `Z4J_REST_MAX_PAGE_SIZE`, absent →
+/// `Z4J_REST_DEFAULT_PAGE_SIZE`.
+pub fn rest_limit(s: &Settings, raw: Option<&String>) -> Result<i64, ApiError> {
+    match raw.map(|l| l.parse::<i64>()) {
+        None => Ok(s.rest_default_page_size),
+        Some(Ok(l)) if (1..=5000).contains(&l) => Ok(l.min(s.rest_max_page_size)),
+        Some(_) => Err(ApiError::Schema(vec![SchemaIssue::new(
+            "int_range",
+            &["query", "limit"],
+            "Input should be an integer between 1 and 5000",
+        )])),
+    }
+}
+
 /// Cursor: unpadded base64url of `[["dt", "<instant>"], "<uuid>"]`.
 pub fn encode_cursor(at: Ts, id: Uuid) -> String {
     let body = json!([["dt", at.to_rfc3339()], id.to_string()]).to_string();

@@ -325,10 +325,7 @@ async fn member_writer(
     headers: &HeaderMap,
     slug: &str,
 ) -> Result<access::ProjectAccess, ApiError> {
-    let a = access::project(state, headers, slug, Role::Admin).await?;
-    access::csrf(&a.caller, headers)?;
-    access::fresh_mfa(&a.caller, &state.settings)?;
-    Ok(a)
+    access::project_writer(state, headers, slug, Role::Admin).await
 }
 
 async fn add_member(

@@ -9,70 +9,24 @@ use crate::agent::{self, ADMIN_EMAIL};
 use crate::brain::{run_cli, Home, StartSpec};
 use crate::runner::Ctx;
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const OLD: &str = "audit-old-master-secret-0123456789abcdef0123456789abcdef";
 const NEW: &str = "audit-new-master-secret-0123456789abcdef0123456789abcdef";
 
-/// Runs statements (or one query returning an i64) on the brain's database.
 async fn sql_i64(ctx: &Ctx, home: &Home, pg: Option<&str>, stmt: &str) -> Result<i64, String> {
-    match pg {
-        Some(name) => {
-            let url = ctx.pg_plain_url(name).ok_or("no PostgreSQL URL")?;
-            let mut c = sqlx::PgConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query_scalar::<_, i64>(stmt)
-                .fetch_one(&mut c)
-                .await
-                .map_err(|e| format!("{stmt}: {e}"))
-        }
-        None => {
-            let url = format!(
-                "sqlite://{}",
-                home.path.join(".z4j").join("z4j.db").display()
-            );
-            let mut c = sqlx::SqliteConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query_scalar::<_, i64>(stmt)
-                .fetch_one(&mut c)
-                .await
-                .map_err(|e| format!("{stmt}: {e}"))
-        }
-    }
+    super::grey::connect(ctx, &home.path, pg)
+        .await?
+        .i64(stmt)
+        .await
 }
 
 async fn sql_exec(ctx: &Ctx, home: &Home, pg: Option<&str>, stmt: &str) -> Result<(), String> {
-    match pg {
-        Some(name) => {
-            let url = ctx.pg_plain_url(name).ok_or("no PostgreSQL URL")?;
-            let mut c = sqlx::PgConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query(stmt)
-                .execute(&mut c)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        None => {
-            let url = format!(
-                "sqlite://{}",
-                home.path.join(".z4j").join("z4j.db").display()
-            );
-            let mut c = sqlx::SqliteConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query(stmt)
-                .execute(&mut c)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    }
+    super::grey::connect(ctx, &home.path, pg)
+        .await?
+        .exec(stmt)
+        .await
 }
 
 /// `z4j audit verify` with `env`: (exit status, stdout + stderr).

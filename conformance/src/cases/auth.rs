@@ -474,33 +474,10 @@ async fn stored_hash(
     home: &crate::brain::Home,
     pg_name: Option<&str>,
 ) -> Result<String, String> {
-    use sqlx::Connection;
-    let sql = "SELECT password_hash FROM users WHERE email = 'conformance-admin@example.com'";
-    match pg_name {
-        Some(name) => {
-            let url = ctx.pg_plain_url(name).ok_or("no PostgreSQL URL")?;
-            let mut c = sqlx::PgConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query_scalar(sql)
-                .fetch_one(&mut c)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        None => {
-            let url = format!(
-                "sqlite://{}",
-                home.path.join(".z4j").join("z4j.db").display()
-            );
-            let mut c = sqlx::SqliteConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            sqlx::query_scalar(sql)
-                .fetch_one(&mut c)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    super::grey::connect(ctx, &home.path, pg_name)
+        .await?
+        .text("SELECT password_hash FROM users WHERE email = 'conformance-admin@example.com'")
+        .await
 }
 
 /// `Z4J_ARGON2_*`: new hashes carry the configured cost; a stored hash is

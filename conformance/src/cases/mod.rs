@@ -9,6 +9,7 @@ mod config;
 mod database;
 mod first_boot;
 pub mod gateway;
+mod grey;
 mod hardening;
 mod interop;
 mod metrics;

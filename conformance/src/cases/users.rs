@@ -186,6 +186,16 @@ pub async fn roles(ctx: Arc<Ctx>) -> R {
     )
 }
 
+async fn ops_login_body(brain: &Brain) -> Result<Json, String> {
+    let resp = super::client()
+        .post(brain.url("/api/v1/auth/login"))
+        .json(&json!({"email": OPS_EMAIL, "password": OPS_PASSWORD}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(resp.json().await.unwrap_or(Json::Null))
+}
+
 /// `Z4J_MFA_ENFORCE_FOR_ALL` targets every user, not only admins.
 pub async fn enforce_for_all(ctx: Arc<Ctx>) -> R {
     let mut env = agent::admin_env();
@@ -196,13 +206,7 @@ pub async fn enforce_for_all(ctx: Arc<Ctx>) -> R {
     let brain = ctx.start(&env).await?;
     let admin = agent::login(&brain).await?;
     create_ops(&brain, &admin).await?;
-    let resp = super::client()
-        .post(brain.url("/api/v1/auth/login"))
-        .json(&json!({"email": OPS_EMAIL, "password": OPS_PASSWORD}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body: Json = resp.json().await.unwrap_or(Json::Null);
+    let body = ops_login_body(&brain).await?;
     ensure_eq(
         body["mfa_enrollment_required"].as_bool(),
         Some(true),
@@ -216,13 +220,7 @@ pub async fn enforce_for_all(ctx: Arc<Ctx>) -> R {
     let brain = ctx.start(&env).await?;
     let admin = agent::login(&brain).await?;
     create_ops(&brain, &admin).await?;
-    let resp = super::client()
-        .post(brain.url("/api/v1/auth/login"))
-        .json(&json!({"email": OPS_EMAIL, "password": OPS_PASSWORD}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body: Json = resp.json().await.unwrap_or(Json::Null);
+    let body = ops_login_body(&brain).await?;
     ensure_eq(
         body["mfa_enrollment_required"].as_bool(),
         Some(false),

@@ -11,37 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use z4j_protocol::FrameType;
 
-/// Runs statements on the brain's own database (grey box: the z4j-rs
-/// schema). Values are inlined by the callers from literals they control.
+/// Runs statements on the brain's own database (grey box).
 async fn run_sql(ctx: &Ctx, home: &Home, pg_name: Option<&str>, stmts: &[String]) -> R {
-    match pg_name {
-        Some(name) => {
-            let url = ctx.pg_plain_url(name).ok_or("no PostgreSQL URL")?;
-            let mut c = sqlx::PgConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            for s in stmts {
-                sqlx::query(s)
-                    .execute(&mut c)
-                    .await
-                    .map_err(|e| format!("{s}: {e}"))?;
-            }
-        }
-        None => {
-            let url = format!(
-                "sqlite://{}",
-                home.path.join(".z4j").join("z4j.db").display()
-            );
-            let mut c = sqlx::SqliteConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            for s in stmts {
-                sqlx::query(s)
-                    .execute(&mut c)
-                    .await
-                    .map_err(|e| format!("{s}: {e}"))?;
-            }
-        }
+    let mut c = super::grey::connect(ctx, &home.path, pg_name).await?;
+    for s in stmts {
+        c.exec(s).await?;
     }
     Ok(())
 }
