@@ -26,6 +26,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/auth/change-password", post(change_password))
 }
 
 pub fn user_json(u: &User) -> Value {
@@ -286,4 +287,68 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Respo
 async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = session::require_session(&state, &headers).await?;
     Ok(Json(user_json(&caller.user)))
+}
+
+/// Self-service password change: the current password, a new one that
+/// passes the policy; every session and remembered device of the user
+/// ends, and this browser gets a fresh session.
+async fn change_password(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    if caller.via_key {
+        return Err(ApiError::Unauthenticated(
+            "a session cookie is required".into(),
+        ));
+    }
+    super::access::csrf(&caller, &headers)?;
+    super::access::fresh_mfa(&caller, &state.settings)?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let current = f.text("current_password", 1, 256, true);
+    let new = f.text("new_password", 8, 256, true);
+    let (current, new) = f.finish(current.zip(new))?;
+    let phc = caller.user.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || password::verify_blocking(&current, &phc))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return Err(ApiError::Coded {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: "current password is incorrect".into(),
+            details: json!({"reason": "wrong_current_password"}),
+        });
+    }
+    crate::auth::policy::check(&new, state.settings.password_min_length as usize).map_err(|v| {
+        ApiError::Validation {
+            message: v.message,
+            details: json!({"reason": v.reason}),
+        }
+    })?;
+    let hash = password::hash(new, password::Cost::from_settings(&state.settings))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    users::set_password(&state.db, caller.user.id, &hash).await?;
+    crate::store::mfa::forget_devices(&state.db, caller.user.id).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("auth.password_changed", "success")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await;
+    let user = users::find(&state.db, caller.user.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("user vanished".into()))?;
+    let mut resp = issue(&state, &user, false, peer, &headers).await?;
+    if let Ok(v) = HeaderValue::from_str(&super::mfa::clear_trust_cookie(state.dev_posture)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
 }

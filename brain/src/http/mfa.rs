@@ -32,6 +32,15 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/auth/mfa/enroll-complete", post(enroll_complete))
         .route("/api/v1/auth/mfa/verify", post(verify))
         .route("/api/v1/auth/mfa/disable", post(disable))
+        .route(
+            "/api/v1/auth/mfa/recovery-codes/regenerate",
+            post(regenerate),
+        )
+        .route("/api/v1/auth/mfa/trusted-devices", get(devices))
+        .route(
+            "/api/v1/auth/mfa/trusted-devices/{id}/revoke",
+            post(revoke_device),
+        )
 }
 
 fn trust_cookie_name(dev: bool) -> &'static str {
@@ -455,15 +464,81 @@ async fn disable(
     )
     .await;
     let mut resp = Json(json!({"ok": true})).into_response();
-    let secure = if state.dev_posture { "" } else { "; Secure" };
-    let clear = format!(
-        "{}=; Max-Age=0; Path=/; SameSite=strict{secure}",
-        trust_cookie_name(state.dev_posture)
-    );
-    if let Ok(v) = HeaderValue::from_str(&clear) {
+    if let Ok(v) = HeaderValue::from_str(&clear_trust_cookie(state.dev_posture)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+async fn regenerate(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    super::access::fresh_mfa(&caller, &state.settings)?;
+    if caller.user.mfa_enrolled_at.is_none() {
+        return Err(conflict("mfa_not_enrolled", "MFA is not enrolled"));
+    }
+    let codes = mint_recovery_codes(&state, caller.user.id).await?;
+    audit::record(
+        &state.db,
+        &state.settings,
+        Entry::new("auth.mfa.recovery_codes_regenerated", "success")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id)),
+    )
+    .await;
+    Ok(Json(json!({"recovery_codes": codes})))
+}
+
+async fn devices(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    let current = trust_token(&state, &headers).map(|t| token_hash(&t));
+    let rows = mfa::trusted_devices(&state.db, caller.user.id).await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "label": d.label,
+                    "created_at": d.created_at.to_rfc3339(),
+                    "last_seen_at": d.last_seen_at.to_rfc3339(),
+                    "expires_at": d.expires_at.to_rfc3339(),
+                    "revoked_at": d.revoked_at.map(|t| t.to_rfc3339()),
+                    "is_current": current.as_deref() == Some(d.token_hash.as_str()),
+                })
+            })
+            .collect(),
+    )))
+}
+
+async fn revoke_device(
+    State(state): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    super::access::fresh_mfa(&caller, &state.settings)?;
+    let not_found = || ApiError::NotFound {
+        message: "trusted device not found".into(),
+        details: json!({}),
+    };
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    if !mfa::revoke_device(&state.db, caller.user.id, id).await? {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A `Set-Cookie` that removes the trust cookie.
+pub fn clear_trust_cookie(dev: bool) -> String {
+    let secure = if dev { "" } else { "; Secure" };
+    format!(
+        "{}=; Max-Age=0; Path=/; SameSite=strict{secure}",
+        trust_cookie_name(dev)
+    )
 }
 
 #[cfg(test)]

@@ -270,3 +270,47 @@ pub async fn device_trusted(db: &Db, user: Uuid, token_hash: &str) -> Result<boo
     .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TrustedDevice {
+    pub id: Uuid,
+    pub token_hash: String,
+    pub label: String,
+    pub created_at: Ts,
+    pub last_seen_at: Ts,
+    pub expires_at: Ts,
+    pub revoked_at: Option<Ts>,
+}
+
+pub async fn trusted_devices(db: &Db, user: Uuid) -> Result<Vec<TrustedDevice>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, TrustedDevice>(
+        "SELECT id, token_hash, label, created_at, last_seen_at, expires_at, revoked_at \
+         FROM mfa_trusted_devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY last_seen_at DESC, id"
+    )
+    .bind(user)
+    .fetch_all(p)
+    .await)?)
+}
+
+pub async fn revoke_device(db: &Db, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let n = on_db!(db, p => sqlx::query(
+        "UPDATE mfa_trusted_devices SET revoked_at = $3 WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL"
+    )
+    .bind(user)
+    .bind(id)
+    .bind(Ts::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+pub async fn forget_devices(db: &Db, user: Uuid) -> Result<(), StoreError> {
+    for_user(
+        db,
+        "DELETE FROM mfa_trusted_devices WHERE user_id = $1",
+        user,
+    )
+    .await?;
+    Ok(())
+}

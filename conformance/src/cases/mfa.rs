@@ -484,3 +484,109 @@ pub async fn enforcement(ctx: Arc<Ctx>) -> R {
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
+
+/// Recovery-code regeneration, remembered-device listing and revocation,
+/// and a password change that ends the other sessions and remembered
+/// devices.
+pub async fn account_care(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
+    let brain = ctx.start(&env).await?;
+    let (op, _) = login(&brain, None).await?;
+    let (_secret, first) = enrol(&brain, &op).await?;
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/mfa/recovery-codes/regenerate",
+        json!({}),
+    )
+    .await?;
+    let fresh: Vec<String> = body["recovery_codes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    ensure(
+        status == 200 && fresh.len() == first.len() && fresh != first,
+        format!("regenerate: {status} {body}"),
+    )?;
+    // An old code no longer works, a new one does.
+    let (other, _) = login(&brain, None).await?;
+    let (status, _) = post(
+        &brain,
+        &other,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": first[0]}),
+    )
+    .await?;
+    ensure_eq(status, 401, "a recovery code from before regeneration")?;
+    let (status, _) = post(
+        &brain,
+        &other,
+        "/api/v1/auth/mfa/verify",
+        json!({"code": fresh[0], "remember_device": true}),
+    )
+    .await?;
+    ensure_eq(status, 200, "a regenerated recovery code")?;
+    let (status, devices) = other
+        .get(&brain, "/api/v1/auth/mfa/trusted-devices")
+        .await?;
+    ensure_eq(
+        (status, devices.as_array().map(Vec::len)),
+        (200, Some(1)),
+        &format!("one remembered device: {devices}"),
+    )?;
+    let id = devices[0]["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = post(
+        &brain,
+        &other,
+        &format!("/api/v1/auth/mfa/trusted-devices/{id}/revoke"),
+        json!({}),
+    )
+    .await?;
+    ensure_eq(status, 204, "revoke the device")?;
+    let (_, devices) = other
+        .get(&brain, "/api/v1/auth/mfa/trusted-devices")
+        .await?;
+    ensure_eq(
+        devices.as_array().map(Vec::len),
+        Some(0),
+        "no remembered device left",
+    )?;
+    // Password change: wrong current password refused; success ends the
+    // other session and returns a new one.
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/change-password",
+        json!({"current_password": "nope", "new_password": "N3w-strong-password!"}),
+    )
+    .await?;
+    ensure_eq(
+        (status, body["details"]["reason"].as_str()),
+        (401, Some("wrong_current_password")),
+        "wrong current password",
+    )?;
+    let (status, body) = post(
+        &brain,
+        &op,
+        "/api/v1/auth/change-password",
+        json!({"current_password": ADMIN_PASSWORD, "new_password": "N3w-strong-password!"}),
+    )
+    .await?;
+    ensure_eq(
+        (status, body["mfa_required"].as_bool()),
+        (200, Some(true)),
+        &format!("change password: {body}"),
+    )?;
+    ensure_eq(
+        other.get(&brain, "/api/v1/auth/me").await?.0,
+        401,
+        "the other session ended",
+    )?;
+    ensure(
+        agent::login(&brain).await.is_err(),
+        "the old password no longer logs in",
+    )
+}

@@ -455,6 +455,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "mfa.account-care",
+        mfa::account_care,
+        ["api.mfa.devices", "api.change-password"],
+        Both
+    ),
+    case!(
         "mfa.freshness",
         mfa::freshness,
         ["Z4J_MFA_VERIFICATION_TTL_SECONDS"],
