@@ -95,16 +95,6 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
-/// Current key first, then the previous ones.
-pub fn keyring(s: &Settings) -> Vec<&str> {
-    s.secret
-        .iter()
-        .chain(s.previous_secrets.0.iter())
-        .map(String::as_str)
-        .filter(|k| !k.is_empty())
-        .collect()
-}
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct StateRow {
     head_id: Option<i64>,
@@ -145,7 +135,7 @@ const LOCK_STATE: &str =
 
 /// Appends one row in its own transaction.
 pub async fn append(db: &Db, s: &Settings, e: &Entry) -> Result<(), AuditError> {
-    let ring = keyring(s);
+    let ring = s.master_secrets();
     let key = *ring.first().ok_or(AuditError::NoKey)?;
     let key_id = chain::key_id(key);
     let truncate = |v: &str, n: usize| v.chars().take(n).collect::<String>();
@@ -283,7 +273,7 @@ pub struct Report {
 
 /// Walks the whole chain from the prune point to the head.
 pub async fn verify(db: &Db, s: &Settings) -> Result<Report, StoreError> {
-    let ring = keyring(s);
+    let ring = s.master_secrets();
     let by_id: Vec<(String, &str)> = ring.iter().map(|k| (chain::key_id(k), *k)).collect();
     let sql =
         format!("SELECT {STATE_COLUMNS} FROM audit_chain_state WHERE singleton_id = 'audit-chain'");
@@ -377,7 +367,7 @@ pub async fn verify(db: &Db, s: &Settings) -> Result<Report, StoreError> {
 /// transaction, moving the signed prune point to the last deleted row so
 /// the rest still verifies. Returns the rows deleted.
 pub async fn prune_batch(db: &Db, s: &Settings, cutoff: Ts, batch: i64) -> Result<u64, AuditError> {
-    let ring = keyring(s);
+    let ring = s.master_secrets();
     let key = *ring.first().ok_or(AuditError::NoKey)?;
     on_db!(db, p => {
         let mut tx = p.begin().await?;

@@ -1,5 +1,6 @@
 //! Login throttling kept in process memory: the per-IP `login` bucket
-//! (http-api 6.4: 20 per rolling minute) and the per-email failure backoff
+//! (http-api 6.4: 20 per rolling minute), the per-IP MFA bucket, and the
+//! per-email failure backoff
 //! (specs/decisions.md A2). Keyed by the attempted email, known or not, so
 //! the backoff itself cannot tell an existing account from an unknown one.
 
@@ -21,6 +22,9 @@ struct Streak {
 
 pub struct AuthThrottle {
     pub login_per_ip: SlidingWindow,
+    /// `Z4J_MFA_VERIFICATION_RATE_PER_MIN`, shared by the code-taking MFA
+    /// routes (http-api 3.3).
+    pub mfa_per_ip: SlidingWindow,
     streaks: Mutex<HashMap<String, Streak>>,
     base: f64,
     max: f64,
@@ -42,6 +46,10 @@ impl AuthThrottle {
     pub fn new(s: &Settings) -> AuthThrottle {
         AuthThrottle {
             login_per_ip: SlidingWindow::new(LOGIN_PER_IP, LOGIN_WINDOW),
+            mfa_per_ip: SlidingWindow::new(
+                s.mfa_verification_rate_per_min.max(1) as usize,
+                Duration::from_secs(60),
+            ),
             streaks: Mutex::new(HashMap::new()),
             base: s.login_backoff_base_seconds,
             max: s.login_backoff_max_seconds,

@@ -155,8 +155,9 @@ pub async fn authenticate(
     db: &Db,
     token: &str,
 ) -> Result<Option<agents::Credential>, StoreError> {
-    let masters = s.secret.iter().chain(s.previous_secrets.0.iter());
-    let hashes: Vec<String> = masters
+    let hashes: Vec<String> = s
+        .master_secrets()
+        .into_iter()
         .map(|m| agent_token_hash(m.as_bytes(), token))
         .collect();
     agents::find_by_token_hashes(db, &hashes).await

@@ -208,8 +208,14 @@ pub async fn layer(State(state): State<Shared>, mut req: Request, next: Next) ->
             return r;
         }
     }
-    if let Err(e) = api_keys::touch(&state.db, key.id).await {
-        tracing::warn!(error = %e, "cannot record api key use");
+    // Last use is recorded at most once a minute, not on every request.
+    if key
+        .last_used_at
+        .is_none_or(|t| t.plus_seconds(60) <= Ts::now())
+    {
+        if let Err(e) = api_keys::touch(&state.db, key.id).await {
+            tracing::warn!(error = %e, "cannot record api key use");
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&key.id.to_string()) {
         req.headers_mut().insert(KEY_HEADER, v);

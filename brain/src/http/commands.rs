@@ -424,7 +424,15 @@ async fn issue(
             .meta(json!({"agent_id": req.agent_id, "target_id": command.target_id})),
     )
     .await;
-    if !delivery::push(&state, req.agent_id, &command).await {
+    let delivered = delivery::push(&state, req.agent_id, &command).await;
+    crate::metrics::bump(
+        &crate::metrics::get().commands,
+        &[
+            command.action.as_str(),
+            if delivered { "dispatched" } else { "pending" },
+        ],
+    );
+    if !delivered {
         // Not deliverable from here: another replica may hold the agent.
         let retry = delivery::retry_engine(&command);
         state
@@ -443,13 +451,6 @@ async fn issue(
             });
         }
     }
-    let status = commands::find(&state.db, project.id, command.id)
-        .await?
-        .map_or_else(|| "pending".to_owned(), |c| c.status);
-    crate::metrics::bump(
-        &crate::metrics::get().commands,
-        &[command.action.as_str(), status.as_str()],
-    );
     outcome(&state, project.id, command.id, wait).await
 }
 

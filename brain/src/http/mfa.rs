@@ -7,7 +7,6 @@ use super::session::Caller;
 use super::{client_ip, session, Shared};
 use crate::audit::{self, Entry};
 use crate::auth::{password, totp};
-use crate::gateway::budget::SlidingWindow;
 use crate::notify::sealed;
 use crate::store::{mfa, Ts};
 use axum::body::Bytes;
@@ -19,8 +18,6 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 const PURPOSE: &str = "users.mfa_secret";
 const RECOVERY_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -71,26 +68,19 @@ pub fn token_hash(token: &str) -> String {
 /// `Z4J_MFA_VERIFICATION_RATE_PER_MIN` per client address, shared by the
 /// code-taking routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    static BUCKET: OnceLock<SlidingWindow> = OnceLock::new();
-    let bucket = BUCKET.get_or_init(|| {
-        SlidingWindow::new(
-            state.settings.mfa_verification_rate_per_min.max(1) as usize,
-            Duration::from_secs(60),
-        )
-    });
     let ip = client_ip::of_request(&state.settings, peer, headers).to_string();
-    bucket.hit(&ip).map_err(|retry| ApiError::TooManyRequests {
-        bucket: "mfa-verify",
-        retry_after_secs: retry,
-    })
-}
-
-fn masters(state: &Shared) -> Vec<&str> {
-    audit::keyring(&state.settings)
+    state
+        .auth
+        .mfa_per_ip
+        .hit(&ip)
+        .map_err(|retry| ApiError::TooManyRequests {
+            bucket: "mfa-verify",
+            retry_after_secs: retry,
+        })
 }
 
 fn open_secret(state: &Shared, sealed_text: &str) -> Result<Vec<u8>, ApiError> {
-    let b32 = sealed::open(masters(state), PURPOSE, sealed_text)
+    let b32 = sealed::open(state.settings.master_secrets(), PURPOSE, sealed_text)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     totp::base32_decode(&b32)
         .ok_or_else(|| ApiError::Internal("stored TOTP secret is not base32".into()))

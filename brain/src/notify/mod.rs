@@ -58,13 +58,8 @@ pub fn policy(s: &Settings) -> webhook::Policy {
 
 /// Reads a stored channel's config.
 pub fn open_config(s: &Settings, c: &Channel) -> Result<Map<String, Value>, String> {
-    let masters = s
-        .secret
-        .iter()
-        .chain(s.previous_secrets.0.iter())
-        .map(String::as_str);
-    let text =
-        sealed::open(masters, sealed::CHANNEL_CONFIG, &c.config).map_err(|e| e.to_string())?;
+    let text = sealed::open(s.master_secrets(), sealed::CHANNEL_CONFIG, &c.config)
+        .map_err(|e| e.to_string())?;
     match serde_json::from_str(&text) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err("stored channel config is not a JSON object".into()),

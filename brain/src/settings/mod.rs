@@ -64,6 +64,19 @@ impl LoadInput {
     }
 }
 
+impl Settings {
+    /// `Z4J_SECRET` first, then each `Z4J_PREVIOUS_SECRETS` entry: the keys
+    /// that still verify and decrypt during a rotation (writes use the first).
+    pub fn master_secrets(&self) -> Vec<&str> {
+        self.secret
+            .iter()
+            .chain(self.previous_secrets.0.iter())
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+}
+
 /// The effective configuration plus where each value came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
