@@ -21,6 +21,8 @@ fn main() {
             "--timing-tolerance",
             "--concurrency",
             "--target",
+            "--case",
+            "--expectations",
         ];
         if ours.contains(&a.as_str()) {
             argv.push(a);

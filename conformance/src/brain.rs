@@ -71,6 +71,9 @@ pub struct StartSpec {
     /// Listen on this port instead of a fresh one (restarts that agents
     /// must find again).
     pub port: Option<u16>,
+    /// Entries of the target's `postgres_env` not to add (the case observes
+    /// that variable's default).
+    pub observe_defaults: Vec<&'static str>,
 }
 
 /// A home directory, kept alive (temporary ones are removed when the last
@@ -89,6 +92,9 @@ impl Home {
 
 pub struct Brain {
     child: Option<Child>,
+    /// The brain's own process group: whatever it forks (the reference's
+    /// multiprocessing helpers) is stopped with it.
+    group: Option<i32>,
     pub port: u16,
     pub base_url: String,
     pub home: PathBuf,
@@ -122,9 +128,10 @@ impl Brain {
     /// Sends a signal (SIGTERM by default) without waiting.
     pub fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {
-            // SAFETY: kill(2) on a pid we spawned; no memory is touched.
+            // SAFETY: kill(2) on the process group we spawned; no memory is
+            // touched.
             unsafe {
-                libc::kill(pid as i32, sig);
+                libc::kill(-(pid as i32), sig);
             }
         }
     }
@@ -179,6 +186,13 @@ impl Brain {
     }
 
     pub fn kill(&mut self) {
+        if let Some(g) = self.group {
+            // SAFETY: as in `signal`; SIGKILL for the whole group, children
+            // that outlived their parent included.
+            unsafe {
+                libc::kill(-g, libc::SIGKILL);
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -249,6 +263,7 @@ async fn start_once(target: &Target, spec: StartSpec) -> Result<Brain, String> {
     env.extend(target.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(spec.env.iter().cloned());
     let mut cmd = Command::new(&target.command[0]);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.args(&target.command[1..])
         .env_clear()
         .envs(env)
@@ -269,8 +284,10 @@ async fn start_once(target: &Target, spec: StartSpec) -> Result<Brain, String> {
         .take()
         .map(Captured::spawn_reader)
         .unwrap_or_default();
+    let group = Some(child.id() as i32);
     let mut brain = Brain {
         child: Some(child),
+        group,
         port,
         base_url: format!("http://127.0.0.1:{port}"),
         home,

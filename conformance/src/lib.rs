@@ -6,6 +6,7 @@ pub mod agent;
 pub mod brain;
 mod cases;
 pub mod clauses;
+pub mod expectations;
 pub mod postgres;
 pub mod python;
 pub mod report;
@@ -46,6 +47,10 @@ pub struct Args {
     /// Run only the cases covering this clause id.
     #[arg(long)]
     pub clause: Option<String>,
+    /// Run only the case with this name (or names starting with it and a dot,
+    /// e.g. `auth`).
+    #[arg(long)]
+    pub case: Option<String>,
     /// List cases and clauses without running anything.
     #[arg(long)]
     pub list: bool,
@@ -64,6 +69,10 @@ pub struct Args {
     /// Cases run at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Expected failures of the target; default
+    /// `conformance/expectations/<target name>.toml` (absent: all pass).
+    #[arg(long)]
+    pub expectations: Option<PathBuf>,
 }
 
 /// Runs the suite; returns the process exit status.
@@ -115,6 +124,18 @@ pub fn main_with(args: Args) -> i32 {
             return 2;
         }
     };
+    let expectations_path = args.expectations.clone().unwrap_or_else(|| {
+        repo_root()
+            .join("conformance/expectations")
+            .join(format!("{}.toml", target.name))
+    });
+    let expected = match expectations::load(&expectations_path, &catalogue) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return 2;
+        }
+    };
     let databases = match args.database.as_str() {
         "sqlite" => vec![Database::Sqlite],
         "postgres" | "postgresql" => vec![Database::Postgres],
@@ -128,9 +149,10 @@ pub fn main_with(args: Args) -> i32 {
         target: target.clone(),
         databases: databases.clone(),
         clause_filter: args.clause.clone(),
+        case_filter: args.case.clone(),
         tolerance: args.timing_tolerance.max(0.1),
         concurrency: args.concurrency,
-        case_timeout: Duration::from_secs_f64(600.0 * args.timing_tolerance.max(1.0)),
+        case_timeout: Duration::from_secs_f64(1200.0 * args.timing_tolerance.max(1.0)),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -145,7 +167,7 @@ pub fn main_with(args: Args) -> i32 {
     let results = rt.block_on(runner::run(&plan, CASES));
     println!(
         "{}",
-        report::table(&catalogue, &results, &databases, &target.name)
+        report::table(&catalogue, &results, &databases, &target.name, &expected)
     );
     let write = |path: &Option<PathBuf>, text: String| {
         if let Some(p) = path {
@@ -157,7 +179,7 @@ pub fn main_with(args: Args) -> i32 {
     write(&args.junit, report::junit(&results, &target.name));
     write(
         &args.json,
-        report::json(&catalogue, &results, &databases, &target.name).to_string(),
+        report::json(&catalogue, &results, &databases, &target.name, &expected).to_string(),
     );
     let passed = results
         .iter()
@@ -168,6 +190,27 @@ pub fn main_with(args: Args) -> i32 {
         .filter(|r| matches!(r.outcome, runner::Outcome::Fail(_)))
         .count();
     let skipped = results.len() - passed - failed;
-    println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
-    i32::from(failed > 0)
+    let complete = args.clause.is_none() && args.case.is_none();
+    let mismatches = expectations::compare(&catalogue, &results, &databases, &expected, complete);
+    println!(
+        "conformance: {passed} passed, {failed} failed, {skipped} skipped; \
+         {} clause verdicts differ from {}",
+        mismatches.len(),
+        expectations_path.display()
+    );
+    for m in &mismatches {
+        let hint = if m.observed == report::Verdict::Pass {
+            "an expected failure passed: remove it from the expectations file"
+        } else {
+            "a new failure"
+        };
+        println!(
+            "  {} [{}]: expected {}, observed {} ({hint})",
+            m.clause,
+            m.db.name(),
+            m.expected.label(),
+            m.observed.label()
+        );
+    }
+    i32::from(!mismatches.is_empty())
 }

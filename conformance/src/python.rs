@@ -56,6 +56,61 @@ pub async fn python() -> Result<PathBuf, String> {
     .clone()
 }
 
+/// The virtualenv of a Python target (`[venv]` in its target file), made
+/// on first use under `target/conformance-targets/<name>` (or
+/// `Z4J_CONFORMANCE_TARGET_VENV`) and reused while its package list holds.
+pub fn target_venv(name: &str, spec: &crate::target::Venv) -> Result<PathBuf, String> {
+    let dir = std::env::var_os("Z4J_CONFORMANCE_TARGET_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("conformance-targets")
+                .join(name)
+        });
+    let marker = dir.join(".z4j-packages");
+    let wanted = spec.packages.join(" ");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(dir);
+    }
+    eprintln!(
+        "conformance: creating {} with {wanted} (first use)",
+        dir.display()
+    );
+    let blocking = |cmd: &mut std::process::Command| -> Result<(), String> {
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    blocking(
+        std::process::Command::new(&spec.python)
+            .args(["-m", "venv"])
+            .arg(&dir),
+    )?;
+    blocking(
+        std::process::Command::new(dir.join("bin").join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&spec.packages),
+    )?;
+    std::fs::write(&marker, wanted).map_err(|e| format!("{}: {e}", marker.display()))?;
+    Ok(dir)
+}
+
 async fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd
         .output()

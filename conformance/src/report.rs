@@ -1,6 +1,7 @@
 //! The per-clause table, JUnit XML and a JSON result file.
 
 use crate::clauses::Clause;
+use crate::expectations::Expectations;
 use crate::runner::{CaseResult, Database, Outcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,16 +25,26 @@ impl Verdict {
     }
 }
 
+/// Whether a case result fails `clause`: a case that stopped fails all its
+/// clauses; one that ran to its end fails only those it named.
+fn fails(r: &CaseResult, clause: &str) -> bool {
+    matches!(r.outcome, Outcome::Fail(_))
+        && (r.clause_failures.is_empty() || r.clause_failures.iter().any(|(c, _)| c == clause))
+}
+
 /// A clause's verdict on one database: any failing case fails it; otherwise
-/// one passing case passes it.
+/// one case that ran it to the end passes it.
 pub fn verdict(results: &[CaseResult], clause: &str, db: Database) -> Verdict {
     let mine: Vec<&CaseResult> = results
         .iter()
         .filter(|r| r.db == db && r.clauses.contains(&clause))
         .collect();
-    if mine.iter().any(|r| matches!(r.outcome, Outcome::Fail(_))) {
+    if mine.iter().any(|r| fails(r, clause)) {
         Verdict::Fail
-    } else if mine.iter().any(|r| r.outcome == Outcome::Pass) {
+    } else if mine
+        .iter()
+        .any(|r| r.outcome == Outcome::Pass || !r.clause_failures.is_empty())
+    {
         Verdict::Pass
     } else if mine.is_empty() {
         Verdict::NotCovered
@@ -42,7 +53,13 @@ pub fn verdict(results: &[CaseResult], clause: &str, db: Database) -> Verdict {
     }
 }
 
-pub fn table(clauses: &[Clause], results: &[CaseResult], dbs: &[Database], target: &str) -> String {
+pub fn table(
+    clauses: &[Clause],
+    results: &[CaseResult],
+    dbs: &[Database],
+    target: &str,
+    expected: &Expectations,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nconformance report: target {target}");
     let mut header = format!("{:<52} {:<26}", "clause", "section");
@@ -56,8 +73,16 @@ pub fn table(clauses: &[Clause], results: &[CaseResult], dbs: &[Database], targe
         let mut line = format!("{:<52} {:<26}", c.id, truncate(&c.section, 26));
         for &db in dbs {
             let v = verdict(results, &c.id, db);
-            *counts.entry(v.label()).or_default() += 1;
-            let _ = write!(line, " {:<12}", v.label());
+            // A known failure reads differently from a new one.
+            let label = match (v, expected.expects_failure(&c.id, db)) {
+                (Verdict::Fail, Some(e)) if e.verdict == "flaky" => "fail (flaky)",
+                (Verdict::Pass, Some(e)) if e.verdict == "flaky" => "pass (flaky)",
+                (Verdict::Fail, Some(_)) => "fail (known)",
+                (Verdict::Pass, Some(_)) => "PASS (unexp)",
+                _ => v.label(),
+            };
+            *counts.entry(label).or_default() += 1;
+            let _ = write!(line, " {label:<12}");
         }
         let _ = writeln!(out, "{line}");
     }
@@ -139,6 +164,7 @@ pub fn json(
     results: &[CaseResult],
     dbs: &[Database],
     target: &str,
+    expected: &Expectations,
 ) -> serde_json::Value {
     let cases: Vec<serde_json::Value> = results
         .iter()
@@ -166,7 +192,18 @@ pub fn json(
                     )
                 })
                 .collect();
-            serde_json::json!({"clause": c.id, "section": c.section, "verdicts": v})
+            let known: serde_json::Map<String, serde_json::Value> = dbs
+                .iter()
+                .filter_map(|&db| {
+                    expected
+                        .expects_failure(&c.id, db)
+                        .map(|e| (db.name().to_owned(), e.reason.clone().into()))
+                })
+                .collect();
+            serde_json::json!({
+                "clause": c.id, "section": c.section, "level": c.level,
+                "verdicts": v, "expected_failures": known,
+            })
         })
         .collect();
     serde_json::json!({"target": target, "cases": cases, "clauses": per_clause})

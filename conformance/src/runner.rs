@@ -41,6 +41,10 @@ impl Dbs {
     }
 }
 
+/// A case error starting with this is a skip, not a failure: the case found
+/// that it cannot judge this target (and says why).
+pub const SKIP_PREFIX: &str = "skip: ";
+
 pub type CaseFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// One black-box test and the clauses it exercises.
@@ -71,22 +75,56 @@ pub struct Ctx {
     /// Multiplies timing tolerances on slow machines.
     pub tolerance: f64,
     made: Mutex<Vec<String>>,
+    /// Failures a case attributed to one of its clauses while going on
+    /// with the others.
+    clause_failures: Mutex<Vec<(String, String)>>,
 }
 
 impl Ctx {
+    /// Records that `clause` failed and lets the case check its other
+    /// clauses; the case's remaining clauses keep their own verdicts.
+    pub fn fail_clause(&self, clause: &str, message: impl Into<String>) {
+        if let Ok(mut f) = self.clause_failures.lock() {
+            f.push((clause.to_owned(), message.into()));
+        }
+    }
+
+    fn take_clause_failures(&self) -> Vec<(String, String)> {
+        self.clause_failures
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default()
+    }
+
     /// A brain with a fresh home (and a fresh database on PostgreSQL).
     pub async fn start(&self, env: &[(&str, &str)]) -> Result<Brain, String> {
         self.start_spec(spec(env)).await
     }
 
     pub async fn start_spec(&self, mut spec: StartSpec) -> Result<Brain, String> {
-        if self.db == Database::Postgres && !spec.env.iter().any(|(k, _)| k == "Z4J_DATABASE_URL") {
-            let (_, url) = self.new_pg_database().await?;
-            spec.env.push(("Z4J_DATABASE_URL".into(), url));
-            for (k, v) in SHARED_SECRETS {
-                if !spec.env.iter().any(|(e, _)| e == k) {
-                    spec.env.push((k.into(), v.into()));
-                }
+        let url_of_case = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "Z4J_DATABASE_URL")
+            .map(|(_, v)| v.clone());
+        let extra: Vec<(String, String)> = match url_of_case {
+            // A fresh database with the secrets and the target's needs.
+            None if self.db == Database::Postgres => {
+                let (_, url) = self.new_pg_database().await?;
+                spec.env.push(("Z4J_DATABASE_URL".into(), url));
+                self.postgres_secrets()
+            }
+            // The case's own PostgreSQL URL (and its own choice of secrets):
+            // only what the target needs to run on PostgreSQL at all.
+            Some(url) if url.starts_with("postgres") => {
+                self.target.postgres_env.clone().into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
+        for (k, v) in extra {
+            let observed = spec.observe_defaults.contains(&k.as_str());
+            if !observed && !spec.env.iter().any(|(e, _)| *e == k) {
+                spec.env.push((k, v));
             }
         }
         brain::start(&self.target, spec).await
@@ -101,12 +139,18 @@ impl Ctx {
         }
         let (name, url) = self.new_pg_database().await?;
         let mut env = vec![("Z4J_DATABASE_URL".to_owned(), url)];
-        env.extend(
-            SHARED_SECRETS
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        env.extend(self.postgres_secrets());
         Ok((env, Some(name)))
+    }
+
+    /// What a brain on a provisioned PostgreSQL database is given: the
+    /// shared secrets and the target's `postgres_env`.
+    fn postgres_secrets(&self) -> Vec<(String, String)> {
+        SHARED_SECRETS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(self.target.postgres_env.clone())
+            .collect()
     }
 
     /// A fresh PostgreSQL database: (name, `postgresql+asyncpg://` URL).
@@ -162,12 +206,16 @@ pub struct CaseResult {
     pub db: Database,
     pub outcome: Outcome,
     pub duration: Duration,
+    /// Clauses the case failed individually (then `outcome` is a failure
+    /// naming them, and its other clauses passed).
+    pub clause_failures: Vec<(String, String)>,
 }
 
 pub struct Plan {
     pub target: Arc<Target>,
     pub databases: Vec<Database>,
     pub clause_filter: Option<String>,
+    pub case_filter: Option<String>,
     pub tolerance: f64,
     pub concurrency: usize,
     pub case_timeout: Duration,
@@ -196,6 +244,12 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                 continue;
             }
         }
+        if let Some(f) = &plan.case_filter {
+            let group = case.name.split('.').next().unwrap_or_default();
+            if case.name != f && group != f {
+                continue;
+            }
+        }
         for &db in &plan.databases {
             if !case.dbs.includes(db) {
                 continue;
@@ -215,12 +269,14 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                 pg: pg.as_ref().ok().cloned(),
                 tolerance: plan.tolerance,
                 made: Mutex::new(Vec::new()),
+                clause_failures: Mutex::new(Vec::new()),
             });
             let pg_missing = db == Database::Postgres && pg.is_err();
             let sem = sem.clone();
             let timeout = plan.case_timeout;
             handles.push(tokio::spawn(async move {
                 let mut started = Instant::now();
+                let mut clause_failures = Vec::new();
                 let outcome = if let Some(reason) = skip {
                     Outcome::Skip(reason)
                 } else if pg_missing {
@@ -234,11 +290,45 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                     let task = tokio::spawn((case.run)(ctx.clone()));
                     let r = tokio::time::timeout(timeout, task).await;
                     ctx.cleanup().await;
+                    clause_failures = ctx.take_clause_failures();
+                    // A failure attributed to a clause the case does not
+                    // declare is a bug in the case: it fails as a whole.
+                    let undeclared = clause_failures
+                        .iter()
+                        .find(|(c, _)| !case.clauses.contains(&c.as_str()))
+                        .map(|(c, _)| c.clone());
+                    let r = match (r, undeclared) {
+                        (Ok(Ok(Ok(()))), Some(c)) => Ok(Ok(Err(format!(
+                            "the case attributed a failure to {c}, which it does not declare"
+                        )))),
+                        (r, _) => r,
+                    };
                     match r {
-                        Ok(Ok(Ok(()))) => Outcome::Pass,
-                        Ok(Ok(Err(e))) => Outcome::Fail(e),
-                        Ok(Err(join)) => Outcome::Fail(format!("the case panicked: {join}")),
-                        Err(_) => Outcome::Fail(format!("timed out after {} s", timeout.as_secs())),
+                        Ok(Ok(Ok(()))) if clause_failures.is_empty() => Outcome::Pass,
+                        Ok(Ok(Ok(()))) => Outcome::Fail(
+                            clause_failures
+                                .iter()
+                                .map(|(c, m)| format!("[{c}] {m}"))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                        Ok(Ok(Err(e))) if e.starts_with(SKIP_PREFIX) => {
+                            clause_failures.clear();
+                            Outcome::Skip(e[SKIP_PREFIX.len()..].to_owned())
+                        }
+                        // A case that stopped fails all its clauses.
+                        Ok(Ok(Err(e))) => {
+                            clause_failures.clear();
+                            Outcome::Fail(e)
+                        }
+                        Ok(Err(join)) => {
+                            clause_failures.clear();
+                            Outcome::Fail(format!("the case panicked: {join}"))
+                        }
+                        Err(_) => {
+                            clause_failures.clear();
+                            Outcome::Fail(format!("timed out after {} s", timeout.as_secs()))
+                        }
                     }
                 };
                 let result = CaseResult {
@@ -247,6 +337,7 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                     db,
                     outcome,
                     duration: started.elapsed(),
+                    clause_failures,
                 };
                 let mark = match &result.outcome {
                     Outcome::Pass => "ok",

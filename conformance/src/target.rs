@@ -19,9 +19,30 @@ pub struct Target {
     /// Extra environment for every start.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Extra environment where the suite provisions a PostgreSQL database
+    /// (with the shared secrets replicas need).
+    #[serde(default)]
+    pub postgres_env: BTreeMap<String, String>,
     /// Optional features the implementation claims.
     #[serde(default)]
     pub features: BTreeMap<String, bool>,
+    /// A Python implementation: the virtualenv the suite creates for it.
+    #[serde(default)]
+    pub venv: Option<Venv>,
+}
+
+/// `[venv]`: pinned packages installed into a virtualenv the suite owns;
+/// `{venv}` in `command` and `cli` is its directory.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Venv {
+    pub packages: Vec<String>,
+    /// The interpreter that creates it.
+    #[serde(default = "default_python")]
+    pub python: String,
+}
+
+fn default_python() -> String {
+    "python3".into()
 }
 
 fn default_startup() -> u64 {
@@ -47,7 +68,14 @@ impl Target {
                 path.display()
             ));
         }
-        let sub = |a: &String| a.replace("{bin}", bin.as_deref().unwrap_or(""));
+        let venv_dir = match &t.venv {
+            Some(v) => crate::python::target_venv(&t.name, v)?,
+            None => Default::default(),
+        };
+        let sub = |a: &String| {
+            a.replace("{bin}", bin.as_deref().unwrap_or(""))
+                .replace("{venv}", &venv_dir.display().to_string())
+        };
         t.command = t.command.iter().map(sub).collect();
         t.cli = t.cli.iter().map(sub).collect();
         Ok(t)

@@ -447,7 +447,7 @@ mod tests {
             Ok(Some("projects:read".into()))
         );
         assert_eq!(
-            required_scope(&p, "/api/v1/projects/x/audit/export"),
+            required_scope(&g, "/api/v1/projects/x/audit"),
             Ok(Some("audit:read".into()))
         );
         assert_eq!(required_scope(&g, "/api/v1/auth/me"), Err("auth"));

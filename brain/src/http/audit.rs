@@ -17,9 +17,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/api/v1/projects/{slug}/audit", get(list))
-        .route("/api/v1/projects/{slug}/audit/export", get(export))
+    Router::new().route("/api/v1/projects/{slug}/audit", get(list))
 }
 
 fn row_json(r: &AuditRow) -> Value {
@@ -98,14 +96,18 @@ async fn filter(
     Ok((access, f))
 }
 
+/// The listing, or with `format=` the export (http-api 5.5: one route).
 async fn list(
     State(state): State<Shared>,
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let q = query(raw);
-    let (_, f) = filter(&state, &headers, &slug, &q).await?;
+    let (access, f) = filter(&state, &headers, &slug, &q).await?;
+    if q.contains_key("format") {
+        return export(&state, &slug, &q, &headers, access, f).await;
+    }
     let limit = super::reads::rest_limit(&state.settings, q.get("limit"))?;
     let before = q.get("cursor").and_then(|c| c.parse::<i64>().ok());
     let rows = audit::list(&state.db, &f, before, limit).await?;
@@ -115,17 +117,18 @@ async fn list(
     Ok(Json(json!({
         "items": rows.iter().map(row_json).collect::<Vec<_>>(),
         "next_cursor": next,
-    })))
+    }))
+    .into_response())
 }
 
 async fn export(
-    State(state): State<Shared>,
-    Path(slug): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    state: &Shared,
+    slug: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    access: access::ProjectAccess,
+    f: Filter,
 ) -> Result<Response, ApiError> {
-    let q = query(raw);
-    let (access, f) = filter(&state, &headers, &slug, &q).await?;
     if q.get("format").is_some_and(|f| f != "json") {
         return Err(bad("format", "only format=json is supported"));
     }
@@ -148,7 +151,7 @@ async fn export(
             .target("project", access.project.id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
-            .from(None, &headers)
+            .from(None, headers)
             .meta(json!({"rows": rows.len(), "format": "json"})),
     )
     .await;

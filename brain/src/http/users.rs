@@ -278,7 +278,8 @@ async fn set_password(
     let u = load(&state, &id).await?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
-    let pw = f.text("password", 8, 256, true);
+    // `new_password`, as the reference's dashboard sends it.
+    let pw = f.text("new_password", 8, 256, true);
     let pw = f.finish(pw)?;
     policy::check(&pw, state.settings.password_min_length as usize).map_err(policy_error)?;
     let hash = password::hash(pw, password::Cost::from_settings(&state.settings))

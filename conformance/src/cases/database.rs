@@ -1,6 +1,7 @@
 //! Database section: location, URL forms, migrations, TLS rule, timeouts.
 
 use super::{client, ensure, ensure_eq, expect_refusal, get_json, R};
+use crate::brain::StartSpec;
 use crate::runner::Ctx;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,12 +84,27 @@ pub async fn auto_migrate(ctx: Arc<Ctx>) -> R {
     )
 }
 
+/// A loopback PostgreSQL URL without sslmode starts under the default
+/// `Z4J_REQUIRE_DB_SSL=true` ("auto-relaxed when the URL points at a
+/// loopback host").
+pub async fn require_db_ssl_loopback(ctx: Arc<Ctx>) -> R {
+    let b = ctx
+        .start_spec(StartSpec {
+            observe_defaults: vec!["Z4J_REQUIRE_DB_SSL"],
+            ..StartSpec::default()
+        })
+        .await?;
+    let (status, _) = get_json(&b, "/api/v1/health", None).await?;
+    ensure_eq(status, 200, "health on a loopback database without sslmode")
+}
+
 /// Non-loopback PostgreSQL without sslmode is refused; false accepts it.
 pub async fn require_db_ssl(ctx: Arc<Ctx>) -> R {
     let remote = "postgresql+asyncpg://z4j@db.example.invalid:5432/z4j";
-    let (code, err, _b) = expect_refusal(
+    let (code, err, _b) = super::expect_refusal_observing(
         &ctx,
         &[("Z4J_DATABASE_URL", remote), SECRETS[0], SECRETS[1]],
+        &["Z4J_REQUIRE_DB_SSL"],
     )
     .await?;
     ensure(code != 0, "exit 0 for a plaintext non-loopback URL")?;

@@ -87,7 +87,12 @@ pub async fn security_headers(ctx: Arc<Ctx>) -> R {
             "max-age=123",
         ),
     ] {
-        let mut env = vec![("Z4J_PUBLIC_URL", "https://z4j.example.com")];
+        // Production posture said explicitly: the reference's SQLite CLI
+        // picks `dev` itself unless allowed hosts are configured too.
+        let mut env = vec![
+            ("Z4J_PUBLIC_URL", "https://z4j.example.com"),
+            ("Z4J_ENVIRONMENT", "production"),
+        ];
         env.extend(extra);
         let b = ctx.start(&env).await?;
         let r = get(&b, "/api/v1/health", None).await?;
@@ -410,13 +415,18 @@ pub async fn admin_project_list_cap(ctx: Arc<Ctx>) -> R {
 /// production unless the escape hatch is set.
 pub async fn allow_http_public_url(ctx: Arc<Ctx>) -> R {
     let url = ("Z4J_PUBLIC_URL", "http://z4j.example.com");
-    let (code, err, _b) = super::expect_refusal(&ctx, &[url]).await?;
+    // Production posture said explicitly (the reference's SQLite CLI would
+    // pick `dev`, where http is allowed).
+    let production = ("Z4J_ENVIRONMENT", "production");
+    let (code, err, _b) =
+        super::expect_refusal_observing(&ctx, &[url, production], &["Z4J_ALLOW_HTTP_PUBLIC_URL"])
+            .await?;
     ensure(
-        code != 0 && err.contains("Z4J_PUBLIC_URL"),
+        code != 0 && (err.contains("Z4J_PUBLIC_URL") || err.contains("public_url")),
         format!("http:// public URL accepted or refusal unnamed: {code} {err}"),
     )?;
     let b = ctx
-        .start(&[url, ("Z4J_ALLOW_HTTP_PUBLIC_URL", "true")])
+        .start(&[url, production, ("Z4J_ALLOW_HTTP_PUBLIC_URL", "true")])
         .await?;
     let (status, _) = super::get_json(&b, "/api/v1/health", None).await?;
     ensure_eq(status, 200, "starts with Z4J_ALLOW_HTTP_PUBLIC_URL=true")

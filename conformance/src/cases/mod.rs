@@ -42,6 +42,13 @@ macro_rules! case {
 }
 
 pub static CASES: &[Case] = &[
+    // The longest case first: slots are granted in list order.
+    case!(
+        "mfa.freshness-default",
+        mfa::freshness_default,
+        ["Z4J_MFA_VERIFICATION_TTL_SECONDS"],
+        SqliteOnly
+    ),
     case!(
         "gateway.handshake-and-ingest",
         gateway::handshake_and_ingest,
@@ -283,19 +290,22 @@ pub static CASES: &[Case] = &[
         "notifications.task-failed",
         notifications::task_failed_webhook,
         ["notifications.webhook"],
-        Both
+        Both,
+        feature = "webhook_loopback_opt_in"
     ),
     case!(
         "notifications.failing-receivers",
         notifications::failing_receivers,
         ["notifications.retries"],
-        Both
+        Both,
+        feature = "webhook_loopback_opt_in"
     ),
     case!(
         "notifications.http-policy",
         notifications::http_policy,
         ["Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP"],
-        Both
+        Both,
+        feature = "webhook_loopback_opt_in"
     ),
     case!(
         "notifications.agent-offline",
@@ -304,7 +314,8 @@ pub static CASES: &[Case] = &[
             "notifications.agent-offline",
             "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS"
         ],
-        Both
+        Both,
+        feature = "webhook_loopback_opt_in"
     ),
     case!(
         "auth.lockout",
@@ -479,7 +490,8 @@ pub static CASES: &[Case] = &[
             "Z4J_MFA_ENFORCE_FOR_ADMINS",
             "Z4J_MFA_ENROLLMENT_GRACE_DAYS"
         ],
-        Both
+        Both,
+        feature = "testing_clock_offset"
     ),
     case!(
         "first-boot.password-min-length",
@@ -657,6 +669,12 @@ pub static CASES: &[Case] = &[
         database::auto_migrate,
         ["Z4J_AUTO_MIGRATE"],
         Both
+    ),
+    case!(
+        "database.require-db-ssl-loopback",
+        database::require_db_ssl_loopback,
+        ["Z4J_REQUIRE_DB_SSL"],
+        PostgresOnly
     ),
     case!(
         "database.require-db-ssl",
@@ -856,8 +874,19 @@ pub async fn expect_refusal(
     ctx: &Arc<Ctx>,
     env: &[(&str, &str)],
 ) -> Result<(i32, String, Brain), String> {
+    expect_refusal_observing(ctx, env, &[]).await
+}
+
+/// [`expect_refusal`] without the target's PostgreSQL settings named in
+/// `observe` (the case observes their defaults).
+pub async fn expect_refusal_observing(
+    ctx: &Arc<Ctx>,
+    env: &[(&str, &str)],
+    observe: &[&'static str],
+) -> Result<(i32, String, Brain), String> {
     let mut spec = crate::runner::spec(env);
     spec.expect_exit = true;
+    spec.observe_defaults = observe.to_vec();
     let mut b = ctx.start_spec(spec).await?;
     let code = b.wait_exit(ctx.scaled(30.0)).await.ok_or_else(|| {
         format!(
@@ -865,7 +894,8 @@ pub async fn expect_refusal(
             b.output()
         )
     })?;
-    let err = b.stderr.text();
+    // The refusal may be on either stream (the reference logs it to stdout).
+    let err = format!("{}\n{}", b.stderr.text(), b.stdout.text());
     Ok((code, err, b))
 }
 

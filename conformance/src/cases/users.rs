@@ -159,7 +159,7 @@ pub async fn roles(ctx: Arc<Ctx>) -> R {
         &admin,
         reqwest::Method::POST,
         &format!("/api/v1/users/{ops_id}/password"),
-        Some(json!({"password": "An0ther-strong-pass!"})),
+        Some(json!({"new_password": "An0ther-strong-pass!"})),
     )
     .await?;
     ensure_eq(status, 204, "set password")?;
