@@ -1,6 +1,10 @@
 //! Shared helpers for the benches and load tools: realistic task-lifecycle
 //! events and signed `event_batch` frames.
 
+pub mod compare;
+pub mod load;
+pub mod procstat;
+
 use z4j_protocol::json::Object;
 use z4j_protocol::{Binding, FrameType, ProjectKey, Signer, Value};
 

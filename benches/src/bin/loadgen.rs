@@ -1,91 +1,112 @@
-//! Ingest load generator: N agent connections stream `event_batch` frames
-//! (one event each, as z4j-bare sends them) at a brain and count durable
-//! acknowledgements.
+//! Ingest load generator: agent connections stream signed `event_batch`
+//! frames of task-lifecycle events at a brain, keep a window of un-acked
+//! frames each, time every ack, and check persistence before reporting.
 //!
-//! `loadgen --url http://127.0.0.1:7700 --email .. --password .. --agents 4 --seconds 10`
-//! logs in, mints the agents, streams, and prints acknowledged events/s.
+//! `loadgen --url http://127.0.0.1:7700 --connections 4 --batch 1 --window 8 --events 30000 --brain-pid PID`
+//! prints one JSON line on stdout and a table on stderr; it exits non-zero,
+//! reporting nothing, when the run or its persistence check fails.
 
 use clap::Parser;
-use futures_util::StreamExt;
-use std::time::{Duration, Instant};
-use z4j_conformance::agent::{self, task_event};
+use std::time::Duration;
+use z4j_benches::load::{self, Config, Shape};
+use z4j_conformance::agent;
 
 #[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "Durable-ingest load generator for z4j brains"
+)]
 struct Args {
     /// Base URL of the brain.
     #[arg(long, default_value = "http://127.0.0.1:7700")]
     url: String,
+    /// Operator login (agents are minted and the persistence check reads
+    /// the REST API with it).
     #[arg(long, default_value = agent::ADMIN_EMAIL)]
     email: String,
     #[arg(long, default_value = agent::ADMIN_PASSWORD)]
     password: String,
-    /// Concurrent agent connections.
+    /// Stream as this existing agent instead of minting (with --hmac-secret).
+    #[arg(long, requires = "hmac_secret")]
+    agent_token: Option<String>,
+    #[arg(long, requires = "agent_token")]
+    hmac_secret: Option<String>,
+    /// Project of the minted agents and of the persistence check.
+    #[arg(long, default_value = "default")]
+    project: String,
+    /// Agent connections.
     #[arg(long, default_value_t = 4)]
-    agents: usize,
-    /// How long to stream.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// Frames in flight per connection before waiting for acks.
-    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// `agents`: one minted agent per connection; `workers`: one agent with
+    /// a worker connection each.
+    #[arg(long, value_enum, default_value = "agents")]
+    shape: ShapeArg,
+    /// Events per frame (the real agent sends 1).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Un-acked frames allowed per connection.
+    #[arg(long, default_value_t = 8)]
     window: usize,
+    /// Events in the run, a multiple of 3 (received, started, finished).
+    #[arg(long, default_value_t = 30_000)]
+    events: usize,
+    /// Fail when no ack arrives for this long while frames are outstanding.
+    #[arg(long, default_value_t = 30)]
+    stall_seconds: u64,
+    /// How long the persistence check waits for the counts to settle.
+    #[arg(long, default_value_t = 30)]
+    settle_seconds: u64,
+    /// The brain's pid, for its peak RSS and CPU seconds.
+    #[arg(long)]
+    brain_pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ShapeArg {
+    Agents,
+    Workers,
 }
 
 #[tokio::main]
-async fn main() -> Result<(), String> {
-    let args = Args::parse();
-    let target = agent::Target::from_url(&args.url)?;
-    let op = agent::login_as(&target, &args.email, &args.password).await?;
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let mut tasks = Vec::new();
-    let started = Instant::now();
-    let until = started + Duration::from_secs(args.seconds);
-    for a in 0..args.agents {
-        let creds = op
-            .mint(&target, &format!("loadgen-{}-{a}", &run[..8]))
-            .await?;
-        let mut s = agent::connect(&target, &creds, Some(&format!("lg-{a}"))).await?;
-        let window = args.window;
-        let run = run.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut sent, mut acked) = (0usize, 0usize);
-            while Instant::now() < until {
-                while sent - acked < window {
-                    let id = format!("lg-{run}-{a}-{sent}");
-                    let ev = task_event(
-                        &id,
-                        "task.received",
-                        serde_json::json!({"task_name": "loadgen"}),
-                    );
-                    if s.send_events(&format!("ev_{id}"), &[ev]).await.is_err() {
-                        return (sent, acked);
-                    }
-                    sent += 1;
-                }
-                match s.raw.0.next().await {
-                    Some(Ok(_)) => acked += 1,
-                    _ => return (sent, acked),
+async fn main() {
+    let a = Args::parse();
+    let agent = a.agent_token.zip(a.hmac_secret);
+    let cfg = Config {
+        url: a.url,
+        email: a.email,
+        password: a.password,
+        shape: if agent.is_some() {
+            Shape::Workers
+        } else {
+            match a.shape {
+                ShapeArg::Agents => Shape::Agents,
+                ShapeArg::Workers => Shape::Workers,
+            }
+        },
+        agent,
+        project: a.project,
+        connections: a.connections,
+        batch: a.batch,
+        window: a.window,
+        events: a.events,
+        stall_timeout: Duration::from_secs(a.stall_seconds),
+        settle_timeout: Duration::from_secs(a.settle_seconds),
+        brain_pid: a.brain_pid,
+    };
+    match load::run(&cfg).await {
+        Ok(report) => {
+            eprintln!("{}", load::human(&report));
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("loadgen: cannot encode the report: {e}");
+                    std::process::exit(1);
                 }
             }
-            while acked < sent {
-                match tokio::time::timeout(Duration::from_secs(10), s.raw.0.next()).await {
-                    Ok(Some(Ok(_))) => acked += 1,
-                    _ => break,
-                }
-            }
-            (sent, acked)
-        }));
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(1);
+        }
     }
-    let (mut sent, mut acked) = (0, 0);
-    for t in tasks {
-        let (s, a) = t.await.map_err(|e| e.to_string())?;
-        sent += s;
-        acked += a;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "agents={} sent={sent} acked={acked} seconds={secs:.1} acked_events_per_second={:.0}",
-        args.agents,
-        acked as f64 / secs
-    );
-    Ok(())
 }

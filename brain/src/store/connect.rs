@@ -37,6 +37,9 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
                 // FULL: a committed (and so acknowledged) write survives power loss.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
+                // Statement journals of multi-row inserts in memory, not in
+                // temp files (14 % of the ingest profile went to them).
+                .pragma("temp_store", "memory")
                 .busy_timeout(Duration::from_secs(5));
             // One connection first switches a new file to WAL (a persistent
             // setting): the pool opens connections concurrently, and two of
