@@ -31,26 +31,12 @@ pub async fn python() -> Result<PathBuf, String> {
         let dir = std::env::var_os("Z4J_CONFORMANCE_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(default_venv);
-        let py = dir.join("bin").join("python");
-        let marker = dir.join(".z4j-packages");
-        let wanted = PACKAGES.join(" ");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists()
-        {
-            return Ok(py);
-        }
-        run(Command::new("python3").arg("-m").arg("venv").arg(&dir)).await?;
-        run(Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES))
-        .await?;
-        std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
-        Ok(py)
+        let packages: Vec<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+        let made = dir.clone();
+        tokio::task::spawn_blocking(move || ensure_venv(&made, "python3", &packages))
+            .await
+            .map_err(|e| e.to_string())??;
+        Ok(dir.join("bin").join("python"))
     })
     .await
     .clone()
@@ -69,35 +55,34 @@ pub fn target_venv(name: &str, spec: &crate::target::Venv) -> Result<PathBuf, St
                 .join("conformance-targets")
                 .join(name)
         });
+    ensure_venv(&dir, &spec.python, &spec.packages)?;
+    Ok(dir)
+}
+
+/// Creates `dir` as a virtualenv with `packages` unless a marker says it
+/// already holds exactly them (blocking: pip takes a while).
+fn ensure_venv(dir: &Path, python: &str, packages: &[String]) -> Result<(), String> {
     let marker = dir.join(".z4j-packages");
-    let wanted = spec.packages.join(" ");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
-        return Ok(dir);
+    let wanted = packages.join(" ");
+    let py = dir.join("bin").join("python");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+        return Ok(());
     }
     eprintln!(
         "conformance: creating {} with {wanted} (first use)",
         dir.display()
     );
-    let blocking = |cmd: &mut std::process::Command| -> Result<(), String> {
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+    let blocking = |cmd: &mut std::process::Command| {
+        let what = format!("{cmd:?}");
+        succeeded(&what, cmd.output())
     };
     blocking(
-        std::process::Command::new(&spec.python)
+        std::process::Command::new(python)
             .args(["-m", "venv"])
-            .arg(&dir),
+            .arg(dir),
     )?;
     blocking(
-        std::process::Command::new(dir.join("bin").join("python"))
+        std::process::Command::new(&py)
             .args([
                 "-m",
                 "pip",
@@ -105,22 +90,19 @@ pub fn target_venv(name: &str, spec: &crate::target::Venv) -> Result<PathBuf, St
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(&spec.packages),
+            .args(packages),
     )?;
-    std::fs::write(&marker, wanted).map_err(|e| format!("{}: {e}", marker.display()))?;
-    Ok(dir)
+    std::fs::write(&marker, wanted).map_err(|e| format!("{}: {e}", marker.display()))
 }
 
-async fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+/// A finished command's outcome, with its stderr when it failed.
+fn succeeded(what: &str, out: std::io::Result<std::process::Output>) -> Result<(), String> {
+    let out = out.map_err(|e| format!("cannot run {what}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "{cmd:?} failed: {}",
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
     }

@@ -300,9 +300,16 @@ pub async fn freshness_default(ctx: Arc<Ctx>) -> R {
     )?;
     let at = Duration::from_secs(900) + ctx.scaled(5.0);
     tokio::time::sleep(at.saturating_sub(verified.elapsed())).await;
+    let after = format!("{} s after the verification", verified.elapsed().as_secs());
+    expect_stale_mint(&brain, &op, 900, &after).await
+}
+
+/// A sensitive action (an agent mint) refused for a stale verification,
+/// naming the TTL.
+async fn expect_stale_mint(brain: &Brain, op: &Operator, ttl: i64, when: &str) -> R {
     let (status, body) = post(
-        &brain,
-        &op,
+        brain,
+        op,
         "/api/v1/projects/default/agents",
         json!({"name": "stale"}),
     )
@@ -313,11 +320,8 @@ pub async fn freshness_default(ctx: Arc<Ctx>) -> R {
             body["error"].as_str(),
             body["details"]["ttl_seconds"].as_i64(),
         ),
-        (403, Some("mfa_reverify_required"), Some(900)),
-        &format!(
-            "mint {} s after the verification: {body}",
-            verified.elapsed().as_secs()
-        ),
+        (403, Some("mfa_reverify_required"), Some(ttl)),
+        &format!("mint {when}: {body}"),
     )
 }
 
@@ -336,22 +340,7 @@ pub async fn freshness(ctx: Arc<Ctx>) -> R {
         "mint right after enrolment",
     )?;
     tokio::time::sleep(ctx.scaled(62.0)).await;
-    let (status, body) = post(
-        &brain,
-        &op,
-        "/api/v1/projects/default/agents",
-        json!({"name": "stale"}),
-    )
-    .await?;
-    ensure_eq(
-        (
-            status,
-            body["error"].as_str(),
-            body["details"]["ttl_seconds"].as_i64(),
-        ),
-        (403, Some("mfa_reverify_required"), Some(60)),
-        &format!("mint 62 s after the last verification: {body}"),
-    )?;
+    expect_stale_mint(&brain, &op, 60, "62 s after the last verification").await?;
     let (status, _) = post(
         &brain,
         &op,
