@@ -92,9 +92,9 @@ impl Home {
 
 pub struct Brain {
     child: Option<Child>,
-    /// The brain's own process group: whatever it forks (the reference's
-    /// multiprocessing helpers) is stopped with it.
-    group: Option<i32>,
+    /// The brain's own process group (its pid at spawn): whatever it forks
+    /// (the reference's multiprocessing helpers) is stopped with it.
+    group: i32,
     pub port: u16,
     pub base_url: String,
     pub home: PathBuf,
@@ -127,11 +127,11 @@ impl Brain {
 
     /// Sends a signal (SIGTERM by default) without waiting.
     pub fn signal(&self, sig: i32) {
-        if let Some(pid) = self.pid() {
+        if self.child.is_some() {
             // SAFETY: kill(2) on the process group we spawned; no memory is
             // touched.
             unsafe {
-                libc::kill(-(pid as i32), sig);
+                libc::kill(-self.group, sig);
             }
         }
     }
@@ -186,12 +186,10 @@ impl Brain {
     }
 
     pub fn kill(&mut self) {
-        if let Some(g) = self.group {
-            // SAFETY: as in `signal`; SIGKILL for the whole group, children
-            // that outlived their parent included.
-            unsafe {
-                libc::kill(-g, libc::SIGKILL);
-            }
+        // SAFETY: as in `signal`; SIGKILL for the whole group, children
+        // that outlived their parent included.
+        unsafe {
+            libc::kill(-self.group, libc::SIGKILL);
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -284,7 +282,7 @@ async fn start_once(target: &Target, spec: StartSpec) -> Result<Brain, String> {
         .take()
         .map(Captured::spawn_reader)
         .unwrap_or_default();
-    let group = Some(child.id() as i32);
+    let group = child.id() as i32;
     let mut brain = Brain {
         child: Some(child),
         group,

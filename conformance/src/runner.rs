@@ -59,7 +59,7 @@ pub struct Case {
 
 /// The secrets a PostgreSQL brain needs (replicas share them, so none are
 /// minted for a shared database).
-const SHARED_SECRETS: [(&str, &str); 2] = [
+pub const SHARED_SECRETS: [(&str, &str); 2] = [
     ("Z4J_SECRET", "conformance-master-secret-0123456789abcdef"),
     (
         "Z4J_SESSION_SECRET",
@@ -290,45 +290,39 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                     let task = tokio::spawn((case.run)(ctx.clone()));
                     let r = tokio::time::timeout(timeout, task).await;
                     ctx.cleanup().await;
-                    clause_failures = ctx.take_clause_failures();
-                    // A failure attributed to a clause the case does not
-                    // declare is a bug in the case: it fails as a whole.
-                    let undeclared = clause_failures
-                        .iter()
-                        .find(|(c, _)| !case.clauses.contains(&c.as_str()))
-                        .map(|(c, _)| c.clone());
-                    let r = match (r, undeclared) {
-                        (Ok(Ok(Ok(()))), Some(c)) => Ok(Ok(Err(format!(
-                            "the case attributed a failure to {c}, which it does not declare"
-                        )))),
-                        (r, _) => r,
+                    let ended = match r {
+                        Ok(Ok(ended)) => ended,
+                        Ok(Err(join)) => Err(format!("the case panicked: {join}")),
+                        Err(_) => Err(format!("timed out after {} s", timeout.as_secs())),
                     };
-                    match r {
-                        Ok(Ok(Ok(()))) if clause_failures.is_empty() => Outcome::Pass,
-                        Ok(Ok(Ok(()))) => Outcome::Fail(
-                            clause_failures
-                                .iter()
-                                .map(|(c, m)| format!("[{c}] {m}"))
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        ),
-                        Ok(Ok(Err(e))) if e.starts_with(SKIP_PREFIX) => {
-                            clause_failures.clear();
-                            Outcome::Skip(e[SKIP_PREFIX.len()..].to_owned())
-                        }
-                        // A case that stopped fails all its clauses.
-                        Ok(Ok(Err(e))) => {
-                            clause_failures.clear();
-                            Outcome::Fail(e)
-                        }
-                        Ok(Err(join)) => {
-                            clause_failures.clear();
-                            Outcome::Fail(format!("the case panicked: {join}"))
-                        }
-                        Err(_) => {
-                            clause_failures.clear();
-                            Outcome::Fail(format!("timed out after {} s", timeout.as_secs()))
-                        }
+                    // Only a case that ran to its end attributes failures; one
+                    // that stopped fails all its clauses.
+                    let attributed = ctx.take_clause_failures();
+                    match ended {
+                        Ok(()) => match attributed
+                            .iter()
+                            .find(|(c, _)| !case.clauses.contains(&c.as_str()))
+                        {
+                            // A bug in the case: it fails as a whole.
+                            Some((c, _)) => Outcome::Fail(format!(
+                                "the case attributed a failure to {c}, which it does not declare"
+                            )),
+                            None if attributed.is_empty() => Outcome::Pass,
+                            None => {
+                                clause_failures = attributed;
+                                Outcome::Fail(
+                                    clause_failures
+                                        .iter()
+                                        .map(|(c, m)| format!("[{c}] {m}"))
+                                        .collect::<Vec<_>>()
+                                        .join("; "),
+                                )
+                            }
+                        },
+                        Err(e) => match e.strip_prefix(SKIP_PREFIX) {
+                            Some(why) => Outcome::Skip(why.to_owned()),
+                            None => Outcome::Fail(e),
+                        },
                     }
                 };
                 let result = CaseResult {

@@ -49,17 +49,6 @@ struct Args {
     threshold: f64,
 }
 
-const SHARED_SECRETS: [(&str, &str); 2] = [
-    (
-        "Z4J_SECRET",
-        "compare-master-secret-0123456789abcdef01234567",
-    ),
-    (
-        "Z4J_SESSION_SECRET",
-        "compare-session-secret-0123456789abcdef012345",
-    ),
-];
-
 fn main() {
     let args = Args::parse();
     let code = match run(args) {
@@ -276,7 +265,7 @@ async fn start_pair(
             names.push(name);
             env.push(("Z4J_DATABASE_URL".into(), url));
             env.extend(
-                SHARED_SECRETS
+                z4j_conformance::runner::SHARED_SECRETS
                     .iter()
                     .map(|(k, v)| ((*k).into(), (*v).into())),
             );
