@@ -504,7 +504,7 @@ async fn audit_retention_prunes_in_batches_up_to_the_cap_and_the_chain_still_ver
         s.audit_retention_sweep_batch_size = 100;
         s.audit_retention_sweep_max_per_pass = 150;
         for i in 0..250 {
-            audit::append(&db, &s, &Entry::new("test.row", "success").target("n", i))
+            audit::record(&db, &s, &Entry::new("test.row", "success").target("n", i))
                 .await
                 .unwrap();
         }
@@ -526,12 +526,71 @@ async fn audit_retention_prunes_in_batches_up_to_the_cap_and_the_chain_still_ver
             "the rest next pass"
         );
         assert!(clean(audit::verify(&db, &s).await.unwrap()), "fully pruned");
-        audit::append(&db, &s, &Entry::new("test.after", "success"))
+        audit::record(&db, &s, &Entry::new("test.after", "success"))
             .await
             .unwrap();
         let r = audit::verify(&db, &s).await.unwrap();
         assert!(r.broken.is_none(), "{:?}", r.broken);
         assert_eq!(r.rows, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_audited_action_and_its_row_commit_together_or_not_at_all() {
+    use z4j_brain::audit::{self, AuditError, Entry};
+    on_both(|db| async move {
+        store::migrate(&db).await.unwrap();
+        let mut s = settings_for_tests();
+        s.secret = Some("k".repeat(64));
+        let new = |email: &'static str| users::NewUser {
+            email,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            display_name: None,
+            first_name: None,
+            last_name: None,
+            is_admin: false,
+            timezone: "UTC",
+        };
+        let mut tx = audit::begin(&db).await.unwrap();
+        users::create(&mut tx, &new("kept@example.com"))
+            .await
+            .unwrap();
+        audit::commit(tx, &s, &Entry::new("user.create", "success"))
+            .await
+            .unwrap();
+        assert!(users::find_by_email(&db, "kept@example.com")
+            .await
+            .unwrap()
+            .is_some());
+
+        // Dropped before the row: the action is rolled back.
+        let mut tx = audit::begin(&db).await.unwrap();
+        users::create(&mut tx, &new("dropped@example.com"))
+            .await
+            .unwrap();
+        drop(tx);
+        assert!(users::find_by_email(&db, "dropped@example.com")
+            .await
+            .unwrap()
+            .is_none());
+
+        // The row cannot be appended: the action does not land either.
+        z4j_brain::on_db!(&db, p => sqlx::query("UPDATE audit_chain_state SET row_count = row_count + 1")
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .unwrap();
+        let mut tx = audit::begin(&db).await.unwrap();
+        users::create(&mut tx, &new("refused@example.com"))
+            .await
+            .unwrap();
+        let err = audit::commit(tx, &s, &Entry::new("user.create", "success")).await;
+        assert!(matches!(err, Err(AuditError::StateTampered)), "{err:?}");
+        assert!(users::find_by_email(&db, "refused@example.com")
+            .await
+            .unwrap()
+            .is_none());
     })
     .await;
 }

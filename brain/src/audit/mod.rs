@@ -4,9 +4,9 @@
 
 pub mod chain;
 
-use crate::on_db;
 use crate::settings::Settings;
-use crate::store::{Db, StoreError, Ts};
+use crate::store::{Db, Handle, StoreError, Ts, Tx};
+use crate::{on_db, on_handle};
 use chain::{RowFields, State};
 use serde_json::Value;
 use sqlx::types::Json as SqlJson;
@@ -133,17 +133,39 @@ const STATE_COLUMNS: &str =
 const LOCK_STATE: &str =
     "UPDATE audit_chain_state SET row_count = row_count WHERE singleton_id = 'audit-chain'";
 
-/// Appends one row in its own transaction.
-pub async fn append(db: &Db, s: &Settings, e: &Entry) -> Result<(), AuditError> {
+/// Opens the transaction an audited action runs in. The chain's state row
+/// is locked first: audited transactions then serialise on it in one order
+/// (no deadlock with the action's own rows), and SQLite takes its write
+/// lock at once instead of failing to upgrade a read later.
+pub async fn begin(db: &Db) -> Result<Tx, AuditError> {
+    let mut tx = db.begin().await?;
+    on_handle!(Handle::Tx(&mut tx), c => sqlx::query(LOCK_STATE).execute(c).await.map(|_| ()))?;
+    Ok(tx)
+}
+
+/// Appends the action's row inside its transaction and commits both: the
+/// action and its row land together or not at all (specs/decisions.md U2).
+pub async fn commit(mut tx: Tx, s: &Settings, e: &Entry) -> Result<(), AuditError> {
+    append(&mut tx, s, e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A row whose action writes nothing else (a served export, a refusal).
+pub async fn record(db: &Db, s: &Settings, e: &Entry) -> Result<(), AuditError> {
+    commit(begin(db).await?, s, e).await
+}
+
+/// Appends one row in the caller's transaction (opened by `begin`); for an
+/// action with several rows, the caller commits after the last.
+pub async fn append(tx: &mut Tx, s: &Settings, e: &Entry) -> Result<(), AuditError> {
     let ring = s.master_secrets();
     let key = *ring.first().ok_or(AuditError::NoKey)?;
     let key_id = chain::key_id(key);
     let truncate = |v: &str, n: usize| v.chars().take(n).collect::<String>();
-    on_db!(db, p => {
-        let mut tx = p.begin().await?;
-        sqlx::query(LOCK_STATE).execute(&mut *tx).await?;
+    on_handle!(Handle::Tx(tx), c => {
         let sql = format!("SELECT {STATE_COLUMNS} FROM audit_chain_state WHERE singleton_id = 'audit-chain'");
-        let st: StateRow = sqlx::query_as(&sql).fetch_one(&mut *tx).await?;
+        let st: StateRow = sqlx::query_as(&sql).fetch_one(&mut *c).await?;
         if !st.authentic(&ring) {
             return Err(AuditError::StateTampered);
         }
@@ -189,7 +211,7 @@ pub async fn append(db: &Db, s: &Settings, e: &Entry) -> Result<(), AuditError> 
         .bind(&row.prev_row_hmac)
         .bind(&hmac)
         .bind(&key_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *c)
         .await?;
         let next = State {
             head_id: Some(id),
@@ -207,19 +229,10 @@ pub async fn append(db: &Db, s: &Settings, e: &Entry) -> Result<(), AuditError> 
         .bind(at)
         .bind(next.row_count)
         .bind(chain::state_mac(key, &next))
-        .execute(&mut *tx)
+        .execute(&mut *c)
         .await?;
-        tx.commit().await?;
         Ok::<(), AuditError>(())
     })
-}
-
-/// Appends and logs a failure instead of failing the caller (the action it
-/// records has already happened; specs/decisions.md U2).
-pub async fn record(db: &Db, s: &Settings, e: Entry) {
-    if let Err(err) = append(db, s, &e).await {
-        tracing::error!(error = %err, action = %e.action, "audit row not written");
-    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub const LOGIN_PER_IP: usize = 20;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// The public invitation routes (preview, accept) per client address.
+pub const INVITATION_PER_IP: usize = 30;
 /// Emails tracked at most; beyond it idle streaks are forgotten first.
 const MAX_STREAKS: usize = 100_000;
 
@@ -25,6 +27,7 @@ pub struct AuthThrottle {
     /// `Z4J_MFA_VERIFICATION_RATE_PER_MIN`, shared by the code-taking MFA
     /// routes (http-api 3.3).
     pub mfa_per_ip: SlidingWindow,
+    pub invitation_per_ip: SlidingWindow,
     streaks: Mutex<HashMap<String, Streak>>,
     base: f64,
     max: f64,
@@ -50,6 +53,7 @@ impl AuthThrottle {
                 s.mfa_verification_rate_per_min.max(1) as usize,
                 Duration::from_secs(60),
             ),
+            invitation_per_ip: SlidingWindow::new(INVITATION_PER_IP, LOGIN_WINDOW),
             streaks: Mutex::new(HashMap::new()),
             base: s.login_backoff_base_seconds,
             max: s.login_backoff_max_seconds,

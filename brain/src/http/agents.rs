@@ -114,7 +114,8 @@ async fn mint(
     };
     let token = crate::bootstrap::secrets::random_token(32);
     let hash = agent_token_hash(master.as_bytes(), &token);
-    let agent = match agents::mint(&state.db, access.project.id, &name, &hash).await {
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let agent = match agents::mint(&mut tx, access.project.id, &name, &hash).await {
         Ok(a) => a,
         Err(StoreError::Conflict(m)) => {
             return Err(ApiError::Conflict {
@@ -124,18 +125,18 @@ async fn mint(
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(agent_id = %agent.id, project = %slug, by = %access.caller.user.id, "agent token minted");
-    crate::audit::record(
-        &state.db,
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("agent.mint", "success")
+        &crate::audit::Entry::new("agent.mint", "success")
             .target("agent", agent.id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
             .from(None, &headers)
             .meta(serde_json::json!({"name": name})),
     )
-    .await;
+    .await?;
+    tracing::info!(agent_id = %agent.id, project = %slug, by = %access.caller.user.id, "agent token minted");
     let body = json!({
         "agent": agent_json(&agent),
         "token": token,
@@ -158,21 +159,23 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let access = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
     let id = Uuid::parse_str(&agent_id).map_err(|_| agent_not_found())?;
-    if !agents::revoke(&state.db, access.project.id, id).await? {
+    let mut tx = crate::audit::begin(&state.db).await?;
+    if !agents::revoke(&mut tx, access.project.id, id).await? {
         return Err(agent_not_found());
     }
-    let kicked = state.gateway.revoke_agent(id).await;
-    tracing::info!(agent_id = %id, connections = kicked, by = %access.caller.user.id, "agent revoked");
-    crate::audit::record(
-        &state.db,
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("agent.revoke", "success")
+        &crate::audit::Entry::new("agent.revoke", "success")
             .target("agent", id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
+    // After the commit: a reconnect can no longer authenticate.
+    let kicked = state.gateway.revoke_agent(id).await;
+    tracing::info!(agent_id = %id, connections = kicked, by = %access.caller.user.id, "agent revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -371,8 +371,9 @@ async fn create(
         .as_deref()
         .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))?;
     let token = format!("{PREFIX}{}", crate::bootstrap::secrets::random_token(32));
+    let mut tx = audit::begin(&state.db).await?;
     let k = api_keys::create(
-        &state.db,
+        &mut tx,
         &NewKey {
             user_id: caller.user.id,
             project_id,
@@ -384,16 +385,16 @@ async fn create(
         },
     )
     .await?;
-    audit::record(
-        &state.db,
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("api_key.create", "success")
+        &Entry::new("api_key.create", "success")
             .target("api_key", k.id)
             .by(Some(caller.user.id))
             .from(None, &headers)
             .meta(json!({"name": k.name, "scopes": requested, "project_id": project_id})),
     )
-    .await;
+    .await?;
     let mut body = key_json(&k, None);
     body["token"] = json!(token);
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -411,18 +412,19 @@ async fn revoke(
         details: json!({}),
     };
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    if !api_keys::revoke(&state.db, caller.user.id, id).await? {
+    let mut tx = audit::begin(&state.db).await?;
+    if !api_keys::revoke(&mut tx, caller.user.id, id).await? {
         return Err(not_found());
     }
-    audit::record(
-        &state.db,
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("api_key.revoke", "success")
+        &Entry::new("api_key.revoke", "success")
             .target("api_key", id)
             .by(Some(caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

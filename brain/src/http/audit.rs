@@ -147,14 +147,14 @@ async fn export(
     audit::record(
         &state.db,
         &state.settings,
-        Entry::new("audit.export", "success")
+        &Entry::new("audit.export", "success")
             .target("project", access.project.id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
             .from(None, headers)
             .meta(json!({"rows": rows.len(), "format": "json"})),
     )
-    .await;
+    .await?;
     let body = Value::Array(rows.iter().map(row_json).collect());
     Ok((
         [(

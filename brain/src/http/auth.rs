@@ -9,12 +9,12 @@ use super::{client_ip, session, Shared};
 use crate::audit::{self, Entry};
 use crate::auth::{email, password};
 use crate::store::users::User;
-use crate::store::{sessions, users, Ts};
+use crate::store::{sessions, users, Ts, Tx};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -25,7 +25,6 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/me", get(me))
         .route("/api/v1/auth/change-password", post(change_password))
 }
 
@@ -101,20 +100,16 @@ async fn login(
     let result = match outcome {
         Ok(Verdict::Accepted(user, rehashed)) => {
             state.auth.succeed(&canonical);
-            audit::record(
-                &state.db,
-                &s,
-                Entry::new("auth.login", "success")
-                    .target("user", user.id)
-                    .by(Some(user.id))
-                    .from(Some(ip.clone()), &headers)
-                    .meta(json!({"email": canonical})),
-            )
-            .await;
-            match users::record_login(&state.db, user.id, Ts::now(), rehashed.as_deref()).await {
-                Ok(()) => issue(&state, &user, remember, peer, &headers).await,
-                Err(e) => Err(e.into()),
-            }
+            let entry = Entry::new("auth.login", "success")
+                .target("user", user.id)
+                .by(Some(user.id))
+                .from(Some(ip.clone()), &headers)
+                .meta(json!({"email": canonical}));
+            let mut tx = audit::begin(&state.db).await?;
+            users::record_login(&mut tx, user.id, Ts::now(), rehashed.as_deref()).await?;
+            let resp = issue(&state, &mut tx, &user, remember, peer, &headers).await?;
+            audit::commit(tx, &s, &entry).await?;
+            Ok(resp)
         }
         Ok(Verdict::Refused(user)) => {
             backoff = state.auth.fail(&canonical);
@@ -122,33 +117,9 @@ async fn login(
                 .by(user.as_ref().map(|u| u.id))
                 .from(Some(ip.clone()), &headers)
                 .meta(json!({"email": canonical, "reason": "invalid_credentials"}));
-            audit::record(&state.db, &s, failed).await;
-            let booked = match user {
-                Some(u) => match users::record_failed_login(
-                    &state.db,
-                    u.id,
-                    Ts::now(),
-                    s.login_lockout_threshold,
-                    s.login_lockout_duration_seconds,
-                )
+            book_failure(&state, user.as_ref(), &failed, &ip, &headers)
                 .await
-                {
-                    Ok(count) => {
-                        if count == s.login_lockout_threshold {
-                            let locked = Entry::new("auth.lockout", "success")
-                                .target("user", u.id)
-                                .by(Some(u.id))
-                                .from(Some(ip.clone()), &headers)
-                                .meta(json!({"failed_login_count": count, "lock_seconds": s.login_lockout_duration_seconds}));
-                            audit::record(&state.db, &s, locked).await;
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(ApiError::from(e)),
-                },
-                None => Ok(()),
-            };
-            booked.and(Err(invalid_credentials()))
+                .and(Err(invalid_credentials()))
         }
         Err(e) => Err(e),
     };
@@ -163,6 +134,40 @@ async fn login(
         tokio::time::sleep(rest).await;
     }
     result
+}
+
+/// A refused login's audit row and, for an existing account, its failure
+/// count and (at the threshold) the lockout with its own row, together.
+async fn book_failure(
+    state: &Shared,
+    user: Option<&User>,
+    failed: &Entry,
+    ip: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let s = &state.settings;
+    let mut tx = audit::begin(&state.db).await?;
+    audit::append(&mut tx, s, failed).await?;
+    if let Some(u) = user {
+        let count = users::record_failed_login(
+            &mut tx,
+            u.id,
+            Ts::now(),
+            s.login_lockout_threshold,
+            s.login_lockout_duration_seconds,
+        )
+        .await?;
+        if count == s.login_lockout_threshold {
+            let locked = Entry::new("auth.lockout", "success")
+                .target("user", u.id)
+                .by(Some(u.id))
+                .from(Some(ip.to_owned()), headers)
+                .meta(json!({"failed_login_count": count, "lock_seconds": s.login_lockout_duration_seconds}));
+            audit::append(&mut tx, s, &locked).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 enum Verdict {
@@ -199,8 +204,10 @@ async fn authenticate(state: &Shared, canonical: &str, pw: String) -> Result<Ver
     })
 }
 
+/// A new session and its cookies, written in the caller's transaction.
 async fn issue(
     state: &Shared,
+    tx: &mut Tx,
     user: &User,
     remember: bool,
     peer: SocketAddr,
@@ -226,12 +233,12 @@ async fn issue(
     };
     let mut deadline = None;
     if session::enforced(s, user) {
-        crate::store::mfa::start_enforcement(&state.db, user.id, Ts::now()).await?;
+        crate::store::mfa::start_enforcement(&mut *tx, user.id, Ts::now()).await?;
         let started = user.mfa_enforcement_started_at.unwrap_or_else(Ts::now);
         deadline = Some(started.plus_seconds(s.mfa_enrollment_grace_days * 86_400));
     }
     let new_session = sessions::create(
-        &state.db,
+        tx,
         &sessions::NewSession {
             user_id: user.id,
             csrf_token: &csrf,
@@ -260,16 +267,17 @@ async fn issue(
 async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     let caller = session::require_session(&state, &headers).await?;
     super::access::csrf(&caller, &headers)?;
-    sessions::revoke(&state.db, caller.session.id, "logout").await?;
-    audit::record(
-        &state.db,
+    let mut tx = audit::begin(&state.db).await?;
+    sessions::revoke(&mut tx, caller.session.id, "logout").await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("auth.logout", "success")
+        &Entry::new("auth.logout", "success")
             .target("session", caller.session.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     for name in [
         session::session_cookie_name(state.dev_posture),
@@ -282,11 +290,6 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Respo
         }
     }
     Ok(resp)
-}
-
-async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = session::require_session(&state, &headers).await?;
-    Ok(Json(user_json(&caller.user)))
 }
 
 /// Self-service password change: the current password, a new one that
@@ -332,21 +335,22 @@ async fn change_password(
     let hash = password::hash(new, password::Cost::from_settings(&state.settings))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    users::set_password(&state.db, caller.user.id, &hash).await?;
-    crate::store::mfa::forget_devices(&state.db, caller.user.id).await?;
-    audit::record(
-        &state.db,
+    let mut tx = audit::begin(&state.db).await?;
+    users::set_password(&mut tx, caller.user.id, &hash).await?;
+    crate::store::mfa::forget_devices(&mut tx, caller.user.id).await?;
+    let user = users::find(&mut tx, caller.user.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("user vanished".into()))?;
+    let mut resp = issue(&state, &mut tx, &user, false, peer, &headers).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("auth.password_changed", "success")
+        &Entry::new("auth.password_changed", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
     )
-    .await;
-    let user = users::find(&state.db, caller.user.id)
-        .await?
-        .ok_or_else(|| ApiError::Internal("user vanished".into()))?;
-    let mut resp = issue(&state, &user, false, peer, &headers).await?;
+    .await?;
     if let Ok(v) = HeaderValue::from_str(&super::mfa::clear_trust_cookie(state.dev_posture)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }

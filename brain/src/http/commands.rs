@@ -383,8 +383,9 @@ async fn issue(
         });
     }
     let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
+    let mut tx = crate::audit::begin(&state.db).await?;
     let issued = commands::issue(
-        &state.db,
+        &mut tx,
         &NewCommand {
             project_id: project.id,
             agent_id: req.agent_id,
@@ -412,18 +413,18 @@ async fn issue(
         }
         Issued::New(c) => c,
     };
-    tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
-    crate::audit::record(
-        &state.db,
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new(format!("command.issue.{}", command.action), "success")
+        &crate::audit::Entry::new(format!("command.issue.{}", command.action), "success")
             .target("command", command.id)
             .in_project(project.id)
             .by(Some(access.caller.user.id))
             .from(Some(ip.clone()), &headers)
             .meta(json!({"agent_id": req.agent_id, "target_id": command.target_id})),
     )
-    .await;
+    .await?;
+    tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
     let delivered = delivery::push(&state, req.agent_id, &command).await;
     crate::metrics::bump(
         &crate::metrics::get().commands,

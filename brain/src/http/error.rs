@@ -109,6 +109,26 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// An action whose audit row cannot be written does not happen: the
+/// transaction holding both rolls back and the caller is told why.
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        use crate::audit::AuditError;
+        match e {
+            AuditError::StateTampered => ApiError::Coded {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "audit_chain_broken",
+                message: "the action was not performed: its audit row cannot be appended because \
+                          the audit chain does not verify; run `z4j audit verify`"
+                    .into(),
+                details: json!({}),
+            },
+            AuditError::NoKey => ApiError::Internal(e.to_string()),
+            AuditError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, details, retry_after) = match self {

@@ -33,7 +33,14 @@ pub fn routes() -> Router<Shared> {
             "/api/v1/auth/mfa/recovery-codes/regenerate",
             post(regenerate),
         )
-        .route("/api/v1/auth/mfa/trusted-devices", get(devices))
+        .route(
+            "/api/v1/auth/mfa/trusted-devices",
+            get(devices).post(trust_current),
+        )
+        .route(
+            "/api/v1/auth/mfa/trusted-devices/{id}",
+            axum::routing::patch(rename_device),
+        )
         .route(
             "/api/v1/auth/mfa/trusted-devices/{id}/revoke",
             post(revoke_device),
@@ -129,26 +136,30 @@ async fn not_locked(state: &Shared, caller: &Caller) -> Result<mfa::MfaState, Ap
 /// Counts a wrong code; the answer stays 401 (the lock shows on the next).
 async fn count_wrong(state: &Shared, caller: &Caller, reason: &'static str) -> ApiError {
     let s = &state.settings;
-    if let Err(e) = mfa::wrong_code(
-        &state.db,
-        caller.user.id,
-        s.mfa_lockout_threshold,
-        s.mfa_lockout_duration_seconds,
-    )
-    .await
-    {
-        return e.into();
+    let booked = async {
+        let mut tx = audit::begin(&state.db).await?;
+        mfa::wrong_code(
+            &mut tx,
+            caller.user.id,
+            s.mfa_lockout_threshold,
+            s.mfa_lockout_duration_seconds,
+        )
+        .await?;
+        audit::commit(
+            tx,
+            s,
+            &Entry::new("auth.mfa.verify", "failed")
+                .target("user", caller.user.id)
+                .by(Some(caller.user.id))
+                .meta(json!({"reason": reason})),
+        )
+        .await?;
+        Ok::<(), ApiError>(())
+    };
+    match booked.await {
+        Ok(()) => wrong(reason),
+        Err(e) => e,
     }
-    audit::record(
-        &state.db,
-        s,
-        Entry::new("auth.mfa.verify", "failed")
-            .target("user", caller.user.id)
-            .by(Some(caller.user.id))
-            .meta(json!({"reason": reason})),
-    )
-    .await;
-    wrong(reason)
 }
 
 fn recovery_code() -> String {
@@ -175,12 +186,16 @@ fn normalise_recovery(input: &str) -> Option<String> {
         .then(|| format!("{}-{}-{}", &flat[..4], &flat[4..8], &flat[8..]))
 }
 
-async fn mint_recovery_codes(state: &Shared, user: uuid::Uuid) -> Result<Vec<String>, ApiError> {
+async fn mint_recovery_codes(
+    state: &Shared,
+    tx: &mut crate::store::Tx,
+    user: uuid::Uuid,
+) -> Result<Vec<String>, ApiError> {
     let codes: Vec<String> = (0..state.settings.mfa_recovery_code_count)
         .map(|_| recovery_code())
         .collect();
     let hashes: Vec<String> = codes.iter().map(|c| token_hash(c)).collect();
-    mfa::replace_recovery_codes(&state.db, user, &hashes).await?;
+    mfa::replace_recovery_codes(tx, user, &hashes).await?;
     Ok(codes)
 }
 
@@ -276,22 +291,23 @@ async fn enroll_complete(
     if totp::accept(&secret, &code, now_secs(), None).is_none() {
         return Err(count_wrong(&state, &caller, "wrong_totp").await);
     }
-    if !mfa::complete_enrolment(&state.db, caller.user.id, Ts::now()).await? {
+    let mut tx = audit::begin(&state.db).await?;
+    if !mfa::complete_enrolment(&mut tx, caller.user.id, Ts::now()).await? {
         return Err(conflict(
             "enrollment_state_changed",
             "the enrolment changed meanwhile; start again",
         ));
     }
-    let codes = mint_recovery_codes(&state, caller.user.id).await?;
-    mfa::mark_session_verified(&state.db, caller.session.id, Ts::now()).await?;
-    audit::record(
-        &state.db,
+    let codes = mint_recovery_codes(&state, &mut tx, caller.user.id).await?;
+    mfa::mark_session_verified(&mut tx, caller.session.id, Ts::now()).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("auth.mfa.enroll", "success")
+        &Entry::new("auth.mfa.enroll", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id)),
     )
-    .await;
+    .await?;
     Ok(Json(json!({"recovery_codes": codes})))
 }
 
@@ -314,30 +330,33 @@ async fn verify(
         return Err(conflict("mfa_not_enrolled", "MFA is not enrolled"));
     };
     let mut used_recovery = false;
+    let mut tx = audit::begin(&state.db).await?;
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         let secret = open_secret(&state, sealed_secret)?;
         let step = totp::accept(&secret, &code, now_secs(), st.mfa_last_step);
         let consumed = match step {
-            Some(s) => mfa::consume_step(&state.db, caller.user.id, s).await?,
+            Some(s) => mfa::consume_step(&mut tx, caller.user.id, s).await?,
             None => false,
         };
         if !consumed {
+            drop(tx);
             return Err(count_wrong(&state, &caller, "wrong_totp").await);
         }
     } else if let Some(normal) = normalise_recovery(&code) {
         let want = token_hash(&normal);
         // Every stored code is compared (no early exit).
         let mut hit = None;
-        for (id, h) in mfa::unused_recovery_codes(&state.db, caller.user.id).await? {
+        for (id, h) in mfa::unused_recovery_codes(&mut tx, caller.user.id).await? {
             if z4j_protocol::secret::ct_eq(&h, &want) {
                 hit = Some(id);
             }
         }
         let used = match hit {
-            Some(id) => mfa::use_recovery_code(&state.db, id).await?,
+            Some(id) => mfa::use_recovery_code(&mut tx, id).await?,
             None => false,
         };
         if !used {
+            drop(tx);
             return Err(count_wrong(&state, &caller, "wrong_recovery_code").await);
         }
         used_recovery = true;
@@ -347,20 +366,11 @@ async fn verify(
             details: json!({"reason": "bad_code_format"}),
         });
     }
-    mfa::right_code(&state.db, caller.user.id).await?;
-    mfa::mark_session_verified(&state.db, caller.session.id, Ts::now()).await?;
-    audit::record(
-        &state.db,
-        &state.settings,
-        Entry::new("auth.mfa.verify", "success")
-            .target("user", caller.user.id)
-            .by(Some(caller.user.id))
-            .meta(json!({"used_recovery_code": used_recovery, "remember_device": remember})),
-    )
-    .await;
+    mfa::right_code(&mut tx, caller.user.id).await?;
+    mfa::mark_session_verified(&mut tx, caller.session.id, Ts::now()).await?;
     let remaining = if used_recovery {
         Some(
-            mfa::unused_recovery_codes(&state.db, caller.user.id)
+            mfa::unused_recovery_codes(&mut tx, caller.user.id)
                 .await?
                 .len(),
         )
@@ -374,36 +384,57 @@ async fn verify(
     }))
     .into_response();
     if remember {
-        let s = &state.settings;
-        let days = s.mfa_remember_device_days.clamp(1, 90);
-        let token = crate::bootstrap::secrets::random_token(32);
-        let label = headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(
-                || "unknown browser".to_owned(),
-                |u| u.chars().take(200).collect(),
-            );
-        mfa::trust_device(
-            &state.db,
-            caller.user.id,
-            &token_hash(&token),
-            &label,
-            Ts::now().plus_seconds(days * 86_400),
-            s.mfa_trusted_devices_max_per_user,
-        )
-        .await?;
-        let secure = if state.dev_posture { "" } else { "; Secure" };
-        let cookie = format!(
-            "{}={token}; HttpOnly; Max-Age={}; Path=/; SameSite=strict{secure}",
-            trust_cookie_name(state.dev_posture),
-            days * 86_400
-        );
+        let (_, cookie) = remember_browser(&state, &mut tx, &caller, &headers).await?;
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+    audit::commit(
+        tx,
+        &state.settings,
+        &Entry::new("auth.mfa.verify", "success")
+            .target("user", caller.user.id)
+            .by(Some(caller.user.id))
+            .meta(json!({"used_recovery_code": used_recovery, "remember_device": remember})),
+    )
+    .await?;
     Ok(resp)
+}
+
+/// Trusts this browser: a remembered-device row (label from the
+/// User-Agent) and the `Set-Cookie` carrying its token.
+async fn remember_browser(
+    state: &Shared,
+    tx: &mut crate::store::Tx,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<(uuid::Uuid, String), ApiError> {
+    let s = &state.settings;
+    let days = s.mfa_remember_device_days.clamp(1, 90);
+    let token = crate::bootstrap::secrets::random_token(32);
+    let label = headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || "unknown browser".to_owned(),
+            |u| u.chars().take(200).collect(),
+        );
+    let id = mfa::trust_device(
+        tx,
+        caller.user.id,
+        &token_hash(&token),
+        &label,
+        Ts::now().plus_seconds(days * 86_400),
+        s.mfa_trusted_devices_max_per_user,
+    )
+    .await?;
+    let secure = if state.dev_posture { "" } else { "; Secure" };
+    let cookie = format!(
+        "{}={token}; HttpOnly; Max-Age={}; Path=/; SameSite=strict{secure}",
+        trust_cookie_name(state.dev_posture),
+        days * 86_400
+    );
+    Ok((id, cookie))
 }
 
 async fn disable(
@@ -437,22 +468,24 @@ async fn disable(
         });
     }
     let secret = open_secret(&state, sealed_secret)?;
+    let mut tx = audit::begin(&state.db).await?;
     let consumed = match totp::accept(&secret, &code, now_secs(), st.mfa_last_step) {
-        Some(s) => mfa::consume_step(&state.db, caller.user.id, s).await?,
+        Some(s) => mfa::consume_step(&mut tx, caller.user.id, s).await?,
         None => false,
     };
     if !consumed {
+        drop(tx);
         return Err(count_wrong(&state, &caller, "wrong_totp").await);
     }
-    mfa::disable(&state.db, caller.user.id).await?;
-    audit::record(
-        &state.db,
+    mfa::disable(&mut tx, caller.user.id).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("auth.mfa.disable", "success")
+        &Entry::new("auth.mfa.disable", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id)),
     )
-    .await;
+    .await?;
     let mut resp = Json(json!({"ok": true})).into_response();
     if let Ok(v) = HeaderValue::from_str(&clear_trust_cookie(state.dev_posture)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -470,15 +503,16 @@ async fn regenerate(
     if caller.user.mfa_enrolled_at.is_none() {
         return Err(conflict("mfa_not_enrolled", "MFA is not enrolled"));
     }
-    let codes = mint_recovery_codes(&state, caller.user.id).await?;
-    audit::record(
-        &state.db,
+    let mut tx = audit::begin(&state.db).await?;
+    let codes = mint_recovery_codes(&state, &mut tx, caller.user.id).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("auth.mfa.recovery_codes_regenerated", "success")
+        &Entry::new("auth.mfa.recovery_codes_regenerated", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id)),
     )
-    .await;
+    .await?;
     Ok(Json(json!({"recovery_codes": codes})))
 }
 
@@ -488,19 +522,123 @@ async fn devices(State(state): State<Shared>, headers: HeaderMap) -> Result<Json
     let rows = mfa::trusted_devices(&state.db, caller.user.id).await?;
     Ok(Json(Value::Array(
         rows.iter()
-            .map(|d| {
-                json!({
-                    "id": d.id,
-                    "label": d.label,
-                    "created_at": d.created_at.to_rfc3339(),
-                    "last_seen_at": d.last_seen_at.to_rfc3339(),
-                    "expires_at": d.expires_at.to_rfc3339(),
-                    "revoked_at": d.revoked_at.map(|t| t.to_rfc3339()),
-                    "is_current": current.as_deref() == Some(d.token_hash.as_str()),
-                })
-            })
+            .map(|d| device_json(d, current.as_deref()))
             .collect(),
     )))
+}
+
+fn device_json(d: &mfa::TrustedDevice, current_hash: Option<&str>) -> Value {
+    json!({
+        "id": d.id,
+        "label": d.label,
+        "created_at": d.created_at.to_rfc3339(),
+        "last_seen_at": d.last_seen_at.to_rfc3339(),
+        "expires_at": d.expires_at.to_rfc3339(),
+        "revoked_at": d.revoked_at.map(|t| t.to_rfc3339()),
+        "is_current": current_hash == Some(d.token_hash.as_str()),
+    })
+}
+
+async fn device_of(
+    state: &Shared,
+    user: uuid::Uuid,
+    id: uuid::Uuid,
+) -> Result<Option<mfa::TrustedDevice>, ApiError> {
+    Ok(mfa::trusted_devices(&state.db, user)
+        .await?
+        .into_iter()
+        .find(|d| d.id == id))
+}
+
+fn device_not_found() -> ApiError {
+    ApiError::NotFound {
+        message: "trusted device not found".into(),
+        details: json!({}),
+    }
+}
+
+/// Trusts the calling browser without a new sign-in; a browser whose trust
+/// cookie is already live gets its existing device back.
+async fn trust_current(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    super::access::fresh_mfa(&caller, &state.settings)?;
+    if caller.user.mfa_enrolled_at.is_none() {
+        return Err(conflict(
+            "mfa_not_enrolled",
+            "MFA is not enabled for this user",
+        ));
+    }
+    if let Some(hash) = trust_token(&state, &headers).map(|t| token_hash(&t)) {
+        let existing = mfa::trusted_devices(&state.db, caller.user.id)
+            .await?
+            .into_iter()
+            .find(|d| d.token_hash == hash && d.expires_at > Ts::now());
+        if let Some(d) = existing {
+            return Ok((StatusCode::CREATED, Json(device_json(&d, Some(&hash)))).into_response());
+        }
+    }
+    let mut tx = audit::begin(&state.db).await?;
+    let (id, cookie) = remember_browser(&state, &mut tx, &caller, &headers).await?;
+    audit::commit(
+        tx,
+        &state.settings,
+        &Entry::new("auth.mfa.trusted_device_added", "success")
+            .target("trusted_device", id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await?;
+    let d = device_of(&state, caller.user.id, id)
+        .await?
+        .ok_or_else(device_not_found)?;
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(device_json(&d, Some(&d.token_hash))),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn rename_device(
+    State(state): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    super::access::csrf(&caller, &headers)?;
+    super::access::fresh_mfa(&caller, &state.settings)?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| device_not_found())?;
+    let obj = body::object(&body)?;
+    let mut f = Fields::new(&obj);
+    let label = f.text("label", 1, 200, true);
+    let label = f.finish(label)?;
+    let mut tx = audit::begin(&state.db).await?;
+    if !mfa::rename_device(&mut tx, caller.user.id, id, &label).await? {
+        return Err(device_not_found());
+    }
+    audit::commit(
+        tx,
+        &state.settings,
+        &Entry::new("auth.mfa.trusted_device_renamed", "success")
+            .target("trusted_device", id)
+            .by(Some(caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"label": label})),
+    )
+    .await?;
+    let d = device_of(&state, caller.user.id, id)
+        .await?
+        .ok_or_else(device_not_found)?;
+    let current = trust_token(&state, &headers).map(|t| token_hash(&t));
+    Ok(Json(device_json(&d, current.as_deref())))
 }
 
 async fn revoke_device(
@@ -511,14 +649,20 @@ async fn revoke_device(
     let caller = session::require(&state, &headers).await?;
     super::access::csrf(&caller, &headers)?;
     super::access::fresh_mfa(&caller, &state.settings)?;
-    let not_found = || ApiError::NotFound {
-        message: "trusted device not found".into(),
-        details: json!({}),
-    };
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-    if !mfa::revoke_device(&state.db, caller.user.id, id).await? {
-        return Err(not_found());
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| device_not_found())?;
+    let mut tx = audit::begin(&state.db).await?;
+    if !mfa::revoke_device(&mut tx, caller.user.id, id).await? {
+        return Err(device_not_found());
     }
+    audit::commit(
+        tx,
+        &state.settings,
+        &Entry::new("auth.mfa.trusted_device_revoked", "success")
+            .target("trusted_device", id)
+            .by(Some(caller.user.id))
+            .from(None, &headers),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

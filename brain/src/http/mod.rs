@@ -1,6 +1,7 @@
 //! The HTTP surface: axum routers by resource, one error envelope.
 
 pub mod access;
+mod account;
 mod agents;
 pub mod api_keys;
 mod audit;
@@ -11,6 +12,7 @@ mod commands;
 pub mod error;
 pub mod hardening;
 mod health;
+mod invitations;
 mod metrics;
 pub mod mfa;
 mod notifications;
@@ -52,6 +54,7 @@ pub fn router(state: Shared) -> Router {
         .merge(health::routes())
         .merge(setup::routes())
         .merge(auth::routes())
+        .merge(account::routes())
         .merge(mfa::routes())
         .merge(projects::routes())
         .merge(agents::routes())
@@ -60,6 +63,7 @@ pub fn router(state: Shared) -> Router {
         .merge(notifications::routes())
         .merge(audit::routes())
         .merge(users::routes())
+        .merge(invitations::routes())
         .merge(api_keys::routes())
         .merge(metrics::routes(state.settings.metrics_enabled))
         .route(

@@ -190,27 +190,21 @@ async fn create_channel(
     let config = checked_config(&state, Some(&kind), &obj)?;
     check_target(&state, &config).await?;
     let sealed = seal(&state, &config)?;
-    let c = store::create_channel(
-        &state.db,
-        access.project.id,
-        &name,
-        &kind,
-        &sealed,
-        is_active,
-    )
-    .await
-    .map_err(conflict)?;
-    crate::audit::record(
-        &state.db,
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let c = store::create_channel(&mut tx, access.project.id, &name, &kind, &sealed, is_active)
+        .await
+        .map_err(conflict)?;
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("notification.channel.create", "success")
+        &crate::audit::Entry::new("notification.channel.create", "success")
             .target("notification_channel", c.id)
             .in_project(c.project_id)
             .by(Some(access.caller.user.id))
             .from(None, &headers)
             .meta(json!({"name": c.name, "type": c.kind})),
     )
-    .await;
+    .await?;
     Ok((StatusCode::CREATED, Json(channel_json(&state.settings, &c))).into_response())
 }
 
@@ -248,19 +242,18 @@ async fn update_channel(
     if let Some(a) = is_active {
         c.is_active = a;
     }
-    store::update_channel(&state.db, &c)
-        .await
-        .map_err(conflict)?;
-    crate::audit::record(
-        &state.db,
+    let mut tx = crate::audit::begin(&state.db).await?;
+    store::update_channel(&mut tx, &c).await.map_err(conflict)?;
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("notification.channel.update", "success")
+        &crate::audit::Entry::new("notification.channel.update", "success")
             .target("notification_channel", c.id)
             .in_project(c.project_id)
             .by(Some(access.caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     let c = store::channel(&state.db, access.project.id, id)
         .await?
         .ok_or_else(channel_not_found)?;
@@ -274,19 +267,20 @@ async fn delete_channel(
 ) -> Result<Response, ApiError> {
     let access = writer(&state, &headers, &slug).await?;
     let id = parse_id(&id, channel_not_found)?;
-    if !store::delete_channel(&state.db, access.project.id, id).await? {
+    let mut tx = crate::audit::begin(&state.db).await?;
+    if !store::delete_channel(&mut tx, access.project.id, id).await? {
         return Err(channel_not_found());
     }
-    crate::audit::record(
-        &state.db,
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("notification.channel.delete", "success")
+        &crate::audit::Entry::new("notification.channel.delete", "success")
             .target("notification_channel", id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -431,20 +425,21 @@ async fn create_route(
             });
         }
     }
-    let r = store::create_route(&state.db, access.project.id, &trigger, &ids, cooldown)
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let r = store::create_route(&mut tx, access.project.id, &trigger, &ids, cooldown)
         .await
         .map_err(conflict)?;
-    crate::audit::record(
-        &state.db,
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("notification.default.create", "success")
+        &crate::audit::Entry::new("notification.default.create", "success")
             .target("notification_default", r.id)
             .in_project(r.project_id)
             .by(Some(access.caller.user.id))
             .from(None, &headers)
             .meta(json!({"trigger": r.trigger})),
     )
-    .await;
+    .await?;
     Ok((StatusCode::CREATED, Json(route_json(&r))).into_response())
 }
 
@@ -459,9 +454,20 @@ async fn delete_route(
         details: json!({}),
     };
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    if !store::delete_route(&state.db, access.project.id, id).await? {
+    let mut tx = crate::audit::begin(&state.db).await?;
+    if !store::delete_route(&mut tx, access.project.id, id).await? {
         return Err(not_found());
     }
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &crate::audit::Entry::new("notification.default.delete", "success")
+            .target("notification_default", id)
+            .in_project(access.project.id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -204,21 +204,20 @@ async fn create(
     access::csrf(&caller, &headers)?;
     require_admin(&caller)?;
     let fields = parse_fields(&body, None)?;
-    let project = projects::create(&state.db, &fields)
-        .await
-        .map_err(conflict)?;
-    tracing::info!(project = %project.slug, by = %caller.user.id, "project created");
-    crate::audit::record(
-        &state.db,
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let project = projects::create(&mut tx, &fields).await.map_err(conflict)?;
+    crate::audit::commit(
+        tx,
         &state.settings,
-        crate::audit::Entry::new("project.create", "success")
+        &crate::audit::Entry::new("project.create", "success")
             .target("project", project.id)
             .in_project(project.id)
             .by(Some(caller.user.id))
             .from(None, &headers)
             .meta(serde_json::json!({"slug": project.slug})),
     )
-    .await;
+    .await?;
+    tracing::info!(project = %project.slug, by = %caller.user.id, "project created");
     Ok((StatusCode::CREATED, Json(project_json(&project))).into_response())
 }
 
@@ -250,9 +249,21 @@ async fn update(
         settings: p.settings.0.clone(),
     };
     let fields = parse_fields(&body, Some(&current))?;
-    projects::update(&state.db, p.id, &fields)
+    let mut tx = crate::audit::begin(&state.db).await?;
+    projects::update(&mut tx, p.id, &fields)
         .await
         .map_err(conflict)?;
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &crate::audit::Entry::new("project.update", "success")
+            .target("project", p.id)
+            .in_project(p.id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(serde_json::json!({"slug": fields.slug, "settings": fields.settings})),
+    )
+    .await?;
     let updated = projects::find_by_slug(&state.db, &fields.slug)
         .await?
         .ok_or_else(|| ApiError::Internal("project vanished after update".into()))?;
@@ -270,27 +281,29 @@ async fn archive(
     access::fresh_mfa(&access.caller, &state.settings)?;
     let p = &access.project;
     if p.is_active {
-        if projects::count_active(&state.db).await? <= 1 {
+        // Counted inside the transaction: two archives cannot both pass.
+        let mut tx = crate::audit::begin(&state.db).await?;
+        if projects::count_active(&mut tx).await? <= 1 {
             return Err(ApiError::Conflict {
                 message: "cannot archive the last remaining project".into(),
                 details: json!({"slug": slug}),
             });
         }
-        projects::set_active(&state.db, p.id, false).await?;
-        // After the commit: close the project's live agent sockets.
-        let agents = projects::agent_ids(&state.db, p.id).await?;
-        state.gateway.revoke_project(p.id, &agents).await;
-        tracing::info!(project = %slug, by = %access.caller.user.id, "project archived");
-        crate::audit::record(
-            &state.db,
+        projects::set_active(&mut tx, p.id, false).await?;
+        crate::audit::commit(
+            tx,
             &state.settings,
-            crate::audit::Entry::new("project.archive", "success")
+            &crate::audit::Entry::new("project.archive", "success")
                 .target("project", p.id)
                 .in_project(p.id)
                 .by(Some(access.caller.user.id))
                 .from(None, &headers),
         )
-        .await;
+        .await?;
+        // After the commit: close the project's live agent sockets.
+        let agents = projects::agent_ids(&state.db, p.id).await?;
+        state.gateway.revoke_project(p.id, &agents).await;
+        tracing::info!(project = %slug, by = %access.caller.user.id, "project archived");
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -153,8 +153,9 @@ async fn create(
     let hash = password::hash(pw, password::Cost::from_settings(&state.settings))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut tx = audit::begin(&state.db).await?;
     let u = users::create(
-        &state.db,
+        &mut tx,
         &NewUser {
             email: &canonical,
             password_hash: &hash,
@@ -167,16 +168,16 @@ async fn create(
     )
     .await
     .map_err(conflict)?;
-    audit::record(
-        &state.db,
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("user.create", "success")
+        &Entry::new("user.create", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers)
             .meta(json!({"email": u.email, "is_admin": u.is_admin})),
     )
-    .await;
+    .await?;
     Ok((StatusCode::CREATED, Json(user_admin_json(&u))).into_response())
 }
 
@@ -229,16 +230,17 @@ async fn update(
     u.timezone = tz.unwrap_or(u.timezone);
     u.is_admin = is_admin.unwrap_or(u.is_admin);
     u.is_active = is_active.unwrap_or(u.is_active);
-    users::update(&state.db, &u).await?;
-    audit::record(
-        &state.db,
+    let mut tx = audit::begin(&state.db).await?;
+    users::update(&mut tx, &u).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("user.update", "success")
+        &Entry::new("user.update", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     Ok(Json(user_admin_json(&load(&state, &id).await?)))
 }
 
@@ -255,16 +257,17 @@ async fn remove(
             details: json!({}),
         });
     }
-    users::delete(&state.db, u.id).await?;
-    audit::record(
-        &state.db,
+    let mut tx = audit::begin(&state.db).await?;
+    users::delete(&mut tx, u.id).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("user.delete", "success")
+        &Entry::new("user.delete", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -285,16 +288,17 @@ async fn set_password(
     let hash = password::hash(pw, password::Cost::from_settings(&state.settings))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    users::set_password(&state.db, u.id, &hash).await?;
-    audit::record(
-        &state.db,
+    let mut tx = audit::begin(&state.db).await?;
+    users::set_password(&mut tx, u.id, &hash).await?;
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("user.password_set", "success")
+        &Entry::new("user.password_set", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -349,23 +353,24 @@ async fn add_member(
             )])
         })?;
     let role = role_of(&obj)?;
-    if users::find(&state.db, user_id).await?.is_none() {
+    let mut tx = audit::begin(&state.db).await?;
+    if users::find(&mut tx, user_id).await?.is_none() {
         return Err(not_found("user"));
     }
-    let id = users::add_membership(&state.db, a.project.id, user_id, &role)
+    let id = users::add_membership(&mut tx, a.project.id, user_id, &role)
         .await
         .map_err(conflict)?;
-    audit::record(
-        &state.db,
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("membership.create", "success")
+        &Entry::new("membership.create", "success")
             .target("membership", id)
             .in_project(a.project.id)
             .by(Some(a.caller.user.id))
             .from(None, &headers)
             .meta(json!({"user_id": user_id, "role": role})),
     )
-    .await;
+    .await?;
     let m = users::membership(&state.db, a.project.id, id)
         .await?
         .ok_or_else(|| not_found("membership"))?;
@@ -381,20 +386,21 @@ async fn change_member(
     let a = member_writer(&state, &headers, &slug).await?;
     let id = Uuid::parse_str(&id).map_err(|_| not_found("membership"))?;
     let role = role_of(&body::object(&body)?)?;
-    if !users::set_membership_role(&state.db, a.project.id, id, &role).await? {
+    let mut tx = audit::begin(&state.db).await?;
+    if !users::set_membership_role(&mut tx, a.project.id, id, &role).await? {
         return Err(not_found("membership"));
     }
-    audit::record(
-        &state.db,
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("membership.update", "success")
+        &Entry::new("membership.update", "success")
             .target("membership", id)
             .in_project(a.project.id)
             .by(Some(a.caller.user.id))
             .from(None, &headers)
             .meta(json!({"role": role})),
     )
-    .await;
+    .await?;
     let m = users::membership(&state.db, a.project.id, id)
         .await?
         .ok_or_else(|| not_found("membership"))?;
@@ -408,18 +414,19 @@ async fn remove_member(
 ) -> Result<Response, ApiError> {
     let a = member_writer(&state, &headers, &slug).await?;
     let id = Uuid::parse_str(&id).map_err(|_| not_found("membership"))?;
-    if !users::remove_membership(&state.db, a.project.id, id).await? {
+    let mut tx = audit::begin(&state.db).await?;
+    if !users::remove_membership(&mut tx, a.project.id, id).await? {
         return Err(not_found("membership"));
     }
-    audit::record(
-        &state.db,
+    audit::commit(
+        tx,
         &state.settings,
-        Entry::new("membership.delete", "success")
+        &Entry::new("membership.delete", "success")
             .target("membership", id)
             .in_project(a.project.id)
             .by(Some(a.caller.user.id))
             .from(None, &headers),
     )
-    .await;
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,7 +1,8 @@
 //! Agents (credentials and liveness) and their per-process worker rows.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -53,14 +54,15 @@ pub struct HelloInfo {
 }
 
 pub async fn mint(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     project_id: Uuid,
     name: &str,
     token_hash: &str,
 ) -> Result<Agent, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
     let id = Uuid::new_v4();
-    let inserted = on_db!(db, p => sqlx::query(
+    let inserted = on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO agents (id, project_id, name, token_hash, protocol_version, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, '0', $5, $5)"
     )
@@ -84,14 +86,15 @@ pub async fn mint(
             return Err(e);
         }
     }
-    find(db, id)
+    find(db.reborrow(), id)
         .await?
         .ok_or_else(|| StoreError::Conflict("agent vanished after insert".into()))
 }
 
-pub async fn find(db: &Db, id: Uuid) -> Result<Option<Agent>, StoreError> {
+pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<Agent>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Agent>(&sql).bind(id).fetch_optional(p).await)?)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Agent>(&sql).bind(id).fetch_optional(p).await)?)
 }
 
 /// The project's agents that were not revoked, oldest first.
@@ -104,10 +107,15 @@ pub async fn list(db: &Db, project_id: Uuid) -> Result<Vec<Agent>, StoreError> {
 
 /// Revokes: the stored hash is overwritten so the token stops matching.
 /// Idempotent; returns whether the agent exists in the project.
-pub async fn revoke(db: &Db, project_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+pub async fn revoke(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
     let marker = format!("revoked:{id}:{}", now.0.timestamp_micros());
-    let exists: Option<Uuid> = on_db!(db, p => sqlx::query_scalar(
+    let exists: Option<Uuid> = on_handle!(&mut db, p => sqlx::query_scalar(
         "SELECT id FROM agents WHERE id = $1 AND project_id = $2"
     )
     .bind(id)
@@ -117,7 +125,7 @@ pub async fn revoke(db: &Db, project_id: Uuid, id: Uuid) -> Result<bool, StoreEr
     if exists.is_none() {
         return Ok(false);
     }
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE agents SET token_hash = $2, revoked_at = $3, state = 'offline', updated_at = $3 \
          WHERE id = $1 AND revoked_at IS NULL"
     )

@@ -2,7 +2,8 @@
 //! one project. Only a keyed hash of the token is stored.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -46,10 +47,11 @@ pub struct NewKey<'a> {
     pub expires_at: Option<Ts>,
 }
 
-pub async fn create(db: &Db, k: &NewKey<'_>) -> Result<ApiKey, StoreError> {
+pub async fn create(db: impl Into<Handle<'_>>, k: &NewKey<'_>) -> Result<ApiKey, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let id = Uuid::new_v4();
     let scopes = serde_json::json!(k.scopes);
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO api_keys (id, user_id, project_id, name, token_hash, prefix, scopes, expires_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )
@@ -66,12 +68,15 @@ pub async fn create(db: &Db, k: &NewKey<'_>) -> Result<ApiKey, StoreError> {
     .await
     .map(|_| ()))?;
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_one(p).await)?)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_one(p).await)?)
 }
 
-pub async fn find(db: &Db, id: Uuid) -> Result<Option<ApiKey>, StoreError> {
+pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<ApiKey>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_optional(p).await)?)
+    Ok(
+        on_handle!(&mut db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_optional(p).await)?,
+    )
 }
 
 pub async fn find_by_hash(db: &Db, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
@@ -87,8 +92,9 @@ pub async fn list_for_user(db: &Db, user: Uuid) -> Result<Vec<ApiKey>, StoreErro
 }
 
 /// Revokes one of the user's keys; false when it is not theirs or unknown.
-pub async fn revoke(db: &Db, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query(
+pub async fn revoke(db: impl Into<Handle<'_>>, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE user_id = $1 AND id = $2"
     )
     .bind(user)

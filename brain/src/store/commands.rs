@@ -2,7 +2,8 @@
 //! delivering commands is the commands capability's job.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 use z4j_protocol::frame::{CommandResult, ResultStatus};
@@ -108,9 +109,10 @@ pub enum Issued {
 
 /// Inserts a pending command. A repeated idempotency key returns the first
 /// command when the request is the same, and is a conflict otherwise.
-pub async fn issue(db: &Db, c: &NewCommand<'_>) -> Result<Issued, StoreError> {
+pub async fn issue(db: impl Into<Handle<'_>>, c: &NewCommand<'_>) -> Result<Issued, StoreError> {
+    let mut db: Handle<'_> = db.into();
     if let Some(key) = c.idempotency_key {
-        if let Some(existing) = find_by_key(db, c.project_id, key).await? {
+        if let Some(existing) = find_by_key(db.reborrow(), c.project_id, key).await? {
             let same = existing.action == c.action
                 && existing.agent_id == Some(c.agent_id)
                 && existing.payload.0 == *c.payload;
@@ -125,7 +127,7 @@ pub async fn issue(db: &Db, c: &NewCommand<'_>) -> Result<Issued, StoreError> {
     }
     let now = Ts::now();
     let id = Uuid::new_v4();
-    let inserted = on_db!(db, p => sqlx::query(
+    let inserted = on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO commands (id, project_id, issued_by, agent_id, action, target_type, target_id, payload, \
          idempotency_key, status, issued_at, timeout_at, source_ip) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)"
@@ -150,32 +152,42 @@ pub async fn issue(db: &Db, c: &NewCommand<'_>) -> Result<Issued, StoreError> {
         // A concurrent request with the same key won the race.
         if e.is_unique_violation() {
             if let Some(key) = c.idempotency_key {
-                if let Some(existing) = find_by_key(db, c.project_id, key).await? {
+                if let Some(existing) = find_by_key(db.reborrow(), c.project_id, key).await? {
                     return Ok(Issued::Replayed(existing));
                 }
             }
         }
         return Err(e);
     }
-    find(db, c.project_id, id)
+    find(db.reborrow(), c.project_id, id)
         .await?
         .map(Issued::New)
         .ok_or_else(|| StoreError::Conflict("command vanished after insert".into()))
 }
 
-async fn find_by_key(db: &Db, project_id: Uuid, key: &str) -> Result<Option<Command>, StoreError> {
+async fn find_by_key(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    key: &str,
+) -> Result<Option<Command>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql =
         format!("SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND idempotency_key = $2");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(project_id)
         .bind(key)
         .fetch_optional(p)
         .await)?)
 }
 
-pub async fn find(db: &Db, project_id: Uuid, id: Uuid) -> Result<Option<Command>, StoreError> {
+pub async fn find(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Command>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND id = $2");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(p)

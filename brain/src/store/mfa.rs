@@ -3,7 +3,8 @@
 //! marked verified.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -28,8 +29,9 @@ pub async fn state(db: &Db, user: Uuid) -> Result<MfaState, StoreError> {
 }
 
 /// A statement whose only parameter is the user (`$1`).
-async fn for_user(db: &Db, sql: &str, user: Uuid) -> Result<u64, StoreError> {
-    Ok(on_db!(db, p => sqlx::query(sql)
+async fn for_user(db: impl Into<Handle<'_>>, sql: &str, user: Uuid) -> Result<u64, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    Ok(on_handle!(&mut db, p => sqlx::query(sql)
         .bind(user)
         .execute(p)
         .await
@@ -37,8 +39,14 @@ async fn for_user(db: &Db, sql: &str, user: Uuid) -> Result<u64, StoreError> {
 }
 
 /// A statement with the user (`$1`) and an instant (`$2`).
-async fn for_user_at(db: &Db, sql: &str, user: Uuid, at: Ts) -> Result<u64, StoreError> {
-    Ok(on_db!(db, p => sqlx::query(sql)
+async fn for_user_at(
+    db: impl Into<Handle<'_>>,
+    sql: &str,
+    user: Uuid,
+    at: Ts,
+) -> Result<u64, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    Ok(on_handle!(&mut db, p => sqlx::query(sql)
         .bind(user)
         .bind(at)
         .execute(p)
@@ -48,15 +56,20 @@ async fn for_user_at(db: &Db, sql: &str, user: Uuid, at: Ts) -> Result<u64, Stor
 
 /// Starts (or restarts) an enrolment: a new pending secret, no recovery
 /// codes left.
-pub async fn start_enrolment(db: &Db, user: Uuid, sealed: &str) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query("UPDATE users SET mfa_pending_secret = $2 WHERE id = $1")
+pub async fn start_enrolment(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    sealed: &str,
+) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query("UPDATE users SET mfa_pending_secret = $2 WHERE id = $1")
         .bind(user)
         .bind(sealed)
         .execute(p)
         .await
         .map(|_| ()))?;
     for_user(
-        db,
+        db.reborrow(),
         "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
         user,
     )
@@ -65,9 +78,14 @@ pub async fn start_enrolment(db: &Db, user: Uuid, sealed: &str) -> Result<(), St
 }
 
 /// The pending secret becomes the secret; false when there was none.
-pub async fn complete_enrolment(db: &Db, user: Uuid, now: Ts) -> Result<bool, StoreError> {
+pub async fn complete_enrolment(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    now: Ts,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let n = for_user_at(
-        db,
+        db.reborrow(),
         "UPDATE users SET mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL, mfa_enrolled_at = $2, \
          mfa_last_step = NULL, mfa_failed_count = 0, mfa_locked_until = NULL \
          WHERE id = $1 AND mfa_pending_secret IS NOT NULL",
@@ -78,22 +96,23 @@ pub async fn complete_enrolment(db: &Db, user: Uuid, now: Ts) -> Result<bool, St
     Ok(n == 1)
 }
 
-pub async fn disable(db: &Db, user: Uuid) -> Result<(), StoreError> {
+pub async fn disable(db: impl Into<Handle<'_>>, user: Uuid) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
     for_user(
-        db,
+        db.reborrow(),
         "UPDATE users SET mfa_secret = NULL, mfa_pending_secret = NULL, mfa_enrolled_at = NULL, \
          mfa_last_step = NULL, mfa_failed_count = 0, mfa_locked_until = NULL WHERE id = $1",
         user,
     )
     .await?;
     for_user(
-        db,
+        db.reborrow(),
         "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
         user,
     )
     .await?;
     for_user(
-        db,
+        db.reborrow(),
         "DELETE FROM mfa_trusted_devices WHERE user_id = $1",
         user,
     )
@@ -103,8 +122,13 @@ pub async fn disable(db: &Db, user: Uuid) -> Result<(), StoreError> {
 
 /// Consumes a TOTP step: true only for a step newer than the last one (so
 /// two racing requests cannot both use one code).
-pub async fn consume_step(db: &Db, user: Uuid, step: i64) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query(
+pub async fn consume_step(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    step: i64,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
         "UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND (mfa_last_step IS NULL OR mfa_last_step < $2)"
     )
     .bind(user)
@@ -118,13 +142,14 @@ pub async fn consume_step(db: &Db, user: Uuid, step: i64) -> Result<bool, StoreE
 /// A wrong code: counts it and locks from the threshold on. Returns the
 /// new count.
 pub async fn wrong_code(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     user: Uuid,
     threshold: i64,
     lock_seconds: i64,
 ) -> Result<i64, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
-    let n: i32 = on_db!(db, p => sqlx::query_scalar(
+    let n: i32 = on_handle!(&mut db, p => sqlx::query_scalar(
         "UPDATE users SET mfa_failed_count = mfa_failed_count + 1, \
          mfa_locked_until = CASE WHEN mfa_failed_count + 1 >= $2 THEN $3 ELSE mfa_locked_until END \
          WHERE id = $1 RETURNING mfa_failed_count"
@@ -137,9 +162,10 @@ pub async fn wrong_code(
     Ok(i64::from(n))
 }
 
-pub async fn right_code(db: &Db, user: Uuid) -> Result<(), StoreError> {
+pub async fn right_code(db: impl Into<Handle<'_>>, user: Uuid) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
     for_user(
-        db,
+        db.reborrow(),
         "UPDATE users SET mfa_failed_count = 0, mfa_locked_until = NULL WHERE id = $1",
         user,
     )
@@ -147,9 +173,14 @@ pub async fn right_code(db: &Db, user: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn start_enforcement(db: &Db, user: Uuid, now: Ts) -> Result<(), StoreError> {
+pub async fn start_enforcement(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    now: Ts,
+) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
     for_user_at(
-        db,
+        db.reborrow(),
         "UPDATE users SET mfa_enforcement_started_at = $2 WHERE id = $1 AND mfa_enforcement_started_at IS NULL",
         user,
         now,
@@ -159,19 +190,20 @@ pub async fn start_enforcement(db: &Db, user: Uuid, now: Ts) -> Result<(), Store
 }
 
 pub async fn replace_recovery_codes(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     user: Uuid,
     hashes: &[String],
 ) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
     for_user(
-        db,
+        db.reborrow(),
         "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
         user,
     )
     .await?;
     let now = Ts::now();
     for h in hashes {
-        on_db!(db, p => sqlx::query(
+        on_handle!(&mut db, p => sqlx::query(
             "INSERT INTO mfa_recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)"
         )
         .bind(Uuid::new_v4())
@@ -185,18 +217,25 @@ pub async fn replace_recovery_codes(
     Ok(())
 }
 
-pub async fn unused_recovery_codes(db: &Db, user: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, String)>(
+pub async fn unused_recovery_codes(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    Ok(
+        on_handle!(&mut db, p => sqlx::query_as::<_, (Uuid, String)>(
         "SELECT id, code_hash FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL"
     )
     .bind(user)
     .fetch_all(p)
-    .await)?)
+    .await)?,
+    )
 }
 
 /// Marks a code used; false when another request used it first.
-pub async fn use_recovery_code(db: &Db, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query(
+pub async fn use_recovery_code(db: impl Into<Handle<'_>>, id: Uuid) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
         "UPDATE mfa_recovery_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL"
     )
     .bind(id)
@@ -207,8 +246,13 @@ pub async fn use_recovery_code(db: &Db, id: Uuid) -> Result<bool, StoreError> {
     Ok(n == 1)
 }
 
-pub async fn mark_session_verified(db: &Db, session: Uuid, at: Ts) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query("UPDATE sessions SET mfa_verified_at = $2 WHERE id = $1")
+pub async fn mark_session_verified(
+    db: impl Into<Handle<'_>>,
+    session: Uuid,
+    at: Ts,
+) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query("UPDATE sessions SET mfa_verified_at = $2 WHERE id = $1")
         .bind(session)
         .bind(at)
         .execute(p)
@@ -217,22 +261,24 @@ pub async fn mark_session_verified(db: &Db, session: Uuid, at: Ts) -> Result<(),
     Ok(())
 }
 
-/// Remembers a device; keeps at most `max` active ones (oldest use first
-/// out).
+/// Remembers a device (its new id); keeps at most `max` active ones
+/// (oldest use first out).
 pub async fn trust_device(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     user: Uuid,
     token_hash: &str,
     label: &str,
     expires_at: Ts,
     max: i64,
-) -> Result<(), StoreError> {
+) -> Result<Uuid, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
-    on_db!(db, p => sqlx::query(
+    let id = Uuid::new_v4();
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO mfa_trusted_devices (id, user_id, token_hash, label, created_at, last_seen_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $5, $6)"
     )
-    .bind(Uuid::new_v4())
+    .bind(id)
     .bind(user)
     .bind(token_hash)
     .bind(label)
@@ -241,7 +287,7 @@ pub async fn trust_device(
     .execute(p)
     .await
     .map(|_| ()))?;
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE mfa_trusted_devices SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND id NOT IN \
          (SELECT id FROM mfa_trusted_devices WHERE user_id = $1 AND revoked_at IS NULL \
           ORDER BY last_seen_at DESC, created_at DESC LIMIT $3)"
@@ -252,7 +298,7 @@ pub async fn trust_device(
     .execute(p)
     .await
     .map(|_| ()))?;
-    Ok(())
+    Ok(id)
 }
 
 /// Whether the presented trust token is a live remembered device of `user`.
@@ -292,8 +338,13 @@ pub async fn trusted_devices(db: &Db, user: Uuid) -> Result<Vec<TrustedDevice>, 
     .await)?)
 }
 
-pub async fn revoke_device(db: &Db, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query(
+pub async fn revoke_device(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
         "UPDATE mfa_trusted_devices SET revoked_at = $3 WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL"
     )
     .bind(user)
@@ -305,12 +356,33 @@ pub async fn revoke_device(db: &Db, user: Uuid, id: Uuid) -> Result<bool, StoreE
     Ok(n == 1)
 }
 
-pub async fn forget_devices(db: &Db, user: Uuid) -> Result<(), StoreError> {
+pub async fn forget_devices(db: impl Into<Handle<'_>>, user: Uuid) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
     for_user(
-        db,
+        db.reborrow(),
         "DELETE FROM mfa_trusted_devices WHERE user_id = $1",
         user,
     )
     .await?;
     Ok(())
+}
+
+/// Relabels one of the user's remembered devices; false when not theirs.
+pub async fn rename_device(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    id: Uuid,
+    label: &str,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
+        "UPDATE mfa_trusted_devices SET label = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"
+    )
+    .bind(id)
+    .bind(user)
+    .bind(label)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
 }

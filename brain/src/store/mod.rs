@@ -6,6 +6,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod commands;
 mod connect;
+pub mod invitations;
 pub mod mfa;
 pub mod notifications;
 pub mod observed;
@@ -75,7 +76,93 @@ macro_rules! on_db {
     };
 }
 
+/// A transaction on either dialect; dropping it uncommitted rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Where a repository function runs: on the pool (one statement, its own
+/// transaction) or inside a caller's transaction, so an action and its
+/// audit row commit together. `&Db` and `&mut Tx` both convert into it.
+pub enum Handle<'a> {
+    Pool(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl Handle<'_> {
+    /// A shorter-lived handle to the same place, for calling another
+    /// repository function from inside one.
+    pub fn reborrow(&mut self) -> Handle<'_> {
+        match self {
+            Handle::Pool(db) => Handle::Pool(db),
+            Handle::Tx(tx) => Handle::Tx(tx),
+        }
+    }
+}
+
+impl<'a> From<&'a Db> for Handle<'a> {
+    fn from(db: &'a Db) -> Self {
+        Handle::Pool(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for Handle<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        Handle::Tx(tx)
+    }
+}
+
+/// `on_db!` for a `Handle`: the expression gets a connection as its
+/// executor (`&mut` to one; write `&mut *c` to use it more than once),
+/// either one taken from the pool or the caller's transaction's. It may
+/// use `?` on a `sqlx::Error` (taking a connection can fail).
+#[macro_export]
+macro_rules! on_handle {
+    ($h:expr, $exec:ident => $body:expr) => {
+        match $h {
+            $crate::store::Handle::Pool($crate::store::Db::Sqlite(p)) => {
+                let mut conn = p.acquire().await?;
+                let $exec = &mut *conn;
+                $body
+            }
+            $crate::store::Handle::Pool($crate::store::Db::Postgres(p)) => {
+                let mut conn = p.acquire().await?;
+                let $exec = &mut *conn;
+                $body
+            }
+            $crate::store::Handle::Tx($crate::store::Tx::Sqlite(t)) => {
+                let $exec = &mut **t;
+                $body
+            }
+            $crate::store::Handle::Tx($crate::store::Tx::Postgres(t)) => {
+                let $exec = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
 impl Db {
+    /// Opens a transaction (deferred on SQLite: take a write lock first
+    /// when the transaction reads before it writes).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "sqlite",

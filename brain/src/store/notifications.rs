@@ -2,7 +2,8 @@
 //! and once-per-episode claims for agent.offline alerts.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -34,16 +35,17 @@ fn conflict_on_name(e: sqlx::Error) -> StoreError {
 }
 
 pub async fn create_channel(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     project_id: Uuid,
     name: &str,
     kind: &str,
     sealed_config: &str,
     is_active: bool,
 ) -> Result<Channel, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
     let id = Uuid::new_v4();
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO notification_channels (id, project_id, name, type, config, is_active, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
     )
@@ -58,16 +60,21 @@ pub async fn create_channel(
     .await
     .map(|_| ()))
     .map_err(conflict_on_name)?;
-    channel(db, project_id, id)
+    channel(db.reborrow(), project_id, id)
         .await?
         .ok_or_else(|| StoreError::Conflict("channel vanished after insert".into()))
 }
 
-pub async fn channel(db: &Db, project_id: Uuid, id: Uuid) -> Result<Option<Channel>, StoreError> {
+pub async fn channel(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Channel>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!(
         "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE project_id = $1 AND id = $2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Channel>(&sql)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Channel>(&sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(p)
@@ -84,8 +91,9 @@ pub async fn channels(db: &Db, project_id: Uuid) -> Result<Vec<Channel>, StoreEr
         .await)?)
 }
 
-pub async fn update_channel(db: &Db, c: &Channel) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query(
+pub async fn update_channel(db: impl Into<Handle<'_>>, c: &Channel) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE notification_channels SET name = $3, config = $4, is_active = $5, updated_at = $6 \
          WHERE project_id = $1 AND id = $2"
     )
@@ -101,8 +109,13 @@ pub async fn update_channel(db: &Db, c: &Channel) -> Result<(), StoreError> {
     .map_err(conflict_on_name)
 }
 
-pub async fn delete_channel(db: &Db, project_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query("DELETE FROM notification_channels WHERE project_id = $1 AND id = $2")
+pub async fn delete_channel(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query("DELETE FROM notification_channels WHERE project_id = $1 AND id = $2")
         .bind(project_id)
         .bind(id)
         .execute(p)
@@ -138,15 +151,16 @@ impl Route {
 }
 
 pub async fn create_route(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     project_id: Uuid,
     trigger: &str,
     channel_ids: &[Uuid],
     cooldown_seconds: i32,
 ) -> Result<Route, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let id = Uuid::new_v4();
     let ids = serde_json::json!(channel_ids);
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO project_default_subscriptions (id, project_id, trigger, project_channel_ids, cooldown_seconds, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)"
     )
@@ -168,7 +182,7 @@ pub async fn create_route(
         }
     })?;
     let sql = format!("SELECT {ROUTE_COLUMNS} FROM project_default_subscriptions WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Route>(&sql).bind(id).fetch_one(p).await)?)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Route>(&sql).bind(id).fetch_one(p).await)?)
 }
 
 pub async fn routes(db: &Db, project_id: Uuid) -> Result<Vec<Route>, StoreError> {
@@ -193,8 +207,13 @@ pub async fn route_for(
         .await)?)
 }
 
-pub async fn delete_route(db: &Db, project_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query("DELETE FROM project_default_subscriptions WHERE project_id = $1 AND id = $2")
+pub async fn delete_route(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query("DELETE FROM project_default_subscriptions WHERE project_id = $1 AND id = $2")
         .bind(project_id)
         .bind(id)
         .execute(p)
@@ -327,8 +346,12 @@ pub async fn unannounced_offline(
 
 /// Claims an episode (agent, last_seen_at) if the agent is still offline
 /// on that anchor; true for exactly one caller fleet-wide.
-pub async fn claim_offline(db: &Db, a: &OfflineAgent) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query(
+pub async fn claim_offline(
+    db: impl Into<Handle<'_>>,
+    a: &OfflineAgent,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO agent_offline_alerts (agent_id, anchor_at, created_at) \
          SELECT id, last_seen_at, $3 FROM agents \
          WHERE id = $1 AND state = 'offline' AND last_seen_at = $2 \

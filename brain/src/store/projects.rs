@@ -1,7 +1,8 @@
 //! Projects.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
@@ -34,17 +35,22 @@ pub struct Fields {
     pub settings: serde_json::Value,
 }
 
-pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Project>, StoreError> {
+pub async fn find_by_slug(
+    db: impl Into<Handle<'_>>,
+    slug: &str,
+) -> Result<Option<Project>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM projects WHERE slug = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Project>(&sql)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Project>(&sql)
         .bind(slug)
         .fetch_optional(p)
         .await)?)
 }
 
-pub async fn find(db: &Db, id: Uuid) -> Result<Option<Project>, StoreError> {
+pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<Project>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Project>(&sql)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Project>(&sql)
         .bind(id)
         .fetch_optional(p)
         .await)?)
@@ -59,10 +65,11 @@ fn slug_conflict(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub async fn create(db: &Db, f: &Fields) -> Result<Project, StoreError> {
+pub async fn create(db: impl Into<Handle<'_>>, f: &Fields) -> Result<Project, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
     let id = Uuid::new_v4();
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO projects (id, slug, name, description, environment, timezone, settings, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
     )
@@ -78,13 +85,14 @@ pub async fn create(db: &Db, f: &Fields) -> Result<Project, StoreError> {
     .await
     .map(|r| r.rows_affected()))
     .map_err(slug_conflict)?;
-    find_by_slug(db, &f.slug)
+    find_by_slug(db.reborrow(), &f.slug)
         .await?
         .ok_or_else(|| StoreError::Conflict("project vanished after insert".into()))
 }
 
-pub async fn update(db: &Db, id: Uuid, f: &Fields) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query(
+pub async fn update(db: impl Into<Handle<'_>>, id: Uuid, f: &Fields) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE projects SET slug = $2, name = $3, description = $4, environment = $5, timezone = $6, \
          settings = $7, updated_at = $8 WHERE id = $1"
     )
@@ -122,9 +130,10 @@ pub async fn list_active(
         .await)?)
 }
 
-pub async fn count_active(db: &Db) -> Result<i64, StoreError> {
+pub async fn count_active(db: impl Into<Handle<'_>>) -> Result<i64, StoreError> {
+    let mut db: Handle<'_> = db.into();
     Ok(
-        on_db!(db, p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM projects WHERE is_active")
+        on_handle!(&mut db, p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM projects WHERE is_active")
         .fetch_one(p)
         .await)?,
     )
@@ -142,11 +151,12 @@ pub async fn agent_ids(db: &Db, project_id: Uuid) -> Result<Vec<Uuid>, StoreErro
 
 /// The user's role in the project, if a member.
 pub async fn role_of(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     user_id: Uuid,
     project_id: Uuid,
 ) -> Result<Option<String>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_scalar::<_, String>(
+    let mut db: Handle<'_> = db.into();
+    Ok(on_handle!(&mut db, p => sqlx::query_scalar::<_, String>(
         "SELECT role FROM memberships WHERE user_id = $1 AND project_id = $2"
     )
     .bind(user_id)
@@ -156,8 +166,13 @@ pub async fn role_of(
 }
 
 /// Archives or restores a project.
-pub async fn set_active(db: &Db, project_id: Uuid, active: bool) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query("UPDATE projects SET is_active = $2, updated_at = $3 WHERE id = $1")
+pub async fn set_active(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    active: bool,
+) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query("UPDATE projects SET is_active = $2, updated_at = $3 WHERE id = $1")
         .bind(project_id)
         .bind(active)
         .bind(Ts::now())

@@ -1,7 +1,8 @@
 //! Users.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::store::Handle;
+use crate::{on_db, on_handle};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -29,15 +30,20 @@ pub async fn count(db: &Db) -> Result<i64, StoreError> {
     Ok(on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await)?)
 }
 
-pub async fn find(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
+pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<User>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(p).await)?)
+    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(p).await)?)
 }
 
-pub async fn find_by_email(db: &Db, canonical_email: &str) -> Result<Option<User>, StoreError> {
+pub async fn find_by_email(
+    db: impl Into<Handle<'_>>,
+    canonical_email: &str,
+) -> Result<Option<User>, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
     Ok(
-        on_db!(db, p => sqlx::query_as::<_, User>(&sql).bind(canonical_email).fetch_optional(p).await)?,
+        on_handle!(&mut db, p => sqlx::query_as::<_, User>(&sql).bind(canonical_email).fetch_optional(p).await)?,
     )
 }
 
@@ -45,13 +51,14 @@ pub async fn find_by_email(db: &Db, canonical_email: &str) -> Result<Option<User
 /// threshold on, (re-)arms the lock from now. The count is reset only by a
 /// successful login.
 pub async fn record_failed_login(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     id: Uuid,
     now: Ts,
     threshold: i64,
     lock_seconds: i64,
 ) -> Result<i64, StoreError> {
-    let count: i32 = on_db!(db, p => sqlx::query_scalar(
+    let mut db: Handle<'_> = db.into();
+    let count: i32 = on_handle!(&mut db, p => sqlx::query_scalar(
         "UPDATE users SET failed_login_count = failed_login_count + 1, last_failed_login_at = $2, \
          locked_until = CASE WHEN failed_login_count + 1 >= $3 THEN $4 ELSE locked_until END \
          WHERE id = $1 RETURNING failed_login_count"
@@ -68,12 +75,13 @@ pub async fn record_failed_login(
 /// A successful login: the failure count and any lock are cleared; an
 /// upgraded hash (new cost settings) replaces the stored one.
 pub async fn record_login(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     id: Uuid,
     now: Ts,
     rehashed: Option<&str>,
 ) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query(
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE users SET failed_login_count = 0, locked_until = NULL, last_login_at = $2, \
          password_hash = COALESCE($3, password_hash) WHERE id = $1"
     )
@@ -97,10 +105,11 @@ pub struct NewUser<'a> {
     pub timezone: &'a str,
 }
 
-pub async fn create(db: &Db, n: &NewUser<'_>) -> Result<User, StoreError> {
+pub async fn create(db: impl Into<Handle<'_>>, n: &NewUser<'_>) -> Result<User, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let id = Uuid::new_v4();
     let now = Ts::now();
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO users (id, email, password_hash, display_name, first_name, last_name, is_admin, is_active, \
          timezone, password_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)"
     )
@@ -125,7 +134,7 @@ pub async fn create(db: &Db, n: &NewUser<'_>) -> Result<User, StoreError> {
             e
         }
     })?;
-    find(db, id)
+    find(db.reborrow(), id)
         .await?
         .ok_or_else(|| StoreError::Conflict("user vanished after insert".into()))
 }
@@ -138,8 +147,9 @@ pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<Vec<User>, StoreEr
 }
 
 /// Profile and status fields an admin may change.
-pub async fn update(db: &Db, u: &User) -> Result<(), StoreError> {
-    on_db!(db, p => sqlx::query(
+pub async fn update(db: impl Into<Handle<'_>>, u: &User) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE users SET display_name = $2, first_name = $3, last_name = $4, is_admin = $5, is_active = $6, \
          timezone = $7, updated_at = $8 WHERE id = $1"
     )
@@ -158,16 +168,21 @@ pub async fn update(db: &Db, u: &User) -> Result<(), StoreError> {
 }
 
 /// A new password: every session of the user ends.
-pub async fn set_password(db: &Db, id: Uuid, password_hash: &str) -> Result<(), StoreError> {
+pub async fn set_password(
+    db: impl Into<Handle<'_>>,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
-    on_db!(db, p => sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1")
+    on_handle!(&mut db, p => sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(password_hash)
         .bind(now)
         .execute(p)
         .await
         .map(|_| ()))?;
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "UPDATE sessions SET revoked_at = $2, revocation_reason = 'password_changed' WHERE user_id = $1 AND revoked_at IS NULL"
     )
     .bind(id)
@@ -178,8 +193,9 @@ pub async fn set_password(db: &Db, id: Uuid, password_hash: &str) -> Result<(), 
     Ok(())
 }
 
-pub async fn delete(db: &Db, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+pub async fn delete(db: impl Into<Handle<'_>>, id: Uuid) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 
@@ -215,14 +231,15 @@ pub async fn membership(
 }
 
 pub async fn add_membership(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     project_id: Uuid,
     user_id: Uuid,
     role: &str,
 ) -> Result<Uuid, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let id = Uuid::new_v4();
     let now = Ts::now();
-    on_db!(db, p => sqlx::query(
+    on_handle!(&mut db, p => sqlx::query(
         "INSERT INTO memberships (id, user_id, project_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)"
     )
     .bind(id)
@@ -245,12 +262,13 @@ pub async fn add_membership(
 }
 
 pub async fn set_membership_role(
-    db: &Db,
+    db: impl Into<Handle<'_>>,
     project_id: Uuid,
     id: Uuid,
     role: &str,
 ) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query("UPDATE memberships SET role = $3, updated_at = $4 WHERE project_id = $1 AND id = $2")
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query("UPDATE memberships SET role = $3, updated_at = $4 WHERE project_id = $1 AND id = $2")
         .bind(project_id)
         .bind(id)
         .bind(role)
@@ -261,12 +279,33 @@ pub async fn set_membership_role(
     Ok(n == 1)
 }
 
-pub async fn remove_membership(db: &Db, project_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
-    let n = on_db!(db, p => sqlx::query("DELETE FROM memberships WHERE project_id = $1 AND id = $2")
+pub async fn remove_membership(
+    db: impl Into<Handle<'_>>,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query("DELETE FROM memberships WHERE project_id = $1 AND id = $2")
         .bind(project_id)
         .bind(id)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// The user's memberships in active projects: (project id, slug, role).
+pub async fn memberships_of(
+    db: &Db,
+    user: Uuid,
+    limit: i64,
+) -> Result<Vec<(Uuid, String, String)>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, String, String)>(
+        "SELECT p.id, p.slug, m.role FROM memberships m JOIN projects p ON p.id = m.project_id \
+         WHERE m.user_id = $1 AND p.is_active ORDER BY p.created_at, p.id LIMIT $2"
+    )
+    .bind(user)
+    .bind(limit)
+    .fetch_all(p)
+    .await)?)
 }

@@ -6,8 +6,9 @@
 //! raises one `agent.offline` alert (claimed fleet-wide).
 
 use super::{periodic, Job};
+use crate::audit::AuditError;
 use crate::notify::{Alert, Alerts};
-use crate::store::{agents, notifications, Db, StoreError, Ts};
+use crate::store::{agents, notifications, Db, Ts};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -64,7 +65,7 @@ pub async fn run(
                     tracing::info!(agents = n, days = prune_days, "stale agents pruned");
                 }
             }
-            Ok(())
+            Ok::<(), AuditError>(())
         }
     })
     .await;
@@ -76,26 +77,20 @@ async fn announce(
     alerts: &Alerts,
     timeout: i64,
     grace: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), AuditError> {
     let silent_since = Ts::now().plus_seconds(-(timeout + grace));
     for a in notifications::unannounced_offline(db, silent_since, ALERTS_PER_TICK).await? {
-        if !notifications::claim_offline(db, &a).await? {
+        let offline_for = (Ts::now().0 - a.last_seen_at.0).num_seconds();
+        // The claim and its audit row commit together: a replica that loses
+        // the claim writes no row, and no claim lands without its row.
+        let mut tx = crate::audit::begin(db).await?;
+        if !notifications::claim_offline(&mut tx, &a).await? {
             continue;
         }
-        crate::metrics::get()
-            .agents_offline_detected
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let offline_for = (Ts::now().0 - a.last_seen_at.0).num_seconds();
-        tracing::warn!(agent_id = %a.id, name = %a.name, offline_for_seconds = offline_for, "agent offline");
-        let mut fields = serde_json::Map::new();
-        fields.insert("agent_id".into(), a.id.to_string().into());
-        fields.insert("agent_name".into(), a.name.clone().into());
-        fields.insert("last_seen_at".into(), a.last_seen_at.to_rfc3339().into());
-        fields.insert("offline_for_seconds".into(), offline_for.into());
-        crate::audit::record(
-            db,
+        crate::audit::commit(
+            tx,
             settings,
-            crate::audit::Entry::new("agent.offline_detected", "failed")
+            &crate::audit::Entry::new("agent.offline_detected", "failed")
                 .target("agent", a.id)
                 .in_project(a.project_id)
                 .meta(serde_json::json!({
@@ -106,7 +101,16 @@ async fn announce(
                     "grace_seconds": grace,
                 })),
         )
-        .await;
+        .await?;
+        crate::metrics::get()
+            .agents_offline_detected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(agent_id = %a.id, name = %a.name, offline_for_seconds = offline_for, "agent offline");
+        let mut fields = serde_json::Map::new();
+        fields.insert("agent_id".into(), a.id.to_string().into());
+        fields.insert("agent_name".into(), a.name.clone().into());
+        fields.insert("last_seen_at".into(), a.last_seen_at.to_rfc3339().into());
+        fields.insert("offline_for_seconds".into(), offline_for.into());
         alerts.raise(Alert {
             project_id: a.project_id,
             trigger: "agent.offline",

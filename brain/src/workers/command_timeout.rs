@@ -20,7 +20,7 @@ pub async fn run(db: Db, every: Duration, stop: watch::Receiver<bool>) {
             if n > 0 {
                 tracing::info!(commands = n, "commands timed out");
             }
-            Ok(())
+            Ok::<(), crate::store::StoreError>(())
         }
     })
     .await;

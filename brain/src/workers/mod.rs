@@ -11,7 +11,7 @@ pub mod reconciliation;
 pub mod retention;
 pub mod wal_checkpoint;
 
-use crate::store::{Db, StoreError};
+use crate::store::Db;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,10 +41,11 @@ pub fn failure_backoff(failures: u32, every: Duration) -> Duration {
 }
 
 /// Runs `work` at start and then every `job.every` until shutdown.
-pub async fn periodic<F, Fut>(db: Db, job: Job, mut stop: watch::Receiver<bool>, mut work: F)
+pub async fn periodic<F, Fut, E>(db: Db, job: Job, mut stop: watch::Receiver<bool>, mut work: F)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), StoreError>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     let mut failures = 0u32;
     loop {

@@ -379,3 +379,97 @@ pub async fn listing_and_export(ctx: Arc<Ctx>) -> R {
         format!("the served export is audited: newest row {latest}"),
     )
 }
+
+/// An audited action and its row commit together: once the chain's signed
+/// state is altered (no row can be appended), a mint, a user creation, a
+/// membership and a login are refused with 503 `audit_chain_broken` and
+/// none of them is stored; a read still works.
+pub async fn atomic(ctx: Arc<Ctx>) -> R {
+    let (mut env, pg) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
+    let pg = pg.as_deref();
+    let brain = ctx
+        .start_spec(StartSpec {
+            env,
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    let count = |table: &'static str, filter: String| {
+        let (ctx, home) = (ctx.clone(), brain.home.clone());
+        async move {
+            super::grey::connect(&ctx, &home, pg)
+                .await?
+                .i64(&format!("SELECT count(*) FROM {table} WHERE {filter}"))
+                .await
+        }
+    };
+    let rows_before = count("audit_log", "1 = 1".into()).await?;
+    super::grey::connect(&ctx, &brain.home, pg)
+        .await?
+        .exec("UPDATE audit_chain_state SET row_count = row_count + 7")
+        .await?;
+    let refused = |what: &str, (status, body): (u16, serde_json::Value)| {
+        ensure(
+            status == 503 && body["error"] == "audit_chain_broken",
+            format!("{what} with an unverifiable chain: want 503 audit_chain_broken, got {status} {body}"),
+        )
+    };
+    let post = reqwest::Method::POST;
+    refused(
+        "agent mint",
+        op.send(
+            &brain,
+            post.clone(),
+            "/api/v1/projects/default/agents",
+            Some(json!({"name": "unaudited"})),
+        )
+        .await?,
+    )?;
+    ensure_eq(
+        count("agents", "name = 'unaudited'".into()).await?,
+        0,
+        "agents stored by the refused mint",
+    )?;
+    refused(
+        "user creation",
+        op.send(
+            &brain,
+            post.clone(),
+            "/api/v1/users",
+            Some(json!({"email": "ghost@example.com", "password": "a-long-enough-passphrase-41"})),
+        )
+        .await?,
+    )?;
+    ensure_eq(
+        count("users", "email = 'ghost@example.com'".into()).await?,
+        0,
+        "users stored by the refused creation",
+    )?;
+    let sessions_before = count("sessions", "1 = 1".into()).await?;
+    let resp = client()
+        .post(brain.url("/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": agent::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let has_cookie = resp.headers().get("set-cookie").is_some();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    refused("login", (status, body))?;
+    ensure(!has_cookie, "a refused login must not set cookies")?;
+    ensure_eq(
+        count("sessions", "1 = 1".into()).await?,
+        sessions_before,
+        "sessions stored by the refused login",
+    )?;
+    ensure_eq(
+        count("audit_log", "1 = 1".into()).await?,
+        rows_before,
+        "audit rows written meanwhile",
+    )?;
+    let (status, _) = op.get(&brain, "/api/v1/projects/default").await?;
+    ensure_eq(status, 200, "a read is not audited and still works")?;
+    Ok(())
+}

@@ -582,6 +582,71 @@ pub async fn account_care(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     ensure_eq(status, 204, "revoke the device")?;
+    // Trust this browser from the device panel, then relabel it.
+    let (status, made) = post(
+        &brain,
+        &other,
+        "/api/v1/auth/mfa/trusted-devices",
+        json!({}),
+    )
+    .await?;
+    ensure(
+        status == 201 && made["is_current"] == true && made["revoked_at"].is_null(),
+        format!("trust this browser: {status} {made}"),
+    )?;
+    let made_id = made["id"].as_str().unwrap_or_default().to_owned();
+    let rename = |id: String, body: Json| {
+        let (brain, other) = (&brain, &other);
+        async move {
+            other
+                .send(
+                    brain,
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/auth/mfa/trusted-devices/{id}"),
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let (status, renamed) = rename(made_id.clone(), json!({"label": "work laptop"})).await?;
+    ensure(
+        status == 200 && renamed["label"] == "work laptop" && renamed["id"] == made["id"],
+        format!("rename the device: {status} {renamed}"),
+    )?;
+    ensure_eq(
+        rename(made_id.clone(), json!({"label": ""})).await?.0,
+        422,
+        "an empty label",
+    )?;
+    ensure_eq(
+        rename(
+            "00000000-0000-4000-8000-000000000000".into(),
+            json!({"label": "x"}),
+        )
+        .await?
+        .0,
+        404,
+        "renaming an unknown device",
+    )?;
+    let (_, listed) = other
+        .get(&brain, "/api/v1/auth/mfa/trusted-devices")
+        .await?;
+    ensure(
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["id"] == made["id"] && d["label"] == "work laptop"),
+        format!("the relabelled device is listed: {listed}"),
+    )?;
+    let (status, _) = post(
+        &brain,
+        &other,
+        &format!("/api/v1/auth/mfa/trusted-devices/{made_id}/revoke"),
+        json!({}),
+    )
+    .await?;
+    ensure_eq(status, 204, "revoke the panel-trusted device")?;
     let (_, devices) = other
         .get(&brain, "/api/v1/auth/mfa/trusted-devices")
         .await?;

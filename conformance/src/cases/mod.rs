@@ -1,5 +1,6 @@
 //! Every case of the suite, and helpers they share.
 
+mod account;
 mod api_keys;
 mod audit;
 mod auth;
@@ -12,6 +13,7 @@ pub mod gateway;
 mod grey;
 mod hardening;
 mod interop;
+mod invitations;
 mod metrics;
 mod metrics_token;
 mod mfa;
@@ -435,6 +437,37 @@ pub static CASES: &[Case] = &[
         "audit.chain",
         audit::chain,
         ["audit.chain", "Z4J_PREVIOUS_SECRETS", "Z4J_SECRET"],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
+        "account.me",
+        account::me_and_profile,
+        ["api.account.me"],
+        Both
+    ),
+    case!(
+        "account.sessions",
+        account::sessions,
+        ["api.account.sessions"],
+        Both
+    ),
+    case!(
+        "invitations.lifecycle",
+        invitations::lifecycle,
+        ["api.invitations"],
+        Both
+    ),
+    case!(
+        "invitations.throttle",
+        invitations::throttle,
+        ["api.invitations.throttle"],
+        Both
+    ),
+    case!(
+        "audit.atomic",
+        audit::atomic,
+        ["audit.atomic"],
         Both,
         feature = "schema_z4j_rs"
     ),
