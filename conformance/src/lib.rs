@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod python;
 pub mod report;
 pub mod runner;
+pub mod smtp_sink;
 pub mod target;
 
 use clap::Parser;

@@ -2,6 +2,7 @@
 
 pub mod cookie;
 pub mod email;
+pub mod keyed;
 pub mod password;
 pub mod policy;
 pub mod throttle;

@@ -14,6 +14,8 @@ pub const LOGIN_PER_IP: usize = 20;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// The public invitation routes (preview, accept) per client address.
 pub const INVITATION_PER_IP: usize = 30;
+/// The password-reset routes (request, confirm) per client address.
+pub const PASSWORD_RESET_PER_IP: usize = 10;
 /// Emails tracked at most; beyond it idle streaks are forgotten first.
 const MAX_STREAKS: usize = 100_000;
 
@@ -28,6 +30,7 @@ pub struct AuthThrottle {
     /// routes (http-api 3.3).
     pub mfa_per_ip: SlidingWindow,
     pub invitation_per_ip: SlidingWindow,
+    pub password_reset_per_ip: SlidingWindow,
     streaks: Mutex<HashMap<String, Streak>>,
     base: f64,
     max: f64,
@@ -54,6 +57,7 @@ impl AuthThrottle {
                 Duration::from_secs(60),
             ),
             invitation_per_ip: SlidingWindow::new(INVITATION_PER_IP, LOGIN_WINDOW),
+            password_reset_per_ip: SlidingWindow::new(PASSWORD_RESET_PER_IP, LOGIN_WINDOW),
             streaks: Mutex::new(HashMap::new()),
             base: s.login_backoff_base_seconds,
             max: s.login_backoff_max_seconds,

@@ -204,7 +204,9 @@ async fn authenticate(state: &Shared, canonical: &str, pw: String) -> Result<Ver
     })
 }
 
-/// A new session and its cookies, written in the caller's transaction.
+/// A new session and its cookies, written in the caller's transaction
+/// (every write here goes through it: on SQLite a write on another
+/// connection would wait for this transaction's lock).
 async fn issue(
     state: &Shared,
     tx: &mut Tx,
@@ -226,7 +228,7 @@ async fn issue(
     let enrolled = user.mfa_enrolled_at.is_some();
     let trusted = match (enrolled, super::mfa::trust_token(state, headers)) {
         (true, Some(token)) => {
-            crate::store::mfa::device_trusted(&state.db, user.id, &super::mfa::token_hash(&token))
+            crate::store::mfa::device_trusted(&mut *tx, user.id, &super::mfa::token_hash(&token))
                 .await?
         }
         _ => false,

@@ -34,18 +34,9 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/invitations/accept", post(accept))
 }
 
-/// hex(HMAC-SHA256(key = Z4J_SECRET, token)): a database copy alone
-/// cannot forge or recover a token.
 fn token_hash(state: &Shared, token: &str) -> Result<String, ApiError> {
-    let master = state
-        .settings
-        .secret
-        .as_deref()
-        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))?;
-    Ok(hex::encode(z4j_protocol::secret::hmac_sha256(
-        master.as_bytes(),
-        token.as_bytes(),
-    )))
+    crate::auth::keyed::token_hash(&state.settings, token)
+        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))
 }
 
 fn invitation_json(i: &Invitation) -> Value {

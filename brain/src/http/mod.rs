@@ -16,6 +16,7 @@ mod invitations;
 mod metrics;
 pub mod mfa;
 mod notifications;
+mod password_reset;
 mod projects;
 mod reads;
 pub mod request_id;
@@ -55,6 +56,7 @@ pub fn router(state: Shared) -> Router {
         .merge(setup::routes())
         .merge(auth::routes())
         .merge(account::routes())
+        .merge(password_reset::routes())
         .merge(mfa::routes())
         .merge(projects::routes())
         .merge(agents::routes())
@@ -81,6 +83,7 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         // Innermost first; the outermost (security headers) stamps every
         // response, including the other layers' refusals.
+        .layer(axum::middleware::from_fn(hardening::content_type::layer))
         .layer(from_fn_with_state(state.clone(), hardening::timeout::layer))
         .layer(from_fn_with_state(state.clone(), api_keys::layer))
         .layer(from_fn_with_state(state.clone(), hardening::hosts::layer))

@@ -19,7 +19,6 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 const BASE: &str = "/api/v1/projects/{slug}/notifications";
-const CHANNEL_TYPES: &[&str] = &["webhook"];
 const MAX_ROUTE_CHANNELS: usize = 64;
 
 pub fn routes() -> Router<Shared> {
@@ -50,7 +49,7 @@ pub fn routes() -> Router<Shared> {
 
 fn channel_json(s: &crate::settings::Settings, c: &Channel) -> Value {
     let config = notify::open_config(s, c)
-        .map(|m| webhook::masked(&m))
+        .map(|m| notify::masked(&c.kind, &m))
         .unwrap_or_else(|e| json!({"error": e}));
     json!({
         "id": c.id,
@@ -101,21 +100,21 @@ fn conflict(e: StoreError) -> ApiError {
     }
 }
 
-/// `type` and `config` of a body, checked against the target policy.
+/// `config` of a body for a channel of `kind`, checked against the target
+/// policy.
 fn checked_config(
     state: &Shared,
-    kind: Option<&str>,
+    kind: &str,
     obj: &Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
-    if let Some(kind) = kind {
-        if !CHANNEL_TYPES.contains(&kind) {
-            return Err(ApiError::Validation {
-                message: format!(
-                    "channel type '{kind}' is not supported by this brain (supported: webhook)"
-                ),
-                details: json!({"field": "type"}),
-            });
-        }
+    if !notify::CHANNEL_TYPES.contains(&kind) {
+        return Err(ApiError::Validation {
+            message: format!(
+                "channel type '{kind}' is not supported by this brain (supported: {})",
+                notify::CHANNEL_TYPES.join(", ")
+            ),
+            details: json!({"field": "type"}),
+        });
     }
     let config = match obj.get("config") {
         None | Some(Value::Null) => Map::new(),
@@ -128,18 +127,20 @@ fn checked_config(
             )]))
         }
     };
-    webhook::parse(&config, notify::policy(&state.settings)).map_err(invalid_config)?;
+    notify::parse_target(&state.settings, kind, &config).map_err(invalid_config)?;
     Ok(config)
 }
 
 /// The config check that needs DNS: the target must resolve to an address
 /// the policy allows.
-async fn check_target(state: &Shared, config: &Map<String, Value>) -> Result<(), ApiError> {
-    let policy = notify::policy(&state.settings);
-    let hook = webhook::parse(config, policy).map_err(invalid_config)?;
-    webhook::resolve(&hook.url, policy)
+async fn check_target(
+    state: &Shared,
+    kind: &str,
+    config: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let target = notify::parse_target(&state.settings, kind, config).map_err(invalid_config)?;
+    notify::check_target(&state.settings, &target)
         .await
-        .map(|_| ())
         .map_err(invalid_config)
 }
 
@@ -187,8 +188,8 @@ async fn create_channel(
     let kind = f.text("type", 1, 20, true);
     let is_active = f.boolean("is_active", true);
     let (name, kind) = f.finish(name.zip(kind))?;
-    let config = checked_config(&state, Some(&kind), &obj)?;
-    check_target(&state, &config).await?;
+    let config = checked_config(&state, &kind, &obj)?;
+    check_target(&state, &kind, &config).await?;
     let sealed = seal(&state, &config)?;
     let mut tx = crate::audit::begin(&state.db).await?;
     let c = store::create_channel(&mut tx, access.project.id, &name, &kind, &sealed, is_active)
@@ -232,8 +233,8 @@ async fn update_channel(
         .then(|| f.boolean("is_active", c.is_active));
     f.finish(Some(()))?;
     if obj.get("config").is_some_and(|v| !v.is_null()) {
-        let config = checked_config(&state, None, &obj)?;
-        check_target(&state, &config).await?;
+        let config = checked_config(&state, &c.kind, &obj)?;
+        check_target(&state, &c.kind, &config).await?;
         c.config = seal(&state, &config)?;
     }
     if let Some(n) = name {
@@ -337,10 +338,15 @@ async fn test_unsaved(
     let mut f = body::Fields::new(&obj);
     let kind = f.text("type", 1, 20, true);
     let kind = f.finish(kind)?;
-    let config = checked_config(&state, Some(&kind), &obj)?;
-    let policy = notify::policy(&state.settings);
-    let hook = webhook::parse(&config, policy).map_err(invalid_config)?;
-    let o = webhook::deliver(&hook, &test_body(access.project.id), policy).await;
+    let config = checked_config(&state, &kind, &obj)?;
+    let target = notify::parse_target(&state.settings, &kind, &config).map_err(invalid_config)?;
+    let o = notify::deliver(
+        &state.settings,
+        &target,
+        "test.dispatch",
+        &test_body(access.project.id),
+    )
+    .await;
     Ok(Json(outcome_json(&o)))
 }
 

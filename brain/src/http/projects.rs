@@ -191,7 +191,21 @@ async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Va
     let caller = session::require(&state, &headers).await?;
     let cap = state.settings.admin_project_list_cap;
     let member_of = (!caller.user.is_admin).then_some(caller.user.id);
-    let rows = projects::list_active(&state.db, member_of, cap).await?;
+    let rows = match caller.bound_project {
+        // A project-bound key sees its project only (when its owner may).
+        Some(bound) => {
+            let visible = match member_of {
+                None => true,
+                Some(u) => projects::role_of(&state.db, u, bound).await?.is_some(),
+            };
+            projects::find(&state.db, bound)
+                .await?
+                .filter(|p| p.is_active && visible)
+                .into_iter()
+                .collect()
+        }
+        None => projects::list_active(&state.db, member_of, cap).await?,
+    };
     Ok(Json(Value::Array(rows.iter().map(project_json).collect())))
 }
 

@@ -15,6 +15,8 @@ pub struct Caller {
     /// Authenticated by an API key (no CSRF, no second factor, no
     /// sensitive actions).
     pub via_key: bool,
+    /// The project an API key is bound to (it sees only that project).
+    pub bound_project: Option<uuid::Uuid>,
 }
 
 pub fn session_cookie_name(dev: bool) -> &'static str {
@@ -114,6 +116,7 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
         user,
         session,
         via_key: false,
+        bound_project: None,
     }))
 }
 
@@ -148,6 +151,7 @@ async fn key_caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
             mfa_verified_at: None,
         },
         via_key: true,
+        bound_project: key.project_id,
     }))
 }
 

@@ -3,6 +3,7 @@
 //! off the request and ingest paths, with every attempt logged in
 //! `notification_deliveries`.
 
+pub mod email;
 pub mod sealed;
 pub mod webhook;
 
@@ -57,6 +58,69 @@ pub fn policy(s: &Settings) -> webhook::Policy {
 }
 
 /// Reads a stored channel's config.
+/// The channel types this brain delivers to.
+pub const CHANNEL_TYPES: &[&str] = &["webhook", "email"];
+
+/// A channel's validated destination.
+pub enum Target {
+    Webhook(webhook::Webhook),
+    Email(email::Smtp),
+}
+
+/// Checks `config` for a channel of `kind`; the error names the field.
+pub fn parse_target(
+    s: &Settings,
+    kind: &str,
+    config: &Map<String, Value>,
+) -> Result<Target, String> {
+    match kind {
+        "webhook" => webhook::parse(config, policy(s)).map(Target::Webhook),
+        "email" => email::parse(config).map(Target::Email),
+        other => Err(format!(
+            "channel type '{other}' is not supported by this brain (supported: {})",
+            CHANNEL_TYPES.join(", ")
+        )),
+    }
+}
+
+/// The check that needs DNS: the target resolves to an allowed address.
+pub async fn check_target(s: &Settings, t: &Target) -> Result<(), String> {
+    match t {
+        Target::Webhook(hook) => webhook::resolve(&hook.url, policy(s)).await.map(|_| ()),
+        Target::Email(smtp) => email::resolve(smtp, s.notifications_email_allow_private)
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// One delivery of `body` (JSON; e-mails carry it as their text).
+pub async fn deliver(s: &Settings, t: &Target, trigger: &str, body: &str) -> webhook::Outcome {
+    match t {
+        Target::Webhook(hook) => webhook::deliver(hook, body, policy(s)).await,
+        Target::Email(smtp) => {
+            let text = serde_json::from_str::<Value>(body)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| body.to_owned());
+            email::send(
+                smtp,
+                &[],
+                &format!("z4j: {trigger}"),
+                &text,
+                s.notifications_email_allow_private,
+            )
+            .await
+        }
+    }
+}
+
+/// A config as the API shows it: secrets masked.
+pub fn masked(kind: &str, config: &Map<String, Value>) -> Value {
+    match kind {
+        "email" => email::masked(config),
+        _ => webhook::masked(config),
+    }
+}
+
 pub fn open_config(s: &Settings, c: &Channel) -> Result<Map<String, Value>, String> {
     let text = sealed::open(s.master_secrets(), sealed::CHANNEL_CONFIG, &c.config)
         .map_err(|e| e.to_string())?;
@@ -139,8 +203,9 @@ pub async fn send_and_log(
     task_name: Option<&str>,
     body: &str,
 ) -> webhook::Outcome {
-    let outcome = match open_config(s, channel).and_then(|cfg| webhook::parse(&cfg, policy(s))) {
-        Ok(hook) => webhook::deliver(&hook, body, policy(s)).await,
+    let outcome = match open_config(s, channel).and_then(|cfg| parse_target(s, &channel.kind, &cfg))
+    {
+        Ok(target) => deliver(s, &target, trigger, body).await,
         Err(e) => webhook::Outcome {
             error: Some(format!("blocked: {e}")),
             ..Default::default()

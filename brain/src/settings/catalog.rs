@@ -150,6 +150,7 @@ settings_table! {
     ["Notifications"]
     notifications_webhook_allow_http: bool = "Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP", "false", Check::None, false, "Allow http:// webhook URLs (refused at configuration and at dispatch otherwise).";
     notifications_webhook_allow_private: bool = "Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE", "false", Check::None, false, "z4j-rs: allow webhook targets that resolve to loopback, private or link-local addresses (refused by default against SSRF).";
+    notifications_email_allow_private: bool = "Z4J_NOTIFICATIONS_EMAIL_ALLOW_PRIVATE", "false", Check::None, false, "z4j-rs: allow e-mail channels whose SMTP server resolves to loopback, private or link-local addresses (refused by default against SSRF).";
 
     ["Agent health"]
     agent_offline_timeout_seconds: i64 = "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS", "30", Check::Int(1, 3600), false, "Heartbeats older than this mark the agent offline.";

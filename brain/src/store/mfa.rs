@@ -302,9 +302,14 @@ pub async fn trust_device(
 }
 
 /// Whether the presented trust token is a live remembered device of `user`.
-pub async fn device_trusted(db: &Db, user: Uuid, token_hash: &str) -> Result<bool, StoreError> {
+pub async fn device_trusted(
+    db: impl Into<Handle<'_>>,
+    user: Uuid,
+    token_hash: &str,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
     let now = Ts::now();
-    let n = on_db!(db, p => sqlx::query(
+    let n = on_handle!(&mut db, p => sqlx::query(
         "UPDATE mfa_trusted_devices SET last_seen_at = $3 WHERE user_id = $1 AND token_hash = $2 \
          AND revoked_at IS NULL AND expires_at > $3"
     )

@@ -10,6 +10,7 @@ pub mod invitations;
 pub mod mfa;
 pub mod notifications;
 pub mod observed;
+pub mod password_resets;
 pub mod projects;
 pub mod reads;
 pub mod reconcile;

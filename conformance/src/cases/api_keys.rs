@@ -172,6 +172,71 @@ pub async fn scoped_keys(ctx: Arc<Ctx>) -> R {
         (403, Some("project_scope_mismatch")),
         "another project",
     )?;
+    // The project list a bound key sees is its project alone; an unbound
+    // key of the same owner sees both.
+    let slugs = |body: &Json| -> Vec<String> {
+        let mut v: Vec<String> = body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["slug"].as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let (_, k) = mint(
+        &brain,
+        &op,
+        json!({"name": "bound-lister", "scopes": ["projects:read", "users:read"], "project_id": default["id"]}),
+    )
+    .await?;
+    let bound_lister = k["token"].as_str().unwrap_or_default().to_owned();
+    let (status, listed_bound) = with_key(
+        &brain,
+        &bound_lister,
+        reqwest::Method::GET,
+        "/api/v1/projects",
+        None,
+    )
+    .await?;
+    ensure_eq(
+        (status, slugs(&listed_bound)),
+        (200, vec!["default".to_owned()]),
+        &format!("the project list of a bound key: {listed_bound}"),
+    )?;
+    let (_, k) = mint(
+        &brain,
+        &op,
+        json!({"name": "lister", "scopes": ["projects:read"]}),
+    )
+    .await?;
+    let lister = k["token"].as_str().unwrap_or_default().to_owned();
+    let (status, listed_all) = with_key(
+        &brain,
+        &lister,
+        reqwest::Method::GET,
+        "/api/v1/projects",
+        None,
+    )
+    .await?;
+    ensure_eq(
+        (status, slugs(&listed_all)),
+        (200, vec!["default".to_owned(), "other".to_owned()]),
+        &format!("the project list of an unbound key: {listed_all}"),
+    )?;
+    let (status, body) = with_key(
+        &brain,
+        &bound_lister,
+        reqwest::Method::GET,
+        "/api/v1/users",
+        None,
+    )
+    .await?;
+    ensure_eq(
+        (status, body["details"]["reason"].as_str()),
+        (403, Some("project_scope_nonslug_denied")),
+        "a slug-less route other than the project list with a bound key",
+    )?;
     // Unknown scopes are refused; revoked and unknown keys are refused.
     let (status, body) = mint(
         &brain,

@@ -431,3 +431,55 @@ pub async fn allow_http_public_url(ctx: Arc<Ctx>) -> R {
     let (status, _) = super::get_json(&b, "/api/v1/health", None).await?;
     ensure_eq(status, 200, "starts with Z4J_ALLOW_HTTP_PUBLIC_URL=true")
 }
+
+/// REST bodies are JSON: a login posted as a form or as `text/plain` is
+/// refused with 415 naming the type (and sets no cookie), while JSON with
+/// parameters, or a body without a Content-Type, is read.
+pub async fn json_bodies(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
+    let brain = ctx.start(&env).await?;
+    let creds = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).to_string();
+    let login = |content_type: Option<&'static str>, body: String| {
+        let brain = &brain;
+        async move {
+            let mut req = client().post(brain.url("/api/v1/auth/login")).body(body);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            req.send().await.map_err(|e| format!("login: {e}"))
+        }
+    };
+    let form = format!(
+        "email={}&password={}",
+        ADMIN_EMAIL.replace('@', "%40"),
+        ADMIN_PASSWORD
+    );
+    for (ct, body) in [
+        ("application/x-www-form-urlencoded", form),
+        ("text/plain", creds.clone()),
+        ("multipart/form-data; boundary=xyz", creds.clone()),
+    ] {
+        let r = login(Some(ct), body).await?;
+        let status = r.status().as_u16();
+        let cookie = r.headers().get("set-cookie").is_some();
+        let body: Json = r.json().await.unwrap_or_default();
+        ensure(
+            status == 415
+                && body["error"] == "unsupported_media_type"
+                && body["details"]["content_type"] == ct
+                && body["request_id"].is_string()
+                && !cookie,
+            format!("a login sent as {ct}: {status} {body} (cookie set: {cookie})"),
+        )?;
+    }
+    for ct in [Some("application/json; charset=utf-8"), None] {
+        let r = login(ct, creds.clone()).await?;
+        ensure_eq(
+            r.status().as_u16(),
+            200,
+            &format!("a JSON login with Content-Type {ct:?}"),
+        )?;
+    }
+    Ok(())
+}

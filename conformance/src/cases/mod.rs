@@ -18,6 +18,7 @@ mod metrics;
 mod metrics_token;
 mod mfa;
 mod notifications;
+mod password_reset;
 mod registry;
 mod server;
 mod users;
@@ -398,6 +399,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "hardening.json-bodies",
+        hardening::json_bodies,
+        ["http.json-bodies"],
+        Both
+    ),
+    case!(
         "hardening.body-cap",
         hardening::body_cap,
         ["Z4J_MAX_PAYLOAD_SIZE_BYTES"],
@@ -463,6 +470,20 @@ pub static CASES: &[Case] = &[
         invitations::throttle,
         ["api.invitations.throttle"],
         Both
+    ),
+    case!(
+        "auth.password-reset",
+        password_reset::flow,
+        ["api.password-reset"],
+        Both,
+        feature = "email_loopback_opt_in"
+    ),
+    case!(
+        "auth.password-reset-throttle",
+        password_reset::throttle,
+        ["api.password-reset.throttle"],
+        Both,
+        feature = "email_loopback_opt_in"
     ),
     case!(
         "audit.atomic",
