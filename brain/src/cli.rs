@@ -73,6 +73,14 @@ pub enum HostsAction {
 pub enum AuditAction {
     /// Walk the whole chain; exit 1 and name the first broken row if any.
     Verify,
+    /// Re-sign the chain state on the rows the table holds now, when it no
+    /// longer verifies (audited actions are refused until then); recorded
+    /// as an `audit.resealed` row. Rows are not changed.
+    Reseal {
+        /// Required: the state is overwritten.
+        #[arg(long)]
+        confirm: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +112,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Audit {
             action: AuditAction::Verify,
         } => audit_verify(),
+        Command::Audit {
+            action: AuditAction::Reseal { confirm },
+        } => audit_reseal(confirm),
         Command::MetricsToken { action, rotate } => {
             metrics_token(if rotate { TokenAction::Rotate } else { action })
         }
@@ -241,6 +252,31 @@ fn audit_verify() -> Result<(), StartError> {
                 ))
             }
         }
+    })
+}
+
+fn audit_reseal(confirm: bool) -> Result<(), StartError> {
+    if !confirm {
+        return Err(StartError::new(
+            2,
+            "refusing to re-sign the audit chain state without --confirm; run \
+             `z4j audit verify` first to see what is broken"
+                .to_owned(),
+        ));
+    }
+    let loaded = load(Vec::new())?;
+    runtime()?.block_on(async {
+        let db = crate::store::connect(&loaded.database, &loaded.settings)
+            .await
+            .map_err(|e| StartError::new(1, e.to_string()))?;
+        let done = crate::audit::reseal(&db, &loaded.settings).await;
+        db.close().await;
+        let r = done.map_err(|e| StartError::new(1, format!("audit reseal failed: {e}")))?;
+        println!(
+            "z4j: audit chain state re-signed over {} rows (it said {}); recorded as audit.resealed",
+            r.rows, r.previous_count
+        );
+        Ok(())
     })
 }
 

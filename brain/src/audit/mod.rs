@@ -235,6 +235,91 @@ pub async fn append(tx: &mut Tx, s: &Settings, e: &Entry) -> Result<(), AuditErr
     })
 }
 
+/// What `reseal` found and signed.
+#[derive(Debug, Clone)]
+pub struct Resealed {
+    pub rows: i64,
+    pub head_id: Option<i64>,
+    pub previous_count: i64,
+}
+
+/// Re-baselines the chain state on the rows the table holds now, signed
+/// under `Z4J_SECRET`, and records that as an `audit.resealed` row in the
+/// same transaction. For an operator whose state no longer verifies (a
+/// secret rotated without keeping the old one in `Z4J_PREVIOUS_SECRETS`,
+/// a partial restore): audited actions are refused until then. Rows are
+/// not touched, so `z4j audit verify` still reports any row it cannot
+/// verify.
+pub async fn reseal(db: &Db, s: &Settings) -> Result<Resealed, AuditError> {
+    let ring = s.master_secrets();
+    let key = *ring.first().ok_or(AuditError::NoKey)?;
+    let mut tx = db.begin().await?;
+    let resealed = on_handle!(Handle::Tx(&mut tx), c => {
+        sqlx::query(LOCK_STATE).execute(&mut *c).await?;
+        let sql = format!("SELECT {STATE_COLUMNS} FROM audit_chain_state WHERE singleton_id = 'audit-chain'");
+        let old: StateRow = sqlx::query_as(&sql).fetch_one(&mut *c).await?;
+        let head: Option<(i64, Option<String>, Ts)> = sqlx::query_as(
+            "SELECT id, row_hmac, occurred_at FROM audit_log ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *c)
+        .await?;
+        let first_prev: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT prev_row_hmac FROM audit_log ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&mut *c)
+        .await?;
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+            .fetch_one(&mut *c)
+            .await?;
+        let next = match &head {
+            Some((id, hmac, at)) => State {
+                head_id: Some(*id),
+                head_row_hmac: hmac.clone(),
+                head_occurred_at: Some(chain::timestamp(at.0)),
+                prune_row_hmac: first_prev.flatten(),
+                row_count: rows,
+            },
+            // Empty: head and prune point meet where the old state left them.
+            None => State {
+                prune_row_hmac: old.head_row_hmac.clone(),
+                head_row_hmac: old.head_row_hmac.clone(),
+                head_id: old.head_id,
+                head_occurred_at: old.head_occurred_at.map(|t| chain::timestamp(t.0)),
+                row_count: 0,
+            },
+        };
+        sqlx::query(
+            "UPDATE audit_chain_state SET head_id = $1, head_row_hmac = $2, head_occurred_at = $3, \
+             prune_row_hmac = $4, row_count = $5, state_mac = $6 WHERE singleton_id = 'audit-chain'",
+        )
+        .bind(next.head_id)
+        .bind(&next.head_row_hmac)
+        .bind(head.as_ref().map(|h| h.2).or(old.head_occurred_at))
+        .bind(&next.prune_row_hmac)
+        .bind(next.row_count)
+        .bind(chain::state_mac(key, &next))
+        .execute(&mut *c)
+        .await?;
+        Ok::<Resealed, AuditError>(Resealed {
+            rows,
+            head_id: next.head_id,
+            previous_count: old.row_count,
+        })
+    })?;
+    append(
+        &mut tx,
+        s,
+        &Entry::new("audit.resealed", "success").meta(serde_json::json!({
+            "rows": resealed.rows,
+            "head_id": resealed.head_id,
+            "previous_row_count": resealed.previous_count,
+        })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resealed)
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,

@@ -119,7 +119,9 @@ impl From<crate::audit::AuditError> for ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "audit_chain_broken",
                 message: "the action was not performed: its audit row cannot be appended because \
-                          the audit chain does not verify; run `z4j audit verify`"
+                          the audit chain state does not verify under Z4J_SECRET or \
+                          Z4J_PREVIOUS_SECRETS; run `z4j audit verify`, then restore the \
+                          previous secret or `z4j audit reseal --confirm`"
                     .into(),
                 details: json!({}),
             },

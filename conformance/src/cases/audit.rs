@@ -381,17 +381,19 @@ pub async fn listing_and_export(ctx: Arc<Ctx>) -> R {
 }
 
 /// An audited action and its row commit together: once the chain's signed
-/// state is altered (no row can be appended), a mint, a user creation, a
-/// membership and a login are refused with 503 `audit_chain_broken` and
-/// none of them is stored; a read still works.
+/// state is altered (no row can be appended), a mint, a user creation and
+/// a login are refused with 503 `audit_chain_broken` and none of them is
+/// stored; a read still works. `z4j audit reseal --confirm` recovers.
 pub async fn atomic(ctx: Arc<Ctx>) -> R {
     let (mut env, pg) = ctx.pinned_database().await?;
     env.extend(owned(&agent::admin_env()));
     env.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
+    // A fixed secret, so the CLI and a restarted brain sign alike.
+    let cli_env = with_secret(&env, OLD, None);
     let pg = pg.as_deref();
     let brain = ctx
         .start_spec(StartSpec {
-            env,
+            env: cli_env.clone(),
             ..Default::default()
         })
         .await?;
@@ -471,5 +473,51 @@ pub async fn atomic(ctx: Arc<Ctx>) -> R {
     )?;
     let (status, _) = op.get(&brain, "/api/v1/projects/default").await?;
     ensure_eq(status, 200, "a read is not audited and still works")?;
-    Ok(())
+
+    // Recovery: `z4j audit reseal --confirm` re-signs the state over the
+    // rows as they are (recorded as a row itself); writes work again.
+    let home = brain.stop_keep_home().await;
+    let out = run_cli(&ctx.target, &home.path, &cli_env, &["audit", "reseal"])?;
+    ensure_eq(out.code, 2, "reseal without --confirm")?;
+    let out = run_cli(
+        &ctx.target,
+        &home.path,
+        &cli_env,
+        &["audit", "reseal", "--confirm"],
+    )?;
+    ensure_eq(
+        out.code,
+        0,
+        &format!("reseal --confirm: {}{}", out.stdout, out.stderr),
+    )?;
+    let (code, out) = verify(&ctx, &home, &cli_env)?;
+    ensure_eq(code, 0, &format!("verify after the reseal: {out}"))?;
+    let brain = ctx
+        .start_spec(StartSpec {
+            env: cli_env.clone(),
+            home: Some(home),
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    let (status, body) = op
+        .send(
+            &brain,
+            post,
+            "/api/v1/projects/default/agents",
+            Some(json!({"name": "audited-again"})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("a mint after the reseal: {body}"))?;
+    let home = brain.stop_keep_home().await;
+    let resealed = sql_i64(
+        &ctx,
+        &home,
+        pg,
+        "SELECT count(*) FROM audit_log WHERE action = 'audit.resealed'",
+    )
+    .await?;
+    ensure_eq(resealed, 1, "the reseal is itself recorded")?;
+    let (code, out) = verify(&ctx, &home, &cli_env)?;
+    ensure_eq(code, 0, &format!("verify after more rows: {out}"))
 }
