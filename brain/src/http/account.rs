@@ -77,28 +77,14 @@ async fn update_me(
     super::access::csrf(&caller, &headers)?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
-    let display = f.text("display_name", 1, 200, false);
-    let first = f.text("first_name", 1, 100, false);
-    let last = f.text("last_name", 1, 100, false);
-    let tz = f.text("timezone", 1, 64, false);
+    let profile = super::users::ProfileEdit::read(&mut f);
     f.finish(Some(()))?;
     let mut u = caller.user;
-    let changed: Vec<&str> = [
-        ("display_name", display.is_some()),
-        ("first_name", first.is_some()),
-        ("last_name", last.is_some()),
-        ("timezone", tz.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, given)| given.then_some(name))
-    .collect();
+    let changed = profile.given();
     if !changed.is_empty() {
-        u.display_name = display.or(u.display_name);
-        u.first_name = first.or(u.first_name);
-        u.last_name = last.or(u.last_name);
-        u.timezone = tz.unwrap_or(u.timezone);
+        profile.apply(&mut u);
         let mut tx = audit::begin(&state.db).await?;
-        users::update(&mut tx, &u).await?;
+        users::update_profile(&mut tx, &u).await?;
         audit::commit(
             tx,
             &state.settings,

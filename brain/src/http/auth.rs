@@ -4,10 +4,10 @@
 //! the operators-and-security capability.)
 
 use super::body::{self, Fields};
-use super::error::{ApiError, SchemaIssue};
+use super::error::ApiError;
 use super::{client_ip, session, Shared};
 use crate::audit::{self, Entry};
-use crate::auth::{email, password};
+use crate::auth::password;
 use crate::store::users::User;
 use crate::store::{sessions, users, Ts, Tx};
 use axum::body::Bytes;
@@ -73,17 +73,9 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
-    let raw_email = f.text("email", 3, 320, true);
+    let canonical = f.email("email");
     let pw = f.text("password", 1, 256, true);
     let remember = f.boolean("remember_me", false);
-    let canonical = raw_email.as_deref().and_then(email::canonical);
-    if raw_email.is_some() && canonical.is_none() {
-        f.issues.push(SchemaIssue::new(
-            "value_error",
-            &["body", "email"],
-            "Value error, not a valid email address",
-        ));
-    }
     let (canonical, pw) = f.finish(canonical.zip(pw))?;
     let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
     if let Err(retry) = state.auth.login_per_ip.hit(&ip) {
@@ -328,15 +320,7 @@ async fn change_password(
             details: json!({"reason": "wrong_current_password"}),
         });
     }
-    crate::auth::policy::check(&new, state.settings.password_min_length as usize).map_err(|v| {
-        ApiError::Validation {
-            message: v.message,
-            details: json!({"reason": v.reason}),
-        }
-    })?;
-    let hash = password::hash(new, password::Cost::from_settings(&state.settings))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hash = super::new_password::accepted_hash(&state.settings, new).await?;
     let mut tx = audit::begin(&state.db).await?;
     users::set_password(&mut tx, caller.user.id, &hash).await?;
     crate::store::mfa::forget_devices(&mut tx, caller.user.id).await?;

@@ -36,6 +36,21 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A required e-mail address (3..=320 characters), canonicalised; a
+    /// malformed one is a `value_error` on the field.
+    pub fn email(&mut self, name: &'static str) -> Option<String> {
+        let raw = self.text(name, 3, 320, true)?;
+        let canonical = crate::auth::email::canonical(&raw);
+        if canonical.is_none() {
+            self.issues.push(SchemaIssue::new(
+                "value_error",
+                &["body", name],
+                "Value error, not a valid email address",
+            ));
+        }
+        canonical
+    }
+
     /// A string of `min..=max` characters; absent/null optional → `None`.
     pub fn text(
         &mut self,

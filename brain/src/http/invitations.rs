@@ -8,7 +8,6 @@ use super::body::{self, Fields};
 use super::error::{ApiError, SchemaIssue};
 use super::{client_ip, Shared};
 use crate::audit::{self, Entry};
-use crate::auth::{email, password, policy};
 use crate::store::invitations::{self, Invitation, NewInvitation};
 use crate::store::{projects, users, Ts};
 use axum::body::Bytes;
@@ -95,7 +94,7 @@ async fn mint(
     let a = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
-    let raw_email = f.text("email", 3, 320, true);
+    let canonical = f.email("email");
     let role = f
         .text("role", 1, 20, false)
         .unwrap_or_else(|| "viewer".into());
@@ -122,14 +121,6 @@ async fn mint(
             }
         },
     };
-    let canonical = raw_email.as_deref().and_then(email::canonical);
-    if raw_email.is_some() && canonical.is_none() {
-        f.issues.push(SchemaIssue::new(
-            "value_error",
-            &["body", "email"],
-            "Value error, not a valid email address",
-        ));
-    }
     let canonical = f.finish(canonical)?;
     let token = crate::bootstrap::secrets::random_token(32);
     let hash = token_hash(&state, &token)?;
@@ -271,15 +262,7 @@ async fn accept(
         .await?
         .filter(|i| i.pending(Ts::now()))
         .ok_or_else(invalid_or_expired)?;
-    policy::check(&pw, state.settings.password_min_length as usize).map_err(|v| {
-        ApiError::Validation {
-            message: v.message,
-            details: json!({"reason": v.reason}),
-        }
-    })?;
-    let pw_hash = password::hash(pw, password::Cost::from_settings(&state.settings))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pw_hash = super::new_password::accepted_hash(&state.settings, pw).await?;
     // Re-read inside the transaction: a concurrent accept or revoke wins
     // cleanly, and the user, membership and consumption land together.
     let mut tx = audit::begin(&state.db).await?;

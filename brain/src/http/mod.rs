@@ -15,6 +15,7 @@ mod health;
 mod invitations;
 mod metrics;
 pub mod mfa;
+mod new_password;
 mod notifications;
 mod password_reset;
 mod projects;

@@ -7,10 +7,9 @@
 //! every outstanding token, with its audit row, in one transaction.
 
 use super::body::{self, Fields};
-use super::error::{ApiError, SchemaIssue};
+use super::error::ApiError;
 use super::{client_ip, Shared};
 use crate::audit::{self, Entry};
-use crate::auth::{email, password, policy};
 use crate::notify::{self, email as smtp};
 use crate::store::{mfa, notifications, password_resets, projects, users, Ts};
 use axum::body::Bytes;
@@ -61,15 +60,7 @@ async fn request(
     let obj = body::object(&body)?;
     let ip = throttle(&state, peer, &headers)?;
     let mut f = Fields::new(&obj);
-    let raw = f.text("email", 3, 320, true);
-    let canonical = raw.as_deref().and_then(email::canonical);
-    if raw.is_some() && canonical.is_none() {
-        f.issues.push(SchemaIssue::new(
-            "value_error",
-            &["body", "email"],
-            "Value error, not a valid email address",
-        ));
-    }
+    let canonical = f.email("email");
     let canonical = f.finish(canonical)?;
     let started = Instant::now();
     let floor = Duration::from_millis(state.settings.login_min_duration_ms.max(0) as u64);
@@ -213,15 +204,7 @@ async fn confirm(
     password_resets::live_user(&state.db, &hash, Ts::now())
         .await?
         .ok_or_else(invalid)?;
-    policy::check(&pw, state.settings.password_min_length as usize).map_err(|v| {
-        ApiError::Validation {
-            message: v.message,
-            details: json!({"reason": v.reason}),
-        }
-    })?;
-    let pw_hash = password::hash(pw, password::Cost::from_settings(&state.settings))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pw_hash = super::new_password::accepted_hash(&state.settings, pw).await?;
     let mut tx = audit::begin(&state.db).await?;
     let user = password_resets::live_user(&mut tx, &hash, Ts::now())
         .await?

@@ -1,9 +1,9 @@
 //! First boot over HTTP: the setup page, `setup/status` and
 //! `setup/complete`, which creates the first admin and signs them in.
 
-use super::error::{ApiError, SchemaIssue};
+use super::error::ApiError;
 use super::{client_ip, session, Shared};
-use crate::auth::{email, policy};
+use crate::auth::policy;
 use crate::bootstrap::admin::{self, CreateAdminError};
 use crate::store::{sessions, setup as store, users, Ts};
 use axum::body::Bytes;
@@ -58,17 +58,9 @@ fn parse_request(body: &[u8]) -> Result<SetupRequest, ApiError> {
     let obj = super::body::object(body)?;
     let mut f = super::body::Fields::new(&obj);
     let token = f.text("token", 10, 200, true);
-    let raw_email = f.text("email", 3, 320, true);
+    let email = f.email("email");
     let display_name = f.text("display_name", 0, 200, false);
     let password = f.text("password", 8, 256, true);
-    let email = raw_email.as_deref().and_then(email::canonical);
-    if raw_email.is_some() && email.is_none() {
-        f.issues.push(SchemaIssue::new(
-            "value_error",
-            &["body", "email"],
-            "Value error, not a valid email address",
-        ));
-    }
     let request = match (token, email, password) {
         (Some(token), Some(email), Some(password)) => Some(SetupRequest {
             token,

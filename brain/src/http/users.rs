@@ -7,7 +7,6 @@ use super::body::{self, Fields};
 use super::error::{ApiError, SchemaIssue};
 use super::{session, Shared};
 use crate::audit::{self, Entry};
-use crate::auth::{email, password, policy};
 use crate::store::users::{self, Membership, NewUser};
 use crate::store::StoreError;
 use axum::body::Bytes;
@@ -90,13 +89,6 @@ async fn admin(
     Ok(caller)
 }
 
-fn policy_error(v: policy::PolicyViolation) -> ApiError {
-    ApiError::Validation {
-        message: v.message,
-        details: json!({"reason": v.reason}),
-    }
-}
-
 async fn list(
     State(state): State<Shared>,
     RawQuery(raw): RawQuery,
@@ -131,7 +123,7 @@ async fn create(
     let caller = admin(&state, &headers, true).await?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
-    let raw_email = f.text("email", 3, 320, true);
+    let canonical = f.email("email");
     let pw = f.text("password", 8, 256, true);
     let display = f.text("display_name", 1, 200, false);
     let first = f.text("first_name", 1, 100, false);
@@ -140,19 +132,8 @@ async fn create(
         .text("timezone", 1, 64, false)
         .unwrap_or_else(|| "UTC".into());
     let is_admin = f.boolean("is_admin", false);
-    let canonical = raw_email.as_deref().and_then(email::canonical);
-    if raw_email.is_some() && canonical.is_none() {
-        f.issues.push(SchemaIssue::new(
-            "value_error",
-            &["body", "email"],
-            "Value error, not a valid email address",
-        ));
-    }
     let (canonical, pw) = f.finish(canonical.zip(pw))?;
-    policy::check(&pw, state.settings.password_min_length as usize).map_err(policy_error)?;
-    let hash = password::hash(pw, password::Cost::from_settings(&state.settings))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hash = super::new_password::accepted_hash(&state.settings, pw).await?;
     let mut tx = audit::begin(&state.db).await?;
     let u = users::create(
         &mut tx,
@@ -181,6 +162,47 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user_admin_json(&u))).into_response())
 }
 
+/// The profile fields a user or an admin may change, each optional.
+pub(super) struct ProfileEdit {
+    display_name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    timezone: Option<String>,
+}
+
+impl ProfileEdit {
+    pub(super) fn read(f: &mut Fields) -> ProfileEdit {
+        ProfileEdit {
+            display_name: f.text("display_name", 1, 200, false),
+            first_name: f.text("first_name", 1, 100, false),
+            last_name: f.text("last_name", 1, 100, false),
+            timezone: f.text("timezone", 1, 64, false),
+        }
+    }
+
+    /// The names of the fields given.
+    pub(super) fn given(&self) -> Vec<&'static str> {
+        [
+            ("display_name", self.display_name.is_some()),
+            ("first_name", self.first_name.is_some()),
+            ("last_name", self.last_name.is_some()),
+            ("timezone", self.timezone.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
+    pub(super) fn apply(self, u: &mut users::User) {
+        u.display_name = self.display_name.or(u.display_name.take());
+        u.first_name = self.first_name.or(u.first_name.take());
+        u.last_name = self.last_name.or(u.last_name.take());
+        if let Some(tz) = self.timezone {
+            u.timezone = tz;
+        }
+    }
+}
+
 async fn load(state: &Shared, id: &str) -> Result<users::User, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| not_found("user"))?;
     users::find(&state.db, id)
@@ -207,10 +229,7 @@ async fn update(
     let mut u = load(&state, &id).await?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
-    let display = f.text("display_name", 1, 200, false);
-    let first = f.text("first_name", 1, 100, false);
-    let last = f.text("last_name", 1, 100, false);
-    let tz = f.text("timezone", 1, 64, false);
+    let profile = ProfileEdit::read(&mut f);
     let is_admin = obj
         .contains_key("is_admin")
         .then(|| f.boolean("is_admin", u.is_admin));
@@ -224,10 +243,7 @@ async fn update(
             details: json!({}),
         });
     }
-    u.display_name = display.or(u.display_name);
-    u.first_name = first.or(u.first_name);
-    u.last_name = last.or(u.last_name);
-    u.timezone = tz.unwrap_or(u.timezone);
+    profile.apply(&mut u);
     u.is_admin = is_admin.unwrap_or(u.is_admin);
     u.is_active = is_active.unwrap_or(u.is_active);
     let mut tx = audit::begin(&state.db).await?;
@@ -284,10 +300,7 @@ async fn set_password(
     // `new_password`, as the reference's dashboard sends it.
     let pw = f.text("new_password", 8, 256, true);
     let pw = f.finish(pw)?;
-    policy::check(&pw, state.settings.password_min_length as usize).map_err(policy_error)?;
-    let hash = password::hash(pw, password::Cost::from_settings(&state.settings))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hash = super::new_password::accepted_hash(&state.settings, pw).await?;
     let mut tx = audit::begin(&state.db).await?;
     users::set_password(&mut tx, u.id, &hash).await?;
     audit::commit(

@@ -309,3 +309,23 @@ pub async fn memberships_of(
     .fetch_all(p)
     .await)?)
 }
+
+/// The profile columns only (a user's own edit must not write back the
+/// admin-managed status it was loaded with).
+pub async fn update_profile(db: impl Into<Handle<'_>>, u: &User) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query(
+        "UPDATE users SET display_name = $2, first_name = $3, last_name = $4, timezone = $5, \
+         updated_at = $6 WHERE id = $1"
+    )
+    .bind(u.id)
+    .bind(&u.display_name)
+    .bind(&u.first_name)
+    .bind(&u.last_name)
+    .bind(&u.timezone)
+    .bind(Ts::now())
+    .execute(p)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}

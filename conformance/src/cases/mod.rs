@@ -887,6 +887,21 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// A per-IP bucket's refusal: 429 with a `Retry-After` of 1..=`window`
+/// seconds.
+pub fn ensure_throttled(resp: &reqwest::Response, window: u64, what: &str) -> R {
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    ensure(
+        status == 429 && retry.is_some_and(|r| (1..=window).contains(&r)),
+        format!("{what}: {status}, Retry-After {retry:?}"),
+    )
+}
+
 /// GET `path` → (status, JSON body or Null).
 pub async fn get_json(
     brain: &Brain,

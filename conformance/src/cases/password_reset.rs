@@ -205,14 +205,5 @@ pub async fn throttle(ctx: Arc<Ctx>) -> R {
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    ensure(
-        status == 429 && retry.is_some_and(|r| (1..=60).contains(&r)),
-        format!("the 11th request: {status}, Retry-After {retry:?}"),
-    )
+    super::ensure_throttled(&resp, 60, "the 11th request")
 }
