@@ -479,6 +479,13 @@ pub static CASES: &[Case] = &[
         feature = "email_loopback_opt_in"
     ),
     case!(
+        "notifications.email-channel",
+        password_reset::email_channel,
+        ["api.notifications.email"],
+        Both,
+        feature = "email_loopback_opt_in"
+    ),
+    case!(
         "auth.password-reset-throttle",
         password_reset::throttle,
         ["api.password-reset.throttle"],

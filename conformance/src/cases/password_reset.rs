@@ -207,3 +207,65 @@ pub async fn throttle(ctx: Arc<Ctx>) -> R {
         .map_err(|e| e.to_string())?;
     super::ensure_throttled(&resp, 60, "the 11th request")
 }
+
+/// E-mail channels: the password is masked in listings, a config that
+/// would send credentials in clear is refused naming the field, and a
+/// saved channel's test reaches its recipients.
+pub async fn email_channel(ctx: Arc<Ctx>) -> R {
+    let sink = SmtpSink::start().await?;
+    let (brain, admin) = setup(&ctx, &sink).await?;
+    let channels = "/api/v1/projects/default/notifications/channels";
+    let (status, body) = admin
+        .send(
+            &brain,
+            Method::POST,
+            channels,
+            Some(json!({"name": "clear", "type": "email", "config": {
+                "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_tls": false,
+                "smtp_user": "u", "smtp_pass": "p", "from_addr": "z4j@example.com"}})),
+        )
+        .await?;
+    ensure(
+        status == 422
+            && body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("smtp_tls")),
+        format!("credentials over plain SMTP: {status} {body}"),
+    )?;
+    let (status, c) = admin
+        .send(
+            &brain,
+            Method::POST,
+            channels,
+            Some(json!({"name": "ops", "type": "email", "config": {
+                "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_tls": false,
+                "from_addr": "z4j@example.com", "to_addrs": ["ops@example.com"]}})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("e-mail channel with recipients: {c}"))?;
+    let id = c["id"].as_str().unwrap_or_default();
+    let (status, o) = admin
+        .send(&brain, Method::POST, &format!("{channels}/{id}/test"), None)
+        .await?;
+    ensure(
+        status == 200 && o["success"] == true,
+        format!("test the e-mail channel: {status} {o}"),
+    )?;
+    let mail = sink
+        .wait_for(1, MAIL_WAIT)
+        .await
+        .ok_or("the test mail did not arrive")?;
+    ensure(
+        mail.to == ["ops@example.com"] && mail.text.contains("test.dispatch"),
+        format!("the test mail: to {:?}: {}", mail.to, mail.text),
+    )?;
+    let (_, listed) = admin.get(&brain, channels).await?;
+    ensure(
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|c| c["config"].get("smtp_pass").is_none_or(|p| p == "***")),
+        format!("no password in the listing: {listed}"),
+    )
+}
