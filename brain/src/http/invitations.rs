@@ -159,14 +159,50 @@ async fn mint(
             .meta(json!({"email": canonical, "role": role, "ttl_days": ttl_days})),
     )
     .await?;
-    // No e-mail channel here: the admin relays the token.
+    // Mailed through the project's e-mail channel when it has one; the
+    // admin relays the token otherwise (or when the send fails).
+    let email_sent = mail_invitation(&state, &a.project, &inv, &token).await;
     let body = json!({
         "invitation": invitation_json(&inv),
         "token": token,
         "accept_url_path": format!("/invite#token={token}"),
-        "email_sent": false,
+        "email_sent": email_sent,
     });
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn mail_invitation(
+    state: &Shared,
+    project: &crate::store::projects::Project,
+    inv: &Invitation,
+    token: &str,
+) -> bool {
+    let s = &state.settings;
+    let link = format!(
+        "{}/invite#token={token}",
+        crate::bootstrap::setup_token::public_base(s)
+    );
+    let text = format!(
+        "You have been invited to the z4j project {name} ({slug}) as {role}.\n\n\
+         To create your account, open:\n{link}\n\n\
+         The link works once and expires at {expires}.\n\n-- z4j\n",
+        name = project.name,
+        slug = project.slug,
+        role = inv.role,
+        expires = inv.expires_at.to_rfc3339(),
+    );
+    let subject = format!("z4j: invitation to {}", project.name);
+    match crate::notify::mail_person(&state.db, s, &[project.id], &inv.email, &subject, &text).await
+    {
+        Ok(channel) => {
+            tracing::info!(invitation = %inv.id, channel = %channel, "invitation mailed");
+            true
+        }
+        Err(e) => {
+            tracing::info!(invitation = %inv.id, reason = %e, "invitation not mailed; the admin relays the token");
+            false
+        }
+    }
 }
 
 async fn revoke(

@@ -10,8 +10,8 @@ use super::body::{self, Fields};
 use super::error::ApiError;
 use super::{client_ip, Shared};
 use crate::audit::{self, Entry};
-use crate::notify::{self, email as smtp};
-use crate::store::{mfa, notifications, password_resets, projects, users, Ts};
+use crate::notify;
+use crate::store::{mfa, password_resets, projects, users, Ts};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
@@ -132,11 +132,7 @@ async fn mail(state: &Shared, user: &users::User, token: &str) -> Result<(), Str
         email = user.email,
         minutes = TOKEN_TTL_SECONDS / 60,
     );
-    let to = user
-        .email
-        .parse::<lettre::message::Mailbox>()
-        .map_err(|e| format!("the account address is not deliverable: {e}"))?;
-    let project_ids: Vec<Uuid> = if user.is_admin {
+    let projects: Vec<Uuid> = if user.is_admin {
         projects::list_active(&state.db, None, PROJECTS_TRIED)
             .await
             .map_err(|e| e.to_string())?
@@ -151,36 +147,17 @@ async fn mail(state: &Shared, user: &users::User, token: &str) -> Result<(), Str
             .map(|(id, _, _)| id)
             .collect()
     };
-    let mut last = "no active e-mail channel in the user's projects".to_owned();
-    for project in project_ids {
-        let channels = notifications::channels(&state.db, project)
-            .await
-            .map_err(|e| e.to_string())?;
-        for c in channels.iter().filter(|c| c.is_active && c.kind == "email") {
-            let parsed = notify::open_config(s, c).and_then(|cfg| smtp::parse(&cfg));
-            let cfg = match parsed {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            let o = smtp::send(
-                &cfg,
-                std::slice::from_ref(&to),
-                "z4j: password reset requested",
-                &body,
-                s.notifications_email_allow_private,
-            )
-            .await;
-            if o.success {
-                tracing::info!(user_id = %user.id, channel = %c.id, "password-reset mail sent");
-                return Ok(());
-            }
-            last = o.error.unwrap_or_default();
-        }
-    }
-    Err(last)
+    let channel = notify::mail_person(
+        &state.db,
+        s,
+        &projects,
+        &user.email,
+        "z4j: password reset requested",
+        &body,
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, channel = %channel, "password-reset mail sent");
+    Ok(())
 }
 
 async fn confirm(

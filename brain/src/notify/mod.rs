@@ -121,6 +121,50 @@ pub fn masked(kind: &str, config: &Map<String, Value>) -> Value {
     }
 }
 
+/// A mail to one person (a reset link, an invitation) through the first
+/// active e-mail channel of `projects` that delivers it; the channel used,
+/// or the last reason none did. The text is never logged.
+pub async fn mail_person(
+    db: &Db,
+    s: &Settings,
+    projects: &[Uuid],
+    to: &str,
+    subject: &str,
+    text: &str,
+) -> Result<Uuid, String> {
+    let to = to
+        .parse::<lettre::message::Mailbox>()
+        .map_err(|e| format!("the address is not deliverable: {e}"))?;
+    let mut last = "no active e-mail channel in the projects concerned".to_owned();
+    for project in projects {
+        let channels = store::channels(db, *project)
+            .await
+            .map_err(|e| e.to_string())?;
+        for c in channels.iter().filter(|c| c.is_active && c.kind == "email") {
+            let smtp = match open_config(s, c).and_then(|cfg| email::parse(&cfg)) {
+                Ok(smtp) => smtp,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let o = email::send(
+                &smtp,
+                std::slice::from_ref(&to),
+                subject,
+                text,
+                s.notifications_email_allow_private,
+            )
+            .await;
+            if o.success {
+                return Ok(c.id);
+            }
+            last = o.error.unwrap_or_default();
+        }
+    }
+    Err(last)
+}
+
 pub fn open_config(s: &Settings, c: &Channel) -> Result<Map<String, Value>, String> {
     let text = sealed::open(s.master_secrets(), sealed::CHANNEL_CONFIG, &c.config)
         .map_err(|e| e.to_string())?;

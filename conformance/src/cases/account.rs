@@ -15,35 +15,12 @@ const MEMBER_PASSWORD: &str = "Member-pass-word-7";
 const UNKNOWN_ID: &str = "00000000-0000-4000-8000-000000000000";
 
 async fn start(ctx: &Ctx) -> Result<(Brain, Operator), String> {
-    let mut env = agent::admin_env();
-    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
-    let brain = ctx.start(&env).await?;
-    let admin = agent::login(&brain).await?;
-    Ok((brain, admin))
+    super::admin_brain(ctx).await
 }
 
 /// A non-admin user with `role` in the default project.
 async fn member(brain: &Brain, admin: &Operator, role: &str) -> Result<String, String> {
-    let (status, u) = admin
-        .send(
-            brain,
-            Method::POST,
-            "/api/v1/users",
-            Some(json!({"email": MEMBER_EMAIL, "password": MEMBER_PASSWORD})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("create user: {u}"))?;
-    let id = u["id"].as_str().unwrap_or_default().to_owned();
-    let (status, m) = admin
-        .send(
-            brain,
-            Method::POST,
-            "/api/v1/projects/default/memberships",
-            Some(json!({"user_id": id, "role": role})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("membership: {m}"))?;
-    Ok(id)
+    super::member_of_default(brain, admin, MEMBER_EMAIL, MEMBER_PASSWORD, role).await
 }
 
 fn roles_of(me: &Json) -> Vec<(String, String)> {

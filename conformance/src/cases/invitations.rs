@@ -15,14 +15,6 @@ use std::sync::Arc;
 const INVITEE: &str = "invitee@example.com";
 const INVITEE_PASSWORD: &str = "Invitee-pass-word-3";
 
-async fn start(ctx: &Ctx) -> Result<(Brain, Operator), String> {
-    let mut env = agent::admin_env();
-    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
-    let brain = ctx.start(&env).await?;
-    let admin = agent::login(&brain).await?;
-    Ok((brain, admin))
-}
-
 async fn public(brain: &Brain, path: &str, body: Json) -> Result<(u16, Json, bool), String> {
     let resp = super::client()
         .post(brain.url(path))
@@ -58,7 +50,7 @@ fn invalid_or_expired(what: &str, (status, body, _): (u16, Json, bool)) -> R {
 }
 
 pub async fn lifecycle(ctx: Arc<Ctx>) -> R {
-    let (brain, admin) = start(&ctx).await?;
+    let (brain, admin) = super::admin_brain(&ctx).await?;
     let (status, minted) = mint(
         &brain,
         &admin,
@@ -234,7 +226,7 @@ pub async fn lifecycle(ctx: Arc<Ctx>) -> R {
 /// The 31st request to the public routes within a minute from one address
 /// is refused with 429 and `Retry-After`.
 pub async fn throttle(ctx: Arc<Ctx>) -> R {
-    let (brain, _admin) = start(&ctx).await?;
+    let (brain, _admin) = super::admin_brain(&ctx).await?;
     for i in 0..30 {
         let (path, body) = if i % 2 == 0 {
             (

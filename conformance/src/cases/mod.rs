@@ -894,6 +894,45 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// A brain with the bootstrap admin (no login floor) and its session.
+pub async fn admin_brain(ctx: &Ctx) -> Result<(Brain, crate::agent::Operator), String> {
+    let mut env = crate::agent::admin_env();
+    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
+    let brain = ctx.start(&env).await?;
+    let admin = crate::agent::login(&brain).await?;
+    Ok((brain, admin))
+}
+
+/// A new non-admin user with `role` in the default project; its id.
+pub async fn member_of_default(
+    brain: &Brain,
+    admin: &crate::agent::Operator,
+    email: &str,
+    password: &str,
+    role: &str,
+) -> Result<String, String> {
+    let (status, u) = admin
+        .send(
+            brain,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(serde_json::json!({"email": email, "password": password})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("create user: {u}"))?;
+    let id = u["id"].as_str().unwrap_or_default().to_owned();
+    let (status, m) = admin
+        .send(
+            brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/default/memberships",
+            Some(serde_json::json!({"user_id": id, "role": role})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("membership: {m}"))?;
+    Ok(id)
+}
+
 /// A per-IP bucket's refusal: 429 with a `Retry-After` of 1..=`window`
 /// seconds.
 pub fn ensure_throttled(resp: &reqwest::Response, window: u64, what: &str) -> R {

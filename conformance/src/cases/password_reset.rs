@@ -82,24 +82,7 @@ async fn setup(ctx: &Ctx, sink: &SmtpSink) -> Result<(Brain, Operator), String> 
     env.push(("Z4J_NOTIFICATIONS_EMAIL_ALLOW_PRIVATE", "true"));
     let brain = ctx.start(&env).await?;
     let admin = agent::login(&brain).await?;
-    let (status, u) = admin
-        .send(
-            &brain,
-            Method::POST,
-            "/api/v1/users",
-            Some(json!({"email": USER, "password": OLD_PASSWORD})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("create user: {u}"))?;
-    let (status, m) = admin
-        .send(
-            &brain,
-            Method::POST,
-            "/api/v1/projects/default/memberships",
-            Some(json!({"user_id": u["id"], "role": "viewer"})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("membership: {m}"))?;
+    super::member_of_default(&brain, &admin, USER, OLD_PASSWORD, "viewer").await?;
     let (status, c) = admin
         .send(
             &brain,
@@ -209,8 +192,9 @@ pub async fn throttle(ctx: Arc<Ctx>) -> R {
 }
 
 /// E-mail channels: the password is masked in listings, a config that
-/// would send credentials in clear is refused naming the field, and a
-/// saved channel's test reaches its recipients.
+/// would send credentials in clear is refused naming the field, a saved
+/// channel's test reaches its recipients, and an invitation is mailed
+/// (`email_sent: true`) with its link.
 pub async fn email_channel(ctx: Arc<Ctx>) -> R {
     let sink = SmtpSink::start().await?;
     let (brain, admin) = setup(&ctx, &sink).await?;
@@ -258,6 +242,30 @@ pub async fn email_channel(ctx: Arc<Ctx>) -> R {
     ensure(
         mail.to == ["ops@example.com"] && mail.text.contains("test.dispatch"),
         format!("the test mail: to {:?}: {}", mail.to, mail.text),
+    )?;
+    // An invitation goes out through the project's e-mail channel too.
+    let (status, minted) = admin
+        .send(
+            &brain,
+            Method::POST,
+            "/api/v1/projects/default/invitations",
+            Some(json!({"email": "newcomer@example.com"})),
+        )
+        .await?;
+    let token = minted["token"].as_str().unwrap_or_default();
+    ensure(
+        status == 201 && minted["email_sent"] == true,
+        format!("an invitation with an e-mail channel: {status} {minted}"),
+    )?;
+    let mail = sink
+        .wait_for(2, MAIL_WAIT)
+        .await
+        .ok_or("the invitation mail did not arrive")?;
+    ensure(
+        mail.to == ["newcomer@example.com"]
+            && !token.is_empty()
+            && mail.text.contains(&format!("/invite#token={token}")),
+        format!("the invitation mail: to {:?}: {}", mail.to, mail.text),
     )?;
     let (_, listed) = admin.get(&brain, channels).await?;
     ensure(
