@@ -161,7 +161,17 @@ async fn mint(
     .await?;
     // Mailed through the project's e-mail channel when it has one; the
     // admin relays the token otherwise (or when the send fails).
-    let email_sent = mail_invitation(&state, &a.project, &inv, &token).await;
+    // The send goes on in the background if it outlasts half the request
+    // budget (at most 10 s): the token must reach the admin regardless.
+    let wait = std::time::Duration::from_millis(
+        (state.settings.request_timeout_seconds.max(1) as u64 * 500).min(10_000),
+    );
+    let send = tokio::spawn({
+        let (state, project, inv, token) =
+            (state.clone(), a.project.clone(), inv.clone(), token.clone());
+        async move { mail_invitation(&state, &project, &inv, &token).await }
+    });
+    let email_sent = matches!(tokio::time::timeout(wait, send).await, Ok(Ok(true)));
     let body = json!({
         "invitation": invitation_json(&inv),
         "token": token,
