@@ -206,7 +206,24 @@ pub async fn handshake_and_ingest(ctx: Arc<Ctx>) -> R {
 
     // The heartbeat's queue is listed; its depth where the listing carries
     // one (the queue fields are not specified; the reference has none).
-    let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
+    // A heartbeat has no ack: its rows land a moment after it is sent.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (queues, workers) = loop {
+        let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
+        let (_, workers) = op.get(&brain, "/api/v1/projects/default/workers").await?;
+        let has = |list: &Json, key: &str, name: &str| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x[key] == name)
+        };
+        if (has(&queues, "name", "default") && has(&workers, "name", "host-x"))
+            || std::time::Instant::now() >= deadline
+        {
+            break (queues, workers);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let default = queues
         .as_array()
         .into_iter()
@@ -220,7 +237,6 @@ pub async fn handshake_and_ingest(ctx: Arc<Ctx>) -> R {
             &format!("queue depth from the heartbeat: {default}"),
         )?;
     }
-    let (_, workers) = op.get(&brain, "/api/v1/projects/default/workers").await?;
     ensure(
         workers
             .as_array()
