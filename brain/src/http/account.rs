@@ -5,7 +5,7 @@
 use super::auth::user_json;
 use super::body::{self, Fields};
 use super::error::ApiError;
-use super::session::{self, Caller};
+use super::session;
 use super::Shared;
 use crate::audit::{self, Entry};
 use crate::store::{projects, sessions, users, Ts};
@@ -29,15 +29,6 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/auth/sessions", get(list_sessions))
         .route("/api/v1/auth/sessions/revoke-others", post(revoke_others))
         .route("/api/v1/auth/sessions/{id}/revoke", post(revoke_session))
-}
-
-fn cookie_only(caller: Caller) -> Result<Caller, ApiError> {
-    if caller.via_key {
-        return Err(ApiError::Unauthenticated(
-            "a session cookie is required".into(),
-        ));
-    }
-    Ok(caller)
 }
 
 /// The user object plus `memberships`: a member's roles in active
@@ -64,7 +55,7 @@ async fn me_json(state: &Shared, u: &users::User) -> Result<Value, ApiError> {
 /// Reachable before the second factor (the dashboard needs to know who
 /// is signing in).
 async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = cookie_only(session::require_session(&state, &headers).await?)?;
+    let caller = session::cookie_only(session::require_session(&state, &headers).await?)?;
     Ok(Json(me_json(&state, &caller.user).await?))
 }
 
@@ -73,7 +64,7 @@ async fn update_me(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = cookie_only(session::require(&state, &headers).await?)?;
+    let caller = session::cookie_only(session::require(&state, &headers).await?)?;
     super::access::csrf(&caller, &headers)?;
     let obj = body::object(&body)?;
     let mut f = Fields::new(&obj);
@@ -106,7 +97,7 @@ async fn list_sessions(
     State(state): State<Shared>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = cookie_only(session::require(&state, &headers).await?)?;
+    let caller = session::cookie_only(session::require(&state, &headers).await?)?;
     let rows = sessions::list_live(&state.db, caller.user.id, Ts::now(), SESSION_LIST_CAP).await?;
     Ok(Json(Value::Array(
         rows.iter()
@@ -129,7 +120,7 @@ async fn revoke_session(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = cookie_only(session::require(&state, &headers).await?)?;
+    let caller = session::cookie_only(session::require(&state, &headers).await?)?;
     super::access::csrf(&caller, &headers)?;
     let not_found = || ApiError::NotFound {
         message: "session not found".into(),
@@ -156,7 +147,7 @@ async fn revoke_others(
     State(state): State<Shared>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = cookie_only(session::require(&state, &headers).await?)?;
+    let caller = session::cookie_only(session::require(&state, &headers).await?)?;
     super::access::csrf(&caller, &headers)?;
     let mut tx = audit::begin(&state.db).await?;
     let n = sessions::revoke_others(

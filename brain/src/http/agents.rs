@@ -110,7 +110,7 @@ async fn mint(
     let name = f.finish(name)?;
     let s = &state.settings;
     let (Some(master), Some(key)) = (s.secret.as_deref(), project_key(s, access.project.id)) else {
-        return Err(ApiError::Internal("Z4J_SECRET is not configured".into()));
+        return Err(ApiError::no_master_secret());
     };
     let token = crate::bootstrap::secrets::random_token(32);
     let hash = agent_token_hash(master.as_bytes(), &token);

@@ -369,7 +369,7 @@ async fn create(
         .settings
         .secret
         .as_deref()
-        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))?;
+        .ok_or_else(ApiError::no_master_secret)?;
     let token = format!("{PREFIX}{}", crate::bootstrap::secrets::random_token(32));
     let mut tx = audit::begin(&state.db).await?;
     let k = api_keys::create(

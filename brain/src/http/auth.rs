@@ -77,13 +77,13 @@ async fn login(
     let pw = f.text("password", 1, 256, true);
     let remember = f.boolean("remember_me", false);
     let (canonical, pw) = f.finish(canonical.zip(pw))?;
-    let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
-    if let Err(retry) = state.auth.login_per_ip.hit(&ip) {
-        return Err(ApiError::TooManyRequests {
-            bucket: "login",
-            retry_after_secs: retry,
-        });
-    }
+    let ip = client_ip::hit_bucket(
+        &state.settings,
+        &state.auth.login_per_ip,
+        "login",
+        peer,
+        &headers,
+    )?;
     let s = state.settings.clone();
     let started = Instant::now();
     let floor = Duration::from_millis(s.login_min_duration_ms.max(0) as u64);
@@ -295,12 +295,7 @@ async fn change_password(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = session::require(&state, &headers).await?;
-    if caller.via_key {
-        return Err(ApiError::Unauthenticated(
-            "a session cookie is required".into(),
-        ));
-    }
+    let caller = session::cookie_only(session::require(&state, &headers).await?)?;
     super::access::csrf(&caller, &headers)?;
     super::access::fresh_mfa(&caller, &state.settings)?;
     let obj = body::object(&body)?;

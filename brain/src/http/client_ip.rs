@@ -5,6 +5,25 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
+/// Counts a request against a per-IP bucket (http-api 6.4): the client
+/// address, or 429 family B naming the bucket with `Retry-After`.
+pub fn hit_bucket(
+    s: &crate::settings::Settings,
+    window: &crate::gateway::budget::SlidingWindow,
+    bucket: &'static str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<String, super::error::ApiError> {
+    let ip = of_request(s, peer, headers).to_string();
+    window
+        .hit(&ip)
+        .map_err(|retry| super::error::ApiError::TooManyRequests {
+            bucket,
+            retry_after_secs: retry,
+        })?;
+    Ok(ip)
+}
+
 /// The client address of a request: its `X-Forwarded-For` is honoured only
 /// through `Z4J_TRUSTED_PROXIES`.
 pub fn of_request(s: &crate::settings::Settings, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {

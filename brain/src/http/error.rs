@@ -66,6 +66,20 @@ impl ApiError {
         }
     }
 
+    /// No `Z4J_SECRET` to key a token hash or a derived secret with.
+    pub fn no_master_secret() -> ApiError {
+        ApiError::Internal("Z4J_SECRET is not configured".into())
+    }
+
+    /// 404 `invalid_or_expired`: every problem of a single-use token
+    /// (unknown, expired, used, revoked) looks the same.
+    pub fn invalid_or_expired() -> ApiError {
+        ApiError::NotFound {
+            message: "invalid_or_expired".into(),
+            details: json!({}),
+        }
+    }
+
     /// 403 `project_inactive`: the agent's project is archived.
     pub fn project_inactive() -> ApiError {
         ApiError::Coded {

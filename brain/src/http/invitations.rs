@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
-const ROLES: &[&str] = &["viewer", "auditor", "operator", "admin"];
+use super::users::ROLES;
 const TTL_DAYS_DEFAULT: i64 = 7;
 const TTL_DAYS_MIN: i64 = 1;
 const TTL_DAYS_MAX: i64 = 30;
@@ -34,8 +34,7 @@ pub fn routes() -> Router<Shared> {
 }
 
 fn token_hash(state: &Shared, token: &str) -> Result<String, ApiError> {
-    crate::auth::keyed::token_hash(&state.settings, token)
-        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))
+    crate::auth::keyed::token_hash(&state.settings, token).ok_or_else(ApiError::no_master_secret)
 }
 
 fn invitation_json(i: &Invitation) -> Value {
@@ -52,25 +51,10 @@ fn invitation_json(i: &Invitation) -> Value {
     })
 }
 
-/// Every token problem (unknown, expired, used, revoked) looks the same.
-fn invalid_or_expired() -> ApiError {
-    ApiError::NotFound {
-        message: "invalid_or_expired".into(),
-        details: json!({}),
-    }
-}
-
 /// The shared per-IP `invitation` bucket of the two public routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    let ip = client_ip::of_request(&state.settings, peer, headers).to_string();
-    state
-        .auth
-        .invitation_per_ip
-        .hit(&ip)
-        .map_err(|retry| ApiError::TooManyRequests {
-            bucket: "invitation",
-            retry_after_secs: retry,
-        })
+    let (s, window) = (&state.settings, &state.auth.invitation_per_ip);
+    client_ip::hit_bucket(s, window, "invitation", peer, headers).map(|_| ())
 }
 
 async fn list(
@@ -274,11 +258,11 @@ async fn preview(
     let inv = invitations::find_by_hash(&state.db, &token_hash(&state, &token)?)
         .await?
         .filter(|i| i.pending(Ts::now()))
-        .ok_or_else(invalid_or_expired)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     let project = projects::find(&state.db, inv.project_id)
         .await?
         .filter(|p| p.is_active)
-        .ok_or_else(invalid_or_expired)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     let body = json!({
         "email": inv.email,
         "role": inv.role,
@@ -307,7 +291,7 @@ async fn accept(
     invitations::find_by_hash(&state.db, &hash)
         .await?
         .filter(|i| i.pending(Ts::now()))
-        .ok_or_else(invalid_or_expired)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     let pw_hash = super::new_password::accepted_hash(&state.settings, pw).await?;
     // Re-read inside the transaction: a concurrent accept or revoke wins
     // cleanly, and the user, membership and consumption land together.
@@ -315,11 +299,11 @@ async fn accept(
     let inv = invitations::find_by_hash(&mut tx, &hash)
         .await?
         .filter(|i| i.pending(Ts::now()))
-        .ok_or_else(invalid_or_expired)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     let project = projects::find(&mut tx, inv.project_id)
         .await?
         .filter(|p| p.is_active)
-        .ok_or_else(invalid_or_expired)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     if users::find_by_email(&mut tx, &inv.email).await?.is_some() {
         return Err(ApiError::Conflict {
             message: "a user with this email already exists; ask the admin to add you to the \
@@ -343,7 +327,7 @@ async fn accept(
     .await?;
     users::add_membership(&mut tx, project.id, user.id, &inv.role).await?;
     if !invitations::accept(&mut tx, inv.id, user.id, Ts::now()).await? {
-        return Err(invalid_or_expired());
+        return Err(ApiError::invalid_or_expired());
     }
     let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
     audit::commit(

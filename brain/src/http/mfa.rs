@@ -75,15 +75,8 @@ pub fn token_hash(token: &str) -> String {
 /// `Z4J_MFA_VERIFICATION_RATE_PER_MIN` per client address, shared by the
 /// code-taking routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    let ip = client_ip::of_request(&state.settings, peer, headers).to_string();
-    state
-        .auth
-        .mfa_per_ip
-        .hit(&ip)
-        .map_err(|retry| ApiError::TooManyRequests {
-            bucket: "mfa-verify",
-            retry_after_secs: retry,
-        })
+    let (s, window) = (&state.settings, &state.auth.mfa_per_ip);
+    client_ip::hit_bucket(s, window, "mfa-verify", peer, headers).map(|_| ())
 }
 
 fn open_secret(state: &Shared, sealed_text: &str) -> Result<Vec<u8>, ApiError> {

@@ -34,21 +34,8 @@ pub fn routes() -> Router<Shared> {
 
 /// The `password-reset` bucket, shared by both routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<String, ApiError> {
-    let ip = client_ip::of_request(&state.settings, peer, headers).to_string();
-    state
-        .auth
-        .password_reset_per_ip
-        .hit(&ip)
-        .map_err(|retry| ApiError::TooManyRequests {
-            bucket: "password-reset",
-            retry_after_secs: retry,
-        })?;
-    Ok(ip)
-}
-
-fn token_hash(state: &Shared, token: &str) -> Result<String, ApiError> {
-    crate::auth::keyed::token_hash(&state.settings, token)
-        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))
+    let (s, window) = (&state.settings, &state.auth.password_reset_per_ip);
+    client_ip::hit_bucket(s, window, "password-reset", peer, headers)
 }
 
 async fn request(
@@ -89,7 +76,8 @@ async fn issue(
         return Ok(());
     };
     let token = crate::bootstrap::secrets::random_token(32);
-    let hash = token_hash(state, &token)?;
+    let hash = crate::auth::keyed::token_hash(&state.settings, &token)
+        .ok_or_else(ApiError::no_master_secret)?;
     let mut tx = audit::begin(&state.db).await?;
     password_resets::create(
         &mut tx,
@@ -172,22 +160,19 @@ async fn confirm(
     let token = f.text("token", 10, 256, true);
     let pw = f.text("new_password", 8, 256, true);
     let (token, pw) = f.finish(token.zip(pw))?;
-    let invalid = || ApiError::NotFound {
-        message: "invalid_or_expired".into(),
-        details: json!({}),
-    };
-    let hash = token_hash(&state, &token)?;
+    let hash = crate::auth::keyed::token_hash(&state.settings, &token)
+        .ok_or_else(ApiError::no_master_secret)?;
     // Cheap refusals before the password work.
     password_resets::live_user(&state.db, &hash, Ts::now())
         .await?
-        .ok_or_else(invalid)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     let pw_hash = super::new_password::accepted_hash(&state.settings, pw).await?;
     let mut tx = audit::begin(&state.db).await?;
     let user = password_resets::live_user(&mut tx, &hash, Ts::now())
         .await?
-        .ok_or_else(invalid)?;
+        .ok_or_else(ApiError::invalid_or_expired)?;
     if !password_resets::consume(&mut tx, &hash, user, Ts::now()).await? {
-        return Err(invalid());
+        return Err(ApiError::invalid_or_expired());
     }
     users::set_password(&mut tx, user, &pw_hash).await?;
     mfa::forget_devices(&mut tx, user).await?;

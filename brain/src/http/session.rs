@@ -155,6 +155,17 @@ async fn key_caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Call
     }))
 }
 
+/// Refuses an API-key caller: routes about the signed-in person's own
+/// sessions and password take a cookie session only.
+pub fn cookie_only(caller: Caller) -> Result<Caller, ApiError> {
+    if caller.via_key {
+        return Err(ApiError::Unauthenticated(
+            "a session cookie is required".into(),
+        ));
+    }
+    Ok(caller)
+}
+
 /// Like [`current`], but anonymous callers get 401. For the few routes a
 /// session may use before its second factor (me, logout, MFA status and
 /// verification, enrolment).

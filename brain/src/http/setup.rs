@@ -161,7 +161,7 @@ async fn verify_and_provision(
         ));
     }
     let presented = crate::bootstrap::setup_token::token_hash(s, &req.token)
-        .ok_or_else(|| ApiError::Internal("Z4J_SECRET is not configured".into()))?;
+        .ok_or_else(ApiError::no_master_secret)?;
     if !z4j_protocol::secret::ct_eq(&presented, &row.token_hash) {
         return Err(not_found("invalid setup token", "invalid_token"));
     }

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const ROLES: &[&str] = &["viewer", "auditor", "operator", "admin"];
+pub(super) const ROLES: &[&str] = &["viewer", "auditor", "operator", "admin"];
 
 pub fn routes() -> Router<Shared> {
     Router::new()
