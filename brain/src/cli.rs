@@ -2,9 +2,8 @@
 
 use crate::bootstrap::secrets;
 use crate::server::{self, StartError};
-use crate::settings::{self, LoadInput, Loaded, Source};
+use crate::settings::{self, allowed_hosts, LoadInput, Loaded, Source};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 
 pub const VERSION_LINE: &str = concat!("1.13.0 (z4j-rs ", env!("CARGO_PKG_VERSION"), ")");
 
@@ -319,29 +318,11 @@ fn metrics_token(action: TokenAction) -> Result<(), StartError> {
     }
 }
 
-pub fn allowed_hosts_path(home: &std::path::Path) -> PathBuf {
-    home.join("allowed-hosts")
-}
-
-/// Entries of the persisted list (`#` comments and blank lines skipped).
-pub fn read_allowed_hosts(path: &std::path::Path) -> std::io::Result<Vec<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
 fn allowed_hosts(action: HostsAction) -> Result<(), StartError> {
     let home = settings::home_dir(&LoadInput::from_process(Vec::new()));
-    let path = allowed_hosts_path(&home);
+    let path = allowed_hosts::path(&home);
     let io = |e: std::io::Error| StartError::new(1, format!("{}: {e}", path.display()));
-    let mut hosts = read_allowed_hosts(&path).map_err(io)?;
+    let mut hosts = allowed_hosts::read(&path).map_err(io)?;
     match action {
         HostsAction::Path => println!("{}", path.display()),
         HostsAction::List => hosts.iter().for_each(|h| println!("{h}")),
@@ -359,7 +340,7 @@ fn allowed_hosts(action: HostsAction) -> Result<(), StartError> {
                     hosts.push(h);
                 }
             }
-            write_hosts(&home, &path, &hosts).map_err(io)?;
+            allowed_hosts::write(&home, &path, &hosts).map_err(io)?;
         }
         HostsAction::Remove { hosts: gone } => {
             let before = hosts.len();
@@ -370,26 +351,8 @@ fn allowed_hosts(action: HostsAction) -> Result<(), StartError> {
                     "none of those hosts is in the list; nothing was changed",
                 ));
             }
-            write_hosts(&home, &path, &hosts).map_err(io)?;
+            allowed_hosts::write(&home, &path, &hosts).map_err(io)?;
         }
     }
     Ok(())
-}
-
-fn write_hosts(
-    home: &std::path::Path,
-    path: &std::path::Path,
-    hosts: &[String],
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(home)?;
-    let tmp = path.with_extension("tmp");
-    let mut text = String::from(
-        "# Host headers this brain accepts, one per line (managed by `z4j allowed-hosts`).\n",
-    );
-    for h in hosts {
-        text.push_str(h);
-        text.push('\n');
-    }
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }

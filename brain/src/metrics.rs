@@ -60,6 +60,8 @@ pub struct Metrics {
     pub audit_retention_last_deleted: AtomicI64,
     pub audit_retention_last_run: AtomicI64,
     pub audit_retention_error: AtomicI64,
+    /// Long-poll sessions held (live or invalidated), kept by the gateway.
+    pub longpoll_sessions: AtomicI64,
 }
 
 pub fn get() -> &'static Metrics {
@@ -80,6 +82,7 @@ pub fn get() -> &'static Metrics {
         audit_retention_last_deleted: AtomicI64::new(0),
         audit_retention_last_run: AtomicI64::new(0),
         audit_retention_error: AtomicI64::new(0),
+        longpoll_sessions: AtomicI64::new(0),
     })
 }
 

@@ -1,13 +1,13 @@
 //! `z4j serve`: start-up in order, serve, drain on SIGTERM/SIGINT.
 
+use crate::app::AppState;
 use crate::bootstrap::{admin, setup_token};
-use crate::http::{self, AppState};
-use crate::settings::{DatabaseTarget, Loaded};
+use crate::settings::{DatabaseTarget, Loaded, BRAIN_VERSION};
 use crate::store::{self, SchemaStatus};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// A start-up failure: one line for the operator and the exit status.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ pub async fn open_database(loaded: &Loaded) -> Result<store::Db, StartError> {
 }
 
 pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result<(), StartError> {
-    let s = Arc::new(loaded.settings.clone());
+    let s = &loaded.settings;
     if s.testing_clock_offset_seconds != 0 {
         crate::store::ts::set_clock_offset_seconds(s.testing_clock_offset_seconds);
         tracing::warn!(
@@ -92,81 +92,33 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         .await
         .map_err(|e| StartError::new(1, format!("cannot listen on {addr}: {e}")))?;
     let (alerts, alert_rx) = crate::notify::Alerts::channel();
-    let (gateway, ingest_writer) = crate::gateway::Gateway::new(&s, db.clone(), alerts.clone());
-    let state = Arc::new(AppState {
-        settings: s.clone(),
-        db: db.clone(),
-        ready: false.into(),
-        dev_posture: s.environment == "dev",
-        gateway: gateway.clone(),
-        auth: crate::auth::throttle::AuthThrottle::new(&s),
-        hosts: crate::http::hardening::hosts::HostGuard::new(
-            &s,
-            s.environment == "dev",
-            crate::cli::allowed_hosts_path(&loaded.home),
-        ),
-    });
-    let app = http::router(state.clone());
+    let (app, ingest_writer) = AppState::build(&loaded, db.clone(), alerts);
+    let router = app.router();
     println!("z4j: serving on {addr}");
-    tracing::info!(address = %addr, database = db.kind(), version = http::BRAIN_VERSION, "brain started");
-    state.ready.store(true, Ordering::Release);
+    tracing::info!(address = %addr, database = db.kind(), version = BRAIN_VERSION, "brain started");
+    app.api.ready.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = vec![
-        tokio::spawn(crate::workers::wal_checkpoint::run(
-            db.clone(),
-            Duration::from_secs(s.wal_checkpoint_interval_seconds as u64),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(crate::workers::command_timeout::run(
-            db.clone(),
-            Duration::from_secs(s.command_timeout_sweep_seconds.max(1) as u64),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(crate::workers::agent_health::run(
-            db.clone(),
-            s.clone(),
-            crate::workers::agent_health::Config {
-                every: Duration::from_secs(s.agent_health_sweep_seconds.max(1) as u64),
-                offline_after_secs: s.agent_offline_timeout_seconds,
-                alert_grace_secs: s.agent_offline_alert_grace_seconds,
-                prune_days: s.agent_stale_prune_days,
-            },
-            alerts,
-            stop_rx.clone(),
-        )),
-        tokio::spawn(crate::notify::run(
-            db.clone(),
-            s.clone(),
-            alert_rx,
-            stop_rx.clone(),
-        )),
-        tokio::spawn(crate::workers::reconciliation::run(
-            state.clone(),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(crate::workers::audit_retention::run(
-            db.clone(),
-            s.clone(),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(crate::workers::retention::run(
-            db.clone(),
-            s.event_retention_days,
-            stop_rx.clone(),
-        )),
-    ];
-    let cluster = tokio::spawn(crate::gateway::cluster::run(state.clone(), stop_rx.clone()));
+    let workers = crate::workers::spawn_all(
+        crate::workers::Deps {
+            settings: app.settings.clone(),
+            db: db.clone(),
+            commands: app.commands.clone(),
+            alerts: app.alerts.clone(),
+        },
+        alert_rx,
+        stop_rx.clone(),
+    );
     tracing::info!(
-        backend = gateway.cluster.backend(),
-        worker_id = %gateway.cluster.worker_id,
+        backend = app.fleet.cluster.backend(),
+        worker_id = %app.fleet.cluster.worker_id,
         "command registry"
     );
-    let mut stop_for_serve = stop_rx.clone();
+    let mut stop_for_serve = stop_rx;
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_for_serve.wait_for(|stop| *stop).await;
@@ -174,14 +126,28 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         .await
     });
     shutdown_signal().await;
+    shutdown(app, server, workers, stop_tx, ingest_writer).await;
+    db.close().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Agents first: their sockets close (1001) once what they sent is
+/// processed, so every acknowledged event is committed before exit; then
+/// in-flight requests get the request budget to finish, the workers stop,
+/// and the ingest writer drains.
+async fn shutdown(
+    app: AppState,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    ingest_writer: JoinHandle<()>,
+) {
     tracing::info!("shutdown requested; draining in-flight requests");
-    state.ready.store(false, Ordering::Release);
-    // Agents first: close their sockets (1001) once what they sent is
-    // processed, so every acknowledged event is committed before exit.
-    gateway.drain(Duration::from_secs(15)).await;
+    app.api.ready.store(false, Ordering::Release);
+    app.gateway.drain(Duration::from_secs(15)).await;
     let _ = stop_tx.send(true);
-    // In-flight requests get the request budget to finish.
-    let drain = Duration::from_secs(s.request_timeout_seconds as u64 + 5);
+    let drain = Duration::from_secs(app.settings.request_timeout_seconds as u64 + 5);
     match tokio::time::timeout(drain, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
@@ -191,19 +157,14 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     for w in workers {
         let _ = w.await;
     }
-    let _ = cluster.await;
-    // The ingest writer ends when the last connection handle is gone.
-    drop(state);
-    drop(gateway);
+    // The ingest writer ends when the last handle to the ingestor is gone.
+    drop(app);
     if tokio::time::timeout(Duration::from_secs(10), ingest_writer)
         .await
         .is_err()
     {
         tracing::warn!("ingest writer still busy at shutdown");
     }
-    db.close().await;
-    tracing::info!("shutdown complete");
-    Ok(())
 }
 
 async fn first_boot(

@@ -3,6 +3,8 @@
 //! database alone can neither recover nor forge one.
 
 use crate::settings::Settings;
+use uuid::Uuid;
+use z4j_protocol::ProjectKey;
 
 /// `None` when no master secret is configured.
 pub fn token_hash(s: &Settings, token: &str) -> Option<String> {
@@ -11,4 +13,10 @@ pub fn token_hash(s: &Settings, token: &str) -> Option<String> {
         master.as_bytes(),
         token.as_bytes(),
     )))
+}
+
+/// The per-project signing key (current master only, spec 4.4).
+pub fn project_key(s: &Settings, project_id: Uuid) -> Option<ProjectKey> {
+    let master = s.secret.as_deref()?;
+    ProjectKey::derive(master.as_bytes(), project_id).ok()
 }

@@ -4,7 +4,7 @@
 //! (specs/decisions.md A2). Keyed by the attempted email, known or not, so
 //! the backoff itself cannot tell an existing account from an unknown one.
 
-use crate::gateway::budget::SlidingWindow;
+use crate::net::SlidingWindow;
 use crate::settings::Settings;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,9 +1,9 @@
 //! What the brain does with a verified agent→brain frame (spec 5), the same
 //! for both transports.
 
-use crate::http::AppState;
+use super::Gateway;
 use crate::ingest::{Outcome, OverLimit, Submitted};
-use crate::store::{agents, commands, observed, Ts};
+use crate::store::{agents, observed, Ts};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -42,7 +42,7 @@ impl ConnCtx {
         }
     }
 
-    async fn still_admitted(&self, state: &AppState) -> Result<bool, crate::store::StoreError> {
+    async fn still_admitted(&self, state: &Gateway) -> Result<bool, crate::store::StoreError> {
         let fresh = self
             .admitted_at
             .lock()
@@ -95,7 +95,7 @@ pub enum Handled {
 }
 
 pub async fn handle(
-    state: &AppState,
+    state: &Gateway,
     conn: &ConnCtx,
     frame_type: FrameType,
     frame: &Object,
@@ -120,7 +120,7 @@ pub async fn handle(
                 .as_deref()
                 .and_then(|i| Uuid::parse_str(i).ok())
             {
-                Some(id) => commands::mark_dispatched(&state.db, id, conn.agent_id).await,
+                Some(id) => state.commands.on_ack(id, conn.agent_id).await,
                 None => Ok(()),
             }
         }
@@ -131,7 +131,7 @@ pub async fn handle(
                 .as_deref()
                 .and_then(|i| Uuid::parse_str(i).ok())
             {
-                Some(id) => finish_command(state, id, conn.agent_id, &r).await,
+                Some(id) => state.commands.on_result(id, conn.agent_id, &r).await,
                 None => Ok(()),
             }
         }
@@ -150,7 +150,7 @@ pub async fn handle(
 }
 
 async fn event_batch(
-    state: &AppState,
+    state: &Gateway,
     conn: &ConnCtx,
     frame: &Object,
     over_limit: OverLimit,
@@ -161,7 +161,6 @@ async fn event_batch(
         tracing::warn!(violation = %v, "event_batch over a documented limit");
     }
     let Some(submitted) = state
-        .gateway
         .ingestor
         .submit(conn.project_id, conn.agent_id, &batch, over_limit)
         .await
@@ -219,7 +218,7 @@ impl PendingAck {
 }
 
 async fn heartbeat(
-    state: &AppState,
+    state: &Gateway,
     conn: &ConnCtx,
     frame: &Object,
 ) -> Result<(), crate::store::StoreError> {
@@ -251,7 +250,7 @@ async fn heartbeat(
 }
 
 async fn agent_status(
-    state: &AppState,
+    state: &Gateway,
     conn: &ConnCtx,
     frame: &Object,
 ) -> Result<(), crate::store::StoreError> {
@@ -279,25 +278,4 @@ async fn agent_status(
         tracing::warn!(error = %e, "agent_status not recorded");
     }
     Ok(())
-}
-
-/// The first terminal result completes the command; a successful
-/// reconciliation probe also corrects its task.
-async fn finish_command(
-    state: &AppState,
-    id: Uuid,
-    agent_id: Uuid,
-    r: &CommandResult,
-) -> Result<(), crate::store::StoreError> {
-    if !commands::finish(&state.db, id, agent_id, r).await? {
-        return Ok(());
-    }
-    match commands::get(&state.db, id).await? {
-        Some(c)
-            if c.action == crate::workers::reconciliation::ACTION && c.status == "completed" =>
-        {
-            crate::workers::reconciliation::apply_answer(state, &c).await
-        }
-        _ => Ok(()),
-    }
 }

@@ -3,10 +3,12 @@
 //! session per `(agent, X-Z4J-Session-Nonce)`.
 
 use super::dispatch::{self, ConnCtx, Handled};
-use super::{address_allowed, authenticate, bearer_token, frame_cap, project_key};
-use crate::http::error::{ApiError, SchemaIssue};
-use crate::http::Shared;
+use super::Shared;
+use super::{address_allowed, authenticate, frame_cap};
+use crate::auth::keyed::project_key;
 use crate::ingest::OverLimit;
+use crate::net::bearer_token;
+use crate::net::error::{ApiError, SchemaIssue};
 use crate::store::agents::Credential;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -54,16 +56,14 @@ enum Lookup {
     Full,
 }
 
+/// Sessions held (live or invalidated), for `/metrics`.
+fn publish_len(slots: &HashMap<(Uuid, String), Slot>) {
+    crate::metrics::get()
+        .longpoll_sessions
+        .store(slots.len() as i64, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Sessions {
-    /// Sessions held (live or invalidated), for `/metrics`.
-    pub fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lookup(&self, state: &Shared, cred: &Credential, nonce: &str, probe: bool) -> Lookup {
         let key = (cred.agent_id, nonce.to_owned());
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -99,10 +99,14 @@ impl Sessions {
                 Some(k) => {
                     slots.remove(&k);
                 }
-                None => return Lookup::Full,
+                None => {
+                    publish_len(&slots);
+                    return Lookup::Full;
+                }
             }
         }
         let Some(key_bytes) = project_key(&state.settings, cred.project_id) else {
+            publish_len(&slots);
             return Lookup::Full;
         };
         let binding = Binding {
@@ -117,6 +121,7 @@ impl Sessions {
             last_used: now,
         }));
         slots.insert(key, Slot::Live(session.clone()));
+        publish_len(&slots);
         Lookup::Live(session)
     }
 
@@ -125,6 +130,7 @@ impl Sessions {
     fn invalidate(&self, agent_id: Uuid, nonce: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.insert((agent_id, nonce.to_owned()), Slot::Invalidated);
+        publish_len(&slots);
         self.needs_probe
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -134,6 +140,7 @@ impl Sessions {
     fn drop_session(&self, agent_id: Uuid, nonce: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.remove(&(agent_id, nonce.to_owned()));
+        publish_len(&slots);
     }
 }
 
@@ -144,8 +151,8 @@ fn detail(status: StatusCode, text: impl Into<String>) -> Response {
 /// Check 1 of spec 7.2, the agent-connect budget: the client address, or
 /// the seconds to wait.
 fn admit(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<std::net::IpAddr, u64> {
-    let ip = crate::http::client_ip::of_request(&state.settings, peer, headers);
-    state.gateway.connect_budget.hit(&ip.to_string())?;
+    let ip = crate::net::client_ip::of_request(&state.settings, peer, headers);
+    state.connect_budget.hit(&ip.to_string())?;
     Ok(ip)
 }
 
@@ -280,7 +287,7 @@ pub async fn commands(
     };
     let nonce = nonce_of(&headers);
     let probe = max_frames == 0;
-    let lookup = state.gateway.longpoll.lookup(&state, &cred, &nonce, probe);
+    let lookup = state.longpoll.lookup(&state, &cred, &nonce, probe);
     if let Some(mut r) = session_refusal(&lookup) {
         identity_headers(&mut r, &cred);
         return r;
@@ -310,7 +317,7 @@ pub async fn commands(
                 Ok(f) => frames = f,
                 Err(e) => return e.into_response(),
             }
-            if !frames.is_empty() || Instant::now() >= deadline || state.gateway.closing() {
+            if !frames.is_empty() || Instant::now() >= deadline || state.closing() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
@@ -343,43 +350,13 @@ async fn collect_commands(
     contracts: &[String],
     max_frames: i64,
 ) -> Result<Vec<String>, ApiError> {
-    use crate::store::commands;
-    let s = &state.settings;
-    let pending = commands::pending_for_agent(&state.db, agent_id, max_frames).await?;
-    // Redeliverable commands sent but not acknowledged, last sent between
-    // the minimum interval and the window ago (spec 7.4).
-    let now = crate::store::Ts::now();
-    let resend = commands::resendable_for_agent(
-        &state.db,
-        agent_id,
-        super::delivery::REDELIVERABLE,
-        now.plus_seconds(-s.agent_longpoll_redispatch_seconds),
-        now.plus_seconds(-s.agent_longpoll_redispatch_min_interval_seconds),
-        max_frames,
-    )
-    .await?;
+    let claimed = state
+        .commands
+        .claim_for_poll(agent_id, contracts, max_frames)
+        .await?;
     let mut frames = Vec::new();
-    let candidates = pending
-        .into_iter()
-        .map(|c| (c, None))
-        .chain(resend.into_iter().map(|c| {
-            let last = c.dispatched_at;
-            (c, last)
-        }));
-    for (c, last_sent) in candidates.take(max_frames.max(0) as usize) {
-        if let Some(engine) = super::delivery::retry_engine(&c) {
-            if !contracts.contains(&engine) {
-                continue;
-            }
-        }
-        let claimed = match last_sent {
-            None => commands::claim(&state.db, c.id).await?,
-            Some(at) => commands::reclaim(&state.db, c.id, at).await?,
-        };
-        if !claimed {
-            continue;
-        }
-        let msg = super::delivery::frame(&c, state.settings.command_timeout_seconds);
+    for c in claimed {
+        let msg = state.commands.frame(&c);
         let now = chrono::Utc::now().timestamp_micros();
         let signed = session
             .lock()
@@ -456,7 +433,7 @@ pub async fn events(
         Err(r) => return r,
     };
     let nonce = nonce_of(&headers);
-    let lookup = state.gateway.longpoll.lookup(&state, &cred, &nonce, false);
+    let lookup = state.longpoll.lookup(&state, &cred, &nonce, false);
     if let Some(mut r) = session_refusal(&lookup) {
         identity_headers(&mut r, &cred);
         return r;
@@ -477,7 +454,7 @@ pub async fn events(
     let mut authenticated = false;
     let total = frames.len() as u64;
     for (i, raw) in frames.iter().enumerate() {
-        let verified = session.verifier.verify(raw.as_bytes(), state.gateway.now());
+        let verified = session.verifier.verify(raw.as_bytes(), state.now());
         let (frame_type, frame) = match verified {
             Ok(Verified::Signed { frame_type, frame }) => (frame_type, frame),
             Ok(Verified::Handshake(_)) => {
@@ -487,7 +464,7 @@ pub async fn events(
             Err(e) => match e.class() {
                 ErrorClass::Signature => {
                     drop(session);
-                    state.gateway.longpoll.invalidate(cred.agent_id, &nonce);
+                    state.longpoll.invalidate(cred.agent_id, &nonce);
                     tracing::warn!(agent_id = %cred.agent_id, error = %e, "long-poll frame failed verification; session invalidated");
                     return detail(
                         StatusCode::CONFLICT,
@@ -529,7 +506,7 @@ pub async fn events(
             }
             Handled::Revoked => {
                 drop(session);
-                state.gateway.longpoll.drop_session(cred.agent_id, &nonce);
+                state.longpoll.drop_session(cred.agent_id, &nonce);
                 return detail(StatusCode::UNAUTHORIZED, "invalid agent token");
             }
         }

@@ -7,10 +7,13 @@
 //!   is strictly increasing on the wire.
 
 use super::dispatch::{self, ConnCtx, Handled};
-use super::registry::{Entry, Kick, Outbound};
-use super::{address_allowed, authenticate, bearer_token, frame_cap, project_key};
-use crate::http::{Shared, BRAIN_VERSION};
+use super::Shared;
+use super::{address_allowed, authenticate, frame_cap};
+use crate::auth::keyed::project_key;
+use crate::fleet::registry::{Entry, Kick, Outbound};
 use crate::ingest::OverLimit;
+use crate::net::bearer_token;
+use crate::settings::BRAIN_VERSION;
 use crate::store::{agents, Ts};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -49,8 +52,8 @@ pub async fn ws_agent(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let ip = crate::http::client_ip::of_request(&state.settings, peer, &headers);
-    let over_budget = state.gateway.connect_budget.hit(&ip.to_string()).is_err();
+    let ip = crate::net::client_ip::of_request(&state.settings, peer, &headers);
+    let over_budget = state.connect_budget.hit(&ip.to_string()).is_err();
     let allowed = address_allowed(&state.settings, ip);
     let token = bearer_token(&headers).map(str::to_owned);
     let limit = LIBRARY_MESSAGE_LIMIT.max(frame_cap(&state.settings) + 1);
@@ -58,7 +61,7 @@ pub async fn ws_agent(
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
-            let _live = state.gateway.enter();
+            let _live = state.enter();
             let admission = Admission {
                 over_budget,
                 allowed,
@@ -163,14 +166,17 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
     {
         return;
     }
-    let registry = &state.gateway.registry;
+    let registry = &state.fleet().registry;
     let conn_id = registry.next_conn_id();
     let (kick, kick_rx) = Kick::new();
     let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let retry_engines: Vec<String> = hello
         .capabilities
         .iter()
-        .filter(|(_, caps)| caps.iter().any(|c| c == super::delivery::RETRY_MARKER))
+        .filter(|(_, caps)| {
+            caps.iter()
+                .any(|c| c == crate::commands::deliver::RETRY_MARKER)
+        })
         .map(|(engine, _)| engine.clone())
         .collect();
     let entry = Entry {
@@ -260,7 +266,7 @@ async fn finish(
     worker_id: Option<&str>,
     connected_at: Ts,
 ) {
-    let last = state.gateway.registry.unregister(agent_id, conn_id);
+    let last = state.fleet().registry.unregister(agent_id, conn_id);
     if let Err(e) = agents::disconnected(&state.db, agent_id, worker_id, connected_at, last).await {
         tracing::warn!(error = %e, "cannot mark the agent connection offline");
     }
@@ -352,8 +358,7 @@ impl Session {
             kick_rx.clone(),
             final_code.clone(),
         ));
-        tokio::spawn(super::delivery::push_pending(
-            state.clone(),
+        tokio::spawn(state.commands.clone().push_pending(
             conn.agent_id,
             out_tx.clone(),
             retry_engines,
@@ -407,7 +412,7 @@ impl Session {
                 final_code.store(4400, Ordering::Release);
                 break;
             }
-            match verifier.verify(&bytes, state.gateway.now()) {
+            match verifier.verify(&bytes, state.now()) {
                 Ok(Verified::Signed { frame_type, frame }) => {
                     backlog.push_back((frame_type, frame))
                 }

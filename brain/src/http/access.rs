@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::session::{self, Caller};
-use super::AppState;
+use super::ApiState;
 use crate::store::projects::{self, Project};
 use axum::http::HeaderMap;
 use serde_json::json;
@@ -54,7 +54,7 @@ fn slug_shape_ok(slug: &str) -> bool {
 /// The caller's access to `slug` with at least `need`. Unknown projects and
 /// projects the caller is not a member of look the same (404).
 pub async fn project(
-    state: &AppState,
+    state: &ApiState,
     headers: &HeaderMap,
     slug: &str,
     need: Role,
@@ -101,7 +101,7 @@ pub async fn project(
 /// A write on a project: the role, the CSRF token and, for sessions of
 /// users with a second factor, a fresh verification.
 pub async fn project_writer(
-    state: &AppState,
+    state: &ApiState,
     headers: &HeaderMap,
     slug: &str,
     need: Role,

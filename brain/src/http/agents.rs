@@ -3,8 +3,9 @@
 use super::access::{self, Role};
 use super::body::{self, Fields};
 use super::error::{ApiError, SchemaIssue};
-use super::{Shared, BRAIN_VERSION};
-use crate::gateway::project_key;
+use super::Shared;
+use crate::auth::keyed::project_key;
+use crate::settings::BRAIN_VERSION;
 use crate::store::agents::{self, Agent};
 use crate::store::{observed, StoreError};
 use axum::body::Bytes;
@@ -174,7 +175,7 @@ async fn revoke(
     )
     .await?;
     // After the commit: a reconnect can no longer authenticate.
-    let kicked = state.gateway.revoke_agent(id).await;
+    let kicked = state.fleet().revoke_agent(id).await;
     tracing::info!(agent_id = %id, connections = kicked, by = %access.caller.user.id, "agent revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

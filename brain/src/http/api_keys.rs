@@ -119,7 +119,7 @@ fn refuse(status: StatusCode, code: &'static str, message: &str, details: Value)
 }
 
 fn bearer_key(headers: &HeaderMap) -> Option<String> {
-    crate::gateway::bearer_token(headers)
+    crate::net::bearer_token(headers)
         .filter(|t| t.starts_with(PREFIX))
         .map(str::to_owned)
 }

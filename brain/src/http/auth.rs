@@ -5,9 +5,10 @@
 
 use super::body::{self, Fields};
 use super::error::ApiError;
-use super::{client_ip, session, Shared};
+use super::{session, Shared};
 use crate::audit::{self, Entry};
 use crate::auth::password;
+use crate::net::client_ip;
 use crate::store::users::User;
 use crate::store::{sessions, users, Ts, Tx};
 use axum::body::Bytes;
@@ -77,7 +78,7 @@ async fn login(
     let pw = f.text("password", 1, 256, true);
     let remember = f.boolean("remember_me", false);
     let (canonical, pw) = f.finish(canonical.zip(pw))?;
-    let ip = client_ip::hit_bucket(
+    let ip = super::bucket::hit_bucket(
         &state.settings,
         &state.auth.login_per_ip,
         "login",

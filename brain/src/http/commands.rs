@@ -1,14 +1,15 @@
 //! Operator commands (spec http-api 5.4): issue (202 + the command), poll,
-//! list. Delivery to the agent is the gateway's (`gateway::delivery`).
+//! list: JSON in and out, and errors onto the envelope. The lifecycle is
+//! the commands domain's (`crate::commands`).
 
 use super::access::{self, Role};
 use super::body;
 use super::error::{ApiError, SchemaIssue};
 use super::reads::{decode_cursor, encode_cursor};
-use super::{client_ip, Shared};
-use crate::gateway::budget::SlidingWindow;
-use crate::gateway::{capability, delivery};
-use crate::store::commands::{self, Command, Issued, NewCommand};
+use super::Shared;
+use crate::commands::capability::{self, Refusal};
+use crate::net::client_ip;
+use crate::store::commands::{self, Action, Command, Issued, NewCommand, Status};
 use crate::store::{agents, StoreError};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -18,18 +19,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 use uuid::Uuid;
-
-const STATUSES: &[&str] = &[
-    "pending",
-    "dispatched",
-    "completed",
-    "failed",
-    "timeout",
-    "cancelled",
-];
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -38,12 +29,6 @@ pub fn routes() -> Router<Shared> {
             "/api/v1/projects/{slug}/commands/{command}",
             get(read).post(issue),
         )
-}
-
-/// Per-project issuance budget (`Z4J_RATELIMIT_COMMANDS_PER_MINUTE`).
-fn budget(per_minute: i64) -> &'static SlidingWindow {
-    static W: OnceLock<SlidingWindow> = OnceLock::new();
-    W.get_or_init(|| SlidingWindow::new(per_minute.max(1) as usize, Duration::from_secs(60)))
 }
 
 pub fn command_json(c: &Command, full: bool) -> Value {
@@ -74,14 +59,14 @@ pub fn command_json(c: &Command, full: bool) -> Value {
 /// One issue request, validated.
 struct Request {
     agent_id: Uuid,
-    action: &'static str,
+    action: Action,
     target_type: &'static str,
     target_id: Option<String>,
     payload: Value,
     idempotency_key: Option<String>,
     need: Role,
-    /// `(engine, action)` the agent's session must advertise.
-    requirement: Option<(String, &'static str)>,
+    /// The engine the agent's session must advertise the action for.
+    requirement: Option<String>,
 }
 
 fn issue_err(kind: &'static str, field: &str, msg: impl Into<String>) -> SchemaIssue {
@@ -131,8 +116,8 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
             },
         }
     };
-    let mut requirement: Option<(String, &'static str)> = None;
-    let (action, target_type, target_id, need): (&'static str, &'static str, Option<String>, Role) =
+    let mut requirement: Option<String> = None;
+    let (action, target_type, target_id, need): (Action, &'static str, Option<String>, Role) =
         match route {
             "retry-task" | "cancel-task" | "requeue-dead-letter" => {
                 let engine = text(&mut f, &mut payload, "engine", 40, true);
@@ -196,11 +181,11 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                     }
                 }
                 let action = match route {
-                    "retry-task" => "retry_task",
-                    "cancel-task" => "cancel_task",
-                    _ => "requeue_dead_letter",
+                    "retry-task" => Action::RetryTask,
+                    "cancel-task" => Action::CancelTask,
+                    _ => Action::RequeueDeadLetter,
                 };
-                requirement = engine.clone().map(|e| (e, action));
+                requirement = engine.clone();
                 let target = engine.zip(task).map(|(e, t)| format!("{e}:{t}"));
                 (action, "task", target, Role::Operator)
             }
@@ -225,10 +210,10 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                     .and_then(|f| f.get("engine"))
                     .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
                     .unwrap_or_default();
-                requirement = Some((engine, "bulk_retry"));
+                requirement = Some(engine);
                 let max = int(&obj, &mut issues, "max", 1, 10_000).unwrap_or(1000);
                 payload.insert("max".into(), json!(max));
-                ("bulk_retry", "filter", None, Role::Operator)
+                (Action::BulkRetry, "filter", None, Role::Operator)
             }
             "purge-queue" => {
                 let queue = text(&mut f, &mut payload, "queue", 200, true);
@@ -239,27 +224,27 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                 let force = f.boolean("force", false);
                 payload.insert("force".into(), json!(force));
                 text(&mut f, &mut payload, "engine", 40, false);
-                ("purge_queue", "queue", queue, Role::Admin)
+                (Action::PurgeQueue, "queue", queue, Role::Admin)
             }
             "restart-worker" | "pool-resize" | "add-consumer" | "cancel-consumer" => {
                 text(&mut f, &mut payload, "engine", 40, false);
                 let worker = text(&mut f, &mut payload, "worker_name", 200, true);
                 let action = match route {
-                    "restart-worker" => "restart_worker",
-                    "add-consumer" => "add_consumer",
-                    "cancel-consumer" => "cancel_consumer",
+                    "restart-worker" => Action::RestartWorker,
+                    "add-consumer" => Action::AddConsumer,
+                    "cancel-consumer" => Action::CancelConsumer,
                     _ => match int(&obj, &mut issues, "delta", -100, 100) {
                         Some(d) if d > 0 => {
                             payload.insert("delta".into(), json!(d));
-                            "pool_grow"
+                            Action::PoolGrow
                         }
                         Some(d) if d < 0 => {
                             payload.insert("delta".into(), json!(-d));
-                            "pool_shrink"
+                            Action::PoolShrink
                         }
                         _ => {
                             issues.push(issue_err("value_error", "delta", "Value error, delta must be a non-zero integer between -100 and 100"));
-                            "pool_grow"
+                            Action::PoolGrow
                         }
                     },
                 };
@@ -279,7 +264,7 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
                     ));
                 }
                 text(&mut f, &mut payload, "worker_name", 200, false);
-                ("rate_limit", "task_name", task, Role::Operator)
+                (Action::RateLimit, "task_name", task, Role::Operator)
             }
             _ => {
                 return Err(ApiError::NotFound {
@@ -350,19 +335,16 @@ async fn issue(
         _ => return Err(not_found()),
     };
     let wait = wait_param(raw.as_deref(), state.settings.request_timeout_seconds)?;
-    if let Some((engine, action)) = &req.requirement {
-        if let Some(reason) = capability::dispatch_refusal(&agent, engine, action) {
-            return Err(ApiError::Detail {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                detail: json!({"error": reason, "engine": engine, "action": action, "agent_id": agent.id}),
-            });
-        }
-        if req.action == "retry_task"
-            && !capability::NATIVE_RETRY_ENGINES.contains(&engine.as_str())
-        {
-            let overrides = req.payload.get("override_args").is_some()
-                && req.payload.get("override_kwargs").is_some();
-            if !overrides {
+    if let Some(engine) = &req.requirement {
+        match capability::refusal(&agent, engine, req.action, &req.payload) {
+            None => {}
+            Some(Refusal::NotAdvertised(reason)) => {
+                return Err(ApiError::Detail {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    detail: json!({"error": reason, "engine": engine, "action": req.action.as_str(), "agent_id": agent.id}),
+                })
+            }
+            Some(Refusal::NeedsOverrides) => {
                 return Err(ApiError::Detail {
                     status: StatusCode::CONFLICT,
                     detail: json!({"error": format!(
@@ -370,13 +352,11 @@ async fn issue(
                          the agent re-submits it, and the brain stores the original arguments \
                          redacted; supply both override_args and override_kwargs"
                     )}),
-                });
+                })
             }
         }
     }
-    if let Err(retry) =
-        budget(state.settings.ratelimit_commands_per_minute).hit(&project.id.to_string())
-    {
+    if let Err(retry) = state.command_budget.hit(&project.id.to_string()) {
         return Err(ApiError::RateLimited {
             message: "command rate limit exceeded (Z4J_RATELIMIT_COMMANDS_PER_MINUTE)".into(),
             retry_after_secs: Some(retry),
@@ -384,29 +364,31 @@ async fn issue(
     }
     let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
     let mut tx = crate::audit::begin(&state.db).await?;
-    let issued = commands::issue(
-        &mut tx,
-        &NewCommand {
-            project_id: project.id,
-            agent_id: req.agent_id,
-            issued_by: Some(access.caller.user.id),
-            action: req.action,
-            target_type: req.target_type,
-            target_id: req.target_id.as_deref(),
-            payload: &req.payload,
-            idempotency_key: req.idempotency_key.as_deref(),
-            timeout_seconds: state.settings.command_timeout_seconds,
-            source_ip: &ip,
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        StoreError::Conflict(m) => ApiError::Conflict {
-            message: m,
-            details: json!({"idempotency_key": req.idempotency_key}),
-        },
-        other => other.into(),
-    })?;
+    let issued = state
+        .commands
+        .persist(
+            &mut tx,
+            &NewCommand {
+                project_id: project.id,
+                agent_id: req.agent_id,
+                issued_by: Some(access.caller.user.id),
+                action: req.action,
+                target_type: req.target_type,
+                target_id: req.target_id.as_deref(),
+                payload: &req.payload,
+                idempotency_key: req.idempotency_key.as_deref(),
+                timeout_seconds: state.settings.command_timeout_seconds,
+                source_ip: &ip,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::Conflict {
+                message: m,
+                details: json!({"idempotency_key": req.idempotency_key}),
+            },
+            other => other.into(),
+        })?;
     let command = match issued {
         Issued::Replayed(c) => {
             return Ok((StatusCode::ACCEPTED, Json(command_json(&c, true))).into_response())
@@ -425,7 +407,7 @@ async fn issue(
     )
     .await?;
     tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
-    let delivered = delivery::push(&state, req.agent_id, &command).await;
+    let delivered = state.commands.dispatch_new(req.agent_id, &command).await;
     crate::metrics::bump(
         &crate::metrics::get().commands,
         &[
@@ -433,24 +415,16 @@ async fn issue(
             if delivered { "dispatched" } else { "pending" },
         ],
     );
-    if !delivered {
-        // Not deliverable from here: another replica may hold the agent.
-        let retry = delivery::retry_engine(&command);
-        state
-            .gateway
-            .cluster
-            .publish_command(command.id, req.agent_id, retry.as_deref())
-            .await;
-        if agent.state != "online" {
-            // The row stays pending: delivered on the agent's next handshake
-            // or long poll, or timed out by the sweeper.
-            return Err(ApiError::Coded {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "agent_offline",
-                message: "agent is not connected".into(),
-                details: json!({"agent_id": req.agent_id, "command_id": command.id}),
-            });
-        }
+    if !delivered && agent.state != "online" {
+        // Published for a replica that may hold the agent; the row stays
+        // pending: delivered on the agent's next handshake or long poll, or
+        // timed out by the sweeper.
+        return Err(ApiError::Coded {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "agent_offline",
+            message: "agent is not connected".into(),
+            details: json!({"agent_id": req.agent_id, "command_id": command.id}),
+        });
     }
     outcome(&state, project.id, command.id, wait).await
 }
@@ -478,8 +452,6 @@ fn wait_param(raw: Option<&str>, request_timeout: i64) -> Result<Option<Duration
     }
 }
 
-const TERMINAL: &[&str] = &["completed", "failed", "cancelled"];
-
 /// The command now, or after waiting for its outcome: 200 once it finished,
 /// 504 `command_timeout` once the sweeper gave up on it, 202 while it is
 /// still in flight.
@@ -495,7 +467,7 @@ async fn outcome(
             .await?
             .ok_or_else(|| ApiError::Internal(format!("command {id} vanished")))?;
         if wait.is_some() {
-            if c.status == "timeout" {
+            if c.status == Status::Timeout {
                 return Err(ApiError::Coded {
                     status: StatusCode::GATEWAY_TIMEOUT,
                     code: "command_timeout",
@@ -507,7 +479,7 @@ async fn outcome(
                     }),
                 });
             }
-            if TERMINAL.contains(&c.status.as_str()) {
+            if c.status.is_finished() {
                 return Ok((StatusCode::OK, Json(command_json(&c, true))).into_response());
             }
         }
@@ -548,10 +520,7 @@ async fn list(
             .collect();
     let limit = super::reads::rest_limit(&state.settings, q.get("limit"))?;
     // Unknown status values are ignored, as the reference does.
-    let status = q
-        .get("status")
-        .map(String::as_str)
-        .filter(|s| STATUSES.contains(s));
+    let status = q.get("status").and_then(|s| Status::parse(s));
     let after = decode_cursor(q.get("cursor")).map(|a| (a.at, a.id));
     let rows = commands::list(&state.db, access.project.id, status, after, limit).await?;
     // A full page yields a cursor (the last one may lead to an empty page).
@@ -589,7 +558,7 @@ mod tests {
         let r = r.unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             (r.action, r.target_id.as_deref()),
-            ("cancel_task", Some("rq:t1"))
+            (Action::CancelTask, Some("rq:t1"))
         );
         assert!(parse(
             "cancel-task",
@@ -608,7 +577,7 @@ mod tests {
         );
         assert_eq!(
             p.map(|p| (p.action, p.payload["delta"].clone())).ok(),
-            Some(("pool_shrink", json!(3)))
+            Some((Action::PoolShrink, json!(3)))
         );
         assert!(matches!(
             parse("explode", b"{}"),

@@ -1,7 +1,8 @@
 //! Liveness, readiness and system information.
 
 use super::error::ApiError;
-use super::{session, Shared, BRAIN_VERSION};
+use super::{session, Shared};
+use crate::settings::BRAIN_VERSION;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

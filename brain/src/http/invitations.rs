@@ -6,8 +6,9 @@
 use super::access::{self, Role};
 use super::body::{self, Fields};
 use super::error::{ApiError, SchemaIssue};
-use super::{client_ip, Shared};
+use super::Shared;
 use crate::audit::{self, Entry};
+use crate::net::client_ip;
 use crate::store::invitations::{self, Invitation, NewInvitation};
 use crate::store::{projects, users, Ts};
 use axum::body::Bytes;
@@ -54,7 +55,7 @@ fn invitation_json(i: &Invitation) -> Value {
 /// The shared per-IP `invitation` bucket of the two public routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let (s, window) = (&state.settings, &state.auth.invitation_per_ip);
-    client_ip::hit_bucket(s, window, "invitation", peer, headers).map(|_| ())
+    super::bucket::hit_bucket(s, window, "invitation", peer, headers).map(|_| ())
 }
 
 async fn list(

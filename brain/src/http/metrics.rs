@@ -45,7 +45,7 @@ fn authorized(state: &Shared, headers: &HeaderMap) -> Result<(), &'static str> {
              `Authorization: Bearer <token>`, or set Z4J_METRICS_PUBLIC=1 for closed-network deployments.",
         );
     };
-    let Some(given) = crate::gateway::bearer_token(headers) else {
+    let Some(given) = crate::net::bearer_token(headers) else {
         return Err("metrics: authorization required");
     };
     if given.as_bytes().ct_eq(token.as_bytes()).into() {
@@ -154,7 +154,7 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
     t.sample(
         "z4j_ws_connections",
         &[],
-        state.gateway.registry.connections() as f64,
+        state.fleet().registry.connections() as f64,
     );
     t.family("z4j_agents_online", "gauge", "Agents online, by project.");
     for (project, count) in agents_online(&state.db).await {
@@ -189,7 +189,8 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
     t.sample(
         "z4j_inmemory_state_items",
         &[("subsystem", "longpoll_sessions")],
-        state.gateway.longpoll.len() as f64,
+        m.longpoll_sessions
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
     t.family(
         "z4j_brain_rss_bytes",

@@ -4,7 +4,7 @@
 use super::body::{self, Fields};
 use super::error::{ApiError, SchemaIssue};
 use super::session::Caller;
-use super::{client_ip, session, Shared};
+use super::{session, Shared};
 use crate::audit::{self, Entry};
 use crate::auth::{password, totp};
 use crate::notify::sealed;
@@ -56,7 +56,7 @@ fn trust_cookie_name(dev: bool) -> &'static str {
 }
 
 /// The remembered-device token the browser presents, if any.
-pub fn trust_token(state: &super::AppState, headers: &HeaderMap) -> Option<String> {
+pub fn trust_token(state: &super::ApiState, headers: &HeaderMap) -> Option<String> {
     let name = trust_cookie_name(state.dev_posture);
     headers
         .get_all(header::COOKIE)
@@ -76,7 +76,7 @@ pub fn token_hash(token: &str) -> String {
 /// code-taking routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let (s, window) = (&state.settings, &state.auth.mfa_per_ip);
-    client_ip::hit_bucket(s, window, "mfa-verify", peer, headers).map(|_| ())
+    super::bucket::hit_bucket(s, window, "mfa-verify", peer, headers).map(|_| ())
 }
 
 fn open_secret(state: &Shared, sealed_text: &str) -> Result<Vec<u8>, ApiError> {

@@ -7,7 +7,7 @@ pub mod api_keys;
 mod audit;
 mod auth;
 mod body;
-pub mod client_ip;
+mod bucket;
 mod commands;
 pub mod error;
 pub mod hardening;
@@ -25,33 +25,62 @@ pub mod session;
 mod setup;
 mod users;
 
+use crate::commands::Commands;
+use crate::net::SlidingWindow;
 use crate::settings::Settings;
 use crate::store::Db;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// The compatibility level this brain implements (what agents compare with
-/// their own version).
-pub const BRAIN_VERSION: &str = "1.13.0";
-
-pub struct AppState {
+/// What the REST handlers work with.
+pub struct ApiState {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub ready: AtomicBool,
     /// `Z4J_ENVIRONMENT=dev`: plain cookie names, no `Secure`.
     pub dev_posture: bool,
-    pub gateway: Arc<crate::gateway::Gateway>,
+    pub commands: Commands,
     pub auth: crate::auth::throttle::AuthThrottle,
     pub hosts: hardening::hosts::HostGuard,
+    /// Per-project issuance budget (`Z4J_RATELIMIT_COMMANDS_PER_MINUTE`).
+    pub command_budget: SlidingWindow,
 }
 
-pub type Shared = Arc<AppState>;
+impl ApiState {
+    pub fn new(
+        settings: Arc<Settings>,
+        db: Db,
+        commands: Commands,
+        hosts_file: std::path::PathBuf,
+    ) -> ApiState {
+        let dev_posture = settings.environment == "dev";
+        ApiState {
+            ready: AtomicBool::new(false),
+            dev_posture,
+            commands,
+            auth: crate::auth::throttle::AuthThrottle::new(&settings),
+            hosts: hardening::hosts::HostGuard::new(&settings, dev_posture, hosts_file),
+            command_budget: SlidingWindow::new(
+                settings.ratelimit_commands_per_minute.max(1) as usize,
+                Duration::from_secs(60),
+            ),
+            settings,
+            db,
+        }
+    }
 
-pub fn router(state: Shared) -> Router {
-    use axum::middleware::from_fn_with_state;
-    let body_limit = state.settings.max_payload_size_bytes as usize;
+    pub fn fleet(&self) -> &crate::fleet::Fleet {
+        self.commands.fleet()
+    }
+}
+
+pub type Shared = Arc<ApiState>;
+
+/// Every REST route (`/metrics` only when `Z4J_METRICS_ENABLED`).
+pub fn routes(metrics_enabled: bool) -> Router<Shared> {
     Router::new()
         .merge(health::routes())
         .merge(setup::routes())
@@ -68,19 +97,14 @@ pub fn router(state: Shared) -> Router {
         .merge(users::routes())
         .merge(invitations::routes())
         .merge(api_keys::routes())
-        .merge(metrics::routes(state.settings.metrics_enabled))
-        .route(
-            "/ws/agent",
-            axum::routing::get(crate::gateway::ws::ws_agent),
-        )
-        .route(
-            "/api/v1/agent/events",
-            axum::routing::post(crate::gateway::longpoll::events),
-        )
-        .route(
-            "/api/v1/agent/commands",
-            axum::routing::get(crate::gateway::longpoll::commands),
-        )
+        .merge(metrics::routes(metrics_enabled))
+}
+
+/// The layers around every route, REST and agent transports alike.
+pub fn harden(router: Router, state: Shared) -> Router {
+    use axum::middleware::from_fn_with_state;
+    let body_limit = state.settings.max_payload_size_bytes as usize;
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         // Innermost first; the outermost (security headers) stamps every
         // response, including the other layers' refusals.
@@ -94,6 +118,5 @@ pub fn router(state: Shared) -> Router {
             hardening::body_cap::layer,
         ))
         .layer(from_fn_with_state(state.clone(), hardening::cors::layer))
-        .layer(from_fn_with_state(state.clone(), hardening::headers::layer))
-        .with_state(state)
+        .layer(from_fn_with_state(state, hardening::headers::layer))
 }

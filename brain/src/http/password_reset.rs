@@ -8,7 +8,7 @@
 
 use super::body::{self, Fields};
 use super::error::ApiError;
-use super::{client_ip, Shared};
+use super::Shared;
 use crate::audit::{self, Entry};
 use crate::notify;
 use crate::store::{mfa, password_resets, projects, users, Ts};
@@ -35,7 +35,7 @@ pub fn routes() -> Router<Shared> {
 /// The `password-reset` bucket, shared by both routes.
 fn throttle(state: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Result<String, ApiError> {
     let (s, window) = (&state.settings, &state.auth.password_reset_per_ip);
-    client_ip::hit_bucket(s, window, "password-reset", peer, headers)
+    super::bucket::hit_bucket(s, window, "password-reset", peer, headers)
 }
 
 async fn request(

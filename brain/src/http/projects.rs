@@ -316,7 +316,7 @@ async fn archive(
         .await?;
         // After the commit: close the project's live agent sockets.
         let agents = projects::agent_ids(&state.db, p.id).await?;
-        state.gateway.revoke_project(p.id, &agents).await;
+        state.fleet().revoke_project(p.id, &agents).await;
         tracing::info!(project = %slug, by = %access.caller.user.id, "project archived");
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -1,7 +1,7 @@
 //! Who is calling: the session cookie, checked against its row.
 
 use super::error::ApiError;
-use super::AppState;
+use super::ApiState;
 use crate::auth::cookie;
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
@@ -51,7 +51,7 @@ fn now_secs() -> u64 {
 }
 
 /// The authenticated caller, or `None` for an anonymous request.
-pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+pub async fn current(state: &ApiState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     let s = &state.settings;
     let Some(value) = cookie_value(headers, session_cookie_name(state.dev_posture)) else {
         return key_caller(state, headers).await;
@@ -122,7 +122,7 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
 
 /// The owner of the API key the key layer admitted (its id in the internal
 /// header, which clients cannot set).
-async fn key_caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+async fn key_caller(state: &ApiState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     let Some(id) = headers
         .get(super::api_keys::KEY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -169,7 +169,7 @@ pub fn cookie_only(caller: Caller) -> Result<Caller, ApiError> {
 /// Like [`current`], but anonymous callers get 401. For the few routes a
 /// session may use before its second factor (me, logout, MFA status and
 /// verification, enrolment).
-pub async fn require_session(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub async fn require_session(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     current(state, headers)
         .await?
         .ok_or_else(|| ApiError::Unauthenticated("authentication required".into()))
@@ -178,7 +178,7 @@ pub async fn require_session(state: &AppState, headers: &HeaderMap) -> Result<Ca
 /// A session allowed to use the account: its second factor verified when
 /// the user has one (http-api 3.4), and MFA enrolled once an enforcement
 /// deadline passed (3.8).
-pub async fn require(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub async fn require(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let caller = require_session(state, headers).await?;
     if caller.via_key {
         return Ok(caller); // keys bypass the session-only MFA gates
@@ -223,7 +223,7 @@ pub fn enrollment_deadline(
 }
 
 /// `Set-Cookie` values for a new session (session + CSRF).
-pub fn issue_cookies(state: &AppState, session: &Session) -> Result<[String; 2], ApiError> {
+pub fn issue_cookies(state: &ApiState, session: &Session) -> Result<[String; 2], ApiError> {
     let s = &state.settings;
     let secret = s
         .session_secret

@@ -2,9 +2,10 @@
 //! `setup/complete`, which creates the first admin and signs them in.
 
 use super::error::ApiError;
-use super::{client_ip, session, Shared};
+use super::{session, Shared};
 use crate::auth::policy;
 use crate::bootstrap::admin::{self, CreateAdminError};
+use crate::net::client_ip;
 use crate::store::{sessions, setup as store, users, Ts};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};

@@ -3,6 +3,7 @@
 //! process environment < command-line flags. No other module reads the
 //! environment.
 
+pub mod allowed_hosts;
 mod catalog;
 mod sources;
 mod validate;
@@ -14,6 +15,10 @@ pub use validate::{check_host_pattern, DatabaseTarget};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The z4j compatibility level this brain implements (what agents compare
+/// with their own version, and what `/health` reports).
+pub const BRAIN_VERSION: &str = "1.13.0";
 
 /// A refusal to start: names the variable, the value's problem and what is
 /// accepted. Secret values are never echoed.

@@ -33,9 +33,9 @@ pub async fn finish(
     r: &CommandResult,
 ) -> Result<bool, StoreError> {
     let (status, error) = match r.status {
-        ResultStatus::Success => ("completed", None),
+        ResultStatus::Success => (Status::Completed, None),
         ResultStatus::Failed => (
-            "failed",
+            Status::Failed,
             Some(
                 r.error
                     .clone()
@@ -53,7 +53,7 @@ pub async fn finish(
     )
     .bind(id)
     .bind(agent_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(result.as_ref().map(SqlJson))
     .bind(error)
     .bind(Ts::now())
@@ -61,6 +61,136 @@ pub async fn finish(
     .await
     .map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// A command's state (`commands.status`, CHECK-constrained on both
+/// dialects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Dispatched,
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Dispatched,
+        Status::Completed,
+        Status::Failed,
+        Status::Timeout,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Dispatched => "dispatched",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Finished by the agent (or cancelled): the outcome is known.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+    fn try_from(s: String) -> Result<Status, String> {
+        Status::parse(&s).ok_or_else(|| format!("unknown command status {s:?}"))
+    }
+}
+
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The actions this brain issues. Rows keep the action as text (another
+/// implementation sharing the database may store others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    RetryTask,
+    CancelTask,
+    RequeueDeadLetter,
+    BulkRetry,
+    PurgeQueue,
+    RestartWorker,
+    PoolGrow,
+    PoolShrink,
+    AddConsumer,
+    CancelConsumer,
+    RateLimit,
+    ReconcileTask,
+    ScheduleFire,
+    ScheduleTriggerNow,
+    ScheduleTriggerNowViaScheduler,
+    ScheduleResync,
+    ScheduleEnable,
+    ScheduleDisable,
+}
+
+impl Action {
+    pub const ALL: [Action; 18] = [
+        Action::RetryTask,
+        Action::CancelTask,
+        Action::RequeueDeadLetter,
+        Action::BulkRetry,
+        Action::PurgeQueue,
+        Action::RestartWorker,
+        Action::PoolGrow,
+        Action::PoolShrink,
+        Action::AddConsumer,
+        Action::CancelConsumer,
+        Action::RateLimit,
+        Action::ReconcileTask,
+        Action::ScheduleFire,
+        Action::ScheduleTriggerNow,
+        Action::ScheduleTriggerNowViaScheduler,
+        Action::ScheduleResync,
+        Action::ScheduleEnable,
+        Action::ScheduleDisable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::RetryTask => "retry_task",
+            Action::CancelTask => "cancel_task",
+            Action::RequeueDeadLetter => "requeue_dead_letter",
+            Action::BulkRetry => "bulk_retry",
+            Action::PurgeQueue => "purge_queue",
+            Action::RestartWorker => "restart_worker",
+            Action::PoolGrow => "pool_grow",
+            Action::PoolShrink => "pool_shrink",
+            Action::AddConsumer => "add_consumer",
+            Action::CancelConsumer => "cancel_consumer",
+            Action::RateLimit => "rate_limit",
+            Action::ReconcileTask => "reconcile_task",
+            Action::ScheduleFire => "schedule.fire",
+            Action::ScheduleTriggerNow => "schedule.trigger_now",
+            Action::ScheduleTriggerNowViaScheduler => "schedule.trigger_now.via_scheduler",
+            Action::ScheduleResync => "schedule.resync",
+            Action::ScheduleEnable => "schedule.enable",
+            Action::ScheduleDisable => "schedule.disable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -74,7 +204,8 @@ pub struct Command {
     pub target_id: Option<String>,
     pub payload: SqlJson<serde_json::Value>,
     pub idempotency_key: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub result: Option<SqlJson<serde_json::Value>>,
     pub error: Option<String>,
     pub issued_at: Ts,
@@ -91,7 +222,7 @@ pub struct NewCommand<'a> {
     pub project_id: Uuid,
     pub agent_id: Uuid,
     pub issued_by: Option<Uuid>,
-    pub action: &'a str,
+    pub action: Action,
     pub target_type: &'a str,
     pub target_id: Option<&'a str>,
     pub payload: &'a serde_json::Value,
@@ -113,7 +244,7 @@ pub async fn issue(db: impl Into<Handle<'_>>, c: &NewCommand<'_>) -> Result<Issu
     let mut db: Handle<'_> = db.into();
     if let Some(key) = c.idempotency_key {
         if let Some(existing) = find_by_key(db.reborrow(), c.project_id, key).await? {
-            let same = existing.action == c.action
+            let same = existing.action == c.action.as_str()
                 && existing.agent_id == Some(c.agent_id)
                 && existing.payload.0 == *c.payload;
             return if same {
@@ -136,7 +267,7 @@ pub async fn issue(db: impl Into<Handle<'_>>, c: &NewCommand<'_>) -> Result<Issu
     .bind(c.project_id)
     .bind(c.issued_by)
     .bind(c.agent_id)
-    .bind(c.action)
+    .bind(c.action.as_str())
     .bind(c.target_type)
     .bind(c.target_id)
     .bind(SqlJson(c.payload))
@@ -229,7 +360,7 @@ pub async fn pending_for_agents(
 pub async fn list(
     db: &Db,
     project_id: Uuid,
-    status: Option<&str>,
+    status: Option<Status>,
     after: Option<(Ts, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Command>, StoreError> {
@@ -240,7 +371,7 @@ pub async fn list(
     );
     Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(project_id)
-        .bind(status)
+        .bind(status.map(Status::as_str))
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1).unwrap_or_default())
         .bind(limit)
@@ -309,7 +440,7 @@ pub async fn sweep_timeouts(db: &Db) -> Result<u64, StoreError> {
 pub async fn resendable_for_agent(
     db: &Db,
     agent_id: Uuid,
-    actions: &[&str],
+    actions: &[Action],
     oldest: Ts,
     newest: Ts,
     limit: i64,
@@ -317,7 +448,7 @@ pub async fn resendable_for_agent(
     // The action names are this build's constants, not input.
     let list = actions
         .iter()
-        .map(|a| format!("'{}'", a.replace('\'', "")))
+        .map(|a| format!("'{}'", a.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(

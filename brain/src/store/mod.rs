@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod cluster;
 pub mod commands;
 mod connect;
 pub mod invitations;

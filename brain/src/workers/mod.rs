@@ -5,16 +5,92 @@
 
 pub mod agent_health;
 pub mod audit_retention;
+pub mod cluster;
 pub mod command_timeout;
 pub mod leader;
 pub mod reconciliation;
 pub mod retention;
 pub mod wal_checkpoint;
 
+use crate::commands::Commands;
+use crate::notify::{Alert, Alerts};
+use crate::settings::Settings;
 use crate::store::Db;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What the workers are started with.
+pub struct Deps {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub commands: Commands,
+    pub alerts: Alerts,
+}
+
+/// Starts every background loop on its documented cadence; each ends when
+/// `stop` flips.
+pub fn spawn_all(
+    d: Deps,
+    alert_rx: mpsc::Receiver<Alert>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let s = &d.settings;
+    let secs = |n: i64| Duration::from_secs(n.max(1) as u64);
+    vec![
+        tokio::spawn(wal_checkpoint::run(
+            d.db.clone(),
+            secs(s.wal_checkpoint_interval_seconds),
+            stop.clone(),
+        )),
+        tokio::spawn(command_timeout::run(
+            d.db.clone(),
+            secs(s.command_timeout_sweep_seconds),
+            stop.clone(),
+        )),
+        tokio::spawn(agent_health::run(
+            d.db.clone(),
+            s.clone(),
+            agent_health::Config {
+                every: secs(s.agent_health_sweep_seconds),
+                offline_after_secs: s.agent_offline_timeout_seconds,
+                alert_grace_secs: s.agent_offline_alert_grace_seconds,
+                prune_days: s.agent_stale_prune_days,
+            },
+            d.alerts.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(crate::notify::run(
+            d.db.clone(),
+            s.clone(),
+            alert_rx,
+            stop.clone(),
+        )),
+        tokio::spawn(reconciliation::run(
+            reconciliation::Ctx {
+                settings: s.clone(),
+                db: d.db.clone(),
+                commands: d.commands.clone(),
+            },
+            stop.clone(),
+        )),
+        tokio::spawn(audit_retention::run(d.db.clone(), s.clone(), stop.clone())),
+        tokio::spawn(retention::run(
+            d.db.clone(),
+            s.event_retention_days,
+            stop.clone(),
+        )),
+        tokio::spawn(cluster::run(
+            cluster::Ctx {
+                db: d.db.clone(),
+                commands: d.commands,
+            },
+            stop,
+        )),
+    ]
+}
 
 /// Sleeps `period`, returning false when shutdown was signalled meanwhile.
 pub async fn tick(period: Duration, stop: &mut watch::Receiver<bool>) -> bool {

@@ -74,7 +74,7 @@ impl HostGuard {
                 .ok();
             if modified != c.modified {
                 c.modified = modified;
-                c.hosts = crate::cli::read_allowed_hosts(&self.file)
+                c.hosts = crate::settings::allowed_hosts::read(&self.file)
                     .unwrap_or_default()
                     .into_iter()
                     .map(|h| h.to_ascii_lowercase())

@@ -1,32 +1,14 @@
 //! The client address: the TCP peer, or, when the peer is a trusted proxy,
 //! the right-most untrusted address of `X-Forwarded-For`.
 
+use crate::settings::Settings;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
-/// Counts a request against a per-IP bucket (http-api 6.4): the client
-/// address, or 429 family B naming the bucket with `Retry-After`.
-pub fn hit_bucket(
-    s: &crate::settings::Settings,
-    window: &crate::gateway::budget::SlidingWindow,
-    bucket: &'static str,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<String, super::error::ApiError> {
-    let ip = of_request(s, peer, headers).to_string();
-    window
-        .hit(&ip)
-        .map_err(|retry| super::error::ApiError::TooManyRequests {
-            bucket,
-            retry_after_secs: retry,
-        })?;
-    Ok(ip)
-}
-
 /// The client address of a request: its `X-Forwarded-For` is honoured only
 /// through `Z4J_TRUSTED_PROXIES`.
-pub fn of_request(s: &crate::settings::Settings, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub fn of_request(s: &Settings, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     resolve(peer.ip(), xff, &s.trusted_proxies.0)
 }

@@ -2,8 +2,9 @@
 //! therefore receive (http-api 5.4: 422 when the engine or action is not
 //! advertised; 409 for a retry the engine cannot run without overrides).
 
-use super::delivery::RETRY_MARKER;
+use super::deliver::RETRY_MARKER;
 use crate::store::agents::Agent;
+use crate::store::commands::Action;
 use serde_json::Value as Json;
 
 pub const ENGINE_NAME_MAX: usize = 40;
@@ -13,17 +14,16 @@ pub const ENGINE_NAME_MAX: usize = 40;
 pub const NATIVE_RETRY_ENGINES: &[&str] = &["celery", "rq"];
 
 /// Actions that re-run work and need the adapter's retry contract.
-pub const RETRY_FAMILY: &[&str] = &["retry_task", "bulk_retry"];
+pub const RETRY_FAMILY: &[Action] = &[Action::RetryTask, Action::BulkRetry];
 
 /// Capability token an agent must list for an engine to receive the action.
-fn token_for(action: &str) -> Option<&'static str> {
-    Some(match action {
-        "retry_task" => "retry_task",
-        "cancel_task" => "cancel_task",
-        "requeue_dead_letter" => "requeue_dead_letter",
-        "bulk_retry" => "bulk_retry",
-        _ => return None,
-    })
+fn token_for(action: Action) -> Option<&'static str> {
+    match action {
+        Action::RetryTask | Action::CancelTask | Action::RequeueDeadLetter | Action::BulkRetry => {
+            Some(action.as_str())
+        }
+        _ => None,
+    }
 }
 
 /// Why `engine` is not an adapter name (`^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$`).
@@ -58,12 +58,15 @@ fn strings(v: Option<&Json>) -> Vec<&str> {
 }
 
 /// Why `agent` may not receive `action` for `engine`, or `None`.
-pub fn dispatch_refusal(agent: &Agent, engine: &str, action: &str) -> Option<String> {
+pub fn dispatch_refusal(agent: &Agent, engine: &str, action: Action) -> Option<String> {
     if let Some(e) = engine_name_error(engine) {
         return Some(e);
     }
     let Some(token) = token_for(action) else {
-        return Some(format!("action {action:?} is not an engine command"));
+        return Some(format!(
+            "action {:?} is not an engine command",
+            action.as_str()
+        ));
     };
     if !reports_inventory(agent) {
         return None;
@@ -92,6 +95,30 @@ pub fn dispatch_refusal(agent: &Agent, engine: &str, action: &str) -> Option<Str
         ));
     }
     None
+}
+
+/// Why a command may not be issued to `agent` (the HTTP layer maps these
+/// to 422 and 409).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The engine or action is not advertised by the agent.
+    NotAdvertised(String),
+    /// A retry on an engine without native retry and without both override
+    /// fields: the stored arguments are redacted, so the agent would
+    /// re-submit the wrong ones.
+    NeedsOverrides,
+}
+
+/// The capability rules of an engine command (`requirement` is the engine
+/// the request names); `payload` is the command's parameters.
+pub fn refusal(agent: &Agent, engine: &str, action: Action, payload: &Json) -> Option<Refusal> {
+    if let Some(reason) = dispatch_refusal(agent, engine, action) {
+        return Some(Refusal::NotAdvertised(reason));
+    }
+    let overrides =
+        payload.get("override_args").is_some() && payload.get("override_kwargs").is_some();
+    (action == Action::RetryTask && !NATIVE_RETRY_ENGINES.contains(&engine) && !overrides)
+        .then_some(Refusal::NeedsOverrides)
 }
 
 #[cfg(test)]

@@ -1,0 +1,44 @@
+//! Request plumbing shared by the transports: the client address behind
+//! trusted proxies, bearer tokens, sliding-window budgets, the JSON error
+//! envelope. Below every feature module: nothing here imports one.
+
+pub mod budget;
+pub mod client_ip;
+pub mod error;
+
+pub use budget::SlidingWindow;
+
+use axum::http::HeaderMap;
+
+/// The token of an `Authorization: Bearer <token>` header (scheme matched
+/// case-insensitively, surrounding whitespace ignored).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(|c: char| c.is_whitespace())?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bearer_parsing_is_lenient_about_case_and_spacing() {
+        let mut h = HeaderMap::new();
+        for (value, want) in [
+            ("Bearer abc", Some("abc")),
+            ("bEaReR    abc   ", Some("abc")),
+            ("  bearer\tabc", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearer   ", None),
+            ("abc", None),
+        ] {
+            h.insert("authorization", HeaderValue::from_static(value));
+            assert_eq!(bearer_token(&h), want, "{value:?}");
+        }
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+}
