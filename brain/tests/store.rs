@@ -437,7 +437,7 @@ async fn ingest_projects_task_states_with_the_freshness_guard() {
 
 #[tokio::test]
 async fn worker_lock_is_exclusive_across_sessions_on_postgres() {
-    use z4j_brain::workers::leader;
+    use z4j_brain::store::leader;
     on_both(|db| async move {
         store::migrate(&db).await.unwrap();
         let first = leader::try_lead(&db, "test_worker").await.unwrap();

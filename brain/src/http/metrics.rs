@@ -4,8 +4,7 @@
 
 use super::Shared;
 use crate::metrics::{self, Text};
-use crate::on_db;
-use crate::store::Db;
+use crate::store::agents;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +13,6 @@ use axum::Router;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
 pub fn routes(enabled: bool) -> Router<Shared> {
     if enabled {
@@ -53,16 +51,6 @@ fn authorized(state: &Shared, headers: &HeaderMap) -> Result<(), &'static str> {
     } else {
         Err("metrics: invalid bearer token")
     }
-}
-
-async fn agents_online(db: &Db) -> Vec<(Uuid, i64)> {
-    on_db!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
-        "SELECT project_id, count(*) FROM agents WHERE state = 'online' AND revoked_at IS NULL \
-         GROUP BY project_id"
-    )
-    .fetch_all(p)
-    .await)
-    .unwrap_or_default()
 }
 
 fn rss_bytes() -> f64 {
@@ -157,14 +145,17 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
         state.fleet().registry.connections() as f64,
     );
     t.family("z4j_agents_online", "gauge", "Agents online, by project.");
-    for (project, count) in agents_online(&state.db).await {
+    for (project, count) in agents::online_per_project(&state.db)
+        .await
+        .unwrap_or_default()
+    {
         t.sample(
             "z4j_agents_online",
             &[("project", &project.to_string())],
             count as f64,
         );
     }
-    let (size, idle) = on_db!(&state.db, p => (p.size(), p.num_idle()));
+    let (size, idle) = state.db.pool_stats();
     t.family(
         "z4j_db_pool_size",
         "gauge",

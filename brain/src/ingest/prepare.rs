@@ -35,80 +35,19 @@ const KINDS: &[&str] = &[
 const PRIORITIES: &[&str] = &["critical", "high", "normal", "low"];
 const TEXT_CAP: usize = 8192;
 
+pub use crate::store::ingest::{EventRow, TaskPatch, TaskState};
+
 /// The task state an event kind projects, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    Received,
-    Started,
-    Success,
-    Failure,
-    Retry,
-    Revoked,
-}
-
-impl TaskState {
-    fn of_kind(kind: &str) -> Option<TaskState> {
-        Some(match kind {
-            "task.received" => TaskState::Received,
-            "task.started" => TaskState::Started,
-            "task.succeeded" => TaskState::Success,
-            "task.failed" => TaskState::Failure,
-            "task.retried" => TaskState::Retry,
-            "task.revoked" => TaskState::Revoked,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Received => "received",
-            TaskState::Started => "started",
-            TaskState::Success => "success",
-            TaskState::Failure => "failure",
-            TaskState::Retry => "retry",
-            TaskState::Revoked => "revoked",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Success | TaskState::Failure | TaskState::Revoked
-        )
-    }
-}
-
-/// What a state-changing event writes onto its task row.
-#[derive(Debug, Clone)]
-pub struct TaskPatch {
-    pub state: TaskState,
-    pub name: String,
-    pub queue: Option<String>,
-    pub priority: String,
-    pub args: Option<Box<RawValue>>,
-    pub kwargs: Option<Box<RawValue>>,
-    pub result: Option<Box<RawValue>>,
-    pub exception: Option<String>,
-    pub traceback: Option<String>,
-    pub retry_count: Option<i64>,
-    pub runtime_ms: Option<i64>,
-    pub worker_name: Option<String>,
-    pub parent_task_id: Option<String>,
-    pub root_task_id: Option<String>,
-}
-
-/// One event ready to insert.
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub id: Uuid,
-    pub engine: String,
-    pub task_id: String,
-    pub kind: &'static str,
-    pub occurred_at: Ts,
-    pub payload: Box<RawValue>,
-    pub task: Option<TaskPatch>,
-    pub worker: Option<String>,
-    pub queue: Option<String>,
+fn state_of_kind(kind: &str) -> Option<TaskState> {
+    Some(match kind {
+        "task.received" => TaskState::Received,
+        "task.started" => TaskState::Started,
+        "task.succeeded" => TaskState::Success,
+        "task.failed" => TaskState::Failure,
+        "task.retried" => TaskState::Retry,
+        "task.revoked" => TaskState::Revoked,
+        _ => return None,
+    })
 }
 
 /// Why an event is not inserted (it counts as rejected, never an error).
@@ -163,7 +102,7 @@ pub fn prepare(
     };
     let worker = text("worker", 200);
     let queue = text("queue", 200);
-    let task = match TaskState::of_kind(kind) {
+    let task = match state_of_kind(kind) {
         Some(state) if !task_id.is_empty() => Some(TaskPatch {
             state,
             name: text("task_name", 500).unwrap_or_else(|| "unknown".into()),

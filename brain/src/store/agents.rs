@@ -401,3 +401,13 @@ fn truncate(s: &str, max_chars: usize) -> &str {
         None => s,
     }
 }
+
+/// Online, unrevoked agents per project (the `/metrics` gauge).
+pub async fn online_per_project(db: &Db) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
+        "SELECT project_id, count(*) FROM agents WHERE state = 'online' AND revoked_at IS NULL \
+         GROUP BY project_id"
+    )
+    .fetch_all(p)
+    .await)?)
+}

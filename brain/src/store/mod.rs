@@ -4,10 +4,13 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod audit;
 pub mod cluster;
 pub mod commands;
 mod connect;
+pub mod ingest;
 pub mod invitations;
+pub mod leader;
 pub mod mfa;
 pub mod notifications;
 pub mod observed;
@@ -20,6 +23,19 @@ pub mod sessions;
 pub mod setup;
 pub mod ts;
 pub mod users;
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` on SQLite: `(busy, log pages,
+/// checkpointed pages)`; `None` on PostgreSQL, which has no such thing.
+pub async fn wal_checkpoint(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreError> {
+    let Db::Sqlite(pool) = db else {
+        return Ok(None);
+    };
+    Ok(Some(
+        sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(pool)
+            .await?,
+    ))
+}
 
 pub use connect::{connect, migrate, schema_status, SchemaStatus};
 pub use ts::Ts;
@@ -43,10 +59,38 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Lock, connection and resource errors: worth retrying. Constraint and
+    /// data errors are not (storage spec 6.3).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(d)) => transient_code(d.code().as_deref()),
+            StoreError::Sqlx(_) => true,
+            StoreError::Migrate(_) | StoreError::Conflict(_) => false,
+        }
+    }
+
     /// True for a unique-constraint violation (a duplicate).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
+}
+
+/// A database error code that is worth retrying: PostgreSQL classes 08
+/// (connection), 40 (rollback/serialization), 53 (resources), 55, 57, 58
+/// and a few 25xxx; SQLite primary codes 5 (BUSY), 6 (LOCKED) and 10
+/// (IOERR) with their extended codes.
+fn transient_code(code: Option<&str>) -> bool {
+    let Some(code) = code else {
+        return false;
+    };
+    let pg = code.len() == 5
+        && (["08", "40", "53", "55", "57", "58"].contains(&&code[..2])
+            || ["25006", "25P03", "25P04"].contains(&code));
+    let sqlite = code.len() <= 4
+        && code
+            .parse::<i64>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10));
+    pg || sqlite
 }
 
 /// A protocol JSON value as the text of a JSON column (canonical form);
@@ -156,6 +200,11 @@ macro_rules! on_handle {
 }
 
 impl Db {
+    /// Open connections in the pool and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        on_db!(self, p => (p.size(), p.num_idle()))
+    }
+
     /// Opens a transaction (deferred on SQLite: take a write lock first
     /// when the transaction reads before it writes).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
@@ -197,5 +246,22 @@ impl Db {
 
     pub async fn close(&self) {
         on_db!(self, p => p.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_and_connection_errors_are_transient() {
+        for c in ["40001", "08006", "25P03", "5", "517"] {
+            assert!(transient_code(Some(c)), "{c}");
+        }
+        for c in ["23505", "19"] {
+            assert!(!transient_code(Some(c)), "{c}");
+        }
+        assert!(!transient_code(None));
+        assert!(StoreError::Sqlx(sqlx::Error::PoolTimedOut).is_transient());
     }
 }

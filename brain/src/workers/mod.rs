@@ -7,7 +7,6 @@ pub mod agent_health;
 pub mod audit_retention;
 pub mod cluster;
 pub mod command_timeout;
-pub mod leader;
 pub mod reconciliation;
 pub mod retention;
 pub mod wal_checkpoint;
@@ -126,7 +125,7 @@ where
     let mut failures = 0u32;
     loop {
         let outcome = if job.gated {
-            match leader::try_lead(&db, job.name).await {
+            match crate::store::leader::try_lead(&db, job.name).await {
                 Ok(Some(lease)) => {
                     let r = work().await;
                     lease.release().await;

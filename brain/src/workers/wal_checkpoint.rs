@@ -3,21 +3,19 @@
 //! without bound between SQLite's own (passive) checkpoints. The first pass
 //! runs one interval after start.
 
-use crate::store::Db;
+use crate::store::{self, Db};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 
 pub async fn run(db: Db, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let Db::Sqlite(pool) = db else {
+    if !matches!(db, Db::Sqlite(_)) {
         return; // ignored on PostgreSQL
-    };
+    }
     while super::tick(interval, &mut stop).await {
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&pool)
-            .await
-        {
-            Ok((busy, log, checkpointed)) => {
+        match store::wal_checkpoint(&db).await {
+            Ok(None) => return,
+            Ok(Some((busy, log, checkpointed))) => {
                 tracing::debug!(busy, log, checkpointed, "WAL checkpoint");
                 let m = crate::metrics::get();
                 m.wal_checkpoint_pages_last

@@ -2,7 +2,7 @@
 //! 3.2): a session advisory lock held on a dedicated connection for the
 //! length of one tick. SQLite has one process, so it always leads.
 
-use crate::store::{Db, StoreError};
+use super::{Db, StoreError};
 use sha2::{Digest, Sha256};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;

@@ -1,0 +1,514 @@
+//! The ingest tables' writes: one group commit of prepared event rows
+//! (events, the task projection, workers, queues, agents' last-seen). What
+//! a row is made of, and when it is written, is `crate::ingest`'s.
+
+use super::{Db, Handle, StoreError, Ts, Tx};
+use crate::on_handle;
+use serde_json::value::RawValue;
+use sqlx::types::Json as SqlJson;
+use std::collections::{BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// A task's state (`tasks.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Received,
+    Started,
+    Success,
+    Failure,
+    Retry,
+    Revoked,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Received,
+        TaskState::Started,
+        TaskState::Success,
+        TaskState::Failure,
+        TaskState::Retry,
+        TaskState::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Received => "received",
+            TaskState::Started => "started",
+            TaskState::Success => "success",
+            TaskState::Failure => "failure",
+            TaskState::Retry => "retry",
+            TaskState::Revoked => "revoked",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failure | TaskState::Revoked
+        )
+    }
+}
+
+/// What a state-changing event writes onto its task row.
+#[derive(Debug, Clone)]
+pub struct TaskPatch {
+    pub state: TaskState,
+    pub name: String,
+    pub queue: Option<String>,
+    pub priority: String,
+    pub args: Option<Box<RawValue>>,
+    pub kwargs: Option<Box<RawValue>>,
+    pub result: Option<Box<RawValue>>,
+    pub exception: Option<String>,
+    pub traceback: Option<String>,
+    pub retry_count: Option<i64>,
+    pub runtime_ms: Option<i64>,
+    pub worker_name: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub root_task_id: Option<String>,
+}
+
+/// One event ready to insert.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub engine: String,
+    pub task_id: String,
+    pub kind: &'static str,
+    pub occurred_at: Ts,
+    pub payload: Box<RawValue>,
+    pub task: Option<TaskPatch>,
+    pub worker: Option<String>,
+    pub queue: Option<String>,
+}
+
+/// One frame's rows, from one agent of one project.
+pub struct Frame<'a> {
+    pub project_id: Uuid,
+    pub agent_id: Uuid,
+    pub rows: &'a [EventRow],
+}
+
+/// What a group commit stored.
+pub struct Written {
+    /// Newly inserted events per frame.
+    pub counts: Vec<u64>,
+    /// Per row of the group, in order (frames concatenated): whether it was
+    /// new (a duplicate event is stored once).
+    pub inserted: Vec<bool>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Rows per multi-row statement: powers of two up to this, so each
+/// (statement, size) pair is prepared once and reused from the cache.
+const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+/// `($1, .., $k), ($k+1, ..)`: `rows` tuples of `cols` parameters. SQLite
+/// gets anonymous `?` placeholders: the driver resolves a numbered one by a
+/// linear name search, which is quadratic over thousands of parameters.
+fn values(d: Dialect, rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            match d {
+                Dialect::Sqlite => out.push('?'),
+                Dialect::Postgres => {
+                    out.push('$');
+                    out.push_str(&(r * cols + c + 1).to_string());
+                }
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Splits `n` rows into power-of-two chunk sizes, largest first.
+fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut size = MAX_ROWS_PER_STATEMENT;
+    while n > 0 {
+        while size > n {
+            size /= 2;
+        }
+        out.push(size);
+        n -= size;
+    }
+    out
+}
+
+fn insert_events_sql(d: Dialect, rows: usize) -> String {
+    format!(
+        "INSERT INTO events (id, project_id, agent_id, engine, task_id, kind, occurred_at, payload) \
+         VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        values(d, rows, 8)
+    )
+}
+
+const UPSERT_WORKER: &str = "INSERT INTO workers (id, project_id, engine, name, state, last_heartbeat, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'online', $5, $6, $6) \
+     ON CONFLICT (project_id, engine, name) DO UPDATE SET state = 'online', \
+     last_heartbeat = excluded.last_heartbeat, updated_at = excluded.updated_at \
+     WHERE workers.last_heartbeat IS NULL OR workers.last_heartbeat < excluded.last_heartbeat";
+
+const UPSERT_QUEUE: &str =
+    "INSERT INTO queues (id, project_id, engine, name, last_seen_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+     ON CONFLICT (project_id, engine, name) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+     updated_at = excluded.updated_at \
+     WHERE queues.last_seen_at IS NULL OR queues.last_seen_at < excluded.last_seen_at";
+
+const TOUCH_AGENT: &str = "UPDATE agents SET last_seen_at = $2 \
+     WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)";
+
+/// The multi-row task upsert for one (dialect, state, size). Rows in one
+/// statement have distinct task keys; `updated_at` carries the event's
+/// instant, which the freshness guard compares with the row's lifecycle.
+fn task_upsert_sql(d: Dialect, state: TaskState, rows: usize) -> String {
+    let (latest, greatest) = match d {
+        Dialect::Sqlite => (
+            "max(COALESCE(tasks.received_at, ''), COALESCE(tasks.started_at, ''), COALESCE(tasks.finished_at, '')) <= excluded.updated_at",
+            "max",
+        ),
+        Dialect::Postgres => (
+            "(GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) IS NULL \
+             OR GREATEST(tasks.received_at, tasks.started_at, tasks.finished_at) <= excluded.updated_at)",
+            "GREATEST",
+        ),
+    };
+    let mut set = vec![
+        "state = excluded.state".to_owned(),
+        "updated_at = excluded.updated_at".to_owned(),
+        "queue = COALESCE(excluded.queue, tasks.queue)".to_owned(),
+    ];
+    let name_if_known =
+        "name = CASE WHEN excluded.name <> 'unknown' THEN excluded.name ELSE tasks.name END";
+    let name_if_missing =
+        "name = CASE WHEN tasks.name = 'unknown' THEN excluded.name ELSE tasks.name END";
+    match state {
+        TaskState::Received => set.extend(
+            [
+                name_if_known,
+                "received_at = excluded.received_at",
+                "args = COALESCE(excluded.args, tasks.args)",
+                "kwargs = COALESCE(excluded.kwargs, tasks.kwargs)",
+                "priority = excluded.priority",
+                "parent_task_id = COALESCE(excluded.parent_task_id, tasks.parent_task_id)",
+                "root_task_id = COALESCE(excluded.root_task_id, tasks.root_task_id)",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Started => set.extend(
+            [
+                name_if_missing,
+                "started_at = excluded.started_at",
+                "worker_name = COALESCE(excluded.worker_name, tasks.worker_name)",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Success => set.extend(
+            [
+                name_if_missing,
+                "finished_at = excluded.finished_at",
+                "result = excluded.result",
+                "runtime_ms = COALESCE(excluded.runtime_ms, tasks.runtime_ms)",
+                "exception = NULL",
+                "traceback = NULL",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Failure => set.extend(
+            [
+                name_if_missing,
+                "finished_at = excluded.finished_at",
+                "runtime_ms = COALESCE(excluded.runtime_ms, tasks.runtime_ms)",
+                "exception = excluded.exception",
+                "traceback = excluded.traceback",
+                "result = NULL",
+            ]
+            .map(str::to_owned),
+        ),
+        TaskState::Retry => {
+            set.push(name_if_missing.to_owned());
+            set.push(format!(
+                "retry_count = {greatest}(excluded.retry_count, tasks.retry_count + 1)"
+            ));
+        }
+        TaskState::Revoked => set.extend(
+            [
+                name_if_missing,
+                "finished_at = excluded.finished_at",
+                "result = NULL",
+                "runtime_ms = NULL",
+                "exception = NULL",
+                "traceback = NULL",
+            ]
+            .map(str::to_owned),
+        ),
+    }
+    let guard = if state.is_terminal() {
+        format!("tasks.state NOT IN ('success', 'failure', 'revoked') OR {latest}")
+    } else {
+        format!("tasks.state NOT IN ('success', 'failure', 'revoked') AND {latest}")
+    };
+    format!(
+        "INSERT INTO tasks (id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, \
+         result, exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, \
+         worker_name, parent_task_id, root_task_id, created_at, updated_at) \
+         VALUES {} \
+         ON CONFLICT (project_id, engine, task_id) DO UPDATE SET {} WHERE {guard}",
+        values(d, rows, 23),
+        set.join(", ")
+    )
+}
+
+/// A row of the group with the frame it came in.
+type Item<'a> = (&'a Frame<'a>, &'a EventRow);
+
+/// Writes a group of frames in one transaction (one fsync for all).
+pub async fn write_group(db: &Db, frames: &[Frame<'_>]) -> Result<Written, StoreError> {
+    let dialect = match db {
+        Db::Sqlite(_) => Dialect::Sqlite,
+        Db::Postgres(_) => Dialect::Postgres,
+    };
+    let now = Ts::now();
+    let rows: Vec<Item<'_>> = frames
+        .iter()
+        .flat_map(|f| f.rows.iter().map(move |r| (f, r)))
+        .collect();
+    let mut tx = db.begin().await?;
+    let inserted = insert_events(&mut tx, dialect, &rows).await?;
+    let mut counts: Vec<u64> = vec![0; frames.len()];
+    let frame_of_row = frames
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| std::iter::repeat_n(i, f.rows.len()));
+    for (new, fi) in inserted.iter().zip(frame_of_row) {
+        counts[fi] += u64::from(*new);
+    }
+    let new_rows: Vec<Item<'_>> = rows
+        .iter()
+        .zip(&inserted)
+        .filter(|(_, new)| **new)
+        .map(|(r, _)| *r)
+        .collect();
+    upsert_tasks(&mut tx, dialect, &new_rows, now).await?;
+    touch_observed(&mut tx, frames, &rows, now).await?;
+    tx.commit().await?;
+    Ok(Written { counts, inserted })
+}
+
+/// Events, many per statement; `RETURNING` names the new ones. The first
+/// occurrence of each returned id is the inserted row (a group may carry
+/// the same event twice).
+async fn insert_events(
+    tx: &mut Tx,
+    dialect: Dialect,
+    rows: &[Item<'_>],
+) -> Result<Vec<bool>, StoreError> {
+    let mut inserted_ids: HashMap<Uuid, usize> = HashMap::new();
+    let mut offset = 0;
+    for size in chunk_sizes(rows.len()) {
+        let sql = insert_events_sql(dialect, size);
+        let chunk = &rows[offset..offset + size];
+        let ids: Vec<Uuid> = on_handle!(Handle::Tx(&mut *tx), c => {
+            let mut q = sqlx::query_scalar::<_, Uuid>(&sql);
+            for (frame, row) in chunk {
+                q = q
+                    .bind(row.id)
+                    .bind(frame.project_id)
+                    .bind(frame.agent_id)
+                    .bind(&row.engine)
+                    .bind(&row.task_id)
+                    .bind(row.kind)
+                    .bind(row.occurred_at)
+                    .bind(SqlJson(&row.payload));
+            }
+            q.fetch_all(c).await
+        })?;
+        for id in ids {
+            *inserted_ids.entry(id).or_default() += 1;
+        }
+        offset += size;
+    }
+    Ok(rows
+        .iter()
+        .map(|(_, row)| match inserted_ids.get_mut(&row.id) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        })
+        .collect())
+}
+
+/// Task upserts of the new rows in rounds: round k holds each task's k-th
+/// event, so keys are distinct within a statement and per-task order holds.
+async fn upsert_tasks(
+    tx: &mut Tx,
+    dialect: Dialect,
+    new_rows: &[Item<'_>],
+    now: Ts,
+) -> Result<(), StoreError> {
+    let mut rounds: Vec<Vec<Item<'_>>> = Vec::new();
+    let mut seen: HashMap<(Uuid, &str, &str), usize> = HashMap::new();
+    for (frame, row) in new_rows.iter().filter(|(_, r)| r.task.is_some()) {
+        let k = seen
+            .entry((frame.project_id, row.engine.as_str(), row.task_id.as_str()))
+            .or_insert(0);
+        if rounds.len() <= *k {
+            rounds.push(Vec::new());
+        }
+        rounds[*k].push((*frame, *row));
+        *k += 1;
+    }
+    for round in &rounds {
+        for state in TaskState::ALL {
+            let of_state: Vec<&Item<'_>> = round
+                .iter()
+                .filter(|(_, r)| r.task.as_ref().is_some_and(|t| t.state == state))
+                .collect();
+            let mut offset = 0;
+            for size in chunk_sizes(of_state.len()) {
+                let sql = task_upsert_sql(dialect, state, size);
+                let chunk = &of_state[offset..offset + size];
+                on_handle!(Handle::Tx(&mut *tx), c => {
+                    let mut q = sqlx::query(&sql);
+                    for (frame, row) in chunk {
+                        let Some(t) = &row.task else { continue };
+                        let at = row.occurred_at;
+                        let when = |s: TaskState| (t.state == s).then_some(at);
+                        let retry_count = t
+                            .retry_count
+                            .unwrap_or(if t.state == TaskState::Retry { 1 } else { 0 });
+                        q = q
+                            .bind(Uuid::new_v4())
+                            .bind(frame.project_id)
+                            .bind(&row.engine)
+                            .bind(&row.task_id)
+                            .bind(&t.name)
+                            .bind(&t.queue)
+                            .bind(t.state.as_str())
+                            .bind(&t.priority)
+                            .bind(t.args.as_ref().map(SqlJson))
+                            .bind(t.kwargs.as_ref().map(SqlJson))
+                            .bind(t.result.as_ref().map(SqlJson))
+                            .bind(&t.exception)
+                            .bind(&t.traceback)
+                            .bind(retry_count)
+                            .bind(when(TaskState::Received))
+                            .bind(when(TaskState::Started))
+                            .bind(t.state.is_terminal().then_some(at))
+                            .bind(t.runtime_ms)
+                            .bind(&t.worker_name)
+                            .bind(&t.parent_task_id)
+                            .bind(&t.root_task_id)
+                            .bind(now)
+                            .bind(at);
+                    }
+                    q.execute(c).await.map(|_| ())
+                })?;
+                offset += size;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Workers and queues named by the events (newest sighting wins), and the
+/// sending agents' last-seen.
+async fn touch_observed(
+    tx: &mut Tx,
+    frames: &[Frame<'_>],
+    rows: &[Item<'_>],
+    now: Ts,
+) -> Result<(), StoreError> {
+    let mut workers: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
+    let mut queues: HashMap<(Uuid, &str, &str), Ts> = HashMap::new();
+    for (frame, row) in rows {
+        if let Some(w) = &row.worker {
+            let e = workers
+                .entry((frame.project_id, &row.engine, w))
+                .or_insert(row.occurred_at);
+            *e = (*e).max(row.occurred_at);
+        }
+        if let Some(q) = &row.queue {
+            let e = queues
+                .entry((frame.project_id, &row.engine, q))
+                .or_insert(row.occurred_at);
+            *e = (*e).max(row.occurred_at);
+        }
+    }
+    for (sql, seen) in [(UPSERT_WORKER, &workers), (UPSERT_QUEUE, &queues)] {
+        for ((project, engine, name), at) in seen {
+            on_handle!(Handle::Tx(&mut *tx), c => sqlx::query(sql)
+                .bind(Uuid::new_v4())
+                .bind(*project)
+                .bind(*engine)
+                .bind(*name)
+                .bind(*at)
+                .bind(now)
+                .execute(c)
+                .await
+                .map(|_| ()))?;
+        }
+    }
+    let agents: BTreeSet<Uuid> = frames.iter().map(|f| f.agent_id).collect();
+    for agent in agents {
+        on_handle!(Handle::Tx(&mut *tx), c => sqlx::query(TOUCH_AGENT)
+            .bind(agent)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_upsert_is_built() {
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            for s in TaskState::ALL {
+                let sql = task_upsert_sql(d, s, 2);
+                assert!(
+                    sql.contains("ON CONFLICT (project_id, engine, task_id)"),
+                    "{sql}"
+                );
+                let want = if d == Dialect::Postgres {
+                    "$46)"
+                } else {
+                    "?), (?"
+                };
+                assert!(sql.contains(want), "two rows of 23 parameters: {sql}");
+            }
+        }
+        assert!(task_upsert_sql(Dialect::Postgres, TaskState::Retry, 1).contains("GREATEST("));
+        assert!(task_upsert_sql(Dialect::Sqlite, TaskState::Retry, 1).contains("max("));
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_summing_to_n() {
+        assert_eq!(chunk_sizes(0), Vec::<usize>::new());
+        assert_eq!(chunk_sizes(37), vec![32, 4, 1]);
+        assert_eq!(chunk_sizes(600), vec![256, 256, 64, 16, 8]);
+        assert_eq!(values(Dialect::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
+}
