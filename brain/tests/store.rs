@@ -303,8 +303,8 @@ async fn agent_liveness_is_guarded_and_stale_agents_are_pruned() {
             .await
             .unwrap();
         let now = agents::find(&db, a.id).await.unwrap().unwrap();
-        assert_eq!(now.state, "online");
-        let workers = agents::list_workers(&db, project, Some("online"), 10)
+        assert_eq!(now.state, agents::Liveness::Online);
+        let workers = agents::list_workers(&db, project, Some(agents::Liveness::Online), 10)
             .await
             .unwrap();
         assert_eq!(workers.len(), 1);
@@ -313,7 +313,7 @@ async fn agent_liveness_is_guarded_and_stale_agents_are_pruned() {
             .unwrap();
         assert_eq!(
             agents::find(&db, a.id).await.unwrap().unwrap().state,
-            "offline"
+            agents::Liveness::Offline
         );
 
         // Offline and silent for longer than the prune window: soft-revoked.

@@ -4,21 +4,10 @@
 use crate::settings::Settings;
 use crate::store::{setup, Db, StoreError, Ts};
 
-/// How a setup token is stored: keyed by `Z4J_SECRET`, never in the clear.
-/// `None` when no master secret is configured.
-pub fn token_hash(s: &Settings, token: &str) -> Option<String> {
-    let master = s.secret.as_deref()?;
-    Some(z4j_protocol::secret::labelled_token_hash(
-        master.as_bytes(),
-        z4j_protocol::secret::SETUP_TOKEN_LABEL,
-        token,
-    ))
-}
-
 /// Mints a token (replacing any earlier one) and returns it with its expiry.
 pub async fn mint(db: &Db, s: &Settings) -> Result<(String, Ts), StoreError> {
     let token = super::secrets::random_token(32);
-    let hash = token_hash(s, &token)
+    let hash = crate::auth::keyed::setup_token(s, &token)
         .ok_or_else(|| StoreError::Conflict("Z4J_SECRET is not configured".into()))?;
     let expires = Ts::now().plus_seconds(s.first_boot_token_ttl_seconds);
     setup::replace_token(db, &hash, expires).await?;

@@ -18,7 +18,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use z4j_protocol::secret::agent_token_hash;
 use z4j_protocol::Now;
 
 /// Fixed by the protocol (spec 9): 600 connection attempts per address per
@@ -138,7 +137,7 @@ pub async fn authenticate(
     let hashes: Vec<String> = s
         .master_secrets()
         .into_iter()
-        .map(|m| agent_token_hash(m.as_bytes(), token))
+        .map(|m| crate::auth::keyed::agent_token(m, token))
         .collect();
     agents::find_by_token_hashes(db, &hashes).await
 }

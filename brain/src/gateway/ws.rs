@@ -14,7 +14,8 @@ use crate::fleet::registry::{Entry, Kick, Outbound};
 use crate::ingest::OverLimit;
 use crate::net::bearer_token;
 use crate::settings::BRAIN_VERSION;
-use crate::store::{agents, Ts};
+use crate::store::agents::{self, Credential};
+use crate::store::Ts;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 use z4j_protocol::handshake::{parse_first_frame, Hello};
 use z4j_protocol::json::{Object, Value};
-use z4j_protocol::{Binding, Direction, FrameType, Signer, Verified, Verifier};
+use z4j_protocol::{Binding, Direction, FrameType, ProjectKey, Signer, Verified, Verifier};
 
 /// The server library's own message limit (uvicorn's default): above it the
 /// library answers 1009; between the configured cap and this, we close 4400.
@@ -89,60 +90,25 @@ async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.recv()).await;
 }
 
+/// A refusal: the close code and reason the socket is closed with.
+type Refusal = (u16, &'static str);
+
 /// Steps 2–16 of the admission pipeline, then the session.
 async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
-    let s = state.settings.clone();
-    if adm.over_budget {
-        return close(socket, 4429, "agent connect rate limit exceeded").await;
-    }
-    if !adm.allowed {
-        tracing::warn!(peer = %adm.peer, "agent connection from an address outside Z4J_AGENT_IP_ALLOWLIST");
-        return close(socket, 4403, "").await;
-    }
-    let cred = match adm.token {
-        Some(t) => match authenticate(&s, &state.db, &t).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "agent token lookup failed");
-                return close(socket, 1011, "").await;
-            }
-        },
-        None => None,
+    let (cred, key) = match admit(&state, &adm).await {
+        Ok(admitted) => admitted,
+        Err((code, reason)) => return close(socket, code, reason).await,
     };
-    let Some(cred) = cred else {
-        tracing::info!(peer = %adm.peer, "agent connection refused: unknown, revoked or missing token");
-        return close(socket, 4401, "").await;
+    let Some(first) = first_message(&mut socket).await else {
+        return;
     };
-    if !cred.project_active {
-        return close(socket, 4401, "").await;
-    }
-    let Some(key) = project_key(&s, cred.project_id) else {
-        return close(socket, 1011, "").await;
+    let hello = match handshake(&state, &cred, &first).await {
+        Ok(hello) => hello,
+        Err((code, reason)) => return close(socket, code, reason).await,
     };
-    // Step 7: the first message, however long it takes (spec 12.19).
-    let first = loop {
-        match socket.recv().await {
-            Some(Ok(Message::Text(t))) => break t.as_bytes().to_vec(),
-            Some(Ok(Message::Binary(b))) => break b.to_vec(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            _ => return,
-        }
-    };
-    let cap = frame_cap(&s);
-    if first.len() > cap {
-        return close(socket, 4400, "").await;
-    }
-    let hello = match parse_first_frame(&first) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::info!(error = %e, agent_id = %cred.agent_id, "agent handshake refused");
-            return close(socket, e.ws_close_code(), "").await;
-        }
-    };
-    log_version_skew(&hello, cred.agent_id);
-    let info = hello_info(&hello);
+    let session_id = Uuid::new_v4();
     let connected_at = Ts::now();
-    match agents::mark_online(&state.db, cred.agent_id, &info, connected_at).await {
+    match agents::mark_online(&state.db, cred.agent_id, &hello_info(&hello), connected_at).await {
         Ok(true) => {}
         Ok(false) => return close(socket, 4401, "").await,
         Err(e) => {
@@ -150,7 +116,7 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
             return close(socket, 1011, "").await;
         }
     }
-    let session_id = Uuid::new_v4();
+    let cap = frame_cap(&state.settings);
     let ack = z4j_protocol::frame::hello_ack_wire(
         &session_id,
         BRAIN_VERSION,
@@ -166,8 +132,120 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
     {
         return;
     }
-    let registry = &state.fleet().registry;
-    let conn_id = registry.next_conn_id();
+    let slot = Slot {
+        agent_id: cred.agent_id,
+        conn_id: state.fleet().registry.next_conn_id(),
+        worker_id: hello.worker_id.clone(),
+        connected_at,
+    };
+    let refused = attach(&state, socket, &cred, key, &hello, session_id, &slot).await;
+    // One clean-up for every way a registered (or refused) slot ends.
+    slot.finish(&state).await;
+    if let Some((socket, code)) = refused {
+        close(socket, code, "").await;
+    }
+}
+
+/// Steps 2–6: budget, allow-list, token, project, signing key.
+async fn admit(state: &Shared, adm: &Admission) -> Result<(Credential, ProjectKey), Refusal> {
+    if adm.over_budget {
+        return Err((4429, "agent connect rate limit exceeded"));
+    }
+    if !adm.allowed {
+        tracing::warn!(peer = %adm.peer, "agent connection from an address outside Z4J_AGENT_IP_ALLOWLIST");
+        return Err((4403, ""));
+    }
+    let cred = match &adm.token {
+        Some(t) => authenticate(&state.settings, &state.db, t)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "agent token lookup failed");
+                (1011, "")
+            })?,
+        None => None,
+    };
+    let Some(cred) = cred else {
+        tracing::info!(peer = %adm.peer, "agent connection refused: unknown, revoked or missing token");
+        return Err((4401, ""));
+    };
+    if !cred.project_active {
+        return Err((4401, ""));
+    }
+    let key = project_key(&state.settings, cred.project_id).ok_or((1011, ""))?;
+    Ok((cred, key))
+}
+
+/// Step 7: the first message, however long it takes (spec 12.19); `None`
+/// when the socket ends first.
+async fn first_message(socket: &mut WebSocket) -> Option<Vec<u8>> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(t))) => return Some(t.as_bytes().to_vec()),
+            Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Steps 8–11: the first frame within the cap, a valid `hello`.
+async fn handshake(state: &Shared, cred: &Credential, first: &[u8]) -> Result<Hello, Refusal> {
+    if first.len() > frame_cap(&state.settings) {
+        return Err((4400, ""));
+    }
+    let hello = parse_first_frame(first).map_err(|e| {
+        tracing::info!(error = %e, agent_id = %cred.agent_id, "agent handshake refused");
+        (e.ws_close_code(), "")
+    })?;
+    log_version_skew(&hello, cred.agent_id);
+    Ok(hello)
+}
+
+/// This connection's place in the registry, from registration to
+/// disconnect.
+struct Slot {
+    agent_id: Uuid,
+    conn_id: u64,
+    worker_id: Option<String>,
+    connected_at: Ts,
+}
+
+impl Slot {
+    /// Unregisters and marks the worker (and, if it was the last
+    /// connection here, the agent) offline without overwriting a newer
+    /// reconnect.
+    async fn finish(&self, state: &Shared) {
+        let last = state
+            .fleet()
+            .registry
+            .unregister(self.agent_id, self.conn_id);
+        if let Err(e) = agents::disconnected(
+            &state.db,
+            self.agent_id,
+            self.worker_id.as_deref(),
+            self.connected_at,
+            last,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "cannot mark the agent connection offline");
+        }
+        tracing::info!(agent_id = %self.agent_id, "agent disconnected");
+    }
+}
+
+/// Steps 12–16: the slot (per-agent cap), a last admission check, the
+/// worker row, then the session until it ends. A refusal hands the socket
+/// back with its close code.
+async fn attach(
+    state: &Shared,
+    socket: WebSocket,
+    cred: &Credential,
+    key: ProjectKey,
+    hello: &Hello,
+    session_id: Uuid,
+    slot: &Slot,
+) -> Option<(WebSocket, u16)> {
     let (kick, kick_rx) = Kick::new();
     let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let retry_engines: Vec<String> = hello
@@ -180,45 +258,35 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
         .map(|(engine, _)| engine.clone())
         .collect();
     let entry = Entry {
-        conn_id,
-        worker_id: hello.worker_id.clone(),
+        conn_id: slot.conn_id,
+        worker_id: slot.worker_id.clone(),
         kick: kick.clone(),
         out: Some(out_tx.downgrade()),
         retry_engines: retry_engines.clone(),
     };
-    let slot_cap = s.ws_per_agent_concurrency_cap.max(0) as usize;
-    if registry.register(cred.agent_id, entry, slot_cap).is_err() {
+    let slot_cap = state.settings.ws_per_agent_concurrency_cap.max(0) as usize;
+    if state
+        .fleet()
+        .registry
+        .register(cred.agent_id, entry, slot_cap)
+        .is_err()
+    {
         tracing::warn!(agent_id = %cred.agent_id, cap = slot_cap, "agent worker connection over Z4J_WS_PER_AGENT_CONCURRENCY_CAP");
-        finish(
-            &state,
-            cred.agent_id,
-            conn_id,
-            hello.worker_id.as_deref(),
-            connected_at,
-        )
-        .await;
-        return close(socket, 4429, "").await;
+        return Some((socket, 4429));
     }
-    match agents::still_admitted(&state.db, cred.agent_id).await {
-        Ok(true) => {}
-        _ => {
-            finish(
-                &state,
-                cred.agent_id,
-                conn_id,
-                hello.worker_id.as_deref(),
-                connected_at,
-            )
-            .await;
-            return close(socket, 4003, "").await;
-        }
+    if !matches!(
+        agents::still_admitted(&state.db, cred.agent_id).await,
+        Ok(true)
+    ) {
+        return Some((socket, 4003));
     }
+    let info = hello_info(hello);
     if let Err(e) = agents::upsert_worker(
         &state.db,
         cred.agent_id,
         cred.project_id,
         &info,
-        connected_at,
+        slot.connected_at,
     )
     .await
     {
@@ -230,47 +298,23 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
         project_id: cred.project_id.to_string(),
         session_id: session_id.to_string(),
     };
-    let conn = Arc::new(ConnCtx::new(
-        cred.agent_id,
-        cred.project_id,
-        hello.worker_id.clone(),
-    ));
     let session = Session {
         state: state.clone(),
-        conn,
+        conn: Arc::new(ConnCtx::new(
+            cred.agent_id,
+            cred.project_id,
+            hello.worker_id.clone(),
+        )),
         kick,
         kick_rx,
         verifier: Verifier::new(key.clone(), binding.clone(), Direction::AgentToBrain),
         signer: Signer::new(key, binding),
-        cap,
+        cap: frame_cap(&state.settings),
         out: (out_tx, out_rx),
     };
     // Step 15: commands that waited for this agent, right after hello_ack.
     session.serve(socket, retry_engines).await;
-    finish(
-        &state,
-        cred.agent_id,
-        conn_id,
-        hello.worker_id.as_deref(),
-        connected_at,
-    )
-    .await;
-}
-
-/// Unregisters and marks the worker (and, if it was the last connection
-/// here, the agent) offline without overwriting a newer reconnect.
-async fn finish(
-    state: &Shared,
-    agent_id: Uuid,
-    conn_id: u64,
-    worker_id: Option<&str>,
-    connected_at: Ts,
-) {
-    let last = state.fleet().registry.unregister(agent_id, conn_id);
-    if let Err(e) = agents::disconnected(&state.db, agent_id, worker_id, connected_at, last).await {
-        tracing::warn!(error = %e, "cannot mark the agent connection offline");
-    }
-    tracing::info!(agent_id = %agent_id, "agent disconnected");
+    None
 }
 
 fn log_version_skew(hello: &Hello, agent_id: Uuid) {

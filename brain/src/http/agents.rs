@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use uuid::Uuid;
-use z4j_protocol::secret::agent_token_hash;
 
 /// Names with this prefix are reserved for agents the brain creates itself.
 const RESERVED_PREFIX: &str = "__z4j";
@@ -114,7 +113,7 @@ async fn mint(
         return Err(ApiError::no_master_secret());
     };
     let token = crate::bootstrap::secrets::random_token(32);
-    let hash = agent_token_hash(master.as_bytes(), &token);
+    let hash = crate::auth::keyed::agent_token(master, &token);
     let mut tx = crate::audit::begin(&state.db).await?;
     let agent = match agents::mint(&mut tx, access.project.id, &name, &hash).await {
         Ok(a) => a,

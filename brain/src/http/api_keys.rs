@@ -16,9 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
+
 use serde_json::{json, Value};
-use sha2::Sha256;
+
 use uuid::Uuid;
 
 /// Set by [`layer`] for a request it authenticated; stripped from input.
@@ -56,16 +56,6 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/api-keys/scopes", get(scopes))
         .route("/api/v1/api-keys", get(list).post(create))
         .route("/api/v1/api-keys/{id}", delete(revoke))
-}
-
-/// hex(HMAC-SHA256(key = Z4J_SECRET ‖ "z4j-api-key-v1", token)).
-pub fn token_hash(master: &str, token: &str) -> String {
-    let key = format!("{master}z4j-api-key-v1");
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(token.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The scope a request needs: `None` for routes open to any credential,
@@ -148,7 +138,9 @@ pub async fn layer(State(state): State<Shared>, mut req: Request, next: Next) ->
     let Some(master) = state.settings.secret.as_deref() else {
         return next.run(req).await;
     };
-    let key = match api_keys::find_by_hash(&state.db, &token_hash(master, &token)).await {
+    let key = match api_keys::find_by_hash(&state.db, &crate::auth::keyed::api_key(master, &token))
+        .await
+    {
         Ok(Some(k)) => k,
         // Unknown keys are no credential at all.
         Ok(None) => return next.run(req).await,
@@ -378,7 +370,7 @@ async fn create(
             user_id: caller.user.id,
             project_id,
             name: &name,
-            token_hash: &token_hash(master, &token),
+            token_hash: &crate::auth::keyed::api_key(master, &token),
             prefix: &token[..8],
             scopes: &requested,
             expires_at,

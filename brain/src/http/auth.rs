@@ -221,8 +221,12 @@ async fn issue(
     let enrolled = user.mfa_enrolled_at.is_some();
     let trusted = match (enrolled, super::mfa::trust_token(state, headers)) {
         (true, Some(token)) => {
-            crate::store::mfa::device_trusted(&mut *tx, user.id, &super::mfa::token_hash(&token))
-                .await?
+            crate::store::mfa::device_trusted(
+                &mut *tx,
+                user.id,
+                &crate::auth::keyed::mfa_token(&token),
+            )
+            .await?
         }
         _ => false,
     };

@@ -9,8 +9,9 @@ use super::reads::{decode_cursor, encode_cursor};
 use super::Shared;
 use crate::commands::capability::{self, Refusal};
 use crate::net::client_ip;
+use crate::store::agents::{self, Liveness};
 use crate::store::commands::{self, Action, Command, Issued, NewCommand, Status};
-use crate::store::{agents, StoreError};
+use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -77,203 +78,89 @@ fn issue_err(kind: &'static str, field: &str, msg: impl Into<String>) -> SchemaI
     }
 }
 
-fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
-    let obj = body::object(body)?;
-    let mut f = body::Fields::new(&obj);
-    let agent = f.text("agent_id", 1, 64, true);
-    let key = f.text("idempotency_key", 1, 200, false);
-    let mut payload = Map::new();
-    let mut issues: Vec<SchemaIssue> = Vec::new();
-    let text = |f: &mut body::Fields,
-                payload: &mut Map<String, Value>,
-                name: &'static str,
-                max: usize,
-                required: bool| {
-        let v = f.text(name, 1, max, required);
+/// A command body being read: typed fields go into the payload, problems
+/// into two lists (field-type problems first, then value rules, as the
+/// reference orders them).
+struct Body<'a> {
+    obj: &'a Map<String, Value>,
+    f: body::Fields<'a>,
+    payload: Map<String, Value>,
+    rules: Vec<SchemaIssue>,
+    /// The engine the agent's session must advertise the action for.
+    requirement: Option<String>,
+}
+
+impl<'a> Body<'a> {
+    /// A string field of at most `max` characters, copied into the payload.
+    fn text(&mut self, name: &'static str, max: usize, required: bool) -> Option<String> {
+        let v = self.f.text(name, 1, max, required);
         if let Some(v) = &v {
-            payload.insert(name.into(), json!(v));
+            self.payload.insert(name.into(), json!(v));
         }
         v
-    };
-    let int = |obj: &Map<String, Value>,
-               issues: &mut Vec<SchemaIssue>,
-               name: &str,
-               lo: i64,
-               hi: i64|
-     -> Option<i64> {
-        match obj.get(name) {
+    }
+
+    /// An optional integer field within `lo..=hi`.
+    fn int(&mut self, name: &str, lo: i64, hi: i64) -> Option<i64> {
+        match self.obj.get(name) {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_i64() {
                 Some(n) if (lo..=hi).contains(&n) => Some(n),
                 _ => {
-                    issues.push(issue_err(
+                    self.rule(
                         "int_range",
                         name,
                         format!("Input should be an integer between {lo} and {hi}"),
-                    ));
+                    );
                     None
                 }
             },
         }
+    }
+
+    fn rule(&mut self, kind: &'static str, field: &str, msg: impl Into<String>) {
+        self.rules.push(issue_err(kind, field, msg));
+    }
+}
+
+/// What an action's fields decide: the action, its target and the role
+/// the caller needs.
+type Decided = (Action, &'static str, Option<String>, Role);
+
+fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
+    let obj = body::object(body)?;
+    let mut b = Body {
+        obj: &obj,
+        f: body::Fields::new(&obj),
+        payload: Map::new(),
+        rules: Vec::new(),
+        requirement: None,
     };
-    let mut requirement: Option<String> = None;
-    let (action, target_type, target_id, need): (Action, &'static str, Option<String>, Role) =
-        match route {
-            "retry-task" | "cancel-task" | "requeue-dead-letter" => {
-                let engine = text(&mut f, &mut payload, "engine", 40, true);
-                if let Some(e) = engine.as_deref().and_then(capability::engine_name_error) {
-                    issues.push(issue_err(
-                        "value_error",
-                        "engine",
-                        format!("Value error, {e}"),
-                    ));
-                }
-                let task = text(&mut f, &mut payload, "task_id", 200, true);
-                if route == "retry-task" {
-                    let args = obj.get("override_args").filter(|v| !v.is_null());
-                    let kwargs = obj.get("override_kwargs").filter(|v| !v.is_null());
-                    if args.is_some_and(|a| !a.is_array()) {
-                        issues.push(issue_err(
-                            "list_type",
-                            "override_args",
-                            "Input should be a valid list",
-                        ));
-                    }
-                    if kwargs.is_some_and(|k| !k.is_object()) {
-                        issues.push(issue_err(
-                            "dict_type",
-                            "override_kwargs",
-                            "Input should be a valid dictionary",
-                        ));
-                    }
-                    let reserved: Vec<&String> = kwargs
-                        .and_then(Value::as_object)
-                        .map(|k| k.keys().filter(|k| k.starts_with("__z4j_")).collect())
-                        .unwrap_or_default();
-                    if !reserved.is_empty() {
-                        issues.push(issue_err(
-                            "value_error",
-                            "override_kwargs",
-                            format!("Value error, override_kwargs may not contain reserved control keys: {reserved:?}"),
-                        ));
-                    }
-                    if args.is_some() != kwargs.is_some() {
-                        issues.push(issue_err(
-                            "value_error",
-                            "override_args",
-                            "Value error, override_args and override_kwargs go together",
-                        ));
-                    }
-                    for (name, v) in [("override_args", args), ("override_kwargs", kwargs)] {
-                        if let Some(v) = v {
-                            if v.to_string().len() > 64 * 1024 {
-                                issues.push(issue_err(
-                                    "value_error",
-                                    name,
-                                    "Value error, at most 64 KiB of JSON",
-                                ));
-                            }
-                            payload.insert(name.into(), v.clone());
-                        }
-                    }
-                    if let Some(eta) = int(&obj, &mut issues, "eta_seconds", 0, 86_400) {
-                        payload.insert("eta_seconds".into(), json!(eta));
-                    }
-                }
-                let action = match route {
-                    "retry-task" => Action::RetryTask,
-                    "cancel-task" => Action::CancelTask,
-                    _ => Action::RequeueDeadLetter,
-                };
-                requirement = engine.clone();
-                let target = engine.zip(task).map(|(e, t)| format!("{e}:{t}"));
-                (action, "task", target, Role::Operator)
-            }
-            "bulk-retry" => {
-                match obj.get("filter") {
-                    None | Some(Value::Null) => {
-                        payload.insert("filter".into(), json!({}));
-                    }
-                    Some(Value::Object(o)) => {
-                        payload.insert("filter".into(), Value::Object(o.clone()));
-                    }
-                    Some(_) => issues.push(issue_err(
-                        "dict_type",
-                        "filter",
-                        "Input should be a valid dictionary",
-                    )),
-                }
-                // An engine the filter does not name is refused by the
-                // capability rule (never defaulted).
-                let engine = payload
-                    .get("filter")
-                    .and_then(|f| f.get("engine"))
-                    .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
-                    .unwrap_or_default();
-                requirement = Some(engine);
-                let max = int(&obj, &mut issues, "max", 1, 10_000).unwrap_or(1000);
-                payload.insert("max".into(), json!(max));
-                (Action::BulkRetry, "filter", None, Role::Operator)
-            }
-            "purge-queue" => {
-                let queue = text(&mut f, &mut payload, "queue", 200, true);
-                text(&mut f, &mut payload, "confirm_token", 128, true);
-                if let Some(d) = int(&obj, &mut issues, "observed_depth", 0, i64::MAX) {
-                    payload.insert("observed_depth".into(), json!(d));
-                }
-                let force = f.boolean("force", false);
-                payload.insert("force".into(), json!(force));
-                text(&mut f, &mut payload, "engine", 40, false);
-                (Action::PurgeQueue, "queue", queue, Role::Admin)
-            }
-            "restart-worker" | "pool-resize" | "add-consumer" | "cancel-consumer" => {
-                text(&mut f, &mut payload, "engine", 40, false);
-                let worker = text(&mut f, &mut payload, "worker_name", 200, true);
-                let action = match route {
-                    "restart-worker" => Action::RestartWorker,
-                    "add-consumer" => Action::AddConsumer,
-                    "cancel-consumer" => Action::CancelConsumer,
-                    _ => match int(&obj, &mut issues, "delta", -100, 100) {
-                        Some(d) if d > 0 => {
-                            payload.insert("delta".into(), json!(d));
-                            Action::PoolGrow
-                        }
-                        Some(d) if d < 0 => {
-                            payload.insert("delta".into(), json!(-d));
-                            Action::PoolShrink
-                        }
-                        _ => {
-                            issues.push(issue_err("value_error", "delta", "Value error, delta must be a non-zero integer between -100 and 100"));
-                            Action::PoolGrow
-                        }
-                    },
-                };
-                if matches!(route, "add-consumer" | "cancel-consumer") {
-                    text(&mut f, &mut payload, "queue", 200, true);
-                }
-                (action, "worker", worker, Role::Operator)
-            }
-            "rate-limit" => {
-                let task = text(&mut f, &mut payload, "task_name", 500, true);
-                let rate = text(&mut f, &mut payload, "rate", 32, true);
-                if rate.as_deref().is_some_and(|r| !rate_ok(r)) {
-                    issues.push(issue_err(
-                        "string_pattern_mismatch",
-                        "rate",
-                        "String should match pattern '^(?:0|[1-9]\\d*(?:/[smh])?)$'",
-                    ));
-                }
-                text(&mut f, &mut payload, "worker_name", 200, false);
-                (Action::RateLimit, "task_name", task, Role::Operator)
-            }
-            _ => {
-                return Err(ApiError::NotFound {
-                    message: format!("unknown command '{route}'"),
-                    details: json!({"command": route}),
-                })
-            }
-        };
-    f.issues.extend(issues);
+    let agent = b.f.text("agent_id", 1, 64, true);
+    let key = b.f.text("idempotency_key", 1, 200, false);
+    let (action, target_type, target_id, need) = match route {
+        "retry-task" | "cancel-task" | "requeue-dead-letter" => task_command(&mut b, route),
+        "bulk-retry" => bulk_retry(&mut b),
+        "purge-queue" => purge_queue(&mut b),
+        "restart-worker" | "pool-resize" | "add-consumer" | "cancel-consumer" => {
+            worker_command(&mut b, route)
+        }
+        "rate-limit" => rate_limit(&mut b),
+        _ => {
+            return Err(ApiError::NotFound {
+                message: format!("unknown command '{route}'"),
+                details: json!({"command": route}),
+            })
+        }
+    };
+    let Body {
+        mut f,
+        payload,
+        rules,
+        requirement,
+        ..
+    } = b;
+    f.issues.extend(rules);
     let agent_id = match agent.as_deref().map(Uuid::parse_str) {
         Some(Ok(u)) => Some(u),
         Some(Err(_)) => {
@@ -299,6 +186,162 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
     })
 }
 
+/// `retry-task`, `cancel-task`, `requeue-dead-letter`: one task of one
+/// engine (target `engine:task_id`).
+fn task_command(b: &mut Body<'_>, route: &str) -> Decided {
+    let engine = b.text("engine", 40, true);
+    if let Some(e) = engine.as_deref().and_then(capability::engine_name_error) {
+        b.rule("value_error", "engine", format!("Value error, {e}"));
+    }
+    let task = b.text("task_id", 200, true);
+    let action = match route {
+        "retry-task" => {
+            retry_overrides(b);
+            Action::RetryTask
+        }
+        "cancel-task" => Action::CancelTask,
+        _ => Action::RequeueDeadLetter,
+    };
+    b.requirement = engine.clone();
+    let target = engine.zip(task).map(|(e, t)| format!("{e}:{t}"));
+    (action, "task", target, Role::Operator)
+}
+
+/// A retry's optional overrides: both or neither, a list and a dictionary
+/// without reserved keys, each at most 64 KiB of JSON; and `eta_seconds`.
+fn retry_overrides(b: &mut Body<'_>) {
+    let args = b.obj.get("override_args").filter(|v| !v.is_null());
+    let kwargs = b.obj.get("override_kwargs").filter(|v| !v.is_null());
+    if args.is_some_and(|a| !a.is_array()) {
+        b.rule("list_type", "override_args", "Input should be a valid list");
+    }
+    if kwargs.is_some_and(|k| !k.is_object()) {
+        b.rule(
+            "dict_type",
+            "override_kwargs",
+            "Input should be a valid dictionary",
+        );
+    }
+    let reserved: Vec<&String> = kwargs
+        .and_then(Value::as_object)
+        .map(|k| k.keys().filter(|k| k.starts_with("__z4j_")).collect())
+        .unwrap_or_default();
+    if !reserved.is_empty() {
+        b.rule(
+            "value_error",
+            "override_kwargs",
+            format!(
+                "Value error, override_kwargs may not contain reserved control keys: {reserved:?}"
+            ),
+        );
+    }
+    if args.is_some() != kwargs.is_some() {
+        b.rule(
+            "value_error",
+            "override_args",
+            "Value error, override_args and override_kwargs go together",
+        );
+    }
+    for (name, v) in [("override_args", args), ("override_kwargs", kwargs)] {
+        if let Some(v) = v {
+            if v.to_string().len() > 64 * 1024 {
+                b.rule("value_error", name, "Value error, at most 64 KiB of JSON");
+            }
+            b.payload.insert(name.into(), v.clone());
+        }
+    }
+    if let Some(eta) = b.int("eta_seconds", 0, 86_400) {
+        b.payload.insert("eta_seconds".into(), json!(eta));
+    }
+}
+
+/// `bulk-retry`: a filter (its engine is what the agent must advertise,
+/// never defaulted) and a cap.
+fn bulk_retry(b: &mut Body<'_>) -> Decided {
+    match b.obj.get("filter") {
+        None | Some(Value::Null) => {
+            b.payload.insert("filter".into(), json!({}));
+        }
+        Some(Value::Object(o)) => {
+            b.payload.insert("filter".into(), Value::Object(o.clone()));
+        }
+        Some(_) => b.rule("dict_type", "filter", "Input should be a valid dictionary"),
+    }
+    let engine = b
+        .payload
+        .get("filter")
+        .and_then(|f| f.get("engine"))
+        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+        .unwrap_or_default();
+    b.requirement = Some(engine);
+    let max = b.int("max", 1, 10_000).unwrap_or(1000);
+    b.payload.insert("max".into(), json!(max));
+    (Action::BulkRetry, "filter", None, Role::Operator)
+}
+
+/// `purge-queue` (admins): the queue, the confirmation token, the depth
+/// the operator saw.
+fn purge_queue(b: &mut Body<'_>) -> Decided {
+    let queue = b.text("queue", 200, true);
+    b.text("confirm_token", 128, true);
+    if let Some(d) = b.int("observed_depth", 0, i64::MAX) {
+        b.payload.insert("observed_depth".into(), json!(d));
+    }
+    let force = b.f.boolean("force", false);
+    b.payload.insert("force".into(), json!(force));
+    b.text("engine", 40, false);
+    (Action::PurgeQueue, "queue", queue, Role::Admin)
+}
+
+/// `restart-worker`, `pool-resize` (a signed delta: grow or shrink),
+/// `add-consumer`, `cancel-consumer` (with a queue).
+fn worker_command(b: &mut Body<'_>, route: &str) -> Decided {
+    b.text("engine", 40, false);
+    let worker = b.text("worker_name", 200, true);
+    let action = match route {
+        "restart-worker" => Action::RestartWorker,
+        "add-consumer" => Action::AddConsumer,
+        "cancel-consumer" => Action::CancelConsumer,
+        _ => match b.int("delta", -100, 100) {
+            Some(d) if d > 0 => {
+                b.payload.insert("delta".into(), json!(d));
+                Action::PoolGrow
+            }
+            Some(d) if d < 0 => {
+                b.payload.insert("delta".into(), json!(-d));
+                Action::PoolShrink
+            }
+            _ => {
+                b.rule(
+                    "value_error",
+                    "delta",
+                    "Value error, delta must be a non-zero integer between -100 and 100",
+                );
+                Action::PoolGrow
+            }
+        },
+    };
+    if matches!(route, "add-consumer" | "cancel-consumer") {
+        b.text("queue", 200, true);
+    }
+    (action, "worker", worker, Role::Operator)
+}
+
+/// `rate-limit`: a task name and a Celery-style rate.
+fn rate_limit(b: &mut Body<'_>) -> Decided {
+    let task = b.text("task_name", 500, true);
+    let rate = b.text("rate", 32, true);
+    if rate.as_deref().is_some_and(|r| !rate_ok(r)) {
+        b.rule(
+            "string_pattern_mismatch",
+            "rate",
+            "String should match pattern '^(?:0|[1-9]\\d*(?:/[smh])?)$'",
+        );
+    }
+    b.text("worker_name", 200, false);
+    (Action::RateLimit, "task_name", task, Role::Operator)
+}
+
 /// `^(?:0|[1-9]\d*(?:/[smh])?)$`
 fn rate_ok(r: &str) -> bool {
     if r == "0" {
@@ -311,6 +354,82 @@ fn rate_ok(r: &str) -> bool {
     let digits =
         !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) && !num.starts_with('0');
     digits && unit.is_none_or(|u| matches!(u, "s" | "m" | "h"))
+}
+
+/// The capability rules of an engine command: 422 when the agent does not
+/// advertise the engine or action, 409 for a retry that needs overrides.
+fn capability_check(agent: &agents::Agent, req: &Request) -> Result<(), ApiError> {
+    let Some(engine) = &req.requirement else {
+        return Ok(());
+    };
+    match capability::refusal(agent, engine, req.action, &req.payload) {
+        None => Ok(()),
+        Some(Refusal::NotAdvertised(reason)) => Err(ApiError::Detail {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: json!({"error": reason, "engine": engine, "action": req.action.as_str(), "agent_id": agent.id}),
+        }),
+        Some(Refusal::NeedsOverrides) => Err(ApiError::Detail {
+            status: StatusCode::CONFLICT,
+            detail: json!({"error": format!(
+                "refusing to retry a {engine:?} task: this engine has no native retry, so \
+                 the agent re-submits it, and the brain stores the original arguments \
+                 redacted; supply both override_args and override_kwargs"
+            )}),
+        }),
+    }
+}
+
+/// The command row and its audit row in one transaction; a replayed
+/// idempotency key writes neither (409 when the request differs).
+async fn persist_audited(
+    state: &Shared,
+    access: &access::ProjectAccess,
+    req: &Request,
+    ip: &str,
+    headers: &HeaderMap,
+) -> Result<Issued, ApiError> {
+    let project_id = access.project.id;
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let issued = state
+        .commands
+        .persist(
+            &mut tx,
+            &NewCommand {
+                project_id,
+                agent_id: req.agent_id,
+                issued_by: Some(access.caller.user.id),
+                action: req.action,
+                target_type: req.target_type,
+                target_id: req.target_id.as_deref(),
+                payload: &req.payload,
+                idempotency_key: req.idempotency_key.as_deref(),
+                timeout_seconds: state.settings.command_timeout_seconds,
+                source_ip: ip,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::Conflict {
+                message: m,
+                details: json!({"idempotency_key": req.idempotency_key}),
+            },
+            other => other.into(),
+        })?;
+    let Issued::New(command) = &issued else {
+        return Ok(issued);
+    };
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &crate::audit::Entry::new(format!("command.issue.{}", command.action), "success")
+            .target("command", command.id)
+            .in_project(project_id)
+            .by(Some(access.caller.user.id))
+            .from(Some(ip.to_owned()), headers)
+            .meta(json!({"agent_id": req.agent_id, "target_id": command.target_id})),
+    )
+    .await?;
+    Ok(issued)
 }
 
 async fn issue(
@@ -335,27 +454,7 @@ async fn issue(
         _ => return Err(not_found()),
     };
     let wait = wait_param(raw.as_deref(), state.settings.request_timeout_seconds)?;
-    if let Some(engine) = &req.requirement {
-        match capability::refusal(&agent, engine, req.action, &req.payload) {
-            None => {}
-            Some(Refusal::NotAdvertised(reason)) => {
-                return Err(ApiError::Detail {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    detail: json!({"error": reason, "engine": engine, "action": req.action.as_str(), "agent_id": agent.id}),
-                })
-            }
-            Some(Refusal::NeedsOverrides) => {
-                return Err(ApiError::Detail {
-                    status: StatusCode::CONFLICT,
-                    detail: json!({"error": format!(
-                        "refusing to retry a {engine:?} task: this engine has no native retry, so \
-                         the agent re-submits it, and the brain stores the original arguments \
-                         redacted; supply both override_args and override_kwargs"
-                    )}),
-                })
-            }
-        }
-    }
+    capability_check(&agent, &req)?;
     if let Err(retry) = state.command_budget.hit(&project.id.to_string()) {
         return Err(ApiError::RateLimited {
             message: "command rate limit exceeded (Z4J_RATELIMIT_COMMANDS_PER_MINUTE)".into(),
@@ -363,49 +462,12 @@ async fn issue(
         });
     }
     let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
-    let mut tx = crate::audit::begin(&state.db).await?;
-    let issued = state
-        .commands
-        .persist(
-            &mut tx,
-            &NewCommand {
-                project_id: project.id,
-                agent_id: req.agent_id,
-                issued_by: Some(access.caller.user.id),
-                action: req.action,
-                target_type: req.target_type,
-                target_id: req.target_id.as_deref(),
-                payload: &req.payload,
-                idempotency_key: req.idempotency_key.as_deref(),
-                timeout_seconds: state.settings.command_timeout_seconds,
-                source_ip: &ip,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => ApiError::Conflict {
-                message: m,
-                details: json!({"idempotency_key": req.idempotency_key}),
-            },
-            other => other.into(),
-        })?;
-    let command = match issued {
+    let command = match persist_audited(&state, &access, &req, &ip, &headers).await? {
         Issued::Replayed(c) => {
             return Ok((StatusCode::ACCEPTED, Json(command_json(&c, true))).into_response())
         }
         Issued::New(c) => c,
     };
-    crate::audit::commit(
-        tx,
-        &state.settings,
-        &crate::audit::Entry::new(format!("command.issue.{}", command.action), "success")
-            .target("command", command.id)
-            .in_project(project.id)
-            .by(Some(access.caller.user.id))
-            .from(Some(ip.clone()), &headers)
-            .meta(json!({"agent_id": req.agent_id, "target_id": command.target_id})),
-    )
-    .await?;
     tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
     let delivered = state.commands.dispatch_new(req.agent_id, &command).await;
     crate::metrics::bump(
@@ -415,7 +477,7 @@ async fn issue(
             if delivered { "dispatched" } else { "pending" },
         ],
     );
-    if !delivered && agent.state != "online" {
+    if !delivered && agent.state != Liveness::Online {
         // Published for a replica that may hold the agent; the row stays
         // pending: delivered on the agent's next handshake or long poll, or
         // timed out by the sweeper.

@@ -35,7 +35,7 @@ pub fn routes() -> Router<Shared> {
 }
 
 fn token_hash(state: &Shared, token: &str) -> Result<String, ApiError> {
-    crate::auth::keyed::token_hash(&state.settings, token).ok_or_else(ApiError::no_master_secret)
+    crate::auth::keyed::person_token(&state.settings, token).ok_or_else(ApiError::no_master_secret)
 }
 
 fn invitation_json(i: &Invitation) -> Value {

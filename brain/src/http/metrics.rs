@@ -65,198 +65,189 @@ fn rss_bytes() -> f64 {
         .map_or(0.0, |pages| pages * 4096.0)
 }
 
+/// One family with plain samples: name, type, help, `(labels, value)`.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(Vec<(&'static str, String)>, f64)>,
+);
+
+fn one(v: f64) -> Vec<(Vec<(&'static str, String)>, f64)> {
+    vec![(Vec::new(), v)]
+}
+
 async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(detail) = authorized(&state, &headers) {
         return refuse(detail);
     }
     let m = metrics::get();
     let mut t = Text::new();
-    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-
-    t.family(
-        "z4j_http_requests_total",
-        "counter",
-        "HTTP requests answered, by method and status.",
-    );
-    t.labeled(
-        "z4j_http_requests_total",
-        &["method", "status"],
-        &m.http_requests,
-    );
-    t.family(
-        "z4j_events_received_total",
-        "counter",
-        "Events received in acknowledged event_batch frames.",
-    );
-    t.sample("z4j_events_received_total", &[], n(&m.events_received));
-    t.family(
-        "z4j_events_ingested_total",
-        "counter",
-        "Events newly stored (acknowledged as accepted).",
-    );
-    t.sample("z4j_events_ingested_total", &[], n(&m.events_ingested));
-    t.family(
-        "z4j_events_rejected_total",
-        "counter",
-        "Events received but not stored (invalid or duplicate).",
-    );
-    t.sample("z4j_events_rejected_total", &[], n(&m.events_rejected));
+    let labeled: [(&str, &str, &[&str], _); 3] = [
+        (
+            "z4j_http_requests_total",
+            "HTTP requests answered, by method and status.",
+            &["method", "status"],
+            &m.http_requests,
+        ),
+        (
+            "z4j_commands_total",
+            "Commands issued, by action and initial status.",
+            &["action", "status"],
+            &m.commands,
+        ),
+        (
+            "z4j_notifications_sent_total",
+            "Notification deliveries, by channel type and status.",
+            &["channel_type", "status"],
+            &m.notifications,
+        ),
+    ];
+    for (name, help, labels, map) in labeled {
+        t.family(name, "counter", help);
+        t.labeled(name, labels, map);
+    }
     t.family(
         "z4j_ack_latency_seconds",
         "histogram",
         "From an event_batch frame's dispatch to its ack (after commit).",
     );
     t.histogram("z4j_ack_latency_seconds", &m.ack_latency);
-    t.family(
-        "z4j_commands_total",
-        "counter",
-        "Commands issued, by action and initial status.",
-    );
-    t.labeled("z4j_commands_total", &["action", "status"], &m.commands);
-    t.family(
-        "z4j_notifications_sent_total",
-        "counter",
-        "Notification deliveries, by channel type and status.",
-    );
-    t.labeled(
-        "z4j_notifications_sent_total",
-        &["channel_type", "status"],
-        &m.notifications,
-    );
-    t.family(
-        "z4j_agents_offline_detected_total",
-        "counter",
-        "Offline episodes announced.",
-    );
-    t.sample(
-        "z4j_agents_offline_detected_total",
-        &[],
-        n(&m.agents_offline_detected),
-    );
-
-    t.family(
-        "z4j_ws_connections",
-        "gauge",
-        "Agent WebSocket connections held by this process.",
-    );
-    t.sample(
-        "z4j_ws_connections",
-        &[],
-        state.fleet().registry.connections() as f64,
-    );
-    t.family("z4j_agents_online", "gauge", "Agents online, by project.");
-    for (project, count) in agents::online_per_project(&state.db)
-        .await
-        .unwrap_or_default()
-    {
-        t.sample(
-            "z4j_agents_online",
-            &[("project", &project.to_string())],
-            count as f64,
-        );
+    for (name, kind, help, samples) in counters(m).into_iter().chain(gauges(&state, m).await) {
+        t.family(name, kind, help);
+        for (labels, v) in samples {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            t.sample(name, &labels, v);
+        }
     }
-    let (size, idle) = state.db.pool_stats();
-    t.family(
-        "z4j_db_pool_size",
-        "gauge",
-        "Open database connections in the pool.",
-    );
-    t.sample("z4j_db_pool_size", &[], f64::from(size));
-    t.family(
-        "z4j_db_pool_checked_out",
-        "gauge",
-        "Pool connections in use.",
-    );
-    t.sample(
-        "z4j_db_pool_checked_out",
-        &[],
-        (size as usize).saturating_sub(idle) as f64,
-    );
-    t.family(
-        "z4j_inmemory_state_items",
-        "gauge",
-        "Items held in process memory, by subsystem.",
-    );
-    t.sample(
-        "z4j_inmemory_state_items",
-        &[("subsystem", "longpoll_sessions")],
-        m.longpoll_sessions
-            .load(std::sync::atomic::Ordering::Relaxed) as f64,
-    );
-    t.family(
-        "z4j_brain_rss_bytes",
-        "gauge",
-        "Resident memory of this process.",
-    );
-    t.sample("z4j_brain_rss_bytes", &[], rss_bytes());
-    t.family(
-        "z4j_wal_checkpoint_pages_last",
-        "gauge",
-        "Pages checkpointed by the last SQLite WAL checkpoint (-1 before the first).",
-    );
-    t.sample(
-        "z4j_wal_checkpoint_pages_last",
-        &[],
-        m.wal_checkpoint_pages_last.load(Ordering::Relaxed) as f64,
-    );
-    t.family(
-        "z4j_wal_checkpoint_last_run_timestamp",
-        "gauge",
-        "Unix time of the last WAL checkpoint.",
-    );
-    t.sample(
-        "z4j_wal_checkpoint_last_run_timestamp",
-        &[],
-        m.wal_checkpoint_last_run.load(Ordering::Relaxed) as f64,
-    );
-    t.family(
-        "z4j_audit_retention_pruned_total",
-        "gauge",
-        "Audit rows pruned by the retention sweep since start.",
-    );
-    t.sample(
-        "z4j_audit_retention_pruned_total",
-        &[],
-        n(&m.audit_retention_pruned_total),
-    );
-    t.family(
-        "z4j_audit_retention_last_deleted",
-        "gauge",
-        "Audit rows deleted by the last retention pass.",
-    );
-    t.sample(
-        "z4j_audit_retention_last_deleted",
-        &[],
-        m.audit_retention_last_deleted.load(Ordering::Relaxed) as f64,
-    );
-    t.family(
-        "z4j_audit_retention_last_run_timestamp",
-        "gauge",
-        "Unix time of the last audit retention pass.",
-    );
-    t.sample(
-        "z4j_audit_retention_last_run_timestamp",
-        &[],
-        m.audit_retention_last_run.load(Ordering::Relaxed) as f64,
-    );
-    t.family(
-        "z4j_background_task_error_active",
-        "gauge",
-        "1 while a background task's last run failed.",
-    );
-    t.sample(
-        "z4j_background_task_error_active",
-        &[("task", "wal_checkpoint")],
-        m.wal_checkpoint_error.load(Ordering::Relaxed) as f64,
-    );
-    t.sample(
-        "z4j_background_task_error_active",
-        &[("task", "audit_retention")],
-        m.audit_retention_error.load(Ordering::Relaxed) as f64,
-    );
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         t.finish(),
     )
         .into_response()
+}
+
+/// Counters kept by the ingest, alert and audit paths.
+fn counters(m: &metrics::Metrics) -> Vec<Family> {
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    vec![
+        (
+            "z4j_events_received_total",
+            "counter",
+            "Events received in acknowledged event_batch frames.",
+            one(n(&m.events_received)),
+        ),
+        (
+            "z4j_events_ingested_total",
+            "counter",
+            "Events newly stored (acknowledged as accepted).",
+            one(n(&m.events_ingested)),
+        ),
+        (
+            "z4j_events_rejected_total",
+            "counter",
+            "Events received but not stored (invalid or duplicate).",
+            one(n(&m.events_rejected)),
+        ),
+        (
+            "z4j_agents_offline_detected_total",
+            "counter",
+            "Offline episodes announced.",
+            one(n(&m.agents_offline_detected)),
+        ),
+        (
+            "z4j_audit_retention_pruned_total",
+            "gauge",
+            "Audit rows pruned by the retention sweep since start.",
+            one(n(&m.audit_retention_pruned_total)),
+        ),
+    ]
+}
+
+/// Gauges read at scrape time.
+async fn gauges(state: &Shared, m: &metrics::Metrics) -> Vec<Family> {
+    let g = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed) as f64;
+    let online = agents::online_per_project(&state.db)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(project, count)| (vec![("project", project.to_string())], count as f64))
+        .collect();
+    let (size, idle) = state.db.pool_stats();
+    let in_use = (size as usize).saturating_sub(idle) as f64;
+    let task = |name: &str| vec![("task", name.to_owned())];
+    vec![
+        (
+            "z4j_ws_connections",
+            "gauge",
+            "Agent WebSocket connections held by this process.",
+            one(state.fleet().registry.connections() as f64),
+        ),
+        (
+            "z4j_agents_online",
+            "gauge",
+            "Agents online, by project.",
+            online,
+        ),
+        (
+            "z4j_db_pool_size",
+            "gauge",
+            "Open database connections in the pool.",
+            one(f64::from(size)),
+        ),
+        (
+            "z4j_db_pool_checked_out",
+            "gauge",
+            "Pool connections in use.",
+            one(in_use),
+        ),
+        (
+            "z4j_inmemory_state_items",
+            "gauge",
+            "Items held in process memory, by subsystem.",
+            vec![(
+                vec![("subsystem", "longpoll_sessions".to_owned())],
+                g(&m.longpoll_sessions),
+            )],
+        ),
+        (
+            "z4j_brain_rss_bytes",
+            "gauge",
+            "Resident memory of this process.",
+            one(rss_bytes()),
+        ),
+        (
+            "z4j_wal_checkpoint_pages_last",
+            "gauge",
+            "Pages checkpointed by the last SQLite WAL checkpoint (-1 before the first).",
+            one(g(&m.wal_checkpoint_pages_last)),
+        ),
+        (
+            "z4j_wal_checkpoint_last_run_timestamp",
+            "gauge",
+            "Unix time of the last WAL checkpoint.",
+            one(g(&m.wal_checkpoint_last_run)),
+        ),
+        (
+            "z4j_audit_retention_last_deleted",
+            "gauge",
+            "Audit rows deleted by the last retention pass.",
+            one(g(&m.audit_retention_last_deleted)),
+        ),
+        (
+            "z4j_audit_retention_last_run_timestamp",
+            "gauge",
+            "Unix time of the last audit retention pass.",
+            one(g(&m.audit_retention_last_run)),
+        ),
+        (
+            "z4j_background_task_error_active",
+            "gauge",
+            "1 while a background task's last run failed.",
+            vec![
+                (task("wal_checkpoint"), g(&m.wal_checkpoint_error)),
+                (task("audit_retention"), g(&m.audit_retention_error)),
+            ],
+        ),
+    ]
 }

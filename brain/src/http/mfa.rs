@@ -6,7 +6,7 @@ use super::error::{ApiError, SchemaIssue};
 use super::session::Caller;
 use super::{session, Shared};
 use crate::audit::{self, Entry};
-use crate::auth::{password, totp};
+use crate::auth::{keyed, password, totp};
 use crate::notify::sealed;
 use crate::store::{mfa, Ts};
 use axum::body::Bytes;
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+
 use std::net::SocketAddr;
 
 const PURPOSE: &str = "users.mfa_secret";
@@ -66,10 +66,6 @@ pub fn trust_token(state: &super::ApiState, headers: &HeaderMap) -> Option<Strin
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
-}
-
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// `Z4J_MFA_VERIFICATION_RATE_PER_MIN` per client address, shared by the
@@ -187,7 +183,7 @@ async fn mint_recovery_codes(
     let codes: Vec<String> = (0..state.settings.mfa_recovery_code_count)
         .map(|_| recovery_code())
         .collect();
-    let hashes: Vec<String> = codes.iter().map(|c| token_hash(c)).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| keyed::mfa_token(c)).collect();
     mfa::replace_recovery_codes(tx, user, &hashes).await?;
     Ok(codes)
 }
@@ -336,7 +332,7 @@ async fn verify(
             return Err(count_wrong(&state, &caller, "wrong_totp").await);
         }
     } else if let Some(normal) = normalise_recovery(&code) {
-        let want = token_hash(&normal);
+        let want = keyed::mfa_token(&normal);
         // Every stored code is compared (no early exit).
         let mut hit = None;
         for (id, h) in mfa::unused_recovery_codes(&mut tx, caller.user.id).await? {
@@ -415,7 +411,7 @@ async fn remember_browser(
     let id = mfa::trust_device(
         tx,
         caller.user.id,
-        &token_hash(&token),
+        &keyed::mfa_token(&token),
         &label,
         Ts::now().plus_seconds(days * 86_400),
         s.mfa_trusted_devices_max_per_user,
@@ -511,7 +507,7 @@ async fn regenerate(
 
 async fn devices(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = session::require(&state, &headers).await?;
-    let current = trust_token(&state, &headers).map(|t| token_hash(&t));
+    let current = trust_token(&state, &headers).map(|t| keyed::mfa_token(&t));
     let rows = mfa::trusted_devices(&state.db, caller.user.id).await?;
     Ok(Json(Value::Array(
         rows.iter()
@@ -565,7 +561,7 @@ async fn trust_current(
             "MFA is not enabled for this user",
         ));
     }
-    if let Some(hash) = trust_token(&state, &headers).map(|t| token_hash(&t)) {
+    if let Some(hash) = trust_token(&state, &headers).map(|t| keyed::mfa_token(&t)) {
         let existing = mfa::trusted_devices(&state.db, caller.user.id)
             .await?
             .into_iter()
@@ -630,7 +626,7 @@ async fn rename_device(
     let d = device_of(&state, caller.user.id, id)
         .await?
         .ok_or_else(device_not_found)?;
-    let current = trust_token(&state, &headers).map(|t| token_hash(&t));
+    let current = trust_token(&state, &headers).map(|t| keyed::mfa_token(&t));
     Ok(Json(device_json(&d, current.as_deref())))
 }
 

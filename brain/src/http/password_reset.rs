@@ -76,7 +76,7 @@ async fn issue(
         return Ok(());
     };
     let token = crate::bootstrap::secrets::random_token(32);
-    let hash = crate::auth::keyed::token_hash(&state.settings, &token)
+    let hash = crate::auth::keyed::person_token(&state.settings, &token)
         .ok_or_else(ApiError::no_master_secret)?;
     let mut tx = audit::begin(&state.db).await?;
     password_resets::create(
@@ -160,7 +160,7 @@ async fn confirm(
     let token = f.text("token", 10, 256, true);
     let pw = f.text("new_password", 8, 256, true);
     let (token, pw) = f.finish(token.zip(pw))?;
-    let hash = crate::auth::keyed::token_hash(&state.settings, &token)
+    let hash = crate::auth::keyed::person_token(&state.settings, &token)
         .ok_or_else(ApiError::no_master_secret)?;
     // Cheap refusals before the password work.
     password_resets::live_user(&state.db, &hash, Ts::now())

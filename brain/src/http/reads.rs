@@ -5,8 +5,10 @@ use super::access::{self, Role};
 use super::error::{ApiError, SchemaIssue};
 use super::Shared;
 use crate::settings::Settings;
+use crate::store::agents::{self, Liveness};
+use crate::store::ingest::TaskState;
 use crate::store::reads::{self, After, TaskFilter};
-use crate::store::{agents, Ts};
+use crate::store::Ts;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -408,10 +410,11 @@ async fn list_agent_workers(
     let mut issues = Vec::new();
     let limit = q.int("limit", 1, 500, &mut issues).unwrap_or(200);
     let st = q.text("state", 20, &mut issues);
-    if st
-        .as_deref()
-        .is_some_and(|s| s != "online" && s != "offline")
-    {
+    let st = st.as_deref().map(|s| match Liveness::parse(s) {
+        Some(l @ (Liveness::Online | Liveness::Offline)) => Some(l),
+        _ => None,
+    });
+    if st.is_some_and(|s| s.is_none()) {
         issues.push(SchemaIssue::new(
             "literal_error",
             &["query", "state"],
@@ -421,7 +424,7 @@ async fn list_agent_workers(
     if !issues.is_empty() {
         return Err(ApiError::Schema(issues));
     }
-    let rows = agents::list_workers(&state.db, access.project.id, st.as_deref(), limit).await?;
+    let rows = agents::list_workers(&state.db, access.project.id, st.flatten(), limit).await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|w| {
@@ -457,8 +460,8 @@ async fn stats(
         tasks_by_state.insert((*s).into(), json!(by_state.get(*s).copied().unwrap_or(0)));
     }
     let since = Ts::now().plus_seconds(-24 * 3600);
-    let failed = reads::finished_since(db, pid, "failure", since).await?;
-    let succeeded = reads::finished_since(db, pid, "success", since).await?;
+    let failed = reads::finished_since(db, pid, TaskState::Failure, since).await?;
+    let succeeded = reads::finished_since(db, pid, TaskState::Success, since).await?;
     let count = |rows: Vec<(String, i64)>, st: &str| {
         rows.iter()
             .filter(|(s, _)| s == st)

@@ -161,8 +161,8 @@ async fn verify_and_provision(
             "expired",
         ));
     }
-    let presented = crate::bootstrap::setup_token::token_hash(s, &req.token)
-        .ok_or_else(ApiError::no_master_secret)?;
+    let presented =
+        crate::auth::keyed::setup_token(s, &req.token).ok_or_else(ApiError::no_master_secret)?;
     if !z4j_protocol::secret::ct_eq(&presented, &row.token_hash) {
         return Err(not_found("invalid setup token", "invalid_token"));
     }

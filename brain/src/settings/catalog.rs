@@ -22,9 +22,27 @@ pub struct VarSpec {
 macro_rules! settings_table {
     ($( [$section:literal] $( $field:ident : $ty:ty = $env:literal, $default:literal, $check:expr, $secret:literal, $doc:literal; )* )*) => {
         /// The effective configuration, built once at start-up.
-        #[derive(Debug, Clone)]
+        #[derive(Clone)]
         pub struct Settings {
             $( $( #[doc = $doc] pub $field: $ty, )* )*
+        }
+
+        /// Every field, with the catalog's secrets shown as `<redacted>`
+        /// (set) or `None` (unset), so a logged or panicking `Settings`
+        /// never carries a secret.
+        impl std::fmt::Debug for Settings {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct("Settings");
+                $( $(
+                    if $secret {
+                        let shown = if SettingValue::render(&self.$field).is_empty() { "None" } else { "<redacted>" };
+                        d.field(stringify!($field), &format_args!("{shown}"));
+                    } else {
+                        d.field(stringify!($field), &self.$field);
+                    }
+                )* )*
+                d.finish()
+            }
         }
 
         pub static CATALOG: &[VarSpec] = &[

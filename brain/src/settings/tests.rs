@@ -141,3 +141,27 @@ fn every_catalogued_default_parses() {
         assert!(!spec.doc.is_empty());
     }
 }
+
+#[test]
+fn debug_never_prints_a_secret() {
+    let secret = "s3cret-value-that-must-not-leak-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let session = format!("{secret}-session");
+    let loaded = load(&input(
+        dir.path(),
+        &[
+            ("Z4J_SECRET", secret),
+            ("Z4J_SESSION_SECRET", &session),
+            ("Z4J_METRICS_AUTH_TOKEN", "token-that-must-not-leak"),
+        ],
+    ))
+    .unwrap();
+    let shown = format!("{:?}", loaded.settings);
+    assert!(!shown.contains("must-not-leak"), "{shown}");
+    assert!(shown.contains("secret: <redacted>"), "{shown}");
+    assert!(shown.contains("bootstrap_admin_password: None"), "{shown}");
+    assert!(
+        shown.contains("bind_port: 7700"),
+        "non-secrets are shown: {shown}"
+    );
+}

@@ -7,12 +7,58 @@ use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
+/// Whether an agent (or one of its worker processes, or an engine worker)
+/// is connected: the `state` columns' vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Online,
+    Offline,
+    Draining,
+    Unknown,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Online => "online",
+            Liveness::Offline => "offline",
+            Liveness::Draining => "draining",
+            Liveness::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Liveness> {
+        [
+            Liveness::Online,
+            Liveness::Offline,
+            Liveness::Draining,
+            Liveness::Unknown,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+}
+
+impl TryFrom<String> for Liveness {
+    type Error = String;
+    fn try_from(s: String) -> Result<Liveness, String> {
+        Liveness::parse(&s).ok_or_else(|| format!("unknown state {s:?}"))
+    }
+}
+
+impl serde::Serialize for Liveness {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Agent {
     pub id: Uuid,
     pub project_id: Uuid,
     pub name: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: Liveness,
     pub protocol_version: String,
     pub framework_adapter: String,
     pub engine_adapters: SqlJson<Json>,
@@ -372,7 +418,8 @@ pub struct AgentWorker {
     pub role: Option<String>,
     pub framework: Option<String>,
     pub pid: Option<i32>,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: Liveness,
     pub last_seen_at: Option<Ts>,
     pub last_connect_at: Option<Ts>,
 }
@@ -380,7 +427,7 @@ pub struct AgentWorker {
 pub async fn list_workers(
     db: &Db,
     project_id: Uuid,
-    state: Option<&str>,
+    state: Option<Liveness>,
     limit: i64,
 ) -> Result<Vec<AgentWorker>, StoreError> {
     Ok(on_db!(db, p => sqlx::query_as::<_, AgentWorker>(
@@ -389,7 +436,7 @@ pub async fn list_workers(
          ORDER BY last_connect_at DESC LIMIT $3"
     )
     .bind(project_id)
-    .bind(state)
+    .bind(state.map(Liveness::as_str))
     .bind(limit)
     .fetch_all(p)
     .await)?)

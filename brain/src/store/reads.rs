@@ -245,14 +245,14 @@ pub async fn task_state_counts(
 pub async fn finished_since(
     db: &Db,
     project_id: Uuid,
-    state: &str,
+    state: super::ingest::TaskState,
     since: Ts,
 ) -> Result<i64, StoreError> {
     Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM tasks WHERE project_id = $1 AND state = $2 AND finished_at >= $3"
     )
     .bind(project_id)
-    .bind(state)
+    .bind(state.as_str())
     .bind(since)
     .fetch_one(p)
     .await)?)
