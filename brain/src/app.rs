@@ -12,6 +12,7 @@ use crate::fleet::Fleet;
 use crate::gateway::{self, Gateway};
 use crate::http::{self, ApiState};
 use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
 use crate::notify::Alerts;
 use crate::settings::{allowed_hosts, Loaded, Settings};
 use crate::store::Db;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub fleet: Arc<Fleet>,
     pub commands: Commands,
     pub alerts: Alerts,
+    pub metrics: Arc<Metrics>,
     pub api: Arc<ApiState>,
     pub gateway: Arc<Gateway>,
 }
@@ -39,12 +41,20 @@ impl AppState {
         let settings = Arc::new(loaded.settings.clone());
         let fleet = Arc::new(Fleet::new(&settings, &db));
         let commands = Commands::new(settings.clone(), db.clone(), fleet.clone());
+        let metrics = Arc::new(Metrics::default());
         let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone());
-        let gateway = Gateway::new(commands.clone(), settings.clone(), db.clone(), ingestor);
+        let gateway = Gateway::new(
+            commands.clone(),
+            settings.clone(),
+            db.clone(),
+            ingestor,
+            metrics.clone(),
+        );
         let api = Arc::new(ApiState::new(
             settings.clone(),
             db.clone(),
             commands.clone(),
+            metrics.clone(),
             allowed_hosts::path(&loaded.home),
         ));
         let app = AppState {
@@ -53,6 +63,7 @@ impl AppState {
             fleet,
             commands,
             alerts,
+            metrics,
             api,
             gateway,
         };

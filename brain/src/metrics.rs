@@ -1,11 +1,12 @@
 //! Process metrics for `/metrics` (Prometheus text format): counters the
 //! request, ingest, command and notification paths bump, and gauges read
-//! at scrape time. Plain atomics and small maps; nothing on a hot path
+//! at scrape time. One `Metrics` per application, owned by `AppState` and
+//! handed to each component that records into it. Plain atomics and small maps; nothing on a hot path
 //! takes more than one uncontended lock.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the ack-latency histogram.
@@ -64,26 +65,27 @@ pub struct Metrics {
     pub longpoll_sessions: AtomicI64,
 }
 
-pub fn get() -> &'static Metrics {
-    static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(|| Metrics {
-        http_requests: Mutex::default(),
-        events_received: AtomicU64::new(0),
-        events_ingested: AtomicU64::new(0),
-        events_rejected: AtomicU64::new(0),
-        ack_latency: Histogram::new(),
-        commands: Mutex::default(),
-        notifications: Mutex::default(),
-        agents_offline_detected: AtomicU64::new(0),
-        wal_checkpoint_pages_last: AtomicI64::new(-1),
-        wal_checkpoint_last_run: AtomicI64::new(0),
-        wal_checkpoint_error: AtomicI64::new(0),
-        audit_retention_pruned_total: AtomicU64::new(0),
-        audit_retention_last_deleted: AtomicI64::new(0),
-        audit_retention_last_run: AtomicI64::new(0),
-        audit_retention_error: AtomicI64::new(0),
-        longpoll_sessions: AtomicI64::new(0),
-    })
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            http_requests: Mutex::default(),
+            events_received: AtomicU64::new(0),
+            events_ingested: AtomicU64::new(0),
+            events_rejected: AtomicU64::new(0),
+            ack_latency: Histogram::new(),
+            commands: Mutex::default(),
+            notifications: Mutex::default(),
+            agents_offline_detected: AtomicU64::new(0),
+            wal_checkpoint_pages_last: AtomicI64::new(-1),
+            wal_checkpoint_last_run: AtomicI64::new(0),
+            wal_checkpoint_error: AtomicI64::new(0),
+            audit_retention_pruned_total: AtomicU64::new(0),
+            audit_retention_last_deleted: AtomicI64::new(0),
+            audit_retention_last_run: AtomicI64::new(0),
+            audit_retention_error: AtomicI64::new(0),
+            longpoll_sessions: AtomicI64::new(0),
+        }
+    }
 }
 
 pub fn bump(map: &Labeled, labels: &[&str]) {

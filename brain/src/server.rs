@@ -105,6 +105,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
             db: db.clone(),
             commands: app.commands.clone(),
             alerts: app.alerts.clone(),
+            metrics: app.metrics.clone(),
         },
         alert_rx,
         stop_rx.clone(),

@@ -36,6 +36,10 @@ pub struct AuthThrottle {
     max: f64,
     /// A streak idle this long starts again from zero.
     forget_after: Duration,
+    /// What a login for an unknown account verifies against, so unknown and
+    /// known accounts cost the same argon2 work (hashed once, at this
+    /// brain's cost, on first use).
+    dummy_hash: std::sync::OnceLock<String>,
 }
 
 /// The delay added to the k-th consecutive failed login (k >= 1) for one
@@ -62,7 +66,16 @@ impl AuthThrottle {
             base: s.login_backoff_base_seconds,
             max: s.login_backoff_max_seconds,
             forget_after: Duration::from_secs(s.login_lockout_duration_seconds.max(60) as u64),
+            dummy_hash: std::sync::OnceLock::new(),
         }
+    }
+
+    /// See `dummy_hash`; blocking on first use (call it off the executor or
+    /// accept one hash's delay once).
+    pub fn dummy_hash(&self, cost: crate::auth::password::Cost) -> &str {
+        self.dummy_hash.get_or_init(|| {
+            crate::auth::password::hash_blocking("z4j-dummy-password", cost).unwrap_or_default()
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Streak>> {

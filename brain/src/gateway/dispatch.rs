@@ -3,10 +3,11 @@
 
 use super::Gateway;
 use crate::ingest::{Outcome, OverLimit, Submitted};
+use crate::metrics::Metrics;
 use crate::store::{agents, observed, Ts};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use z4j_protocol::frame::{
@@ -171,6 +172,7 @@ async fn event_batch(
         acked_id: batch.id.unwrap_or_default(),
         submitted,
         started,
+        metrics: state.metrics.clone(),
     })
 }
 
@@ -180,6 +182,7 @@ pub struct PendingAck {
     submitted: Submitted,
     /// When the frame was dispatched (ack latency).
     started: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for PendingAck {
@@ -196,7 +199,7 @@ impl PendingAck {
         let result = self.submitted.result().await;
         match result.outcome {
             Outcome::Durable | Outcome::Drop => {
-                let m = crate::metrics::get();
+                let m = &self.metrics;
                 m.events_received
                     .fetch_add(result.received, Ordering::Relaxed);
                 m.events_ingested

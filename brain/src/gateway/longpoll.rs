@@ -42,8 +42,8 @@ enum Slot {
     Invalidated,
 }
 
-#[derive(Default)]
 pub struct Sessions {
+    metrics: Arc<crate::metrics::Metrics>,
     slots: Mutex<HashMap<(Uuid, String), Slot>>,
     /// Agents whose next session must start with a connect probe.
     needs_probe: Mutex<HashMap<Uuid, ()>>,
@@ -56,14 +56,21 @@ enum Lookup {
     Full,
 }
 
-/// Sessions held (live or invalidated), for `/metrics`.
-fn publish_len(slots: &HashMap<(Uuid, String), Slot>) {
-    crate::metrics::get()
-        .longpoll_sessions
-        .store(slots.len() as i64, std::sync::atomic::Ordering::Relaxed);
-}
-
 impl Sessions {
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Sessions {
+        Sessions {
+            metrics,
+            slots: Mutex::default(),
+            needs_probe: Mutex::default(),
+        }
+    }
+
+    /// Sessions held (live or invalidated), for `/metrics`.
+    fn publish_len(&self, slots: &HashMap<(Uuid, String), Slot>) {
+        self.metrics
+            .longpoll_sessions
+            .store(slots.len() as i64, std::sync::atomic::Ordering::Relaxed);
+    }
     fn lookup(&self, state: &Shared, cred: &Credential, nonce: &str, probe: bool) -> Lookup {
         let key = (cred.agent_id, nonce.to_owned());
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,13 +107,13 @@ impl Sessions {
                     slots.remove(&k);
                 }
                 None => {
-                    publish_len(&slots);
+                    self.publish_len(&slots);
                     return Lookup::Full;
                 }
             }
         }
         let Some(key_bytes) = project_key(&state.settings, cred.project_id) else {
-            publish_len(&slots);
+            self.publish_len(&slots);
             return Lookup::Full;
         };
         let binding = Binding {
@@ -121,7 +128,7 @@ impl Sessions {
             last_used: now,
         }));
         slots.insert(key, Slot::Live(session.clone()));
-        publish_len(&slots);
+        self.publish_len(&slots);
         Lookup::Live(session)
     }
 
@@ -130,7 +137,7 @@ impl Sessions {
     fn invalidate(&self, agent_id: Uuid, nonce: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.insert((agent_id, nonce.to_owned()), Slot::Invalidated);
-        publish_len(&slots);
+        self.publish_len(&slots);
         self.needs_probe
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -140,7 +147,7 @@ impl Sessions {
     fn drop_session(&self, agent_id: Uuid, nonce: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.remove(&(agent_id, nonce.to_owned()));
-        publish_len(&slots);
+        self.publish_len(&slots);
     }
 }
 
@@ -414,6 +421,86 @@ fn parse_events_body(body: &[u8], cap: usize) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
+/// What a POST's frames came to.
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    rejected: u64,
+    /// At most `MAX_ERRORS` of them.
+    errors: Vec<String>,
+    /// At least one signed frame verified (the agent is alive).
+    authenticated: bool,
+}
+
+impl Tally {
+    fn note(&mut self, e: String) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        }
+    }
+}
+
+/// Why a POST stops before its last frame.
+enum Stop {
+    /// A frame failed signature verification: the session is dead.
+    Invalidated(String),
+    /// The agent was revoked or its project archived.
+    Revoked,
+}
+
+/// Verifies and dispatches a POST's frames in order; event batches are
+/// committed before the next frame is looked at.
+async fn process(
+    state: &Shared,
+    session: &mut LpSession,
+    frames: &[String],
+) -> Result<Tally, Stop> {
+    let conn = session.conn.clone();
+    let mut t = Tally::default();
+    for (i, raw) in frames.iter().enumerate() {
+        let (frame_type, frame) = match session.verifier.verify(raw.as_bytes(), state.now()) {
+            Ok(Verified::Signed { frame_type, frame }) => (frame_type, frame),
+            Ok(Verified::Handshake(_)) => {
+                t.accepted += 1;
+                continue;
+            }
+            Err(e) => match e.class() {
+                ErrorClass::Signature => return Err(Stop::Invalidated(e.to_string())),
+                ErrorClass::ProtocolVersion => {
+                    t.rejected += 1;
+                    t.note(format!("version skew (retry): {e}"));
+                    continue;
+                }
+                ErrorClass::Protocol | ErrorClass::Other | ErrorClass::Validation => {
+                    // Unusable for good: counted accepted so it is dropped.
+                    t.accepted += 1;
+                    t.note(format!("frame {i} dropped: {e}"));
+                    continue;
+                }
+            },
+        };
+        t.authenticated = true;
+        let mut handled =
+            dispatch::handle(state, &conn, frame_type, &frame, OverLimit::Refuse).await;
+        if let Handled::Writing(pending) = handled {
+            handled = pending.resolve().await;
+        }
+        match handled {
+            Handled::Done | Handled::Ack(_) | Handled::Writing(_) => t.accepted += 1,
+            Handled::Transient => {
+                t.rejected += 1;
+                t.note("transient; agent re-sends".into());
+            }
+            Handled::RateLimited => {
+                t.rejected += 1;
+                t.note("rate limited (Z4J_RATELIMIT_EVENTS_PER_SECOND); agent re-sends".into());
+            }
+            Handled::Revoked => return Err(Stop::Revoked),
+        }
+    }
+    Ok(t)
+}
+
 pub async fn events(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -443,83 +530,37 @@ pub async fn events(
     };
     let mut session = session.lock().await;
     session.last_used = Instant::now();
-    let conn = session.conn.clone();
-    let (mut accepted, mut rejected) = (0u64, 0u64);
-    let mut errors: Vec<String> = Vec::new();
-    let note = |errors: &mut Vec<String>, e: String| {
-        if errors.len() < MAX_ERRORS {
-            errors.push(e);
+    let outcome = process(&state, &mut session, &frames).await;
+    drop(session);
+    let tally = match outcome {
+        Ok(t) => t,
+        Err(Stop::Invalidated(e)) => {
+            state.longpoll.invalidate(cred.agent_id, &nonce);
+            tracing::warn!(agent_id = %cred.agent_id, error = %e, "long-poll frame failed verification; session invalidated");
+            return detail(
+                StatusCode::CONFLICT,
+                "long-poll session invalidated; reconnect with a fresh session nonce",
+            );
+        }
+        Err(Stop::Revoked) => {
+            state.longpoll.drop_session(cred.agent_id, &nonce);
+            return detail(StatusCode::UNAUTHORIZED, "invalid agent token");
         }
     };
-    let mut authenticated = false;
-    let total = frames.len() as u64;
-    for (i, raw) in frames.iter().enumerate() {
-        let verified = session.verifier.verify(raw.as_bytes(), state.now());
-        let (frame_type, frame) = match verified {
-            Ok(Verified::Signed { frame_type, frame }) => (frame_type, frame),
-            Ok(Verified::Handshake(_)) => {
-                accepted += 1;
-                continue;
-            }
-            Err(e) => match e.class() {
-                ErrorClass::Signature => {
-                    drop(session);
-                    state.longpoll.invalidate(cred.agent_id, &nonce);
-                    tracing::warn!(agent_id = %cred.agent_id, error = %e, "long-poll frame failed verification; session invalidated");
-                    return detail(
-                        StatusCode::CONFLICT,
-                        "long-poll session invalidated; reconnect with a fresh session nonce",
-                    );
-                }
-                ErrorClass::ProtocolVersion => {
-                    rejected += 1;
-                    note(&mut errors, format!("version skew (retry): {e}"));
-                    continue;
-                }
-                ErrorClass::Protocol | ErrorClass::Other | ErrorClass::Validation => {
-                    // Unusable for good: counted accepted so it is dropped.
-                    accepted += 1;
-                    note(&mut errors, format!("frame {i} dropped: {e}"));
-                    continue;
-                }
-            },
-        };
-        authenticated = true;
-        let mut handled =
-            dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Refuse).await;
-        if let Handled::Writing(pending) = handled {
-            handled = pending.resolve().await;
-        }
-        match handled {
-            Handled::Done | Handled::Ack(_) => accepted += 1,
-            Handled::Writing(_) => accepted += 1,
-            Handled::Transient => {
-                rejected += 1;
-                note(&mut errors, "transient; agent re-sends".into());
-            }
-            Handled::RateLimited => {
-                rejected += 1;
-                note(
-                    &mut errors,
-                    "rate limited (Z4J_RATELIMIT_EVENTS_PER_SECOND); agent re-sends".into(),
-                );
-            }
-            Handled::Revoked => {
-                drop(session);
-                state.longpoll.drop_session(cred.agent_id, &nonce);
-                return detail(StatusCode::UNAUTHORIZED, "invalid agent token");
-            }
-        }
-    }
-    drop(session);
-    if authenticated {
+    if tally.authenticated {
         if let Err(e) =
             crate::store::agents::seen(&state.db, cred.agent_id, crate::store::Ts::now()).await
         {
             tracing::warn!(error = %e, "long-poll liveness not recorded");
         }
     }
-    debug_assert!(accepted + rejected <= total);
+    let Tally {
+        accepted,
+        rejected,
+        errors,
+        ..
+    } = tally;
+    debug_assert!(accepted + rejected <= frames.len() as u64);
     let mut r = Json(json!({
         "accepted": accepted,
         "rejected": rejected,

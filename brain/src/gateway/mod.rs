@@ -9,6 +9,7 @@ pub mod ws;
 use crate::commands::Commands;
 use crate::fleet::Fleet;
 use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
 use crate::net::SlidingWindow;
 use crate::settings::Settings;
 use crate::store::{agents, Db, StoreError};
@@ -30,6 +31,7 @@ pub struct Gateway {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub commands: Commands,
+    pub metrics: Arc<Metrics>,
     pub connect_budget: SlidingWindow,
     pub ingestor: Ingestor,
     pub longpoll: longpoll::Sessions,
@@ -44,6 +46,7 @@ impl Gateway {
         settings: Arc<Settings>,
         db: Db,
         ingestor: Ingestor,
+        metrics: Arc<Metrics>,
     ) -> Arc<Gateway> {
         Arc::new(Gateway {
             settings,
@@ -51,7 +54,8 @@ impl Gateway {
             commands,
             connect_budget: SlidingWindow::new(CONNECT_BUDGET, CONNECT_WINDOW),
             ingestor,
-            longpoll: longpoll::Sessions::default(),
+            longpoll: longpoll::Sessions::new(metrics.clone()),
+            metrics,
             started: Instant::now(),
             live: AtomicUsize::new(0),
             closing: AtomicBool::new(false),

@@ -19,7 +19,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub fn routes() -> Router<Shared> {
@@ -48,13 +47,6 @@ pub fn user_json(u: &User) -> Value {
         "timezone": u.timezone,
         "created_at": u.created_at.to_rfc3339(),
     })
-}
-
-/// A hash to verify against when the account does not exist, so unknown
-/// and known accounts cost the same argon2 work.
-fn dummy_hash(cost: password::Cost) -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| password::hash_blocking("z4j-dummy-password", cost).unwrap_or_default())
 }
 
 fn invalid_credentials() -> ApiError {
@@ -177,7 +169,7 @@ async fn authenticate(state: &Shared, canonical: &str, pw: String) -> Result<Ver
     let phc = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| dummy_hash(cost).to_owned());
+        .unwrap_or_else(|| state.auth.dummy_hash(cost).to_owned());
     let rehash = user.is_some() && password::needs_rehash(&phc, cost);
     let (matches, rehashed) = tokio::task::spawn_blocking(move || {
         let ok = password::verify_blocking(&pw, &phc);

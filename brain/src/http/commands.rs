@@ -471,7 +471,7 @@ async fn issue(
     tracing::info!(command_id = %command.id, action = command.action, agent_id = %req.agent_id, "command issued");
     let delivered = state.commands.dispatch_new(req.agent_id, &command).await;
     crate::metrics::bump(
-        &crate::metrics::get().commands,
+        &state.metrics.commands,
         &[
             command.action.as_str(),
             if delivered { "dispatched" } else { "pending" },

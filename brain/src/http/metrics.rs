@@ -81,7 +81,7 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(detail) = authorized(&state, &headers) {
         return refuse(detail);
     }
-    let m = metrics::get();
+    let m = state.metrics.as_ref();
     let mut t = Text::new();
     let labeled: [(&str, &str, &[&str], _); 3] = [
         (

@@ -43,6 +43,7 @@ pub struct ApiState {
     /// `Z4J_ENVIRONMENT=dev`: plain cookie names, no `Secure`.
     pub dev_posture: bool,
     pub commands: Commands,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub auth: crate::auth::throttle::AuthThrottle,
     pub hosts: hardening::hosts::HostGuard,
     /// Per-project issuance budget (`Z4J_RATELIMIT_COMMANDS_PER_MINUTE`).
@@ -54,6 +55,7 @@ impl ApiState {
         settings: Arc<Settings>,
         db: Db,
         commands: Commands,
+        metrics: Arc<crate::metrics::Metrics>,
         hosts_file: std::path::PathBuf,
     ) -> ApiState {
         let dev_posture = settings.environment == "dev";
@@ -61,6 +63,7 @@ impl ApiState {
             ready: AtomicBool::new(false),
             dev_posture,
             commands,
+            metrics,
             auth: crate::auth::throttle::AuthThrottle::new(&settings),
             hosts: hardening::hosts::HostGuard::new(&settings, dev_posture, hosts_file),
             command_budget: SlidingWindow::new(

@@ -315,8 +315,11 @@ async fn test_channel(
         .await?
         .ok_or_else(channel_not_found)?;
     let o = notify::send_and_log(
-        &state.db,
-        &state.settings,
+        &notify::Sender {
+            db: state.db.clone(),
+            settings: state.settings.clone(),
+            metrics: state.metrics.clone(),
+        },
         &c,
         "test.dispatch",
         None,

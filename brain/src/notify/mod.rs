@@ -7,6 +7,7 @@ pub mod email;
 pub mod sealed;
 pub mod webhook;
 
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::store::notifications::{self as store, Channel, NewDelivery};
 use crate::store::{Db, StoreError, Ts};
@@ -175,24 +176,30 @@ pub fn open_config(s: &Settings, c: &Channel) -> Result<Map<String, Value>, Stri
 }
 
 /// Delivers alerts until shutdown.
-pub async fn run(
-    db: Db,
-    settings: Arc<Settings>,
-    mut rx: mpsc::Receiver<Alert>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// What deliveries need: the database to log them in, the settings their
+/// targets are checked against, the metrics they are counted in.
+#[derive(Clone)]
+pub struct Sender {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Routes every raised alert to its project's channels until shutdown.
+pub async fn run(sender: Sender, mut rx: mpsc::Receiver<Alert>, mut stop: watch::Receiver<bool>) {
     loop {
         let alert = tokio::select! {
             a = rx.recv() => match a { Some(a) => a, None => return },
             _ = stop.wait_for(|s| *s) => return,
         };
-        if let Err(e) = fan_out(&db, &settings, alert).await {
+        if let Err(e) = fan_out(&sender, alert).await {
             tracing::warn!(error = %e, "notification routing failed");
         }
     }
 }
 
-async fn fan_out(db: &Db, s: &Arc<Settings>, a: Alert) -> Result<(), StoreError> {
+async fn fan_out(sender: &Sender, a: Alert) -> Result<(), StoreError> {
+    let db = &sender.db;
     let Some(route) = store::route_for(db, a.project_id, a.trigger).await? else {
         return Ok(());
     };
@@ -220,11 +227,10 @@ async fn fan_out(db: &Db, s: &Arc<Settings>, a: Alert) -> Result<(), StoreError>
         }
         // Each delivery on its own task: a hanging receiver delays only
         // its own alert.
-        let (db, s, a, body) = (db.clone(), s.clone(), a.clone(), body.clone());
+        let (sender, a, body) = (sender.clone(), a.clone(), body.clone());
         tokio::spawn(async move {
             send_and_log(
-                &db,
-                &s,
+                &sender,
                 &channel,
                 a.trigger,
                 a.task_id.as_deref(),
@@ -239,14 +245,14 @@ async fn fan_out(db: &Db, s: &Arc<Settings>, a: Alert) -> Result<(), StoreError>
 
 /// One delivery to one channel, logged. Returns the outcome.
 pub async fn send_and_log(
-    db: &Db,
-    s: &Settings,
+    sender: &Sender,
     channel: &Channel,
     trigger: &str,
     task_id: Option<&str>,
     task_name: Option<&str>,
     body: &str,
 ) -> webhook::Outcome {
+    let (db, s) = (&sender.db, sender.settings.as_ref());
     let outcome = match open_config(s, channel).and_then(|cfg| parse_target(s, &channel.kind, &cfg))
     {
         Ok(target) => deliver(s, &target, trigger, body).await,
@@ -275,7 +281,7 @@ pub async fn send_and_log(
         tracing::warn!(error = %e, channel = %channel.id, "cannot log a notification delivery");
     }
     crate::metrics::bump(
-        &crate::metrics::get().notifications,
+        &sender.metrics.notifications,
         &[
             channel.kind.as_str(),
             if outcome.success { "sent" } else { "failed" },

@@ -16,6 +16,9 @@ const SQLITE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// `Z4J_TESTING_CLOCK_OFFSET_SECONDS` (dev posture only): shifts the
 /// brain's notion of now, so guarantees measured in days can be tested.
+/// Process-wide on purpose: it must reach every `Ts::now()` (a hundred
+/// call sites in store and domain code) and is set once at start-up,
+/// before anything reads it; settings refuse it outside `dev`.
 static CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 pub fn set_clock_offset_seconds(secs: i64) {

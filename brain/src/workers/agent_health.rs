@@ -7,8 +7,10 @@
 
 use super::{periodic, Job};
 use crate::audit::AuditError;
+use crate::metrics::Metrics;
 use crate::notify::{Alert, Alerts};
 use crate::store::{agents, notifications, Db, Ts};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -17,6 +19,7 @@ const ALERTS_PER_TICK: i64 = 100;
 
 pub struct Config {
     pub every: Duration,
+    pub metrics: Arc<Metrics>,
     pub offline_after_secs: i64,
     pub alert_grace_secs: i64,
     pub prune_days: i64,
@@ -31,6 +34,7 @@ pub async fn run(
 ) {
     let Config {
         every,
+        metrics,
         offline_after_secs,
         alert_grace_secs,
         prune_days,
@@ -44,6 +48,7 @@ pub async fn run(
         let db = db.clone();
         let alerts = alerts.clone();
         let settings = settings.clone();
+        let metrics = metrics.clone();
         async move {
             let silent_since = Ts::now().plus_seconds(-offline_after_secs);
             let n = agents::sweep_offline(&db, silent_since).await?;
@@ -54,6 +59,7 @@ pub async fn run(
                 &db,
                 &settings,
                 &alerts,
+                &metrics,
                 offline_after_secs,
                 alert_grace_secs,
             )
@@ -75,6 +81,7 @@ async fn announce(
     db: &Db,
     settings: &crate::settings::Settings,
     alerts: &Alerts,
+    metrics: &Metrics,
     timeout: i64,
     grace: i64,
 ) -> Result<(), AuditError> {
@@ -102,7 +109,7 @@ async fn announce(
                 })),
         )
         .await?;
-        crate::metrics::get()
+        metrics
             .agents_offline_detected
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(agent_id = %a.id, name = %a.name, offline_for_seconds = offline_for, "agent offline");

@@ -6,6 +6,7 @@
 
 use super::{periodic, Job};
 use crate::audit::{self, AuditError};
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::store::{Db, StoreError, Ts};
 use std::sync::atomic::Ordering;
@@ -13,15 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn run(db: Db, settings: Arc<Settings>, stop: watch::Receiver<bool>) {
+pub async fn run(db: Db, settings: Arc<Settings>, m: Arc<Metrics>, stop: watch::Receiver<bool>) {
     let job = Job {
         name: "audit_retention_worker",
         every: Duration::from_secs(settings.audit_retention_sweep_interval_seconds.max(60) as u64),
         gated: true,
     };
     periodic(db.clone(), job, stop, move || {
-        let (db, s) = (db.clone(), settings.clone());
-        async move { sweep(&db, &s).await }
+        let (db, s, m) = (db.clone(), settings.clone(), m.clone());
+        async move { sweep(&db, &s, &m).await }
     })
     .await;
 }
@@ -53,8 +54,7 @@ pub async fn pass_before(db: &Db, s: &Settings, cutoff: Ts) -> Result<u64, Audit
     Ok(total)
 }
 
-async fn sweep(db: &Db, s: &Settings) -> Result<(), StoreError> {
-    let m = crate::metrics::get();
+async fn sweep(db: &Db, s: &Settings, m: &Metrics) -> Result<(), StoreError> {
     match pass(db, s).await {
         Ok(n) => {
             m.audit_retention_last_deleted

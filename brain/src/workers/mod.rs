@@ -12,6 +12,7 @@ pub mod retention;
 pub mod wal_checkpoint;
 
 use crate::commands::Commands;
+use crate::metrics::Metrics;
 use crate::notify::{Alert, Alerts};
 use crate::settings::Settings;
 use crate::store::Db;
@@ -27,6 +28,7 @@ pub struct Deps {
     pub db: Db,
     pub commands: Commands,
     pub alerts: Alerts,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts every background loop on its documented cadence; each ends when
@@ -42,6 +44,7 @@ pub fn spawn_all(
         tokio::spawn(wal_checkpoint::run(
             d.db.clone(),
             secs(s.wal_checkpoint_interval_seconds),
+            d.metrics.clone(),
             stop.clone(),
         )),
         tokio::spawn(command_timeout::run(
@@ -54,6 +57,7 @@ pub fn spawn_all(
             s.clone(),
             agent_health::Config {
                 every: secs(s.agent_health_sweep_seconds),
+                metrics: d.metrics.clone(),
                 offline_after_secs: s.agent_offline_timeout_seconds,
                 alert_grace_secs: s.agent_offline_alert_grace_seconds,
                 prune_days: s.agent_stale_prune_days,
@@ -62,8 +66,11 @@ pub fn spawn_all(
             stop.clone(),
         )),
         tokio::spawn(crate::notify::run(
-            d.db.clone(),
-            s.clone(),
+            crate::notify::Sender {
+                db: d.db.clone(),
+                settings: s.clone(),
+                metrics: d.metrics.clone(),
+            },
             alert_rx,
             stop.clone(),
         )),
@@ -75,7 +82,12 @@ pub fn spawn_all(
             },
             stop.clone(),
         )),
-        tokio::spawn(audit_retention::run(d.db.clone(), s.clone(), stop.clone())),
+        tokio::spawn(audit_retention::run(
+            d.db.clone(),
+            s.clone(),
+            d.metrics.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(retention::run(
             d.db.clone(),
             s.event_retention_days,

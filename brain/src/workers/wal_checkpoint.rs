@@ -3,12 +3,14 @@
 //! without bound between SQLite's own (passive) checkpoints. The first pass
 //! runs one interval after start.
 
+use crate::metrics::Metrics;
 use crate::store::{self, Db};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn run(db: Db, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(db: Db, interval: Duration, m: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     if !matches!(db, Db::Sqlite(_)) {
         return; // ignored on PostgreSQL
     }
@@ -17,7 +19,6 @@ pub async fn run(db: Db, interval: Duration, mut stop: watch::Receiver<bool>) {
             Ok(None) => return,
             Ok(Some((busy, log, checkpointed))) => {
                 tracing::debug!(busy, log, checkpointed, "WAL checkpoint");
-                let m = crate::metrics::get();
                 m.wal_checkpoint_pages_last
                     .store(checkpointed, Ordering::Relaxed);
                 m.wal_checkpoint_last_run
@@ -25,9 +26,7 @@ pub async fn run(db: Db, interval: Duration, mut stop: watch::Receiver<bool>) {
                 m.wal_checkpoint_error.store(0, Ordering::Relaxed);
             }
             Err(e) => {
-                crate::metrics::get()
-                    .wal_checkpoint_error
-                    .store(1, Ordering::Relaxed);
+                m.wal_checkpoint_error.store(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "WAL checkpoint failed; retrying next interval")
             }
         }

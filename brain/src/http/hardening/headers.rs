@@ -35,7 +35,7 @@ pub async fn layer(State(state): State<Shared>, req: Request, next: Next) -> Res
     let method = req.method().as_str().to_owned();
     let mut resp = next.run(req).await;
     crate::metrics::bump(
-        &crate::metrics::get().http_requests,
+        &state.metrics.http_requests,
         &[method.as_str(), resp.status().as_str()],
     );
     let html = resp
