@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod ops;
 pub mod server;
 pub mod settings;
 pub mod store;

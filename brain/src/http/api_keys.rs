@@ -126,6 +126,65 @@ fn has_session_cookie(state: &Shared, headers: &HeaderMap) -> bool {
         })
 }
 
+/// 401 for a key that is revoked, expired, or whose owner is inactive.
+async fn credential_refusal(state: &Shared, key: &api_keys::ApiKey) -> Option<Response> {
+    let unauthorized = |message: &str, reason: &str| {
+        Some(refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            message,
+            json!({"reason": reason}),
+        ))
+    };
+    if key.revoked_at.is_some() {
+        return unauthorized("api key has been revoked", "revoked");
+    }
+    if key.expires_at.is_some_and(|t| t <= Ts::now()) {
+        return unauthorized("api key has expired", "expired");
+    }
+    match users::find(&state.db, key.user_id).await {
+        Ok(Some(u)) if u.is_active => None,
+        Ok(_) => unauthorized("api key owner is inactive", "owner_inactive"),
+        Err(e) => Some(ApiError::from(e).into_response()),
+    }
+}
+
+/// 403 for identity routes and for a route the key's scopes do not cover.
+fn scope_refusal(
+    key: &api_keys::ApiKey,
+    method: &axum::http::Method,
+    path: &str,
+) -> Option<Response> {
+    let need = match required_scope(method, path) {
+        Ok(n) => n,
+        Err("auth") => {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "api keys cannot access identity endpoints - use a session cookie for /auth/*",
+                json!({"reason": "bearer_denied_for_tag", "tag": "auth"}),
+            ))
+        }
+        Err(_) => {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "api key lacks required scope",
+                json!({"required_scope": "__unreachable__", "reason": "scope_missing"}),
+            ))
+        }
+    };
+    let need = need?;
+    (!grants(&key.scope_list(), &need)).then(|| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "api key lacks required scope",
+            json!({"required_scope": need, "reason": "scope_missing"}),
+        )
+    })
+}
+
 pub async fn layer(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     req.headers_mut().remove(KEY_HEADER);
     // A session cookie wins; agent tokens never start with z4k_.
@@ -146,54 +205,12 @@ pub async fn layer(State(state): State<Shared>, mut req: Request, next: Next) ->
         Ok(None) => return next.run(req).await,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let unauthorized = |message: &str, reason: &str| {
-        refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            message,
-            json!({"reason": reason}),
-        )
-    };
-    if key.revoked_at.is_some() {
-        return unauthorized("api key has been revoked", "revoked");
-    }
-    if key.expires_at.is_some_and(|t| t <= Ts::now()) {
-        return unauthorized("api key has expired", "expired");
-    }
-    match users::find(&state.db, key.user_id).await {
-        Ok(Some(u)) if u.is_active => {}
-        Ok(_) => return unauthorized("api key owner is inactive", "owner_inactive"),
-        Err(e) => return ApiError::from(e).into_response(),
+    if let Some(r) = credential_refusal(&state, &key).await {
+        return r;
     }
     let path = req.uri().path().to_owned();
-    let need = match required_scope(req.method(), &path) {
-        Ok(n) => n,
-        Err("auth") => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "api keys cannot access identity endpoints - use a session cookie for /auth/*",
-                json!({"reason": "bearer_denied_for_tag", "tag": "auth"}),
-            )
-        }
-        Err(_) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "api key lacks required scope",
-                json!({"required_scope": "__unreachable__", "reason": "scope_missing"}),
-            )
-        }
-    };
-    if let Some(need) = need {
-        if !grants(&key.scope_list(), &need) {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "api key lacks required scope",
-                json!({"required_scope": need, "reason": "scope_missing"}),
-            );
-        }
+    if let Some(r) = scope_refusal(&key, req.method(), &path) {
+        return r;
     }
     if let Some(bound) = key.project_id {
         if let Err(r) = check_binding(&state, bound, &path).await {

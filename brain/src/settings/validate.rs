@@ -34,10 +34,37 @@ pub(super) fn check(
     mut s: Settings,
     home: &Path,
 ) -> Result<(Settings, DatabaseTarget), Vec<SettingError>> {
-    let mut errors = Vec::new();
     s.log_level = s.log_level.to_ascii_uppercase();
     s.session_cookie_samesite = s.session_cookie_samesite.to_ascii_lowercase();
     s.registry_backend = s.registry_backend.to_ascii_lowercase();
+    let mut errors = cross_checks(&s);
+    let database = match database_target(&s, home) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if let Some(DatabaseTarget::Postgres { url }) = &database {
+        if s.require_db_ssl {
+            if let Err(problem) = check_db_tls(url) {
+                errors.push(err("Z4J_DATABASE_URL", problem));
+            }
+        }
+    }
+    if matches!(database, Some(DatabaseTarget::Sqlite { .. })) {
+        // LISTEN/NOTIFY does not exist on SQLite.
+        s.registry_backend = "local".to_owned();
+    }
+    match database {
+        Some(db) if errors.is_empty() => Ok((s, db)),
+        _ => Err(errors),
+    }
+}
+
+/// The rules that span variables or values a single range cannot express.
+fn cross_checks(s: &Settings) -> Vec<SettingError> {
+    let mut errors = Vec::new();
 
     if let Some(url) = &s.public_url {
         if let Err(problem) = check_public_url(url, s.allow_http_public_url) {
@@ -94,29 +121,7 @@ pub(super) fn check(
             "the embedded scheduler is not available in this build yet; leave it false",
         ));
     }
-
-    let database = match database_target(&s, home) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
-    if let Some(DatabaseTarget::Postgres { url }) = &database {
-        if s.require_db_ssl {
-            if let Err(problem) = check_db_tls(url) {
-                errors.push(err("Z4J_DATABASE_URL", problem));
-            }
-        }
-    }
-    if matches!(database, Some(DatabaseTarget::Sqlite { .. })) {
-        // LISTEN/NOTIFY does not exist on SQLite.
-        s.registry_backend = "local".to_owned();
-    }
-    match database {
-        Some(db) if errors.is_empty() => Ok((s, db)),
-        _ => Err(errors),
-    }
+    errors
 }
 
 fn check_public_url(url: &str, allow_http: bool) -> Result<(), String> {

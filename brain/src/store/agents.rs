@@ -7,48 +7,14 @@ use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
-/// Whether an agent (or one of its worker processes, or an engine worker)
-/// is connected: the `state` columns' vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    Online,
-    Offline,
-    Draining,
-    Unknown,
-}
-
-impl Liveness {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Liveness::Online => "online",
-            Liveness::Offline => "offline",
-            Liveness::Draining => "draining",
-            Liveness::Unknown => "unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Liveness> {
-        [
-            Liveness::Online,
-            Liveness::Offline,
-            Liveness::Draining,
-            Liveness::Unknown,
-        ]
-        .into_iter()
-        .find(|l| l.as_str() == s)
-    }
-}
-
-impl TryFrom<String> for Liveness {
-    type Error = String;
-    fn try_from(s: String) -> Result<Liveness, String> {
-        Liveness::parse(&s).ok_or_else(|| format!("unknown state {s:?}"))
-    }
-}
-
-impl serde::Serialize for Liveness {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+crate::text_enum! {
+    /// Whether an agent (or one of its worker processes, or an engine
+    /// worker) is connected: the `state` columns' vocabulary.
+    pub enum Liveness {
+        Online = "online",
+        Offline = "offline",
+        Draining = "draining",
+        Unknown = "unknown",
     }
 }
 

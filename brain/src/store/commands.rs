@@ -63,133 +63,47 @@ pub async fn finish(
     Ok(n == 1)
 }
 
-/// A command's state (`commands.status`, CHECK-constrained on both
-/// dialects).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pending,
-    Dispatched,
-    Completed,
-    Failed,
-    Timeout,
-    Cancelled,
+crate::text_enum! {
+    /// A command's state (`commands.status`).
+    pub enum Status {
+        Pending = "pending",
+        Dispatched = "dispatched",
+        Completed = "completed",
+        Failed = "failed",
+        Timeout = "timeout",
+        Cancelled = "cancelled",
+    }
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Dispatched,
-        Status::Completed,
-        Status::Failed,
-        Status::Timeout,
-        Status::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Dispatched => "dispatched",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Timeout => "timeout",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// Finished by the agent (or cancelled): the outcome is known.
     pub fn is_finished(self) -> bool {
         matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 }
 
-impl TryFrom<String> for Status {
-    type Error = String;
-    fn try_from(s: String) -> Result<Status, String> {
-        Status::parse(&s).ok_or_else(|| format!("unknown command status {s:?}"))
-    }
-}
-
-impl serde::Serialize for Status {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// The actions this brain issues. Rows keep the action as text (another
-/// implementation sharing the database may store others).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    RetryTask,
-    CancelTask,
-    RequeueDeadLetter,
-    BulkRetry,
-    PurgeQueue,
-    RestartWorker,
-    PoolGrow,
-    PoolShrink,
-    AddConsumer,
-    CancelConsumer,
-    RateLimit,
-    ReconcileTask,
-    ScheduleFire,
-    ScheduleTriggerNow,
-    ScheduleTriggerNowViaScheduler,
-    ScheduleResync,
-    ScheduleEnable,
-    ScheduleDisable,
-}
-
-impl Action {
-    pub const ALL: [Action; 18] = [
-        Action::RetryTask,
-        Action::CancelTask,
-        Action::RequeueDeadLetter,
-        Action::BulkRetry,
-        Action::PurgeQueue,
-        Action::RestartWorker,
-        Action::PoolGrow,
-        Action::PoolShrink,
-        Action::AddConsumer,
-        Action::CancelConsumer,
-        Action::RateLimit,
-        Action::ReconcileTask,
-        Action::ScheduleFire,
-        Action::ScheduleTriggerNow,
-        Action::ScheduleTriggerNowViaScheduler,
-        Action::ScheduleResync,
-        Action::ScheduleEnable,
-        Action::ScheduleDisable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::RetryTask => "retry_task",
-            Action::CancelTask => "cancel_task",
-            Action::RequeueDeadLetter => "requeue_dead_letter",
-            Action::BulkRetry => "bulk_retry",
-            Action::PurgeQueue => "purge_queue",
-            Action::RestartWorker => "restart_worker",
-            Action::PoolGrow => "pool_grow",
-            Action::PoolShrink => "pool_shrink",
-            Action::AddConsumer => "add_consumer",
-            Action::CancelConsumer => "cancel_consumer",
-            Action::RateLimit => "rate_limit",
-            Action::ReconcileTask => "reconcile_task",
-            Action::ScheduleFire => "schedule.fire",
-            Action::ScheduleTriggerNow => "schedule.trigger_now",
-            Action::ScheduleTriggerNowViaScheduler => "schedule.trigger_now.via_scheduler",
-            Action::ScheduleResync => "schedule.resync",
-            Action::ScheduleEnable => "schedule.enable",
-            Action::ScheduleDisable => "schedule.disable",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|v| v.as_str() == s)
+crate::text_enum! {
+    /// The actions this brain issues. Rows keep the action as text (another
+    /// implementation sharing the database may store others).
+    pub enum Action {
+        RetryTask = "retry_task",
+        CancelTask = "cancel_task",
+        RequeueDeadLetter = "requeue_dead_letter",
+        BulkRetry = "bulk_retry",
+        PurgeQueue = "purge_queue",
+        RestartWorker = "restart_worker",
+        PoolGrow = "pool_grow",
+        PoolShrink = "pool_shrink",
+        AddConsumer = "add_consumer",
+        CancelConsumer = "cancel_consumer",
+        RateLimit = "rate_limit",
+        ReconcileTask = "reconcile_task",
+        ScheduleFire = "schedule.fire",
+        ScheduleTriggerNow = "schedule.trigger_now",
+        ScheduleTriggerNowViaScheduler = "schedule.trigger_now.via_scheduler",
+        ScheduleResync = "schedule.resync",
+        ScheduleEnable = "schedule.enable",
+        ScheduleDisable = "schedule.disable",
     }
 }
 

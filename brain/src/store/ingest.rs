@@ -9,38 +9,20 @@ use sqlx::types::Json as SqlJson;
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
-/// A task's state (`tasks.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    Received,
-    Started,
-    Success,
-    Failure,
-    Retry,
-    Revoked,
+crate::text_enum! {
+    /// The task states events project (`tasks.state`; the column also
+    /// allows `pending` and `rejected`, which no event writes).
+    pub enum TaskState {
+        Received = "received",
+        Started = "started",
+        Success = "success",
+        Failure = "failure",
+        Retry = "retry",
+        Revoked = "revoked",
+    }
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 6] = [
-        TaskState::Received,
-        TaskState::Started,
-        TaskState::Success,
-        TaskState::Failure,
-        TaskState::Retry,
-        TaskState::Revoked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Received => "received",
-            TaskState::Started => "started",
-            TaskState::Success => "success",
-            TaskState::Failure => "failure",
-            TaskState::Retry => "retry",
-            TaskState::Revoked => "revoked",
-        }
-    }
-
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -376,7 +358,7 @@ async fn upsert_tasks(
         *k += 1;
     }
     for round in &rounds {
-        for state in TaskState::ALL {
+        for &state in TaskState::ALL {
             let of_state: Vec<&Item<'_>> = round
                 .iter()
                 .filter(|(_, r)| r.task.as_ref().is_some_and(|t| t.state == state))
@@ -485,7 +467,7 @@ mod tests {
     #[test]
     fn every_task_upsert_is_built() {
         for d in [Dialect::Sqlite, Dialect::Postgres] {
-            for s in TaskState::ALL {
+            for &s in TaskState::ALL {
                 let sql = task_upsert_sql(d, s, 2);
                 assert!(
                     sql.contains("ON CONFLICT (project_id, engine, task_id)"),

@@ -110,6 +110,44 @@ pub fn json_column(v: &z4j_protocol::Value) -> Option<Box<serde_json::value::Raw
     serde_json::value::RawValue::from_string(text).ok()
 }
 
+/// A closed vocabulary stored as text (a CHECK-constrained column): the
+/// enum, its stored names, parsing, decoding from the column
+/// (`#[sqlx(try_from = "String")]`) and serialising as the name.
+#[macro_export]
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<$name, String> {
+                $name::parse(&s)
+                    .ok_or_else(|| format!("{:?} is not a {}", s, stringify!($name)))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// Runs the same expression against whichever pool (or transaction) the
 /// handle holds; the expression is compiled once per dialect.
 #[macro_export]

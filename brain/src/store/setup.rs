@@ -86,6 +86,9 @@ pub struct NewAdmin<'a> {
 /// Creates the first admin, project `default` and the admin membership, and
 /// deletes the setup tokens, in one transaction. Fails with `Conflict` when a
 /// user already exists (checked after taking the write lock).
+// Long on purpose: one transaction read top to bottom (lock, emptiness
+// check, user, default project, membership) is clearer than the same
+// statements spread over helpers that all take the transaction.
 pub async fn provision_first_admin(
     db: &Db,
     new: &NewAdmin<'_>,
