@@ -25,7 +25,6 @@ use tokio::task::JoinHandle;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
-    pub fleet: Arc<Fleet>,
     pub commands: Commands,
     pub alerts: Alerts,
     pub metrics: Arc<Metrics>,
@@ -40,7 +39,7 @@ impl AppState {
     pub fn build(loaded: &Loaded, db: Db, alerts: Alerts) -> (AppState, JoinHandle<()>) {
         let settings = Arc::new(loaded.settings.clone());
         let fleet = Arc::new(Fleet::new(&settings, &db));
-        let commands = Commands::new(settings.clone(), db.clone(), fleet.clone());
+        let commands = Commands::new(settings.clone(), db.clone(), fleet);
         let metrics = Arc::new(Metrics::default());
         let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone());
         let gateway = Gateway::new(
@@ -60,7 +59,6 @@ impl AppState {
         let app = AppState {
             settings,
             db,
-            fleet,
             commands,
             alerts,
             metrics,

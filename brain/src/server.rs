@@ -111,8 +111,8 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         stop_rx.clone(),
     );
     tracing::info!(
-        backend = app.fleet.cluster.backend(),
-        worker_id = %app.fleet.cluster.worker_id,
+        backend = app.commands.fleet().cluster.backend(),
+        worker_id = %app.commands.fleet().cluster.worker_id,
         "command registry"
     );
     let mut stop_for_serve = stop_rx;

@@ -58,7 +58,7 @@ fn strings(v: Option<&Json>) -> Vec<&str> {
 }
 
 /// Why `agent` may not receive `action` for `engine`, or `None`.
-pub fn dispatch_refusal(agent: &Agent, engine: &str, action: Action) -> Option<String> {
+fn dispatch_refusal(agent: &Agent, engine: &str, action: Action) -> Option<String> {
     if let Some(e) = engine_name_error(engine) {
         return Some(e);
     }

@@ -59,6 +59,12 @@ pub fn retry_engine(c: &Command) -> Option<String> {
     }
 }
 
+/// Whether a session that may retry on `retry_engines` may receive `c`
+/// (only retry-family commands are restricted).
+fn may_run(c: &Command, retry_engines: &[String]) -> bool {
+    retry_engine(c).is_none_or(|e| retry_engines.contains(&e))
+}
+
 fn to_value(j: &Json) -> Value {
     z4j_protocol::parse(j.to_string().as_bytes()).unwrap_or(Value::Null)
 }
@@ -163,13 +169,8 @@ impl Commands {
                     return;
                 }
             };
-        for c in pending {
-            if let Some(engine) = retry_engine(&c) {
-                if !retry_engines.contains(&engine) {
-                    continue;
-                }
-            }
-            self.deliver(&out, &c).await;
+        for c in pending.iter().filter(|c| may_run(c, &retry_engines)) {
+            self.deliver(&out, c).await;
         }
     }
 
@@ -205,10 +206,8 @@ impl Commands {
             }));
         let mut claimed = Vec::new();
         for (c, last_sent) in candidates.take(max_frames.max(0) as usize) {
-            if let Some(engine) = retry_engine(&c) {
-                if !retry_engines.contains(&engine) {
-                    continue;
-                }
+            if !may_run(&c, retry_engines) {
+                continue;
             }
             let ok = match last_sent {
                 None => commands::claim(&self.db, c.id).await?,

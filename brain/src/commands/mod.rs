@@ -90,12 +90,10 @@ impl Commands {
         }
     }
 
-    /// A command another replica published: delivered here when it is
-    /// still pending and its agent is connected to this process.
+    /// A command another replica published for an agent connected to this
+    /// process: delivered here when it is still pending (`push` finds no
+    /// route if the agent left meanwhile).
     pub async fn on_published(&self, id: Uuid, agent_id: Uuid) {
-        if !self.fleet.registry.is_connected(agent_id) {
-            return; // another replica's agent
-        }
         match rows::get(&self.db, id).await {
             Ok(Some(c)) if c.agent_id == Some(agent_id) && c.status == Status::Pending => {
                 self.push(agent_id, &c).await;

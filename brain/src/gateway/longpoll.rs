@@ -65,15 +65,17 @@ impl Sessions {
         }
     }
 
-    /// Sessions held (live or invalidated), for `/metrics`.
-    fn publish_len(&self, slots: &HashMap<(Uuid, String), Slot>) {
-        self.metrics
-            .longpoll_sessions
-            .store(slots.len() as i64, std::sync::atomic::Ordering::Relaxed);
+    /// The slot map, locked.
+    fn slots(&self) -> Slots<'_> {
+        Slots {
+            map: self.slots.lock().unwrap_or_else(|p| p.into_inner()),
+            metrics: &self.metrics,
+        }
     }
+
     fn lookup(&self, state: &Shared, cred: &Credential, nonce: &str, probe: bool) -> Lookup {
         let key = (cred.agent_id, nonce.to_owned());
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots();
         let mut needs = self.needs_probe.lock().unwrap_or_else(|p| p.into_inner());
         match slots.get(&key) {
             Some(Slot::Live(s)) => return Lookup::Live(s.clone()),
@@ -106,14 +108,10 @@ impl Sessions {
                 Some(k) => {
                     slots.remove(&k);
                 }
-                None => {
-                    self.publish_len(&slots);
-                    return Lookup::Full;
-                }
+                None => return Lookup::Full,
             }
         }
         let Some(key_bytes) = project_key(&state.settings, cred.project_id) else {
-            self.publish_len(&slots);
             return Lookup::Full;
         };
         let binding = Binding {
@@ -128,16 +126,14 @@ impl Sessions {
             last_used: now,
         }));
         slots.insert(key, Slot::Live(session.clone()));
-        self.publish_len(&slots);
         Lookup::Live(session)
     }
 
     /// A signature failure: this nonce is dead, and the agent must probe
     /// with a fresh one before anything else is accepted.
     fn invalidate(&self, agent_id: Uuid, nonce: &str) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.insert((agent_id, nonce.to_owned()), Slot::Invalidated);
-        self.publish_len(&slots);
+        self.slots()
+            .insert((agent_id, nonce.to_owned()), Slot::Invalidated);
         self.needs_probe
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -145,9 +141,36 @@ impl Sessions {
     }
 
     fn drop_session(&self, agent_id: Uuid, nonce: &str) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.remove(&(agent_id, nonce.to_owned()));
-        self.publish_len(&slots);
+        self.slots().remove(&(agent_id, nonce.to_owned()));
+    }
+}
+
+/// The locked slot map. Dropping it republishes the number of sessions held
+/// (live or invalidated) for `/metrics`, so no change to the map can leave
+/// the gauge stale.
+struct Slots<'a> {
+    map: std::sync::MutexGuard<'a, HashMap<(Uuid, String), Slot>>,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl std::ops::Deref for Slots<'_> {
+    type Target = HashMap<(Uuid, String), Slot>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Slots<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Drop for Slots<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .longpoll_sessions
+            .store(self.map.len() as i64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -570,4 +593,25 @@ pub async fn events(
     .into_response();
     identity_headers(&mut r, &cred);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn the_session_gauge_follows_every_change_of_the_map() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let sessions = Sessions::new(metrics.clone());
+        let gauge = || metrics.longpoll_sessions.load(Ordering::Relaxed);
+        let agent = Uuid::new_v4();
+        sessions.invalidate(agent, "n1");
+        sessions.invalidate(agent, "n2");
+        assert_eq!(gauge(), 2);
+        sessions.drop_session(agent, "n1");
+        assert_eq!(gauge(), 1);
+        sessions.drop_session(agent, "absent");
+        assert_eq!(gauge(), 1);
+    }
 }

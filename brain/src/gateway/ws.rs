@@ -108,7 +108,8 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
     };
     let session_id = Uuid::new_v4();
     let connected_at = Ts::now();
-    match agents::mark_online(&state.db, cred.agent_id, &hello_info(&hello), connected_at).await {
+    let info = hello_info(&hello);
+    match agents::mark_online(&state.db, cred.agent_id, &info, connected_at).await {
         Ok(true) => {}
         Ok(false) => return close(socket, 4401, "").await,
         Err(e) => {
@@ -133,12 +134,13 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
         return;
     }
     let slot = Slot {
+        session_id,
         agent_id: cred.agent_id,
         conn_id: state.fleet().registry.next_conn_id(),
         worker_id: hello.worker_id.clone(),
         connected_at,
     };
-    let refused = attach(&state, socket, &cred, key, &hello, session_id, &slot).await;
+    let refused = attach(&state, socket, &cred, key, &hello, &info, &slot).await;
     // One clean-up for every way a registered (or refused) slot ends.
     slot.finish(&state).await;
     if let Some((socket, code)) = refused {
@@ -201,9 +203,10 @@ async fn handshake(state: &Shared, cred: &Credential, first: &[u8]) -> Result<He
     Ok(hello)
 }
 
-/// This connection's place in the registry, from registration to
-/// disconnect.
+/// This connection: its session id and its place in the registry, from
+/// registration to disconnect.
 struct Slot {
+    session_id: Uuid,
     agent_id: Uuid,
     conn_id: u64,
     worker_id: Option<String>,
@@ -243,7 +246,7 @@ async fn attach(
     cred: &Credential,
     key: ProjectKey,
     hello: &Hello,
-    session_id: Uuid,
+    info: &agents::HelloInfo,
     slot: &Slot,
 ) -> Option<(WebSocket, u16)> {
     let (kick, kick_rx) = Kick::new();
@@ -280,23 +283,22 @@ async fn attach(
     ) {
         return Some((socket, 4003));
     }
-    let info = hello_info(hello);
     if let Err(e) = agents::upsert_worker(
         &state.db,
         cred.agent_id,
         cred.project_id,
-        &info,
+        info,
         slot.connected_at,
     )
     .await
     {
         tracing::warn!(error = %e, "agent worker row not recorded");
     }
-    tracing::info!(agent_id = %cred.agent_id, session_id = %session_id, worker_id = ?hello.worker_id, "agent connected");
+    tracing::info!(agent_id = %cred.agent_id, session_id = %slot.session_id, worker_id = ?hello.worker_id, "agent connected");
     let binding = Binding {
         agent_id: cred.agent_id.to_string(),
         project_id: cred.project_id.to_string(),
-        session_id: session_id.to_string(),
+        session_id: slot.session_id.to_string(),
     };
     let session = Session {
         state: state.clone(),

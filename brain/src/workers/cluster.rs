@@ -186,6 +186,9 @@ fn on_notification(state: &Ctx, channel: &str, payload: &str) {
             let (Some(id), Some(agent)) = (id, agent) else {
                 return;
             };
+            if !state.fleet().registry.is_connected(agent) {
+                return; // another replica's agent: no task, no query
+            }
             let commands = state.commands.clone();
             tokio::spawn(async move { commands.on_published(id, agent).await });
         }

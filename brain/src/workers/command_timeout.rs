@@ -3,20 +3,21 @@
 //! become `timeout`.
 
 use super::{periodic, Job};
-use crate::store::{commands, Db};
+use crate::commands::Commands;
+use crate::store::Db;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn run(db: Db, every: Duration, stop: watch::Receiver<bool>) {
+pub async fn run(db: Db, commands: Commands, every: Duration, stop: watch::Receiver<bool>) {
     let job = Job {
         name: "command_timeout_worker",
         every,
         gated: false,
     };
-    periodic(db.clone(), job, stop, move || {
-        let db = db.clone();
+    periodic(db, job, stop, move || {
+        let commands = commands.clone();
         async move {
-            let n = commands::sweep_timeouts(&db).await?;
+            let n = commands.sweep_timeouts().await?;
             if n > 0 {
                 tracing::info!(commands = n, "commands timed out");
             }

@@ -49,6 +49,7 @@ pub fn spawn_all(
         )),
         tokio::spawn(command_timeout::run(
             d.db.clone(),
+            d.commands.clone(),
             secs(s.command_timeout_sweep_seconds),
             stop.clone(),
         )),
