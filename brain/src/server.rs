@@ -96,6 +96,9 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     let router = app.router();
     println!("z4j: serving on {addr}");
     tracing::info!(address = %addr, database = db.kind(), version = BRAIN_VERSION, "brain started");
+    if let Some(m) = &s.mutant {
+        tracing::warn!(mutant = %m, "MUTANT ACTIVE: a behaviour is broken on purpose (mutation testing)");
+    }
     app.api.ready.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -49,11 +49,17 @@ async fn sqlite() -> TestDb {
 async fn postgres() -> Option<TestDb> {
     let provider = match z4j_conformance::postgres::Provider::discover().await {
         Ok(p) => p,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        Err(e) if z4j_conformance::under_ci() => {
             panic!("PostgreSQL is required under CI: {e}")
         }
         Err(e) => {
-            eprintln!("skipping the PostgreSQL half: {e}");
+            // Straight to the process's stderr: the harness captures
+            // eprintln! of passing tests, and a skip must stay visible.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "store tests: PostgreSQL half NOT RUN (not judged, not passed): {e}"
+            );
             return None;
         }
     };

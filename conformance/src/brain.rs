@@ -259,7 +259,13 @@ async fn start_once(target: &Target, spec: StartSpec) -> Result<Brain, String> {
         env.push(("Z4J_BIND_PORT".into(), port.to_string()));
     }
     env.extend(target.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(spec.env.iter().cloned());
+    // `{home}` in a value is this start's home (mutants of Z4J_HOME).
+    let home_text = home.display().to_string();
+    env.extend(
+        spec.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{home}", &home_text))),
+    );
     let mut cmd = Command::new(&target.command[0]);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.args(&target.command[1..])

@@ -176,6 +176,7 @@ mod tests {
         CaseResult {
             case: "c",
             clauses,
+            asserts: &[],
             db,
             outcome,
             duration: Duration::ZERO,

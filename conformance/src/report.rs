@@ -2,7 +2,8 @@
 
 use crate::clauses::Clause;
 use crate::expectations::Expectations;
-use crate::runner::{CaseResult, Database, Outcome};
+use crate::runner::{Assert, Case, CaseResult, Database, Outcome};
+use crate::target::Target;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -12,6 +13,10 @@ pub enum Verdict {
     Fail,
     Skipped,
     NotCovered,
+    /// Every case for the clause is for another database.
+    NotApplicable,
+    /// The target says it does not implement the clause (with a reason).
+    NotClaimed,
 }
 
 impl Verdict {
@@ -21,6 +26,8 @@ impl Verdict {
             Verdict::Fail => "FAIL",
             Verdict::Skipped => "skipped",
             Verdict::NotCovered => "not covered",
+            Verdict::NotApplicable => "n/a",
+            Verdict::NotClaimed => "not claimed",
         }
     }
 }
@@ -32,8 +39,9 @@ fn fails(r: &CaseResult, clause: &str) -> bool {
         && (r.clause_failures.is_empty() || r.clause_failures.iter().any(|(c, _)| c == clause))
 }
 
-/// A clause's verdict on one database: any failing case fails it; otherwise
-/// one case that ran it to the end passes it.
+/// A clause's verdict on one database from the case-runs alone: any failing
+/// case fails it; any skipped one leaves it unjudged (a skip is never a
+/// pass); otherwise it passes when at least one case ran it to the end.
 pub fn verdict(results: &[CaseResult], clause: &str, db: Database) -> Verdict {
     let mine: Vec<&CaseResult> = results
         .iter()
@@ -41,28 +49,94 @@ pub fn verdict(results: &[CaseResult], clause: &str, db: Database) -> Verdict {
         .collect();
     if mine.iter().any(|r| fails(r, clause)) {
         Verdict::Fail
-    } else if mine
-        .iter()
-        .any(|r| r.outcome == Outcome::Pass || !r.clause_failures.is_empty())
-    {
-        Verdict::Pass
     } else if mine.is_empty() {
         Verdict::NotCovered
-    } else {
+    } else if mine.iter().any(|r| matches!(r.outcome, Outcome::Skip(_))) {
         Verdict::Skipped
+    } else {
+        Verdict::Pass
     }
+}
+
+/// The verdict as reported: [`verdict`], with what the suite and the target
+/// say about clauses nobody judged.
+pub fn judged(results: &[CaseResult], clause: &str, db: Database, target: &Target) -> Verdict {
+    let v = verdict(results, clause, db);
+    if !matches!(v, Verdict::NotCovered | Verdict::Skipped) {
+        return v;
+    }
+    if target.not_claimed.contains_key(clause) {
+        return Verdict::NotClaimed;
+    }
+    let cases: Vec<&Case> = crate::CASES
+        .iter()
+        .filter(|c| c.clauses.contains(&clause))
+        .collect();
+    if v == Verdict::NotCovered && !cases.is_empty() && !cases.iter().any(|c| c.dbs.includes(db)) {
+        return Verdict::NotApplicable;
+    }
+    v
+}
+
+/// What the passing case-runs asserted about a clause, as letters:
+/// D default, B below, A above, L lower bound, U upper bound, G grey box.
+pub fn strength(results: &[CaseResult], clause: &str) -> String {
+    let mut seen: Vec<Assert> = results
+        .iter()
+        .filter(|r| r.clauses.contains(&clause) && r.outcome == Outcome::Pass)
+        .flat_map(|r| {
+            r.asserts
+                .iter()
+                .filter(|(c, _)| *c == clause)
+                .flat_map(|(_, a)| a.iter().copied())
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    seen.iter().map(|a| a.letter()).collect()
+}
+
+/// Clause x database pairs nobody judged, with why.
+pub fn unjudged(
+    clauses: &[Clause],
+    results: &[CaseResult],
+    dbs: &[Database],
+    target: &Target,
+) -> Vec<(String, Database, Verdict, String)> {
+    let mut out = Vec::new();
+    for c in clauses {
+        for &db in dbs {
+            let v = judged(results, &c.id, db, target);
+            let why = match v {
+                Verdict::NotClaimed => target.not_claimed.get(&c.id).cloned().unwrap_or_default(),
+                Verdict::NotCovered => "no case exercises it".to_owned(),
+                Verdict::Skipped => results
+                    .iter()
+                    .filter(|r| r.db == db && r.clauses.contains(&c.id.as_str()))
+                    .filter_map(|r| match &r.outcome {
+                        Outcome::Skip(m) => Some(format!("{}: {m}", r.case)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => continue,
+            };
+            out.push((c.id.clone(), db, v, why));
+        }
+    }
+    out
 }
 
 pub fn table(
     clauses: &[Clause],
     results: &[CaseResult],
     dbs: &[Database],
-    target: &str,
+    target: &Target,
     expected: &Expectations,
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nconformance report: target {target}");
-    let mut header = format!("{:<52} {:<26}", "clause", "section");
+    let _ = writeln!(out, "\nconformance report: target {}", target.name);
+    let mut header = format!("{:<52} {:<22} {:<7}", "clause", "section", "asserts");
     for db in dbs {
         let _ = write!(header, " {:<12}", db.name());
     }
@@ -70,9 +144,14 @@ pub fn table(
     let _ = writeln!(out, "{}", "-".repeat(header.len()));
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for c in clauses {
-        let mut line = format!("{:<52} {:<26}", c.id, truncate(&c.section, 26));
+        let mut line = format!(
+            "{:<52} {:<22} {:<7}",
+            c.id,
+            truncate(&c.section, 22),
+            strength(results, &c.id)
+        );
         for &db in dbs {
-            let v = verdict(results, &c.id, db);
+            let v = judged(results, &c.id, db, target);
             // A known failure reads differently from a new one.
             let label = match (v, expected.expects_failure(&c.id, db)) {
                 (Verdict::Fail, Some(e)) if e.verdict == "flaky" => "fail (flaky)",
@@ -88,7 +167,12 @@ pub fn table(
     }
     let _ = writeln!(
         out,
-        "\nclauses x databases: {}",
+        "\nasserts: D at the documented default (variable unset), B just under a \
+         limit, A just over it, L lower and U upper bound of a timing, G grey box"
+    );
+    let _ = writeln!(
+        out,
+        "clauses x databases: {}",
         counts
             .iter()
             .map(|(k, v)| format!("{v} {k}"))
@@ -163,7 +247,7 @@ pub fn json(
     clauses: &[Clause],
     results: &[CaseResult],
     dbs: &[Database],
-    target: &str,
+    target: &Target,
     expected: &Expectations,
 ) -> serde_json::Value {
     let cases: Vec<serde_json::Value> = results
@@ -188,7 +272,7 @@ pub fn json(
                 .map(|&db| {
                     (
                         db.name().to_owned(),
-                        verdict(results, &c.id, db).label().into(),
+                        judged(results, &c.id, db, target).label().into(),
                     )
                 })
                 .collect();
@@ -203,8 +287,9 @@ pub fn json(
             serde_json::json!({
                 "clause": c.id, "section": c.section, "level": c.level,
                 "verdicts": v, "expected_failures": known,
+                "asserts": strength(results, &c.id),
             })
         })
         .collect();
-    serde_json::json!({"target": target, "cases": cases, "clauses": per_clause})
+    serde_json::json!({"target": target.name, "cases": cases, "clauses": per_clause})
 }

@@ -47,14 +47,72 @@ pub const SKIP_PREFIX: &str = "skip: ";
 
 pub type CaseFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
+/// What a case asserts about one clause: its strength, shown per clause in
+/// the report. A clause a case names with no strength is exercised black
+/// box at a configured value (or, for a behaviour clause, as documented).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Assert {
+    /// Observed with the variable unset: the documented default in force.
+    Default,
+    /// A value just under a limit passes (or a time just under it has not
+    /// yet elapsed).
+    Below,
+    /// A value just over a limit fails (or the time has elapsed).
+    Above,
+    /// A timing is not shorter than documented.
+    Lower,
+    /// A timing is not longer than documented (plus a tolerance).
+    Upper,
+    /// Observed through the implementation's own storage or internals
+    /// rather than its documented surface.
+    Grey,
+}
+
+impl Assert {
+    pub fn label(self) -> &'static str {
+        match self {
+            Assert::Default => "default",
+            Assert::Below => "below",
+            Assert::Above => "above",
+            Assert::Lower => "lower-bound",
+            Assert::Upper => "upper-bound",
+            Assert::Grey => "grey-box",
+        }
+    }
+
+    pub fn letter(self) -> char {
+        match self {
+            Assert::Default => 'D',
+            Assert::Below => 'B',
+            Assert::Above => 'A',
+            Assert::Lower => 'L',
+            Assert::Upper => 'U',
+            Assert::Grey => 'G',
+        }
+    }
+}
+
 /// One black-box test and the clauses it exercises.
 pub struct Case {
     pub name: &'static str,
     pub clauses: &'static [&'static str],
+    /// Per clause, what the case asserts about it.
+    pub asserts: &'static [(&'static str, &'static [Assert])],
     pub dbs: Dbs,
     /// A target feature the case needs; targets without it skip the case.
     pub feature: Option<&'static str>,
     pub run: fn(Arc<Ctx>) -> CaseFuture,
+}
+
+impl Case {
+    /// What this case asserts about `clause`.
+    pub fn asserts_on(&self, clause: &str) -> &'static [Assert] {
+        self.asserts
+            .iter()
+            .find(|(c, _)| *c == clause)
+            .map(|(_, a)| *a)
+            .unwrap_or(&[])
+    }
 }
 
 /// The secrets a PostgreSQL brain needs (replicas share them, so none are
@@ -75,6 +133,9 @@ pub struct Ctx {
     /// Multiplies timing tolerances on slow machines.
     pub tolerance: f64,
     made: Mutex<Vec<String>>,
+    /// Mutation testing: variables added to every start of the target's
+    /// command where the case leaves them unset.
+    mutation: Vec<(String, String)>,
     /// Failures a case attributed to one of its clauses while going on
     /// with the others.
     clause_failures: Mutex<Vec<(String, String)>>,
@@ -125,6 +186,17 @@ impl Ctx {
             let observed = spec.observe_defaults.contains(&k.as_str());
             if !observed && !spec.env.iter().any(|(e, _)| *e == k) {
                 spec.env.push((k, v));
+            }
+        }
+        // A mutant replaces a default only: what the case set stays.
+        for (k, v) in &self.mutation {
+            // The suite chooses the address unless the case observes it.
+            let suite_bind = !spec.default_bind && (k == "Z4J_BIND_HOST" || k == "Z4J_BIND_PORT");
+            if !suite_bind
+                && !spec.env.iter().any(|(e, _)| e == k)
+                && !self.target.env.contains_key(k)
+            {
+                spec.env.push((k.clone(), v.clone()));
             }
         }
         brain::start(&self.target, spec).await
@@ -203,6 +275,7 @@ pub enum Outcome {
 pub struct CaseResult {
     pub case: &'static str,
     pub clauses: &'static [&'static str],
+    pub asserts: &'static [(&'static str, &'static [Assert])],
     pub db: Database,
     pub outcome: Outcome,
     pub duration: Duration,
@@ -211,6 +284,7 @@ pub struct CaseResult {
     pub clause_failures: Vec<(String, String)>,
 }
 
+#[derive(Clone)]
 pub struct Plan {
     pub target: Arc<Target>,
     pub databases: Vec<Database>,
@@ -219,25 +293,20 @@ pub struct Plan {
     pub tolerance: f64,
     pub concurrency: usize,
     pub case_timeout: Duration,
+    /// Mutation testing: see [`Ctx::mutation`].
+    pub mutation: Vec<(String, String)>,
 }
 
-/// Runs every selected case on every selected database.
-pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
-    let pg: Result<Arc<Provider>, String> = if plan.databases.contains(&Database::Postgres) {
-        Provider::discover().await.map(Arc::new)
-    } else {
-        Err("not requested".into())
-    };
-    match &pg {
-        Ok(p) => eprintln!("conformance: PostgreSQL from {}", p.origin),
-        Err(e) if plan.databases.contains(&Database::Postgres) => {
-            eprintln!("conformance: PostgreSQL unavailable: {e}")
-        }
-        Err(_) => {}
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let sem = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
-    let mut handles = Vec::new();
+/// One case-run to do: a case on a database, under an optional mutation.
+pub struct Job {
+    pub case: &'static Case,
+    pub db: Database,
+    pub mutation: Vec<(String, String)>,
+}
+
+/// The cases a plan selects (filters), on every selected database.
+pub fn select(plan: &Plan, cases: &'static [Case]) -> Vec<Job> {
+    let mut jobs = Vec::new();
     for case in cases {
         if let Some(f) = &plan.clause_filter {
             if !case.clauses.contains(&f.as_str()) {
@@ -251,9 +320,46 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
             }
         }
         for &db in &plan.databases {
-            if !case.dbs.includes(db) {
-                continue;
+            if case.dbs.includes(db) {
+                jobs.push(Job {
+                    case,
+                    db,
+                    mutation: plan.mutation.clone(),
+                });
             }
+        }
+    }
+    jobs
+}
+
+/// Runs every selected case on every selected database.
+pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
+    execute(plan, select(plan, cases)).await
+}
+
+/// Runs jobs, at most `plan.concurrency` at once; results in job order.
+pub async fn execute(plan: &Plan, jobs: Vec<Job>) -> Vec<CaseResult> {
+    let pg: Result<Arc<Provider>, String> = if plan.databases.contains(&Database::Postgres) {
+        Provider::discover().await.map(Arc::new)
+    } else {
+        Err("not requested".into())
+    };
+    match &pg {
+        Ok(p) => eprintln!("conformance: PostgreSQL from {}", p.origin),
+        Err(e) if plan.databases.contains(&Database::Postgres) => {
+            eprintln!("conformance: PostgreSQL unavailable: {e}")
+        }
+        Err(_) => {}
+    }
+    let ci = crate::under_ci();
+    let sem = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
+    let mut handles = Vec::new();
+    for Job { case, db, mutation } in jobs {
+        let mutant = match mutation.first() {
+            Some((k, v)) => format!(" [mutant {k}={v}]"),
+            None => String::new(),
+        };
+        {
             let skip = match (db, &pg) {
                 (Database::Postgres, Err(e)) if !ci => Some(format!("no PostgreSQL: {e}")),
                 _ => None,
@@ -269,6 +375,7 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                 pg: pg.as_ref().ok().cloned(),
                 tolerance: plan.tolerance,
                 made: Mutex::new(Vec::new()),
+                mutation,
                 clause_failures: Mutex::new(Vec::new()),
             });
             let pg_missing = db == Database::Postgres && pg.is_err();
@@ -328,6 +435,7 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                 let result = CaseResult {
                     case: case.name,
                     clauses: case.clauses,
+                    asserts: case.asserts,
                     db,
                     outcome,
                     duration: started.elapsed(),
@@ -339,7 +447,7 @@ pub async fn run(plan: &Plan, cases: &'static [Case]) -> Vec<CaseResult> {
                     Outcome::Skip(_) => "skip",
                 };
                 eprintln!(
-                    "case {:<48} {:<8} {mark} ({:.1}s)",
+                    "case {:<48} {:<8} {mark} ({:.1}s){mutant}",
                     case.name,
                     db.name(),
                     result.duration.as_secs_f64()

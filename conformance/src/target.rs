@@ -29,6 +29,27 @@ pub struct Target {
     /// A Python implementation: the virtualenv the suite creates for it.
     #[serde(default)]
     pub venv: Option<Venv>,
+    /// Clauses the implementation does not claim, each with the reason.
+    /// They are reported as "not claimed", never as passed; every other
+    /// clause must be judged (under CI a skipped or uncovered one fails the
+    /// run).
+    #[serde(default)]
+    pub not_claimed: BTreeMap<String, String>,
+    /// Behaviour mutants the implementation can be started with
+    /// (`z4j-conformance mutate`).
+    #[serde(default)]
+    pub mutant: Vec<BehaviourMutant>,
+}
+
+/// `[[mutant]]`: a deliberately broken behaviour, switched on by `env`;
+/// the cases of `clauses` must fail against it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourMutant {
+    pub name: String,
+    pub description: String,
+    pub env: BTreeMap<String, String>,
+    pub clauses: Vec<String>,
 }
 
 /// `[venv]`: pinned packages installed into a virtualenv the suite owns;
@@ -50,11 +71,15 @@ fn default_startup() -> u64 {
 }
 
 impl Target {
-    pub fn load(path: &Path, bin: Option<&str>) -> Result<Target, String> {
+    /// The file as written, nothing substituted (for `--list`).
+    pub fn read(path: &Path) -> Result<Target, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read target file: {e}", path.display()))?;
-        let mut t: Target = toml::from_str(&text)
-            .map_err(|e| format!("{}: invalid target file: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: invalid target file: {e}", path.display()))
+    }
+
+    pub fn load(path: &Path, bin: Option<&str>) -> Result<Target, String> {
+        let mut t = Target::read(path)?;
         if t.command.is_empty() {
             return Err(format!("{}: `command` must not be empty", path.display()));
         }

@@ -112,6 +112,18 @@ pub struct Verifier {
     binding: Binding,
     guard: ReplayGuard,
     scratch: Vec<u8>,
+    #[cfg(any(debug_assertions, feature = "mutants"))]
+    mutation: Mutation,
+}
+
+/// Checks a verifier skips on purpose, for the conformance suite's mutation
+/// testing (`z4j-conformance mutate`); absent from release builds unless
+/// the `mutants` feature is on.
+#[cfg(any(debug_assertions, feature = "mutants"))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mutation {
+    pub skip_hmac: bool,
+    pub skip_replay_guard: bool,
 }
 
 impl Verifier {
@@ -121,7 +133,29 @@ impl Verifier {
             binding,
             guard: ReplayGuard::new(direction),
             scratch: Vec::with_capacity(1024),
+            #[cfg(any(debug_assertions, feature = "mutants"))]
+            mutation: Mutation::default(),
         }
+    }
+
+    /// Mutation testing only: skip the checks `m` names.
+    #[cfg(any(debug_assertions, feature = "mutants"))]
+    pub fn mutate(&mut self, m: Mutation) {
+        self.mutation = m;
+    }
+
+    #[cfg(any(debug_assertions, feature = "mutants"))]
+    fn skips(&self, hmac: bool) -> bool {
+        if hmac {
+            self.mutation.skip_hmac
+        } else {
+            self.mutation.skip_replay_guard
+        }
+    }
+
+    #[cfg(not(any(debug_assertions, feature = "mutants")))]
+    fn skips(&self, _hmac: bool) -> bool {
+        false
     }
 
     pub fn binding(&self) -> &Binding {
@@ -169,7 +203,9 @@ impl Verifier {
         // looks at the hmac field.
         self.scratch.clear();
         write_envelope(&obj, &self.binding, &mut self.scratch).map_err(VerifyError::Canonical)?;
-        check_hmac(&self.key, &self.scratch, obj.get("hmac"))?;
+        if !self.skips(true) {
+            check_hmac(&self.key, &self.scratch, obj.get("hmac"))?;
+        }
         if frame_type == FrameType::CommandResult {
             let status = payload
                 .and_then(Value::as_object)
@@ -189,16 +225,17 @@ impl Verifier {
                 }
             }
         }
-        self.guard
-            .check(
-                EnvelopeFields {
-                    seq: obj.get("seq"),
-                    nonce: obj.get("nonce"),
-                    ts: obj.get("ts"),
-                },
-                now,
-            )
-            .map_err(VerifyError::Replay)?;
+        let replay = self.guard.check(
+            EnvelopeFields {
+                seq: obj.get("seq"),
+                nonce: obj.get("nonce"),
+                ts: obj.get("ts"),
+            },
+            now,
+        );
+        if !self.skips(false) {
+            replay.map_err(VerifyError::Replay)?;
+        }
         Ok(Verified::Signed {
             frame_type,
             frame: obj,

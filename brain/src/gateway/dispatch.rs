@@ -194,6 +194,16 @@ impl std::fmt::Debug for PendingAck {
 }
 
 impl PendingAck {
+    /// Mutation testing only: the ack the agent would get, claimed before
+    /// the commit (every event counted as accepted).
+    pub fn ack_now(&self) -> EventBatchAck {
+        EventBatchAck {
+            acked_id: self.acked_id.clone(),
+            received: 0,
+            accepted: 0,
+        }
+    }
+
     /// Waits for the commit: [`Handled::Ack`] or [`Handled::Transient`].
     pub async fn resolve(self) -> Handled {
         let result = self.submitted.result().await;

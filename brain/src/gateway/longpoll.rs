@@ -120,7 +120,10 @@ impl Sessions {
             session_id: nonce.to_owned(),
         };
         let session = Arc::new(tokio::sync::Mutex::new(LpSession {
-            verifier: Verifier::new(key_bytes.clone(), binding.clone(), Direction::AgentToBrain),
+            verifier: super::mutant_verifier(
+                &state.settings,
+                Verifier::new(key_bytes.clone(), binding.clone(), Direction::AgentToBrain),
+            ),
             signer: Signer::new(key_bytes, binding),
             conn: Arc::new(ConnCtx::new(cred.agent_id, cred.project_id, None)),
             last_used: now,

@@ -145,3 +145,26 @@ pub async fn authenticate(
         .collect();
     agents::find_by_token_hashes(db, &hashes).await
 }
+
+/// A session's verifier, with the checks a behaviour mutant switches off
+/// (mutation testing; debug builds or `--features mutants` only).
+#[cfg(any(debug_assertions, feature = "mutants"))]
+fn mutant_verifier(
+    s: &Settings,
+    mut v: z4j_protocol::verify::Verifier,
+) -> z4j_protocol::verify::Verifier {
+    use crate::settings::mutant::Mutant;
+    v.mutate(z4j_protocol::verify::Mutation {
+        skip_hmac: s.mutant(Mutant::FrameHmacUnchecked),
+        skip_replay_guard: s.mutant(Mutant::ReplayGuardOff),
+    });
+    v
+}
+
+#[cfg(not(any(debug_assertions, feature = "mutants")))]
+fn mutant_verifier(
+    _: &Settings,
+    v: z4j_protocol::verify::Verifier,
+) -> z4j_protocol::verify::Verifier {
+    v
+}

@@ -13,6 +13,7 @@ use crate::auth::keyed::project_key;
 use crate::fleet::registry::{Entry, Kick, Outbound};
 use crate::ingest::OverLimit;
 use crate::net::bearer_token;
+use crate::settings::mutant::Mutant;
 use crate::settings::BRAIN_VERSION;
 use crate::store::agents::{self, Credential};
 use crate::store::Ts;
@@ -309,7 +310,10 @@ async fn attach(
         )),
         kick,
         kick_rx,
-        verifier: Verifier::new(key.clone(), binding.clone(), Direction::AgentToBrain),
+        verifier: super::mutant_verifier(
+            &state.settings,
+            Verifier::new(key.clone(), binding.clone(), Direction::AgentToBrain),
+        ),
         signer: Signer::new(key, binding),
         cap: frame_cap(&state.settings),
         out: (out_tx, out_rx),
@@ -416,7 +420,11 @@ impl Session {
             out_tx,
             kick.clone(),
         ));
-        let idle = Duration::from_secs(s.ws_idle_timeout_seconds.max(1) as u64);
+        let idle = if s.mutant(Mutant::IdleTimeoutNever) {
+            Duration::from_secs(86_400 * 365)
+        } else {
+            Duration::from_secs(s.ws_idle_timeout_seconds.max(1) as u64)
+        };
         let mut deadline = tokio::time::Instant::now() + idle;
         // Verified frames waiting for room in the ingest queue. While there
         // are fewer than READ_AHEAD the socket keeps being read, so pings are
@@ -514,6 +522,10 @@ async fn consume_loop(
     let acker = tokio::spawn(ack_loop(pending_rx, out.clone()));
     while let Some((frame_type, frame)) = queue.recv().await {
         match dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Wait).await {
+            Handled::Writing(pending) if state.settings.mutant(Mutant::AckBeforeCommit) => {
+                send_ack(&out, pending.ack_now()).await;
+                tokio::spawn(pending.resolve());
+            }
             Handled::Writing(pending) => {
                 if pending_tx.send(pending).await.is_err() {
                     break;

@@ -9,6 +9,7 @@ use super::{session, Shared};
 use crate::audit::{self, Entry};
 use crate::auth::password;
 use crate::net::client_ip;
+use crate::settings::mutant::Mutant;
 use crate::store::users::User;
 use crate::store::{sessions, users, Ts, Tx};
 use axum::body::Bytes;
@@ -81,6 +82,12 @@ async fn login(
     let started = Instant::now();
     let floor = Duration::from_millis(s.login_min_duration_ms.max(0) as u64);
     let outcome = authenticate(&state, &canonical, pw).await;
+    let floor = match outcome {
+        Ok(Verdict::Refused(None)) if s.mutant(Mutant::LoginFloorSkippedForUnknown) => {
+            Duration::ZERO
+        }
+        _ => floor,
+    };
     let mut backoff = Duration::ZERO;
     let result = match outcome {
         Ok(Verdict::Accepted(user, rehashed)) => {
@@ -134,11 +141,18 @@ async fn book_failure(
     let mut tx = audit::begin(&state.db).await?;
     audit::append(&mut tx, s, failed).await?;
     if let Some(u) = user {
+        // Mutant: an account that was locked once is never locked again.
+        let rearmed = !(s.mutant(Mutant::LockoutNotRearmed) && u.locked_until.is_some());
+        let threshold = if rearmed {
+            s.login_lockout_threshold
+        } else {
+            i64::MAX
+        };
         let count = users::record_failed_login(
             &mut tx,
             u.id,
             Ts::now(),
-            s.login_lockout_threshold,
+            threshold,
             s.login_lockout_duration_seconds,
         )
         .await?;

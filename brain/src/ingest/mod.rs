@@ -42,6 +42,8 @@ pub struct Ingestor {
     writer: IngestWriter,
     redactor: Redactor,
     limiter: ProjectLimiter,
+    /// Mutant `event-rate-limit-off`.
+    unlimited: bool,
 }
 
 impl Ingestor {
@@ -57,6 +59,7 @@ impl Ingestor {
                 writer,
                 redactor: Redactor::new(settings.max_payload_size_bytes.max(128) as usize, &extra),
                 limiter: ProjectLimiter::new(settings.ratelimit_events_per_second.max(1) as u64),
+                unlimited: settings.mutant(crate::settings::mutant::Mutant::EventRateLimitOff),
             },
             handle,
         )
@@ -97,6 +100,7 @@ impl Ingestor {
         let received = events.len() as u64;
         if received > 0 {
             match over_limit {
+                _ if self.unlimited => {}
                 OverLimit::Wait => self.limiter.acquire(project_id, received).await,
                 OverLimit::Refuse => {
                     if !self.limiter.try_acquire(project_id, received) {

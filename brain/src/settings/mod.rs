@@ -5,6 +5,7 @@
 
 pub mod allowed_hosts;
 mod catalog;
+pub mod mutant;
 mod sources;
 mod validate;
 pub mod value;

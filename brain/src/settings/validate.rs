@@ -91,6 +91,11 @@ fn cross_checks(s: &Settings) -> Vec<SettingError> {
             "is a testing hook and requires Z4J_ENVIRONMENT=dev".to_owned(),
         ));
     }
+    if let Some(name) = &s.mutant {
+        if let Err(problem) = super::mutant::Mutant::parse(name) {
+            errors.push(err("Z4J_MUTANT", problem));
+        }
+    }
     if s.cors_allow_credentials && s.cors_origins.0.iter().any(|o| o == "*") {
         errors.push(err(
             "Z4J_CORS_ORIGINS",

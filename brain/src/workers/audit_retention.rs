@@ -40,6 +40,9 @@ pub async fn pass(db: &Db, s: &Settings) -> Result<u64, AuditError> {
 /// One pass over rows older than `cutoff`: batches of the configured size
 /// until one comes back short or the per-pass cap is reached.
 pub async fn pass_before(db: &Db, s: &Settings, cutoff: Ts) -> Result<u64, AuditError> {
+    if s.mutant(crate::settings::mutant::Mutant::RetentionNeverDeletes) {
+        return Ok(0);
+    }
     let batch = s.audit_retention_sweep_batch_size.max(100);
     let cap = s.audit_retention_sweep_max_per_pass.max(1) as u64;
     let mut total = 0u64;

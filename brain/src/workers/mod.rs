@@ -91,7 +91,12 @@ pub fn spawn_all(
         )),
         tokio::spawn(retention::run(
             d.db.clone(),
-            s.event_retention_days,
+            // Mutant: a window so long that nothing is ever old enough.
+            if s.mutant(crate::settings::mutant::Mutant::RetentionNeverDeletes) {
+                100_000
+            } else {
+                s.event_retention_days
+            },
             stop.clone(),
         )),
         tokio::spawn(cluster::run(

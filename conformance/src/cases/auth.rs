@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One login attempt: status, body without `request_id`, wall time.
-async fn attempt(
+pub(super) async fn attempt(
     brain: &Brain,
     email: &str,
     password: &str,
@@ -300,7 +300,7 @@ pub async fn log_login_email(ctx: Arc<Ctx>) -> R {
     Ok(())
 }
 
-async fn me(brain: &Brain, op: &Operator, ua: Option<&str>) -> Result<u16, String> {
+pub(super) async fn me(brain: &Brain, op: &Operator, ua: Option<&str>) -> Result<u16, String> {
     let mut req = client()
         .get(brain.url("/api/v1/auth/me"))
         .header("cookie", &op.cookie);

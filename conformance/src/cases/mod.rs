@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod config;
 mod database;
+mod defaults;
 mod first_boot;
 pub mod gateway;
 mod grey;
@@ -31,12 +32,16 @@ use std::time::Duration;
 
 pub type R = Result<(), String>;
 
-/// Builds a [`Case`] from an `async fn(Arc<Ctx>) -> R`.
+/// Builds a [`Case`] from an `async fn(Arc<Ctx>) -> R`. A clause may be
+/// followed by what the case asserts about it, e.g.
+/// `"Z4J_WS_MAX_FRAME_BYTES" [Default, Below, Above]` (see
+/// [`crate::runner::Assert`]).
 macro_rules! case {
-    ($name:literal, $f:path, [$($clause:literal),+ $(,)?], $dbs:ident $(, feature = $feat:literal)?) => {
+    ($name:literal, $f:path, [$($clause:literal $([$($a:ident),* $(,)?])?),+ $(,)?], $dbs:ident $(, feature = $feat:literal)?) => {
         $crate::runner::Case {
             name: $name,
             clauses: &[$($clause),+],
+            asserts: &[$(($clause, &[$($($crate::runner::Assert::$a),*)?])),+],
             dbs: $crate::runner::Dbs::$dbs,
             feature: { #[allow(unused_mut, unused_assignments)] let mut f: Option<&'static str> = None; $( f = Some($feat); )? f },
             run: |ctx| -> $crate::runner::CaseFuture { Box::pin($f(ctx)) },
@@ -51,6 +56,57 @@ pub static CASES: &[Case] = &[
         mfa::freshness_default,
         ["Z4J_MFA_VERIFICATION_TTL_SECONDS"],
         SqliteOnly
+    ),
+    case!(
+        "defaults.login",
+        defaults::login,
+        [
+            "Z4J_LOGIN_MIN_DURATION_MS" [Default, Lower, Upper],
+            "Z4J_LOGIN_BACKOFF_BASE_SECONDS" [Default, Lower, Upper],
+            "Z4J_LOGIN_BACKOFF_MAX_SECONDS" [Default, Lower, Upper],
+            "Z4J_LOGIN_LOCKOUT_THRESHOLD" [Default, Below, Above],
+            "Z4J_LOGIN_LOCKOUT_DURATION_SECONDS" [Default, Below, Above],
+            "Z4J_LOG_LOGIN_EMAIL" [Default],
+            "Z4J_SESSION_COOKIE_SAMESITE" [Default]
+        ],
+        Both,
+        feature = "testing_clock_offset"
+    ),
+    case!(
+        "defaults.sessions",
+        defaults::sessions,
+        [
+            "Z4J_SESSION_IDLE_TIMEOUT_SECONDS" [Default, Below, Above],
+            "Z4J_SESSION_ABSOLUTE_LIFETIME_SECONDS" [Default, Below, Above],
+            "Z4J_SESSION_PIN_USER_AGENT" [Default]
+        ],
+        Both,
+        feature = "testing_clock_offset"
+    ),
+    case!(
+        "defaults.http",
+        defaults::http,
+        [
+            "Z4J_ALLOWED_HOSTS" [Default],
+            "Z4J_ADMIN_PROJECT_LIST_CAP" [Default, Below, Above],
+            "Z4J_TRUSTED_PROXIES" [Default]
+        ],
+        Both
+    ),
+    case!(
+        "defaults.pages",
+        defaults::pages,
+        [
+            "Z4J_REST_DEFAULT_PAGE_SIZE" [Default],
+            "Z4J_REST_MAX_PAGE_SIZE" [Default, Below, Above]
+        ],
+        Both
+    ),
+    case!(
+        "defaults.request-timeout",
+        defaults::request_timeout,
+        ["Z4J_REQUEST_TIMEOUT_SECONDS" [Default, Lower, Upper]],
+        Both
     ),
     case!(
         "gateway.handshake-and-ingest",

@@ -1,0 +1,256 @@
+//! `z4j-conformance mutate`: the suite proves its own strength. Each mutant
+//! is a target started wrong on purpose, either one documented default
+//! replaced by a plausible wrong value (`conformance/mutants.toml`, applied
+//! only where a case leaves the variable unset) or a behaviour the target
+//! breaks on request (`[[mutant]]` in its target file). The cases of the
+//! mutant's clauses must fail; a mutant they pass is a missing assertion.
+
+use crate::clauses::Clause;
+use crate::runner::{self, CaseResult, Database, Outcome, Plan};
+use crate::target::Target;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// `conformance/mutants.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    /// Clause id of a variable with a documented default -> wrong values.
+    defaults: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mutant {
+    /// `Z4J_X=value` or the behaviour mutant's name.
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    pub clauses: Vec<String>,
+}
+
+/// The default mutants for every claimed clause with a documented default,
+/// then the target's behaviour mutants. A claimed default with no wrong
+/// value in the file is an error: it could never be checked.
+pub fn load(path: &Path, catalogue: &[Clause], target: &Target) -> Result<Vec<Mutant>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the mutant file: {e}", path.display()))?;
+    let f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(unknown) = f
+        .defaults
+        .keys()
+        .find(|k| !catalogue.iter().any(|c| &c.id == *k))
+    {
+        return Err(format!("{}: unknown clause {unknown:?}", path.display()));
+    }
+    let mut out = Vec::new();
+    for c in catalogue {
+        if c.default.is_none() || target.not_claimed.contains_key(&c.id) {
+            continue;
+        }
+        let values = f
+            .defaults
+            .get(&c.id)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "{}: clause {} has a documented default but no wrong value to try \
+                 (add it under [defaults], or list the clause under the target's [not_claimed])",
+                    path.display(),
+                    c.id
+                )
+            })?;
+        for v in values {
+            out.push(Mutant {
+                name: format!("{}={v}", c.id),
+                env: vec![(c.id.clone(), v.clone())],
+                clauses: vec![c.id.clone()],
+            });
+        }
+    }
+    for m in &target.mutant {
+        if let Some(bad) = m
+            .clauses
+            .iter()
+            .find(|c| !catalogue.iter().any(|k| &k.id == *c))
+        {
+            return Err(format!("mutant {}: unknown clause {bad:?}", m.name));
+        }
+        out.push(Mutant {
+            name: m.name.clone(),
+            env: m.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            clauses: m.clauses.clone(),
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// A case failed: the suite noticed.
+    Killed(Vec<&'static str>),
+    /// Every case passed: a missing assertion.
+    Survived,
+    /// The target would not start with the mutant (an invalid mutant, not
+    /// a kill).
+    Invalid(String),
+    /// No case for the mutant's clauses runs on this database.
+    NoCase,
+    /// Cases were skipped: not judged.
+    Skipped,
+}
+
+impl Fate {
+    fn label(&self) -> String {
+        match self {
+            Fate::Killed(by) => format!("killed ({})", by.join(", ")),
+            Fate::Survived => "SURVIVED".into(),
+            Fate::Invalid(e) => format!("INVALID: {e}"),
+            Fate::NoCase => "n/a".into(),
+            Fate::Skipped => "SKIPPED".into(),
+        }
+    }
+}
+
+/// Starts the target once with the mutant (SQLite, nothing else set) to
+/// tell an invalid mutant from a killed one.
+async fn starts(target: &Target, m: &Mutant) -> Result<(), String> {
+    let mut spec = runner::spec(&[]);
+    spec.env = m.env.clone();
+    let mut brain = crate::brain::start(target, spec).await?;
+    brain.stop().await;
+    Ok(())
+}
+
+/// The fate of one mutant on one database from its case-runs.
+fn fate(results: &[&CaseResult]) -> Fate {
+    if results.is_empty() {
+        return Fate::NoCase;
+    }
+    let killers: Vec<&'static str> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
+        .map(|r| r.case)
+        .collect();
+    if !killers.is_empty() {
+        Fate::Killed(killers)
+    } else if results
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Skip(_)))
+    {
+        Fate::Skipped
+    } else {
+        Fate::Survived
+    }
+}
+
+/// Runs every mutant's cases; returns the table and whether all were
+/// killed.
+pub async fn run(plan: &Plan, mutants: &[Mutant]) -> (String, bool) {
+    let mut invalid: BTreeMap<String, String> = BTreeMap::new();
+    for m in mutants {
+        if let Err(e) = starts(&plan.target, m).await {
+            let first = e.lines().next().unwrap_or_default().to_owned();
+            invalid.insert(m.name.clone(), first);
+        }
+    }
+    let mut jobs = Vec::new();
+    let mut owner = Vec::new();
+    for (i, m) in mutants.iter().enumerate() {
+        if invalid.contains_key(&m.name) {
+            continue;
+        }
+        let sub = Plan {
+            mutation: m.env.clone(),
+            ..plan.clone()
+        };
+        for job in runner::select(&sub, crate::CASES) {
+            if m.clauses
+                .iter()
+                .any(|c| job.case.clauses.contains(&c.as_str()))
+            {
+                owner.push(i);
+                jobs.push(job);
+            }
+        }
+    }
+    eprintln!(
+        "mutate: {} mutants, {} case-runs",
+        mutants.len(),
+        jobs.len()
+    );
+    let results = runner::execute(plan, jobs).await;
+    let mut out = String::new();
+    let mut header = format!("{:<66}", "mutant");
+    for db in &plan.databases {
+        let _ = write!(header, " {:<10}", db.name());
+    }
+    let _ = writeln!(
+        out,
+        "\nmutation report: target {}\n{header}",
+        plan.target.name
+    );
+    let _ = writeln!(out, "{}", "-".repeat(header.len()));
+    let (mut killed, mut judged) = (0usize, 0usize);
+    let mut lines = Vec::new();
+    for (i, m) in mutants.iter().enumerate() {
+        let mut line = format!("{:<66}", truncate(&m.name, 66));
+        let mut notes = Vec::new();
+        for &db in &plan.databases {
+            let f = match invalid.get(&m.name) {
+                Some(e) => Fate::Invalid(e.clone()),
+                None => {
+                    let mine: Vec<&CaseResult> = results
+                        .iter()
+                        .zip(&owner)
+                        .filter(|(r, o)| **o == i && r.db == db)
+                        .map(|(r, _)| r)
+                        .collect();
+                    fate(&mine)
+                }
+            };
+            if f != Fate::NoCase {
+                judged += 1;
+            }
+            if matches!(f, Fate::Killed(_)) {
+                killed += 1;
+            }
+            let short = match &f {
+                Fate::Killed(_) => "killed",
+                Fate::Survived => "SURVIVED",
+                Fate::Invalid(_) => "INVALID",
+                Fate::NoCase => "n/a",
+                Fate::Skipped => "SKIPPED",
+            };
+            let _ = write!(line, " {short:<10}");
+            if !matches!(f, Fate::NoCase) {
+                notes.push(format!("{}: {}", db_name(db), f.label()));
+            }
+        }
+        lines.push((line, notes));
+    }
+    for (line, notes) in lines {
+        let _ = writeln!(out, "{line}");
+        for n in notes.iter().filter(|n| !n.contains("killed (")) {
+            let _ = writeln!(out, "      {n}");
+        }
+    }
+    let score = if judged == 0 {
+        0.0
+    } else {
+        100.0 * killed as f64 / judged as f64
+    };
+    let _ = writeln!(
+        out,
+        "\nmutation score: {killed} of {judged} mutant x database runs killed ({score:.1} %)"
+    );
+    (out, judged > 0 && killed == judged)
+}
+
+fn db_name(db: Database) -> &'static str {
+    db.name()
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
