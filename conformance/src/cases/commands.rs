@@ -706,3 +706,131 @@ pub async fn wait_outcome(ctx: Arc<Ctx>) -> R {
     .await?;
     ensure_eq(status, 422, "a wait that is not a number")
 }
+
+/// Command defaults with nothing configured: 100 commands a minute per
+/// project (the 100th accepted, the 101st refused, another project's
+/// budget untouched), each timing out 60 s after it was issued, found by a
+/// sweep every 5 s (20 commands issued 0.5 s apart land on every phase of
+/// the sweep: the latest is found about 5 s late, none later).
+pub async fn defaults(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    // Connected but silent: commands are delivered and never answered.
+    let _s = agent::connect(&brain, &creds, Some("w")).await?;
+    let t0 = Instant::now();
+    let mut probes: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    for i in 0..100 {
+        if i < 20 {
+            tokio::time::sleep(
+                (t0 + Duration::from_millis(500 * i)).saturating_duration_since(Instant::now()),
+            )
+            .await;
+        }
+        let (status, c) = issue(
+            &brain,
+            &op,
+            "cancel-task",
+            cancel_body(&creds, &format!("d-{i}")),
+        )
+        .await?;
+        if status != 202 {
+            ctx.fail_clause(
+                "Z4J_RATELIMIT_COMMANDS_PER_MINUTE",
+                format!("command {} of 100 in a minute refused: {status} {c}", i + 1),
+            );
+            continue;
+        }
+        if i < 20 {
+            let issued = parse_ts(&c["issued_at"])?;
+            let timeout_at = parse_ts(&c["timeout_at"])?;
+            if (timeout_at - issued).num_milliseconds() != 60_000 {
+                ctx.fail_clause(
+                    "Z4J_COMMAND_TIMEOUT_SECONDS",
+                    format!(
+                        "timeout_at - issued_at = {} ms, want 60 000",
+                        (timeout_at - issued).num_milliseconds()
+                    ),
+                );
+            }
+            probes.push((c["id"].as_str().unwrap_or_default().to_owned(), timeout_at));
+        }
+    }
+    let (status, body) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "d-100")).await?;
+    if status != 429 {
+        ctx.fail_clause(
+            "Z4J_RATELIMIT_COMMANDS_PER_MINUTE",
+            format!("the 101st command in a minute: {status} {body}, want 429"),
+        );
+    }
+    let (status, body) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            Some(json!({"slug": "other", "name": "Other"})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("create project: {body}"))?;
+    let other = op.mint_in(&brain, "other", "other-1").await?;
+    let _o = agent::connect(&brain, &other, Some("o")).await?;
+    let (status, body) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/other/commands/cancel-task",
+            Some(cancel_body(&other, "o-1")),
+        )
+        .await?;
+    if status != 202 {
+        ctx.fail_clause(
+            "Z4J_RATELIMIT_COMMANDS_PER_MINUTE",
+            format!(
+                "another project's command refused once `default` used its budget: {status} {body}"
+            ),
+        );
+    }
+    // When each probe is first seen timed out, against its deadline.
+    let mut seen: std::collections::BTreeMap<String, f64> = Default::default();
+    let last = probes
+        .iter()
+        .map(|p| p.1)
+        .max()
+        .unwrap_or_else(chrono::Utc::now);
+    while seen.len() < probes.len() && chrono::Utc::now() < last + chrono::Duration::seconds(15) {
+        let (_, list) = op
+            .get(
+                &brain,
+                "/api/v1/projects/default/commands?status=timeout&limit=500",
+            )
+            .await?;
+        let now = chrono::Utc::now();
+        for c in list["items"].as_array().into_iter().flatten() {
+            let id = c["id"].as_str().unwrap_or_default();
+            if let Some((_, deadline)) = probes.iter().find(|p| p.0 == id) {
+                seen.entry(id.to_owned())
+                    .or_insert(((now - *deadline).num_milliseconds() as f64) / 1000.0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let late: Vec<f64> = seen.values().copied().collect();
+    let earliest = late.iter().copied().fold(f64::INFINITY, f64::min);
+    let latest = late.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if late.len() < probes.len() || earliest < -0.3 {
+        ctx.fail_clause(
+            "Z4J_COMMAND_TIMEOUT_SECONDS",
+            format!(
+                "{} of {} commands timed out within 15 s of their 60 s deadline; earliest {earliest:.1} s from it",
+                late.len(),
+                probes.len()
+            ),
+        );
+    }
+    let slack = ctx.scaled(0.8).as_secs_f64();
+    if late.len() == probes.len() && !(3.5..=5.0 + slack).contains(&latest) {
+        ctx.fail_clause(
+            "Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS",
+            format!("the latest of 20 commands spread over 10 s was found {latest:.1} s after its deadline; a 5 s sweep finds it 4.5-5 s late"),
+        );
+    }
+    Ok(())
+}

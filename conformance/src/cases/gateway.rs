@@ -25,7 +25,7 @@ pub async fn setup(
 
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn closed_with(sock: &mut agent::RawSocket, want: u16, what: &str) -> R {
+pub(super) async fn closed_with(sock: &mut agent::RawSocket, want: u16, what: &str) -> R {
     match sock.expect_close(WAIT).await? {
         Closed::Code(code, _) => ensure_eq(code, want, what),
         Closed::Dropped => Err(format!("{what}: connection dropped without a close frame")),
@@ -1088,7 +1088,7 @@ pub async fn redaction(ctx: Arc<Ctx>) -> R {
 
 /// Ages an agent's last sign of life by `days` directly in the database
 /// (grey box: this implementation's schema; see the target feature).
-async fn age_agent(
+pub(super) async fn age_agent(
     ctx: &Ctx,
     brain: &Brain,
     pg_name: Option<&str>,

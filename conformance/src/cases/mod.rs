@@ -11,6 +11,7 @@ mod database;
 mod defaults;
 mod first_boot;
 pub mod gateway;
+mod gateway_defaults;
 mod grey;
 mod hardening;
 mod interop;
@@ -107,6 +108,32 @@ pub static CASES: &[Case] = &[
         defaults::request_timeout,
         ["Z4J_REQUEST_TIMEOUT_SECONDS" [Default, Lower, Upper]],
         Both
+    ),
+    case!(
+        "gateway.defaults-sessions",
+        gateway_defaults::sessions,
+        [
+            "Z4J_WS_MAX_FRAME_BYTES" [Default, Below, Above],
+            "Z4J_WS_PER_AGENT_CONCURRENCY_CAP" [Default, Below, Above],
+            "Z4J_WS_IDLE_TIMEOUT_SECONDS" [Default, Lower, Upper]
+        ],
+        Both
+    ),
+    case!(
+        "gateway.defaults-offline",
+        gateway_defaults::offline,
+        [
+            "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS" [Default, Lower, Upper],
+            "Z4J_AGENT_HEALTH_SWEEP_SECONDS" [Default, Lower, Upper]
+        ],
+        Both
+    ),
+    case!(
+        "gateway.defaults-stale-prune",
+        gateway_defaults::stale_prune,
+        ["Z4J_AGENT_STALE_PRUNE_DAYS" [Default, Below, Above, Grey]],
+        Both,
+        feature = "schema_z4j_rs"
     ),
     case!(
         "gateway.handshake-and-ingest",
@@ -249,6 +276,16 @@ pub static CASES: &[Case] = &[
         [
             "Z4J_COMMAND_TIMEOUT_SECONDS",
             "Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS"
+        ],
+        Both
+    ),
+    case!(
+        "commands.defaults",
+        commands::defaults,
+        [
+            "Z4J_RATELIMIT_COMMANDS_PER_MINUTE" [Default, Below, Above],
+            "Z4J_COMMAND_TIMEOUT_SECONDS" [Default, Lower, Upper],
+            "Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS" [Default, Lower, Upper]
         ],
         Both
     ),
