@@ -28,6 +28,30 @@ pub async fn minted_by_default(ctx: Arc<Ctx>) -> R {
         Some(0o600),
         "secret.env mode",
     )?;
+    // It is the token /metrics asks for: not public by default.
+    let scrape = |auth: Option<String>| {
+        let url = b.url("/metrics");
+        async move {
+            let mut req = super::client().get(url);
+            if let Some(t) = auth {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            req.send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| format!("GET /metrics: {e}"))
+        }
+    };
+    ensure_eq(
+        scrape(None).await?,
+        401,
+        "/metrics without a token (not public by default)",
+    )?;
+    ensure_eq(
+        scrape(Some(token.clone())).await?,
+        200,
+        "/metrics with the minted token",
+    )?;
     // A restart keeps it.
     let b = super::restart(&ctx, b).await?;
     ensure_eq(token_of(&b), Some(token), "token after a restart")

@@ -694,3 +694,140 @@ pub async fn account_care(ctx: Arc<Ctx>) -> R {
         "the old password no longer logs in",
     )
 }
+
+/// A login presenting the trust cookie `pair`: whether the second factor
+/// is still asked for.
+async fn asks_second_factor(brain: &Brain, pair: &str) -> Result<Option<bool>, String> {
+    let (_, body) = login(brain, Some(pair)).await?;
+    Ok(body["mfa_required"].as_bool())
+}
+
+/// MFA defaults with the variables unset: admins are not made to enrol;
+/// ten recovery codes; a remembered device is trusted for 30 days (asked
+/// again after); ten verification attempts a minute; once enforcement is
+/// switched on, seven days of grace.
+pub async fn defaults(ctx: Arc<Ctx>) -> R {
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
+    let start = |env: Vec<(String, String)>, home, offset: i64| {
+        let ctx = ctx.clone();
+        async move {
+            let mut env = env;
+            env.push((
+                "Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(),
+                offset.to_string(),
+            ));
+            ctx.start_spec(StartSpec {
+                env,
+                home,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let brain = start(env.clone(), None, 0).await?;
+    let (op, body) = login(&brain, None).await?;
+    if body["mfa_enrollment_required"].as_bool() == Some(true) {
+        ctx.fail_clause(
+            "Z4J_MFA_ENFORCE_FOR_ADMINS",
+            format!("an admin is made to enrol with enforcement unset: {body}"),
+        );
+    }
+    let (secret, codes) = enrol(&brain, &op).await?;
+    if codes.len() != 10 {
+        ctx.fail_clause(
+            "Z4J_MFA_RECOVERY_CODE_COUNT",
+            format!("{} recovery codes, want 10", codes.len()),
+        );
+    }
+    let (op, _) = login(&brain, None).await?;
+    let resp = client()
+        .post(brain.url("/api/v1/auth/mfa/verify"))
+        .header("cookie", &op.cookie)
+        .header("x-csrf-token", &op.csrf)
+        .json(&json!({"code": totp(&secret, 1), "remember_device": true}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(resp.status().as_u16(), 200, "verify with remember_device")?;
+    let trust = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("z4j_mfa_trust="))
+        .map(str::to_owned)
+        .ok_or("no trust cookie")?;
+    if !trust.contains("Max-Age=2592000") {
+        ctx.fail_clause(
+            "Z4J_MFA_REMEMBER_DEVICE_DAYS",
+            format!("the trust cookie does not last 30 days: {trust}"),
+        );
+    }
+    let pair = trust.split(';').next().unwrap_or_default().to_owned();
+    let mut home = Some(brain.stop_keep_home().await);
+    for (offset, asked) in [(30 * 86_400 - 600, false), (30 * 86_400 + 600, true)] {
+        let b = start(env.clone(), home.take(), offset).await?;
+        let got = asks_second_factor(&b, &pair).await?;
+        if got != Some(asked) {
+            ctx.fail_clause(
+                "Z4J_MFA_REMEMBER_DEVICE_DAYS",
+                format!(
+                    "{offset} s after remembering the device: mfa_required {got:?}, want {asked}"
+                ),
+            );
+        }
+        home = Some(b.stop_keep_home().await);
+    }
+    // Ten verification attempts a minute (a session without a factor:
+    // nothing locks), the eleventh throttled.
+    let plain = ctx.start(&agent::admin_env()).await?;
+    let op = agent::login(&plain).await?;
+    for i in 1..=11 {
+        let r = client()
+            .post(plain.url("/api/v1/auth/mfa/verify"))
+            .header("cookie", &op.cookie)
+            .header("x-csrf-token", &op.csrf)
+            .json(&json!({"code": "123456"}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let throttled = r.status().as_u16() == 429;
+        if throttled != (i == 11) {
+            ctx.fail_clause(
+                "Z4J_MFA_VERIFICATION_RATE_PER_MIN",
+                format!(
+                    "verification attempt {i} in a minute: {} (10 allowed)",
+                    r.status()
+                ),
+            );
+        }
+    }
+    // Enforcement on, grace unset: 7 days from the first login it applied to.
+    let (mut env, _) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
+    env.push(("Z4J_MFA_ENFORCE_FOR_ADMINS".into(), "true".into()));
+    let first = start(env.clone(), None, 0).await?;
+    let (_, body) = login(&first, None).await?;
+    ensure_eq(
+        body["mfa_enrollment_required"].as_bool(),
+        Some(true),
+        "enforcement switched on",
+    )?;
+    let mut home = Some(first.stop_keep_home().await);
+    for (offset, allowed) in [(7 * 86_400 - 600, true), (7 * 86_400 + 600, false)] {
+        let b = start(env.clone(), home.take(), offset).await?;
+        let (op, _) = login(&b, None).await?;
+        let (status, body) = op.get(&b, "/api/v1/projects").await?;
+        if (status == 200) != allowed {
+            ctx.fail_clause(
+                "Z4J_MFA_ENROLLMENT_GRACE_DAYS",
+                format!("{offset} s into enforcement without enrolling: {status} {body}"),
+            );
+        }
+        home = Some(b.stop_keep_home().await);
+    }
+    Ok(())
+}

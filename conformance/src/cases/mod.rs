@@ -55,7 +55,7 @@ pub static CASES: &[Case] = &[
     case!(
         "mfa.freshness-default",
         mfa::freshness_default,
-        ["Z4J_MFA_VERIFICATION_TTL_SECONDS"],
+        ["Z4J_MFA_VERIFICATION_TTL_SECONDS" [Default, Below, Above]],
         SqliteOnly
     ),
     case!(
@@ -124,7 +124,8 @@ pub static CASES: &[Case] = &[
         gateway_defaults::offline,
         [
             "Z4J_AGENT_OFFLINE_TIMEOUT_SECONDS" [Default, Lower, Upper],
-            "Z4J_AGENT_HEALTH_SWEEP_SECONDS" [Default, Lower, Upper]
+            "Z4J_AGENT_HEALTH_SWEEP_SECONDS" [Default, Lower, Upper],
+            "Z4J_AGENT_IP_ALLOWLIST" [Default]
         ],
         Both
     ),
@@ -372,7 +373,7 @@ pub static CASES: &[Case] = &[
     case!(
         "workers.event-retention",
         workers::event_retention,
-        ["Z4J_EVENT_RETENTION_DAYS"],
+        ["Z4J_EVENT_RETENTION_DAYS" [Default, Below, Above]],
         Both
     ),
     case!(
@@ -399,7 +400,7 @@ pub static CASES: &[Case] = &[
     case!(
         "notifications.http-policy",
         notifications::http_policy,
-        ["Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP"],
+        ["Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP"[Default]],
         Both,
         feature = "webhook_loopback_opt_in"
     ),
@@ -474,9 +475,9 @@ pub static CASES: &[Case] = &[
         "auth.rehash-on-login",
         auth::rehash_on_login,
         [
-            "Z4J_ARGON2_TIME_COST",
-            "Z4J_ARGON2_MEMORY_COST",
-            "Z4J_ARGON2_PARALLELISM"
+            "Z4J_ARGON2_TIME_COST" [Default, Grey],
+            "Z4J_ARGON2_MEMORY_COST" [Default, Grey],
+            "Z4J_ARGON2_PARALLELISM" [Default, Grey]
         ],
         Both,
         feature = "schema_z4j_rs"
@@ -486,8 +487,8 @@ pub static CASES: &[Case] = &[
         hardening::security_headers,
         [
             "api.security-headers",
-            "Z4J_HSTS_MAX_AGE_SECONDS",
-            "Z4J_HSTS_INCLUDE_SUBDOMAINS"
+            "Z4J_HSTS_MAX_AGE_SECONDS"[Default],
+            "Z4J_HSTS_INCLUDE_SUBDOMAINS"[Default]
         ],
         Both
     ),
@@ -500,7 +501,7 @@ pub static CASES: &[Case] = &[
     case!(
         "hardening.body-cap",
         hardening::body_cap,
-        ["Z4J_MAX_PAYLOAD_SIZE_BYTES"],
+        ["Z4J_MAX_PAYLOAD_SIZE_BYTES" [Default, Below, Above]],
         Both
     ),
     case!(
@@ -518,7 +519,10 @@ pub static CASES: &[Case] = &[
     case!(
         "hardening.cors",
         hardening::cors,
-        ["Z4J_CORS_ORIGINS", "Z4J_CORS_ALLOW_CREDENTIALS"],
+        [
+            "Z4J_CORS_ORIGINS"[Default],
+            "Z4J_CORS_ALLOW_CREDENTIALS"[Default]
+        ],
         Both
     ),
     case!(
@@ -530,7 +534,7 @@ pub static CASES: &[Case] = &[
     case!(
         "metrics.public-and-disabled",
         metrics::public_and_disabled,
-        ["Z4J_METRICS_PUBLIC", "Z4J_METRICS_ENABLED"],
+        ["Z4J_METRICS_PUBLIC", "Z4J_METRICS_ENABLED"[Default]],
         Both
     ),
     case!(
@@ -610,6 +614,19 @@ pub static CASES: &[Case] = &[
         feature = "schema_z4j_rs"
     ),
     case!(
+        "mfa.defaults",
+        mfa::defaults,
+        [
+            "Z4J_MFA_ENFORCE_FOR_ADMINS" [Default],
+            "Z4J_MFA_RECOVERY_CODE_COUNT" [Default],
+            "Z4J_MFA_REMEMBER_DEVICE_DAYS" [Default, Below, Above],
+            "Z4J_MFA_VERIFICATION_RATE_PER_MIN" [Default, Below, Above],
+            "Z4J_MFA_ENROLLMENT_GRACE_DAYS" [Default, Below, Above]
+        ],
+        Both,
+        feature = "testing_clock_offset"
+    ),
+    case!(
         "mfa.enrol-and-verify",
         mfa::enrol_and_verify,
         [
@@ -650,7 +667,7 @@ pub static CASES: &[Case] = &[
     case!(
         "first-boot.password-min-length",
         first_boot::password_min_length,
-        ["Z4J_PASSWORD_MIN_LENGTH"],
+        ["Z4J_PASSWORD_MIN_LENGTH"[Default]],
         Both
     ),
     case!(
@@ -662,7 +679,7 @@ pub static CASES: &[Case] = &[
     case!(
         "hardening.allow-http-public-url",
         hardening::allow_http_public_url,
-        ["Z4J_ALLOW_HTTP_PUBLIC_URL"],
+        ["Z4J_ALLOW_HTTP_PUBLIC_URL"[Default]],
         Both
     ),
     case!(
@@ -674,7 +691,10 @@ pub static CASES: &[Case] = &[
     case!(
         "users.enforce-for-all",
         users::enforce_for_all,
-        ["Z4J_MFA_ENFORCE_FOR_ALL", "Z4J_MFA_ENFORCE_FOR_ADMINS"],
+        [
+            "Z4J_MFA_ENFORCE_FOR_ALL"[Default],
+            "Z4J_MFA_ENFORCE_FOR_ADMINS"
+        ],
         Both
     ),
     case!(
@@ -777,13 +797,17 @@ pub static CASES: &[Case] = &[
     case!(
         "server.default-bind",
         server::default_bind,
-        ["Z4J_BIND_HOST", "Z4J_BIND_PORT"],
+        ["Z4J_BIND_HOST"[Default], "Z4J_BIND_PORT"[Default]],
         Both
     ),
     case!(
         "server.json-logs-label",
         server::json_logs_label,
-        ["Z4J_LOG_JSON", "Z4J_ENVIRONMENT", "Z4J_LOG_LEVEL"],
+        [
+            "Z4J_LOG_JSON"[Default],
+            "Z4J_ENVIRONMENT"[Default],
+            "Z4J_LOG_LEVEL"[Default]
+        ],
         Both,
         feature = "json_logs_with_environment"
     ),
@@ -796,7 +820,7 @@ pub static CASES: &[Case] = &[
     case!(
         "database.sqlite-default",
         database::sqlite_default,
-        ["Z4J_DATABASE_URL", "Z4J_HOME"],
+        ["Z4J_DATABASE_URL", "Z4J_HOME"[Default]],
         SqliteOnly
     ),
     case!("config.home", config::home_moves, ["Z4J_HOME"], Both),
@@ -809,7 +833,7 @@ pub static CASES: &[Case] = &[
     case!(
         "database.wal-checkpoint-default",
         database::wal_checkpoint_default,
-        ["Z4J_WAL_CHECKPOINT_INTERVAL_SECONDS"],
+        ["Z4J_WAL_CHECKPOINT_INTERVAL_SECONDS"[Default]],
         SqliteOnly
     ),
     case!(
@@ -902,13 +926,16 @@ pub static CASES: &[Case] = &[
     case!(
         "metrics.token-minted",
         metrics_token::minted_by_default,
-        ["Z4J_METRICS_AUTH_TOKEN"],
+        [
+            "Z4J_METRICS_AUTH_TOKEN"[Default],
+            "Z4J_METRICS_PUBLIC"[Default]
+        ],
         Both
     ),
     case!(
         "metrics.token-cli",
         metrics_token::cli_prints_token,
-        ["Z4J_METRICS_AUTH_TOKEN"],
+        ["Z4J_METRICS_AUTH_TOKEN"[Default]],
         Both,
         feature = "cli_metrics_token"
     ),
@@ -947,7 +974,7 @@ pub static CASES: &[Case] = &[
             "first-boot.setup-url",
             "first-boot.setup-status",
             "first-boot.setup-complete",
-            "Z4J_FIRST_BOOT_TOKEN_TTL_SECONDS",
+            "Z4J_FIRST_BOOT_TOKEN_TTL_SECONDS"[Default],
             "server.version"
         ],
         Both
@@ -961,7 +988,7 @@ pub static CASES: &[Case] = &[
     case!(
         "first-boot.attempt-budget-default",
         first_boot::attempt_budget_default,
-        ["Z4J_FIRST_BOOT_ATTEMPTS_PER_IP"],
+        ["Z4J_FIRST_BOOT_ATTEMPTS_PER_IP" [Default, Below, Above]],
         Both
     ),
     case!(

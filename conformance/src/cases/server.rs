@@ -127,9 +127,12 @@ pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
             Some("production"),
             "environment label of a log line",
         )?;
-        saw_info |= v["level"]
-            .as_str()
-            .is_some_and(|x| x.eq_ignore_ascii_case("info"));
+        let level = v["level"].as_str().unwrap_or_default();
+        saw_info |= level.eq_ignore_ascii_case("info");
+        ensure(
+            !level.eq_ignore_ascii_case("debug"),
+            format!("a debug line at the default level (INFO): {l}"),
+        )?;
     }
     ensure(saw_info, "no info line: Z4J_LOG_LEVEL defaults to INFO")?;
 
