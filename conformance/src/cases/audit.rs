@@ -521,3 +521,94 @@ pub async fn atomic(ctx: Arc<Ctx>) -> R {
     let (code, out) = verify(&ctx, &home, &cli_env)?;
     ensure_eq(code, 0, &format!("verify after more rows: {out}"))
 }
+
+/// Audit rows between `from_days` and `to_days` days old (grey box).
+async fn rows_aged(
+    ctx: &Ctx,
+    home: &Home,
+    pg: Option<&str>,
+    from_days: f64,
+    to_days: f64,
+) -> Result<i64, String> {
+    let at = |d: f64| {
+        (chrono::Utc::now() - chrono::Duration::seconds((d * 86_400.0) as i64))
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string()
+    };
+    let suffix = if pg.is_some() { "+00" } else { "" };
+    sql_i64(
+        ctx,
+        home,
+        pg,
+        &format!(
+            "SELECT count(*) FROM audit_log WHERE occurred_at <= '{}{suffix}' AND occurred_at > '{}{suffix}'",
+            at(from_days),
+            at(to_days)
+        ),
+    )
+    .await
+}
+
+/// `Z4J_AUDIT_RETENTION_DAYS` unset: rows written 90 days and an hour ago
+/// are pruned by the boot pass, rows 89 days and 23 hours old stay.
+pub async fn retention_default(ctx: Arc<Ctx>) -> R {
+    let (mut env, pg) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    env.extend(owned(&[
+        ("Z4J_ENVIRONMENT", "dev"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]));
+    let pg = pg.as_deref();
+    let mut home: Option<Home> = None;
+    for (offset, name) in [
+        (-(90 * 86_400 + 3_600), "older"),
+        (-(90 * 86_400 - 3_600), "younger"),
+    ] {
+        let mut e = env.clone();
+        e.push((
+            "Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(),
+            offset.to_string(),
+        ));
+        let brain = ctx
+            .start_spec(StartSpec {
+                env: e,
+                home: home.take(),
+                ..Default::default()
+            })
+            .await?;
+        let op = agent::login(&brain).await?;
+        for i in 0..3 {
+            op.mint(&brain, &format!("{name}-{i}")).await?;
+        }
+        home = Some(brain.stop_keep_home().await);
+    }
+    let home = home.ok_or("no home")?;
+    let older = rows_aged(&ctx, &home, pg, 90.0, 91.0).await?;
+    let younger = rows_aged(&ctx, &home, pg, 89.0, 90.0).await?;
+    ensure(
+        older > 0 && younger > 0,
+        format!("rows written in the past: {older} over 90 days, {younger} just under"),
+    )?;
+    let _brain = ctx
+        .start_spec(StartSpec {
+            env,
+            home: Some(home.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let deadline = Instant::now() + ctx.scaled(15.0);
+    loop {
+        let left = rows_aged(&ctx, &home, pg, 90.0, 91.0).await?;
+        if left == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{left} of {older} rows over 90 days old remain 15 s after boot"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let kept = rows_aged(&ctx, &home, pg, 89.0, 90.0).await?;
+    ensure_eq(kept, younger, "rows just under 90 days old kept")
+}

@@ -1083,6 +1083,23 @@ pub async fn redaction(ctx: Arc<Ctx>) -> R {
         task["kwargs"]["password"].as_str(),
         Some("[REDACTED]"),
         "task kwargs",
+    )?;
+    // No extra patterns by default: only the built-in keys are redacted.
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let data =
+        json!({"task_name": "jobs.signup", "kwargs": {"password": "hunter2", "Tenant_Id": "acme"}});
+    s.send_events("ev_plain", &[task_event("red-2", "task.received", data)])
+        .await?;
+    s.expect_ack("ev_plain", WAIT).await?;
+    let (_, task) = task_state(&brain, &op, "red-2").await?;
+    ensure_eq(
+        (
+            task["kwargs"]["password"].as_str(),
+            task["kwargs"]["Tenant_Id"].as_str(),
+        ),
+        (Some("[REDACTED]"), Some("acme")),
+        &format!("no extra redaction patterns configured: {task}"),
     )
 }
 

@@ -603,6 +603,13 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "audit.retention-default",
+        audit::retention_default,
+        ["Z4J_AUDIT_RETENTION_DAYS" [Default, Below, Above, Grey]],
+        Both,
+        feature = "testing_clock_offset"
+    ),
+    case!(
         "audit.retention",
         audit::retention,
         [
@@ -712,7 +719,10 @@ pub static CASES: &[Case] = &[
     case!(
         "gateway.redaction",
         gateway::redaction,
-        ["protocol.redaction", "Z4J_REDACTION_EXTRA_KEY_PATTERNS"],
+        [
+            "protocol.redaction",
+            "Z4J_REDACTION_EXTRA_KEY_PATTERNS"[Default]
+        ],
         Both
     ),
     case!(
