@@ -28,7 +28,10 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok()),
     );
     req.extensions_mut().insert(RequestId(id.clone()));
+    // Path only: a query string may carry a token.
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let mut resp = next.run(req).await;
+    tracing::debug!(request_id = %id, %method, %path, status = resp.status().as_u16(), "request served");
     if let Some(envelope) = resp.extensions_mut().remove::<Envelope>() {
         let body = render(&envelope, Some(&id));
         *resp.body_mut() = Body::from(body.to_string());

@@ -91,15 +91,16 @@ pub async fn sessions(ctx: Arc<Ctx>) -> R {
     Ok(())
 }
 
-/// Ten silent agents connected a second apart: each turns offline 30 s
-/// after its last frame plus at most one 10 s sweep, and across their
-/// phases the latest is found about 10 s late.
+/// Twenty silent agents connected a second apart (two sweep periods of
+/// phases): each turns offline 30 s after its last frame plus at most one
+/// 10 s sweep, and the latest is found about 10 s late (a 20 s sweep would
+/// leave one nearly 20 s late, a 5 s sweep none later than 5 s).
 pub async fn offline(ctx: Arc<Ctx>) -> R {
     let (brain, op, _) = setup(&ctx, &[]).await?;
     let mut names = Vec::new();
     let mut sessions = Vec::new();
     let mut connected = Vec::new();
-    for i in 0..10 {
+    for i in 0..20 {
         let name = format!("silent-{i}");
         let creds = op.mint(&brain, &name).await?;
         let t = Instant::now();
@@ -110,6 +111,7 @@ pub async fn offline(ctx: Arc<Ctx>) -> R {
     }
     let mut offline_after: Vec<Option<f64>> = vec![None; names.len()];
     let give_up = Instant::now() + ctx.scaled(55.0);
+    // (the last agent connected just now)
     while offline_after.iter().any(Option::is_none) && Instant::now() < give_up {
         let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
         for a in agents.as_array().into_iter().flatten() {
@@ -135,7 +137,7 @@ pub async fn offline(ctx: Arc<Ctx>) -> R {
     if seen.len() == names.len() && last < 37.5 {
         ctx.fail_clause(
             "Z4J_AGENT_HEALTH_SWEEP_SECONDS",
-            format!("across ten phases the latest offline came {last:.1} s after its last frame; a 10 s sweep makes it 39-40 s"),
+            format!("across twenty phases the latest offline came {last:.1} s after its last frame; a 10 s sweep makes it 39-40 s"),
         );
     }
     drop(sessions);

@@ -298,10 +298,10 @@ pub async fn failing_receivers(ctx: Arc<Ctx>) -> R {
     }
 }
 
-/// A refused channel configuration: the status is not specified (ours 422,
-/// the reference 409), the refusal and its reason are.
+/// A refused channel configuration: 422 (the reference answers 409:
+/// DIVERGENCES.md).
 fn refused(status: u16) -> bool {
-    matches!(status, 400 | 409 | 422)
+    status == 422
 }
 
 /// `Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP`: refused when configured, and

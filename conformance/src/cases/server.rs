@@ -112,8 +112,10 @@ fn log_lines(stderr: &str) -> Vec<&str> {
 }
 
 pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
-    // Defaults: JSON lines at INFO, each carrying the environment label.
+    // Defaults: JSON lines at INFO, each carrying the environment label; a
+    // served request is not logged (that is a debug line).
     let mut b = ctx.start(&[]).await?;
+    super::get_json(&b, "/api/v1/health", None).await?;
     b.stop().await;
     let err = b.stderr.text();
     let lines = log_lines(&err);
@@ -144,10 +146,15 @@ pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
             ("Z4J_LOG_LEVEL", "DEBUG"),
         ])
         .await?;
+    super::get_json(&b, "/api/v1/health", None).await?;
     b.stop().await;
     let err = b.stderr.text();
     let lines = log_lines(&err);
     ensure(!lines.is_empty(), "no console log lines")?;
+    ensure(
+        lines.iter().any(|l| l.to_ascii_lowercase().contains(" debug ")),
+        "no debug line at Z4J_LOG_LEVEL=DEBUG after a request",
+    )?;
     for l in &lines {
         ensure(
             !l.starts_with('{'),
