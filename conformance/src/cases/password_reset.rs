@@ -180,7 +180,11 @@ pub async fn throttle(ctx: Arc<Ctx>) -> R {
         // A request always answers 200 (no account enumeration); an
         // unknown token is refused, not throttled, within the budget.
         let want = if i % 2 == 0 { 200 } else { 404 };
-        ensure_eq(status, want, &format!("request {} within the budget", i + 1))?;
+        ensure_eq(
+            status,
+            want,
+            &format!("request {} within the budget", i + 1),
+        )?;
     }
     let resp = client()
         .post(brain.url("/api/v1/auth/password-reset/confirm"))

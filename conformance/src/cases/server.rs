@@ -152,7 +152,9 @@ pub async fn json_logs_label(ctx: Arc<Ctx>) -> R {
     let lines = log_lines(&err);
     ensure(!lines.is_empty(), "no console log lines")?;
     ensure(
-        lines.iter().any(|l| l.to_ascii_lowercase().contains(" debug ")),
+        lines
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains(" debug ")),
         "no debug line at Z4J_LOG_LEVEL=DEBUG after a request",
     )?;
     for l in &lines {
