@@ -612,3 +612,75 @@ pub async fn retention_default(ctx: Arc<Ctx>) -> R {
     let kept = rows_aged(&ctx, &home, pg, 89.0, 90.0).await?;
     ensure_eq(kept, younger, "rows just under 90 days old kept")
 }
+
+/// `Z4J_TASKS_EXPORT_MAX_ROWS` unset: an export of exactly 50 000 rows is
+/// served whole, one more row makes it a 422 naming the cap. The rows are
+/// copies of a real one, written in the brain's schema (grey box).
+pub async fn export_cap_default(ctx: Arc<Ctx>) -> R {
+    let (mut env, pg) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    let brain = ctx
+        .start_spec(StartSpec {
+            env,
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    op.mint(&brain, "seed").await?;
+    let home = Home::at(brain.home.clone());
+    let pg = pg.as_deref();
+    let in_project = "SELECT count(*) FROM audit_log WHERE project_id = \
+                      (SELECT id FROM projects WHERE slug = 'default')";
+    let have = sql_i64(&ctx, &home, pg, in_project).await?;
+    let add = 50_000 - have;
+    let cols = "occurred_at, project_id, user_id, action, target_type, target_id, result, \
+                outcome, source_ip, metadata, prev_row_hmac, row_hmac, user_agent, hmac_key_id";
+    // Copies carry no chain links (unique, and nothing here verifies them).
+    let copied = "occurred_at, project_id, user_id, action, target_type, target_id, result, \
+                  outcome, source_ip, metadata, NULL, NULL, user_agent, hmac_key_id";
+    let one = format!(
+        "(SELECT {copied} FROM audit_log WHERE project_id = (SELECT id FROM projects WHERE slug = 'default') \
+         ORDER BY id DESC LIMIT 1)"
+    );
+    let stmt = if pg.is_some() {
+        format!("INSERT INTO audit_log ({cols}) SELECT a.* FROM generate_series(1, {add}), {one} a")
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {add}) \
+             INSERT INTO audit_log ({cols}) SELECT a.* FROM n, {one} a"
+        )
+    };
+    sql_exec(&ctx, &home, pg, &stmt).await?;
+    ensure_eq(
+        sql_i64(&ctx, &home, pg, in_project).await?,
+        50_000,
+        "audit rows of the project",
+    )?;
+    let export = || async {
+        let r = client()
+            .get(brain.url("/api/v1/projects/default/audit?format=json"))
+            .header("cookie", &op.cookie)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = export().await?;
+    ensure_eq(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(50_000)),
+        "an export of exactly 50 000 rows",
+    )?;
+    // That export is itself audited: 50 001 rows now match.
+    let (status, body) = export().await?;
+    ensure_eq(
+        (status, body["details"]["cap"].as_i64()),
+        (422, Some(50_000)),
+        &format!(
+            "an export of 50 001 rows: {}",
+            body.to_string().chars().take(300).collect::<String>()
+        ),
+    )
+}

@@ -610,6 +610,13 @@ pub static CASES: &[Case] = &[
         feature = "testing_clock_offset"
     ),
     case!(
+        "audit.export-cap-default",
+        audit::export_cap_default,
+        ["Z4J_TASKS_EXPORT_MAX_ROWS" [Default, Below, Above, Grey]],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
         "audit.retention",
         audit::retention,
         [
