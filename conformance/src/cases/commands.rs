@@ -834,3 +834,94 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
     }
     Ok(())
 }
+
+/// Long-poll redelivery with its variables unset: an unacknowledged
+/// command comes again on a poll 11 s after its delivery but not 9 s after
+/// (the 10 s minimum interval), still 59 s after it and no more 61 s after
+/// (the 60 s window). Three agents, one timeline; commands outlive it.
+pub async fn longpoll_redelivery_default(ctx: Arc<Ctx>) -> R {
+    let (brain, op, _) = setup(&ctx, &[("Z4J_COMMAND_TIMEOUT_SECONDS", "300")]).await?;
+    let mut agents = Vec::new();
+    for name in ["interval", "window-in", "window-out"] {
+        let creds = op.mint(&brain, name).await?;
+        let mut lp = agent::LongPoll::new(&creds)?;
+        ensure_eq(lp.poll(&brain, 0, 0).await?.0, 200, "probe")?;
+        let issued = issue(&brain, &op, "cancel-task", cancel_body(&creds, name)).await?;
+        let id = issued_id(
+            &brain,
+            &op,
+            issued,
+            ("target_id", &format!("rq:{name}")),
+            202,
+        )
+        .await?;
+        agents.push((name, lp, id));
+    }
+    let ids = |polled: &Json, lp: &mut agent::LongPoll| -> Result<Vec<String>, String> {
+        polled["frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                lp.verify(f.as_str().unwrap_or_default())
+                    .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    };
+    // First deliveries, as close together as the polls allow.
+    let t0 = Instant::now();
+    for (name, lp, id) in agents.iter_mut() {
+        let (_, polled) = lp.poll(&brain, 0, 50).await?;
+        ensure_eq(
+            ids(&polled, lp)?,
+            vec![id.clone()],
+            &format!("{name}: first delivery"),
+        )?;
+    }
+    let delivered = t0.elapsed();
+    // (at, agent, redelivered?, clause): polls in time order.
+    let plan: [(u64, usize, bool, &str); 4] = [
+        (
+            9,
+            0,
+            false,
+            "Z4J_AGENT_LONGPOLL_REDISPATCH_MIN_INTERVAL_SECONDS",
+        ),
+        (
+            11,
+            0,
+            true,
+            "Z4J_AGENT_LONGPOLL_REDISPATCH_MIN_INTERVAL_SECONDS",
+        ),
+        (59, 1, true, "Z4J_AGENT_LONGPOLL_REDISPATCH_SECONDS"),
+        (61, 2, false, "Z4J_AGENT_LONGPOLL_REDISPATCH_SECONDS"),
+    ];
+    for (at, who, again, clause) in plan {
+        // A poll that must come after a bound counts from the last first
+        // delivery, one that must come before it from the earliest.
+        let after_bound = again == (at < 30);
+        let when = if after_bound {
+            t0 + delivered + Duration::from_secs(at)
+        } else {
+            t0 + Duration::from_secs(at)
+        };
+        tokio::time::sleep(when.saturating_duration_since(Instant::now())).await;
+        let (name, lp, id) = &mut agents[who];
+        let (_, polled) = lp.poll(&brain, 0, 50).await?;
+        let got = ids(&polled, lp)?;
+        if got.contains(id) != again {
+            ctx.fail_clause(
+                clause,
+                format!(
+                    "{name}: a poll {at} s after the unacknowledged delivery {} it",
+                    if again {
+                        "did not redeliver"
+                    } else {
+                        "redelivered"
+                    }
+                ),
+            );
+        }
+    }
+    Ok(())
+}

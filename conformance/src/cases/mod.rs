@@ -59,6 +59,23 @@ pub static CASES: &[Case] = &[
         SqliteOnly
     ),
     case!(
+        "registry.max-age-default",
+        registry::max_age_default,
+        ["Z4J_REGISTRY_LISTENER_MAX_AGE_SECONDS" [Default, Lower, Upper]],
+        PostgresOnly,
+        feature = "registry_single_session"
+    ),
+    case!(
+        "workers.reconciliation-default",
+        workers::reconciliation_default,
+        [
+            "Z4J_RECONCILIATION_SWEEP_SECONDS" [Default, Lower, Upper, Grey],
+            "Z4J_RECONCILIATION_STALE_THRESHOLD_SECONDS" [Default, Below, Above, Grey]
+        ],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
         "defaults.login",
         defaults::login,
         [
@@ -272,6 +289,15 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "commands.longpoll-redelivery-default",
+        commands::longpoll_redelivery_default,
+        [
+            "Z4J_AGENT_LONGPOLL_REDISPATCH_SECONDS" [Default, Below, Above],
+            "Z4J_AGENT_LONGPOLL_REDISPATCH_MIN_INTERVAL_SECONDS" [Default, Below, Above]
+        ],
+        Both
+    ),
+    case!(
         "commands.timeout-sweep",
         commands::timeout_sweep,
         [
@@ -312,7 +338,7 @@ pub static CASES: &[Case] = &[
         "registry.cross-replica",
         registry::cross_replica,
         [
-            "Z4J_REGISTRY_BACKEND",
+            "Z4J_REGISTRY_BACKEND"[Default],
             "Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS",
             "registry.cross-replica",
             "registry.listener-loss"
@@ -342,9 +368,23 @@ pub static CASES: &[Case] = &[
         registry::max_age,
         [
             "Z4J_REGISTRY_LISTENER_MAX_AGE_SECONDS",
-            "Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS"
+            "Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS" [Default, Lower, Upper]
         ],
         PostgresOnly
+    ),
+    case!(
+        "registry.heartbeat-timeout-default",
+        registry::heartbeat_timeout_default,
+        ["Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS" [Default, Below, Above]],
+        PostgresOnly,
+        feature = "registry_single_session"
+    ),
+    case!(
+        "registry.reconcile-default",
+        registry::reconcile_default,
+        ["Z4J_REGISTRY_RECONCILE_INTERVAL_SECONDS" [Default, Lower, Upper, Grey]],
+        PostgresOnly,
+        feature = "registry_single_session"
     ),
     case!(
         "registry.reconcile-poll",
@@ -862,7 +902,7 @@ pub static CASES: &[Case] = &[
     case!(
         "database.auto-migrate",
         database::auto_migrate,
-        ["Z4J_AUTO_MIGRATE"],
+        ["Z4J_AUTO_MIGRATE"[Default]],
         Both
     ),
     case!(
@@ -874,31 +914,31 @@ pub static CASES: &[Case] = &[
     case!(
         "database.require-db-ssl",
         database::require_db_ssl,
-        ["Z4J_REQUIRE_DB_SSL"],
+        ["Z4J_REQUIRE_DB_SSL"[Default]],
         PostgresOnly
     ),
     case!(
         "database.lock-timeout",
         database::lock_timeout,
-        ["Z4J_DB_LOCK_TIMEOUT_MS"],
+        ["Z4J_DB_LOCK_TIMEOUT_MS" [Default, Lower, Upper]],
         PostgresOnly
     ),
     case!(
         "database.statement-timeout",
         database::statement_timeout,
-        ["Z4J_DB_STATEMENT_TIMEOUT_MS"],
+        ["Z4J_DB_STATEMENT_TIMEOUT_MS" [Default, Lower, Upper]],
         PostgresOnly
     ),
     case!(
         "database.connect-timeout",
         database::connect_timeout,
-        ["Z4J_ASYNCPG_CONNECT_TIMEOUT"],
+        ["Z4J_ASYNCPG_CONNECT_TIMEOUT" [Default, Lower, Upper]],
         PostgresOnly
     ),
     case!(
         "database.connection-lifetime",
         database::connection_lifetime,
-        ["Z4J_DATABASE_MAX_INACTIVE_CONNECTION_LIFETIME_SECONDS"],
+        ["Z4J_DATABASE_MAX_INACTIVE_CONNECTION_LIFETIME_SECONDS" [Default, Lower, Upper]],
         PostgresOnly
     ),
     case!(

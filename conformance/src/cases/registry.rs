@@ -455,3 +455,139 @@ pub async fn reconcile_poll(ctx: Arc<Ctx>) -> R {
     )
     .await
 }
+
+/// One brain on a fresh database with the suite's environment plus `extra`;
+/// returns it with the database name.
+async fn registry_brain(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<(Brain, String), String> {
+    let (mut env, name) = ctx.pinned_database().await?;
+    let db_name = name.ok_or("needs PostgreSQL")?;
+    env.extend(owned(&agent::admin_env()));
+    env.extend(owned(extra));
+    let brain = ctx
+        .start_spec(StartSpec {
+            env,
+            ..Default::default()
+        })
+        .await?;
+    Ok((brain, db_name))
+}
+
+/// Whether the first listener of `db_name` is replaced within `wait`.
+async fn listener_replaced(
+    ctx: &Ctx,
+    db_name: &str,
+    wait: Duration,
+) -> Result<Option<Duration>, String> {
+    let mut c = pg(ctx, db_name).await?;
+    let first = wait_listeners(ctx, &mut c, db_name, 1, ctx.scaled(10.0)).await?[0].0;
+    let started = Instant::now();
+    while started.elapsed() < wait {
+        if listeners(&mut c, db_name)
+            .await?
+            .first()
+            .is_some_and(|l| l.0 != first)
+        {
+            return Ok(Some(started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(None)
+}
+
+/// `Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS` unset (25 s): the
+/// watchdog checks at each heartbeat tick how long ago the listener saw its
+/// own heartbeat, so with heartbeats 24 s apart the listener is kept, and
+/// with 26 s apart it is rebuilt at the second tick.
+pub async fn heartbeat_timeout_default(ctx: Arc<Ctx>) -> R {
+    let (_kept, kept_db) =
+        registry_brain(&ctx, &[("Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS", "24")]).await?;
+    let (_lost, lost_db) =
+        registry_brain(&ctx, &[("Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS", "26")]).await?;
+    let (kept, lost) = tokio::join!(
+        listener_replaced(&ctx, &kept_db, Duration::from_secs(55)),
+        listener_replaced(&ctx, &lost_db, ctx.scaled(40.0)),
+    );
+    if let Some(t) = kept? {
+        ctx.fail_clause(
+            "Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS",
+            format!("heartbeats 24 s apart (under the 25 s timeout): the listener was rebuilt after {t:?}"),
+        );
+    }
+    match lost? {
+        Some(t) if t >= Duration::from_secs(20) => {}
+        other => ctx.fail_clause(
+            "Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS",
+            format!("heartbeats 26 s apart (over the 25 s timeout): listener rebuilt after {other:?}, want at the second tick (~26 s)"),
+        ),
+    }
+    Ok(())
+}
+
+/// `Z4J_REGISTRY_LISTENER_MAX_AGE_SECONDS` unset: a healthy listener is
+/// recycled after 900 s (plus at most one 10 s heartbeat tick), not
+/// before. A long case: fifteen minutes.
+pub async fn max_age_default(ctx: Arc<Ctx>) -> R {
+    let (_brain, db) = registry_brain(&ctx, &[]).await?;
+    let replaced = listener_replaced(&ctx, &db, ctx.scaled(930.0)).await?;
+    match replaced {
+        Some(t) if t >= Duration::from_secs(895) && t <= ctx.scaled(915.0) => Ok(()),
+        other => Err(format!(
+            "the healthy listener was recycled after {other:?}; want 900 s"
+        )),
+    }
+}
+
+/// `Z4J_REGISTRY_RECONCILE_INTERVAL_SECONDS` unset: rows written without
+/// any NOTIFY at six phases 5 s apart reach the connected agent by the
+/// 30 s poll: none waits longer than 30 s, the unluckiest about that long
+/// (grey box: writes the brain's schema).
+pub async fn reconcile_default(ctx: Arc<Ctx>) -> R {
+    let (brain, db_name) = registry_brain(&ctx, &[("Z4J_COMMAND_TIMEOUT_SECONDS", "300")]).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "polled").await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let mut c = pg(&ctx, &db_name).await?;
+    let agent_id = uuid::Uuid::parse_str(&creds.agent_id).map_err(|e| e.to_string())?;
+    let mut written: Vec<(String, Instant)> = Vec::new();
+    let mut latency: std::collections::BTreeMap<String, f64> = Default::default();
+    let t0 = Instant::now();
+    let give_up = t0 + Duration::from_secs(25) + ctx.scaled(40.0);
+    while latency.len() < 6 && Instant::now() < give_up {
+        let due = t0 + Duration::from_secs(5 * written.len() as u64);
+        if written.len() < 6 && Instant::now() >= due {
+            let id = uuid::Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO commands (id, project_id, agent_id, action, target_type, target_id, payload, \
+                 status, issued_at, timeout_at) \
+                 SELECT $1, project_id, id, 'cancel_task', 'task', 'rq:silent', \
+                 '{\"engine\":\"rq\",\"task_id\":\"silent\"}'::jsonb, 'pending', now(), now() + interval '300 seconds' \
+                 FROM agents WHERE id = $2",
+            )
+            .bind(id)
+            .bind(agent_id)
+            .execute(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+            written.push((id.to_string(), Instant::now()));
+        }
+        if let Ok(Ok((FrameType::Command, j))) = s.recv(Duration::from_millis(200)).await {
+            let id = j["id"].as_str().unwrap_or_default();
+            if let Some((_, at)) = written.iter().find(|(w, _)| w == id) {
+                latency.insert(id.to_owned(), at.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let worst = latency.values().copied().fold(0.0, f64::max);
+    let slack = ctx.scaled(2.0).as_secs_f64();
+    if latency.len() < 6 || !(24.0..=30.0 + slack).contains(&worst) {
+        ctx.fail_clause(
+            "Z4J_REGISTRY_RECONCILE_INTERVAL_SECONDS",
+            format!(
+                "{} of 6 rows delivered, latencies {:?}; with a 30 s poll the longest is 25-30 s",
+                latency.len(),
+                latency.values().collect::<Vec<_>>()
+            ),
+        );
+    }
+    Ok(())
+}

@@ -413,3 +413,84 @@ pub async fn event_partitions(ctx: Arc<Ctx>) -> R {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Reconciliation with nothing configured: the boot sweep probes a started
+/// task 910 s old and not one 890 s old (the 900 s threshold); the next
+/// sweep, 300 s later and not before, probes the second one (grey box: the
+/// tasks are seeded in the brain's schema). A long case: five minutes.
+pub async fn reconciliation_default(ctx: Arc<Ctx>) -> R {
+    let (mut env, pg_name) = ctx.pinned_database().await?;
+    let pg = pg_name.is_some();
+    env.extend(owned(&agent::admin_env()));
+    let start = |home: Option<Home>| {
+        let env = env.clone();
+        let ctx = ctx.clone();
+        async move {
+            ctx.start_spec(StartSpec {
+                env,
+                home,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let brain = start(None).await?;
+    let op = agent::login(&brain).await?;
+    op.mint(&brain, "reconciler").await?;
+    let home = brain.stop_keep_home().await;
+    run_sql(
+        &ctx,
+        &home,
+        pg_name.as_deref(),
+        &seed_stale(pg, "reconciler", &[("stuck-910s", 910), ("busy-890s", 890)]),
+    )
+    .await?;
+    let booted = Instant::now();
+    let brain = start(Some(home.clone())).await?;
+    let op = agent::login(&brain).await?;
+    let probed = |p: &[Json], task: &str| p.iter().any(|c| c["target_id"] == task);
+    let deadline = Instant::now() + ctx.scaled(5.0);
+    let mut probes = reconcile_commands(&brain, &op).await?;
+    while probes.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        probes = reconcile_commands(&brain, &op).await?;
+    }
+    if !probed(&probes, "stuck-910s") || probed(&probes, "busy-890s") {
+        ctx.fail_clause(
+            "Z4J_RECONCILIATION_STALE_THRESHOLD_SECONDS",
+            format!(
+                "the boot sweep probed {:?}; want stuck-910s only (900 s threshold)",
+                probes
+                    .iter()
+                    .map(|c| c["target_id"].clone())
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    // The agent stays online (as heartbeats would keep it) until the next
+    // sweep probes the other task.
+    let keep_online = seed_stale(pg, "reconciler", &[]);
+    let give_up = booted + ctx.scaled(300.0) + Duration::from_secs(15);
+    let second = loop {
+        run_sql(&ctx, &home, pg_name.as_deref(), &keep_online).await?;
+        let p = reconcile_commands(&brain, &op).await?;
+        if probed(&p, "busy-890s") {
+            break Some(booted.elapsed());
+        }
+        if Instant::now() > give_up {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let slack = ctx.scaled(8.0);
+    match second {
+        Some(t) if t >= Duration::from_secs(295) && t <= Duration::from_secs(300) + slack => Ok(()),
+        other => {
+            ctx.fail_clause(
+                "Z4J_RECONCILIATION_SWEEP_SECONDS",
+                format!("the second sweep probed the other task {other:?} after boot; want 300 s"),
+            );
+            Ok(())
+        }
+    }
+}
