@@ -844,7 +844,7 @@ pub async fn longpoll_redelivery_default(ctx: Arc<Ctx>) -> R {
     let mut agents = Vec::new();
     for name in ["interval", "window-in", "window-out"] {
         let creds = op.mint(&brain, name).await?;
-        let mut lp = agent::LongPoll::new(&creds)?;
+        let lp = agent::LongPoll::new(&creds)?;
         ensure_eq(lp.poll(&brain, 0, 0).await?.0, 200, "probe")?;
         let issued = issue(&brain, &op, "cancel-task", cancel_body(&creds, name)).await?;
         let id = issued_id(
