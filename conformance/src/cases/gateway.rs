@@ -1187,3 +1187,44 @@ pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
     sock.send_text(&agent::hello(None).to_string()).await.ok();
     closed_with(&mut sock, 4401, "token of a pruned agent").await
 }
+
+/// An event batch is acknowledged only once its rows are committed: while
+/// another session holds the write lock the agent gets no ack; once the
+/// lock is released the ack comes (grey box: the suite takes the lock in
+/// the brain's database).
+pub async fn ack_waits_for_commit(ctx: Arc<Ctx>) -> R {
+    let (mut env, pg_name) = ctx.pinned_database().await?;
+    env.extend(owned(&agent::admin_env()));
+    let brain = ctx
+        .start_spec(crate::brain::StartSpec {
+            env,
+            ..Default::default()
+        })
+        .await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "held").await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let mut lock = super::grey::connect(&ctx, &brain.home, pg_name.as_deref()).await?;
+    match pg_name {
+        Some(_) => {
+            lock.exec("BEGIN").await?;
+            lock.exec("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+                .await?;
+        }
+        None => lock.exec("BEGIN IMMEDIATE").await?,
+    }
+    s.send_events(
+        "ev_held",
+        &[task_event("held-1", "task.received", json!({}))],
+    )
+    .await?;
+    let early = s.expect_ack("ev_held", Duration::from_millis(1500)).await;
+    lock.exec("ROLLBACK").await?;
+    ensure(
+        early.is_err(),
+        format!("acknowledged while the write lock was held (before any commit): {early:?}"),
+    )?;
+    s.expect_ack("ev_held", WAIT).await?;
+    let (status, _) = task_state(&brain, &op, "held-1").await?;
+    ensure_eq(status, 200, "the acknowledged event is stored")
+}

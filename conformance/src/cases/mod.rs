@@ -789,6 +789,13 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "gateway.ack-waits-for-commit",
+        gateway::ack_waits_for_commit,
+        ["protocol.ack-durable"[Grey]],
+        Both,
+        feature = "schema_z4j_rs"
+    ),
+    case!(
         "gateway.kill-during-ingest",
         gateway::kill_during_ingest,
         ["protocol.ack-durable"],
