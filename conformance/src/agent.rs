@@ -184,6 +184,23 @@ impl Operator {
         })
     }
 
+    /// Creates project `slug` (named after it); anything but 201 is an error.
+    pub async fn create_project(&self, brain: &impl Endpoint, slug: &str) -> Result<(), String> {
+        let (status, body) = self
+            .send(
+                brain,
+                reqwest::Method::POST,
+                "/api/v1/projects",
+                Some(json!({"slug": slug, "name": slug})),
+            )
+            .await?;
+        if status == 201 {
+            Ok(())
+        } else {
+            Err(format!("create project {slug}: {status} {body}"))
+        }
+    }
+
     pub async fn revoke(&self, brain: &impl Endpoint, agent_id: &str) -> Result<u16, String> {
         let path = format!("/api/v1/projects/default/agents/{agent_id}");
         Ok(self

@@ -162,6 +162,39 @@ impl Ctx {
         self.start_spec(spec(env)).await
     }
 
+    /// A brain with exactly `env` (after the suite's own), on `home` or a
+    /// fresh one.
+    pub async fn start_env(
+        &self,
+        env: Vec<(String, String)>,
+        home: Option<crate::brain::Home>,
+    ) -> Result<Brain, String> {
+        self.start_spec(StartSpec {
+            env,
+            home,
+            ..StartSpec::default()
+        })
+        .await
+    }
+
+    /// The suite's admin on a database kept across restarts, plus `extra`:
+    /// the environment to (re)start with and the PostgreSQL database name.
+    pub async fn pinned_admin_env(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<(Vec<(String, String)>, Option<String>), String> {
+        let (mut env, name) = self.pinned_database().await?;
+        let own = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        env.extend(own(&crate::agent::admin_env()));
+        env.extend(own(extra));
+        Ok((env, name))
+    }
+
     pub async fn start_spec(&self, mut spec: StartSpec) -> Result<Brain, String> {
         let url_of_case = spec
             .env

@@ -129,15 +129,7 @@ pub async fn scoped_keys(ctx: Arc<Ctx>) -> R {
     .await?;
     ensure_eq(status, 403, "agent mint with a key")?;
     // Bound to the default project.
-    let (status, p) = op
-        .send(
-            &brain,
-            reqwest::Method::POST,
-            "/api/v1/projects",
-            Some(json!({"slug": "other", "name": "Other"})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("project: {p}"))?;
+    op.create_project(&brain, "other").await?;
     let (_, default) = op.get(&brain, "/api/v1/projects/default").await?;
     let (_, k) = mint(
         &brain,

@@ -6,7 +6,7 @@
 
 use super::{client, ensure, ensure_eq, owned, R};
 use crate::agent::{self, ADMIN_EMAIL};
-use crate::brain::{run_cli, Home, StartSpec};
+use crate::brain::{run_cli, Home};
 use crate::runner::Ctx;
 use serde_json::json;
 use std::sync::Arc;
@@ -53,18 +53,12 @@ fn with_secret(
 }
 
 pub async fn chain(ctx: Arc<Ctx>) -> R {
-    let (mut base, pg) = ctx.pinned_database().await?;
-    base.extend(owned(&agent::admin_env()));
+    let (mut base, pg) = ctx.pinned_admin_env(&[]).await?;
     base.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
     let pg = pg.as_deref();
     // Signed under OLD: a failed and a good login, an agent minted and revoked.
     let env_old = with_secret(&base, OLD, None);
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env_old.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env_old.clone(), None).await?;
     let resp = client()
         .post(brain.url("/api/v1/auth/login"))
         .json(&json!({"email": ADMIN_EMAIL, "password": "wrong-password"}))
@@ -99,13 +93,7 @@ pub async fn chain(ctx: Arc<Ctx>) -> R {
 
     // Rotation: NEW signs, OLD still verifies.
     let env_new = with_secret(&base, NEW, Some(OLD));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env_new.clone(),
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env_new.clone(), Some(home)).await?;
     agent::login(&brain).await?;
     let home = brain.stop_keep_home().await;
     let (code, out) = verify(&ctx, &home, &env_new)?;
@@ -184,8 +172,7 @@ async fn old_rows(ctx: &Ctx, home: &Home, pg: Option<&str>) -> Result<i64, Strin
 /// `Z4J_AUDIT_RETENTION_SWEEP_MAX_PER_PASS`, the next pass one interval
 /// later removes the rest, newer rows stay, and the chain still verifies.
 pub async fn retention(ctx: Arc<Ctx>) -> R {
-    let (mut base, pg) = ctx.pinned_database().await?;
-    base.extend(owned(&agent::admin_env()));
+    let (mut base, pg) = ctx.pinned_admin_env(&[]).await?;
     base.extend(owned(&[
         ("Z4J_ENVIRONMENT", "dev"),
         ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
@@ -195,12 +182,7 @@ pub async fn retention(ctx: Arc<Ctx>) -> R {
     let pg = pg.as_deref();
     let mut past = env.clone();
     past.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), "-172800".into()));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: past,
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(past, None).await?;
     let op = agent::login(&brain).await?;
     // More old rows than one pass may delete (the cap's minimum is 1000).
     for i in 0..1020 {
@@ -219,13 +201,7 @@ pub async fn retention(ctx: Arc<Ctx>) -> R {
         ("Z4J_AUDIT_RETENTION_SWEEP_BATCH_SIZE", "100"),
         ("Z4J_AUDIT_RETENTION_SWEEP_MAX_PER_PASS", "1000"),
     ]));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: now.clone(),
-            home: Some(home.clone()),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(now.clone(), Some(home.clone())).await?;
     // The boot pass stops at the cap; the rest waits for the next pass.
     let deadline = Instant::now() + ctx.scaled(15.0);
     while old_rows(&ctx, &home, pg).await? != before - 1000 {
@@ -385,18 +361,12 @@ pub async fn listing_and_export(ctx: Arc<Ctx>) -> R {
 /// a login are refused with 503 `audit_chain_broken` and none of them is
 /// stored; a read still works. `z4j audit reseal --confirm` recovers.
 pub async fn atomic(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, pg) = ctx.pinned_admin_env(&[]).await?;
     env.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
     // A fixed secret, so the CLI and a restarted brain sign alike.
     let cli_env = with_secret(&env, OLD, None);
     let pg = pg.as_deref();
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: cli_env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(cli_env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     let count = |table: &'static str, filter: String| {
         let (ctx, home) = (ctx.clone(), brain.home.clone());
@@ -492,13 +462,7 @@ pub async fn atomic(ctx: Arc<Ctx>) -> R {
     )?;
     let (code, out) = verify(&ctx, &home, &cli_env)?;
     ensure_eq(code, 0, &format!("verify after the reseal: {out}"))?;
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: cli_env.clone(),
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(cli_env.clone(), Some(home)).await?;
     let op = agent::login(&brain).await?;
     let (status, body) = op
         .send(
@@ -552,8 +516,7 @@ async fn rows_aged(
 /// `Z4J_AUDIT_RETENTION_DAYS` unset: rows written 90 days and an hour ago
 /// are pruned by the boot pass, rows 89 days and 23 hours old stay.
 pub async fn retention_default(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, pg) = ctx.pinned_admin_env(&[]).await?;
     env.extend(owned(&[
         ("Z4J_ENVIRONMENT", "dev"),
         ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
@@ -569,13 +532,7 @@ pub async fn retention_default(ctx: Arc<Ctx>) -> R {
             "Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(),
             offset.to_string(),
         ));
-        let brain = ctx
-            .start_spec(StartSpec {
-                env: e,
-                home: home.take(),
-                ..Default::default()
-            })
-            .await?;
+        let brain = ctx.start_env(e, home.take()).await?;
         let op = agent::login(&brain).await?;
         for i in 0..3 {
             op.mint(&brain, &format!("{name}-{i}")).await?;
@@ -589,13 +546,7 @@ pub async fn retention_default(ctx: Arc<Ctx>) -> R {
         older > 0 && younger > 0,
         format!("rows written in the past: {older} over 90 days, {younger} just under"),
     )?;
-    let _brain = ctx
-        .start_spec(StartSpec {
-            env,
-            home: Some(home.clone()),
-            ..Default::default()
-        })
-        .await?;
+    let _brain = ctx.start_env(env, Some(home.clone())).await?;
     let deadline = Instant::now() + ctx.scaled(15.0);
     loop {
         let left = rows_aged(&ctx, &home, pg, 90.0, 91.0).await?;
@@ -617,14 +568,8 @@ pub async fn retention_default(ctx: Arc<Ctx>) -> R {
 /// served whole, one more row makes it a 422 naming the cap. The rows are
 /// copies of a real one, written in the brain's schema (grey box).
 pub async fn export_cap_default(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let (env, pg) = ctx.pinned_admin_env(&[]).await?;
+    let brain = ctx.start_env(env, None).await?;
     let op = agent::login(&brain).await?;
     op.mint(&brain, "seed").await?;
     let home = Home::at(brain.home.clone());

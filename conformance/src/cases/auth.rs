@@ -522,14 +522,8 @@ pub async fn rehash_on_login(ctx: Arc<Ctx>) -> R {
     }
     // The documented costs, with the variables unset: a fresh hash on a
     // fresh database carries m=65536, t=3, p=4.
-    let (mut env, pg_name) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let (env, pg_name) = ctx.pinned_admin_env(&[]).await?;
+    let brain = ctx.start_env(env, None).await?;
     let h = brain.stop_keep_home().await;
     let stored = stored_hash(&ctx, &h, pg_name.as_deref()).await?;
     let want = "$argon2id$v=19$m=65536,t=3,p=4$";

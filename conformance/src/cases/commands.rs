@@ -444,19 +444,8 @@ pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     let restart_id = issued_id(&brain, &op, restart, ("action", "restart_worker"), 202).await?;
-    let ids = |polled: &Json, lp: &mut agent::LongPoll| -> Result<Vec<String>, String> {
-        polled["frames"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                lp.verify(f.as_str().unwrap_or_default())
-                    .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
-            })
-            .collect()
-    };
     let (_, polled) = lp.poll(&brain, 0, 50).await?;
-    let mut first = ids(&polled, &mut lp)?;
+    let mut first = polled_ids(&polled, &mut lp)?;
     first.sort();
     let mut want = vec![cancel_id.clone(), restart_id.clone()];
     want.sort();
@@ -464,7 +453,7 @@ pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
     // Not acknowledged: within the minimum interval nothing comes again...
     let (_, polled) = lp.poll(&brain, 0, 50).await?;
     ensure_eq(
-        ids(&polled, &mut lp)?,
+        polled_ids(&polled, &mut lp)?,
         Vec::<String>::new(),
         "redelivery inside the minimum interval",
     )?;
@@ -472,10 +461,23 @@ pub async fn longpoll_redelivery(ctx: Arc<Ctx>) -> R {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, polled) = lp.poll(&brain, 0, 50).await?;
     ensure_eq(
-        ids(&polled, &mut lp)?,
+        polled_ids(&polled, &mut lp)?,
         vec![cancel_id],
         "redelivery after the minimum interval",
     )
+}
+
+/// The ids of the command frames of a long-poll answer, each verified.
+fn polled_ids(polled: &Json, lp: &mut agent::LongPoll) -> Result<Vec<String>, String> {
+    polled["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            lp.verify(f.as_str().unwrap_or_default())
+                .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
 }
 
 /// Commands an agent's session cannot run are refused before anything is
@@ -599,15 +601,7 @@ pub async fn refusals(ctx: Arc<Ctx>) -> R {
     o.send_heartbeat().await?;
 
     // Revoked agents and other projects' agents are not found.
-    let (status, project) = op
-        .send(
-            &brain,
-            reqwest::Method::POST,
-            "/api/v1/projects",
-            Some(json!({"slug": "elsewhere", "name": "Elsewhere"})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("create project: {project}"))?;
+    op.create_project(&brain, "elsewhere").await?;
     let foreign = op.mint_in(&brain, "elsewhere", "foreign").await?;
     let (status, body) = issue(&brain, &op, "cancel-task", cancel_body(&foreign, "t")).await?;
     ensure_eq(
@@ -761,15 +755,7 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
             format!("the 101st command in a minute: {status} {body}, want 429"),
         );
     }
-    let (status, body) = op
-        .send(
-            &brain,
-            reqwest::Method::POST,
-            "/api/v1/projects",
-            Some(json!({"slug": "other", "name": "Other"})),
-        )
-        .await?;
-    ensure_eq(status, 201, &format!("create project: {body}"))?;
+    op.create_project(&brain, "other").await?;
     let other = op.mint_in(&brain, "other", "other-1").await?;
     let _o = agent::connect(&brain, &other, Some("o")).await?;
     let (status, body) = op
@@ -857,23 +843,12 @@ pub async fn longpoll_redelivery_default(ctx: Arc<Ctx>) -> R {
         .await?;
         agents.push((name, lp, id));
     }
-    let ids = |polled: &Json, lp: &mut agent::LongPoll| -> Result<Vec<String>, String> {
-        polled["frames"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                lp.verify(f.as_str().unwrap_or_default())
-                    .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
-            })
-            .collect()
-    };
     // First deliveries, as close together as the polls allow.
     let t0 = Instant::now();
     for (name, lp, id) in agents.iter_mut() {
         let (_, polled) = lp.poll(&brain, 0, 50).await?;
         ensure_eq(
-            ids(&polled, lp)?,
+            polled_ids(&polled, lp)?,
             vec![id.clone()],
             &format!("{name}: first delivery"),
         )?;
@@ -908,7 +883,7 @@ pub async fn longpoll_redelivery_default(ctx: Arc<Ctx>) -> R {
         tokio::time::sleep(when.saturating_duration_since(Instant::now())).await;
         let (name, lp, id) = &mut agents[who];
         let (_, polled) = lp.poll(&brain, 0, 50).await?;
-        let got = ids(&polled, lp)?;
+        let got = polled_ids(&polled, lp)?;
         if got.contains(id) != again {
             ctx.fail_clause(
                 clause,

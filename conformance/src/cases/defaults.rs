@@ -5,9 +5,9 @@
 //! across restarts on one database (state that matters is persisted).
 
 use super::auth::{attempt, me};
-use super::{client, ensure, ensure_eq, owned, R};
+use super::{client, ensure, ensure_eq, R};
 use crate::agent::{self, ADMIN_EMAIL, ADMIN_PASSWORD};
-use crate::brain::{Brain, Home, StartSpec};
+use crate::brain::{Brain, Home};
 use crate::runner::Ctx;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
@@ -26,19 +26,13 @@ async fn at_offset(
         "Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(),
         format!("{}", offset.round() as i64),
     ));
-    ctx.start_spec(StartSpec {
-        env,
-        home: Some(home),
-        ..Default::default()
-    })
-    .await
+    ctx.start_env(env, Some(home)).await
 }
 
 /// Dev posture (for the testing clock), the suite's admin, one database
 /// kept across restarts.
 async fn clock_env(ctx: &Ctx) -> Result<Vec<(String, String)>, String> {
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
     Ok(env)
 }
@@ -66,12 +60,7 @@ pub async fn login(ctx: Arc<Ctx>) -> R {
         "Z4J_TRUSTED_PROXIES".into(),
         r#"["127.0.0.1/32", "::1/128"]"#.into(),
     ));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let slack = ctx.scaled(0.6).as_secs_f64();
     // A success waits out the floor and no more; its session cookie is Lax.
     for i in 0..3 {
@@ -222,12 +211,7 @@ pub async fn login(ctx: Arc<Ctx>) -> R {
 /// User-Agent pinning.
 pub async fn sessions(ctx: Arc<Ctx>) -> R {
     let env = clock_env(&ctx).await?;
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     let t0 = Instant::now();
     if me(&brain, &op, Some("another-client/1.0")).await? != 200 {
@@ -259,12 +243,7 @@ pub async fn sessions(ctx: Arc<Ctx>) -> R {
     // interfere, and a fresh database.
     let mut env = clock_env(&ctx).await?;
     env.push(("Z4J_SESSION_IDLE_TIMEOUT_SECONDS".into(), "2592000".into()));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     let t0 = Instant::now();
     let mut home = brain.stop_keep_home().await;

@@ -1,7 +1,7 @@
 //! The agent gateway over real sockets: handshake, close codes, ingest and
 //! acknowledgements, limits (specs/agent-protocol.md sections 2–7).
 
-use super::{ensure, ensure_eq, owned, R};
+use super::{ensure, ensure_eq, R};
 use crate::agent::{self, task_event, Closed, Credentials, Operator};
 use crate::brain::Brain;
 use crate::runner::Ctx;
@@ -526,14 +526,8 @@ pub async fn event_rate_limit(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn kill_during_ingest(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    let brain = ctx
-        .start_spec(crate::brain::StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let (env, _) = ctx.pinned_admin_env(&[]).await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let port = brain.port;
     let op = agent::login(&brain).await?;
     let mut streams = Vec::new();
@@ -844,15 +838,9 @@ pub async fn address_allowlist(ctx: Arc<Ctx>) -> R {
 pub async fn previous_secrets(ctx: Arc<Ctx>) -> R {
     const OLD: &str = "conformance-old-master-secret-0123456789abcdef";
     const NEW: &str = "conformance-new-master-secret-0123456789abcdef";
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.push(("Z4J_SECRET".into(), OLD.into()));
-    let brain = ctx
-        .start_spec(crate::brain::StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "rotating").await?;
     let home = brain.stop_keep_home().await;
@@ -864,13 +852,7 @@ pub async fn previous_secrets(ctx: Arc<Ctx>) -> R {
         })
         .chain([("Z4J_PREVIOUS_SECRETS".to_owned(), OLD.to_owned())])
         .collect();
-    let brain = ctx
-        .start_spec(crate::brain::StartSpec {
-            env: rotated,
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(rotated, Some(home)).await?;
     // The old token still authenticates through Z4J_PREVIOUS_SECRETS...
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;
     // ...but frames signed with the old project key no longer verify.
@@ -1105,7 +1087,7 @@ pub async fn redaction(ctx: Arc<Ctx>) -> R {
 
 /// Ages an agent's last sign of life by `days` directly in the database
 /// (grey box: this implementation's schema; see the target feature).
-pub(super) async fn age_agent(
+async fn age_agent(
     ctx: &Ctx,
     brain: &Brain,
     pg_name: Option<&str>,
@@ -1146,24 +1128,32 @@ pub(super) async fn age_agent(
 }
 
 pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg_name) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    env.extend(owned(&[
+    let extra = [
         ("Z4J_AGENT_HEALTH_SWEEP_SECONDS", "1"),
         ("Z4J_AGENT_STALE_PRUNE_DAYS", "2"),
-    ]));
-    let brain = ctx
-        .start_spec(crate::brain::StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    ];
+    prune_observed(&ctx, &extra, 1, 3, ctx.scaled(10.0)).await
+}
+
+/// Two silent agents aged `keep_days` and `gone_days` in the brain's schema:
+/// within `wait` only the first is listed, and the pruned one's token no
+/// longer opens a session.
+pub(super) async fn prune_observed(
+    ctx: &Ctx,
+    extra: &[(&str, &str)],
+    keep_days: i64,
+    gone_days: i64,
+    wait: Duration,
+) -> R {
+    let (env, pg_name) = ctx.pinned_admin_env(extra).await?;
+    let brain = ctx.start_env(env, None).await?;
     let op = agent::login(&brain).await?;
-    let recent = op.mint(&brain, "silent-1-day").await?;
-    let stale = op.mint(&brain, "silent-3-days").await?;
-    age_agent(&ctx, &brain, pg_name.as_deref(), &recent.agent_id, 1).await?;
-    age_agent(&ctx, &brain, pg_name.as_deref(), &stale.agent_id, 3).await?;
-    let deadline = Instant::now() + ctx.scaled(10.0);
+    let keep = format!("silent-{keep_days}-days");
+    let recent = op.mint(&brain, &keep).await?;
+    let stale = op.mint(&brain, &format!("silent-{gone_days}-days")).await?;
+    age_agent(ctx, &brain, pg_name.as_deref(), &recent.agent_id, keep_days).await?;
+    age_agent(ctx, &brain, pg_name.as_deref(), &stale.agent_id, gone_days).await?;
+    let deadline = Instant::now() + wait;
     loop {
         let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
         let names: Vec<&str> = agents
@@ -1172,12 +1162,12 @@ pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
             .flatten()
             .filter_map(|a| a["name"].as_str())
             .collect();
-        if names == ["silent-1-day"] {
+        if names == [keep.as_str()] {
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "after the sweeps the agents are {names:?}, want only silent-1-day"
+                "{wait:?} after aging, the agents are {names:?}, want only {keep}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -1193,14 +1183,8 @@ pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
 /// lock is released the ack comes (grey box: the suite takes the lock in
 /// the brain's database).
 pub async fn ack_waits_for_commit(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg_name) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    let brain = ctx
-        .start_spec(crate::brain::StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let (env, pg_name) = ctx.pinned_admin_env(&[]).await?;
+    let brain = ctx.start_env(env, None).await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "held").await?;
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;

@@ -3,8 +3,8 @@
 //! 30 s offline timeout found by a 10 s health sweep, and the 30-day
 //! prune of silent agents.
 
-use super::gateway::{age_agent, closed_with, setup};
-use super::{ensure, owned, R};
+use super::gateway::{closed_with, prune_observed, setup};
+use super::{ensure, R};
 use crate::agent::{self, Closed};
 use crate::runner::Ctx;
 use serde_json::{json, Value as Json};
@@ -147,36 +147,5 @@ pub async fn offline(ctx: Arc<Ctx>) -> R {
 /// Silent agents are pruned after 30 days (grey box: the suite ages them
 /// in the brain's schema): 29 days kept, 31 days gone, by the next sweep.
 pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg_name) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    let brain = ctx
-        .start_spec(crate::brain::StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
-    let op = agent::login(&brain).await?;
-    let recent = op.mint(&brain, "silent-29-days").await?;
-    let stale = op.mint(&brain, "silent-31-days").await?;
-    age_agent(&ctx, &brain, pg_name.as_deref(), &recent.agent_id, 29).await?;
-    age_agent(&ctx, &brain, pg_name.as_deref(), &stale.agent_id, 31).await?;
-    let deadline = Instant::now() + ctx.scaled(15.0);
-    loop {
-        let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
-        let names: Vec<&str> = agents
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["name"].as_str())
-            .collect();
-        if names == ["silent-29-days"] {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "15 s after aging the agents are {names:?}, want only silent-29-days"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    prune_observed(&ctx, &[], 29, 31, ctx.scaled(15.0)).await
 }

@@ -5,7 +5,7 @@
 
 use super::{client, ensure, ensure_eq, owned, R};
 use crate::agent::{self, Operator, ADMIN_EMAIL, ADMIN_PASSWORD};
-use crate::brain::{Brain, StartSpec};
+use crate::brain::Brain;
 use crate::runner::Ctx;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value as Json};
@@ -127,6 +127,27 @@ async fn enrol(brain: &Brain, op: &Operator) -> Result<(String, Vec<String>), St
     Ok((secret, codes))
 }
 
+/// Verifies the session `op` with a code and `remember_device`; returns the
+/// trust cookie as set.
+async fn remember_device(brain: &Brain, op: &Operator, secret: &str) -> Result<String, String> {
+    let resp = client()
+        .post(brain.url("/api/v1/auth/mfa/verify"))
+        .header("cookie", &op.cookie)
+        .header("x-csrf-token", &op.csrf)
+        .json(&json!({"code": totp(secret, 1), "remember_device": true}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(resp.status().as_u16(), 200, "verify with remember_device")?;
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("z4j_mfa_trust="))
+        .map(str::to_owned)
+        .ok_or_else(|| "no trust cookie".to_owned())
+}
+
 pub async fn enrol_and_verify(ctx: Arc<Ctx>) -> R {
     let mut env = agent::admin_env();
     env.extend_from_slice(&[
@@ -242,23 +263,7 @@ pub async fn enrol_and_verify(ctx: Arc<Ctx>) -> R {
         "a used recovery code",
     )?;
     // Remember this device: the next login skips the second factor.
-    let resp = client()
-        .post(brain.url("/api/v1/auth/mfa/verify"))
-        .header("cookie", &op3.cookie)
-        .header("x-csrf-token", &op3.csrf)
-        .json(&json!({"code": totp(&secret, 1), "remember_device": true}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure_eq(resp.status().as_u16(), 200, "verify with remember_device")?;
-    let trust = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.contains("z4j_mfa_trust="))
-        .map(str::to_owned)
-        .ok_or("no trust cookie")?;
+    let trust = remember_device(&brain, &op3, &secret).await?;
     ensure(
         trust.contains("Max-Age=172800") && trust.contains("HttpOnly"),
         format!("trust cookie: {trust}"),
@@ -465,8 +470,7 @@ pub async fn lock_and_throttle(ctx: Arc<Ctx>) -> R {
 /// login reports the deadline; past it only enrolment is allowed (the grace
 /// clock is started two days ago with the dev testing clock).
 pub async fn enforcement(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.extend(owned(&[
         ("Z4J_ENVIRONMENT", "dev"),
         ("Z4J_MFA_ENFORCE_FOR_ADMINS", "true"),
@@ -475,12 +479,7 @@ pub async fn enforcement(ctx: Arc<Ctx>) -> R {
     ]));
     let mut past = env.clone();
     past.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), "-172800".into()));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: past,
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(past, None).await?;
     let (op, body) = login(&brain, None).await?;
     ensure_eq(
         body["mfa_enrollment_required"].as_bool(),
@@ -497,13 +496,7 @@ pub async fn enforcement(ctx: Arc<Ctx>) -> R {
         "inside the grace period",
     )?;
     let home = brain.stop_keep_home().await;
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env, Some(home)).await?;
     let (op, _) = login(&brain, None).await?;
     let (status, body) = op.get(&brain, "/api/v1/projects").await?;
     ensure_eq(
@@ -707,8 +700,7 @@ async fn asks_second_factor(brain: &Brain, pair: &str) -> Result<Option<bool>, S
 /// again after); ten verification attempts a minute; once enforcement is
 /// switched on, seven days of grace.
 pub async fn defaults(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
     let start = |env: Vec<(String, String)>, home, offset: i64| {
         let ctx = ctx.clone();
@@ -718,12 +710,7 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
                 "Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(),
                 offset.to_string(),
             ));
-            ctx.start_spec(StartSpec {
-                env,
-                home,
-                ..Default::default()
-            })
-            .await
+            ctx.start_env(env, home).await
         }
     };
     let brain = start(env.clone(), None, 0).await?;
@@ -742,23 +729,7 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
         );
     }
     let (op, _) = login(&brain, None).await?;
-    let resp = client()
-        .post(brain.url("/api/v1/auth/mfa/verify"))
-        .header("cookie", &op.cookie)
-        .header("x-csrf-token", &op.csrf)
-        .json(&json!({"code": totp(&secret, 1), "remember_device": true}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure_eq(resp.status().as_u16(), 200, "verify with remember_device")?;
-    let trust = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.contains("z4j_mfa_trust="))
-        .map(str::to_owned)
-        .ok_or("no trust cookie")?;
+    let trust = remember_device(&brain, &op, &secret).await?;
     if !trust.contains("Max-Age=2592000") {
         ctx.fail_clause(
             "Z4J_MFA_REMEMBER_DEVICE_DAYS",
@@ -805,8 +776,7 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
         }
     }
     // Enforcement on, grace unset: 7 days from the first login it applied to.
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
     env.push(("Z4J_MFA_ENFORCE_FOR_ADMINS".into(), "true".into()));
     let first = start(env.clone(), None, 0).await?;

@@ -307,8 +307,7 @@ fn refused(status: u16) -> bool {
 /// `Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP`: refused when configured, and
 /// again when a channel saved under the opt-in is dispatched without it.
 pub async fn http_policy(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     let strict = env.clone();
     env.extend(owned(LOOPBACK_OK));
     let brain = ctx

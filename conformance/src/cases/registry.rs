@@ -4,7 +4,7 @@
 
 use super::{ensure, ensure_eq, owned, R};
 use crate::agent::{self, Closed, Credentials, Operator, Session};
-use crate::brain::{Brain, StartSpec};
+use crate::brain::Brain;
 use crate::runner::Ctx;
 use serde_json::{json, Value as Json};
 use sqlx::Connection;
@@ -26,18 +26,8 @@ async fn replicas(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<Replicas, String>
     let db_name = name.ok_or("replicas need PostgreSQL")?;
     env.extend(owned(&agent::admin_env()));
     env.extend(owned(extra));
-    let a = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
-    let b = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let a = ctx.start_env(env.clone(), None).await?;
+    let b = ctx.start_env(env, None).await?;
     let op = agent::login(&a).await?;
     let creds = op.mint(&a, "replicated-agent").await?;
     Ok(Replicas {
@@ -285,12 +275,7 @@ pub async fn heartbeat(ctx: Arc<Ctx>) -> R {
         .await
         .map_err(|e| e.to_string())?;
     l.listen("z4j_heartbeat").await.map_err(|e| e.to_string())?;
-    let _brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let _brain = ctx.start_env(env, None).await?;
     let mut c = pg(&ctx, &db_name).await?;
     let before = wait_listeners(&ctx, &mut c, &db_name, 1, ctx.scaled(10.0)).await?;
     let mut beats: Vec<(Instant, String)> = Vec::new();
@@ -337,12 +322,7 @@ pub async fn heartbeat_timeout(ctx: Arc<Ctx>) -> R {
         ("Z4J_REGISTRY_LISTENER_HEARTBEAT_SECONDS", "3"),
         ("Z4J_REGISTRY_LISTENER_HEARTBEAT_TIMEOUT_SECONDS", "2"),
     ]));
-    let _brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let _brain = ctx.start_env(env, None).await?;
     let mut c = pg(&ctx, &db_name).await?;
     let mut pid = wait_listeners(&ctx, &mut c, &db_name, 1, ctx.scaled(10.0)).await?[0].0;
     for round in 0..2 {
@@ -376,12 +356,7 @@ pub async fn max_age(ctx: Arc<Ctx>) -> R {
         .await
         .map_err(|e| e.to_string())?;
     l.listen("z4j_heartbeat").await.map_err(|e| e.to_string())?;
-    let _brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let _brain = ctx.start_env(env, None).await?;
     let mut c = pg(&ctx, &db_name).await?;
     let first = wait_listeners(&ctx, &mut c, &db_name, 1, ctx.scaled(10.0)).await?[0].clone();
     // Heartbeats at the default cadence while we wait.
@@ -423,30 +398,14 @@ pub async fn reconcile_poll(ctx: Arc<Ctx>) -> R {
     let db_name = name.ok_or("needs PostgreSQL")?;
     env.extend(owned(&agent::admin_env()));
     env.extend(owned(&[("Z4J_REGISTRY_RECONCILE_INTERVAL_SECONDS", "1")]));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env, None).await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "polled").await?;
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;
     let mut c = pg(&ctx, &db_name).await?;
     let id = uuid::Uuid::new_v4();
     let agent_id = uuid::Uuid::parse_str(&creds.agent_id).map_err(|e| e.to_string())?;
-    sqlx::query(
-        "INSERT INTO commands (id, project_id, agent_id, action, target_type, target_id, payload, \
-         status, issued_at, timeout_at) \
-         SELECT $1, project_id, id, 'cancel_task', 'task', 'rq:silent', \
-         '{\"engine\":\"rq\",\"task_id\":\"silent\"}'::jsonb, 'pending', now(), now() + interval '60 seconds' \
-         FROM agents WHERE id = $2",
-    )
-    .bind(id)
-    .bind(agent_id)
-    .execute(&mut c)
-    .await
-    .map_err(|e| e.to_string())?;
+    insert_pending(&mut c, id, agent_id, 60).await?;
     expect_command(
         &mut s,
         &id.to_string(),
@@ -456,6 +415,30 @@ pub async fn reconcile_poll(ctx: Arc<Ctx>) -> R {
     .await
 }
 
+/// A pending command row for `agent_id`, written without any NOTIFY (grey
+/// box: the brain's schema).
+async fn insert_pending(
+    c: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+    agent_id: uuid::Uuid,
+    timeout_secs: i64,
+) -> R {
+    sqlx::query(
+        "INSERT INTO commands (id, project_id, agent_id, action, target_type, target_id, payload, \
+         status, issued_at, timeout_at) \
+         SELECT $1, project_id, id, 'cancel_task', 'task', 'rq:silent', \
+         '{\"engine\":\"rq\",\"task_id\":\"silent\"}'::jsonb, 'pending', now(), \
+         now() + make_interval(secs => $3) FROM agents WHERE id = $2",
+    )
+    .bind(id)
+    .bind(agent_id)
+    .bind(timeout_secs as f64)
+    .execute(c)
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 /// One brain on a fresh database with the suite's environment plus `extra`;
 /// returns it with the database name.
 async fn registry_brain(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<(Brain, String), String> {
@@ -463,12 +446,7 @@ async fn registry_brain(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<(Brain, Str
     let db_name = name.ok_or("needs PostgreSQL")?;
     env.extend(owned(&agent::admin_env()));
     env.extend(owned(extra));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env, None).await?;
     Ok((brain, db_name))
 }
 
@@ -556,18 +534,7 @@ pub async fn reconcile_default(ctx: Arc<Ctx>) -> R {
         let due = t0 + Duration::from_secs(5 * written.len() as u64);
         if written.len() < 6 && Instant::now() >= due {
             let id = uuid::Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO commands (id, project_id, agent_id, action, target_type, target_id, payload, \
-                 status, issued_at, timeout_at) \
-                 SELECT $1, project_id, id, 'cancel_task', 'task', 'rq:silent', \
-                 '{\"engine\":\"rq\",\"task_id\":\"silent\"}'::jsonb, 'pending', now(), now() + interval '300 seconds' \
-                 FROM agents WHERE id = $2",
-            )
-            .bind(id)
-            .bind(agent_id)
-            .execute(&mut c)
-            .await
-            .map_err(|e| e.to_string())?;
+            insert_pending(&mut c, id, agent_id, 300).await?;
             written.push((id.to_string(), Instant::now()));
         }
         if let Ok(Ok((FrameType::Command, j))) = s.recv(Duration::from_millis(200)).await {

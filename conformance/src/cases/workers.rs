@@ -3,7 +3,7 @@
 
 use super::{ensure, ensure_eq, owned, R};
 use crate::agent::{self, task_event, value, Operator, Session};
-use crate::brain::{Brain, Home, StartSpec};
+use crate::brain::{Brain, Home};
 use crate::runner::Ctx;
 use serde_json::{json, Value as Json};
 use sqlx::Connection;
@@ -72,26 +72,13 @@ async fn reconcile_commands(brain: &Brain, op: &Operator) -> Result<Vec<Json>, S
 }
 
 pub async fn reconciliation(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg_name) = ctx.pinned_database().await?;
+    let (mut env, pg_name) = ctx.pinned_admin_env(&[]).await?;
     let pg = pg_name.is_some();
-    env.extend(owned(&agent::admin_env()));
     env.extend(owned(&[
         ("Z4J_RECONCILIATION_SWEEP_SECONDS", "3600"),
         ("Z4J_RECONCILIATION_STALE_THRESHOLD_SECONDS", "60"),
     ]));
-    let start = |home: Option<Home>| {
-        let env = env.clone();
-        let ctx = ctx.clone();
-        async move {
-            ctx.start_spec(StartSpec {
-                env,
-                home,
-                ..Default::default()
-            })
-            .await
-        }
-    };
-    let brain = start(None).await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "reconciler").await?;
     let home = brain.stop_keep_home().await;
@@ -103,7 +90,7 @@ pub async fn reconciliation(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     // Boot tick: one probe for the task older than the threshold only.
-    let brain = start(Some(home)).await?;
+    let brain = ctx.start_env(env.clone(), Some(home)).await?;
     let op = agent::login(&brain).await?;
     let deadline = Instant::now() + ctx.scaled(5.0);
     let probes = loop {
@@ -132,7 +119,7 @@ pub async fn reconciliation(ctx: Arc<Ctx>) -> R {
         &seed_stale(pg, "reconciler", &[]),
     )
     .await?;
-    let brain = start(Some(home)).await?;
+    let brain = ctx.start_env(env.clone(), Some(home)).await?;
     let op = agent::login(&brain).await?;
     tokio::time::sleep(ctx.scaled(2.0)).await;
     ensure_eq(
@@ -206,12 +193,7 @@ pub async fn leader_election(ctx: Arc<Ctx>) -> R {
         ("Z4J_RECONCILIATION_SWEEP_SECONDS", "30"),
         ("Z4J_RECONCILIATION_STALE_THRESHOLD_SECONDS", "60"),
     ]));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     op.mint(&brain, "led").await?;
     let home = brain.stop_keep_home().await;
@@ -230,13 +212,7 @@ pub async fn leader_election(ctx: Arc<Ctx>) -> R {
         .execute(&mut holder)
         .await
         .map_err(|e| e.to_string())?;
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env, Some(home)).await?;
     let op = agent::login(&brain).await?;
     tokio::time::sleep(ctx.scaled(3.0)).await;
     ensure_eq(
@@ -263,14 +239,8 @@ pub async fn leader_election(ctx: Arc<Ctx>) -> R {
 /// `Z4J_EVENT_RETENTION_DAYS` at its default (30): an event 31 days old is
 /// gone after the boot sweep, one 29 days old is kept.
 pub async fn event_retention(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_database().await?;
-    env.extend(owned(&agent::admin_env()));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let (env, _) = ctx.pinned_admin_env(&[]).await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "historian").await?;
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;
@@ -293,13 +263,7 @@ pub async fn event_retention(ctx: Arc<Ctx>) -> R {
     )?;
     drop(s);
     let home = brain.stop_keep_home().await;
-    let brain = ctx
-        .start_spec(StartSpec {
-            env,
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env, Some(home)).await?;
     let op = agent::login(&brain).await?;
     let deadline = Instant::now() + ctx.scaled(5.0);
     while event_count(&brain, &op, "old-31d").await? != 0 {
@@ -339,12 +303,7 @@ pub async fn event_partitions(ctx: Arc<Ctx>) -> R {
     let (mut env, pg_name) = ctx.pinned_database().await?;
     let name = pg_name.ok_or("needs PostgreSQL")?;
     env.extend(owned(&[("Z4J_EVENT_RETENTION_DAYS", "1")]));
-    let brain = ctx
-        .start_spec(StartSpec {
-            env: env.clone(),
-            ..Default::default()
-        })
-        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let url = ctx.pg_plain_url(&name).ok_or("no PostgreSQL URL")?;
     let mut c = sqlx::PgConnection::connect(&url)
         .await
@@ -391,13 +350,7 @@ pub async fn event_partitions(ctx: Arc<Ctx>) -> R {
     .execute(&mut c)
     .await
     .map_err(|e| e.to_string())?;
-    let _brain = ctx
-        .start_spec(StartSpec {
-            env,
-            home: Some(home),
-            ..Default::default()
-        })
-        .await?;
+    let _brain = ctx.start_env(env, Some(home)).await?;
     let deadline = Instant::now() + ctx.scaled(5.0);
     loop {
         let have = children().await?;
@@ -419,22 +372,9 @@ pub async fn event_partitions(ctx: Arc<Ctx>) -> R {
 /// sweep, 300 s later and not before, probes the second one (grey box: the
 /// tasks are seeded in the brain's schema). A long case: five minutes.
 pub async fn reconciliation_default(ctx: Arc<Ctx>) -> R {
-    let (mut env, pg_name) = ctx.pinned_database().await?;
+    let (env, pg_name) = ctx.pinned_admin_env(&[]).await?;
     let pg = pg_name.is_some();
-    env.extend(owned(&agent::admin_env()));
-    let start = |home: Option<Home>| {
-        let env = env.clone();
-        let ctx = ctx.clone();
-        async move {
-            ctx.start_spec(StartSpec {
-                env,
-                home,
-                ..Default::default()
-            })
-            .await
-        }
-    };
-    let brain = start(None).await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let op = agent::login(&brain).await?;
     op.mint(&brain, "reconciler").await?;
     let home = brain.stop_keep_home().await;
@@ -446,7 +386,7 @@ pub async fn reconciliation_default(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     let booted = Instant::now();
-    let brain = start(Some(home.clone())).await?;
+    let brain = ctx.start_env(env.clone(), Some(home.clone())).await?;
     let op = agent::login(&brain).await?;
     let probed = |p: &[Json], task: &str| p.iter().any(|c| c["target_id"] == task);
     let deadline = Instant::now() + ctx.scaled(5.0);
