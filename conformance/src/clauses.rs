@@ -34,3 +34,12 @@ pub fn load(path: &Path) -> Result<Vec<Clause>, String> {
     }
     Ok(f.clause)
 }
+
+/// The first of `ids` that is not a clause of `catalogue`.
+pub fn first_unknown<'a>(
+    catalogue: &[Clause],
+    ids: impl IntoIterator<Item = &'a String>,
+) -> Option<&'a String> {
+    ids.into_iter()
+        .find(|id| !catalogue.iter().any(|c| &c.id == *id))
+}

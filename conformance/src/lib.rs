@@ -154,11 +154,7 @@ pub fn main_with(args: Args) -> i32 {
             return 2;
         }
     };
-    if let Some(bad) = target
-        .not_claimed
-        .keys()
-        .find(|k| !catalogue.iter().any(|c| &c.id == *k))
-    {
+    if let Some(bad) = clauses::first_unknown(&catalogue, target.not_claimed.keys()) {
         eprintln!(
             "conformance: target {}: not_claimed names unknown clause {bad:?}",
             target.name
@@ -173,7 +169,6 @@ pub fn main_with(args: Args) -> i32 {
         tolerance: args.timing_tolerance.max(0.1),
         concurrency: args.concurrency,
         case_timeout: Duration::from_secs_f64(1200.0 * args.timing_tolerance.max(1.0)),
-        mutation: Vec::new(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -310,7 +305,7 @@ fn list(catalogue: &[clauses::Clause], target_path: &std::path::Path) {
             .clauses
             .iter()
             .map(|c| {
-                let a: String = case.asserts_on(c).iter().map(|a| a.letter()).collect();
+                let a = runner::Assert::letters(case.asserts_on(c).iter().copied());
                 if a.is_empty() {
                     (*c).to_owned()
                 } else {

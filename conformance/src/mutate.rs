@@ -6,8 +6,9 @@
 //! mutant's clauses must fail; a mutant they pass is a missing assertion.
 
 use crate::clauses::Clause;
-use crate::runner::{self, CaseResult, Database, Outcome, Plan};
+use crate::runner::{self, CaseResult, Outcome, Plan};
 use crate::target::Target;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,11 +37,7 @@ pub fn load(path: &Path, catalogue: &[Clause], target: &Target) -> Result<Vec<Mu
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the mutant file: {e}", path.display()))?;
     let f: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(unknown) = f
-        .defaults
-        .keys()
-        .find(|k| !catalogue.iter().any(|c| &c.id == *k))
-    {
+    if let Some(unknown) = crate::clauses::first_unknown(catalogue, f.defaults.keys()) {
         return Err(format!("{}: unknown clause {unknown:?}", path.display()));
     }
     let mut out = Vec::new();
@@ -69,11 +66,7 @@ pub fn load(path: &Path, catalogue: &[Clause], target: &Target) -> Result<Vec<Mu
         }
     }
     for m in &target.mutant {
-        if let Some(bad) = m
-            .clauses
-            .iter()
-            .find(|c| !catalogue.iter().any(|k| &k.id == *c))
-        {
+        if let Some(bad) = crate::clauses::first_unknown(catalogue, &m.clauses) {
             return Err(format!("mutant {}: unknown clause {bad:?}", m.name));
         }
         out.push(Mutant {
@@ -101,6 +94,18 @@ pub enum Fate {
 }
 
 impl Fate {
+    /// The table's column.
+    fn short(&self) -> &'static str {
+        match self {
+            Fate::Killed(_) => "killed",
+            Fate::Survived => "SURVIVED",
+            Fate::Invalid(_) => "INVALID",
+            Fate::NoCase => "n/a",
+            Fate::Skipped => "SKIPPED",
+        }
+    }
+
+    /// The note under the row: what killed it, or why it was not.
     fn label(&self) -> String {
         match self {
             Fate::Killed(by) => format!("killed ({})", by.join(", ")),
@@ -166,27 +171,31 @@ fn fate(results: &[&CaseResult]) -> Fate {
 /// Runs every mutant's cases; returns the table and whether all were
 /// killed.
 pub async fn run(plan: &Plan, mutants: &[Mutant]) -> (String, bool) {
-    let mut invalid: BTreeMap<String, String> = BTreeMap::new();
-    for m in mutants {
-        if let Err(e) = valid(&plan.target, m).await {
-            invalid.insert(m.name.clone(), e);
-        }
-    }
+    // The validity starts are independent: as many at once as cases.
+    let checks = futures_util::stream::iter(
+        mutants
+            .iter()
+            .map(|m| async move { (m.name.clone(), valid(&plan.target, m).await) }),
+    )
+    .buffer_unordered(plan.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let invalid: BTreeMap<String, String> = checks
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| (name, e)))
+        .collect();
     let mut jobs = Vec::new();
     let mut owner = Vec::new();
     for (i, m) in mutants.iter().enumerate() {
         if invalid.contains_key(&m.name) {
             continue;
         }
-        let sub = Plan {
-            mutation: m.env.clone(),
-            ..plan.clone()
-        };
-        for job in runner::select(&sub, crate::CASES) {
+        for mut job in runner::select(plan, crate::CASES) {
             if m.clauses
                 .iter()
                 .any(|c| job.case.clauses.contains(&c.as_str()))
             {
+                job.mutation = m.env.clone();
                 owner.push(i);
                 jobs.push(job);
             }
@@ -233,16 +242,9 @@ pub async fn run(plan: &Plan, mutants: &[Mutant]) -> (String, bool) {
             if matches!(f, Fate::Killed(_)) {
                 killed += 1;
             }
-            let short = match &f {
-                Fate::Killed(_) => "killed",
-                Fate::Survived => "SURVIVED",
-                Fate::Invalid(_) => "INVALID",
-                Fate::NoCase => "n/a",
-                Fate::Skipped => "SKIPPED",
-            };
-            let _ = write!(line, " {short:<10}");
+            let _ = write!(line, " {:<10}", f.short());
             if !matches!(f, Fate::NoCase) {
-                notes.push(format!("{}: {}", db_name(db), f.label()));
+                notes.push(format!("{}: {}", db.name(), f.label()));
             }
         }
         lines.push((line, notes));
@@ -263,10 +265,6 @@ pub async fn run(plan: &Plan, mutants: &[Mutant]) -> (String, bool) {
         "\nmutation score: {killed} of {judged} mutant x database runs killed ({score:.1} %)"
     );
     (out, judged > 0 && killed == judged)
-}
-
-fn db_name(db: Database) -> &'static str {
-    db.name()
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -81,19 +81,17 @@ pub fn judged(results: &[CaseResult], clause: &str, db: Database, target: &Targe
 /// What the passing case-runs asserted about a clause, as letters:
 /// D default, B below, A above, L lower bound, U upper bound, G grey box.
 pub fn strength(results: &[CaseResult], clause: &str) -> String {
-    let mut seen: Vec<Assert> = results
-        .iter()
-        .filter(|r| r.clauses.contains(&clause) && r.outcome == Outcome::Pass)
-        .flat_map(|r| {
-            r.asserts
-                .iter()
-                .filter(|(c, _)| *c == clause)
-                .flat_map(|(_, a)| a.iter().copied())
-        })
-        .collect();
-    seen.sort();
-    seen.dedup();
-    seen.iter().map(|a| a.letter()).collect()
+    Assert::letters(
+        results
+            .iter()
+            .filter(|r| r.clauses.contains(&clause) && r.outcome == Outcome::Pass)
+            .flat_map(|r| {
+                r.asserts
+                    .iter()
+                    .filter(|(c, _)| *c == clause)
+                    .flat_map(|(_, a)| a.iter().copied())
+            }),
+    )
 }
 
 /// Clause x database pairs nobody judged, with why.

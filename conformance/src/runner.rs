@@ -69,17 +69,6 @@ pub enum Assert {
 }
 
 impl Assert {
-    pub fn label(self) -> &'static str {
-        match self {
-            Assert::Default => "default",
-            Assert::Below => "below",
-            Assert::Above => "above",
-            Assert::Lower => "lower-bound",
-            Assert::Upper => "upper-bound",
-            Assert::Grey => "grey-box",
-        }
-    }
-
     pub fn letter(self) -> char {
         match self {
             Assert::Default => 'D',
@@ -89,6 +78,14 @@ impl Assert {
             Assert::Upper => 'U',
             Assert::Grey => 'G',
         }
+    }
+
+    /// The letters of `asserts`, in order, each once.
+    pub fn letters(asserts: impl IntoIterator<Item = Assert>) -> String {
+        let mut all: Vec<Assert> = asserts.into_iter().collect();
+        all.sort();
+        all.dedup();
+        all.iter().map(|a| a.letter()).collect()
     }
 }
 
@@ -184,14 +181,8 @@ impl Ctx {
         extra: &[(&str, &str)],
     ) -> Result<(Vec<(String, String)>, Option<String>), String> {
         let (mut env, name) = self.pinned_database().await?;
-        let own = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<Vec<_>>()
-        };
-        env.extend(own(&crate::agent::admin_env()));
-        env.extend(own(extra));
+        env.extend(owned(&crate::agent::admin_env()));
+        env.extend(owned(extra));
         Ok((env, name))
     }
 
@@ -287,12 +278,16 @@ impl Ctx {
     }
 }
 
+/// Environment pairs as the brain is given them.
+pub fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 pub fn spec(env: &[(&str, &str)]) -> StartSpec {
     StartSpec {
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        env: owned(env),
         ..StartSpec::default()
     }
 }
@@ -317,7 +312,6 @@ pub struct CaseResult {
     pub clause_failures: Vec<(String, String)>,
 }
 
-#[derive(Clone)]
 pub struct Plan {
     pub target: Arc<Target>,
     pub databases: Vec<Database>,
@@ -326,11 +320,10 @@ pub struct Plan {
     pub tolerance: f64,
     pub concurrency: usize,
     pub case_timeout: Duration,
-    /// Mutation testing: see [`Ctx::mutation`].
-    pub mutation: Vec<(String, String)>,
 }
 
-/// One case-run to do: a case on a database, under an optional mutation.
+/// One case-run to do: a case on a database, under a mutation (none
+/// outside `mutate`; see [`Ctx::mutation`]).
 pub struct Job {
     pub case: &'static Case,
     pub db: Database,
@@ -357,7 +350,7 @@ pub fn select(plan: &Plan, cases: &'static [Case]) -> Vec<Job> {
                 jobs.push(Job {
                     case,
                     db,
-                    mutation: plan.mutation.clone(),
+                    mutation: Vec::new(),
                 });
             }
         }

@@ -1148,12 +1148,7 @@ pub async fn get_json(
     Ok((status, body))
 }
 
-/// Owned copies of `(name, value)` pairs, for a [`crate::brain::StartSpec`].
-pub fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
-    env.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+pub use crate::runner::owned;
 
 /// Fails with `msg` unless `cond`.
 pub fn ensure(cond: bool, msg: impl Into<String>) -> R {
