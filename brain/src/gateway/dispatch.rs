@@ -194,8 +194,8 @@ impl std::fmt::Debug for PendingAck {
 }
 
 impl PendingAck {
-    /// Mutation testing only: the ack the agent would get, claimed before
-    /// the commit (every event counted as accepted).
+    /// Mutation testing only: an ack sent before the commit, when the
+    /// counts are not known yet (both zero).
     pub fn ack_now(&self) -> EventBatchAck {
         EventBatchAck {
             acked_id: self.acked_id.clone(),
