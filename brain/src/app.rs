@@ -14,6 +14,7 @@ use crate::http::{self, ApiState};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::notify::Alerts;
+use crate::schedules::Schedules;
 use crate::settings::{allowed_hosts, Loaded, Settings};
 use crate::store::Db;
 use axum::Router;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub api: Arc<ApiState>,
     pub gateway: Arc<Gateway>,
+    pub schedules: Schedules,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             ingestor,
             metrics.clone(),
         );
+        let schedules = Schedules::new(settings.clone(), db.clone(), commands.clone());
         let api = Arc::new(ApiState::new(
             settings.clone(),
             db.clone(),
@@ -64,6 +67,7 @@ impl AppState {
             metrics,
             api,
             gateway,
+            schedules,
         };
         (app, writer)
     }

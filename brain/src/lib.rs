@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod ops;
+pub mod scheduler_grpc;
+pub mod schedules;
 pub mod server;
 pub mod settings;
 pub mod store;

@@ -99,6 +99,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     if let Some(m) = &s.mutant {
         tracing::warn!(mutant = %m, "MUTANT ACTIVE: a behaviour is broken on purpose (mutation testing)");
     }
+    let grpc = start_scheduler_grpc(&app).await?;
     app.api.ready.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -130,6 +131,10 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         .await
     });
     shutdown_signal().await;
+    if let Some(g) = grpc {
+        // New fires are refused from the signal on; the rest drains.
+        g.stop().await;
+    }
     shutdown(app, server, workers, stop_tx, ingest_writer).await;
     db.close().await;
     tracing::info!("shutdown complete");
@@ -168,6 +173,26 @@ async fn shutdown(
         .is_err()
     {
         tracing::warn!("ingest writer still busy at shutdown");
+    }
+}
+
+/// The scheduler's gRPC server when enabled. A failure stops start-up,
+/// except in dev, where the brain runs on without it (scheduler spec §1.2).
+async fn start_scheduler_grpc(
+    app: &AppState,
+) -> Result<Option<crate::scheduler_grpc::Running>, StartError> {
+    let s = &app.settings;
+    if !s.scheduler_grpc_enabled {
+        return Ok(None);
+    }
+    match crate::scheduler_grpc::start(s.clone(), app.schedules.clone()).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if s.environment == "dev" => {
+            tracing::error!(error = %e, "CRITICAL: scheduler gRPC server not started; running without it (dev)");
+            eprintln!("z4j: scheduler gRPC not started: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(StartError::new(1, e)),
     }
 }
 

@@ -21,6 +21,7 @@ mod password_reset;
 mod projects;
 mod reads;
 pub mod request_id;
+mod schedules;
 pub mod session;
 mod setup;
 mod users;
@@ -96,6 +97,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(commands::routes())
         .merge(reads::routes())
         .merge(notifications::routes())
+        .merge(schedules::routes())
         .merge(audit::routes())
         .merge(users::routes())
         .merge(invitations::routes())

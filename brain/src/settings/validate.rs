@@ -113,13 +113,13 @@ fn cross_checks(s: &Settings) -> Vec<SettingError> {
             ));
         }
     }
-    // Refuse features this build does not serve rather than ignore them.
-    if s.scheduler_grpc_enabled {
+    if s.scheduler_grpc_insecure && s.environment != "dev" {
         errors.push(err(
-            "Z4J_SCHEDULER_GRPC_ENABLED",
-            "the scheduler gRPC server is not available in this build yet; leave it false",
+            "Z4J_SCHEDULER_GRPC_INSECURE",
+            "a plaintext scheduler gRPC port is allowed only with Z4J_ENVIRONMENT=dev; configure Z4J_SCHEDULER_GRPC_TLS_CERT, _KEY and _CA",
         ));
     }
+    // Refuse features this build does not serve rather than ignore them.
     if s.embedded_scheduler {
         errors.push(err(
             "Z4J_EMBEDDED_SCHEDULER",

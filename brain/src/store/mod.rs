@@ -19,6 +19,7 @@ pub mod projects;
 pub mod reads;
 pub mod reconcile;
 pub mod retention;
+pub mod schedules;
 pub mod sessions;
 pub mod setup;
 pub mod ts;

@@ -1,0 +1,670 @@
+//! Schedules (scheduler spec §4): list, create, read, patch, delete,
+//! enable/disable, pause/resume, and the fire history. Every change is
+//! audited and bumps `updated_at`, which the scheduler's watch follows.
+
+use super::access::{self, Role};
+use super::body;
+use super::error::{ApiError, SchemaIssue};
+use super::Shared;
+use crate::schedules::validate;
+use crate::store::schedules::{self as store, CatchUp, Definition, Kind, Schedule, Z4J_SCHEDULER};
+use crate::store::{StoreError, Ts};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+const BASE: &str = "/api/v1/projects/{slug}/schedules";
+/// `args`/`kwargs` each, serialised (§4.5).
+const MAX_ARGS_BYTES: usize = 64 * 1024;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(BASE, get(list).post(create))
+        .route(
+            &format!("{BASE}/{{id}}"),
+            get(read).patch(update).delete(remove),
+        )
+        .route(&format!("{BASE}/{{id}}/enable"), post(enable))
+        .route(&format!("{BASE}/{{id}}/disable"), post(disable))
+        .route(&format!("{BASE}/{{id}}/pause"), post(pause))
+        .route(&format!("{BASE}/{{id}}/resume"), post(resume))
+        .route(&format!("{BASE}/{{id}}/fires"), get(fires))
+}
+
+fn ts(t: Option<Ts>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
+}
+
+/// `SchedulePublic`; the counts only where they were computed.
+fn schedule_json(s: &Schedule, consecutive_failures: Option<i64>) -> Value {
+    json!({
+        "id": s.id,
+        "project_id": s.project_id,
+        "engine": s.engine,
+        "scheduler": s.scheduler,
+        "name": s.name,
+        "task_name": s.task_name,
+        "kind": s.kind,
+        "expression": s.expression,
+        "timezone": s.timezone,
+        "queue": s.queue,
+        "priority": s.priority,
+        "args": s.args.0,
+        "kwargs": s.kwargs.0,
+        "is_enabled": s.is_enabled,
+        "last_run_at": ts(s.last_run_at),
+        "next_run_at": ts(s.next_run_at),
+        "total_runs": s.total_runs,
+        "consecutive_failures": consecutive_failures,
+        // Cursor skips exist only in the current protocol (legacy: 0).
+        "skipped_slots_24h": consecutive_failures.map(|_| 0),
+        "external_id": s.external_id,
+        "created_at": s.created_at.to_rfc3339(),
+        "updated_at": s.updated_at.to_rfc3339(),
+        "catch_up": s.catch_up,
+        "paused_at": ts(s.paused_at),
+        "overlap_policy": "allow",
+        "source": s.source,
+        "source_hash": s.source_hash,
+        "control_token": null,
+        "legacy_fire_control_token": null,
+        "schedule_revision": null,
+        "quarantine_control_token": null,
+        "quarantine_code": null,
+        "quarantine_detail": null,
+        "quarantined_at": null,
+    })
+}
+
+/// The newest-first run of failed fires, over the breaker's window
+/// (threshold rows, or 20 with the breaker off), within retention + 1 day.
+async fn consecutive_failures(state: &Shared, s: &Schedule) -> Result<i64, ApiError> {
+    let window = match state.settings.schedule_circuit_breaker_threshold {
+        0 => 20,
+        n => n,
+    };
+    let since =
+        Ts::now().plus_seconds(-(state.settings.schedule_fires_retention_days + 1) * 86_400);
+    let statuses = store::recent_statuses(&state.db, s.id, since, window).await?;
+    Ok(statuses.iter().take_while(|st| st.is_failure()).count() as i64)
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound {
+        message: "schedule not found".into(),
+        details: json!({}),
+    }
+}
+
+fn invalid(prefix: &str, field: &str, why: String) -> ApiError {
+    ApiError::Validation {
+        message: format!("{prefix}: {why}"),
+        details: json!({"field": field}),
+    }
+}
+
+fn conflict(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) => ApiError::Conflict {
+            message: m,
+            details: json!({}),
+        },
+        other => other.into(),
+    }
+}
+
+fn no_controls(f: &mut body::Fields<'_>, name: &'static str, v: &Option<String>) {
+    if v.as_deref()
+        .is_some_and(|t| t.chars().any(char::is_control))
+    {
+        f.issues.push(SchemaIssue::new(
+            "value_error",
+            &["body", name],
+            "Value error, control characters are not allowed",
+        ));
+    }
+}
+
+/// A JSON list or object field of at most 64 KiB.
+fn json_field(
+    f: &mut body::Fields<'_>,
+    obj: &Map<String, Value>,
+    name: &'static str,
+    list: bool,
+) -> Option<Value> {
+    let v = obj.get(name).filter(|v| !v.is_null())?;
+    let ok_type = if list { v.is_array() } else { v.is_object() };
+    if !ok_type {
+        f.issues.push(SchemaIssue::new(
+            if list { "list_type" } else { "dict_type" },
+            &["body", name],
+            if list {
+                "Input should be a valid list"
+            } else {
+                "Input should be a valid dictionary"
+            },
+        ));
+        return None;
+    }
+    if v.to_string().len() > MAX_ARGS_BYTES {
+        f.issues.push(SchemaIssue::new(
+            "value_error",
+            &["body", name],
+            format!("Value error, {name} must serialise to at most {MAX_ARGS_BYTES} bytes"),
+        ));
+        return None;
+    }
+    Some(v.clone())
+}
+
+fn enum_field<T>(
+    f: &mut body::Fields<'_>,
+    obj: &Map<String, Value>,
+    name: &'static str,
+    parse: fn(&str) -> Option<T>,
+    allowed: &[&str],
+) -> Option<T> {
+    match obj.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if parse(s).is_some() => parse(s),
+        Some(_) => {
+            f.issues.push(SchemaIssue::new(
+                "literal_error",
+                &["body", name],
+                format!("Input should be {}", allowed.join(", ")),
+            ));
+            None
+        }
+    }
+}
+
+/// The definition fields of a body, each optional (create fills in
+/// defaults and requires some; patch leaves absent ones alone).
+struct Parsed {
+    engine: Option<String>,
+    task_name: Option<String>,
+    kind: Option<Kind>,
+    expression: Option<String>,
+    timezone: Option<String>,
+    queue: Option<String>,
+    args: Option<Value>,
+    kwargs: Option<Value>,
+    catch_up: Option<CatchUp>,
+    is_enabled: Option<bool>,
+    source_hash: Option<String>,
+}
+
+fn parse_fields(f: &mut body::Fields<'_>, obj: &Map<String, Value>, create: bool) -> Parsed {
+    let engine = f.text("engine", 1, 40, create);
+    let task_name = f.text("task_name", 1, 500, create);
+    no_controls(f, "task_name", &task_name);
+    let kind = enum_field(
+        f,
+        obj,
+        "kind",
+        Kind::parse,
+        &["cron", "interval", "clocked", "solar"],
+    );
+    if create && kind.is_none() && obj.get("kind").is_none_or(Value::is_null) {
+        f.issues.push(SchemaIssue::new(
+            "missing",
+            &["body", "kind"],
+            "Field required",
+        ));
+    }
+    let expression = f.text("expression", 1, 1024, create);
+    no_controls(f, "expression", &expression);
+    let timezone = f.text("timezone", 0, 64, false);
+    let queue = f.text("queue", 0, 200, false);
+    let args = json_field(f, obj, "args", true);
+    let kwargs = json_field(f, obj, "kwargs", false);
+    let catch_up = enum_field(
+        f,
+        obj,
+        "catch_up",
+        CatchUp::parse,
+        &["skip", "fire_one_missed", "fire_all_missed"],
+    );
+    let is_enabled = obj
+        .get("is_enabled")
+        .filter(|v| !v.is_null())
+        .map(|_| f.boolean("is_enabled", true));
+    let source_hash = f.text("source_hash", 0, 128, false);
+    if let Some(p) = obj.get("overlap_policy") {
+        if !(p.is_null() || p.as_str() == Some("allow")) {
+            f.issues.push(SchemaIssue::new(
+                "literal_error",
+                &["body", "overlap_policy"],
+                "Input should be 'allow' (the only overlap policy this brain runs)",
+            ));
+        }
+    }
+    Parsed {
+        engine,
+        task_name,
+        kind,
+        expression,
+        timezone,
+        queue,
+        args,
+        kwargs,
+        catch_up,
+        is_enabled,
+        source_hash,
+    }
+}
+
+/// Semantic checks of a whole definition (422 `invalid schedule…`).
+fn check(prefix: &str, d: &Definition) -> Result<(), ApiError> {
+    validate::expression(d.kind, &d.expression).map_err(|w| invalid(prefix, "expression", w))?;
+    validate::timezone(&d.timezone).map_err(|w| invalid(prefix, "timezone", w))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| not_found())
+}
+
+fn query(raw: Option<String>) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn list(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let q = query(raw);
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+        None => 50,
+        Some(Ok(l)) if (1..=500).contains(&l) => l,
+        Some(_) => {
+            return Err(ApiError::Schema(vec![SchemaIssue::new(
+                "int_range",
+                &["query", "limit"],
+                "Input should be an integer between 1 and 500",
+            )]))
+        }
+    };
+    // `<name>|<id hex>`, split at the last `|`; a malformed one is the
+    // first page.
+    let cursor = q.get("cursor").and_then(|c| {
+        let (name, id) = c.rsplit_once('|')?;
+        Some((name.to_owned(), Uuid::parse_str(id).ok()?))
+    });
+    let mut rows = store::list(
+        &state.db,
+        access.project.id,
+        cursor.as_ref().map(|(n, i)| (n.as_str(), *i)),
+        limit + 1,
+    )
+    .await?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|s| format!("{}|{}", s.name, s.id.simple()))
+    });
+    let mut items = Vec::with_capacity(rows.len());
+    for s in &rows {
+        items.push(schedule_json(
+            s,
+            Some(consecutive_failures(&state, s).await?),
+        ));
+    }
+    Ok(Json(json!({
+        "circuit_breaker_threshold": state.settings.schedule_circuit_breaker_threshold,
+        "items": items,
+        "next_cursor": next.flatten(),
+    })))
+}
+
+async fn read(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let s = store::find(&state.db, access.project.id, parse_id(&id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    let n = consecutive_failures(&state, &s).await?;
+    Ok(Json(schedule_json(&s, Some(n))))
+}
+
+/// The owner a new schedule gets, checked against the project's settings.
+fn owner(
+    project: &crate::store::projects::Project,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
+    let settings = &project.settings.0;
+    let default = settings
+        .get("default_scheduler_owner")
+        .and_then(Value::as_str)
+        .unwrap_or(Z4J_SCHEDULER)
+        .to_owned();
+    let Some(asked) = asked else {
+        return Ok(default);
+    };
+    if asked == default {
+        return Ok(asked);
+    }
+    match settings.get("allowed_schedulers").and_then(Value::as_array) {
+        Some(list) if !list.iter().any(|v| v.as_str() == Some(asked.as_str())) => Err(invalid(
+            "invalid schedule",
+            "scheduler",
+            format!("scheduler {asked:?} is not allowed in this project"),
+        )),
+        _ => Ok(asked),
+    }
+}
+
+async fn create(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let access = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
+    let obj = body::object(&body)?;
+    let mut f = body::Fields::new(&obj);
+    let name = f.text("name", 1, 200, true);
+    no_controls(&mut f, "name", &name);
+    let scheduler = f.text("scheduler", 1, 40, false);
+    let source = f.text("source", 1, 64, false);
+    let p = parse_fields(&mut f, &obj, true);
+    let (name, (engine, (task_name, (kind, expression)))) =
+        f.finish(name.zip(p.engine.zip(p.task_name.zip(p.kind.zip(p.expression)))))?;
+    let d = Definition {
+        engine,
+        task_name,
+        kind,
+        expression,
+        timezone: p
+            .timezone
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| "UTC".into()),
+        queue: p.queue,
+        args: p.args.unwrap_or_else(|| json!([])),
+        kwargs: p.kwargs.unwrap_or_else(|| json!({})),
+        catch_up: p.catch_up.unwrap_or(CatchUp::FireOneMissed),
+        is_enabled: p.is_enabled.unwrap_or(true),
+        source_hash: p.source_hash,
+    };
+    check("invalid schedule", &d)?;
+    let scheduler = owner(&access.project, scheduler)?;
+    let source = source.unwrap_or_else(|| "dashboard".into());
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let s = store::create(&mut tx, access.project.id, &scheduler, &name, &source, &d)
+        .await
+        .map_err(conflict)?;
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &crate::audit::Entry::new("schedule.create", "success")
+            .target("schedule", s.id)
+            .in_project(s.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"name": s.name, "engine": s.engine, "kind": s.kind})),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(schedule_json(&s, None))).into_response())
+}
+
+async fn update(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
+    let id = parse_id(&id)?;
+    let obj = body::object(&body)?;
+    let mut f = body::Fields::new(&obj);
+    let p = parse_fields(&mut f, &obj, false);
+    f.finish(Some(()))?;
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let s = store::find(&mut tx, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let mut d = Definition::of(&s);
+    let mut changed = Vec::new();
+    macro_rules! set {
+        ($field:ident, $value:expr) => {
+            if let Some(v) = $value {
+                changed.push(stringify!($field));
+                d.$field = v;
+            }
+        };
+    }
+    set!(engine, p.engine);
+    set!(task_name, p.task_name);
+    set!(kind, p.kind);
+    set!(expression, p.expression);
+    set!(
+        timezone,
+        p.timezone.map(|t| if t.trim().is_empty() {
+            "UTC".to_owned()
+        } else {
+            t
+        })
+    );
+    set!(queue, p.queue.map(Some));
+    set!(args, p.args);
+    set!(kwargs, p.kwargs);
+    set!(catch_up, p.catch_up);
+    set!(is_enabled, p.is_enabled);
+    set!(source_hash, p.source_hash.map(Some));
+    check("invalid schedule update", &d)?;
+    store::update(&mut tx, s.id, &d).await?;
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &crate::audit::Entry::new("schedule.update", "success")
+            .target("schedule", s.id)
+            .in_project(s.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"fields_changed": changed})),
+    )
+    .await?;
+    let s = store::find(&state.db, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(schedule_json(&s, None)))
+}
+
+async fn remove(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let access = access::project_writer(&state, &headers, &slug, Role::Admin).await?;
+    let id = parse_id(&id)?;
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let s = store::find(&mut tx, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    store::delete(&mut tx, access.project.id, id).await?;
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &crate::audit::Entry::new("schedule.delete", "success")
+            .target("schedule", id)
+            .in_project(access.project.id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+            .meta(json!({"name": s.name})),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The operator state routes.
+#[derive(Clone, Copy)]
+enum Toggle {
+    Enable,
+    Disable,
+    Pause,
+    Resume,
+}
+
+impl Toggle {
+    fn action(self) -> &'static str {
+        match self {
+            Toggle::Enable => "schedule.enable",
+            Toggle::Disable => "schedule.disable",
+            Toggle::Pause => "schedule.pause",
+            Toggle::Resume => "schedule.resume",
+        }
+    }
+}
+
+async fn toggle(
+    state: Shared,
+    slug: String,
+    id: String,
+    headers: HeaderMap,
+    t: Toggle,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project_writer(&state, &headers, &slug, Role::Operator).await?;
+    let id = parse_id(&id)?;
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let s = store::find(&mut tx, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let entry = |result: &str| {
+        crate::audit::Entry::new(t.action(), result)
+            .target("schedule", s.id)
+            .in_project(s.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+    };
+    if s.scheduler != Z4J_SCHEDULER {
+        // Another owner keeps its own state; changing it here would only
+        // diverge from what actually runs (decision S4).
+        let mut e = entry("failed");
+        e.outcome = Some("deny".into());
+        crate::audit::commit(
+            tx,
+            &state.settings,
+            &e.meta(json!({"scheduler": s.scheduler})),
+        )
+        .await?;
+        return Err(ApiError::Conflict {
+            message: format!(
+                "schedule is owned by {:?}; change it where it runs",
+                s.scheduler
+            ),
+            details: json!({"reason": "external_owner", "scheduler": s.scheduler}),
+        });
+    }
+    let meta = match t {
+        Toggle::Enable | Toggle::Disable => {
+            let want = matches!(t, Toggle::Enable);
+            let already = s.is_enabled == want;
+            if !already {
+                let mut d = Definition::of(&s);
+                d.is_enabled = want;
+                store::update(&mut tx, s.id, &d).await?;
+            }
+            json!({"already_in_state": already})
+        }
+        Toggle::Pause | Toggle::Resume => {
+            let pausing = matches!(t, Toggle::Pause);
+            let already = s.paused_at.is_some() == pausing;
+            let at = if pausing {
+                s.paused_at.or(Some(Ts::now()))
+            } else {
+                None
+            };
+            if !already {
+                store::set_paused(&mut tx, s.id, at).await?;
+            }
+            json!({"already_in_state": already, "paused_at": ts(at)})
+        }
+    };
+    crate::audit::commit(tx, &state.settings, &entry("success").meta(meta)).await?;
+    let s = store::find(&state.db, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(schedule_json(&s, None)))
+}
+
+async fn enable(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    toggle(state, slug, id, headers, Toggle::Enable).await
+}
+
+async fn disable(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    toggle(state, slug, id, headers, Toggle::Disable).await
+}
+
+async fn pause(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    toggle(state, slug, id, headers, Toggle::Pause).await
+}
+
+async fn resume(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    toggle(state, slug, id, headers, Toggle::Resume).await
+}
+
+async fn fires(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let s = store::find(&state.db, access.project.id, parse_id(&id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    // Clamped silently, as the reference does.
+    let limit = query(raw)
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let rows = store::fires(&state.db, s.id, limit).await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "fire_id": r.fire_id,
+                    "schedule_id": r.schedule_id,
+                    "command_id": r.command_id,
+                    "status": r.status,
+                    "scheduled_for": r.scheduled_for.to_rfc3339(),
+                    "fired_at": r.fired_at.to_rfc3339(),
+                    "acked_at": ts(r.acked_at),
+                    "latency_ms": r.latency_ms,
+                    "error_code": r.error_code,
+                    "error_message": r.error_message,
+                    "triggered_by_user_id": r.triggered_by_user_id,
+                })
+            })
+            .collect(),
+    )))
+}

@@ -1,0 +1,431 @@
+//! Schedules: the rules of a definition, and the legacy (epoch 0) fire
+//! protocol the stock z4j-scheduler speaks: a fire becomes a
+//! `schedule.fire` command to an online agent of the schedule's engine,
+//! or a buffered fire when none is online; the scheduler's ack counts the
+//! run (scheduler spec §2.7-§2.9). Used by the gRPC transport, the REST
+//! routes and the replay and breaker workers.
+
+pub mod validate;
+
+use crate::audit::{self, AuditError, Entry};
+use crate::commands::Commands;
+use crate::settings::Settings;
+use crate::store::agents::{self, Liveness};
+use crate::store::commands::{Action, Command, Issued, NewCommand, Status};
+use crate::store::schedules::{self as rows, FireStatus, FireWrite, Schedule};
+use crate::store::{Db, StoreError, Ts};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// The projects a caller may touch: all, or those its certificate is
+/// bound to (scheduler spec §1.7).
+#[derive(Debug, Clone)]
+pub enum Scope {
+    All,
+    Projects(Vec<Uuid>),
+}
+
+impl Scope {
+    pub fn permits(&self, project: Uuid) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Projects(ids) => ids.contains(&project),
+        }
+    }
+
+    pub fn ids(&self) -> Option<&[Uuid]> {
+        match self {
+            Scope::All => None,
+            Scope::Projects(ids) => Some(ids),
+        }
+    }
+}
+
+/// A `FireSchedule` call with its ids parsed.
+pub struct FireRequest {
+    pub schedule_id: Uuid,
+    pub fire_id: Uuid,
+    /// The slot as sent (`None` when the Timestamp was unset).
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub triggered_by: Option<Uuid>,
+}
+
+/// What a fire came to.
+#[derive(Debug, PartialEq)]
+pub enum FireOutcome {
+    Delivered(Uuid),
+    Buffered,
+    /// No `z4j-scheduler` schedule with that id (the token is refunded).
+    NotFound,
+    /// The schedule's project is outside the caller's binding.
+    Denied,
+    Disabled,
+    Paused(Ts),
+    /// `brain_error` or `command_failed`, with the (sanitised) message.
+    Failed(&'static str, String),
+}
+
+impl FireOutcome {
+    /// Refusals that give the rate-limit token back.
+    pub fn refunds(&self) -> bool {
+        matches!(
+            self,
+            FireOutcome::NotFound | FireOutcome::Disabled | FireOutcome::Paused(_)
+        )
+    }
+}
+
+/// What an ack came to.
+#[derive(Debug, PartialEq)]
+pub enum AckOutcome {
+    /// Applied (or a repeat that changed nothing).
+    Done,
+    /// No such fire, or its schedule is gone: nothing to do.
+    Unknown,
+    Denied,
+}
+
+/// Error text as the scheduler is shown it: control characters dropped
+/// (tab, printable ASCII and Latin-1 kept), at most 500 characters.
+pub fn sanitise(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|c| *c == '\t' || (' '..='~').contains(c) || ('\u{a0}'..='\u{ff}').contains(c))
+        .collect();
+    if kept.chars().count() > 500 {
+        let mut cut: String = kept.chars().take(497).collect();
+        cut.push_str("...");
+        cut
+    } else {
+        kept
+    }
+}
+
+/// Python's `datetime.isoformat()` of a UTC instant: microseconds only
+/// when non-zero, `+00:00` offset (the form the agent and scheduler use).
+pub fn iso(t: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    if t.nanosecond() / 1000 == 0 {
+        t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+/// The command payload of a fire (§2.7.3), also what a buffer stores.
+pub fn fire_payload(s: &Schedule, r: &FireRequest) -> serde_json::Value {
+    json!({
+        "schedule_id": s.id,
+        "schedule_name": s.name,
+        "task_name": s.task_name,
+        "engine": s.engine,
+        "queue": s.queue,
+        "args": s.args.0,
+        "kwargs": s.kwargs.0,
+        "fire_id": r.fire_id,
+        "scheduled_for": r.scheduled_for.map(iso).unwrap_or_default(),
+        "fired_at": r.fired_at.map(iso).unwrap_or_default(),
+    })
+}
+
+pub fn idempotency_key(schedule_id: Uuid, fire_id: Uuid) -> String {
+    format!("schedule:{schedule_id}:fire:{fire_id}")
+}
+
+/// A v5 id without a user is a cadence fire; anything else is manual.
+pub fn is_cadence(fire_id: Uuid, triggered_by: Option<Uuid>) -> bool {
+    fire_id.get_version_num() == 5 && triggered_by.is_none()
+}
+
+/// The schedules service: cheap to clone.
+#[derive(Clone)]
+pub struct Schedules {
+    settings: Arc<Settings>,
+    db: Db,
+    commands: Commands,
+}
+
+impl Schedules {
+    pub fn new(settings: Arc<Settings>, db: Db, commands: Commands) -> Schedules {
+        Schedules {
+            settings,
+            db,
+            commands,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The online agent that runs `engine` in the project, most recently
+    /// seen first (§2.7.4).
+    pub async fn agent_for(
+        &self,
+        project_id: Uuid,
+        engine: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let mut candidates: Vec<agents::Agent> = agents::list(&self.db, project_id)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.state == Liveness::Online
+                    && a.revoked_at.is_none()
+                    && a.engine_adapters
+                        .0
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|v| v.as_str() == Some(engine)))
+            })
+            .collect();
+        candidates.sort_by_key(|a| std::cmp::Reverse(a.last_seen_at));
+        Ok(candidates.first().map(|a| a.id))
+    }
+
+    /// `FireSchedule` on the legacy path, after admission, id checks and
+    /// the rate limit (§2.7.1 steps 8-17).
+    pub async fn fire(&self, r: &FireRequest, scope: &Scope) -> Result<FireOutcome, Error> {
+        use chrono::SubsecRound;
+        let slot = Ts(r
+            .scheduled_for
+            .unwrap_or_else(|| Ts::now().0)
+            .trunc_subsecs(0));
+        // Read unlocked to choose the agent, then re-read under the lock.
+        let Some(peek) = rows::get(&self.db, r.schedule_id).await? else {
+            return Ok(FireOutcome::NotFound);
+        };
+        let agent = self.agent_for(peek.project_id, &peek.engine).await?;
+        let mut tx = audit::begin(&self.db).await?;
+        let Some(s) = rows::lock_served(&mut tx, r.schedule_id).await? else {
+            return Ok(FireOutcome::NotFound);
+        };
+        if !scope.permits(s.project_id) {
+            return Ok(FireOutcome::Denied);
+        }
+        let triggered_by = match r.triggered_by {
+            Some(u) => crate::store::projects::role_of(&mut tx, u, s.project_id)
+                .await?
+                .map(|_| u),
+            None => None,
+        };
+        if !s.is_enabled {
+            return Ok(FireOutcome::Disabled);
+        }
+        if let Some(at) = s.paused_at {
+            return Ok(FireOutcome::Paused(at));
+        }
+        let payload = fire_payload(&s, r);
+        let write = |status, command_id, code, message| FireWrite {
+            fire_id: r.fire_id,
+            schedule_id: s.id,
+            project_id: s.project_id,
+            command_id,
+            triggered_by,
+            status,
+            scheduled_for: slot,
+            error_code: code,
+            error_message: message,
+        };
+        // The engine's agent may have gone since the peek; a different
+        // engine after an edit is checked again.
+        let agent = match agent {
+            Some(a) if s.engine == peek.engine && s.project_id == peek.project_id => Some(a),
+            _ => self.agent_for(s.project_id, &s.engine).await?,
+        };
+        let Some(agent_id) = agent else {
+            let expires =
+                Ts::now().plus_seconds(self.settings.pending_fires_retention_days * 86_400);
+            rows::buffer(&mut tx, &s, r.fire_id, &payload, slot, expires).await?;
+            rows::record_fire(&mut tx, &write(FireStatus::Buffered, None, None, None)).await?;
+            rows::set_last_fire(&mut tx, s.id, r.fire_id).await?;
+            tx.commit().await?;
+            return Ok(FireOutcome::Buffered);
+        };
+        let key = idempotency_key(s.id, r.fire_id);
+        let issued = self
+            .commands
+            .persist(
+                &mut tx,
+                &NewCommand {
+                    project_id: s.project_id,
+                    agent_id,
+                    issued_by: None,
+                    action: Action::ScheduleFire,
+                    target_type: "schedule",
+                    target_id: Some(&s.id.to_string()),
+                    payload: &payload,
+                    idempotency_key: Some(&key),
+                    timeout_seconds: self.settings.command_timeout_seconds,
+                    source_ip: "",
+                },
+            )
+            .await;
+        let issued = match issued {
+            Ok(i) => i,
+            Err(e) => {
+                drop(tx);
+                tracing::warn!(error = %e, schedule_id = %s.id, fire_id = %r.fire_id, "schedule.fire could not be issued");
+                let message = sanitise(&e.to_string());
+                let mut tx = self.db.begin().await?;
+                rows::record_fire(
+                    &mut tx,
+                    &write(
+                        FireStatus::Failed,
+                        None,
+                        Some("brain_error"),
+                        Some(&message),
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(FireOutcome::Failed("brain_error", message));
+            }
+        };
+        let (command, new) = match issued {
+            Issued::New(c) => (c, true),
+            Issued::Replayed(c) => (c, false),
+        };
+        rows::set_last_fire(&mut tx, s.id, r.fire_id).await?;
+        if command.status == Status::Failed {
+            let message = sanitise(command.error.as_deref().unwrap_or("command failed"));
+            rows::record_fire(
+                &mut tx,
+                &write(
+                    FireStatus::Failed,
+                    Some(command.id),
+                    Some("command_failed"),
+                    Some(&message),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(FireOutcome::Failed("command_failed", message));
+        }
+        rows::record_fire(
+            &mut tx,
+            &write(FireStatus::Delivered, Some(command.id), None, None),
+        )
+        .await?;
+        if new {
+            let mut e = Entry::new("command.issue.schedule.fire", "success")
+                .target("command", command.id)
+                .in_project(s.project_id)
+                .meta(json!({"agent_id": agent_id, "schedule_id": s.id, "fire_id": r.fire_id}));
+            e.user_id = triggered_by;
+            audit::append(&mut tx, &self.settings, &e).await?;
+        }
+        tx.commit().await?;
+        self.hand_over(&command).await;
+        Ok(FireOutcome::Delivered(command.id))
+    }
+
+    /// Delivers a committed command that is still waiting for its agent.
+    pub async fn hand_over(&self, c: &Command) {
+        if c.status == Status::Pending {
+            if let Some(agent) = c.agent_id {
+                self.commands.dispatch_new(agent, c).await;
+            }
+        }
+    }
+
+    /// `AcknowledgeFireResult` (§2.9): `status == "success"` exactly is a
+    /// success; anything else a failure with `error` as its reason.
+    pub async fn ack(
+        &self,
+        fire_id: Uuid,
+        status: &str,
+        error: &str,
+        scope: &Scope,
+    ) -> Result<AckOutcome, Error> {
+        let Some(fire) = rows::fire_by_fire_id(&self.db, fire_id).await? else {
+            return Ok(AckOutcome::Unknown);
+        };
+        let Some(schedule_id) = fire.schedule_id else {
+            return Ok(AckOutcome::Unknown);
+        };
+        let Some(s) = rows::get(&self.db, schedule_id).await? else {
+            return Ok(AckOutcome::Unknown);
+        };
+        if !scope.permits(s.project_id) {
+            return Ok(AckOutcome::Denied);
+        }
+        let success = status == "success";
+        let message = (!success).then(|| sanitise(error));
+        let code: Option<String> = message.as_ref().map(|m| m.chars().take(64).collect());
+        let mut tx = audit::begin(&self.db).await?;
+        let counted =
+            rows::ack_fire(&mut tx, &fire, success, code.as_deref(), message.as_deref()).await?;
+        if counted && success {
+            let cadence = is_cadence(fire.fire_id, fire.triggered_by_user_id)
+                .then_some((fire.scheduled_for, fire.fire_id));
+            rows::count_run(&mut tx, s.id, cadence).await?;
+        }
+        let action = if success {
+            "schedule.ack.success"
+        } else {
+            "schedule.ack.failed"
+        };
+        audit::append(
+            &mut tx,
+            &self.settings,
+            &Entry::new(action, "success")
+                .target("schedule", s.id)
+                .in_project(s.project_id)
+                .meta(json!({"fire_id": fire_id, "ack_status": status, "error": message, "counted": counted})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(AckOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitised_messages() {
+        assert_eq!(sanitise("a\u{1}b\tc\u{e9}\u{263a}"), "ab\tc\u{e9}");
+        let long = "x".repeat(600);
+        let s = sanitise(&long);
+        assert_eq!(s.chars().count(), 500);
+        assert!(s.ends_with("..."));
+    }
+
+    #[test]
+    fn python_iso_form() {
+        let t = DateTime::parse_from_rfc3339("2026-03-08T07:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(iso(t), "2026-03-08T07:30:00+00:00");
+        let t = DateTime::parse_from_rfc3339("2026-01-01T00:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(iso(t), "2026-01-01T00:00:00.123456+00:00");
+    }
+
+    #[test]
+    fn fire_id_derivation_vectors_are_v5() {
+        // The scheduler's cadence ids (scheduler spec §2.7.2).
+        let ns = Uuid::new_v5(&Uuid::NAMESPACE_DNS, b"z4j-scheduler.fire-id.v1");
+        assert_eq!(ns.to_string(), "9ac4b3ba-93f1-5398-9596-abcdc992d6d8");
+        let id = Uuid::new_v5(
+            &ns,
+            b"00000000-0000-4000-8000-000000000001:2026-03-08T07:30:00+00:00",
+        );
+        assert_eq!(id.to_string(), "3c145d1d-e9c0-55fa-b8bc-b2ead11b99a0");
+        assert!(is_cadence(id, None));
+        assert!(!is_cadence(id, Some(Uuid::new_v4())));
+        assert!(!is_cadence(Uuid::new_v4(), None));
+    }
+}
