@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod python;
 pub mod report;
 pub mod runner;
+pub mod sched;
 pub mod smtp_sink;
 pub mod target;
 

@@ -22,6 +22,7 @@ mod mfa;
 mod notifications;
 mod password_reset;
 mod registry;
+mod scheduler;
 mod server;
 mod users;
 mod workers;
@@ -52,6 +53,83 @@ macro_rules! case {
 
 pub static CASES: &[Case] = &[
     // The longest case first: slots are granted in list order.
+    case!(
+        "scheduler.fire-rate",
+        scheduler::fire_rate,
+        [
+            "Z4J_SCHEDULER_GRPC_FIRE_RATE_CAPACITY" [Below, Above],
+            "Z4J_SCHEDULER_GRPC_FIRE_RATE_PER_SECOND" [Lower, Upper],
+            "Z4J_SCHEDULER_GRPC_FIRE_RATE_LIMIT_ENABLED" [Default, Above],
+        ],
+        Both
+    ),
+    case!(
+        "scheduler.legacy-surface",
+        scheduler::legacy_surface,
+        [
+            "Z4J_SCHEDULER_GRPC_ENABLED",
+            "Z4J_SCHEDULER_GRPC_BIND_HOST",
+            "Z4J_SCHEDULER_GRPC_BIND_PORT",
+            "Z4J_SCHEDULER_GRPC_INSECURE",
+            "scheduler.legacy-protocol",
+        ],
+        Both
+    ),
+    case!(
+        "scheduler.insecure-outside-dev",
+        scheduler::insecure_outside_dev,
+        ["Z4J_SCHEDULER_GRPC_INSECURE"[Default]],
+        SqliteOnly
+    ),
+    case!(
+        "scheduler.fire-and-ack",
+        scheduler::fire_and_ack,
+        ["Z4J_SCHEDULER_GRPC_ENABLED", "scheduler.fire"],
+        Both
+    ),
+    case!(
+        "scheduler.watch",
+        scheduler::watch,
+        [
+            "Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS"[Upper],
+            "scheduler.watch"
+        ],
+        Both
+    ),
+    case!(
+        "scheduler.watch-caps",
+        scheduler::watch_caps,
+        ["Z4J_SCHEDULER_GRPC_WATCH_MAX_PER_CERT" [Default, Below, Above]],
+        Both
+    ),
+    case!(
+        "scheduler.mtls",
+        scheduler::mtls,
+        [
+            "Z4J_SCHEDULER_GRPC_TLS_CERT",
+            "Z4J_SCHEDULER_GRPC_TLS_KEY",
+            "Z4J_SCHEDULER_GRPC_TLS_CA",
+            "Z4J_SCHEDULER_GRPC_ALLOWED_CNS",
+            "Z4J_SCHEDULER_GRPC_CN_PROJECT_BINDINGS",
+            "Z4J_SCHEDULER_GRPC_WATCH_MAX_CONCURRENT" [Below, Above],
+        ],
+        Both
+    ),
+    case!(
+        "scheduler.start-refusals",
+        scheduler::start_refusals,
+        [
+            "Z4J_SCHEDULER_GRPC_REQUIRE_ALLOWLIST",
+            "Z4J_SCHEDULER_GRPC_TLS_CERT",
+            "Z4J_SCHEDULER_GRPC_TLS_KEY",
+            "Z4J_SCHEDULER_GRPC_TLS_CA",
+            "Z4J_SCHEDULER_GRPC_ALLOWED_CNS",
+            "Z4J_SCHEDULER_GRPC_CN_PROJECT_BINDINGS",
+            "Z4J_SCHEDULER_GRPC_BIND_PORT",
+        ],
+        SqliteOnly
+    ),
+    case!("scheduler.rest", scheduler::rest, ["api.schedules"], Both),
     case!(
         "mfa.freshness-default",
         mfa::freshness_default,

@@ -1,0 +1,1126 @@
+//! The scheduler surface (scheduler spec): the legacy gRPC protocol the
+//! stock z4j-scheduler 1.13 speaks, seen by a client generated from the
+//! same proto — the protocol answers, fires buffered and delivered, acks,
+//! the watch stream and its caps, mTLS with the allow-list, project
+//! bindings and the per-identity fire-rate bucket — and the schedules
+//! REST routes that feed it.
+
+use super::{ensure, ensure_eq, owned, R};
+use crate::agent::{self, Operator};
+use crate::brain::{free_port, Brain};
+use crate::runner::Ctx;
+use crate::sched::{self, pb, Pki};
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+const BASE: &str = "/api/v1/projects/default/schedules";
+
+/// A brain serving the scheduler gRPC port in plaintext (dev), plus
+/// `extra`; returns it with the port.
+async fn insecure_brain(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<(Brain, u16), String> {
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut env = owned(&agent::admin_env());
+    env.extend(owned(&[
+        ("Z4J_ENVIRONMENT", "dev"),
+        ("Z4J_SCHEDULER_GRPC_ENABLED", "true"),
+        ("Z4J_SCHEDULER_GRPC_INSECURE", "true"),
+        ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+        ("Z4J_SCHEDULER_GRPC_BIND_PORT", &port_text),
+    ]));
+    env.extend(owned(extra));
+    Ok((ctx.start_env(env, None).await?, port))
+}
+
+/// A brain with mTLS on the gRPC port (production posture), the suite's
+/// PKI, plus `extra`.
+async fn mtls_brain(ctx: &Ctx, pki: &Pki, extra: &[(&str, &str)]) -> Result<(Brain, u16), String> {
+    let port = free_port();
+    let port_text = port.to_string();
+    let (cert, key, ca) = (
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.crt"),
+    );
+    let mut env = owned(&agent::admin_env());
+    env.extend(owned(&[
+        ("Z4J_SCHEDULER_GRPC_ENABLED", "true"),
+        ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+        ("Z4J_SCHEDULER_GRPC_BIND_PORT", &port_text),
+        ("Z4J_SCHEDULER_GRPC_TLS_CERT", &cert),
+        ("Z4J_SCHEDULER_GRPC_TLS_KEY", &key),
+        ("Z4J_SCHEDULER_GRPC_TLS_CA", &ca),
+    ]));
+    env.extend(owned(extra));
+    Ok((ctx.start_env(env, None).await?, port))
+}
+
+/// Creates a `z4j-scheduler` schedule through the REST API; its id.
+async fn create(brain: &Brain, op: &Operator, name: &str, extra: Json) -> Result<String, String> {
+    let mut body = json!({
+        "name": name, "engine": "rq", "kind": "interval", "expression": "10s",
+        "task_name": "jobs.tick", "args": [1, "two"], "kwargs": {"k": "v"},
+        "scheduler": "z4j-scheduler", "source": "cli",
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let (status, s) = op
+        .send(brain, reqwest::Method::POST, BASE, Some(body))
+        .await?;
+    ensure_eq(status, 201, &format!("create schedule {name}: {s}"))?;
+    s["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or(format!("create answered no id: {s}"))
+}
+
+async fn get(brain: &Brain, op: &Operator, id: &str) -> Result<Json, String> {
+    let (status, s) = op.get(brain, &format!("{BASE}/{id}")).await?;
+    ensure_eq(status, 200, &format!("GET schedule: {s}"))?;
+    Ok(s)
+}
+
+async fn fires(brain: &Brain, op: &Operator, id: &str) -> Result<Vec<Json>, String> {
+    let (status, f) = op.get(brain, &format!("{BASE}/{id}/fires")).await?;
+    ensure_eq(status, 200, &format!("GET fires: {f}"))?;
+    Ok(f.as_array().cloned().unwrap_or_default())
+}
+
+async fn post(
+    brain: &Brain,
+    op: &Operator,
+    path: &str,
+    body: Option<Json>,
+) -> Result<(u16, Json), String> {
+    op.send(brain, reqwest::Method::POST, &format!("{BASE}{path}"), body)
+        .await
+}
+
+fn slot(secs_ago: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    (Utc::now() - chrono::Duration::seconds(secs_ago)).trunc_subsecs(0)
+}
+
+fn code_of<T>(r: &Result<tonic::Response<T>, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+/// Ping reports the legacy epoch and the version; Negotiate and the
+/// current-protocol and trigger RPCs are UNIMPLEMENTED, which is what
+/// makes the stock scheduler choose the legacy protocol (spec §2.1-§2.3,
+/// §2.10); the server listens where it is told.
+pub async fn legacy_surface(ctx: Arc<Ctx>) -> R {
+    let (brain, port) = insecure_brain(&ctx, &[]).await?;
+    let mut c = sched::insecure(port).await?;
+    let before = chrono::Utc::now().timestamp();
+    let ping = c
+        .ping(pb::PingRequest {})
+        .await
+        .map_err(|e| format!("Ping: {e}"))?
+        .into_inner();
+    ensure_eq(ping.scheduler_protocol_epoch, 0, "Ping epoch")?;
+    ensure(
+        !ping.brain_version.is_empty(),
+        "Ping carries no brain_version",
+    )?;
+    let t = ping.brain_time.map(|t| t.seconds).unwrap_or_default();
+    ensure(
+        (before - 5..=before + 5).contains(&t),
+        format!("Ping brain_time {t} is not now ({before})"),
+    )?;
+    let n = c
+        .negotiate_scheduler_protocol(pb::NegotiateSchedulerProtocolRequest {
+            offered: Some(pb::SchedulerProtocolCapabilities {
+                protocol_epoch: 1,
+                ..Default::default()
+            }),
+        })
+        .await;
+    ensure_eq(code_of(&n), Code::Unimplemented, "Negotiate")?;
+    let t = c
+        .trigger_schedule(pb::TriggerScheduleRequest::default())
+        .await;
+    ensure_eq(code_of(&t), Code::Unimplemented, "TriggerSchedule")?;
+    let g = c
+        .get_schedule_state(pb::GetScheduleStateRequest::default())
+        .await;
+    ensure_eq(code_of(&g), Code::Unimplemented, "GetScheduleState")?;
+    // The HTTP port is not the gRPC port.
+    ensure(
+        port != brain.port,
+        "the gRPC port must differ from the HTTP port",
+    )?;
+    Ok(())
+}
+
+/// A plaintext scheduler port is a dev-only switch: in any other posture
+/// start-up stops with a line naming the variable.
+pub async fn insecure_outside_dev(ctx: Arc<Ctx>) -> R {
+    let port = free_port().to_string();
+    for environment in ["production", "staging", "development"] {
+        let mut spec = crate::runner::spec(&[
+            ("Z4J_ENVIRONMENT", environment),
+            ("Z4J_SCHEDULER_GRPC_ENABLED", "true"),
+            ("Z4J_SCHEDULER_GRPC_INSECURE", "true"),
+            ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+            ("Z4J_SCHEDULER_GRPC_BIND_PORT", &port),
+        ]);
+        spec.expect_exit = true;
+        let mut brain = ctx.start_spec(spec).await?;
+        let code = brain.wait_exit(Duration::from_secs(20)).await;
+        ensure(
+            matches!(code, Some(c) if c != 0),
+            format!("{environment}: insecure gRPC did not stop start-up (exit {code:?})"),
+        )?;
+        ensure(
+            brain.output().contains("Z4J_SCHEDULER_GRPC_INSECURE"),
+            format!(
+                "{environment}: the refusal does not name the variable: {}",
+                brain.output()
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// The fire path without an agent (buffered), with one (a `schedule.fire`
+/// command carrying the payload), acks counting runs once, and every
+/// refusal with its code (spec §2.7, §2.9).
+pub async fn fire_and_ack(ctx: Arc<Ctx>) -> R {
+    let (brain, port) = insecure_brain(&ctx, &[]).await?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "tick", json!({})).await?;
+    let mut c = sched::insecure(port).await?;
+
+    // No agent online: buffered, whatever the catch-up policy.
+    let s1 = slot(20);
+    let req = sched::fire_request(&id, s1);
+    let fire_id = req.fire_id.clone();
+    let r = c
+        .fire_schedule(req.clone())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure(
+        r.buffered && r.command_id.is_empty() && r.error_code.is_empty(),
+        format!("first fire: {r:?}"),
+    )?;
+    // A retry of the slot is the same fire.
+    let r = c
+        .fire_schedule(req)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure(r.buffered, format!("retried fire: {r:?}"))?;
+    let f = fires(&brain, &op, &id).await?;
+    ensure_eq(f.len(), 1, "fire rows after a retried slot")?;
+    ensure_eq(f[0]["status"].as_str(), Some("buffered"), "fire status")?;
+    ensure_eq(f[0]["fire_id"].as_str(), Some(fire_id.as_str()), "fire id")?;
+    ensure_eq(
+        f[0]["scheduled_for"]
+            .as_str()
+            .map(|t| t.starts_with(&s1.format("%Y-%m-%dT%H:%M:%S").to_string())),
+        Some(true),
+        "scheduled_for is the slot",
+    )?;
+
+    // The success ack counts one run and moves last_run_at to the slot;
+    // a repeated ack counts nothing.
+    for _ in 0..2 {
+        c.acknowledge_fire_result(sched::ack(&fire_id, "success", ""))
+            .await
+            .map_err(|e| format!("ack: {e}"))?;
+    }
+    let s = get(&brain, &op, &id).await?;
+    ensure_eq(
+        s["total_runs"].as_i64(),
+        Some(1),
+        "total_runs after two acks of one fire",
+    )?;
+    let last = s["last_run_at"].as_str().unwrap_or_default().to_owned();
+    ensure(
+        last.starts_with(&s1.format("%Y-%m-%dT%H:%M:%S").to_string()),
+        format!("last_run_at {last} is not the slot {s1}"),
+    )?;
+    ensure_eq(
+        fires(&brain, &op, &id).await?[0]["status"].as_str(),
+        Some("acked_success"),
+        "acked fire",
+    )?;
+
+    // A failure ack of a fresh fire: acked_failed, no run counted.
+    let s2 = slot(10);
+    let req2 = sched::fire_request(&id, s2);
+    c.fire_schedule(req2.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    c.acknowledge_fire_result(sched::ack(&req2.fire_id, "failed", "boom\u{1}"))
+        .await
+        .map_err(|e| format!("ack failed: {e}"))?;
+    let f = fires(&brain, &op, &id).await?;
+    let row = f
+        .iter()
+        .find(|r| r["fire_id"] == json!(req2.fire_id))
+        .ok_or("failed fire missing")?;
+    ensure_eq(row["status"].as_str(), Some("acked_failed"), "failed ack")?;
+    ensure_eq(
+        row["error_message"].as_str(),
+        Some("boom"),
+        "sanitised error",
+    )?;
+    ensure_eq(
+        get(&brain, &op, &id).await?["total_runs"].as_i64(),
+        Some(1),
+        "runs after a failure ack",
+    )?;
+
+    // An agent of the engine online: a schedule.fire command reaches it.
+    let creds = op.mint(&brain, "worker").await?;
+    let mut session = agent::connect(&brain, &creds, Some("w1")).await?;
+    let s3 = slot(5);
+    let req3 = sched::fire_request(&id, s3);
+    let r = c
+        .fire_schedule(req3.clone())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure(
+        !r.command_id.is_empty() && !r.buffered,
+        format!("fire with an agent online: {r:?}"),
+    )?;
+    let frame = loop {
+        match session.recv(Duration::from_secs(10)).await? {
+            Ok((z4j_protocol::FrameType::Command, j)) => break j,
+            Ok(_) => continue,
+            Err(closed) => return Err(format!("agent socket closed: {closed:?}")),
+        }
+    };
+    let p = &frame["payload"];
+    ensure_eq(
+        p["action"].as_str(),
+        Some("schedule.fire"),
+        "command action",
+    )?;
+    let params = &p["parameters"];
+    ensure_eq(
+        params["fire_id"].as_str(),
+        Some(req3.fire_id.as_str()),
+        "payload fire_id",
+    )?;
+    ensure_eq(
+        params["schedule_id"].as_str(),
+        Some(id.as_str()),
+        "payload schedule_id",
+    )?;
+    ensure_eq(
+        params["task_name"].as_str(),
+        Some("jobs.tick"),
+        "payload task_name",
+    )?;
+    ensure_eq(params["engine"].as_str(), Some("rq"), "payload engine")?;
+    ensure_eq(params["args"].clone(), json!([1, "two"]), "payload args")?;
+    ensure_eq(
+        params["kwargs"].clone(),
+        json!({"k": "v"}),
+        "payload kwargs",
+    )?;
+    ensure_eq(
+        params["scheduled_for"].as_str().map(str::to_owned),
+        Some(s3.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()),
+        "payload scheduled_for",
+    )?;
+    let row = fires(&brain, &op, &id)
+        .await?
+        .into_iter()
+        .find(|r| r["fire_id"] == json!(req3.fire_id))
+        .ok_or("delivered fire missing")?;
+    ensure_eq(row["status"].as_str(), Some("delivered"), "delivered fire")?;
+    ensure_eq(
+        row["command_id"].as_str(),
+        Some(r.command_id.as_str()),
+        "fire's command",
+    )?;
+    // The same slot again: the same command, no second one.
+    let again = c
+        .fire_schedule(req3)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure_eq(
+        again.command_id,
+        r.command_id.clone(),
+        "retried delivered fire",
+    )?;
+
+    // Refusals, each with its code; nothing written for them.
+    let bad = |schedule_id: &str, fire_id: &str| pb::FireScheduleRequest {
+        schedule_id: schedule_id.into(),
+        fire_id: fire_id.into(),
+        ..Default::default()
+    };
+    let code = |r: pb::FireScheduleResponse| r.error_code;
+    let v1 = "c232ab00-9414-11ec-b3c8-9f6bdeced846";
+    let v4 = uuid::Uuid::new_v4().to_string();
+    for (req, want) in [
+        (bad("not-a-uuid", &v4), "invalid_request"),
+        (bad(&id, "not-a-uuid"), "invalid_request"),
+        (bad(&id, v1), "invalid_request"),
+        (
+            bad(&uuid::Uuid::new_v4().to_string(), &v4),
+            "schedule_not_found",
+        ),
+    ] {
+        let got = c
+            .fire_schedule(req)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        ensure_eq(code(got), want.to_owned(), "refused fire")?;
+    }
+    let (st, _) = post(&brain, &op, &format!("/{id}/pause"), None).await?;
+    ensure_eq(st, 200, "pause")?;
+    let got = c
+        .fire_schedule(bad(&id, &v4))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure_eq(
+        got.error_code,
+        "schedule_paused".to_owned(),
+        "fire while paused",
+    )?;
+    post(&brain, &op, &format!("/{id}/resume"), None).await?;
+    let (st, _) = post(&brain, &op, &format!("/{id}/disable"), None).await?;
+    ensure_eq(st, 200, "disable")?;
+    let got = c
+        .fire_schedule(bad(&id, &v4))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure_eq(
+        got.error_code,
+        "schedule_disabled".to_owned(),
+        "fire while disabled",
+    )?;
+    ensure(
+        !fires(&brain, &op, &id)
+            .await?
+            .iter()
+            .any(|r| r["fire_id"] == json!(v4)),
+        "a refused fire left a history row",
+    )?;
+    let a = c
+        .acknowledge_fire_result(sched::ack("nope", "success", ""))
+        .await;
+    ensure_eq(
+        code_of(&a),
+        Code::InvalidArgument,
+        "ack with a malformed fire_id",
+    )?;
+    Ok(())
+}
+
+/// Next watch event within `wait`, with the time it took.
+async fn next_event(
+    stream: &mut tonic::Streaming<pb::ScheduleEvent>,
+    wait: Duration,
+) -> Result<(pb::ScheduleEvent, Duration), String> {
+    let t0 = Instant::now();
+    match tokio::time::timeout(wait, stream.message()).await {
+        Ok(Ok(Some(e))) => Ok((e, t0.elapsed())),
+        Ok(Ok(None)) => Err("watch stream ended".into()),
+        Ok(Err(s)) => Err(format!("watch stream failed: {s}")),
+        Err(_) => Err(format!("no watch event within {wait:?}")),
+    }
+}
+
+/// Changes reach an open watch within one poll interval as CREATED,
+/// UPDATED and DELETED (and not much sooner than the poll cadence allows);
+/// a resume token replays what changed after it as CREATED; ListSchedules
+/// serves every z4j-scheduler row with the effective enablement (spec
+/// §2.4-§2.6).
+pub async fn watch(ctx: Arc<Ctx>) -> R {
+    let poll = 1.0;
+    let (brain, port) =
+        insecure_brain(&ctx, &[("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "1.0")]).await?;
+    let op = agent::login(&brain).await?;
+    let early = create(&brain, &op, "early", json!({})).await?;
+    let token_before = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let late = create(
+        &brain,
+        &op,
+        "late",
+        json!({"kind": "cron", "expression": "*/5 * * * *"}),
+    )
+    .await?;
+    // Another owner's row is never served.
+    create(&brain, &op, "beat", json!({"scheduler": "celery-beat"})).await?;
+    let mut c = sched::insecure(port).await?;
+
+    let mut listed = c
+        .list_schedules(pb::ListSchedulesRequest {
+            project_id: String::new(),
+            page_size: 1,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(s) = listed.message().await.map_err(|e| e.to_string())? {
+        ensure(
+            s.control_token.is_empty() && s.schedule_revision == 0,
+            "legacy rows carry no current-protocol fields",
+        )?;
+        ids.push(s.id);
+    }
+    ids.sort();
+    let mut want = vec![early.clone(), late.clone()];
+    want.sort();
+    ensure_eq(
+        ids,
+        want,
+        "ListSchedules (page_size 1 still streams every row)",
+    )?;
+    let bad = c
+        .list_schedules(pb::ListSchedulesRequest {
+            project_id: "nope".into(),
+            page_size: 0,
+        })
+        .await;
+    ensure_eq(
+        code_of(&bad),
+        Code::InvalidArgument,
+        "ListSchedules with a malformed project_id",
+    )?;
+
+    let mut w = c
+        .watch_schedules(pb::WatchSchedulesRequest {
+            project_id: String::new(),
+            resume_token: token_before,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let (e, _) = next_event(&mut w, ctx.scaled(5.0)).await?;
+    ensure_eq(
+        e.kind,
+        pb::schedule_event::Kind::Created as i32,
+        "replayed after the token",
+    )?;
+    ensure_eq(
+        e.schedule.as_ref().map(|s| s.id.clone()),
+        Some(late.clone()),
+        "only the row changed after the token",
+    )?;
+    ensure(
+        e.resume_token.ends_with("+00:00") && e.resume_token.len() == 32,
+        format!("resume token form: {}", e.resume_token),
+    )?;
+
+    let upper = ctx.scaled(poll + 1.5);
+    let created = create(&brain, &op, "fresh", json!({})).await?;
+    let (e, took) = next_event(&mut w, upper).await?;
+    ensure_eq(e.kind, pb::schedule_event::Kind::Created as i32, "new row")?;
+    ensure_eq(
+        e.schedule.map(|s| s.id),
+        Some(created.clone()),
+        "created id",
+    )?;
+    ensure(took <= upper, format!("CREATED after {took:?}"))?;
+
+    let (st, _) = post(&brain, &op, &format!("/{created}/pause"), None).await?;
+    ensure_eq(st, 200, "pause")?;
+    let (e, _) = next_event(&mut w, upper).await?;
+    ensure_eq(
+        e.kind,
+        pb::schedule_event::Kind::Updated as i32,
+        "pause is an update",
+    )?;
+    ensure_eq(
+        e.schedule.map(|s| s.is_enabled),
+        Some(false),
+        "a paused row is served disabled",
+    )?;
+
+    let (st, _) = op
+        .send(
+            &brain,
+            reqwest::Method::DELETE,
+            &format!("{BASE}/{created}"),
+            None,
+        )
+        .await?;
+    ensure_eq(st, 204, "delete")?;
+    let (e, _) = next_event(&mut w, upper).await?;
+    ensure_eq(e.kind, pb::schedule_event::Kind::Deleted as i32, "delete")?;
+    ensure_eq(e.deleted_id, created, "deleted id")?;
+
+    // Nothing changes: nothing is sent for longer than several polls.
+    let quiet = next_event(&mut w, Duration::from_secs_f64(poll * 3.0)).await;
+    ensure(
+        quiet.is_err(),
+        format!("an event without a change: {quiet:?}"),
+    )?;
+    Ok(())
+}
+
+/// The per-identity watch cap at its default (4: the fifth stream is
+/// refused, and a closed stream gives its place back) and configured (2),
+/// in plaintext mode where every stream shares one identity (spec §2.6.4).
+pub async fn watch_caps(ctx: Arc<Ctx>) -> R {
+    for (cap, env) in [(4usize, None), (2, Some("2"))] {
+        let extra: Vec<(&str, &str)> = env
+            .map(|v| vec![("Z4J_SCHEDULER_GRPC_WATCH_MAX_PER_CERT", v)])
+            .unwrap_or_default();
+        let (_brain, port) = insecure_brain(&ctx, &extra).await?;
+        let mut open = Vec::new();
+        for i in 0..cap {
+            let mut c = sched::insecure(port).await?;
+            let s = c
+                .watch_schedules(pb::WatchSchedulesRequest::default())
+                .await
+                .map_err(|e| format!("stream {} of {cap}: {e}", i + 1))?;
+            open.push((c, s));
+        }
+        let mut c = sched::insecure(port).await?;
+        let over = c
+            .watch_schedules(pb::WatchSchedulesRequest::default())
+            .await;
+        ensure_eq(
+            code_of(&over),
+            Code::ResourceExhausted,
+            &format!("stream {} over a cap of {cap}", cap + 1),
+        )?;
+        if let Err(s) = &over {
+            ensure_eq(
+                s.message(),
+                "WatchSchedules per-cert concurrent stream cap reached",
+                "cap detail",
+            )?;
+        }
+        drop(open.pop());
+        // The slot comes back once the brain sees the stream gone.
+        let deadline = Instant::now() + ctx.scaled(10.0);
+        loop {
+            match c
+                .watch_schedules(pb::WatchSchedulesRequest::default())
+                .await
+            {
+                Ok(s) => {
+                    open.push((c.clone(), s));
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(format!("a closed stream's slot never came back: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// mTLS: a client certificate is required at the handshake; the allow-list
+/// is checked on every call against the certificate's CN and SANs; a bound
+/// certificate sees and fires only its projects; the process-wide watch cap
+/// counts streams of every identity (spec §1.3-§1.7, §2.6.4).
+pub async fn mtls(ctx: Arc<Ctx>) -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pki = Pki::new(dir.path())?;
+    let (brain, port) = mtls_brain(
+        &ctx,
+        &pki,
+        &[
+            (
+                "Z4J_SCHEDULER_GRPC_ALLOWED_CNS",
+                r#"["scheduler-1", "DNS:scheduler-3", "scheduler-4"]"#,
+            ),
+            ("Z4J_SCHEDULER_GRPC_REQUIRE_ALLOWLIST", "true"),
+            (
+                "Z4J_SCHEDULER_GRPC_CN_PROJECT_BINDINGS",
+                r#"{"scheduler-3": ["other"]}"#,
+            ),
+            ("Z4J_SCHEDULER_GRPC_WATCH_MAX_CONCURRENT", "2"),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    op.create_project(&brain, "other").await?;
+    let id = create(&brain, &op, "bound", json!({})).await?;
+
+    // Listed identity: served.
+    let mut one = sched::mtls(port, &pki, Some("scheduler-1")).await?;
+    one.ping(pb::PingRequest {})
+        .await
+        .map_err(|e| format!("listed Ping: {e}"))?;
+    // Not listed: refused on every call, Ping included.
+    let mut two = sched::mtls(port, &pki, Some("scheduler-2")).await?;
+    let p = two.ping(pb::PingRequest {}).await;
+    ensure_eq(code_of(&p), Code::PermissionDenied, "unlisted Ping")?;
+    let f = two.fire_schedule(sched::fire_request(&id, slot(1))).await;
+    ensure_eq(code_of(&f), Code::PermissionDenied, "unlisted FireSchedule")?;
+    // No certificate: the handshake itself fails.
+    let none = match sched::mtls(port, &pki, None).await {
+        Ok(mut c) => c.ping(pb::PingRequest {}).await.is_err(),
+        Err(_) => true,
+    };
+    ensure(none, "a client without a certificate was served")?;
+
+    // Bound to "other": the default project's schedule is not served to it
+    // and cannot be fired by it; an unbound listed identity sees it.
+    let mut three = sched::mtls(port, &pki, Some("scheduler-3")).await?;
+    let mut listed = three
+        .list_schedules(pb::ListSchedulesRequest::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure(
+        listed.message().await.map_err(|e| e.to_string())?.is_none(),
+        "a bound certificate was served another project's schedule",
+    )?;
+    let f = three.fire_schedule(sched::fire_request(&id, slot(2))).await;
+    ensure_eq(
+        code_of(&f),
+        Code::PermissionDenied,
+        "bound FireSchedule outside its projects",
+    )?;
+    let r = one
+        .fire_schedule(sched::fire_request(&id, slot(3)))
+        .await
+        .map_err(|e| format!("unbound fire: {e}"))?
+        .into_inner();
+    ensure(r.buffered, format!("unbound listed fire: {r:?}"))?;
+
+    // Process cap 2, counted across identities.
+    let _w1 = one
+        .watch_schedules(pb::WatchSchedulesRequest::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut four = sched::mtls(port, &pki, Some("scheduler-4")).await?;
+    let _w2 = four
+        .watch_schedules(pb::WatchSchedulesRequest::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let w3 = three
+        .watch_schedules(pb::WatchSchedulesRequest::default())
+        .await;
+    ensure_eq(
+        code_of(&w3),
+        Code::ResourceExhausted,
+        "third stream over a process cap of 2",
+    )?;
+    if let Err(s) = w3 {
+        ensure_eq(
+            s.message(),
+            "WatchSchedules concurrent stream cap reached",
+            "process cap detail",
+        )?;
+    }
+    Ok(())
+}
+
+/// The per-identity fire-rate bucket: `capacity` fires at once, the next
+/// refused with RESOURCE_EXHAUSTED, one more after 1/rate seconds and not
+/// before; refusals that write nothing give their token back; another
+/// identity has its own bucket; with the limit off nothing is refused
+/// (spec §2.7.6).
+pub async fn fire_rate(ctx: Arc<Ctx>) -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pki = Pki::new(dir.path())?;
+    let rate = 0.5;
+    let (brain, port) = mtls_brain(
+        &ctx,
+        &pki,
+        &[
+            ("Z4J_SCHEDULER_GRPC_FIRE_RATE_CAPACITY", "3"),
+            ("Z4J_SCHEDULER_GRPC_FIRE_RATE_PER_SECOND", "0.5"),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "rated", json!({})).await?;
+    let mut a = sched::mtls(port, &pki, Some("sched-a")).await?;
+    let mut offset = 100;
+    let mut fire = |c: &mut sched::Client| {
+        offset += 1;
+        let req = sched::fire_request(&id, slot(offset));
+        let mut c = c.clone();
+        async move { c.fire_schedule(req).await }
+    };
+    // Refunded refusals do not spend the bucket.
+    for _ in 0..5 {
+        let r = a
+            .fire_schedule(pb::FireScheduleRequest {
+                schedule_id: uuid::Uuid::new_v4().to_string(),
+                fire_id: uuid::Uuid::new_v4().to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("unknown schedule fire: {e}"))?
+            .into_inner();
+        ensure_eq(
+            r.error_code,
+            "schedule_not_found".to_owned(),
+            "unknown schedule",
+        )?;
+    }
+    for i in 0..3 {
+        let r = fire(&mut a).await;
+        ensure_eq(
+            code_of(&r),
+            Code::Ok,
+            &format!("fire {} within capacity 3", i + 1),
+        )?;
+    }
+    let t_empty = Instant::now();
+    let over = fire(&mut a).await;
+    ensure_eq(
+        code_of(&over),
+        Code::ResourceExhausted,
+        "fire 4 over capacity 3",
+    )?;
+    if let Err(s) = &over {
+        ensure_eq(
+            s.message(),
+            "FireSchedule rate limit exceeded for this scheduler",
+            "detail",
+        )?;
+    }
+    // Another identity is not affected.
+    let mut b = sched::mtls(port, &pki, Some("sched-b")).await?;
+    ensure_eq(
+        code_of(&fire(&mut b).await),
+        Code::Ok,
+        "another identity's first fire",
+    )?;
+    // Refill: one token after 1/rate = 2 s, not before.
+    tokio::time::sleep(Duration::from_secs_f64(0.5 / rate).saturating_sub(t_empty.elapsed())).await;
+    ensure_eq(
+        code_of(&fire(&mut a).await),
+        Code::ResourceExhausted,
+        "fire at half the refill time",
+    )?;
+    tokio::time::sleep(
+        ctx.scaled(1.0 / rate + 0.3)
+            .saturating_sub(t_empty.elapsed()),
+    )
+    .await;
+    ensure_eq(
+        code_of(&fire(&mut a).await),
+        Code::Ok,
+        "fire after one refill interval",
+    )?;
+    ensure_eq(
+        code_of(&fire(&mut a).await),
+        Code::ResourceExhausted,
+        "only one token refilled",
+    )?;
+
+    // The limit switched off: no refusals past capacity.
+    let (brain2, port2) = mtls_brain(
+        &ctx,
+        &pki,
+        &[
+            ("Z4J_SCHEDULER_GRPC_FIRE_RATE_CAPACITY", "1"),
+            ("Z4J_SCHEDULER_GRPC_FIRE_RATE_LIMIT_ENABLED", "false"),
+        ],
+    )
+    .await?;
+    let op2 = agent::login(&brain2).await?;
+    let id2 = create(&brain2, &op2, "free", json!({})).await?;
+    let mut c2 = sched::mtls(port2, &pki, Some("sched-a")).await?;
+    for i in 0..5 {
+        let r = c2
+            .fire_schedule(sched::fire_request(&id2, slot(200 + i)))
+            .await;
+        ensure_eq(
+            code_of(&r),
+            Code::Ok,
+            &format!("fire {} with the limit off", i + 1),
+        )?;
+    }
+    Ok(())
+}
+
+/// Schedules REST: validation per kind and zone (422 naming the field),
+/// duplicate names (409), roles, cursor pages, and the scheduler's
+/// defaults on create (spec §3.2, §4).
+pub async fn rest(ctx: Arc<Ctx>) -> R {
+    let (brain, _) = insecure_brain(&ctx, &[]).await?;
+    let op = agent::login(&brain).await?;
+    let base = json!({"name": "n", "engine": "rq", "kind": "interval", "expression": "10s", "task_name": "t"});
+    let with = |k: &str, v: Json| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, field) in [
+        (with("expression", json!("0s")), "expression"),
+        (with("expression", json!("ten")), "expression"),
+        (
+            json!({"name": "n", "engine": "rq", "kind": "cron", "expression": "61 * * * *", "task_name": "t"}),
+            "expression",
+        ),
+        (
+            json!({"name": "n", "engine": "rq", "kind": "clocked", "expression": "2026-01-01T00:00:00", "task_name": "t"}),
+            "expression",
+        ),
+        (
+            json!({"name": "n", "engine": "rq", "kind": "solar", "expression": "sunrise:95:0", "task_name": "t"}),
+            "expression",
+        ),
+        (with("timezone", json!("localtime")), "timezone"),
+    ] {
+        let (st, e) = op
+            .send(&brain, reqwest::Method::POST, BASE, Some(body.clone()))
+            .await?;
+        ensure_eq(st, 422, &format!("{body}: {e}"))?;
+        ensure_eq(
+            e["details"]["field"].as_str(),
+            Some(field),
+            &format!("422 names the field: {e}"),
+        )?;
+    }
+    for (body, what) in [
+        (with("kind", json!("one_shot")), "unknown kind"),
+        (with("catch_up", json!("sometimes")), "unknown catch_up"),
+        (with("overlap_policy", json!("forbid")), "overlap policy"),
+        (with("name", json!("a\nb")), "control character in the name"),
+    ] {
+        let (st, e) = op
+            .send(&brain, reqwest::Method::POST, BASE, Some(body))
+            .await?;
+        ensure_eq(st, 422, &format!("{what}: {e}"))?;
+    }
+    let (st, s) = op
+        .send(&brain, reqwest::Method::POST, BASE, Some(base.clone()))
+        .await?;
+    ensure_eq(st, 201, &format!("create: {s}"))?;
+    ensure_eq(
+        s["catch_up"].as_str(),
+        Some("fire_one_missed"),
+        "catch_up default on create",
+    )?;
+    ensure_eq(s["timezone"].as_str(), Some("UTC"), "timezone default")?;
+    ensure_eq(
+        s["scheduler"].as_str(),
+        Some("z4j-scheduler"),
+        "owner default",
+    )?;
+    ensure_eq(s["source"].as_str(), Some("dashboard"), "source default")?;
+    let (st, e) = op
+        .send(&brain, reqwest::Method::POST, BASE, Some(base.clone()))
+        .await?;
+    ensure_eq(st, 409, &format!("duplicate name: {e}"))?;
+    let id = s["id"].as_str().unwrap_or_default().to_owned();
+    let (st, e) = op
+        .send(
+            &brain,
+            reqwest::Method::PATCH,
+            &format!("{BASE}/{id}"),
+            Some(json!({"expression": "99"})),
+        )
+        .await?;
+    ensure_eq(st, 200, &format!("patch: {e}"))?;
+    ensure_eq(e["expression"].as_str(), Some("99"), "patched expression")?;
+    ensure_eq(e["name"].as_str(), Some("n"), "name unchanged")?;
+    let (st, _) = op
+        .send(
+            &brain,
+            reqwest::Method::PATCH,
+            &format!("{BASE}/{id}"),
+            Some(json!({"kind": "cron"})),
+        )
+        .await?;
+    ensure_eq(
+        st,
+        422,
+        "patch leaving an interval expression under kind cron",
+    )?;
+    for i in 0..3 {
+        create(&brain, &op, &format!("p{i}"), json!({})).await?;
+    }
+    let (st, page) = op.get(&brain, &format!("{BASE}?limit=2")).await?;
+    ensure_eq(st, 200, "list")?;
+    ensure_eq(page["items"].as_array().map(Vec::len), Some(2), "page size")?;
+    ensure_eq(
+        page["circuit_breaker_threshold"].as_i64(),
+        Some(5),
+        "threshold in the list",
+    )?;
+    let cursor = page["next_cursor"]
+        .as_str()
+        .ok_or("no next_cursor")?
+        .to_owned();
+    let (_, page2) = op
+        .get(
+            &brain,
+            &format!(
+                "{BASE}?limit=2&cursor={}",
+                url::form_urlencoded::byte_serialize(cursor.as_bytes()).collect::<String>()
+            ),
+        )
+        .await?;
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(page2["items"].as_array().into_iter().flatten())
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    ensure_eq(names, vec!["n", "p0", "p1", "p2"], "pages in name order")?;
+    for bad in ["0", "501"] {
+        let (st, _) = op.get(&brain, &format!("{BASE}?limit={bad}")).await?;
+        ensure_eq(st, 422, &format!("limit={bad}"))?;
+    }
+    let (st, _) = op
+        .get(&brain, &format!("{BASE}/{}", uuid::Uuid::new_v4()))
+        .await?;
+    ensure_eq(st, 404, "unknown schedule")?;
+    Ok(())
+}
+
+/// What is wrong, the environment, and the variable the refusal names.
+type Refusal<'a> = (&'a str, Vec<(String, String)>, &'a str);
+
+/// Start-up stops with one line naming the variable for every bad
+/// scheduler setting: a required allow-list left empty, missing, blank or
+/// mismatched TLS files, a bare string where a JSON list belongs, a port in
+/// use; in dev an empty required allow-list only keeps the gRPC port shut
+/// (spec §1.2, §1.3, §1.6).
+pub async fn start_refusals(ctx: Arc<Ctx>) -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pki = Pki::new(dir.path())?;
+    let (other_cert, other_key) = pki.issue("localhost", &["localhost"], true)?;
+    std::fs::write(dir.path().join("other.key"), other_key).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("other.crt"), other_cert).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("blank.key"), "  \n").map_err(|e| e.to_string())?;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let busy_port = busy
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port()
+        .to_string();
+    let (cert, key, ca) = (
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.crt"),
+    );
+    let missing = pki.path("missing.crt");
+    let blank = pki.path("blank.key");
+    let other_key = pki.path("other.key");
+    let port = free_port().to_string();
+    let tls = |c: &str, k: &str, a: &str, port: &str| -> Vec<(String, String)> {
+        owned(&[
+            ("Z4J_SCHEDULER_GRPC_ENABLED", "true"),
+            ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+            ("Z4J_SCHEDULER_GRPC_BIND_PORT", port),
+            ("Z4J_SCHEDULER_GRPC_TLS_CERT", c),
+            ("Z4J_SCHEDULER_GRPC_TLS_KEY", k),
+            ("Z4J_SCHEDULER_GRPC_TLS_CA", a),
+        ])
+    };
+    let listed = (
+        "Z4J_SCHEDULER_GRPC_ALLOWED_CNS".to_owned(),
+        r#"["s1"]"#.to_owned(),
+    );
+    let cases: Vec<Refusal> = vec![
+        (
+            "required allow-list empty",
+            [
+                tls(&cert, &key, &ca, &port),
+                owned(&[("Z4J_SCHEDULER_GRPC_REQUIRE_ALLOWLIST", "true")]),
+            ]
+            .concat(),
+            "Z4J_SCHEDULER_GRPC_ALLOWED_CNS",
+        ),
+        (
+            "missing certificate file",
+            [tls(&missing, &key, &ca, &port), vec![listed.clone()]].concat(),
+            "Z4J_SCHEDULER_GRPC_TLS_CERT",
+        ),
+        (
+            "blank key file",
+            [tls(&cert, &blank, &ca, &port), vec![listed.clone()]].concat(),
+            "Z4J_SCHEDULER_GRPC_TLS_KEY",
+        ),
+        (
+            "key of another certificate",
+            [tls(&cert, &other_key, &ca, &port), vec![listed.clone()]].concat(),
+            "Z4J_SCHEDULER_GRPC_TLS",
+        ),
+        (
+            "CA unset",
+            [tls(&cert, &key, "", &port), vec![listed.clone()]].concat(),
+            "Z4J_SCHEDULER_GRPC_TLS_CA",
+        ),
+        (
+            "allow-list as a bare string",
+            [
+                tls(&cert, &key, &ca, &port),
+                owned(&[("Z4J_SCHEDULER_GRPC_ALLOWED_CNS", "scheduler-1")]),
+            ]
+            .concat(),
+            "Z4J_SCHEDULER_GRPC_ALLOWED_CNS",
+        ),
+        (
+            "bindings not an object of lists",
+            [
+                tls(&cert, &key, &ca, &port),
+                owned(&[(
+                    "Z4J_SCHEDULER_GRPC_CN_PROJECT_BINDINGS",
+                    r#"{"s1": "acme"}"#,
+                )]),
+            ]
+            .concat(),
+            "Z4J_SCHEDULER_GRPC_CN_PROJECT_BINDINGS",
+        ),
+        (
+            "port in use",
+            [tls(&cert, &key, &ca, &busy_port), vec![listed.clone()]].concat(),
+            "Z4J_SCHEDULER_GRPC_BIND_PORT",
+        ),
+    ];
+    for (what, env, names) in cases {
+        let mut spec = crate::runner::spec(&[]);
+        spec.env = env;
+        spec.expect_exit = true;
+        let mut brain = ctx.start_spec(spec).await?;
+        let code = brain.wait_exit(Duration::from_secs(20)).await;
+        ensure(
+            matches!(code, Some(c) if c != 0),
+            format!("{what}: start-up went on (exit {code:?})"),
+        )?;
+        let out = brain.output();
+        ensure(
+            out.contains(names),
+            format!("{what}: the refusal does not name {names}: {out}"),
+        )?;
+    }
+    // Dev: the brain runs, the gRPC port stays shut.
+    let (brain, grpc_port) =
+        insecure_brain(&ctx, &[("Z4J_SCHEDULER_GRPC_REQUIRE_ALLOWLIST", "true")]).await?;
+    let (st, _) = agent::login(&brain)
+        .await
+        .map(|_| (200, ()))
+        .unwrap_or((0, ()));
+    ensure_eq(st, 200, "dev brain with a refused gRPC server serves HTTP")?;
+    ensure(
+        sched::insecure(grpc_port).await.is_err(),
+        "dev: the gRPC port answered with an empty required allow-list",
+    )?;
+    drop(busy);
+    Ok(())
+}
