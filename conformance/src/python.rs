@@ -9,7 +9,12 @@ use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 
 /// The exact agent releases this suite interoperates with.
-pub const PACKAGES: &[&str] = &["z4j-bare==1.13.0", "z4j-rq==1.13.0", "rq"];
+pub const PACKAGES: &[&str] = &[
+    "z4j-bare==1.13.0",
+    "z4j-rq==1.13.0",
+    "rq",
+    "z4j-scheduler==1.13.0",
+];
 
 static VENV: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn agent_env(
+pub(super) fn agent_env(
     brain: &Brain,
     creds: &Credentials,
     transport: &str,

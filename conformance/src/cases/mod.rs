@@ -54,6 +54,12 @@ macro_rules! case {
 pub static CASES: &[Case] = &[
     // The longest case first: slots are granted in list order.
     case!(
+        "scheduler.real-scheduler",
+        scheduler::real_scheduler_interop,
+        ["scheduler.interop"],
+        Both
+    ),
+    case!(
         "scheduler.fire-rate",
         scheduler::fire_rate,
         [

@@ -1124,3 +1124,236 @@ pub async fn start_refusals(ctx: Arc<Ctx>) -> R {
     drop(busy);
     Ok(())
 }
+
+/// The real z4j-scheduler 1.13.0 in plaintext dev mode, pointed at the
+/// brain: it must have started and stay serving for the case.
+async fn real_scheduler(
+    brain: &Brain,
+    grpc_port: u16,
+    cwd: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Result<crate::python::Proc, String> {
+    let ops_port = free_port().to_string();
+    let mut env = owned(&[
+        (
+            "Z4J_SCHEDULER_BRAIN_GRPC_URL",
+            &format!("127.0.0.1:{grpc_port}"),
+        ),
+        ("Z4J_SCHEDULER_BRAIN_REST_URL", &brain.base_url),
+        ("Z4J_SCHEDULER_INSECURE_GRPC", "true"),
+        ("Z4J_SCHEDULER_ENVIRONMENT", "dev"),
+        ("Z4J_SCHEDULER_BIND_HOST", "127.0.0.1"),
+        ("Z4J_SCHEDULER_BIND_PORT", &ops_port),
+        ("Z4J_SCHEDULER_LOG_JSON", "false"),
+    ]);
+    env.extend(owned(extra));
+    let proc = crate::python::Proc::spawn(&["-m", "z4j_scheduler", "serve"], &env, cwd).await?;
+    proc.wait_line("cache initial sync complete", Duration::from_secs(60))
+        .await?;
+    Ok(proc)
+}
+
+/// SIGTERM, then the usual wait.
+async fn terminate(proc: crate::python::Proc) {
+    if let Some(pid) = proc.child.id() {
+        // SAFETY: signalling a child this suite started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    proc.stop().await;
+}
+
+/// Interop with the real z4j-scheduler 1.13.0 and a real RQ worker running
+/// the z4j-bare agent: an interval schedule created through the REST API is
+/// fired by the scheduler every slot, each fire reaches the agent as
+/// `schedule.fire`, the job runs on the worker, the scheduler's acks advance
+/// `total_runs` and `last_run_at`; disabling the schedule stops the fires
+/// within the watch cadence.
+pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
+    if !crate::python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ worker needs it)".into());
+    }
+    let (brain, grpc_port) =
+        insecure_brain(&ctx, &[("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5")]).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "rq-worker").await?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let queue = format!("z4jsched-{}", uuid::Uuid::new_v4().simple());
+    let mut env = super::interop::agent_env(&brain, &creds, "ws", home.path());
+    env.push(("Z4J_DEV_MODE".into(), "1".into()));
+    env.push(("Z4J_RQ_REDIS_URL".into(), "redis://127.0.0.1:6379/0".into()));
+    env.push((
+        "PYTHONPATH".into(),
+        crate::python::scripts_dir().display().to_string(),
+    ));
+    let worker = crate::python::Proc::spawn(
+        &[
+            "-m",
+            "rq.cli",
+            "worker",
+            "--url",
+            "redis://127.0.0.1:6379/0",
+            "-c",
+            "rq_settings",
+            &queue,
+        ],
+        &env,
+        &crate::python::scripts_dir(),
+    )
+    .await?;
+    // The worker's agent online with its engine before the first slot.
+    let deadline = Instant::now() + ctx.scaled(60.0);
+    loop {
+        let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
+        let online = agents.as_array().into_iter().flatten().any(|a| {
+            a["state"] == "online"
+                && a["engine_adapters"]
+                    .as_array()
+                    .is_some_and(|e| e.contains(&json!("rq")))
+        });
+        if online {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the RQ worker's agent never came online:\n{}",
+                worker.output().join("\n")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let id = create(
+        &brain,
+        &op,
+        "interop",
+        json!({"expression": "2s", "task_name": "rq_jobs.add", "args": [2, 3], "kwargs": {}, "queue": queue}),
+    )
+    .await?;
+    let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scheduler = real_scheduler(&brain, grpc_port, cwd.path(), &[]).await?;
+    let context = |what: String, scheduler: &crate::python::Proc, worker: &crate::python::Proc| {
+        format!(
+            "{what}\nscheduler output:\n{}\nworker output:\n{}",
+            scheduler.output().join("\n"),
+            worker.output().join("\n")
+        )
+    };
+
+    // Two delivered, acknowledged fires, each with its command.
+    let deadline = Instant::now() + ctx.scaled(30.0);
+    let acked = loop {
+        let f = fires(&brain, &op, &id).await?;
+        let acked: Vec<Json> = f
+            .into_iter()
+            .filter(|r| r["status"] == "acked_success" && r["command_id"].is_string())
+            .collect();
+        if acked.len() >= 2 {
+            break acked;
+        }
+        if Instant::now() > deadline {
+            return Err(context(
+                format!("fewer than two acknowledged delivered fires: {acked:?}"),
+                &scheduler,
+                &worker,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for r in &acked {
+        let slot = r["scheduled_for"].as_str().unwrap_or_default();
+        let secs = chrono::DateTime::parse_from_rfc3339(slot)
+            .map(|t| t.timestamp())
+            .unwrap_or(1);
+        ensure_eq(
+            secs % 2,
+            0,
+            &format!("interval slots are multiples of 2 s since the epoch: {slot}"),
+        )?;
+        let expected = sched::cadence_fire_id(
+            &id,
+            chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default(),
+        );
+        ensure_eq(
+            r["fire_id"].as_str(),
+            Some(expected.as_str()),
+            "the scheduler's fire id for the slot",
+        )?;
+    }
+    // The command completed on the agent with the RQ job it enqueued, and
+    // the job ran on the worker.
+    let command_id = acked[0]["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let deadline = Instant::now() + ctx.scaled(30.0);
+    let job = loop {
+        let (_, c) = op
+            .get(
+                &brain,
+                &format!("/api/v1/projects/default/commands/{command_id}"),
+            )
+            .await?;
+        if c["status"] == "completed" {
+            ensure_eq(
+                c["action"].as_str(),
+                Some("schedule.fire"),
+                "command action",
+            )?;
+            break c["result"]["task_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if Instant::now() > deadline {
+            return Err(context(
+                format!("schedule.fire command not completed: {c}"),
+                &scheduler,
+                &worker,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    ensure(
+        !job.is_empty(),
+        "the agent reported no task_id for the fire",
+    )?;
+    let deadline = Instant::now() + ctx.scaled(60.0);
+    loop {
+        let (_, t) = op
+            .get(&brain, &format!("/api/v1/projects/default/tasks/rq/{job}"))
+            .await?;
+        if t["state"] == "success" {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(context(
+                format!("the fired job never succeeded: {t}"),
+                &scheduler,
+                &worker,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let s = get(&brain, &op, &id).await?;
+    ensure(
+        s["total_runs"].as_i64().unwrap_or(0) >= 2,
+        format!("total_runs after two acked fires: {s}"),
+    )?;
+    ensure(
+        s["last_run_at"].is_string(),
+        format!("last_run_at after acked fires: {s}"),
+    )?;
+
+    // Disabled: after one watch cycle and one in-flight slot, no new fire.
+    let (st, _) = post(&brain, &op, &format!("/{id}/disable"), None).await?;
+    ensure_eq(st, 200, "disable")?;
+    tokio::time::sleep(ctx.scaled(0.5 + 2.0 + 1.0)).await;
+    let settled = fires(&brain, &op, &id).await?.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = fires(&brain, &op, &id).await?.len();
+    ensure_eq(after, settled, "fires after the schedule was disabled")?;
+    terminate(scheduler).await;
+    worker.stop().await;
+    Ok(())
+}
