@@ -131,11 +131,15 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         .await
     });
     shutdown_signal().await;
-    if let Some(g) = grpc {
-        // New fires are refused from the signal on; the rest drains.
-        g.stop().await;
+    // New fires are refused from the signal on; the scheduler's other
+    // calls are served until the gRPC server stops after the HTTP side.
+    if let Some(g) = &grpc {
+        g.close_admission();
     }
     shutdown(app, server, workers, stop_tx, ingest_writer).await;
+    if let Some(g) = grpc {
+        g.stop().await;
+    }
     db.close().await;
     tracing::info!("shutdown complete");
     Ok(())

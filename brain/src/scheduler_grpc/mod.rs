@@ -26,6 +26,9 @@ pub struct Running {
     admitting: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
     stop: oneshot::Sender<()>,
+    /// Ends the open watch streams when the grace window is over.
+    cut: tokio::sync::watch::Sender<bool>,
+    caps: Arc<watch::Caps>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
 }
@@ -37,18 +40,31 @@ impl Running {
         self.admitting.store(false, Ordering::Release);
     }
 
-    /// Stops accepting calls; in-flight ones get the grace window, open
-    /// streams are cut when it ends.
+    /// The drain (decision S2): fires are refused from the start; every
+    /// other call is served until the open watch streams have ended or the
+    /// grace window is over, then the streams are ended and the server
+    /// stops (unary calls in flight finish).
     pub async fn stop(self) {
         self.close_admission();
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(self.grace, &mut task).await.is_err() {
-            task.abort();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while self.caps.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.caps.open() > 0 {
             tracing::info!(
                 seconds = self.grace.as_secs_f64(),
-                "scheduler gRPC grace elapsed; open streams cancelled"
+                streams = self.caps.open(),
+                "scheduler gRPC grace elapsed; ending open watch streams"
             );
+        }
+        let _ = self.cut.send(true);
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
         }
         tracing::info!(
             refused_fires = self.refused.load(Ordering::Relaxed),
@@ -124,12 +140,20 @@ pub async fn start(settings: Arc<Settings>, schedules: Schedules) -> Result<Runn
         .port();
     let admitting = Arc::new(AtomicBool::new(true));
     let refused = Arc::new(AtomicU64::new(0));
-    let svc = service::Service::new(
-        settings.clone(),
+    let (cut, cut_rx) = tokio::sync::watch::channel(false);
+    let caps = Arc::new(watch::Caps::new(
+        settings.scheduler_grpc_watch_max_concurrent as usize,
+        settings.scheduler_grpc_watch_max_per_cert as usize,
+    ));
+    let svc = service::Service {
+        settings: settings.clone(),
         schedules,
-        admitting.clone(),
-        refused.clone(),
-    );
+        caps: caps.clone(),
+        admitting: admitting.clone(),
+        refused_while_draining: refused.clone(),
+        fire_slots: tokio::sync::Semaphore::new(service::FIRE_CONCURRENCY),
+        cut: cut_rx,
+    };
     let check = move |mut r: Request<()>| -> Result<Request<()>, Status> {
         if insecure {
             // No certificate, no identity: no allow-list, no binding, no
@@ -170,6 +194,8 @@ pub async fn start(settings: Arc<Settings>, schedules: Schedules) -> Result<Runn
         admitting,
         refused,
         stop: stop_tx,
+        cut,
+        caps,
         task,
         grace: Duration::from_secs_f64(settings.scheduler_grpc_grace_seconds),
     })

@@ -21,7 +21,7 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static
 
 /// At most this many fires hold a database transaction at once per
 /// process; more wait (scheduler spec §1.9).
-const FIRE_CONCURRENCY: usize = 8;
+pub const FIRE_CONCURRENCY: usize = 8;
 
 pub struct Service {
     pub settings: Arc<Settings>,
@@ -30,30 +30,12 @@ pub struct Service {
     /// Closed at SIGTERM: new fires are refused from then on (§1.10).
     pub admitting: Arc<AtomicBool>,
     pub refused_while_draining: Arc<AtomicU64>,
-    fire_slots: Semaphore,
+    pub fire_slots: Semaphore,
+    /// Set when the drain's grace is over: open watch streams end.
+    pub cut: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Service {
-    pub fn new(
-        settings: Arc<Settings>,
-        schedules: Schedules,
-        admitting: Arc<AtomicBool>,
-        refused_while_draining: Arc<AtomicU64>,
-    ) -> Service {
-        let caps = Arc::new(Caps::new(
-            settings.scheduler_grpc_watch_max_concurrent as usize,
-            settings.scheduler_grpc_watch_max_per_cert as usize,
-        ));
-        Service {
-            settings,
-            schedules,
-            caps,
-            admitting,
-            refused_while_draining,
-            fire_slots: Semaphore::new(FIRE_CONCURRENCY),
-        }
-    }
-
     async fn scope(&self, peer: &Peer) -> Result<Scope, Status> {
         peer.scope(
             self.schedules.db(),
@@ -190,6 +172,7 @@ impl SchedulerService for Service {
             poll,
             tx,
             slot,
+            self.cut.clone(),
         ));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),

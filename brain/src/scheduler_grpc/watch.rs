@@ -54,6 +54,11 @@ impl Caps {
         }
     }
 
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     /// The per-identity cap first, then the process cap (§2.6.4).
     pub fn acquire(self: &Arc<Self>, key: &str) -> Result<Slot, Status> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,6 +114,7 @@ pub async fn run(
     poll: Duration,
     tx: mpsc::Sender<Result<pb::ScheduleEvent, Status>>,
     slot: Slot,
+    mut cut: tokio::sync::watch::Receiver<bool>,
 ) {
     let _slot = slot;
     let mut known: Option<HashMap<Uuid, Ts>> = None;
@@ -159,6 +165,7 @@ pub async fn run(
         tokio::select! {
             () = tokio::time::sleep(poll) => {}
             () = tx.closed() => return,
+            _ = cut.wait_for(|c| *c) => return,
         }
     }
 }

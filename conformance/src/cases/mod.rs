@@ -60,6 +60,45 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "scheduler.grace-drain",
+        scheduler::grace_drain,
+        ["Z4J_SCHEDULER_GRPC_GRACE_SECONDS" [Default, Lower, Upper]],
+        Both
+    ),
+    case!(
+        "scheduler.fire-rate-default",
+        scheduler::fire_rate_default,
+        [
+            "Z4J_SCHEDULER_GRPC_FIRE_RATE_CAPACITY"[Default],
+            "Z4J_SCHEDULER_GRPC_FIRE_RATE_PER_SECOND"[Default],
+            "Z4J_SCHEDULER_GRPC_ALLOWED_CNS"[Default],
+            "Z4J_SCHEDULER_GRPC_CN_PROJECT_BINDINGS"[Default],
+        ],
+        Both
+    ),
+    case!(
+        "scheduler.default-bind",
+        scheduler::default_bind,
+        [
+            "Z4J_SCHEDULER_GRPC_ENABLED"[Default],
+            "Z4J_SCHEDULER_GRPC_BIND_HOST"[Default],
+            "Z4J_SCHEDULER_GRPC_BIND_PORT"[Default],
+        ],
+        SqliteOnly
+    ),
+    case!(
+        "scheduler.watch-max-concurrent-default",
+        scheduler::watch_max_concurrent_default,
+        ["Z4J_SCHEDULER_GRPC_WATCH_MAX_CONCURRENT"[Default]],
+        SqliteOnly
+    ),
+    case!(
+        "scheduler.watch-poll-default",
+        scheduler::watch_poll_default,
+        ["Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS" [Default, Lower, Upper]],
+        Both
+    ),
+    case!(
         "scheduler.fire-rate",
         scheduler::fire_rate,
         [
@@ -77,6 +116,7 @@ pub static CASES: &[Case] = &[
             "Z4J_SCHEDULER_GRPC_BIND_HOST",
             "Z4J_SCHEDULER_GRPC_BIND_PORT",
             "Z4J_SCHEDULER_GRPC_INSECURE",
+            "Z4J_SCHEDULER_GRPC_REQUIRE_ALLOWLIST"[Default],
             "scheduler.legacy-protocol",
         ],
         Both

@@ -1357,3 +1357,217 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     worker.stop().await;
     Ok(())
 }
+
+/// SIGTERM: from the signal on a new fire is refused with UNAVAILABLE
+/// while other calls are still served; an open watch stream is served for
+/// the grace window and ended when it is over (decision S2) — at the default 5 s and configured 2 s, each
+/// with a lower and an upper bound (spec §1.10).
+pub async fn grace_drain(ctx: Arc<Ctx>) -> R {
+    for (grace, env) in [(5.0, None), (2.0, Some("2"))] {
+        let extra: Vec<(&str, &str)> = env
+            .map(|v| vec![("Z4J_SCHEDULER_GRPC_GRACE_SECONDS", v)])
+            .unwrap_or_default();
+        let (mut brain, port) = insecure_brain(&ctx, &extra).await?;
+        let op = agent::login(&brain).await?;
+        let id = create(&brain, &op, "drain", json!({})).await?;
+        let mut c = sched::insecure(port).await?;
+        let mut w = c
+            .watch_schedules(pb::WatchSchedulesRequest::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        // The stream is live before the signal.
+        c.ping(pb::PingRequest {})
+            .await
+            .map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        brain.signal(libc::SIGTERM);
+        // The signal is handled asynchronously; well within this.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let req = sched::fire_request(&id, slot(3));
+        let fire = c.fire_schedule(req.clone()).await;
+        ensure_eq(
+            code_of(&fire),
+            Code::Unavailable,
+            &format!("grace {grace}: a fire after SIGTERM"),
+        )?;
+        if let Err(s) = &fire {
+            ensure(
+                s.message().contains("shutting down"),
+                format!("grace {grace}: refusal detail {:?}", s.message()),
+            )?;
+        }
+        // The scheduler's other calls are still served while draining.
+        let ping = c.ping(pb::PingRequest {}).await;
+        ensure_eq(
+            code_of(&ping),
+            Code::Ok,
+            &format!("grace {grace}: Ping while draining"),
+        )?;
+        let ended = tokio::time::timeout(ctx.scaled(grace + 15.0), async {
+            loop {
+                match w.message().await {
+                    Ok(Some(_)) => continue,
+                    _ => return t0.elapsed(),
+                }
+            }
+        })
+        .await
+        .map_err(|_| format!("grace {grace}: the watch stream was never ended"))?;
+        let upper = ctx.scaled(grace + 4.0);
+        ensure(
+            ended >= Duration::from_secs_f64(grace - 0.25) && ended <= upper,
+            format!("grace {grace}: the open stream ended after {ended:?} (want {grace} s, at most {upper:?})"),
+        )?;
+        let code = brain.wait_exit(ctx.scaled(20.0)).await;
+        ensure_eq(code, Some(0), &format!("grace {grace}: exit status"))?;
+    }
+    Ok(())
+}
+
+/// The listener's defaults: off unless enabled (the other gRPC settings
+/// alone open nothing); enabled, it binds every interface (127.0.0.2
+/// reaches it) on port 7701.
+pub async fn default_bind(ctx: Arc<Ctx>) -> R {
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut env = owned(&[
+        ("Z4J_ENVIRONMENT", "dev"),
+        ("Z4J_SCHEDULER_GRPC_INSECURE", "true"),
+        ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+        ("Z4J_SCHEDULER_GRPC_BIND_PORT", &port_text),
+    ]);
+    let off = ctx.start_env(env.clone(), None).await?;
+    ensure(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the gRPC port is open with Z4J_SCHEDULER_GRPC_ENABLED unset",
+    )?;
+    drop(off);
+    env.retain(|(k, _)| !k.starts_with("Z4J_SCHEDULER_GRPC_BIND"));
+    env.push(("Z4J_SCHEDULER_GRPC_ENABLED".into(), "true".into()));
+    let _on = ctx.start_env(env, None).await?;
+    let ch = tonic::transport::Channel::from_static("http://127.0.0.2:7701")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("default bind: 127.0.0.2:7701 does not answer: {e}"))?;
+    let mut c = z4j_scheduler_proto::v1::scheduler_service_client::SchedulerServiceClient::new(ch);
+    c.ping(pb::PingRequest {})
+        .await
+        .map_err(|e| format!("Ping on the default bind: {e}"))?;
+    Ok(())
+}
+
+/// The process cap at its default: 64 streams are served, the 65th is
+/// refused (the per-identity cap raised out of the way).
+pub async fn watch_max_concurrent_default(ctx: Arc<Ctx>) -> R {
+    let (_brain, port) =
+        insecure_brain(&ctx, &[("Z4J_SCHEDULER_GRPC_WATCH_MAX_PER_CERT", "1000")]).await?;
+    let c = sched::insecure(port).await?;
+    let mut open = Vec::new();
+    for i in 0..64 {
+        let s = c
+            .clone()
+            .watch_schedules(pb::WatchSchedulesRequest::default())
+            .await
+            .map_err(|e| format!("stream {} of 64: {e}", i + 1))?;
+        open.push(s);
+    }
+    let over = c
+        .clone()
+        .watch_schedules(pb::WatchSchedulesRequest::default())
+        .await;
+    ensure_eq(
+        code_of(&over),
+        Code::ResourceExhausted,
+        "stream 65 over the default cap of 64",
+    )?;
+    if let Err(s) = over {
+        ensure_eq(
+            s.message(),
+            "WatchSchedules concurrent stream cap reached",
+            "cap detail",
+        )?;
+    }
+    Ok(())
+}
+
+/// The poll cadence at its default (2 s): a change made just after a poll
+/// is sent about one interval later — not within 1.5 s, not after 2 s plus
+/// the tolerance.
+pub async fn watch_poll_default(ctx: Arc<Ctx>) -> R {
+    let (brain, port) = insecure_brain(&ctx, &[]).await?;
+    let op = agent::login(&brain).await?;
+    let mut c = sched::insecure(port).await?;
+    let mut w = c
+        .watch_schedules(pb::WatchSchedulesRequest::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut latencies = Vec::new();
+    create(&brain, &op, "phase", json!({})).await?;
+    next_event(&mut w, ctx.scaled(5.0)).await?;
+    for i in 0..3 {
+        // Just after a poll: the next one is a whole interval away.
+        let t0 = Instant::now();
+        create(&brain, &op, &format!("poll{i}"), json!({})).await?;
+        next_event(&mut w, ctx.scaled(6.0)).await?;
+        latencies.push(t0.elapsed());
+    }
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    ensure(
+        slowest >= Duration::from_millis(1500) && slowest <= ctx.scaled(2.0 + 1.0),
+        format!("changes made right after a poll reached the watch after {latencies:?} (want about 2 s)"),
+    )?;
+    Ok(())
+}
+
+/// The fire-rate bucket at its defaults: a fresh identity gets its
+/// capacity of 600 fires at once (plus what refills meanwhile at 10/s),
+/// then refills at 10 per second.
+pub async fn fire_rate_default(ctx: Arc<Ctx>) -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pki = Pki::new(dir.path())?;
+    let (brain, port) = mtls_brain(&ctx, &pki, &[]).await?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "default-rate", json!({})).await?;
+    let c = sched::mtls(port, &pki, Some("sched-default")).await?;
+    let burst = |from: i64| {
+        let c = c.clone();
+        let id = id.clone();
+        async move {
+            let t0 = Instant::now();
+            let mut n = 0i64;
+            loop {
+                let r = c
+                    .clone()
+                    .fire_schedule(sched::fire_request(&id, slot(from + n)))
+                    .await;
+                match code_of(&r) {
+                    Code::Ok => n += 1,
+                    Code::ResourceExhausted => return Ok::<_, String>((n, t0.elapsed())),
+                    other => return Err(format!("fire {}: {other:?}", n + 1)),
+                }
+                if n > 5000 {
+                    return Err("no refusal after 5000 fires".into());
+                }
+            }
+        }
+    };
+    let (n, took) = burst(10_000).await?;
+    let refill = (10.0 * took.as_secs_f64()).ceil() as i64;
+    ensure(
+        n >= 600 && n <= 600 + refill + 1,
+        format!("{n} fires before the first refusal in {took:?} (want 600 plus at most {refill} refilled)"),
+    )?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (m, took2) = burst(20_000).await?;
+    let extra = (10.0 * took2.as_secs_f64()).ceil() as i64;
+    ensure(
+        (18..=22 + extra).contains(&m),
+        format!("{m} fires after a 2 s pause (want about 20 at 10/s, plus {extra} refilled during the burst)"),
+    )?;
+    Ok(())
+}
