@@ -110,6 +110,7 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
             commands: app.commands.clone(),
             alerts: app.alerts.clone(),
             metrics: app.metrics.clone(),
+            schedules: app.schedules.clone(),
         },
         alert_rx,
         stop_rx.clone(),

@@ -389,9 +389,213 @@ impl Schedules {
     }
 }
 
+/// What one replay pass did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Replayed {
+    pub expired: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// The buffers a schedule's policy keeps for delivery, oldest first; the
+/// rest are dropped (scheduler spec §5.2 step 3).
+fn kept(policy: rows::CatchUp, n: usize) -> std::ops::Range<usize> {
+    match policy {
+        rows::CatchUp::Skip => 0..0,
+        rows::CatchUp::FireOneMissed => n.saturating_sub(1)..n,
+        rows::CatchUp::FireAllMissed => 0..n,
+    }
+}
+
+/// Buffered fires taken per (project, engine) in one pass.
+const REPLAY_BATCH: i64 = 200;
+
+impl Schedules {
+    /// One pass of the pending-fires replay: expired buffers deleted; for
+    /// every (project, engine) with an online agent, each schedule's
+    /// buffers go through its catch-up policy and the kept ones are
+    /// delivered as `schedule.fire`, each in its own transaction. A dropped
+    /// buffer leaves `buffer_dropped` on its fire row; buffers of a paused
+    /// schedule wait for its resume (scheduler spec D2, D7).
+    pub async fn replay(&self) -> Result<Replayed, Error> {
+        let mut done = Replayed {
+            expired: rows::expire_pending(&self.db, Ts::now()).await?,
+            ..Replayed::default()
+        };
+        for (project_id, engine) in rows::pending_pairs(&self.db).await? {
+            let Some(agent_id) = self.agent_for(project_id, &engine).await? else {
+                continue;
+            };
+            let buffers = rows::pending_of(&self.db, project_id, &engine, REPLAY_BATCH).await?;
+            let mut by_schedule: Vec<(Uuid, Vec<rows::Pending>)> = Vec::new();
+            for b in buffers {
+                match by_schedule.iter_mut().find(|(id, _)| *id == b.schedule_id) {
+                    Some((_, list)) => list.push(b),
+                    None => by_schedule.push((b.schedule_id, vec![b])),
+                }
+            }
+            for (schedule_id, list) in by_schedule {
+                // A deleted schedule's buffers go with it (cascade).
+                let Some(s) = rows::get(&self.db, schedule_id).await? else {
+                    continue;
+                };
+                if s.paused_at.is_some() {
+                    continue;
+                }
+                let keep = if s.is_enabled {
+                    kept(s.catch_up, list.len())
+                } else {
+                    0..0
+                };
+                for (i, b) in list.iter().enumerate() {
+                    if keep.contains(&i) {
+                        self.deliver_buffer(&s, b, agent_id).await?;
+                        done.delivered += 1;
+                    } else {
+                        rows::drop_pending(
+                            &self.db,
+                            b,
+                            if s.is_enabled {
+                                s.catch_up.as_str()
+                            } else {
+                                "disabled"
+                            },
+                        )
+                        .await?;
+                        done.dropped += 1;
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn deliver_buffer(
+        &self,
+        s: &Schedule,
+        b: &rows::Pending,
+        agent_id: Uuid,
+    ) -> Result<(), Error> {
+        let key = idempotency_key(s.id, b.fire_id);
+        let mut tx = audit::begin(&self.db).await?;
+        let issued = self
+            .commands
+            .persist(
+                &mut tx,
+                &NewCommand {
+                    project_id: s.project_id,
+                    agent_id,
+                    issued_by: None,
+                    action: Action::ScheduleFire,
+                    target_type: "schedule",
+                    target_id: Some(&s.id.to_string()),
+                    payload: &b.payload.0,
+                    idempotency_key: Some(&key),
+                    timeout_seconds: self.settings.command_timeout_seconds,
+                    source_ip: "",
+                },
+            )
+            .await?;
+        let (command, new) = match issued {
+            Issued::New(c) => (c, true),
+            Issued::Replayed(c) => (c, false),
+        };
+        let existing = rows::fire_by_fire_id(&mut tx, b.fire_id).await?;
+        rows::record_fire(
+            &mut tx,
+            &FireWrite {
+                fire_id: b.fire_id,
+                schedule_id: s.id,
+                project_id: s.project_id,
+                command_id: Some(command.id),
+                triggered_by: existing.and_then(|f| f.triggered_by_user_id),
+                status: FireStatus::Delivered,
+                scheduled_for: b.scheduled_for,
+                error_code: None,
+                error_message: None,
+            },
+        )
+        .await?;
+        rows::delete_pending(&mut tx, b.id).await?;
+        if new {
+            audit::append(
+                &mut tx,
+                &self.settings,
+                &Entry::new("command.issue.schedule.fire", "success")
+                    .target("command", command.id)
+                    .in_project(s.project_id)
+                    .meta(json!({"agent_id": agent_id, "schedule_id": s.id, "fire_id": b.fire_id, "replayed": true})),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.hand_over(&command).await;
+        Ok(())
+    }
+
+    /// One pass of the circuit breaker: an enabled schedule whose newest
+    /// `threshold` fires (within retention + 1 day) all failed is disabled,
+    /// with an audit row (scheduler spec §5.3). The names of the tripped.
+    pub async fn breaker(&self, threshold: i64) -> Result<Vec<String>, Error> {
+        let mut tripped = Vec::new();
+        if threshold <= 0 {
+            return Ok(tripped);
+        }
+        let since =
+            Ts::now().plus_seconds(-(self.settings.schedule_fires_retention_days + 1) * 86_400);
+        for (id, _) in rows::enabled_ids(&self.db).await? {
+            let statuses = rows::recent_statuses(&self.db, id, since, threshold).await?;
+            if statuses.len() as i64 != threshold || !statuses.iter().all(|s| s.is_failure()) {
+                continue;
+            }
+            let mut tx = audit::begin(&self.db).await?;
+            let Some(s) = rows::get(&mut tx, id).await? else {
+                continue;
+            };
+            if !rows::disable_if_enabled(&mut tx, id).await? {
+                continue;
+            }
+            let mut e = Entry::new("schedule.circuit_breaker.tripped", "success")
+                .target("schedule", s.id)
+                .in_project(s.project_id)
+                .meta(json!({"name": s.name, "scheduler": s.scheduler, "engine": s.engine, "consecutive_failures": threshold}));
+            e.outcome = Some("deny".into());
+            audit::append(&mut tx, &self.settings, &e).await?;
+            tx.commit().await?;
+            tracing::warn!(schedule_id = %s.id, name = %s.name, failures = threshold, "schedule disabled by the circuit breaker");
+            tripped.push(s.name);
+        }
+        Ok(tripped)
+    }
+
+    /// Deletes fire history older than `Z4J_SCHEDULE_FIRES_RETENTION_DAYS`
+    /// in batches until a batch comes back short (the backlog never grows).
+    pub async fn prune_fires(&self) -> Result<u64, Error> {
+        const BATCH: i64 = 1000;
+        let cutoff = Ts::now().plus_seconds(-self.settings.schedule_fires_retention_days * 86_400);
+        let mut total = 0;
+        loop {
+            let n = rows::prune_fires(&self.db, cutoff, BATCH).await?;
+            total += n;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_up_policies_keep() {
+        use rows::CatchUp::*;
+        assert_eq!(kept(Skip, 3), 0..0);
+        assert_eq!(kept(FireOneMissed, 3), 2..3);
+        assert_eq!(kept(FireOneMissed, 0), 0..0);
+        assert_eq!(kept(FireAllMissed, 3), 0..3);
+    }
 
     #[test]
     fn sanitised_messages() {

@@ -737,6 +737,22 @@ pub async fn pending_of(
         .await)?)
 }
 
+/// Drops a buffer its schedule's policy does not deliver, noting why on
+/// its fire row (the row's status stays: the scheduler already acked it).
+pub async fn drop_pending(db: &Db, b: &Pending, why: &str) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_handle!(Handle::Tx(&mut tx), c => sqlx::query(
+        "UPDATE schedule_fires SET error_code = 'buffer_dropped', error_message = $2 WHERE fire_id = $1"
+    )
+    .bind(b.fire_id)
+    .bind(format!("buffered fire dropped at replay ({why})"))
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    delete_pending(&mut tx, b.id).await?;
+    tx.commit().await
+}
+
 pub async fn delete_pending(db: impl Into<Handle<'_>>, id: Uuid) -> Result<bool, StoreError> {
     let mut db: Handle<'_> = db.into();
     let n = on_handle!(&mut db, p => sqlx::query("DELETE FROM pending_fires WHERE id = $1")

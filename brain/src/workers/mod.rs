@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod command_timeout;
 pub mod reconciliation;
 pub mod retention;
+pub mod schedules;
 pub mod wal_checkpoint;
 
 use crate::commands::Commands;
@@ -29,6 +30,7 @@ pub struct Deps {
     pub commands: Commands,
     pub alerts: Alerts,
     pub metrics: Arc<Metrics>,
+    pub schedules: crate::schedules::Schedules,
 }
 
 /// Starts every background loop on its documented cadence; each ends when
@@ -40,7 +42,13 @@ pub fn spawn_all(
 ) -> Vec<JoinHandle<()>> {
     let s = &d.settings;
     let secs = |n: i64| Duration::from_secs(n.max(1) as u64);
-    vec![
+    // The scheduler's workers exist only where its gRPC server does.
+    let scheduler = if s.scheduler_grpc_enabled || s.embedded_scheduler {
+        schedules::spawn(s, &d.schedules, &stop)
+    } else {
+        Vec::new()
+    };
+    let mut all = vec![
         tokio::spawn(wal_checkpoint::run(
             d.db.clone(),
             secs(s.wal_checkpoint_interval_seconds),
@@ -106,7 +114,9 @@ pub fn spawn_all(
             },
             stop,
         )),
-    ]
+    ];
+    all.extend(scheduler);
+    all
 }
 
 /// Sleeps `period`, returning false when shutdown was signalled meanwhile.

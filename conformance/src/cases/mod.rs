@@ -99,6 +99,21 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "scheduler.replay",
+        scheduler::replay,
+        ["Z4J_PENDING_FIRES_REPLAY_INTERVAL_SECONDS" [Default, Lower, Upper], "scheduler.replay"],
+        Both
+    ),
+    case!(
+        "scheduler.breaker",
+        scheduler::breaker,
+        [
+            "Z4J_SCHEDULE_CIRCUIT_BREAKER_THRESHOLD" [Default, Below, Above],
+            "Z4J_SCHEDULE_CIRCUIT_BREAKER_INTERVAL_SECONDS" [Upper],
+        ],
+        Both
+    ),
+    case!(
         "scheduler.fire-rate",
         scheduler::fire_rate,
         [

@@ -1571,3 +1571,276 @@ pub async fn fire_rate_default(ctx: Arc<Ctx>) -> R {
     )?;
     Ok(())
 }
+
+/// Fires `slots` of a schedule with no agent online (buffered), each acked
+/// success as the stock scheduler does; their fire ids.
+async fn buffer_slots(
+    c: &mut sched::Client,
+    id: &str,
+    slots: &[i64],
+) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    for s in slots {
+        let req = sched::fire_request(id, slot(*s));
+        let r = c
+            .fire_schedule(req.clone())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        ensure(
+            r.buffered,
+            format!("fire of slot -{s}s was not buffered: {r:?}"),
+        )?;
+        c.acknowledge_fire_result(sched::ack(&req.fire_id, "success", ""))
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(req.fire_id);
+    }
+    Ok(ids)
+}
+
+/// The fire ids of the `schedule.fire` commands an agent receives within
+/// `wait`, with the time the first arrived.
+async fn fired_commands(
+    session: &mut agent::Session,
+    wait: Duration,
+) -> Result<(Vec<String>, Option<Duration>), String> {
+    let t0 = Instant::now();
+    let mut ids = Vec::new();
+    let mut first = None;
+    loop {
+        let left = wait.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            return Ok((ids, first));
+        }
+        match session.recv(left).await {
+            Ok(Ok((z4j_protocol::FrameType::Command, j))) => {
+                if j["payload"]["action"] == "schedule.fire" {
+                    first.get_or_insert(t0.elapsed());
+                    ids.push(
+                        j["payload"]["parameters"]["fire_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(closed)) => return Err(format!("agent socket closed: {closed:?}")),
+            // Nothing more within the wait.
+            Err(_) => return Ok((ids, first)),
+        }
+    }
+}
+
+/// Waits for the next `schedule.fire` command.
+async fn first_fire(session: &mut agent::Session, wait: Duration) -> R {
+    let t0 = Instant::now();
+    loop {
+        let left = wait.saturating_sub(t0.elapsed());
+        match session.recv(left).await? {
+            Ok((z4j_protocol::FrameType::Command, j))
+                if j["payload"]["action"] == "schedule.fire" =>
+            {
+                return Ok(())
+            }
+            Ok(_) if !left.is_zero() => continue,
+            Ok(_) => return Err(format!("no schedule.fire within {wait:?}")),
+            Err(closed) => return Err(format!("agent socket closed: {closed:?}")),
+        }
+    }
+}
+
+/// Pending-fires replay: buffered fires are delivered once an agent of the
+/// engine comes online, each schedule's catch-up policy deciding which
+/// (fire_one_missed: the latest, fire_all_missed: all in order, skip:
+/// none); a disabled schedule's buffers are dropped, a paused one's wait
+/// for its resume; dropped buffers are marked on their fire rows; the
+/// replay runs on its cadence, configured (1 s) and at its default (10 s),
+/// each bounded from below and above (spec §5.2).
+pub async fn replay(ctx: Arc<Ctx>) -> R {
+    let (brain, port) =
+        insecure_brain(&ctx, &[("Z4J_PENDING_FIRES_REPLAY_INTERVAL_SECONDS", "1")]).await?;
+    let op = agent::login(&brain).await?;
+    let mut c = sched::insecure(port).await?;
+    let one = create(&brain, &op, "one", json!({})).await?;
+    let all = create(&brain, &op, "all", json!({"catch_up": "fire_all_missed"})).await?;
+    let skip = create(&brain, &op, "skip", json!({"catch_up": "skip"})).await?;
+    let off = create(&brain, &op, "off", json!({})).await?;
+    let held = create(&brain, &op, "held", json!({})).await?;
+    let slots = [40, 30, 20];
+    let one_ids = buffer_slots(&mut c, &one, &slots).await?;
+    let all_ids = buffer_slots(&mut c, &all, &slots).await?;
+    let skip_ids = buffer_slots(&mut c, &skip, &slots).await?;
+    buffer_slots(&mut c, &off, &slots).await?;
+    let held_ids = buffer_slots(&mut c, &held, &slots).await?;
+    post(&brain, &op, &format!("/{off}/disable"), None).await?;
+    post(&brain, &op, &format!("/{held}/pause"), None).await?;
+
+    let creds = op.mint(&brain, "replayer").await?;
+    let mut session = agent::connect(&brain, &creds, Some("w1")).await?;
+    let (got, first) = fired_commands(&mut session, ctx.scaled(1.0 + 3.0)).await?;
+    let mut want = vec![one_ids[2].clone()];
+    want.extend(all_ids.iter().cloned());
+    let mut sorted_got = got.clone();
+    sorted_got.sort();
+    want.sort();
+    ensure_eq(
+        sorted_got,
+        want,
+        "fires replayed (one latest, all three, none of skip/disabled/paused)",
+    )?;
+    let order: Vec<&String> = got.iter().filter(|f| all_ids.contains(f)).collect();
+    ensure_eq(
+        order,
+        all_ids.iter().collect::<Vec<_>>(),
+        "fire_all_missed replays in slot order",
+    )?;
+    ensure(
+        first.is_some_and(|t| t <= ctx.scaled(1.0 + 1.0)),
+        format!("first replay after {first:?} (interval 1 s)"),
+    )?;
+    let rows = fires(&brain, &op, &one).await?;
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r["fire_id"] == json!(id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    ensure(
+        row(&one_ids[2])["command_id"].is_string(),
+        format!("replayed fire has its command: {}", row(&one_ids[2])),
+    )?;
+    ensure_eq(
+        row(&one_ids[0])["error_code"].as_str(),
+        Some("buffer_dropped"),
+        "an older buffer of fire_one_missed",
+    )?;
+    let skipped = fires(&brain, &op, &skip).await?;
+    ensure(
+        skip_ids.iter().all(|id| {
+            skipped
+                .iter()
+                .any(|r| r["fire_id"] == json!(id) && r["error_code"] == "buffer_dropped")
+        }),
+        format!("skip's buffers are marked dropped: {skipped:?}"),
+    )?;
+    // The paused schedule's buffers wait; resumed, its latest is delivered.
+    post(&brain, &op, &format!("/{held}/resume"), None).await?;
+    let (got, _) = fired_commands(&mut session, ctx.scaled(1.0 + 2.0)).await?;
+    ensure_eq(got, vec![held_ids[2].clone()], "after resume")?;
+
+    // The cadence: a buffer made while the agent is away is delivered at
+    // the next pass, one interval after the previous delivery.
+    for (interval, env) in [(1.0, Some("1")), (10.0, None)] {
+        let extra: Vec<(&str, &str)> = env
+            .map(|v| vec![("Z4J_PENDING_FIRES_REPLAY_INTERVAL_SECONDS", v)])
+            .unwrap_or_default();
+        let (brain, port) = insecure_brain(&ctx, &extra).await?;
+        let op = agent::login(&brain).await?;
+        let mut c = sched::insecure(port).await?;
+        let id = create(
+            &brain,
+            &op,
+            "cadence",
+            json!({"catch_up": "fire_all_missed"}),
+        )
+        .await?;
+        let creds = op.mint(&brain, "cadence").await?;
+        buffer_slots(&mut c, &id, &[50]).await?;
+        let mut s = agent::connect(&brain, &creds, Some("w1")).await?;
+        first_fire(&mut s, ctx.scaled(interval + 2.0))
+            .await
+            .map_err(|e| format!("interval {interval}: first delivery: {e}"))?;
+        let t_a = Instant::now();
+        drop(s);
+        // The agent is offline once its socket is gone.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        buffer_slots(&mut c, &id, &[45]).await?;
+        let mut s = agent::connect(&brain, &creds, Some("w1")).await?;
+        first_fire(&mut s, ctx.scaled(interval + 2.0))
+            .await
+            .map_err(|e| format!("interval {interval}: second delivery: {e}"))?;
+        let gap = t_a.elapsed();
+        ensure(
+            gap >= Duration::from_secs_f64(interval * 0.8) && gap <= ctx.scaled(interval + 1.5),
+            format!("interval {interval}: consecutive replays {gap:?} apart"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The circuit breaker: at its default threshold (5) four failed fires in
+/// a row keep a schedule enabled and five disable it, with an audit row;
+/// configured to 2, the second failure trips it; 0 turns it off; a sweep
+/// happens within its interval (spec §5.3).
+pub async fn breaker(ctx: Arc<Ctx>) -> R {
+    let interval = 5.0;
+    for (threshold, env) in [(5usize, None), (2, Some("2")), (0, Some("0"))] {
+        let mut extra = vec![("Z4J_SCHEDULE_CIRCUIT_BREAKER_INTERVAL_SECONDS", "5")];
+        if let Some(v) = env {
+            extra.push(("Z4J_SCHEDULE_CIRCUIT_BREAKER_THRESHOLD", v));
+        }
+        let (brain, port) = insecure_brain(&ctx, &extra).await?;
+        let op = agent::login(&brain).await?;
+        let mut c = sched::insecure(port).await?;
+        let below = create(&brain, &op, "below", json!({})).await?;
+        let at = create(&brain, &op, "at", json!({})).await?;
+        let failing = threshold.max(5);
+        for (id, n) in [(&below, threshold.saturating_sub(1)), (&at, failing)] {
+            for i in 0..n {
+                let req = sched::fire_request(id, slot(100 + 10 * i as i64));
+                c.fire_schedule(req.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                c.acknowledge_fire_result(sched::ack(&req.fire_id, "failed", "dispatch failed"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let t0 = Instant::now();
+        let deadline = t0 + ctx.scaled(interval + 3.0);
+        let tripped = loop {
+            let s = get(&brain, &op, &at).await?;
+            if s["is_enabled"] == json!(false) {
+                break Some(t0.elapsed());
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        if threshold == 0 {
+            ensure(
+                tripped.is_none(),
+                "threshold 0: the breaker disabled a schedule",
+            )?;
+        } else {
+            let took = tripped.ok_or(format!("threshold {threshold}: {failing} failures did not disable the schedule within a sweep"))?;
+            ensure(
+                took <= ctx.scaled(interval + 3.0),
+                format!("tripped after {took:?}"),
+            )?;
+            let s = get(&brain, &op, &below).await?;
+            ensure_eq(
+                s["is_enabled"].as_bool(),
+                Some(true),
+                &format!("threshold {threshold}: one failure fewer keeps it enabled"),
+            )?;
+            let (_, audit) = op
+                .get(
+                    &brain,
+                    "/api/v1/projects/default/audit?action_prefix=schedule.circuit_breaker",
+                )
+                .await?;
+            let items = audit["items"].as_array().cloned().unwrap_or_default();
+            ensure(
+                items.iter().any(|e| {
+                    e["target_id"] == json!(at) || e["target_id"].as_str() == Some(at.as_str())
+                }),
+                format!("no schedule.circuit_breaker.tripped audit row: {audit}"),
+            )?;
+        }
+    }
+    Ok(())
+}
