@@ -187,6 +187,26 @@ async fn start_scheduler_grpc(
     app: &AppState,
 ) -> Result<Option<crate::scheduler_grpc::Running>, StartError> {
     let s = &app.settings;
+    let trigger: Vec<&str> = [
+        ("Z4J_SCHEDULER_TRIGGER_URL", &s.scheduler_trigger_url),
+        (
+            "Z4J_SCHEDULER_TRIGGER_TLS_CERT",
+            &s.scheduler_trigger_tls_cert,
+        ),
+        (
+            "Z4J_SCHEDULER_TRIGGER_TLS_KEY",
+            &s.scheduler_trigger_tls_key,
+        ),
+        ("Z4J_SCHEDULER_TRIGGER_TLS_CA", &s.scheduler_trigger_tls_ca),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.is_empty()))
+    .map(|(k, _)| k)
+    .collect();
+    if !trigger.is_empty() {
+        // Decision Y6: "fire now" is dispatched by the brain itself.
+        tracing::warn!(variables = ?trigger, "accepted and ignored: the brain never dials the scheduler's trigger listener");
+    }
     if !s.scheduler_grpc_enabled {
         return Ok(None);
     }

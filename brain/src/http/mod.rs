@@ -21,6 +21,7 @@ mod password_reset;
 mod projects;
 mod reads;
 pub mod request_id;
+mod schedulers;
 mod schedules;
 pub mod session;
 mod setup;
@@ -98,6 +99,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(reads::routes())
         .merge(notifications::routes())
         .merge(schedules::routes())
+        .merge(schedulers::routes())
         .merge(audit::routes())
         .merge(users::routes())
         .merge(invitations::routes())

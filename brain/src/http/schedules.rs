@@ -549,7 +549,7 @@ async fn toggle(
     };
     if s.scheduler != Z4J_SCHEDULER {
         // Another owner keeps its own state; changing it here would only
-        // diverge from what actually runs (decision S4).
+        // diverge from what actually runs (decision Y4).
         let mut e = entry("failed");
         e.outcome = Some("deny".into());
         crate::audit::commit(

@@ -40,7 +40,7 @@ impl Running {
         self.admitting.store(false, Ordering::Release);
     }
 
-    /// The drain (decision S2): fires are refused from the start; every
+    /// The drain (decision Y2): fires are refused from the start; every
     /// other call is served until the open watch streams have ended or the
     /// grace window is over, then the streams are ended and the server
     /// stops (unary calls in flight finish).

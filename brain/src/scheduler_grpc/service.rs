@@ -96,7 +96,7 @@ impl SchedulerService for Service {
         Ok(Response::new(pb::PingResponse {
             brain_version: BRAIN_VERSION.to_owned(),
             brain_time: wire::timestamp(Some(Ts::now())),
-            // Legacy only: the current protocol is not served (decision S1).
+            // Legacy only: the current protocol is not served (decision Y1).
             scheduler_protocol_epoch: 0,
         }))
     }

@@ -2,7 +2,7 @@
 //! `Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS` and sends the difference
 //! (scheduler spec §2.6). Polling the shared database serves changes made
 //! through any replica, and a row that stops qualifying (deleted, or
-//! re-owned) is always sent as DELETED (decision S3). The caps bound the
+//! re-owned) is always sent as DELETED (decision Y3). The caps bound the
 //! streams per process and per identity.
 
 use super::wire;

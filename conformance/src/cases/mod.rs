@@ -56,7 +56,7 @@ pub static CASES: &[Case] = &[
     case!(
         "scheduler.real-scheduler",
         scheduler::real_scheduler_interop,
-        ["scheduler.interop"],
+        ["scheduler.interop", "Z4J_SCHEDULER_INFO_URLS"],
         Both
     ),
     case!(
@@ -112,6 +112,23 @@ pub static CASES: &[Case] = &[
             "Z4J_SCHEDULE_CIRCUIT_BREAKER_INTERVAL_SECONDS" [Upper],
         ],
         Both
+    ),
+    case!(
+        "scheduler.fleet",
+        scheduler::fleet,
+        ["Z4J_SCHEDULER_INFO_URLS"[Default], "api.schedulers-fleet"],
+        SqliteOnly
+    ),
+    case!(
+        "scheduler.trigger-ignored",
+        scheduler::trigger_ignored,
+        [
+            "Z4J_SCHEDULER_TRIGGER_URL",
+            "Z4J_SCHEDULER_TRIGGER_TLS_CERT",
+            "Z4J_SCHEDULER_TRIGGER_TLS_KEY",
+            "Z4J_SCHEDULER_TRIGGER_TLS_CA",
+        ],
+        SqliteOnly
     ),
     case!(
         "scheduler.fire-rate",

@@ -1130,10 +1130,11 @@ pub async fn start_refusals(ctx: Arc<Ctx>) -> R {
 async fn real_scheduler(
     brain: &Brain,
     grpc_port: u16,
+    ops_port: u16,
     cwd: &std::path::Path,
     extra: &[(&str, &str)],
 ) -> Result<crate::python::Proc, String> {
-    let ops_port = free_port().to_string();
+    let ops_port = ops_port.to_string();
     let mut env = owned(&[
         (
             "Z4J_SCHEDULER_BRAIN_GRPC_URL",
@@ -1174,8 +1175,16 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     if !crate::python::redis_available().await {
         return Err("Redis is not listening on 127.0.0.1:6379 (the RQ worker needs it)".into());
     }
-    let (brain, grpc_port) =
-        insecure_brain(&ctx, &[("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5")]).await?;
+    let ops_port = free_port();
+    let info_urls = format!(r#"["http://127.0.0.1:{ops_port}"]"#);
+    let (brain, grpc_port) = insecure_brain(
+        &ctx,
+        &[
+            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
+            ("Z4J_SCHEDULER_INFO_URLS", &info_urls),
+        ],
+    )
+    .await?;
     let op = agent::login(&brain).await?;
     let creds = op.mint(&brain, "rq-worker").await?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -1231,7 +1240,20 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let scheduler = real_scheduler(&brain, grpc_port, cwd.path(), &[]).await?;
+    let scheduler = real_scheduler(&brain, grpc_port, ops_port, cwd.path(), &[]).await?;
+    // The fleet page sees the running scheduler.
+    let (st, fleet) = op.get(&brain, "/api/v1/schedulers").await?;
+    ensure_eq(st, 200, &format!("fleet: {fleet}"))?;
+    ensure_eq(
+        fleet["healthy"].as_i64(),
+        Some(1),
+        &format!("fleet with the real scheduler: {fleet}"),
+    )?;
+    ensure_eq(
+        fleet["schedulers"][0]["info"]["schedules_loaded"].as_i64(),
+        Some(1),
+        "schedules the scheduler loaded",
+    )?;
     let context = |what: String, scheduler: &crate::python::Proc, worker: &crate::python::Proc| {
         format!(
             "{what}\nscheduler output:\n{}\nworker output:\n{}",
@@ -1360,7 +1382,7 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
 
 /// SIGTERM: from the signal on a new fire is refused with UNAVAILABLE
 /// while other calls are still served; an open watch stream is served for
-/// the grace window and ended when it is over (decision S2) — at the default 5 s and configured 2 s, each
+/// the grace window and ended when it is over (decision Y2) — at the default 5 s and configured 2 s, each
 /// with a lower and an upper bound (spec §1.10).
 pub async fn grace_drain(ctx: Arc<Ctx>) -> R {
     for (grace, env) in [(5.0, None), (2.0, Some("2"))] {
@@ -1842,5 +1864,149 @@ pub async fn breaker(ctx: Arc<Ctx>) -> R {
             )?;
         }
     }
+    Ok(())
+}
+
+/// `GET /api/v1/schedulers`: every instance of `Z4J_SCHEDULER_INFO_URLS`
+/// probed at `/info` — a valid answer ok, an error status, a body of the
+/// wrong shape, a redirect (not followed) and a non-HTTP URL not ok, an
+/// unreachable or hanging one unknown (null) within the 3 s budget; the
+/// whole answer stays 200. Unset, the list is empty; API keys are refused.
+pub async fn fleet(ctx: Arc<Ctx>) -> R {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let info = json!({"version": "1.13.0", "instance_id": "i-1", "started_at": "2026-12-02T00:00:00+00:00",
+        "ready": true, "uptime_seconds": 12.5, "schedules_loaded": 3,
+        "subsystems": {"brain_client_connected": true, "cache_initial_sync_complete": true, "leader_gate_initialised": true}});
+    let server = |status: u16, body: Json, delay: u64| async move {
+        let s = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/info"))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .set_body_json(body)
+                    .set_delay(Duration::from_secs(delay)),
+            )
+            .mount(&s)
+            .await;
+        s
+    };
+    let good = server(200, info.clone(), 0).await;
+    let failing = server(503, json!({"status": "not_ready"}), 0).await;
+    let mut wrong = info.clone();
+    wrong["schedules_loaded"] = json!("three");
+    let misshapen = server(200, wrong, 0).await;
+    let hanging = server(200, info.clone(), 10).await;
+    let moved = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/info"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", good.uri()))
+        .mount(&moved)
+        .await;
+    let unreachable = format!("http://127.0.0.1:{}", free_port());
+    let urls = json!([
+        good.uri(),
+        failing.uri(),
+        misshapen.uri(),
+        hanging.uri(),
+        moved.uri(),
+        unreachable,
+        "ftp://127.0.0.1/"
+    ]);
+    let (brain, _) =
+        insecure_brain(&ctx, &[("Z4J_SCHEDULER_INFO_URLS", &urls.to_string())]).await?;
+    let op = agent::login(&brain).await?;
+    let t0 = Instant::now();
+    let (st, f) = op.get(&brain, "/api/v1/schedulers").await?;
+    let took = t0.elapsed();
+    ensure_eq(st, 200, &format!("fleet: {f}"))?;
+    ensure(
+        took <= ctx.scaled(3.0 + 1.5),
+        format!("the fleet answer took {took:?} with a hanging instance"),
+    )?;
+    let oks: Vec<Json> = f["schedulers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["ok"].clone())
+        .collect();
+    ensure_eq(
+        oks,
+        vec![
+            json!(true),
+            json!(false),
+            json!(false),
+            Json::Null,
+            json!(false),
+            Json::Null,
+            json!(false),
+        ],
+        &format!("per-instance verdicts: {f}"),
+    )?;
+    ensure_eq(
+        f["schedulers"][0]["info"]["schedules_loaded"].as_i64(),
+        Some(3),
+        "the payload of a valid instance",
+    )?;
+    ensure(
+        f["schedulers"][1]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("HTTP 503")),
+        format!("error of a failing instance: {}", f["schedulers"][1]),
+    )?;
+    ensure_eq(f["total"].as_i64(), Some(7), "total")?;
+    ensure_eq(f["healthy"].as_i64(), Some(1), "healthy")?;
+    // Unset: nothing to probe.
+    let (plain, _) = insecure_brain(&ctx, &[]).await?;
+    let op2 = agent::login(&plain).await?;
+    let (st, f) = op2.get(&plain, "/api/v1/schedulers").await?;
+    ensure_eq(st, 200, "fleet with no URLs")?;
+    ensure_eq(
+        f,
+        json!({"schedulers": [], "total": 0, "healthy": 0}),
+        "fleet with no URLs",
+    )?;
+    Ok(())
+}
+
+/// `Z4J_SCHEDULER_TRIGGER_*` are accepted and ignored (decision Y6): the
+/// brain starts with them set, says so once naming them, and fires work
+/// as without them.
+pub async fn trigger_ignored(ctx: Arc<Ctx>) -> R {
+    let (brain, port) = insecure_brain(
+        &ctx,
+        &[
+            ("Z4J_SCHEDULER_TRIGGER_URL", "127.0.0.1:7802"),
+            ("Z4J_SCHEDULER_TRIGGER_TLS_CERT", "/nonexistent/cert.pem"),
+            ("Z4J_SCHEDULER_TRIGGER_TLS_KEY", "/nonexistent/key.pem"),
+            ("Z4J_SCHEDULER_TRIGGER_TLS_CA", "/nonexistent/ca.pem"),
+        ],
+    )
+    .await?;
+    let out = brain.output();
+    for v in [
+        "Z4J_SCHEDULER_TRIGGER_URL",
+        "Z4J_SCHEDULER_TRIGGER_TLS_CERT",
+        "Z4J_SCHEDULER_TRIGGER_TLS_KEY",
+        "Z4J_SCHEDULER_TRIGGER_TLS_CA",
+    ] {
+        ensure(
+            out.contains(v),
+            format!("the start-up line does not name {v}: {out}"),
+        )?;
+    }
+    ensure_eq(out.matches("accepted and ignored").count(), 1, "one line")?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "t", json!({})).await?;
+    let mut c = sched::insecure(port).await?;
+    let r = c
+        .fire_schedule(sched::fire_request(&id, slot(5)))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    ensure(
+        r.buffered,
+        format!("fire with the trigger variables set: {r:?}"),
+    )?;
     Ok(())
 }
