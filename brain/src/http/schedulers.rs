@@ -124,11 +124,7 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
 fn check_info(v: &Value) -> Result<(), String> {
     let o = v.as_object().ok_or("not an object")?;
     for k in ["version", "instance_id", "started_at"] {
-        if !o
-            .get(k)
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-        {
+        if o.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(format!("{k} must be a non-empty string"));
         }
     }
@@ -142,7 +138,7 @@ fn check_info(v: &Value) -> Result<(), String> {
     {
         return Err("uptime_seconds must be a number >= 0".into());
     }
-    if !o.get("schedules_loaded").and_then(Value::as_u64).is_some() {
+    if o.get("schedules_loaded").and_then(Value::as_u64).is_none() {
         return Err("schedules_loaded must be an integer >= 0".into());
     }
     let sub = o
