@@ -54,6 +54,12 @@ macro_rules! case {
 pub static CASES: &[Case] = &[
     // The longest case first: slots are granted in list order.
     case!(
+        "scheduler.breaker-interval-default",
+        scheduler::breaker_interval_default,
+        ["Z4J_SCHEDULE_CIRCUIT_BREAKER_INTERVAL_SECONDS" [Default, Lower, Upper]],
+        SqliteOnly
+    ),
+    case!(
         "scheduler.real-scheduler",
         scheduler::real_scheduler_interop,
         ["scheduler.interop", "Z4J_SCHEDULER_INFO_URLS"],
@@ -129,6 +135,16 @@ pub static CASES: &[Case] = &[
             "Z4J_SCHEDULER_TRIGGER_TLS_CA",
         ],
         SqliteOnly
+    ),
+    case!(
+        "scheduler.retention",
+        scheduler::retention,
+        [
+            "Z4J_PENDING_FIRES_RETENTION_DAYS" [Default, Below, Above, Grey],
+            "Z4J_SCHEDULE_FIRES_RETENTION_DAYS" [Default, Below, Above],
+        ],
+        Both,
+        feature = "schema_z4j_rs"
     ),
     case!(
         "scheduler.fire-rate",

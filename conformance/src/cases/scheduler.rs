@@ -2010,3 +2010,140 @@ pub async fn trigger_ignored(ctx: Arc<Ctx>) -> R {
     )?;
     Ok(())
 }
+
+/// Retention, through the testing clock on one database: a buffered fire
+/// is kept 7 days (still pending 1 h before, gone 1 h after, at the
+/// replay's first pass), fire history 30 days (a row is kept 1 h before its
+/// 30th day and pruned at the first pass 1 h after, a younger row kept)
+/// (spec §5.2, §5.4).
+pub async fn retention(ctx: Arc<Ctx>) -> R {
+    let grpc_port = free_port().to_string();
+    let (env, pg) = ctx
+        .pinned_admin_env(&[
+            ("Z4J_ENVIRONMENT", "dev"),
+            ("Z4J_SCHEDULER_GRPC_ENABLED", "true"),
+            ("Z4J_SCHEDULER_GRPC_INSECURE", "true"),
+            ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+            ("Z4J_SCHEDULER_GRPC_BIND_PORT", &grpc_port),
+            ("Z4J_PENDING_FIRES_REPLAY_INTERVAL_SECONDS", "1"),
+        ])
+        .await?;
+    let port: u16 = grpc_port.parse().map_err(|_| "port")?;
+    let at = |days: f64, home: Option<crate::brain::Home>| {
+        let mut e = env.clone();
+        let secs = (days * 86_400.0) as i64;
+        if secs != 0 {
+            e.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), secs.to_string()));
+        }
+        (e, home)
+    };
+    let hour = 1.0 / 24.0;
+    let (e, h) = at(0.0, None);
+    let brain = ctx.start_env(e, h).await?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "kept", json!({})).await?;
+    let mut c = sched::insecure(port).await?;
+    let f1 = buffer_slots(&mut c, &id, &[60]).await?.remove(0);
+    let home = brain.stop_keep_home().await;
+    let pending = |home: crate::brain::Home| {
+        let ctx = ctx.clone();
+        let pg = pg.clone();
+        async move {
+            let mut conn = super::grey::connect(&ctx, &home.path, pg.as_deref()).await?;
+            conn.i64("SELECT count(*) FROM pending_fires").await
+        }
+    };
+
+    // One hour before the buffer's seventh day: still pending.
+    let (e, h) = at(7.0 - hour, Some(home));
+    let brain = ctx.start_env(e, h).await?;
+    tokio::time::sleep(ctx.scaled(2.5)).await;
+    let home = brain.stop_keep_home().await;
+    ensure_eq(
+        pending(home.clone()).await?,
+        1,
+        "buffered fires 1 h before expiry",
+    )?;
+    // One hour after: the replay's first pass deleted it.
+    let (e, h) = at(7.0 + hour, Some(home));
+    let brain = ctx.start_env(e, h).await?;
+    let op = agent::login(&brain).await?;
+    let mut c = sched::insecure(port).await?;
+    let f2 = buffer_slots(&mut c, &id, &[30]).await?.remove(0);
+    tokio::time::sleep(ctx.scaled(2.5)).await;
+    let f = fires(&brain, &op, &id).await?;
+    ensure_eq(f.len(), 2, "fire rows after the first buffer expired")?;
+    let home = brain.stop_keep_home().await;
+    ensure_eq(
+        pending(home.clone()).await?,
+        1,
+        "only the new buffer is pending 1 h after the first expired",
+    )?;
+
+    // Fire history: f1 was written at day 0, f2 at day 7.
+    let (e, h) = at(30.0 - hour, Some(home));
+    let brain = ctx.start_env(e, h).await?;
+    let op = agent::login(&brain).await?;
+    tokio::time::sleep(ctx.scaled(2.0)).await;
+    ensure_eq(
+        fires(&brain, &op, &id).await?.len(),
+        2,
+        "fires 1 h before the first's 30th day",
+    )?;
+    let home = brain.stop_keep_home().await;
+    let (e, h) = at(30.0 + hour, Some(home));
+    let brain = ctx.start_env(e, h).await?;
+    let op = agent::login(&brain).await?;
+    let deadline = Instant::now() + ctx.scaled(5.0);
+    loop {
+        let ids: Vec<String> = fires(&brain, &op, &id)
+            .await?
+            .iter()
+            .filter_map(|r| r["fire_id"].as_str().map(str::to_owned))
+            .collect();
+        if ids == vec![f2.clone()] {
+            break;
+        }
+        ensure(
+            Instant::now() < deadline,
+            format!("fires 1 h after the first's 30th day: {ids:?} (want only {f2}, not {f1})"),
+        )?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// The breaker's sweep at its default cadence (60 s): failures recorded
+/// just after start-up (the first sweep runs at boot) trip the schedule at
+/// the next sweep — not before 50 s, not after 60 s plus the tolerance.
+pub async fn breaker_interval_default(ctx: Arc<Ctx>) -> R {
+    let (brain, port) = insecure_brain(&ctx, &[]).await?;
+    let booted = Instant::now();
+    let op = agent::login(&brain).await?;
+    let mut c = sched::insecure(port).await?;
+    let id = create(&brain, &op, "slow-sweep", json!({})).await?;
+    for i in 0..5 {
+        let req = sched::fire_request(&id, slot(100 + 10 * i));
+        c.fire_schedule(req.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        c.acknowledge_fire_result(sched::ack(&req.fire_id, "failed", "dispatch failed"))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = booted + ctx.scaled(60.0 + 5.0);
+    loop {
+        if get(&brain, &op, &id).await?["is_enabled"] == json!(false) {
+            let at = booted.elapsed();
+            return ensure(
+                at >= Duration::from_secs(50),
+                format!("tripped {at:?} after start-up (the default sweep is every 60 s)"),
+            );
+        }
+        ensure(
+            Instant::now() < deadline,
+            "five failures not tripped within 60 s of start-up plus the tolerance",
+        )?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
