@@ -48,6 +48,24 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Mint a client certificate for a z4j-scheduler, signed by your CA.
+    MintSchedulerCert {
+        /// The scheduler's name: the certificate's CN and DNS SAN, and the
+        /// file names (`<name>.crt`, `<name>.key`).
+        #[arg(long)]
+        name: String,
+        /// The CA certificate (PEM).
+        #[arg(long)]
+        ca_cert: std::path::PathBuf,
+        /// The CA's private key (PEM, unencrypted).
+        #[arg(long)]
+        ca_key: std::path::PathBuf,
+        /// Where the two files are written (created 0700).
+        #[arg(long)]
+        out_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 365)]
+        validity_days: i64,
+    },
     /// Print the version.
     Version,
 }
@@ -113,6 +131,13 @@ pub fn run(cli: Cli) -> i32 {
         Command::Config {
             action: ConfigAction::Show { reveal_secrets },
         } => ops::config_show(reveal_secrets),
+        Command::MintSchedulerCert {
+            name,
+            ca_cert,
+            ca_key,
+            out_dir,
+            validity_days,
+        } => ops::mint_scheduler_cert(&name, &ca_cert, &ca_key, &out_dir, validity_days),
         Command::Version => {
             println!("{VERSION_LINE}");
             Ok(())

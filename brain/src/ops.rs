@@ -264,3 +264,22 @@ pub fn allowed_hosts(action: Hosts) -> Result<(), StartError> {
     }
     Ok(())
 }
+
+/// `z4j mint-scheduler-cert`: prints the two paths and what to do next.
+pub fn mint_scheduler_cert(
+    name: &str,
+    ca_cert: &std::path::Path,
+    ca_key: &std::path::Path,
+    out_dir: &std::path::Path,
+    validity_days: i64,
+) -> Result<(), StartError> {
+    let (crt, key) =
+        crate::scheduler_grpc::pki::mint(name, ca_cert, ca_key, out_dir, validity_days)
+            .map_err(|e| StartError::new(e.exit_code, e.message))?;
+    println!("certificate: {}", crt.display());
+    println!("private key: {}", key.display());
+    println!("next: add \"{name}\" to Z4J_SCHEDULER_GRPC_ALLOWED_CNS and restart the brain;");
+    println!("      copy both files to the scheduler and set Z4J_SCHEDULER_TLS_CERT / Z4J_SCHEDULER_TLS_KEY");
+    println!("      (and Z4J_SCHEDULER_TLS_CA to the CA certificate)");
+    Ok(())
+}

@@ -72,6 +72,7 @@ impl Pki {
             ca_key,
         };
         pki.write("ca.crt", &pki.ca_pem)?;
+        pki.write("ca.key", &pki.ca_key.serialize_pem())?;
         let (cert, key) = pki.issue("localhost", &["localhost", "127.0.0.1"], true)?;
         pki.write("server.crt", &cert)?;
         pki.write("server.key", &key)?;

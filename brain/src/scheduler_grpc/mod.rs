@@ -4,6 +4,7 @@
 //! the bounded drain (scheduler spec §1).
 
 pub mod identity;
+pub mod pki;
 mod service;
 pub mod watch;
 pub mod wire;

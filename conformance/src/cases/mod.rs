@@ -147,6 +147,12 @@ pub static CASES: &[Case] = &[
         feature = "schema_z4j_rs"
     ),
     case!(
+        "scheduler.real-scheduler-mtls",
+        scheduler::real_scheduler_mtls,
+        ["scheduler.interop-mtls", "Z4J_SCHEDULER_GRPC_ALLOWED_CNS"],
+        Both
+    ),
+    case!(
         "scheduler.fire-rate",
         scheduler::fire_rate,
         [

@@ -1148,10 +1148,31 @@ async fn real_scheduler(
         ("Z4J_SCHEDULER_LOG_JSON", "false"),
     ]);
     env.extend(owned(extra));
-    let proc = crate::python::Proc::spawn(&["-m", "z4j_scheduler", "serve"], &env, cwd).await?;
-    proc.wait_line("cache initial sync complete", Duration::from_secs(60))
-        .await?;
-    Ok(proc)
+    let mut proc = crate::python::Proc::spawn(&["-m", "z4j_scheduler", "serve"], &env, cwd).await?;
+    // Synced, or gone: a start-up failure ends the process at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if proc
+            .output()
+            .iter()
+            .any(|l| l.contains("cache initial sync complete"))
+        {
+            return Ok(proc);
+        }
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Err(format!(
+                "z4j-scheduler exited ({status}):\n{}",
+                proc.output().join("\n")
+            ));
+        }
+        if Instant::now() > deadline {
+            let out = proc.output().join("\n");
+            terminate(proc).await;
+            return Err(format!("z4j-scheduler did not sync within 60 s:\n{out}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// SIGTERM, then the usual wait.
@@ -2145,5 +2166,139 @@ pub async fn breaker_interval_default(ctx: Arc<Ctx>) -> R {
             "five failures not tripped within 60 s of start-up plus the tolerance",
         )?;
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// mTLS with the real z4j-scheduler 1.13.0 and a client certificate from
+/// the target's `mint-scheduler-cert`: the listed scheduler syncs and its
+/// fires are acknowledged; a scheduler whose certificate is not on the
+/// allow-list is refused at its first call and exits (spec §7, §10.2).
+pub async fn real_scheduler_mtls(ctx: Arc<Ctx>) -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pki = Pki::new(dir.path())?;
+    let out = dir.path().join("sched");
+    let out_text = out.display().to_string();
+    for name in ["scheduler-1", "scheduler-2"] {
+        let r = crate::brain::run_cli(
+            &ctx.target,
+            dir.path(),
+            &[],
+            &[
+                "mint-scheduler-cert",
+                "--name",
+                name,
+                "--ca-cert",
+                &pki.path("ca.crt"),
+                "--ca-key",
+                &pki.path("ca.key"),
+                "--out-dir",
+                &out_text,
+            ],
+        )?;
+        ensure_eq(
+            r.code,
+            0,
+            &format!("mint-scheduler-cert {name}: {}{}", r.stdout, r.stderr),
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join(format!("{name}.key")))
+            .map_err(|e| format!("{name}.key: {e}"))?
+            .permissions()
+            .mode();
+        ensure_eq(mode & 0o777, 0o600, &format!("{name}.key mode"))?;
+    }
+    let bad = crate::brain::run_cli(
+        &ctx.target,
+        dir.path(),
+        &[],
+        &[
+            "mint-scheduler-cert",
+            "--name",
+            "../escape",
+            "--ca-cert",
+            &pki.path("ca.crt"),
+            "--ca-key",
+            &pki.path("ca.key"),
+            "--out-dir",
+            &out_text,
+        ],
+    )?;
+    ensure(
+        bad.code != 0,
+        "mint-scheduler-cert accepted a name with a path in it",
+    )?;
+    let (brain, port) = mtls_brain(
+        &ctx,
+        &pki,
+        &[
+            ("Z4J_SCHEDULER_GRPC_ALLOWED_CNS", r#"["scheduler-1"]"#),
+            ("Z4J_SCHEDULER_GRPC_REQUIRE_ALLOWLIST", "true"),
+            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "tls", json!({"expression": "2s"})).await?;
+    let tls = |name: &str| {
+        vec![
+            ("Z4J_SCHEDULER_INSECURE_GRPC".to_owned(), "false".to_owned()),
+            (
+                "Z4J_SCHEDULER_ENVIRONMENT".to_owned(),
+                "production".to_owned(),
+            ),
+            (
+                "Z4J_SCHEDULER_TLS_CERT".to_owned(),
+                out.join(format!("{name}.crt")).display().to_string(),
+            ),
+            (
+                "Z4J_SCHEDULER_TLS_KEY".to_owned(),
+                out.join(format!("{name}.key")).display().to_string(),
+            ),
+            ("Z4J_SCHEDULER_TLS_CA".to_owned(), pki.path("ca.crt")),
+            (
+                "Z4J_SCHEDULER_BRAIN_GRPC_URL".to_owned(),
+                format!("localhost:{port}"),
+            ),
+        ]
+    };
+    let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let env1 = tls("scheduler-1");
+    let env1: Vec<(&str, &str)> = env1.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let scheduler = real_scheduler(&brain, port, free_port(), cwd.path(), &env1).await?;
+    let deadline = Instant::now() + ctx.scaled(20.0);
+    loop {
+        let acked = fires(&brain, &op, &id)
+            .await?
+            .iter()
+            .filter(|r| r["status"] == "acked_success")
+            .count();
+        if acked >= 2 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the mTLS scheduler's fires were not acknowledged:\n{}",
+                scheduler.output().join("\n")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    terminate(scheduler).await;
+    // Not on the allow-list: refused, and the scheduler gives up.
+    let env2 = tls("scheduler-2");
+    let env2: Vec<(&str, &str)> = env2.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let cwd2 = tempfile::tempdir().map_err(|e| e.to_string())?;
+    match real_scheduler(&brain, port, free_port(), cwd2.path(), &env2).await {
+        Ok(p) => {
+            let out = p.output().join("\n");
+            terminate(p).await;
+            Err(format!(
+                "a scheduler with an unlisted certificate synced:\n{out}"
+            ))
+        }
+        Err(out) => ensure(
+            out.contains("PERMISSION_DENIED") || out.contains("not authorised"),
+            format!("the unlisted scheduler failed for another reason:\n{out}"),
+        ),
     }
 }
