@@ -29,10 +29,7 @@ pub fn routes() -> Router<Shared> {
             &format!("{BASE}/{{id}}"),
             get(read).patch(update).delete(remove),
         )
-        .route(&format!("{BASE}/{{id}}/enable"), post(enable))
-        .route(&format!("{BASE}/{{id}}/disable"), post(disable))
-        .route(&format!("{BASE}/{{id}}/pause"), post(pause))
-        .route(&format!("{BASE}/{{id}}/resume"), post(resume))
+        .route(&format!("{BASE}/{{id}}/{{action}}"), post(toggle))
         .route(&format!("{BASE}/{{id}}/fires"), get(fires))
 }
 
@@ -517,6 +514,16 @@ enum Toggle {
 }
 
 impl Toggle {
+    fn parse(route: &str) -> Option<Toggle> {
+        Some(match route {
+            "enable" => Toggle::Enable,
+            "disable" => Toggle::Disable,
+            "pause" => Toggle::Pause,
+            "resume" => Toggle::Resume,
+            _ => return None,
+        })
+    }
+
     fn action(self) -> &'static str {
         match self {
             Toggle::Enable => "schedule.enable",
@@ -527,13 +534,16 @@ impl Toggle {
     }
 }
 
+/// `POST /{id}/enable|disable|pause|resume` (operator).
 async fn toggle(
-    state: Shared,
-    slug: String,
-    id: String,
+    State(state): State<Shared>,
+    Path((slug, id, route)): Path<(String, String, String)>,
     headers: HeaderMap,
-    t: Toggle,
 ) -> Result<Json<Value>, ApiError> {
+    let t = Toggle::parse(&route).ok_or_else(|| ApiError::NotFound {
+        message: format!("no schedule action {route:?} (enable, disable, pause, resume)"),
+        details: json!({}),
+    })?;
     let access = access::project_writer(&state, &headers, &slug, Role::Operator).await?;
     let id = parse_id(&id)?;
     let mut tx = crate::audit::begin(&state.db).await?;
@@ -596,38 +606,6 @@ async fn toggle(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(schedule_json(&s, None)))
-}
-
-async fn enable(
-    State(state): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    toggle(state, slug, id, headers, Toggle::Enable).await
-}
-
-async fn disable(
-    State(state): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    toggle(state, slug, id, headers, Toggle::Disable).await
-}
-
-async fn pause(
-    State(state): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    toggle(state, slug, id, headers, Toggle::Pause).await
-}
-
-async fn resume(
-    State(state): State<Shared>,
-    Path((slug, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    toggle(state, slug, id, headers, Toggle::Resume).await
 }
 
 async fn fires(

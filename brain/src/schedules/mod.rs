@@ -251,24 +251,8 @@ impl Schedules {
             tx.commit().await?;
             return Ok(FireOutcome::Buffered);
         };
-        let key = idempotency_key(s.id, r.fire_id);
         let issued = self
-            .commands
-            .persist(
-                &mut tx,
-                &NewCommand {
-                    project_id: s.project_id,
-                    agent_id,
-                    issued_by: None,
-                    action: Action::ScheduleFire,
-                    target_type: "schedule",
-                    target_id: Some(&s.id.to_string()),
-                    payload: &payload,
-                    idempotency_key: Some(&key),
-                    timeout_seconds: self.settings.command_timeout_seconds,
-                    source_ip: "",
-                },
-            )
+            .persist_fire(&mut tx, &s, agent_id, r.fire_id, &payload)
             .await;
         let issued = match issued {
             Ok(i) => i,
@@ -327,6 +311,36 @@ impl Schedules {
         tx.commit().await?;
         self.hand_over(&command).await;
         Ok(FireOutcome::Delivered(command.id))
+    }
+
+    /// The `schedule.fire` command of a fire, in the caller's transaction;
+    /// a repeated fire id returns the command it already has.
+    async fn persist_fire(
+        &self,
+        tx: &mut crate::store::Tx,
+        s: &Schedule,
+        agent_id: Uuid,
+        fire_id: Uuid,
+        payload: &serde_json::Value,
+    ) -> Result<Issued, StoreError> {
+        let key = idempotency_key(s.id, fire_id);
+        self.commands
+            .persist(
+                tx,
+                &NewCommand {
+                    project_id: s.project_id,
+                    agent_id,
+                    issued_by: None,
+                    action: Action::ScheduleFire,
+                    target_type: "schedule",
+                    target_id: Some(&s.id.to_string()),
+                    payload,
+                    idempotency_key: Some(&key),
+                    timeout_seconds: self.settings.command_timeout_seconds,
+                    source_ip: "",
+                },
+            )
+            .await
     }
 
     /// Delivers a committed command that is still waiting for its agent.
@@ -476,25 +490,9 @@ impl Schedules {
         b: &rows::Pending,
         agent_id: Uuid,
     ) -> Result<(), Error> {
-        let key = idempotency_key(s.id, b.fire_id);
         let mut tx = audit::begin(&self.db).await?;
         let issued = self
-            .commands
-            .persist(
-                &mut tx,
-                &NewCommand {
-                    project_id: s.project_id,
-                    agent_id,
-                    issued_by: None,
-                    action: Action::ScheduleFire,
-                    target_type: "schedule",
-                    target_id: Some(&s.id.to_string()),
-                    payload: &b.payload.0,
-                    idempotency_key: Some(&key),
-                    timeout_seconds: self.settings.command_timeout_seconds,
-                    source_ip: "",
-                },
-            )
+            .persist_fire(&mut tx, s, agent_id, b.fire_id, &b.payload.0)
             .await?;
         let (command, new) = match issued {
             Issued::New(c) => (c, true),
