@@ -989,6 +989,19 @@ pub async fn rest(ctx: Arc<Ctx>) -> R {
         .get(&brain, &format!("{BASE}/{}", uuid::Uuid::new_v4()))
         .await?;
     ensure_eq(st, 404, "unknown schedule")?;
+    let (st, _) = post(&brain, &op, &format!("/{id}/explode"), None).await?;
+    ensure_eq(st, 404, "unknown schedule action")?;
+    let (st, s) = post(&brain, &op, &format!("/{id}/pause"), None).await?;
+    ensure(
+        st == 200 && s["paused_at"].is_string(),
+        format!("pause: {st} {s}"),
+    )?;
+    let (_, again) = post(&brain, &op, &format!("/{id}/pause"), None).await?;
+    ensure_eq(
+        again["paused_at"].clone(),
+        s["paused_at"].clone(),
+        "a repeated pause keeps the first time",
+    )?;
     Ok(())
 }
 
