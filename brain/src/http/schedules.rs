@@ -540,8 +540,11 @@ async fn toggle(
     Path((slug, id, route)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    if route == "trigger" {
+        return trigger(state, slug, id, headers).await;
+    }
     let t = Toggle::parse(&route).ok_or_else(|| ApiError::NotFound {
-        message: format!("no schedule action {route:?} (enable, disable, pause, resume)"),
+        message: format!("no schedule action {route:?} (enable, disable, pause, resume, trigger)"),
         details: json!({}),
     })?;
     let access = access::project_writer(&state, &headers, &slug, Role::Operator).await?;
@@ -605,6 +608,120 @@ async fn toggle(
     let s = store::find(&state.db, access.project.id, id)
         .await?
         .ok_or_else(not_found)?;
+    Ok(Json(schedule_json(&s, None)))
+}
+
+/// "Fire now" (scheduler spec §4.10): a `submit_task` command to an online
+/// agent of the schedule's engine, attributed to the operator; no fire
+/// history, no run counted, nothing buffered. A paused schedule is refused
+/// (409); a disabled one may still be fired by hand.
+async fn trigger(
+    state: Shared,
+    slug: String,
+    id: String,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    use crate::store::commands::{Action, Issued, NewCommand};
+    let access = access::project_writer(&state, &headers, &slug, Role::Operator).await?;
+    let id = parse_id(&id)?;
+    let s = store::find(&state.db, access.project.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let entry = |result: &str| {
+        crate::audit::Entry::new("schedule.trigger_now", result)
+            .target("schedule", s.id)
+            .in_project(s.project_id)
+            .by(Some(access.caller.user.id))
+            .from(None, &headers)
+    };
+    let refusal = |reason: &'static str, message: String| {
+        let mut e = entry("failed").meta(json!({"reason": reason}));
+        e.outcome = Some("deny".into());
+        let err = ApiError::Conflict {
+            message,
+            details: json!({"reason": reason}),
+        };
+        (e, err)
+    };
+    let refused = if s.paused_at.is_some() {
+        Some(refusal(
+            "schedule_paused",
+            "schedule is paused; resume it first".into(),
+        ))
+    } else if s.scheduler != Z4J_SCHEDULER {
+        Some(refusal(
+            "external_owner",
+            format!(
+                "schedule is owned by {:?}; trigger it where it runs",
+                s.scheduler
+            ),
+        ))
+    } else {
+        None
+    };
+    if let Some((e, err)) = refused {
+        crate::audit::record(&state.db, &state.settings, &e).await?;
+        return Err(err);
+    }
+    let agents = crate::store::agents::list(&state.db, s.project_id).await?;
+    let online = agents
+        .iter()
+        .any(|a| a.state == crate::store::agents::Liveness::Online);
+    let Some(agent_id) = crate::schedules::pick_agent(&agents, &s.engine) else {
+        let reason = if online {
+            "engine_not_installed"
+        } else {
+            "no_online_agent"
+        };
+        return Err(ApiError::NotFound {
+            message: format!("no online agent runs engine {:?} in this project", s.engine),
+            details: json!({"reason": reason, "engine": s.engine}),
+        });
+    };
+    if let Err(retry) = state.command_budget.hit(&s.project_id.to_string()) {
+        return Err(ApiError::RateLimited {
+            message: "command rate limit exceeded (Z4J_RATELIMIT_COMMANDS_PER_MINUTE)".into(),
+            retry_after_secs: Some(retry),
+        });
+    }
+    let payload = json!({
+        "name": s.task_name,
+        "args": s.args.0,
+        "kwargs": s.kwargs.0,
+        "queue": s.queue,
+        "filter": {"engine": s.engine},
+        "schedule_id": s.id,
+        "schedule_name": s.name,
+    });
+    let mut tx = crate::audit::begin(&state.db).await?;
+    let issued = state
+        .commands
+        .persist(
+            &mut tx,
+            &NewCommand {
+                project_id: s.project_id,
+                agent_id,
+                issued_by: Some(access.caller.user.id),
+                action: Action::SubmitTask,
+                target_type: "schedule",
+                target_id: Some(&s.id.to_string()),
+                payload: &payload,
+                idempotency_key: None,
+                timeout_seconds: state.settings.command_timeout_seconds,
+                source_ip: "",
+            },
+        )
+        .await?;
+    let command = match issued {
+        Issued::New(c) | Issued::Replayed(c) => c,
+    };
+    crate::audit::commit(
+        tx,
+        &state.settings,
+        &entry("success").meta(json!({"dispatched_action": "submit_task", "agent_id": agent_id, "command_id": command.id})),
+    )
+    .await?;
+    state.commands.dispatch_new(agent_id, &command).await;
     Ok(Json(schedule_json(&s, None)))
 }
 

@@ -148,6 +148,23 @@ pub fn is_cadence(fire_id: Uuid, triggered_by: Option<Uuid>) -> bool {
     fire_id.get_version_num() == 5 && triggered_by.is_none()
 }
 
+/// Of a project's agents, the online one running `engine` that was seen
+/// most recently.
+pub fn pick_agent(agents: &[agents::Agent], engine: &str) -> Option<Uuid> {
+    agents
+        .iter()
+        .filter(|a| {
+            a.state == Liveness::Online
+                && a.revoked_at.is_none()
+                && a.engine_adapters
+                    .0
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|v| v.as_str() == Some(engine)))
+        })
+        .max_by_key(|a| a.last_seen_at)
+        .map(|a| a.id)
+}
+
 /// The schedules service: cheap to clone.
 #[derive(Clone)]
 pub struct Schedules {
@@ -176,20 +193,10 @@ impl Schedules {
         project_id: Uuid,
         engine: &str,
     ) -> Result<Option<Uuid>, StoreError> {
-        let mut candidates: Vec<agents::Agent> = agents::list(&self.db, project_id)
-            .await?
-            .into_iter()
-            .filter(|a| {
-                a.state == Liveness::Online
-                    && a.revoked_at.is_none()
-                    && a.engine_adapters
-                        .0
-                        .as_array()
-                        .is_some_and(|e| e.iter().any(|v| v.as_str() == Some(engine)))
-            })
-            .collect();
-        candidates.sort_by_key(|a| std::cmp::Reverse(a.last_seen_at));
-        Ok(candidates.first().map(|a| a.id))
+        Ok(pick_agent(
+            &agents::list(&self.db, project_id).await?,
+            engine,
+        ))
     }
 
     /// `FireSchedule` on the legacy path, after admission, id checks and

@@ -99,6 +99,7 @@ crate::text_enum! {
         RateLimit = "rate_limit",
         ReconcileTask = "reconcile_task",
         ScheduleFire = "schedule.fire",
+        SubmitTask = "submit_task",
         ScheduleTriggerNow = "schedule.trigger_now",
         ScheduleTriggerNowViaScheduler = "schedule.trigger_now.via_scheduler",
         ScheduleResync = "schedule.resync",

@@ -153,6 +153,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "scheduler.trigger-now",
+        scheduler::trigger_now,
+        ["api.schedules.trigger"],
+        Both
+    ),
+    case!(
         "scheduler.fire-rate",
         scheduler::fire_rate,
         [

@@ -2315,3 +2315,85 @@ pub async fn real_scheduler_mtls(ctx: Arc<Ctx>) -> R {
         ),
     }
 }
+
+/// "Fire now": a `submit_task` command with the schedule's task to an
+/// online agent of its engine, no fire history and no run counted; a
+/// disabled schedule can still be fired by hand, a paused one cannot
+/// (409); without an agent of the engine it is 404 with the reason
+/// (spec §4.10).
+pub async fn trigger_now(ctx: Arc<Ctx>) -> R {
+    let (brain, _) = insecure_brain(&ctx, &[]).await?;
+    let op = agent::login(&brain).await?;
+    let id = create(&brain, &op, "manual", json!({"queue": "q1"})).await?;
+    let (st, e) = post(&brain, &op, &format!("/{id}/trigger"), None).await?;
+    ensure_eq(st, 404, &format!("trigger with no agent: {e}"))?;
+    ensure_eq(
+        e["details"]["reason"].as_str(),
+        Some("no_online_agent"),
+        "reason without agents",
+    )?;
+    let other = op.mint(&brain, "celery-only").await?;
+    let mut hello = agent::hello(Some("w0"));
+    hello["payload"]["engines"] = json!(["celery"]);
+    hello["payload"]["capabilities"] = json!({"celery": []});
+    let _celery = agent::connect_with_hello(&brain, &other, hello).await?;
+    let (st, e) = post(&brain, &op, &format!("/{id}/trigger"), None).await?;
+    ensure_eq(
+        st,
+        404,
+        &format!("trigger with only another engine online: {e}"),
+    )?;
+    ensure_eq(
+        e["details"]["reason"].as_str(),
+        Some("engine_not_installed"),
+        "reason with another engine",
+    )?;
+
+    let creds = op.mint(&brain, "rq-agent").await?;
+    let mut session = agent::connect(&brain, &creds, Some("w1")).await?;
+    post(&brain, &op, &format!("/{id}/disable"), None).await?;
+    let (st, s) = post(&brain, &op, &format!("/{id}/trigger"), None).await?;
+    ensure_eq(st, 200, &format!("trigger of a disabled schedule: {s}"))?;
+    ensure_eq(
+        s["id"].as_str(),
+        Some(id.as_str()),
+        "the schedule is answered",
+    )?;
+    let frame = loop {
+        match session.recv(Duration::from_secs(10)).await? {
+            Ok((z4j_protocol::FrameType::Command, j)) => break j,
+            Ok(_) => continue,
+            Err(closed) => return Err(format!("agent socket closed: {closed:?}")),
+        }
+    };
+    let p = &frame["payload"];
+    ensure_eq(p["action"].as_str(), Some("submit_task"), "fire-now action")?;
+    let params = &p["parameters"];
+    ensure_eq(params["name"].as_str(), Some("jobs.tick"), "task name")?;
+    ensure_eq(params["args"].clone(), json!([1, "two"]), "args")?;
+    ensure_eq(params["queue"].as_str(), Some("q1"), "queue")?;
+    ensure_eq(
+        params["filter"]["engine"].as_str(),
+        Some("rq"),
+        "engine filter",
+    )?;
+    ensure(
+        fires(&brain, &op, &id).await?.is_empty(),
+        "fire now wrote fire history",
+    )?;
+    ensure_eq(
+        get(&brain, &op, &id).await?["total_runs"].as_i64(),
+        Some(0),
+        "fire now counted a run",
+    )?;
+
+    post(&brain, &op, &format!("/{id}/pause"), None).await?;
+    let (st, e) = post(&brain, &op, &format!("/{id}/trigger"), None).await?;
+    ensure_eq(st, 409, &format!("trigger of a paused schedule: {e}"))?;
+    ensure_eq(
+        e["details"]["reason"].as_str(),
+        Some("schedule_paused"),
+        "paused reason",
+    )?;
+    Ok(())
+}
