@@ -26,3 +26,15 @@ impl From<crate::audit::AuditError> for ApiError {
         }
     }
 }
+
+/// A repository's refusal of a duplicate (`StoreError::Conflict`) as 409
+/// `conflict` with its message; any other store error as usual.
+pub fn conflict(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict(m) => ApiError::Conflict {
+            message: m,
+            details: json!({}),
+        },
+        other => other.into(),
+    }
+}

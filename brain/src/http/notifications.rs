@@ -3,12 +3,11 @@
 
 use super::access::{self, Role};
 use super::body;
-use super::error::{ApiError, SchemaIssue};
+use super::error::{conflict, ApiError, SchemaIssue};
 use super::reads::{decode_cursor, encode_cursor};
 use super::Shared;
 use crate::notify::{self, sealed, webhook};
 use crate::store::notifications::{self as store, Channel, Route};
-use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -87,16 +86,6 @@ fn channel_not_found() -> ApiError {
     ApiError::NotFound {
         message: "notification channel not found".into(),
         details: json!({}),
-    }
-}
-
-fn conflict(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(m) => ApiError::Conflict {
-            message: m,
-            details: json!({}),
-        },
-        other => other.into(),
     }
 }
 

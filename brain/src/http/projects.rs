@@ -4,10 +4,9 @@
 
 use super::access::{self, Role};
 use super::body::{self, Fields};
-use super::error::{ApiError, SchemaIssue};
+use super::error::{conflict, ApiError, SchemaIssue};
 use super::{session, Shared};
 use crate::store::projects::{self, Project};
-use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -175,16 +174,6 @@ fn parse_fields(
         }
     }
     Ok(fields)
-}
-
-fn conflict(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(m) => ApiError::Conflict {
-            message: m,
-            details: json!({}),
-        },
-        other => other.into(),
-    }
 }
 
 async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

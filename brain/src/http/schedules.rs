@@ -4,11 +4,11 @@
 
 use super::access::{self, Role};
 use super::body;
-use super::error::{ApiError, SchemaIssue};
+use super::error::{conflict, ApiError, SchemaIssue};
 use super::Shared;
 use crate::schedules::validate;
 use crate::store::schedules::{self as store, CatchUp, Definition, Kind, Schedule, Z4J_SCHEDULER};
-use crate::store::{StoreError, Ts};
+use crate::store::Ts;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -102,16 +102,6 @@ fn invalid(prefix: &str, field: &str, why: String) -> ApiError {
     ApiError::Validation {
         message: format!("{prefix}: {why}"),
         details: json!({"field": field}),
-    }
-}
-
-fn conflict(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(m) => ApiError::Conflict {
-            message: m,
-            details: json!({}),
-        },
-        other => other.into(),
     }
 }
 

@@ -4,11 +4,10 @@
 use super::access::{self, Role};
 use super::auth::user_json;
 use super::body::{self, Fields};
-use super::error::{ApiError, SchemaIssue};
+use super::error::{conflict, ApiError, SchemaIssue};
 use super::{session, Shared};
 use crate::audit::{self, Entry};
 use crate::store::users::{self, Membership, NewUser};
-use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -53,16 +52,6 @@ fn member_json(m: &Membership, slug: &str) -> Value {
         "role": m.role,
         "created_at": m.created_at.to_rfc3339(),
     })
-}
-
-fn conflict(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(m) => ApiError::Conflict {
-            message: m,
-            details: json!({}),
-        },
-        other => other.into(),
-    }
 }
 
 fn not_found(what: &str) -> ApiError {
