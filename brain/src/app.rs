@@ -32,6 +32,8 @@ pub struct AppState {
     pub api: Arc<ApiState>,
     pub gateway: Arc<Gateway>,
     pub schedules: Schedules,
+    /// The embedded scheduler's supervision, as the fleet page shows it.
+    pub embedded: crate::workers::embedded_scheduler::Status,
 }
 
 impl AppState {
@@ -52,12 +54,14 @@ impl AppState {
             metrics.clone(),
         );
         let schedules = Schedules::new(settings.clone(), db.clone(), commands.clone());
+        let embedded = crate::workers::embedded_scheduler::Status::default();
         let api = Arc::new(ApiState::new(
             settings.clone(),
             db.clone(),
             commands.clone(),
             metrics.clone(),
             allowed_hosts::path(&loaded.home),
+            embedded.clone(),
         ));
         let app = AppState {
             settings,
@@ -68,6 +72,7 @@ impl AppState {
             api,
             gateway,
             schedules,
+            embedded,
         };
         (app, writer)
     }

@@ -65,7 +65,11 @@ pub async fn open_database(loaded: &Loaded) -> Result<store::Db, StartError> {
     Ok(db)
 }
 
-pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result<(), StartError> {
+pub async fn serve(
+    mut loaded: Loaded,
+    bootstrap_password: Option<String>,
+) -> Result<(), StartError> {
+    let embedded_pki = prepare_embedded(&mut loaded).await?;
     let s = &loaded.settings;
     if s.testing_clock_offset_seconds != 0 {
         crate::store::ts::set_clock_offset_seconds(s.testing_clock_offset_seconds);
@@ -100,6 +104,18 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
         tracing::warn!(mutant = %m, "MUTANT ACTIVE: a behaviour is broken on purpose (mutation testing)");
     }
     let grpc = start_scheduler_grpc(&app).await?;
+    let http_port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(s.bind_port as u16);
+    let supervisor = match (&embedded_pki, &grpc) {
+        (Some(pki), Some(g)) => Some(start_embedded(&app, &loaded, pki, g.port, http_port)),
+        (Some(_), None) => {
+            tracing::error!("CRITICAL: the embedded scheduler is not started: the scheduler gRPC server is not running");
+            None
+        }
+        _ => None,
+    };
     app.api.ready.store(true, Ordering::Release);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -137,7 +153,17 @@ pub async fn serve(loaded: Loaded, bootstrap_password: Option<String>) -> Result
     if let Some(g) = &grpc {
         g.close_admission();
     }
-    shutdown(app, server, workers, stop_tx, ingest_writer).await;
+    // The child stops while HTTP drains; the gRPC server outlives both so
+    // what the child still sends is answered (refused fires included).
+    let child_stopped = async {
+        if let Some(sup) = supervisor {
+            sup.stop().await;
+        }
+    };
+    tokio::join!(
+        child_stopped,
+        shutdown(app, server, workers, stop_tx, ingest_writer)
+    );
     if let Some(g) = grpc {
         g.stop().await;
     }
@@ -179,6 +205,80 @@ async fn shutdown(
     {
         tracing::warn!("ingest writer still busy at shutdown");
     }
+}
+
+/// Embedded mode (scheduler spec §6.1): the interpreter can import
+/// z4j_scheduler, the loopback PKI is minted afresh, and the settings are
+/// rewritten so the gRPC server runs on it and admits only the embedded
+/// scheduler's certificate. Any failure stops start-up, naming the variable.
+async fn prepare_embedded(
+    loaded: &mut Loaded,
+) -> Result<Option<crate::scheduler_grpc::pki::LoopbackPki>, StartError> {
+    let s = &mut loaded.settings;
+    if !s.embedded_scheduler {
+        return Ok(None);
+    }
+    crate::workers::embedded_scheduler::check_interpreter(
+        &s.embedded_scheduler_python,
+        &loaded.child_env,
+    )
+    .await
+    .map_err(|e| StartError::new(1, e))?;
+    let dir = s
+        .embedded_scheduler_pki_dir
+        .clone()
+        .unwrap_or_else(|| loaded.home.join("embedded-pki").display().to_string());
+    let pki = crate::scheduler_grpc::pki::mint_loopback(std::path::Path::new(&dir))
+        .map_err(|e| StartError::new(1, format!("Z4J_EMBEDDED_SCHEDULER_PKI_DIR: {e}")))?;
+    if s.scheduler_grpc_insecure {
+        tracing::warn!("Z4J_SCHEDULER_GRPC_INSECURE is ignored in embedded mode: the embedded scheduler always uses its loopback mTLS");
+    }
+    if !s.scheduler_grpc_allowed_cns.0.is_empty() {
+        tracing::warn!("Z4J_SCHEDULER_GRPC_ALLOWED_CNS is replaced in embedded mode: only the embedded scheduler's certificate is admitted");
+    }
+    let path = |p: &std::path::Path| Some(p.display().to_string());
+    s.scheduler_grpc_enabled = true;
+    s.scheduler_grpc_insecure = false;
+    s.scheduler_grpc_tls_cert = path(&pki.server_cert);
+    s.scheduler_grpc_tls_key = path(&pki.server_key);
+    s.scheduler_grpc_tls_ca = path(&pki.ca);
+    s.scheduler_grpc_allowed_cns = crate::settings::value::JsonList(vec![
+        crate::scheduler_grpc::pki::EMBEDDED_CLIENT_CN.to_owned(),
+    ]);
+    tracing::info!(pki_dir = %dir, "embedded scheduler: loopback PKI minted");
+    Ok(Some(pki))
+}
+
+/// Starts supervising the embedded scheduler once the gRPC port is bound.
+fn start_embedded(
+    app: &AppState,
+    loaded: &Loaded,
+    pki: &crate::scheduler_grpc::pki::LoopbackPki,
+    grpc_port: u16,
+    http_port: u16,
+) -> crate::workers::embedded_scheduler::Supervisor {
+    use crate::workers::embedded_scheduler as embedded;
+    let text = |p: &std::path::Path| p.display().to_string();
+    let (cert, key, ca) = (text(&pki.client_cert), text(&pki.client_key), text(&pki.ca));
+    let hostname = embedded::hostname();
+    let launch = embedded::launch(
+        &app.settings,
+        &loaded.child_env,
+        &embedded::Wiring {
+            grpc_port,
+            http_port,
+            client_cert: &cert,
+            client_key: &key,
+            ca: &ca,
+            hostname: &hostname,
+        },
+    );
+    embedded::Supervisor::start(
+        app.db.clone(),
+        launch,
+        embedded::Policy::of(&app.settings),
+        app.embedded.clone(),
+    )
 }
 
 /// The scheduler's gRPC server when enabled. A failure stops start-up,

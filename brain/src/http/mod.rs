@@ -50,6 +50,8 @@ pub struct ApiState {
     pub hosts: hardening::hosts::HostGuard,
     /// Per-project issuance budget (`Z4J_RATELIMIT_COMMANDS_PER_MINUTE`).
     pub command_budget: SlidingWindow,
+    /// The embedded scheduler's supervision (fleet page).
+    pub embedded: crate::workers::embedded_scheduler::Status,
 }
 
 impl ApiState {
@@ -59,6 +61,7 @@ impl ApiState {
         commands: Commands,
         metrics: Arc<crate::metrics::Metrics>,
         hosts_file: std::path::PathBuf,
+        embedded: crate::workers::embedded_scheduler::Status,
     ) -> ApiState {
         let dev_posture = settings.environment == "dev";
         ApiState {
@@ -74,6 +77,7 @@ impl ApiState {
             ),
             settings,
             db,
+            embedded,
         }
     }
 

@@ -40,11 +40,16 @@ async fn fleet(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<V
     let probes = urls.iter().map(|u| probe(&client, u));
     let schedulers: Vec<Value> = futures_util::future::join_all(probes).await;
     let healthy = schedulers.iter().filter(|s| s["ok"] == json!(true)).count();
-    Ok(Json(json!({
+    let mut body = json!({
         "schedulers": schedulers,
         "total": schedulers.len(),
         "healthy": healthy,
-    })))
+    });
+    if state.settings.embedded_scheduler {
+        // z4j-rs: the supervisor's own view (decision Y10).
+        body["embedded"] = json!(state.embedded.get());
+    }
+    Ok(Json(body))
 }
 
 fn entry(url: &str, ok: Option<bool>, info: Value, error: Option<String>) -> Value {

@@ -260,10 +260,11 @@ settings_table! {
     ["Embedded scheduler"]
     embedded_scheduler: bool = "Z4J_EMBEDDED_SCHEDULER", "false", Check::None, false, "Spawn z4j-scheduler as a supervised subprocess.";
     embedded_scheduler_argv: JsonList = "Z4J_EMBEDDED_SCHEDULER_ARGV", "[\"serve\"]", Check::None, false, "Subprocess argv after the implicit interpreter prefix.";
-    embedded_scheduler_pki_dir: Option<String> = "Z4J_EMBEDDED_SCHEDULER_PKI_DIR", "", Check::None, false, "Directory for auto-minted loopback mTLS PKI (default ~/.z4j/embedded-pki/).";
+    embedded_scheduler_pki_dir: Option<String> = "Z4J_EMBEDDED_SCHEDULER_PKI_DIR", "", Check::None, false, "Directory for auto-minted loopback mTLS PKI (default $Z4J_HOME/embedded-pki, i.e. ~/.z4j/embedded-pki/).";
     embedded_scheduler_restart_max_attempts: i64 = "Z4J_EMBEDDED_SCHEDULER_RESTART_MAX_ATTEMPTS", "10", Check::Int(0, 10_000), false, "Maximum auto-restart attempts before the supervisor gives up.";
     embedded_scheduler_restart_backoff_seconds: f64 = "Z4J_EMBEDDED_SCHEDULER_RESTART_BACKOFF_SECONDS", "2.0", Check::Float(0.1, 60.0), false, "Initial backoff between restart attempts (doubles up to 60 s).";
     embedded_scheduler_shutdown_grace_seconds: f64 = "Z4J_EMBEDDED_SCHEDULER_SHUTDOWN_GRACE_SECONDS", "10.0", Check::Float(0.5, 60.0), false, "Grace window for SIGTERM before SIGKILL.";
+    embedded_scheduler_python: String = "Z4J_EMBEDDED_SCHEDULER_PYTHON", "python3", Check::None, false, "z4j-rs: the Python interpreter that runs `-m z4j_scheduler` (a path, or a name looked up on PATH); z4j-scheduler must be importable by it.";
 
     ["Schedule fires"]
     schedule_fires_retention_days: i64 = "Z4J_SCHEDULE_FIRES_RETENTION_DAYS", "30", Check::Int(1, 3650), false, "Days schedule_fires rows live before the periodic prune.";

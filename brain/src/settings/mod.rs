@@ -91,6 +91,54 @@ pub struct Loaded {
     pub sources: BTreeMap<&'static str, Source>,
     pub warnings: Vec<String>,
     pub database: DatabaseTarget,
+    /// What an embedded scheduler child inherits from this process.
+    pub child_env: ChildEnv,
+}
+
+/// The part of the brain's process environment its embedded scheduler
+/// inherits (scheduler spec §6.3): a few exact names, `LC_*` and
+/// `Z4J_SCHEDULER_*`; nothing else (database URL, secrets, cloud keys).
+/// `Debug` shows names only.
+#[derive(Clone, Default)]
+pub struct ChildEnv(pub Vec<(String, String)>);
+
+const CHILD_ENV_NAMES: &[&str] = &[
+    "PATH",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TERM",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+];
+
+impl ChildEnv {
+    pub fn inherited(env: &[(String, String)]) -> ChildEnv {
+        ChildEnv(
+            env.iter()
+                .filter(|(k, _)| {
+                    CHILD_ENV_NAMES.contains(&k.as_str())
+                        || k.starts_with("LC_")
+                        || k.starts_with("Z4J_SCHEDULER_")
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 /// `$Z4J_HOME`, else `$HOME/.z4j`.
@@ -191,6 +239,7 @@ pub fn load(input: &LoadInput) -> Result<Loaded, LoadError> {
         sources,
         warnings,
         database,
+        child_env: ChildEnv::inherited(&input.env),
     })
 }
 
@@ -202,6 +251,13 @@ fn unknown_variable_warning(name: &str, source: Source) -> String {
         .filter(|(d, _)| *d <= 3)
         .map(|(_, n)| format!(" (did you mean {n}?)"))
         .unwrap_or_default();
+    if name.starts_with("Z4J_SCHEDULER_") && source == Source::Environment {
+        // The scheduler's own variables: an embedded scheduler inherits them.
+        return format!(
+            "{name} in {} is not a brain variable; only an embedded scheduler (Z4J_EMBEDDED_SCHEDULER) reads it{near}",
+            source.label()
+        );
+    }
     format!(
         "unknown variable {name} in {} is ignored{near}",
         source.label()

@@ -165,3 +165,64 @@ fn debug_never_prints_a_secret() {
         "non-secrets are shown: {shown}"
     );
 }
+
+#[test]
+fn embedded_scheduler_argv_python_and_pki_dir_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let on = |extra: &[(&str, &str)]| {
+        let mut env = vec![("Z4J_EMBEDDED_SCHEDULER", "true")];
+        env.extend_from_slice(extra);
+        load(&input(dir.path(), &env))
+    };
+    let l = on(&[]).unwrap();
+    assert_eq!(
+        l.settings.embedded_scheduler_pki_dir.as_deref(),
+        Some(dir.path().join("embedded-pki").to_str().unwrap()),
+        "default: $Z4J_HOME/embedded-pki"
+    );
+    assert_eq!(l.settings.embedded_scheduler_python, "python3");
+    for (var, value, needle) in [
+        (
+            "Z4J_EMBEDDED_SCHEDULER_ARGV",
+            r#"["serve","--log-level=DEBUG"]"#,
+            "--log-level=DEBUG",
+        ),
+        ("Z4J_EMBEDDED_SCHEDULER_ARGV", "[]", "must be [\"serve\"]"),
+        ("Z4J_EMBEDDED_SCHEDULER_ARGV", "serve", "JSON"),
+        ("Z4J_EMBEDDED_SCHEDULER_PKI_DIR", "/etc/z4j", "/etc"),
+        ("Z4J_EMBEDDED_SCHEDULER_PKI_DIR", "/var/../usr/pki", "/usr"),
+        ("Z4J_EMBEDDED_SCHEDULER_PKI_DIR", "/", "root"),
+        ("Z4J_EMBEDDED_SCHEDULER_PYTHON", " ", "interpreter"),
+    ] {
+        let e = on(&[(var, value)]).unwrap_err().to_string();
+        assert!(e.contains(var) && e.contains(needle), "{var}={value}: {e}");
+    }
+    // Off: the embedded settings are not judged.
+    let off = load(&input(
+        dir.path(),
+        &[("Z4J_EMBEDDED_SCHEDULER_ARGV", r#"["serve","--x"]"#)],
+    ));
+    assert!(off.is_ok());
+}
+
+#[test]
+fn the_child_inherits_only_the_listed_names() {
+    let env: Vec<(String, String)> = [
+        ("PATH", "/bin"),
+        ("HOME", "/h"),
+        ("LC_ALL", "C"),
+        ("Z4J_SCHEDULER_LOG_LEVEL", "DEBUG"),
+        ("Z4J_SECRET", "s"),
+        ("Z4J_DATABASE_URL", "postgres://u:p@h/db"),
+        ("GITHUB_TOKEN", "t"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let names: Vec<String> = ChildEnv::inherited(&env)
+        .0
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(names, ["PATH", "HOME", "LC_ALL", "Z4J_SCHEDULER_LOG_LEVEL"]);
+}

@@ -37,6 +37,12 @@ pub(super) fn check(
     s.log_level = s.log_level.to_ascii_uppercase();
     s.session_cookie_samesite = s.session_cookie_samesite.to_ascii_lowercase();
     s.registry_backend = s.registry_backend.to_ascii_lowercase();
+    if s.embedded_scheduler {
+        s.embedded_scheduler_pki_dir = Some(embedded_pki_dir(
+            s.embedded_scheduler_pki_dir.as_deref(),
+            home,
+        ));
+    }
     let mut errors = cross_checks(&s);
     let database = match database_target(&s, home) {
         Ok(t) => Some(t),
@@ -119,14 +125,83 @@ fn cross_checks(s: &Settings) -> Vec<SettingError> {
             "a plaintext scheduler gRPC port is allowed only with Z4J_ENVIRONMENT=dev; configure Z4J_SCHEDULER_GRPC_TLS_CERT, _KEY and _CA",
         ));
     }
-    // Refuse features this build does not serve rather than ignore them.
     if s.embedded_scheduler {
-        errors.push(err(
-            "Z4J_EMBEDDED_SCHEDULER",
-            "the embedded scheduler is not available in this build yet; leave it false",
-        ));
+        errors.extend(embedded_checks(s));
     }
     errors
+}
+
+/// The only argv z4j-scheduler 1.13 keeps running under: `serve` takes no
+/// options, the other subcommands exit after one run (decision Y9).
+const EMBEDDED_ARGV: &[&str] = &["serve"];
+
+/// Where minting would overwrite or re-chmod system files.
+const SYSTEM_DIRS: &[&str] = &[
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/proc", "/sys", "/dev", "/root",
+];
+
+fn embedded_checks(s: &Settings) -> Vec<SettingError> {
+    let mut errors = Vec::new();
+    let argv = &s.embedded_scheduler_argv.0;
+    if let Some(bad) = argv.iter().find(|a| !EMBEDDED_ARGV.contains(&a.as_str())) {
+        errors.push(err(
+            "Z4J_EMBEDDED_SCHEDULER_ARGV",
+            format!("element {bad:?} is not accepted: z4j-scheduler's `serve` takes no options; use [\"serve\"] and configure the scheduler with Z4J_SCHEDULER_* variables"),
+        ));
+    } else if argv.as_slice() != ["serve"] {
+        errors.push(err(
+            "Z4J_EMBEDDED_SCHEDULER_ARGV",
+            "must be [\"serve\"], the one subcommand that keeps the scheduler running",
+        ));
+    }
+    if s.embedded_scheduler_python.trim().is_empty() {
+        errors.push(err(
+            "Z4J_EMBEDDED_SCHEDULER_PYTHON",
+            "must name a Python interpreter (a path, or a name on PATH)",
+        ));
+    }
+    if let Some(dir) = &s.embedded_scheduler_pki_dir {
+        if dir == "/" {
+            errors.push(err(
+                "Z4J_EMBEDDED_SCHEDULER_PKI_DIR",
+                "must not be the root directory; choose a dedicated directory such as /var/lib/z4j/embedded-pki",
+            ));
+        } else if let Some(sys) = SYSTEM_DIRS
+            .iter()
+            .find(|p| dir == *p || dir.starts_with(&format!("{p}/")))
+        {
+            errors.push(err(
+                "Z4J_EMBEDDED_SCHEDULER_PKI_DIR",
+                format!("{dir} is under the system directory {sys}; the minted files would overwrite or re-chmod it; choose a dedicated directory such as /var/lib/z4j/embedded-pki"),
+            ));
+        }
+    }
+    errors
+}
+
+/// The PKI directory as an absolute, lexically normalised path: the
+/// configured one, else `<home>/embedded-pki`.
+fn embedded_pki_dir(configured: Option<&str>, home: &Path) -> String {
+    let raw = configured
+        .filter(|d| !d.trim().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join("embedded-pki"));
+    let absolute = if raw.is_absolute() {
+        raw
+    } else {
+        std::env::current_dir().unwrap_or_default().join(raw)
+    };
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
 }
 
 fn check_public_url(url: &str, allow_http: bool) -> Result<(), String> {

@@ -7,6 +7,7 @@ pub mod agent_health;
 pub mod audit_retention;
 pub mod cluster;
 pub mod command_timeout;
+pub mod embedded_scheduler;
 pub mod reconciliation;
 pub mod retention;
 pub mod schedules;
