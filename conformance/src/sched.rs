@@ -23,11 +23,24 @@ pub async fn insecure(port: u16) -> Result<Client, String> {
 
 /// An mTLS client presenting `client` (None: no certificate at all).
 pub async fn mtls(port: u16, pki: &Pki, client: Option<&str>) -> Result<Client, String> {
+    let identity = match client {
+        Some(name) => Some(pki.client(name)?),
+        None => None,
+    };
+    mtls_pem(port, &pki.ca_pem, identity).await
+}
+
+/// An mTLS client trusting `ca_pem` for the brain's `localhost`
+/// certificate and presenting `identity` (certificate, key PEM).
+pub async fn mtls_pem(
+    port: u16,
+    ca_pem: &str,
+    identity: Option<(String, String)>,
+) -> Result<Client, String> {
     let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name("localhost");
-    if let Some(name) = client {
-        let (cert, key) = pki.client(name)?;
+    if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
     let ch = Channel::from_shared(format!("https://127.0.0.1:{port}"))

@@ -50,7 +50,7 @@ pub struct Snapshot {
     pub state: State,
     /// Exits counted against `Z4J_EMBEDDED_SCHEDULER_RESTART_MAX_ATTEMPTS`
     /// (never reset while the brain runs).
-    pub restarts: u32,
+    pub exits: u32,
     pub pid: Option<u32>,
 }
 
@@ -62,7 +62,7 @@ impl Default for Status {
     fn default() -> Status {
         Status(Arc::new(Mutex::new(Snapshot {
             state: State::Standby,
-            restarts: 0,
+            exits: 0,
             pid: None,
         })))
     }
@@ -341,7 +341,7 @@ async fn run_child(
             Err(e) => format!("cannot wait for it: {e}"),
         };
         status.update(|s| {
-            s.restarts = exits;
+            s.exits = exits;
             s.pid = None;
         });
         if policy.max_attempts == 0 || exits > policy.max_attempts {

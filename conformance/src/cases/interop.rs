@@ -220,21 +220,7 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
         "PYTHONPATH".into(),
         python::scripts_dir().display().to_string(),
     ));
-    let worker = Proc::spawn(
-        &[
-            "-m",
-            "rq.cli",
-            "worker",
-            "--url",
-            "redis://127.0.0.1:6379/0",
-            "-c",
-            "rq_settings",
-            &queue,
-        ],
-        &env,
-        &python::scripts_dir(),
-    )
-    .await?;
+    let worker = spawn_rq_worker(&env, &queue).await?;
     let enqueue = Proc::spawn(
         &["rq_enqueue.py", &queue, "3", "1", "1"],
         &env,
@@ -357,4 +343,24 @@ async fn wait_state(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// An RQ worker on `queue` (with the suite's `rq_settings`, which start
+/// the z4j agent configured by `env`).
+pub(super) async fn spawn_rq_worker(env: &[(String, String)], queue: &str) -> Result<Proc, String> {
+    Proc::spawn(
+        &[
+            "-m",
+            "rq.cli",
+            "worker",
+            "--url",
+            "redis://127.0.0.1:6379/0",
+            "-c",
+            "rq_settings",
+            queue,
+        ],
+        env,
+        &python::scripts_dir(),
+    )
+    .await
 }

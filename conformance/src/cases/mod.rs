@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod database;
 mod defaults;
+mod embedded;
 mod first_boot;
 pub mod gateway;
 mod gateway_defaults;
@@ -53,6 +54,97 @@ macro_rules! case {
 
 pub static CASES: &[Case] = &[
     // The longest case first: slots are granted in list order.
+    case!(
+        "embedded.backoff-cap",
+        embedded::backoff_cap,
+        ["Z4J_EMBEDDED_SCHEDULER_RESTART_BACKOFF_SECONDS" [Above, Lower, Upper]],
+        SqliteOnly
+    ),
+    case!(
+        "embedded.max-attempts-default",
+        embedded::max_attempts_default,
+        [
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_MAX_ATTEMPTS" [Default, Below, Above],
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_BACKOFF_SECONDS" [Lower, Upper],
+            "scheduler.embedded-supervision",
+        ],
+        SqliteOnly
+    ),
+    case!(
+        "embedded.shutdown-grace",
+        embedded::shutdown_grace,
+        ["Z4J_EMBEDDED_SCHEDULER_SHUTDOWN_GRACE_SECONDS" [Default, Lower, Upper]],
+        Both
+    ),
+    case!(
+        "embedded.real-scheduler",
+        embedded::real_scheduler,
+        ["scheduler.embedded-interop", "Z4J_EMBEDDED_SCHEDULER"],
+        Both
+    ),
+    case!(
+        "embedded.restart-backoff-default",
+        embedded::restart_backoff_default,
+        [
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_BACKOFF_SECONDS" [Default, Lower, Upper],
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_MAX_ATTEMPTS" [Below, Above],
+            "scheduler.embedded-supervision",
+        ],
+        Both
+    ),
+    case!(
+        "embedded.standby",
+        embedded::standby,
+        ["scheduler.embedded-supervision"],
+        PostgresOnly
+    ),
+    case!(
+        "embedded.spawn",
+        embedded::spawn,
+        [
+            "Z4J_EMBEDDED_SCHEDULER",
+            "Z4J_EMBEDDED_SCHEDULER_ARGV"[Default],
+            "Z4J_EMBEDDED_SCHEDULER_PKI_DIR"[Default],
+            "scheduler.embedded",
+            "api.schedulers-fleet",
+        ],
+        Both
+    ),
+    case!(
+        "embedded.pki-dir",
+        embedded::pki_dir,
+        ["Z4J_EMBEDDED_SCHEDULER_PKI_DIR", "scheduler.embedded"],
+        Both
+    ),
+    case!(
+        "embedded.refusals",
+        embedded::refusals,
+        [
+            "Z4J_EMBEDDED_SCHEDULER" [Default],
+            "Z4J_EMBEDDED_SCHEDULER_ARGV",
+            "Z4J_EMBEDDED_SCHEDULER_PKI_DIR",
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_BACKOFF_SECONDS" [Below, Above],
+            "Z4J_EMBEDDED_SCHEDULER_SHUTDOWN_GRACE_SECONDS" [Below, Above],
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_MAX_ATTEMPTS",
+            "scheduler.embedded",
+        ],
+        SqliteOnly
+    ),
+    case!(
+        "embedded.max-attempts-zero",
+        embedded::max_attempts_zero,
+        [
+            "Z4J_EMBEDDED_SCHEDULER_RESTART_MAX_ATTEMPTS"[Below],
+            "scheduler.embedded-supervision"
+        ],
+        Both
+    ),
+    case!(
+        "embedded.orphan",
+        embedded::orphan,
+        ["scheduler.embedded-supervision"],
+        Both
+    ),
     case!(
         "scheduler.breaker-interval-default",
         scheduler::breaker_interval_default,

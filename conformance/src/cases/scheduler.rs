@@ -58,7 +58,12 @@ async fn mtls_brain(ctx: &Ctx, pki: &Pki, extra: &[(&str, &str)]) -> Result<(Bra
 }
 
 /// Creates a `z4j-scheduler` schedule through the REST API; its id.
-async fn create(brain: &Brain, op: &Operator, name: &str, extra: Json) -> Result<String, String> {
+pub(super) async fn create(
+    brain: &Brain,
+    op: &Operator,
+    name: &str,
+    extra: Json,
+) -> Result<String, String> {
     let mut body = json!({
         "name": name, "engine": "rq", "kind": "interval", "expression": "10s",
         "task_name": "jobs.tick", "args": [1, "two"], "kwargs": {"k": "v"},
@@ -79,19 +84,19 @@ async fn create(brain: &Brain, op: &Operator, name: &str, extra: Json) -> Result
         .ok_or(format!("create answered no id: {s}"))
 }
 
-async fn get(brain: &Brain, op: &Operator, id: &str) -> Result<Json, String> {
+pub(super) async fn get(brain: &Brain, op: &Operator, id: &str) -> Result<Json, String> {
     let (status, s) = op.get(brain, &format!("{BASE}/{id}")).await?;
     ensure_eq(status, 200, &format!("GET schedule: {s}"))?;
     Ok(s)
 }
 
-async fn fires(brain: &Brain, op: &Operator, id: &str) -> Result<Vec<Json>, String> {
+pub(super) async fn fires(brain: &Brain, op: &Operator, id: &str) -> Result<Vec<Json>, String> {
     let (status, f) = op.get(brain, &format!("{BASE}/{id}/fires")).await?;
     ensure_eq(status, 200, &format!("GET fires: {f}"))?;
     Ok(f.as_array().cloned().unwrap_or_default())
 }
 
-async fn post(
+pub(super) async fn post(
     brain: &Brain,
     op: &Operator,
     path: &str,
@@ -1218,57 +1223,12 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     let op = agent::login(&brain).await?;
-    let creds = op.mint(&brain, "rq-worker").await?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let queue = format!("z4jsched-{}", uuid::Uuid::new_v4().simple());
-    let mut env = super::interop::agent_env(&brain, &creds, "ws", home.path());
-    env.push(("Z4J_DEV_MODE".into(), "1".into()));
-    env.push(("Z4J_RQ_REDIS_URL".into(), "redis://127.0.0.1:6379/0".into()));
-    env.push((
-        "PYTHONPATH".into(),
-        crate::python::scripts_dir().display().to_string(),
-    ));
-    let worker = crate::python::Proc::spawn(
-        &[
-            "-m",
-            "rq.cli",
-            "worker",
-            "--url",
-            "redis://127.0.0.1:6379/0",
-            "-c",
-            "rq_settings",
-            &queue,
-        ],
-        &env,
-        &crate::python::scripts_dir(),
-    )
-    .await?;
-    // The worker's agent online with its engine before the first slot.
-    let deadline = Instant::now() + ctx.scaled(60.0);
-    loop {
-        let (_, agents) = op.get(&brain, "/api/v1/projects/default/agents").await?;
-        let online = agents.as_array().into_iter().flatten().any(|a| {
-            a["state"] == "online"
-                && a["engine_adapters"]
-                    .as_array()
-                    .is_some_and(|e| e.contains(&json!("rq")))
-        });
-        if online {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the RQ worker's agent never came online:\n{}",
-                worker.output().join("\n")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let worker = RqWorker::start(&ctx, &brain, &op).await?;
     let id = create(
         &brain,
         &op,
         "interop",
-        json!({"expression": "2s", "task_name": "rq_jobs.add", "args": [2, 3], "kwargs": {}, "queue": queue}),
+        json!({"expression": "2s", "task_name": "rq_jobs.add", "args": [2, 3], "kwargs": {}, "queue": worker.queue}),
     )
     .await?;
     let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -1286,18 +1246,93 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
         Some(1),
         "schedules the scheduler loaded",
     )?;
-    let context = |what: String, scheduler: &crate::python::Proc, worker: &crate::python::Proc| {
+    let context = |what: String| {
         format!(
             "{what}\nscheduler output:\n{}\nworker output:\n{}",
             scheduler.output().join("\n"),
-            worker.output().join("\n")
+            worker.proc.output().join("\n")
         )
     };
+    fired_jobs_run(&ctx, &brain, &op, &id, &context).await?;
 
-    // Two delivered, acknowledged fires, each with its command.
+    // Disabled: after one watch cycle and one in-flight slot, no new fire.
+    let (st, _) = post(&brain, &op, &format!("/{id}/disable"), None).await?;
+    ensure_eq(st, 200, "disable")?;
+    tokio::time::sleep(ctx.scaled(0.5 + 2.0 + 1.0)).await;
+    let settled = fires(&brain, &op, &id).await?.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = fires(&brain, &op, &id).await?.len();
+    ensure_eq(after, settled, "fires after the schedule was disabled")?;
+    terminate(scheduler).await;
+    worker.proc.stop().await;
+    Ok(())
+}
+
+/// A real RQ worker running the z4j-bare agent on its own queue, online
+/// with the `rq` engine.
+pub(super) struct RqWorker {
+    pub proc: crate::python::Proc,
+    pub queue: String,
+    _home: tempfile::TempDir,
+}
+
+impl RqWorker {
+    pub(super) async fn start(ctx: &Ctx, brain: &Brain, op: &Operator) -> Result<RqWorker, String> {
+        let creds = op.mint(brain, "rq-worker").await?;
+        let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let queue = format!("z4jsched-{}", uuid::Uuid::new_v4().simple());
+        let mut env = super::interop::agent_env(brain, &creds, "ws", home.path());
+        env.push(("Z4J_DEV_MODE".into(), "1".into()));
+        env.push(("Z4J_RQ_REDIS_URL".into(), "redis://127.0.0.1:6379/0".into()));
+        env.push((
+            "PYTHONPATH".into(),
+            crate::python::scripts_dir().display().to_string(),
+        ));
+        let proc = super::interop::spawn_rq_worker(&env, &queue).await?;
+        // The worker's agent online with its engine before the first slot.
+        let deadline = Instant::now() + ctx.scaled(60.0);
+        loop {
+            let (_, agents) = op.get(brain, "/api/v1/projects/default/agents").await?;
+            let online = agents.as_array().into_iter().flatten().any(|a| {
+                a["state"] == "online"
+                    && a["engine_adapters"]
+                        .as_array()
+                        .is_some_and(|e| e.contains(&json!("rq")))
+            });
+            if online {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the RQ worker's agent never came online:\n{}",
+                    proc.output().join("\n")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(RqWorker {
+            proc,
+            queue,
+            _home: home,
+        })
+    }
+}
+
+/// Two delivered, acknowledged fires of the 2 s interval schedule `id`
+/// with the scheduler's fire ids; the first one's `schedule.fire` command
+/// completed with the RQ job it enqueued, the job ran on the worker, and
+/// `total_runs`/`last_run_at` advanced. `context` adds the processes'
+/// output to a failure.
+pub(super) async fn fired_jobs_run(
+    ctx: &Ctx,
+    brain: &Brain,
+    op: &Operator,
+    id: &str,
+    context: &(dyn Fn(String) -> String + Sync),
+) -> R {
     let deadline = Instant::now() + ctx.scaled(30.0);
     let acked = loop {
-        let f = fires(&brain, &op, &id).await?;
+        let f = fires(brain, op, id).await?;
         let acked: Vec<Json> = f
             .into_iter()
             .filter(|r| r["status"] == "acked_success" && r["command_id"].is_string())
@@ -1306,11 +1341,9 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
             break acked;
         }
         if Instant::now() > deadline {
-            return Err(context(
-                format!("fewer than two acknowledged delivered fires: {acked:?}"),
-                &scheduler,
-                &worker,
-            ));
+            return Err(context(format!(
+                "fewer than two acknowledged delivered fires: {acked:?}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
@@ -1325,7 +1358,7 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
             &format!("interval slots are multiples of 2 s since the epoch: {slot}"),
         )?;
         let expected = sched::cadence_fire_id(
-            &id,
+            id,
             chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default(),
         );
         ensure_eq(
@@ -1344,7 +1377,7 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     let job = loop {
         let (_, c) = op
             .get(
-                &brain,
+                brain,
                 &format!("/api/v1/projects/default/commands/{command_id}"),
             )
             .await?;
@@ -1360,11 +1393,7 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
                 .to_owned();
         }
         if Instant::now() > deadline {
-            return Err(context(
-                format!("schedule.fire command not completed: {c}"),
-                &scheduler,
-                &worker,
-            ));
+            return Err(context(format!("schedule.fire command not completed: {c}")));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
@@ -1375,21 +1404,17 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     let deadline = Instant::now() + ctx.scaled(60.0);
     loop {
         let (_, t) = op
-            .get(&brain, &format!("/api/v1/projects/default/tasks/rq/{job}"))
+            .get(brain, &format!("/api/v1/projects/default/tasks/rq/{job}"))
             .await?;
         if t["state"] == "success" {
             break;
         }
         if Instant::now() > deadline {
-            return Err(context(
-                format!("the fired job never succeeded: {t}"),
-                &scheduler,
-                &worker,
-            ));
+            return Err(context(format!("the fired job never succeeded: {t}")));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let s = get(&brain, &op, &id).await?;
+    let s = get(brain, op, id).await?;
     ensure(
         s["total_runs"].as_i64().unwrap_or(0) >= 2,
         format!("total_runs after two acked fires: {s}"),
@@ -1397,19 +1422,7 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     ensure(
         s["last_run_at"].is_string(),
         format!("last_run_at after acked fires: {s}"),
-    )?;
-
-    // Disabled: after one watch cycle and one in-flight slot, no new fire.
-    let (st, _) = post(&brain, &op, &format!("/{id}/disable"), None).await?;
-    ensure_eq(st, 200, "disable")?;
-    tokio::time::sleep(ctx.scaled(0.5 + 2.0 + 1.0)).await;
-    let settled = fires(&brain, &op, &id).await?.len();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let after = fires(&brain, &op, &id).await?.len();
-    ensure_eq(after, settled, "fires after the schedule was disabled")?;
-    terminate(scheduler).await;
-    worker.stop().await;
-    Ok(())
+    )
 }
 
 /// SIGTERM: from the signal on a new fire is refused with UNAVAILABLE
