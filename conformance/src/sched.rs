@@ -165,3 +165,64 @@ pub fn ack(fire_id: &str, status: &str, error: &str) -> pb::AcknowledgeFireResul
         error: error.to_owned(),
     }
 }
+
+/// A TCP forwarder standing in for a load balancer in front of brain
+/// replicas: it listens on its own port and relays each connection to the
+/// current target; [`Forwarder::switch`] drops every relayed connection
+/// and sends new ones to another port.
+pub struct Forwarder {
+    pub port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    epoch: tokio::sync::watch::Sender<u64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    pub async fn start(target: u16) -> Result<Forwarder, String> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(target));
+        let (epoch, _) = tokio::sync::watch::channel(0u64);
+        let (to, ep) = (target.clone(), epoch.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let port = to.load(Ordering::Acquire);
+                let mut cut = ep.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Forwarder {
+            port,
+            target,
+            epoch,
+            accept,
+        })
+    }
+
+    /// New connections go to `port`; the open ones are cut.
+    pub fn switch(&self, port: u16) {
+        self.target
+            .store(port, std::sync::atomic::Ordering::Release);
+        self.epoch.send_modify(|e| *e += 1);
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.epoch.send_modify(|e| *e += 1);
+    }
+}

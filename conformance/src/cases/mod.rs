@@ -71,6 +71,18 @@ pub static CASES: &[Case] = &[
         SqliteOnly
     ),
     case!(
+        "scheduler.keepalive",
+        scheduler::keepalive,
+        ["scheduler.keepalive"],
+        SqliteOnly
+    ),
+    case!(
+        "scheduler.replica-takeover",
+        scheduler::replica_takeover,
+        ["scheduler.interop", "scheduler.watch"],
+        PostgresOnly
+    ),
+    case!(
         "embedded.shutdown-grace",
         embedded::shutdown_grace,
         ["Z4J_EMBEDDED_SCHEDULER_SHUTDOWN_GRACE_SECONDS" [Default, Lower, Upper]],

@@ -2408,3 +2408,152 @@ pub async fn trigger_now(ctx: Arc<Ctx>) -> R {
     )?;
     Ok(())
 }
+
+/// Seconds from a variable of the suite's own environment, else `default`.
+fn knob(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The real scheduler's HTTP/2 keepalive pings (every 5 s here, the least
+/// it allows; every 30 s by default) are tolerated: over the soak its watch
+/// stream is opened once and never cut (no GOAWAY `too_many_pings`), and it
+/// still delivers a schedule created at the end. The soak is 60 s in CI;
+/// the campaign runs 600 s at the scheduler's default cadence
+/// (`Z4J_CONFORMANCE_KEEPALIVE_SECONDS=600 Z4J_CONFORMANCE_KEEPALIVE_PING_SECONDS=30`).
+pub async fn keepalive(ctx: Arc<Ctx>) -> R {
+    let soak = knob("Z4J_CONFORMANCE_KEEPALIVE_SECONDS", 60.0);
+    let ping = knob("Z4J_CONFORMANCE_KEEPALIVE_PING_SECONDS", 5.0).to_string();
+    let ops_port = free_port();
+    let info = format!(r#"["http://127.0.0.1:{ops_port}"]"#);
+    let (brain, grpc_port) = insecure_brain(
+        &ctx,
+        &[
+            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
+            ("Z4J_SCHEDULER_INFO_URLS", &info),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scheduler = real_scheduler(
+        &brain,
+        grpc_port,
+        ops_port,
+        cwd.path(),
+        &[("Z4J_SCHEDULER_GRPC_KEEPALIVE_SECONDS", &ping)],
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs_f64(soak)).await;
+    let out = scheduler.output();
+    let opened = out.iter().filter(|l| l.contains("stream healthy")).count();
+    let policed = out
+        .iter()
+        .find(|l| l.contains("too_many_pings") || l.contains("GOAWAY"));
+    let context = |what: String| format!("{what}\nscheduler output:\n{}", out.join("\n"));
+    if let Some(line) = policed {
+        return Err(context(format!("the brain policed the pings: {line}")));
+    }
+    if opened != 1 {
+        return Err(context(format!(
+            "the watch stream was opened {opened} times over {soak} s of {ping} s pings"
+        )));
+    }
+    create(&brain, &op, "after-soak", json!({})).await?;
+    let deadline = Instant::now() + ctx.scaled(5.0);
+    loop {
+        let (_, f) = op.get(&brain, "/api/v1/schedulers").await?;
+        if f["schedulers"][0]["info"]["schedules_loaded"] == 1 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(context(format!(
+                "the scheduler did not load a schedule created after the soak: {f}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    terminate(scheduler).await;
+    Ok(())
+}
+
+/// Two replicas on one PostgreSQL database behind one address (a TCP
+/// forwarder standing in for the load balancer): the real scheduler fires
+/// through the first; when it is killed the scheduler reconnects to the
+/// second, whose watch stream then serves it — fires go on, and disabling
+/// the schedule through the second replica stops them.
+pub async fn replica_takeover(ctx: Arc<Ctx>) -> R {
+    let (db_env, _) = ctx.pinned_database().await?;
+    let replica = |port: u16| {
+        let mut env = owned(&agent::admin_env());
+        env.extend(owned(&[
+            ("Z4J_ENVIRONMENT", "dev"),
+            ("Z4J_SCHEDULER_GRPC_ENABLED", "true"),
+            ("Z4J_SCHEDULER_GRPC_INSECURE", "true"),
+            ("Z4J_SCHEDULER_GRPC_BIND_HOST", "127.0.0.1"),
+            ("Z4J_SCHEDULER_GRPC_BIND_PORT", &port.to_string()),
+            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
+        ]));
+        env.extend(db_env.clone());
+        env
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = ctx.start_env(replica(pa), None).await?;
+    let b = ctx.start_env(replica(pb), None).await?;
+    let (op_a, op_b) = (agent::login(&a).await?, agent::login(&b).await?);
+    let id = create(&a, &op_a, "takeover", json!({"expression": "2s"})).await?;
+    let lb = sched::Forwarder::start(pa).await?;
+    let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scheduler = real_scheduler(&a, lb.port, free_port(), cwd.path(), &[]).await?;
+    let context = |what: String| {
+        format!(
+            "{what}\nscheduler output:\n{}",
+            scheduler.output().join("\n")
+        )
+    };
+    let fired_after = |rows: &[Json], t: chrono::DateTime<chrono::Utc>| {
+        rows.iter()
+            .filter(|r| {
+                r["scheduled_for"]
+                    .as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|s| s > t)
+            })
+            .count()
+    };
+    let deadline = Instant::now() + ctx.scaled(20.0);
+    while fires(&b, &op_b, &id).await?.is_empty() {
+        if Instant::now() > deadline {
+            return Err(context("no fire through the first replica".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    a.kill();
+    lb.switch(pb);
+    let killed = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let deadline = Instant::now() + ctx.scaled(40.0);
+    while fired_after(&fires(&b, &op_b, &id).await?, killed) < 2 {
+        if Instant::now() > deadline {
+            return Err(context(format!(
+                "no fires through the second replica after the first was killed: {:?}",
+                fires(&b, &op_b, &id).await?
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (st, _) = post(&b, &op_b, &format!("/{id}/disable"), None).await?;
+    ensure_eq(st, 200, "disable through the second replica")?;
+    tokio::time::sleep(ctx.scaled(0.5 + 2.0 + 1.0)).await;
+    let settled = fires(&b, &op_b, &id).await?.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = fires(&b, &op_b, &id).await?.len();
+    if after != settled {
+        return Err(context(format!(
+            "fires went on after the second replica disabled the schedule ({settled} -> {after})"
+        )));
+    }
+    terminate(scheduler).await;
+    Ok(())
+}
