@@ -124,25 +124,20 @@ impl SchedulerService for Service {
         let db = self.schedules.db().clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            let mut after = None;
-            loop {
-                let batch = match rows::served(&db, scope.ids(), after, page).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(internal(e))).await;
-                        return;
+            let walked = watch::for_each_page(&db, &scope, page, |batch| {
+                let tx = tx.clone();
+                async move {
+                    for s in &batch {
+                        if tx.send(Ok(wire::schedule(s))).await.is_err() {
+                            return false;
+                        }
                     }
-                };
-                let full = batch.len() as i64 == page;
-                after = batch.last().map(|s| s.id);
-                for s in &batch {
-                    if tx.send(Ok(wire::schedule(s))).await.is_err() {
-                        return;
-                    }
+                    true
                 }
-                if !full {
-                    return;
-                }
+            })
+            .await;
+            if let Err(e) = walked {
+                let _ = tx.send(Err(internal(e))).await;
             }
         });
         Ok(Response::new(Box::pin(

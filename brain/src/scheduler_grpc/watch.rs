@@ -82,18 +82,37 @@ impl Caps {
     }
 }
 
-async fn snapshot(db: &Db, scope: &Scope) -> Result<Vec<Schedule>, crate::store::StoreError> {
-    let mut all = Vec::new();
+/// Every served row of `scope` in id order, `page` rows per query, handed
+/// to `each` a page at a time; `each` answering false stops the walk.
+pub async fn for_each_page<F, Fut>(
+    db: &Db,
+    scope: &Scope,
+    page: i64,
+    mut each: F,
+) -> Result<(), crate::store::StoreError>
+where
+    F: FnMut(Vec<Schedule>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let mut after = None;
     loop {
-        let batch = rows::served(db, scope.ids(), after, 500).await?;
-        let full = batch.len() == 500;
+        let batch = rows::served(db, scope.ids(), after, page).await?;
+        let full = batch.len() as i64 == page;
         after = batch.last().map(|s| s.id);
-        all.extend(batch);
-        if !full {
-            return Ok(all);
+        if !each(batch).await || !full {
+            return Ok(());
         }
     }
+}
+
+async fn snapshot(db: &Db, scope: &Scope) -> Result<Vec<Schedule>, crate::store::StoreError> {
+    let mut all = Vec::new();
+    for_each_page(db, scope, 500, |batch| {
+        all.extend(batch);
+        std::future::ready(true)
+    })
+    .await?;
+    Ok(all)
 }
 
 fn event(kind: Kind, s: &Schedule) -> pb::ScheduleEvent {

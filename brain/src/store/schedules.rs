@@ -413,13 +413,24 @@ pub async fn count_run(
 
 /// Ids of projects by slug (a certificate's project bindings).
 pub async fn project_ids_by_slugs(db: &Db, slugs: &[String]) -> Result<Vec<Uuid>, StoreError> {
-    let mut out = Vec::new();
-    for slug in slugs {
-        if let Some(p) = super::projects::find_by_slug(db, slug).await? {
-            out.push(p.id);
-        }
+    if slugs.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    // One placeholder per slug; the slugs themselves are bound.
+    let sql = format!(
+        "SELECT id FROM projects WHERE slug IN ({}) ORDER BY id",
+        (1..=slugs.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    on_db!(db, p => {
+        let mut q = sqlx::query_scalar::<_, Uuid>(&sql);
+        for slug in slugs {
+            q = q.bind(slug);
+        }
+        Ok(q.fetch_all(p).await?)
+    })
 }
 
 // ---- fire history --------------------------------------------------------
