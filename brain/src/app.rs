@@ -53,7 +53,12 @@ impl AppState {
             ingestor,
             metrics.clone(),
         );
-        let schedules = Schedules::new(settings.clone(), db.clone(), commands.clone());
+        let schedules = Schedules::new(
+            settings.clone(),
+            db.clone(),
+            commands.clone(),
+            alerts.clone(),
+        );
         let embedded = crate::workers::embedded_scheduler::Status::default();
         let api = Arc::new(ApiState::new(
             settings.clone(),

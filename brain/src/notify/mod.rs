@@ -1,5 +1,6 @@
 //! Notifications: events that matter to operators (a task failed, an
-//! agent went offline) delivered to the project's channels (webhooks),
+//! agent went offline, a schedule was disabled by its circuit breaker)
+//! delivered to the project's channels (webhooks),
 //! off the request and ingest paths, with every attempt logged in
 //! `notification_deliveries`.
 
@@ -20,7 +21,11 @@ use uuid::Uuid;
 /// logged) rather than slowing ingest down.
 const QUEUE: usize = 4096;
 
-pub const TRIGGERS: &[&str] = &["task.failed", "agent.offline"];
+pub const TRIGGERS: &[&str] = &[
+    "task.failed",
+    "agent.offline",
+    "schedule.circuit_breaker.tripped",
+];
 
 /// Something to tell a project's channels.
 #[derive(Debug, Clone)]

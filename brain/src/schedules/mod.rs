@@ -171,14 +171,21 @@ pub struct Schedules {
     settings: Arc<Settings>,
     db: Db,
     commands: Commands,
+    alerts: crate::notify::Alerts,
 }
 
 impl Schedules {
-    pub fn new(settings: Arc<Settings>, db: Db, commands: Commands) -> Schedules {
+    pub fn new(
+        settings: Arc<Settings>,
+        db: Db,
+        commands: Commands,
+        alerts: crate::notify::Alerts,
+    ) -> Schedules {
         Schedules {
             settings,
             db,
             commands,
+            alerts,
         }
     }
 
@@ -568,6 +575,28 @@ impl Schedules {
             audit::append(&mut tx, &self.settings, &e).await?;
             tx.commit().await?;
             tracing::warn!(schedule_id = %s.id, name = %s.name, failures = threshold, "schedule disabled by the circuit breaker");
+            // Best effort, after the commit: the disable stands either way.
+            let mut fields = serde_json::Map::new();
+            fields.insert("schedule_id".into(), s.id.to_string().into());
+            fields.insert("schedule_name".into(), s.name.clone().into());
+            fields.insert("engine".into(), s.engine.clone().into());
+            fields.insert("consecutive_failures".into(), threshold.into());
+            fields.insert("state".into(), "circuit_tripped".into());
+            fields.insert(
+                "message".into(),
+                format!(
+                    "schedule {:?} disabled after {threshold} consecutive failed fires",
+                    s.name
+                )
+                .into(),
+            );
+            self.alerts.raise(crate::notify::Alert {
+                project_id: s.project_id,
+                trigger: "schedule.circuit_breaker.tripped",
+                task_id: None,
+                task_name: None,
+                fields,
+            });
             tripped.push(s.name);
         }
         Ok(tripped)

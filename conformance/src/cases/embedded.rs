@@ -517,12 +517,14 @@ fn gaps(s: &Standin) -> Vec<f64> {
         .collect()
 }
 
-/// Each gap within `nominal × [0.7, 1.3]` (capped at 60 s), the upper end
-/// widened by Python's start-up and the timing tolerance.
+/// Each gap within `min(60, nominal) × [0.7, 1.3]`, at most 60 s, the
+/// upper end widened by Python's start-up and the timing tolerance.
 fn check_gaps(ctx: &Ctx, got: &[f64], nominal: &[f64]) -> R {
     for (i, (g, n)) in got.iter().zip(nominal).enumerate() {
-        let lo = (n * 0.7).min(60.0) - 0.05;
-        let hi = (n * 1.3).min(60.0) + STARTUP_SLACK * ctx.tolerance;
+        // Capped before the jitter, and the jittered delay capped again.
+        let capped = n.min(60.0);
+        let lo = capped * 0.7 - 0.05;
+        let hi = (capped * 1.3).min(60.0) + STARTUP_SLACK * ctx.tolerance;
         ensure(
             (lo..=hi).contains(g),
             format!(

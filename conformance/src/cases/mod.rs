@@ -743,6 +743,12 @@ pub static CASES: &[Case] = &[
         feature = "webhook_loopback_opt_in"
     ),
     case!(
+        "notifications.schedule-breaker",
+        notifications::schedule_breaker,
+        ["notifications.schedule-breaker"],
+        Both
+    ),
+    case!(
         "auth.lockout",
         auth::lockout,
         [

@@ -423,3 +423,65 @@ pub async fn agent_offline(ctx: Arc<Ctx>) -> R {
         "one alert per offline episode",
     )
 }
+
+/// A schedule disabled by its circuit breaker raises one
+/// `schedule.circuit_breaker.tripped` notification naming the schedule and
+/// the failure count (scheduler spec §5.3); a schedule one failure short
+/// raises none.
+pub async fn schedule_breaker(ctx: Arc<Ctx>) -> R {
+    use super::scheduler::{create, insecure_brain, slot};
+    let mut extra = vec![
+        ("Z4J_SCHEDULE_CIRCUIT_BREAKER_THRESHOLD", "2"),
+        ("Z4J_SCHEDULE_CIRCUIT_BREAKER_INTERVAL_SECONDS", "5"),
+    ];
+    extra.extend_from_slice(LOOPBACK_OK);
+    let (brain, port) = insecure_brain(&ctx, &extra).await?;
+    let op = agent::login(&brain).await?;
+    let server = receiver("/hook", 200, Duration::ZERO).await;
+    let id = channel_for(
+        &brain,
+        &op,
+        "scheduling",
+        json!({"url": format!("{}/hook", server.uri())}),
+    )
+    .await?;
+    route(&brain, &op, "schedule.circuit_breaker.tripped", &[&id]).await?;
+    let mut c = crate::sched::insecure(port).await?;
+    let tripping = create(&brain, &op, "nightly", json!({})).await?;
+    let short = create(&brain, &op, "hourly", json!({})).await?;
+    for (schedule, n) in [(&tripping, 2), (&short, 1)] {
+        for i in 0..n {
+            let req = crate::sched::fire_request(schedule, slot(100 + 10 * i));
+            c.fire_schedule(req.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            c.acknowledge_fire_result(crate::sched::ack(&req.fire_id, "failed", "dispatch failed"))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let got = wait_requests(&server, 1, ctx.scaled(5.0 + 5.0)).await?;
+    let body: Json = serde_json::from_slice(&got[0].body).map_err(|e| e.to_string())?;
+    ensure_eq(
+        (
+            body["trigger"].as_str(),
+            body["schedule_id"].as_str(),
+            body["schedule_name"].as_str(),
+            body["consecutive_failures"].as_i64(),
+        ),
+        (
+            Some("schedule.circuit_breaker.tripped"),
+            Some(tripping.as_str()),
+            Some("nightly"),
+            Some(2),
+        ),
+        &format!("breaker notification body {body}"),
+    )?;
+    // Another sweep: nothing more (tripped once; the short one never).
+    tokio::time::sleep(ctx.scaled(6.0)).await;
+    ensure_eq(
+        server.received_requests().await.unwrap_or_default().len(),
+        1,
+        "breaker notifications after two sweeps",
+    )
+}

@@ -19,7 +19,10 @@ const BASE: &str = "/api/v1/projects/default/schedules";
 
 /// A brain serving the scheduler gRPC port in plaintext (dev), plus
 /// `extra`; returns it with the port.
-async fn insecure_brain(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<(Brain, u16), String> {
+pub(super) async fn insecure_brain(
+    ctx: &Ctx,
+    extra: &[(&str, &str)],
+) -> Result<(Brain, u16), String> {
     let port = free_port();
     let port_text = port.to_string();
     let mut env = owned(&agent::admin_env());
@@ -106,7 +109,7 @@ pub(super) async fn post(
         .await
 }
 
-fn slot(secs_ago: i64) -> chrono::DateTime<chrono::Utc> {
+pub(super) fn slot(secs_ago: i64) -> chrono::DateTime<chrono::Utc> {
     use chrono::{SubsecRound, Utc};
     (Utc::now() - chrono::Duration::seconds(secs_ago)).trunc_subsecs(0)
 }
