@@ -31,6 +31,7 @@ pub fn routes() -> Router<Shared> {
         )
         .route(&format!("{BASE}/{{id}}/{{action}}"), post(toggle))
         .route(&format!("{BASE}/{{id}}/fires"), get(fires))
+        .route(&format!("{BASE}/runs"), get(runs))
 }
 
 fn ts(t: Option<Ts>) -> Value {
@@ -752,4 +753,82 @@ async fn fires(
             })
             .collect(),
     )))
+}
+
+/// At most this many schedules per `/runs` request (§4.11).
+const MAX_RUN_IDS: usize = 500;
+
+/// `GET …/schedules/runs?id=…&id=…&limit=`: the newest fires of many
+/// schedules at once (the list page's sparklines). Ids of other projects
+/// are dropped; each requested schedule of the project gets an entry.
+async fn runs(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let mut ids: Vec<Uuid> = Vec::new();
+    let mut limit = 20;
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "id" => {
+                let id = Uuid::parse_str(&v).map_err(|_| {
+                    invalid("id", "id", format!("{v:?} is not a schedule id (UUID)"))
+                })?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            "limit" => {
+                limit = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=50).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            "limit",
+                            "limit",
+                            format!("{v:?} is not an integer from 1 to 50"),
+                        )
+                    })?;
+            }
+            _ => {}
+        }
+    }
+    if ids.len() > MAX_RUN_IDS {
+        return Err(invalid(
+            "id",
+            "id",
+            format!("{} ids given; at most {MAX_RUN_IDS} per request", ids.len()),
+        ));
+    }
+    let fires = store::recent_fires_of(&state.db, access.project.id, &ids, limit).await?;
+    // Schedules of the project without fires still get an (empty) entry.
+    let owned = store::ids_in_project(&state.db, access.project.id, &ids).await?;
+    let items: Vec<Value> = ids
+        .iter()
+        .filter(|id| owned.contains(id))
+        .map(|id| {
+            let runs: Vec<Value> = fires
+                .iter()
+                .filter(|f| f.schedule_id == Some(*id))
+                .map(|f| {
+                    json!({
+                        "fire_id": f.fire_id,
+                        "status": f.status,
+                        "scheduled_for": f.scheduled_for.to_rfc3339(),
+                        "fired_at": f.fired_at.to_rfc3339(),
+                        "latency_ms": f.latency_ms,
+                    })
+                })
+                .collect();
+            json!({"schedule_id": id, "runs": runs})
+        })
+        .collect();
+    Ok(Json(json!({
+        "items": items,
+        "limit": limit,
+        "circuit_breaker_threshold": state.settings.schedule_circuit_breaker_threshold,
+    })))
 }

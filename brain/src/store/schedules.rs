@@ -602,6 +602,64 @@ pub async fn fires(db: &Db, schedule_id: Uuid, limit: i64) -> Result<Vec<Fire>, 
         .await)?)
 }
 
+/// Which of `ids` are schedules of `project_id`.
+pub async fn ids_in_project(
+    db: &Db,
+    project_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id FROM schedules WHERE project_id = $1 AND id IN ({})",
+        (0..ids.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    on_db!(db, p => {
+        let mut q = sqlx::query_scalar::<_, Uuid>(&sql).bind(project_id);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(p).await?)
+    })
+}
+
+/// The newest `limit` fires of each of `ids` that belongs to `project_id`
+/// (others are left out), newest first per schedule, in one query.
+pub async fn recent_fires_of(
+    db: &Db,
+    project_id: Uuid,
+    ids: &[Uuid],
+    limit: i64,
+) -> Result<Vec<Fire>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols = FIRE_COLUMNS
+        .split(',')
+        .map(|c| format!("f.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Ids are this process's parsed UUIDs, bound, one placeholder each.
+    let sql = format!(
+        "SELECT {FIRE_COLUMNS} FROM (SELECT {cols}, ROW_NUMBER() OVER          (PARTITION BY f.schedule_id ORDER BY f.fired_at DESC, f.id DESC) AS rn          FROM schedule_fires f JOIN schedules s ON s.id = f.schedule_id          WHERE s.project_id = $1 AND f.schedule_id IN ({})) ranked          WHERE rn <= $2 ORDER BY schedule_id, fired_at DESC, id DESC",
+        (0..ids.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    on_db!(db, p => {
+        let mut q = sqlx::query_as::<_, Fire>(&sql).bind(project_id).bind(limit);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(p).await?)
+    })
+}
+
 /// The newest `n` statuses of a schedule's fires since `since`.
 pub async fn recent_statuses(
     db: &Db,

@@ -256,6 +256,7 @@ pub static CASES: &[Case] = &[
         ["scheduler.interop-mtls", "Z4J_SCHEDULER_GRPC_ALLOWED_CNS"],
         Both
     ),
+    case!("scheduler.runs", scheduler::runs, ["api.schedules"], Both),
     case!(
         "scheduler.trigger-now",
         scheduler::trigger_now,

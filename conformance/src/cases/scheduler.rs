@@ -2560,3 +2560,100 @@ pub async fn replica_takeover(ctx: Arc<Ctx>) -> R {
     terminate(scheduler).await;
     Ok(())
 }
+
+/// `GET …/schedules/runs`: the newest fires of several schedules in one
+/// request, newest first, `limit` (default 20, 1..50) per schedule; ids of
+/// another project are dropped, a schedule without fires has an empty list;
+/// a bad id, a limit outside 1..50 or more than 500 ids is 422 naming it.
+pub async fn runs(ctx: Arc<Ctx>) -> R {
+    let (brain, port) = insecure_brain(&ctx, &[]).await?;
+    let op = agent::login(&brain).await?;
+    let busy = create(&brain, &op, "busy", json!({})).await?;
+    let idle = create(&brain, &op, "idle", json!({})).await?;
+    op.create_project(&brain, "elsewhere").await?;
+    let (st, other) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/elsewhere/schedules",
+            Some(json!({"name": "theirs", "engine": "rq", "kind": "interval", "expression": "10s", "task_name": "t", "scheduler": "z4j-scheduler"})),
+        )
+        .await?;
+    ensure_eq(st, 201, &format!("schedule in another project: {other}"))?;
+    let other = other["id"].as_str().unwrap_or_default().to_owned();
+    let mut c = sched::insecure(port).await?;
+    for ago in [300, 200, 100] {
+        for id in [&busy, &other] {
+            c.fire_schedule(sched::fire_request(id, slot(ago)))
+                .await
+                .map_err(|e| format!("fire: {e}"))?;
+        }
+    }
+    let get_runs = |q: String| {
+        let op = op.clone();
+        let brain = &brain;
+        async move { op.get(brain, &format!("{BASE}/runs?{q}")).await }
+    };
+    let (st, r) = get_runs(format!("id={busy}&id={idle}&id={other}&limit=2")).await?;
+    ensure_eq(st, 200, &format!("runs: {r}"))?;
+    ensure_eq(r["limit"].as_i64(), Some(2), "limit echoed")?;
+    let items = r["items"].as_array().cloned().unwrap_or_default();
+    ensure_eq(
+        items
+            .iter()
+            .map(|i| i["schedule_id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>(),
+        vec![busy.clone(), idle.clone()],
+        "schedules in the answer (another project's dropped)",
+    )?;
+    let newest: Vec<i64> = items[0]["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["scheduled_for"].as_str())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp())
+        .collect();
+    ensure_eq(
+        newest,
+        vec![slot(100).timestamp(), slot(200).timestamp()],
+        "the two newest fires, newest first",
+    )?;
+    ensure_eq(
+        items[1]["runs"].clone(),
+        json!([]),
+        "a schedule without fires",
+    )?;
+    let (_, r) = get_runs(format!("id={busy}")).await?;
+    ensure_eq(r["limit"].as_i64(), Some(20), "default limit")?;
+    ensure_eq(
+        r["items"][0]["runs"].as_array().map(Vec::len),
+        Some(3),
+        "all three fires under the default limit",
+    )?;
+    let (st, _) = get_runs(format!("id={busy}&limit=50")).await?;
+    ensure_eq(st, 200, "limit 50")?;
+    for (q, what) in [
+        (format!("id={busy}&limit=0"), "limit"),
+        (format!("id={busy}&limit=51"), "limit"),
+        ("id=not-a-uuid".to_owned(), "id"),
+    ] {
+        let (st, body) = get_runs(q.clone()).await?;
+        ensure_eq(st, 422, &format!("{q}: {body}"))?;
+        ensure(
+            body.to_string().contains(what),
+            format!("{q}: the error does not name {what}: {body}"),
+        )?;
+    }
+    let many = |n: usize| {
+        (0..n)
+            .map(|_| format!("id={}", uuid::Uuid::new_v4()))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let (st, _) = get_runs(many(500)).await?;
+    ensure_eq(st, 200, "500 ids")?;
+    let (st, body) = get_runs(many(501)).await?;
+    ensure_eq(st, 422, &format!("501 ids: {body}"))?;
+    Ok(())
+}
