@@ -58,6 +58,7 @@ impl AppState {
             db.clone(),
             commands.clone(),
             alerts.clone(),
+            metrics.clone(),
         );
         let embedded = crate::workers::embedded_scheduler::Status::default();
         let api = Arc::new(ApiState::new(

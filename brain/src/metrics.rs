@@ -52,6 +52,7 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     pub commands: Labeled,
     pub notifications: Labeled,
+    pub scheduler_misfires: Labeled,
     pub agents_offline_detected: AtomicU64,
     /// -1 until the first checkpoint ran.
     pub wal_checkpoint_pages_last: AtomicI64,
@@ -75,6 +76,7 @@ impl Default for Metrics {
             ack_latency: Histogram::new(),
             commands: Mutex::default(),
             notifications: Mutex::default(),
+            scheduler_misfires: Mutex::default(),
             agents_offline_detected: AtomicU64::new(0),
             wal_checkpoint_pages_last: AtomicI64::new(-1),
             wal_checkpoint_last_run: AtomicI64::new(0),

@@ -83,7 +83,7 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
     }
     let m = state.metrics.as_ref();
     let mut t = Text::new();
-    let labeled: [(&str, &str, &[&str], _); 3] = [
+    let labeled: [(&str, &str, &[&str], _); 4] = [
         (
             "z4j_http_requests_total",
             "HTTP requests answered, by method and status.",
@@ -101,6 +101,12 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
             "Notification deliveries, by channel type and status.",
             &["channel_type", "status"],
             &m.notifications,
+        ),
+        (
+            "z4j_scheduler_misfires_detected_total",
+            "Schedule misfire episodes announced, by project id.",
+            &["project"],
+            &m.scheduler_misfires,
         ),
     ];
     for (name, help, labels, map) in labeled {

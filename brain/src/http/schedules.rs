@@ -32,6 +32,8 @@ pub fn routes() -> Router<Shared> {
         .route(&format!("{BASE}/{{id}}/{{action}}"), post(toggle))
         .route(&format!("{BASE}/{{id}}/fires"), get(fires))
         .route(&format!("{BASE}/runs"), get(runs))
+        .route(&format!("{BASE}/misfires"), get(misfires))
+        .route(&format!("{BASE}/{{id}}/misfires"), get(misfires_of))
 }
 
 fn ts(t: Option<Ts>) -> Value {
@@ -831,4 +833,70 @@ async fn runs(
         "limit": limit,
         "circuit_breaker_threshold": state.settings.schedule_circuit_breaker_threshold,
     })))
+}
+
+/// `GET …/schedules/misfires?limit=`: the project's misfire episodes,
+/// newest first (projections of `scheduler.misfire_detected` audit rows).
+async fn misfires(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    misfire_list(&state, access.project.id, None, raw).await
+}
+
+/// `GET …/schedules/{id}/misfires?limit=`: one schedule's episodes.
+async fn misfires_of(
+    State(state): State<Shared>,
+    Path((slug, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let s = store::find(&state.db, access.project.id, parse_id(&id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    misfire_list(&state, access.project.id, Some(s.id), raw).await
+}
+
+async fn misfire_list(
+    state: &Shared,
+    project_id: Uuid,
+    schedule: Option<Uuid>,
+    raw: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    // Clamped silently, as the reference does.
+    let limit = query(raw)
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000);
+    let target = schedule.map(|id| id.to_string());
+    let rows = crate::store::audit::of_action(
+        &state.db,
+        project_id,
+        "scheduler.misfire_detected",
+        target.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|r| {
+                let m = &r.metadata.0;
+                json!({
+                    "schedule_id": r.target_id,
+                    "detected_at": r.occurred_at.to_rfc3339(),
+                    "expected_fire_at": m["expected_fire_at"],
+                    "lateness_seconds": m["lateness_seconds"],
+                    "grace_seconds": m["grace_seconds"],
+                    "name": m["name"],
+                    "engine": m["engine"],
+                    "kind": m["kind"],
+                })
+            })
+            .collect(),
+    )))
 }

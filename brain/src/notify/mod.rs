@@ -1,5 +1,6 @@
 //! Notifications: events that matter to operators (a task failed, an
-//! agent went offline, a schedule was disabled by its circuit breaker)
+//! agent went offline, a schedule was disabled by its circuit breaker or
+//! missed its fire)
 //! delivered to the project's channels (webhooks),
 //! off the request and ingest paths, with every attempt logged in
 //! `notification_deliveries`.
@@ -25,6 +26,7 @@ pub const TRIGGERS: &[&str] = &[
     "task.failed",
     "agent.offline",
     "schedule.circuit_breaker.tripped",
+    "schedule.misfired",
 ];
 
 /// Something to tell a project's channels.

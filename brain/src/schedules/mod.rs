@@ -172,6 +172,7 @@ pub struct Schedules {
     db: Db,
     commands: Commands,
     alerts: crate::notify::Alerts,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Schedules {
@@ -180,12 +181,14 @@ impl Schedules {
         db: Db,
         commands: Commands,
         alerts: crate::notify::Alerts,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Schedules {
         Schedules {
             settings,
             db,
             commands,
             alerts,
+            metrics,
         }
     }
 
@@ -600,6 +603,78 @@ impl Schedules {
             tripped.push(s.name);
         }
         Ok(tripped)
+    }
+
+    /// One pass of the misfire detector (scheduler spec §5.5): an enabled,
+    /// unpaused cron or interval schedule whose expected fire (after its
+    /// last run, else its creation) is more than the grace in the past is
+    /// announced once per anchor — a claim, an audit row, the counter and
+    /// a `schedule.misfired` notification — at most 200 per pass; claims
+    /// older than 30 days are forgotten. The number announced.
+    pub async fn detect_misfires(&self) -> Result<usize, Error> {
+        const PER_PASS: usize = 200;
+        let grace = self.settings.scheduler_misfire_grace_seconds;
+        let now = Ts::now();
+        let claimed: std::collections::HashSet<(Uuid, Ts)> =
+            rows::misfire_claims(&self.db).await?.into_iter().collect();
+        let mut announced = 0;
+        for s in rows::misfire_candidates(&self.db).await? {
+            if announced == PER_PASS {
+                break;
+            }
+            let anchor = s.last_run_at.unwrap_or(s.created_at);
+            if claimed.contains(&(s.id, anchor)) {
+                continue;
+            }
+            let Some(expected) =
+                validate::next_fire_after(s.kind, &s.expression, &s.timezone, anchor.0)
+            else {
+                continue;
+            };
+            let late = now.0 - expected;
+            if late <= chrono::Duration::seconds(grace) {
+                continue;
+            }
+            let mut tx = audit::begin(&self.db).await?;
+            if !rows::claim_misfire(&mut tx, s.id, anchor).await? {
+                continue;
+            }
+            let mut e = Entry::new("scheduler.misfire_detected", "failed")
+                .target("schedule", s.id)
+                .in_project(s.project_id)
+                .meta(json!({
+                    "name": s.name, "scheduler": s.scheduler, "engine": s.engine,
+                    "kind": s.kind.as_str(), "expected_fire_at": iso(expected),
+                    "last_run_at": s.last_run_at.map(Ts::to_rfc3339),
+                    "lateness_seconds": late.num_seconds(), "grace_seconds": grace,
+                }));
+            e.outcome = Some("error".into());
+            // The claim commits with the audit row or not at all.
+            audit::append(&mut tx, &self.settings, &e).await?;
+            tx.commit().await?;
+            announced += 1;
+            tracing::warn!(schedule_id = %s.id, name = %s.name, expected = %iso(expected), lateness_seconds = late.num_seconds(), "schedule misfired");
+            crate::metrics::bump(
+                &self.metrics.scheduler_misfires,
+                &[&s.project_id.to_string()],
+            );
+            let mut fields = serde_json::Map::new();
+            fields.insert("schedule_id".into(), s.id.to_string().into());
+            fields.insert("schedule_name".into(), s.name.clone().into());
+            fields.insert("engine".into(), s.engine.clone().into());
+            fields.insert("expected_fire_at".into(), iso(expected).into());
+            fields.insert("lateness_seconds".into(), late.num_seconds().into());
+            fields.insert("state".into(), "misfired".into());
+            self.alerts.raise(crate::notify::Alert {
+                project_id: s.project_id,
+                trigger: "schedule.misfired",
+                task_id: None,
+                task_name: None,
+                fields,
+            });
+        }
+        rows::prune_misfire_claims(&self.db, now.plus_seconds(-30 * 86_400)).await?;
+        Ok(announced)
     }
 
     /// Deletes fire history older than `Z4J_SCHEDULE_FIRES_RETENTION_DAYS`

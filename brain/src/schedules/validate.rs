@@ -155,6 +155,40 @@ const ALIASES: &[&str] = &[
     "@hourly",
 ];
 
+/// The first fire after `anchor` of a cron or interval schedule in its
+/// zone (an unknown zone is UTC), as the scheduler computes it: interval =
+/// anchor + interval; cron = the next matching instant. `None` for other
+/// kinds and expressions that do not parse.
+pub fn next_fire_after(
+    kind: Kind,
+    expr: &str,
+    timezone: &str,
+    anchor: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    match kind {
+        Kind::Interval => {
+            let secs = interval_seconds(expr).ok()?;
+            anchor.checked_add_signed(chrono::Duration::seconds(i64::try_from(secs).ok()?))
+        }
+        Kind::Cron => {
+            cron(expr).ok()?;
+            let t = expr.trim();
+            let parts: Vec<&str> = t.split_whitespace().collect();
+            // croniter puts seconds last, croner first.
+            let pattern = match parts.as_slice() {
+                [m, h, dom, mon, dow, sec] => format!("{sec} {m} {h} {dom} {mon} {dow}"),
+                _ => t.to_owned(),
+            };
+            let c = <croner::Cron as std::str::FromStr>::from_str(&pattern).ok()?;
+            let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
+            c.find_next_occurrence(&anchor.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        }
+        _ => None,
+    }
+}
+
 /// Five fields (minute hour day-of-month month day-of-week), optionally a
 /// sixth for seconds appended last, as croniter reads them.
 fn cron(expr: &str) -> Result<(), String> {
@@ -248,6 +282,48 @@ pub fn timezone(tz: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_fires() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let anchor = at("2026-03-28T22:30:10Z");
+        let next = |kind, e: &str, tz: &str| next_fire_after(kind, e, tz, anchor);
+        assert_eq!(
+            next(Kind::Interval, "90s", "UTC"),
+            Some(at("2026-03-28T22:31:40Z"))
+        );
+        assert_eq!(
+            next(Kind::Cron, "*/15 * * * *", "UTC"),
+            Some(at("2026-03-28T22:45:00Z"))
+        );
+        // Seconds last, as croniter reads six fields.
+        assert_eq!(
+            next(Kind::Cron, "* * * * * 30", "UTC"),
+            Some(at("2026-03-28T22:30:30Z"))
+        );
+        // In the schedule's zone, across the spring-forward night.
+        assert_eq!(
+            next(Kind::Cron, "0 9 * * *", "Europe/Berlin"),
+            Some(at("2026-03-29T07:00:00Z"))
+        );
+        assert_eq!(
+            next(Kind::Cron, "0 9 * * *", "Nowhere/Bogus"),
+            Some(at("2026-03-29T09:00:00Z"))
+        );
+        assert_eq!(
+            next(Kind::Cron, "@hourly", "UTC"),
+            Some(at("2026-03-28T23:00:00Z"))
+        );
+        assert_eq!(
+            next(Kind::Cron, "0 0 L * *", "UTC"),
+            Some(at("2026-03-31T00:00:00Z"))
+        );
+        assert_eq!(next(Kind::Cron, "not a cron", "UTC"), None);
+        assert_eq!(
+            next(Kind::Clocked, "2026-04-01T00:00:00+00:00", "UTC"),
+            None
+        );
+    }
 
     #[test]
     fn intervals() {

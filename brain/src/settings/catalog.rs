@@ -249,6 +249,8 @@ settings_table! {
     scheduler_grpc_watch_max_concurrent: i64 = "Z4J_SCHEDULER_GRPC_WATCH_MAX_CONCURRENT", "64", Check::Int(1, 10_000), false, "Cap on concurrent WatchSchedules streams per brain process.";
     scheduler_grpc_watch_max_per_cert: i64 = "Z4J_SCHEDULER_GRPC_WATCH_MAX_PER_CERT", "4", Check::Int(1, 1000), false, "Per-CN cap on concurrent WatchSchedules streams.";
     scheduler_grpc_watch_poll_seconds: f64 = "Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "2.0", Check::Float(0.5, 60.0), false, "Poll cadence for the watch-stream backend.";
+    scheduler_misfire_grace_seconds: i64 = "Z4J_SCHEDULER_MISFIRE_GRACE_SECONDS", "60", Check::Int(5, 3600), false, "How late a cron or interval schedule's expected fire may be before it counts as misfired (reference setting, not in the operator documentation).";
+    scheduler_misfire_sweep_seconds: i64 = "Z4J_SCHEDULER_MISFIRE_SWEEP_SECONDS", "60", Check::Int(0, 3600), false, "Cadence of the misfire detector; 0 turns it off (reference setting, not in the operator documentation).";
     scheduler_info_urls: JsonList = "Z4J_SCHEDULER_INFO_URLS", "[]", Check::None, false, "HTTP URLs of scheduler instances for the fleet-status page.";
 
     ["Scheduler trigger client"]

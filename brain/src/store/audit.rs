@@ -246,6 +246,28 @@ pub async fn list(
         .await)?)
 }
 
+/// The newest rows of one action in a project, optionally about one
+/// target, newest first.
+pub async fn of_action(
+    db: &Db,
+    project_id: Uuid,
+    action: &str,
+    target_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM audit_log WHERE project_id = $1 AND action = $2 \
+         AND ($3 IS NULL OR target_id = $3) ORDER BY id DESC LIMIT $4"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+        .bind(project_id)
+        .bind(action)
+        .bind(target_id)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}
+
 pub async fn count(db: &Db, f: &Filter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) FROM audit_log WHERE {FILTER_SQL}");
     let pattern = f.action_prefix.as_deref().map(like_prefix);

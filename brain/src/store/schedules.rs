@@ -693,6 +693,58 @@ pub async fn enabled_ids(db: &Db) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
     .await)?)
 }
 
+// ---- misfire episodes ----------------------------------------------------
+
+/// Enabled, unpaused cron and interval schedules of every owner: the ones
+/// whose next fire can be computed and watched for (spec §5.5).
+pub async fn misfire_candidates(db: &Db) -> Result<Vec<Schedule>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM schedules WHERE is_enabled AND paused_at IS NULL \
+         AND kind IN ('cron', 'interval') ORDER BY id"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, Schedule>(&sql).fetch_all(p).await)?)
+}
+
+/// Every announced episode (schedule, anchor) kept.
+pub async fn misfire_claims(db: &Db) -> Result<Vec<(Uuid, Ts)>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, Ts)>(
+        "SELECT schedule_id, anchor_at FROM misfire_alerts"
+    )
+    .fetch_all(p)
+    .await)?)
+}
+
+/// Claims an episode; true for exactly one caller fleet-wide.
+pub async fn claim_misfire(
+    db: impl Into<Handle<'_>>,
+    schedule_id: Uuid,
+    anchor: Ts,
+) -> Result<bool, StoreError> {
+    let mut db: Handle<'_> = db.into();
+    let n = on_handle!(&mut db, p => sqlx::query(
+        "INSERT INTO misfire_alerts (schedule_id, anchor_at, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING"
+    )
+    .bind(schedule_id)
+    .bind(anchor)
+    .bind(Ts::now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Forgets episodes claimed before `cutoff`.
+pub async fn prune_misfire_claims(db: &Db, cutoff: Ts) -> Result<u64, StoreError> {
+    Ok(
+        on_db!(db, p => sqlx::query("DELETE FROM misfire_alerts WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?,
+    )
+}
+
 /// Deletes up to `batch` fires older than `cutoff`, oldest first.
 pub async fn prune_fires(db: &Db, cutoff: Ts, batch: i64) -> Result<u64, StoreError> {
     Ok(on_db!(db, p => sqlx::query(

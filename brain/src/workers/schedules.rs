@@ -61,6 +61,23 @@ pub fn spawn(
             },
         )));
     }
+    // 0 turns the detector off (not registered).
+    if s.scheduler_misfire_sweep_seconds > 0 {
+        let sch = schedules.clone();
+        out.push(tokio::spawn(periodic(
+            db.clone(),
+            Job {
+                name: "misfire_detector_worker",
+                every: secs(s.scheduler_misfire_sweep_seconds),
+                gated: true,
+            },
+            stop.clone(),
+            move || {
+                let sch = sch.clone();
+                async move { sch.detect_misfires().await.map(|_| ()) }
+            },
+        )));
+    }
     let sch = schedules.clone();
     out.push(tokio::spawn(periodic(
         db,

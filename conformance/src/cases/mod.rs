@@ -744,6 +744,12 @@ pub static CASES: &[Case] = &[
         feature = "webhook_loopback_opt_in"
     ),
     case!(
+        "notifications.schedule-misfired",
+        notifications::schedule_misfired,
+        ["scheduler.misfires"],
+        Both
+    ),
+    case!(
         "notifications.schedule-breaker",
         notifications::schedule_breaker,
         ["notifications.schedule-breaker"],

@@ -485,3 +485,169 @@ pub async fn schedule_breaker(ctx: Arc<Ctx>) -> R {
         "breaker notifications after two sweeps",
     )
 }
+
+/// The misfire detector (scheduler spec §5.5), with a 5 s grace and a 1 s
+/// sweep: an interval schedule of 5 s that never fires is not misfired
+/// 8 s after its creation and is by 12 s — once per anchor (an audit row,
+/// `GET …/misfires` and `…/{id}/misfires`, one `schedule.misfired`
+/// notification); a fire that moves `last_run_at` opens a new episode; a
+/// paused schedule never misfires; a sweep of 0 turns the detector off.
+pub async fn schedule_misfired(ctx: Arc<Ctx>) -> R {
+    use super::scheduler::{create, get, insecure_brain, slot};
+    const SCHEDULES: &str = "/api/v1/projects/default/schedules";
+    let mut extra = vec![
+        ("Z4J_SCHEDULER_MISFIRE_GRACE_SECONDS", "5"),
+        ("Z4J_SCHEDULER_MISFIRE_SWEEP_SECONDS", "1"),
+    ];
+    extra.extend_from_slice(LOOPBACK_OK);
+    let (brain, port) = insecure_brain(&ctx, &extra).await?;
+    let op = agent::login(&brain).await?;
+    let server = receiver("/hook", 200, Duration::ZERO).await;
+    let channel = channel_for(
+        &brain,
+        &op,
+        "scheduling",
+        json!({"url": format!("{}/hook", server.uri())}),
+    )
+    .await?;
+    route(&brain, &op, "schedule.misfired", &[&channel]).await?;
+    let t0 = Instant::now();
+    let late = create(&brain, &op, "late", json!({"expression": "5s"})).await?;
+    let paused = create(&brain, &op, "resting", json!({"expression": "5s"})).await?;
+    let (st, _) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            &format!("{SCHEDULES}/{paused}/pause"),
+            None,
+        )
+        .await?;
+    ensure_eq(st, 200, "pause")?;
+    let created = get(&brain, &op, &late).await?["created_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .ok_or("created_at of the schedule")?;
+    let misfires = |path: String| {
+        let (op, brain) = (op.clone(), &brain);
+        async move {
+            let (st, body) = op.get(brain, &path).await?;
+            ensure_eq(st, 200, &format!("{path}: {body}"))?;
+            Ok::<Vec<Json>, String>(body.as_array().cloned().unwrap_or_default())
+        }
+    };
+    let all = format!("{SCHEDULES}/misfires");
+    // Not before expected (5 s) + grace (5 s).
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(t0.elapsed())).await;
+    ensure_eq(
+        misfires(all.clone()).await?.len(),
+        0,
+        "misfires 8 s after creation",
+    )?;
+    let deadline = t0 + ctx.scaled(12.0);
+    let first = loop {
+        let got = misfires(all.clone()).await?;
+        if let Some(m) = got.first() {
+            break m.clone();
+        }
+        if Instant::now() > deadline {
+            return Err("no misfire 12 s after creating a 5 s schedule that never fired".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let expected = (created + chrono::Duration::seconds(5)).timestamp();
+    ensure_eq(
+        (
+            first["schedule_id"].as_str(),
+            first["name"].as_str(),
+            first["kind"].as_str(),
+            first["grace_seconds"].as_i64(),
+            first["expected_fire_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp()),
+        ),
+        (
+            Some(late.as_str()),
+            Some("late"),
+            Some("interval"),
+            Some(5),
+            Some(expected),
+        ),
+        &format!("misfire entry {first}"),
+    )?;
+    ensure(
+        first["lateness_seconds"].as_i64().is_some_and(|l| l >= 5),
+        format!("lateness beyond the grace: {first}"),
+    )?;
+    let got = wait_requests(&server, 1, ctx.scaled(5.0)).await?;
+    let body: Json = serde_json::from_slice(&got[0].body).map_err(|e| e.to_string())?;
+    ensure_eq(
+        (body["trigger"].as_str(), body["schedule_id"].as_str()),
+        (Some("schedule.misfired"), Some(late.as_str())),
+        &format!("misfire notification {body}"),
+    )?;
+    // Three more sweeps: the same episode is not announced again.
+    tokio::time::sleep(ctx.scaled(3.5)).await;
+    ensure_eq(
+        misfires(all.clone()).await?.len(),
+        1,
+        "episodes after more sweeps",
+    )?;
+    ensure_eq(
+        server.received_requests().await.unwrap_or_default().len(),
+        1,
+        "misfire notifications for one episode",
+    )?;
+    ensure_eq(
+        misfires(format!("{SCHEDULES}/{paused}/misfires"))
+            .await?
+            .len(),
+        0,
+        "misfires of a paused schedule",
+    )?;
+    ensure_eq(
+        misfires(format!("{SCHEDULES}/{late}/misfires"))
+            .await?
+            .len(),
+        1,
+        "misfires of the late schedule",
+    )?;
+    let (st, _) = op
+        .get(
+            &brain,
+            &format!("{SCHEDULES}/{}/misfires", uuid::Uuid::new_v4()),
+        )
+        .await?;
+    ensure_eq(st, 404, "misfires of an unknown schedule")?;
+    // A fire moves the anchor: a new episode.
+    let mut c = crate::sched::insecure(port).await?;
+    let req = crate::sched::fire_request(&late, slot(60));
+    c.fire_schedule(req.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    c.acknowledge_fire_result(crate::sched::ack(&req.fire_id, "success", ""))
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + ctx.scaled(15.0);
+    while misfires(all.clone()).await?.len() < 2 {
+        if Instant::now() > deadline {
+            return Err("no new misfire episode after last_run_at moved".into());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(brain);
+    // Sweep 0: no detector.
+    let (brain, _) = insecure_brain(
+        &ctx,
+        &[
+            ("Z4J_SCHEDULER_MISFIRE_GRACE_SECONDS", "5"),
+            ("Z4J_SCHEDULER_MISFIRE_SWEEP_SECONDS", "0"),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    create(&brain, &op, "unwatched", json!({"expression": "5s"})).await?;
+    tokio::time::sleep(ctx.scaled(12.0)).await;
+    let (_, body) = op.get(&brain, &all).await?;
+    ensure_eq(body, json!([]), "misfires with the detector off")
+}
