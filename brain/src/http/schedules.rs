@@ -259,6 +259,16 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| not_found())
 }
 
+/// `?limit=` of the history reads: `default` when absent or not a number,
+/// clamped silently to 1..1000, as the reference does.
+fn clamped_limit(raw: Option<String>, default: i64) -> i64 {
+    query(raw)
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(default)
+        .clamp(1, 1000)
+}
+
 fn query(raw: Option<String>) -> std::collections::HashMap<String, String> {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
@@ -728,12 +738,7 @@ async fn fires(
     let s = store::find(&state.db, access.project.id, parse_id(&id)?)
         .await?
         .ok_or_else(not_found)?;
-    // Clamped silently, as the reference does.
-    let limit = query(raw)
-        .get("limit")
-        .and_then(|l| l.parse::<i64>().ok())
-        .unwrap_or(100)
-        .clamp(1, 1000);
+    let limit = clamped_limit(raw, 100);
     let rows = store::fires(&state.db, s.id, limit).await?;
     Ok(Json(Value::Array(
         rows.iter()
@@ -867,12 +872,7 @@ async fn misfire_list(
     schedule: Option<Uuid>,
     raw: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
-    // Clamped silently, as the reference does.
-    let limit = query(raw)
-        .get("limit")
-        .and_then(|l| l.parse::<i64>().ok())
-        .unwrap_or(50)
-        .clamp(1, 1000);
+    let limit = clamped_limit(raw, 50);
     let target = schedule.map(|id| id.to_string());
     let rows = crate::store::audit::of_action(
         &state.db,

@@ -635,6 +635,19 @@ pub async fn schedule_misfired(ctx: Arc<Ctx>) -> R {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // limit clamped silently to 1..1000 (default 50).
+    for (q, want) in [
+        ("?limit=1", 1),
+        ("?limit=0", 1),
+        ("?limit=9999", 2),
+        ("", 2),
+    ] {
+        ensure_eq(
+            misfires(format!("{all}{q}")).await?.len(),
+            want,
+            &format!("misfires{q}"),
+        )?;
+    }
     drop(brain);
     // Sweep 0: no detector.
     let (brain, _) = insecure_brain(

@@ -2633,6 +2633,21 @@ pub async fn runs(ctx: Arc<Ctx>) -> R {
     )?;
     let (st, _) = get_runs(format!("id={busy}&limit=50")).await?;
     ensure_eq(st, 200, "limit 50")?;
+    // One schedule's fires: limit clamped silently to 1..1000 (default 100).
+    for (q, want) in [
+        ("", 3),
+        ("?limit=2", 2),
+        ("?limit=0", 1),
+        ("?limit=5000", 3),
+        ("?limit=x", 3),
+    ] {
+        let (st, f) = op.get(&brain, &format!("{BASE}/{busy}/fires{q}")).await?;
+        ensure_eq(
+            (st, f.as_array().map(Vec::len)),
+            (200, Some(want)),
+            &format!("fires{q}"),
+        )?;
+    }
     for (q, what) in [
         (format!("id={busy}&limit=0"), "limit"),
         (format!("id={busy}&limit=51"), "limit"),
