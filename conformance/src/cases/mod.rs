@@ -750,6 +750,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "notifications.misfire-cron-parity",
+        notifications::misfire_cron_parity,
+        ["scheduler.misfires"],
+        Both
+    ),
+    case!(
         "notifications.schedule-breaker",
         notifications::schedule_breaker,
         ["notifications.schedule-breaker"],

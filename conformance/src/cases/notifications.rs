@@ -664,3 +664,103 @@ pub async fn schedule_misfired(ctx: Arc<Ctx>) -> R {
     let (_, body) = op.get(&brain, &all).await?;
     ensure_eq(body, json!([]), "misfires with the detector off")
 }
+
+/// The misfire detector's cron times are croniter's: for cron schedules in
+/// several zones (a DST night among them, `L`, `#`, seconds last, an
+/// alias), a fire that moved `last_run_at` to a past anchor makes the
+/// detector report `expected_fire_at`, which must equal croniter's next
+/// time after that anchor, computed by the croniter the real z4j-scheduler
+/// 1.13.0 installs (the suite's venv).
+pub async fn misfire_cron_parity(ctx: Arc<Ctx>) -> R {
+    use super::scheduler::{create, insecure_brain};
+    let cases: &[(&str, &str, &str)] = &[
+        ("*/15 * * * *", "UTC", "2026-11-20T10:07:00Z"),
+        ("0 9 * * 1-5", "America/New_York", "2026-11-20T16:00:00Z"),
+        ("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z"),
+        ("0 0 L * *", "UTC", "2026-02-10T00:00:00Z"),
+        ("0 12 * * 5#2", "Asia/Tokyo", "2026-11-01T00:00:00Z"),
+        ("* * * * * 30", "UTC", "2026-11-20T10:07:45Z"),
+        ("@daily", "Australia/Sydney", "2026-10-03T13:30:00Z"),
+        ("0 0 1 * 1", "UTC", "2026-06-02T00:00:00Z"),
+    ];
+    let (brain, port) = insecure_brain(
+        &ctx,
+        &[
+            ("Z4J_SCHEDULER_MISFIRE_GRACE_SECONDS", "5"),
+            ("Z4J_SCHEDULER_MISFIRE_SWEEP_SECONDS", "1"),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    let mut c = crate::sched::insecure(port).await?;
+    let mut ids = Vec::new();
+    for (i, (expr, tz, anchor)) in cases.iter().enumerate() {
+        let id = create(
+            &brain,
+            &op,
+            &format!("cron-{i}"),
+            json!({"kind": "cron", "expression": expr, "timezone": tz}),
+        )
+        .await?;
+        let at = chrono::DateTime::parse_from_rfc3339(anchor)
+            .map_err(|e| e.to_string())?
+            .to_utc();
+        let req = crate::sched::fire_request(&id, at);
+        c.fire_schedule(req.clone())
+            .await
+            .map_err(|e| format!("fire {expr}: {e}"))?;
+        c.acknowledge_fire_result(crate::sched::ack(&req.fire_id, "success", ""))
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(id);
+    }
+    // croniter's answers.
+    let script = format!(
+        "import json, datetime, zoneinfo\nfrom croniter import croniter\nout = []\nfor e, tz, a in {}:\n    t = datetime.datetime.fromisoformat(a.replace('Z', '+00:00')).astimezone(zoneinfo.ZoneInfo(tz))\n    out.append(croniter(e, t).get_next(datetime.datetime).astimezone(datetime.timezone.utc).isoformat())\nprint(json.dumps(out))\n",
+        serde_json::to_string(&cases.iter().map(|(e, t, a)| vec![*e, *t, *a]).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())?
+    );
+    let py = crate::python::python().await?;
+    let out = tokio::process::Command::new(py)
+        .args(["-c", &script])
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    let want: Vec<String> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("croniter: {e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let deadline = Instant::now() + ctx.scaled(10.0);
+    let got = loop {
+        let (_, m) = op
+            .get(
+                &brain,
+                "/api/v1/projects/default/schedules/misfires?limit=100",
+            )
+            .await?;
+        let m = m.as_array().cloned().unwrap_or_default();
+        if m.len() >= cases.len() || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let secs = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.timestamp())
+            .ok()
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let expected = got
+            .iter()
+            .find(|m| m["schedule_id"].as_str() == Some(id.as_str()))
+            .and_then(|m| m["expected_fire_at"].as_str().map(str::to_owned));
+        let (expr, tz, anchor) = cases[i];
+        ensure_eq(
+            expected.as_deref().and_then(secs),
+            secs(&want[i]),
+            &format!(
+                "next fire of {expr:?} in {tz} after {anchor}: brain {expected:?}, croniter {}",
+                want[i]
+            ),
+        )?;
+    }
+    Ok(())
+}
