@@ -615,17 +615,12 @@ impl Schedules {
         const PER_PASS: usize = 200;
         let grace = self.settings.scheduler_misfire_grace_seconds;
         let now = Ts::now();
-        let claimed: std::collections::HashSet<(Uuid, Ts)> =
-            rows::misfire_claims(&self.db).await?.into_iter().collect();
         let mut announced = 0;
         for s in rows::misfire_candidates(&self.db).await? {
             if announced == PER_PASS {
                 break;
             }
             let anchor = s.last_run_at.unwrap_or(s.created_at);
-            if claimed.contains(&(s.id, anchor)) {
-                continue;
-            }
             let Some(expected) =
                 validate::next_fire_after(s.kind, &s.expression, &s.timezone, anchor.0)
             else {

@@ -695,23 +695,17 @@ pub async fn enabled_ids(db: &Db) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
 
 // ---- misfire episodes ----------------------------------------------------
 
-/// Enabled, unpaused cron and interval schedules of every owner: the ones
-/// whose next fire can be computed and watched for (spec §5.5).
+/// Enabled, unpaused cron and interval schedules of every owner whose
+/// current episode (anchored at the last run, else creation) has not been
+/// announced: the ones to watch for a misfire (spec §5.5).
 pub async fn misfire_candidates(db: &Db) -> Result<Vec<Schedule>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM schedules WHERE is_enabled AND paused_at IS NULL \
-         AND kind IN ('cron', 'interval') ORDER BY id"
+        "SELECT {COLUMNS} FROM schedules s WHERE is_enabled AND paused_at IS NULL \
+         AND kind IN ('cron', 'interval') AND NOT EXISTS (SELECT 1 FROM misfire_alerts m \
+         WHERE m.schedule_id = s.id AND m.anchor_at = COALESCE(s.last_run_at, s.created_at)) \
+         ORDER BY id"
     );
     Ok(on_db!(db, p => sqlx::query_as::<_, Schedule>(&sql).fetch_all(p).await)?)
-}
-
-/// Every announced episode (schedule, anchor) kept.
-pub async fn misfire_claims(db: &Db) -> Result<Vec<(Uuid, Ts)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, Ts)>(
-        "SELECT schedule_id, anchor_at FROM misfire_alerts"
-    )
-    .fetch_all(p)
-    .await)?)
 }
 
 /// Claims an episode; true for exactly one caller fleet-wide.

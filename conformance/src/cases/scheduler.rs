@@ -1205,6 +1205,35 @@ async fn terminate(proc: crate::python::Proc) {
     proc.stop().await;
 }
 
+/// A dev brain with plaintext gRPC polling its watch every 0.5 s, whose
+/// fleet page reads a scheduler's ops port reserved here, and an operator.
+struct OpsBrain {
+    brain: Brain,
+    op: Operator,
+    grpc_port: u16,
+    ops_port: u16,
+}
+
+async fn ops_brain(ctx: &Ctx) -> Result<OpsBrain, String> {
+    let ops_port = free_port();
+    let info_urls = format!(r#"["http://127.0.0.1:{ops_port}"]"#);
+    let (brain, grpc_port) = insecure_brain(
+        ctx,
+        &[
+            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
+            ("Z4J_SCHEDULER_INFO_URLS", &info_urls),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    Ok(OpsBrain {
+        brain,
+        op,
+        grpc_port,
+        ops_port,
+    })
+}
+
 /// Interop with the real z4j-scheduler 1.13.0 and a real RQ worker running
 /// the z4j-bare agent: an interval schedule created through the REST API is
 /// fired by the scheduler every slot, each fire reaches the agent as
@@ -1215,17 +1244,12 @@ pub async fn real_scheduler_interop(ctx: Arc<Ctx>) -> R {
     if !crate::python::redis_available().await {
         return Err("Redis is not listening on 127.0.0.1:6379 (the RQ worker needs it)".into());
     }
-    let ops_port = free_port();
-    let info_urls = format!(r#"["http://127.0.0.1:{ops_port}"]"#);
-    let (brain, grpc_port) = insecure_brain(
-        &ctx,
-        &[
-            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
-            ("Z4J_SCHEDULER_INFO_URLS", &info_urls),
-        ],
-    )
-    .await?;
-    let op = agent::login(&brain).await?;
+    let OpsBrain {
+        brain,
+        op,
+        grpc_port,
+        ops_port,
+    } = ops_brain(&ctx).await?;
     let worker = RqWorker::start(&ctx, &brain, &op).await?;
     let id = create(
         &brain,
@@ -2429,17 +2453,12 @@ fn knob(name: &str, default: f64) -> f64 {
 pub async fn keepalive(ctx: Arc<Ctx>) -> R {
     let soak = knob("Z4J_CONFORMANCE_KEEPALIVE_SECONDS", 60.0);
     let ping = knob("Z4J_CONFORMANCE_KEEPALIVE_PING_SECONDS", 5.0).to_string();
-    let ops_port = free_port();
-    let info = format!(r#"["http://127.0.0.1:{ops_port}"]"#);
-    let (brain, grpc_port) = insecure_brain(
-        &ctx,
-        &[
-            ("Z4J_SCHEDULER_GRPC_WATCH_POLL_SECONDS", "0.5"),
-            ("Z4J_SCHEDULER_INFO_URLS", &info),
-        ],
-    )
-    .await?;
-    let op = agent::login(&brain).await?;
+    let OpsBrain {
+        brain,
+        op,
+        grpc_port,
+        ops_port,
+    } = ops_brain(&ctx).await?;
     let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
     let scheduler = real_scheduler(
         &brain,
