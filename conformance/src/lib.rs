@@ -336,14 +336,14 @@ fn list(catalogue: &[clauses::Clause], target_path: &std::path::Path) {
     for u in &uncovered {
         println!("  {u}{}", mark(u));
     }
-    let not_at_default: Vec<&str> = catalogue
-        .iter()
-        .filter(|c| c.default.is_some())
-        .filter(|c| {
-            !CASES
-                .iter()
-                .any(|k| k.asserts_on(&c.id).contains(&runner::Assert::Default))
+    let at_default = |id: &str, campaign: bool| {
+        CASES.iter().any(|k| {
+            k.is_campaign() == campaign && k.asserts_on(id).contains(&runner::Assert::Default)
         })
+    };
+    let with_default = || catalogue.iter().filter(|c| c.default.is_some());
+    let not_at_default: Vec<&str> = with_default()
+        .filter(|c| !at_default(&c.id, false) && !at_default(&c.id, true))
         .map(|c| c.id.as_str())
         .collect();
     println!(
@@ -351,6 +351,17 @@ fn list(catalogue: &[clauses::Clause], target_path: &std::path::Path) {
         not_at_default.len()
     );
     for u in not_at_default {
+        println!("  {u}{}", mark(u));
+    }
+    let campaign_only: Vec<&str> = with_default()
+        .filter(|c| !at_default(&c.id, false) && at_default(&c.id, true))
+        .map(|c| c.id.as_str())
+        .collect();
+    println!(
+        "\n{} clauses asserted at their default only by a long campaign (--case campaign):",
+        campaign_only.len()
+    );
+    for u in campaign_only {
         println!("  {u}{}", mark(u));
     }
 }

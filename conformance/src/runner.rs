@@ -102,6 +102,14 @@ pub struct Case {
 }
 
 impl Case {
+    /// A long campaign (`campaign.*`, an hour or more): never part of a
+    /// default run or a clause filter; run when named (`--case NAME`) or
+    /// as a group (`--case campaign`), results recorded in
+    /// conformance/README.md.
+    pub fn is_campaign(&self) -> bool {
+        self.name.starts_with("campaign.")
+    }
+
     /// What this case asserts about `clause`.
     pub fn asserts_on(&self, clause: &str) -> &'static [Assert] {
         self.asserts
@@ -344,6 +352,8 @@ pub fn select(plan: &Plan, cases: &'static [Case]) -> Vec<Job> {
             if case.name != f && group != f {
                 continue;
             }
+        } else if case.is_campaign() {
+            continue;
         }
         for &db in &plan.databases {
             if case.dbs.includes(db) {

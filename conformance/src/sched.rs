@@ -10,11 +10,17 @@ use z4j_scheduler_proto::v1::scheduler_service_client::SchedulerServiceClient;
 
 pub type Client = SchedulerServiceClient<Channel>;
 
+/// Every call (and the opening of every stream) gives up after this, so a
+/// target that never answers fails its case with a timeout instead of
+/// holding it to the case limit.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A plaintext client (the brain in insecure dev mode).
 pub async fn insecure(port: u16) -> Result<Client, String> {
     let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
+        .timeout(CALL_TIMEOUT)
         .connect()
         .await
         .map_err(|e| format!("gRPC connect to :{port}: {e}"))?;
@@ -48,6 +54,7 @@ pub async fn mtls_pem(
         .tls_config(tls)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
+        .timeout(CALL_TIMEOUT)
         .connect()
         .await
         .map_err(|e| format!("gRPC TLS connect to :{port}: {e:?}"))?;

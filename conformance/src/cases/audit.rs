@@ -629,3 +629,139 @@ pub async fn export_cap_default(ctx: Arc<Ctx>) -> R {
         ),
     )
 }
+
+/// Audit rows written 90 days ago or earlier by the real clock (the
+/// campaign's brains run on shifted ones).
+async fn expired(ctx: &Ctx, home: &Home, pg: Option<&str>) -> Result<i64, String> {
+    rows_aged(ctx, home, pg, 90.0, 100_000.0).await
+}
+
+/// Campaign (about 70 minutes; `--case campaign.audit-sweep-defaults`):
+/// the audit retention sweep at its defaults, 200 000 rows a pass and a
+/// pass every 3 600 s, both unset. A brain whose clock runs 90 days and
+/// three hours behind writes audit rows (profile edits) until the database
+/// holds 200 001; one whose clock runs 90 days less ten minutes behind
+/// writes a few more. A brain with the defaults then boots: its first pass
+/// deletes exactly 200 000 of the expired rows, oldest first (one is left);
+/// the newer rows expire ten minutes later, yet they and the leftover stay
+/// until 0.9 × 3 600 s after boot, and all are gone by 1.1 × 3 600 s.
+pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
+    const CAP: i64 = 200_000;
+    let (mut env, pg) = ctx.pinned_admin_env(&[]).await?;
+    env.extend(owned(&[
+        ("Z4J_ENVIRONMENT", "dev"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]));
+    let pg = pg.as_deref();
+    let at_offset = |secs: i64| {
+        let mut e = env.clone();
+        e.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), secs.to_string()));
+        e
+    };
+    let all = "SELECT count(*) FROM audit_log";
+
+    let old = ctx
+        .start_env(at_offset(-(90 * 86_400 + 3 * 3_600)), None)
+        .await?;
+    let op = Arc::new(agent::login(&old).await?);
+    let home = Home::at(old.home.clone());
+    let missing = CAP + 1 - sql_i64(&ctx, &home, pg, all).await?;
+    let url = Arc::new(agent::Target::from_url(&old.url(""))?);
+    let next = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let (op, next, url) = (op.clone(), next.clone(), url.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= missing {
+                    return Ok::<(), String>(());
+                }
+                let body = json!({"display_name": format!("campaign {i}")});
+                let (st, b) = op
+                    .send(&*url, reqwest::Method::PATCH, "/api/v1/auth/me", Some(body))
+                    .await?;
+                if st != 200 {
+                    return Err(format!("profile edit {i}: {st} {b}"));
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.map_err(|e| e.to_string())??;
+    }
+    let home = old.stop_keep_home().await;
+    ensure_eq(
+        expired(&ctx, &home, pg).await?,
+        CAP + 1,
+        "expired rows written by the brain 90 days and 3 hours behind",
+    )?;
+
+    let newer = ctx
+        .start_env(at_offset(-(90 * 86_400 - 600)), Some(home))
+        .await?;
+    let op = agent::login(&newer).await?;
+    for i in 0..2 {
+        let body = json!({"display_name": format!("newer {i}")});
+        op.send(
+            &newer,
+            reqwest::Method::PATCH,
+            "/api/v1/auth/me",
+            Some(body),
+        )
+        .await?;
+    }
+    let home = newer.stop_keep_home().await;
+    let young = sql_i64(&ctx, &home, pg, all).await? - (CAP + 1);
+    ensure(
+        young >= 3,
+        format!("{young} rows written 10 minutes short of 90 days"),
+    )?;
+
+    let brain = ctx.start_env(env.clone(), Some(home.clone())).await?;
+    let booted = Instant::now();
+    // The boot pass: wait until the expired count stops moving.
+    let (mut last, mut still_since) = (-1, Instant::now());
+    let left = loop {
+        let n = expired(&ctx, &home, pg).await?;
+        if n != last {
+            (last, still_since) = (n, Instant::now());
+        } else if still_since.elapsed() > Duration::from_secs(15) {
+            break n;
+        }
+        if booted.elapsed() > ctx.scaled(600.0) {
+            return Err(format!(
+                "the boot pass was still deleting after 600 s ({n} left)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    ensure_eq(
+        left,
+        1,
+        "expired rows left by the boot pass over 200 001 (a pass deletes 200 000)",
+    )?;
+    // The next pass: not before 0.9 × 3 600 s, done by 1.1 × 3 600 s.
+    let (lower, upper) = (3_240.0, ctx.scaled(3_960.0).as_secs_f64());
+    tokio::time::sleep(Duration::from_secs_f64(lower).saturating_sub(booted.elapsed())).await;
+    let waiting = expired(&ctx, &home, pg).await?;
+    ensure_eq(
+        waiting,
+        1 + young,
+        &format!("expired rows {lower} s after boot (no pass since the boot pass)"),
+    )?;
+    loop {
+        let n = expired(&ctx, &home, pg).await?;
+        if n == 0 {
+            break;
+        }
+        if booted.elapsed().as_secs_f64() > upper {
+            return Err(format!(
+                "{n} expired rows still there {upper} s after boot: no second pass"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    drop(brain);
+    Ok(())
+}

@@ -669,8 +669,6 @@ pub async fn offline_sweep(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn pings_while_queue_full(ctx: Arc<Ctx>) -> R {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let (brain, _op, creds) = setup(
         &ctx,
         &[
@@ -689,23 +687,11 @@ pub async fn pings_while_queue_full(ctx: Arc<Ctx>) -> R {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
-    s.raw
-        .0
-        .send(Message::Ping(b"z4j".to_vec().into()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut acks = 0;
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), s.raw.0.next())
-            .await
-            .map_err(|_| format!("no pong within 5 s (acks so far: {acks})"))?;
-        match msg {
-            Some(Ok(Message::Pong(p))) if p.as_ref() == b"z4j" => break,
-            Some(Ok(Message::Binary(_) | Message::Text(_))) => acks += 1,
-            Some(Ok(_)) => {}
-            other => return Err(format!("socket ended before the pong: {other:?}")),
-        }
-    }
+    let (answered, acks) = ping_answered(&mut s, b"z4j", Duration::from_secs(5)).await?;
+    ensure(
+        answered,
+        format!("no pong within 5 s (acks so far: {acks})"),
+    )?;
     ensure(
         acks < 40,
         "every batch was already acknowledged; the queue was never full",
@@ -717,6 +703,36 @@ pub async fn pings_while_queue_full(ctx: Arc<Ctx>) -> R {
             sent.elapsed()
         ),
     )
+}
+
+/// Sends a WebSocket ping with `tag` and reads until its pong or `within`
+/// has passed: whether it was answered, and how many data messages (acks)
+/// came first.
+pub(super) async fn ping_answered(
+    s: &mut agent::Session,
+    tag: &[u8],
+    within: Duration,
+) -> Result<(bool, usize), String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    s.raw
+        .0
+        .send(Message::Ping(tag.to_vec().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut acks = 0;
+    loop {
+        let Ok(msg) = tokio::time::timeout_at(deadline, s.raw.0.next()).await else {
+            return Ok((false, acks));
+        };
+        match msg {
+            Some(Ok(Message::Pong(p))) if p.as_ref() == tag => return Ok((true, acks)),
+            Some(Ok(Message::Binary(_) | Message::Text(_))) => acks += 1,
+            Some(Ok(_)) => {}
+            other => return Err(format!("socket ended before the pong: {other:?}")),
+        }
+    }
 }
 
 pub async fn longpoll_sessions(ctx: Arc<Ctx>) -> R {

@@ -1,7 +1,8 @@
 //! Agent gateway defaults observed with their variables unset: the 1 MiB
 //! frame cap to the byte, 64 sessions per agent, the 90 s idle close, the
-//! 30 s offline timeout found by a 10 s health sweep, and the 30-day
-//! prune of silent agents.
+//! 30 s offline timeout found by a 10 s health sweep, the 30-day prune of
+//! silent agents, the 10 000 events/s budget and the 2 000-frame ingest
+//! queue.
 
 use super::gateway::{closed_with, prune_observed, setup};
 use super::{ensure, R};
@@ -10,6 +11,7 @@ use crate::runner::Ctx;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use z4j_protocol::FrameType;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -148,4 +150,89 @@ pub async fn offline(ctx: Arc<Ctx>) -> R {
 /// in the brain's schema): 29 days kept, 31 days gone, by the next sweep.
 pub async fn stale_prune(ctx: Arc<Ctx>) -> R {
     prune_observed(&ctx, &[], 29, 31, ctx.scaled(15.0)).await
+}
+
+/// The per-project event budget at its default, 10 000 events a second
+/// (decision G1: a bucket holding one second of events, charged with every
+/// event a batch carries; over it the connection waits). Eight batches of
+/// 5 000 events sent at once: the first two, exactly one second's budget,
+/// are not held; the third is; the eighth is acknowledged after the six
+/// held batches' three seconds. The events are malformed (`0`), so nothing
+/// is stored and the speed of storage can neither hide nor imitate the
+/// limit.
+pub async fn events_rate(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, creds) = setup(&ctx, &[]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("burst")).await?;
+    let events = vec![json!(0); 5000];
+    let t0 = Instant::now();
+    for i in 0..8 {
+        s.send_events(&format!("ev_burst_{i}"), &events).await?;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 8 {
+        match s.recv(ctx.scaled(20.0)).await? {
+            Ok((FrameType::EventBatchAck, _)) => acked.push(t0.elapsed().as_secs_f64()),
+            Ok(_) => {}
+            Err(c) => return Err(format!("closed after {} acks: {c:?}", acked.len())),
+        }
+    }
+    let shown = format!("acks at {acked:.2?} s after the burst was sent");
+    // A held batch waits 0.5 s per 5 000 events of debt.
+    ensure(
+        acked[1] < 0.7,
+        format!("the first 10 000 events were held: {shown}"),
+    )?;
+    ensure(
+        acked[2] >= 0.35,
+        format!("event 10 001 onwards was not held: {shown}"),
+    )?;
+    let last = (2.55, ctx.scaled(3.0 * 1.3 + 0.3).as_secs_f64());
+    ensure(
+        acked[7] >= last.0 && acked[7] <= last.1,
+        format!(
+            "40 000 events at 10 000/s after a 10 000 burst: the last ack \
+             should come after 3 s (within {last:?}): {shown}"
+        ),
+    )
+}
+
+/// The per-connection ingest queue at its default, 2 000 frames, with the
+/// consumer held by a 1 event/s budget: 2 000 one-event frames sent at
+/// once are all taken off the socket (a ping behind them is answered);
+/// with 70 more the brain has stopped reading (a ping behind those is not
+/// answered within 3 s): the queue holds 2 000 and only a small read-ahead
+/// (at most 64 frames) rides on top of it.
+pub async fn ingest_queue(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, creds) = setup(&ctx, &[("Z4J_RATELIMIT_EVENTS_PER_SECOND", "1")]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("queued")).await?;
+    let send = |from: usize, to: usize| (from..to).map(|i| (format!("ev_q_{i}"), i));
+    for (id, i) in send(0, 2000) {
+        let ev = agent::task_event(&format!("q-{i}"), "task.received", json!({}));
+        s.send_events(&id, &[ev]).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (answered, acks) = super::gateway::ping_answered(&mut s, b"below", ctx.scaled(3.0)).await?;
+    ensure(
+        answered,
+        format!(
+            "a ping behind 2 000 queued frames was not answered within 3 s \
+             ({acks} acks): the queue holds fewer than 2 000"
+        ),
+    )?;
+    ensure(
+        acks <= 10,
+        format!("{acks} of 2 000 frames acknowledged at 1 event/s: the consumer was not held"),
+    )?;
+    for (id, i) in send(2000, 2070) {
+        let ev = agent::task_event(&format!("q-{i}"), "task.received", json!({}));
+        s.send_events(&id, &[ev]).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (answered, _) =
+        super::gateway::ping_answered(&mut s, b"above", Duration::from_secs(3)).await?;
+    ensure(
+        !answered,
+        "a ping behind 2 070 frames was answered while the consumer takes one a \
+         second: the brain reads past a 2 000-frame queue",
+    )
 }

@@ -85,7 +85,10 @@ pub static CASES: &[Case] = &[
     case!(
         "embedded.shutdown-grace",
         embedded::shutdown_grace,
-        ["Z4J_EMBEDDED_SCHEDULER_SHUTDOWN_GRACE_SECONDS" [Default, Lower, Upper]],
+        [
+            "Z4J_EMBEDDED_SCHEDULER_SHUTDOWN_GRACE_SECONDS" [Default, Lower, Upper],
+            "server.graceful-shutdown"
+        ],
         Both
     ),
     case!(
@@ -119,6 +122,8 @@ pub static CASES: &[Case] = &[
             "Z4J_EMBEDDED_SCHEDULER_PKI_DIR"[Default],
             "scheduler.embedded",
             "api.schedulers-fleet",
+            "scheduler.legacy-protocol",
+            "server.graceful-shutdown",
         ],
         Both
     ),
@@ -436,6 +441,18 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "gateway.defaults-events-rate",
+        gateway_defaults::events_rate,
+        ["Z4J_RATELIMIT_EVENTS_PER_SECOND" [Default, Below, Above, Lower, Upper]],
+        Both
+    ),
+    case!(
+        "gateway.defaults-ingest-queue",
+        gateway_defaults::ingest_queue,
+        ["Z4J_WS_INGEST_QUEUE_MAXSIZE" [Default, Below, Above]],
+        Both
+    ),
+    case!(
         "gateway.defaults-stale-prune",
         gateway_defaults::stale_prune,
         ["Z4J_AGENT_STALE_PRUNE_DAYS" [Default, Below, Above, Grey]],
@@ -747,7 +764,8 @@ pub static CASES: &[Case] = &[
         "notifications.schedule-misfired",
         notifications::schedule_misfired,
         ["scheduler.misfires"],
-        Both
+        Both,
+        feature = "webhook_loopback_opt_in"
     ),
     case!(
         "notifications.misfire-cron-parity",
@@ -759,7 +777,8 @@ pub static CASES: &[Case] = &[
         "notifications.schedule-breaker",
         notifications::schedule_breaker,
         ["notifications.schedule-breaker"],
-        Both
+        Both,
+        feature = "webhook_loopback_opt_in"
     ),
     case!(
         "auth.lockout",
@@ -948,6 +967,16 @@ pub static CASES: &[Case] = &[
         audit::listing_and_export,
         ["api.audit", "Z4J_TASKS_EXPORT_MAX_ROWS"],
         Both
+    ),
+    case!(
+        "campaign.audit-sweep-defaults",
+        audit::sweep_defaults_campaign,
+        [
+            "Z4J_AUDIT_RETENTION_SWEEP_MAX_PER_PASS" [Default, Below, Above, Grey],
+            "Z4J_AUDIT_RETENTION_SWEEP_INTERVAL_SECONDS" [Default, Lower, Upper, Grey]
+        ],
+        Both,
+        feature = "testing_clock_offset"
     ),
     case!(
         "audit.retention-default",

@@ -706,9 +706,15 @@ pub async fn misfire_cron_parity(ctx: Arc<Ctx>) -> R {
             .map_err(|e| e.to_string())?
             .to_utc();
         let req = crate::sched::fire_request(&id, at);
-        c.fire_schedule(req.clone())
+        let fired = c
+            .fire_schedule(req.clone())
             .await
-            .map_err(|e| format!("fire {expr}: {e}"))?;
+            .map_err(|e| format!("fire {expr}: {e}"))?
+            .into_inner();
+        ensure(
+            fired.error_code.is_empty(),
+            format!("the anchoring fire of {expr:?} was refused: {fired:?}"),
+        )?;
         c.acknowledge_fire_result(crate::sched::ack(&req.fire_id, "success", ""))
             .await
             .map_err(|e| e.to_string())?;

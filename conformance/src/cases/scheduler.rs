@@ -1361,15 +1361,21 @@ pub(super) async fn fired_jobs_run(
     let acked = loop {
         let f = fires(brain, op, id).await?;
         let acked: Vec<Json> = f
-            .into_iter()
+            .iter()
             .filter(|r| r["status"] == "acked_success" && r["command_id"].is_string())
+            .cloned()
             .collect();
         if acked.len() >= 2 {
             break acked;
         }
         if Instant::now() > deadline {
+            let seen: Vec<String> = f
+                .iter()
+                .map(|r| format!("{} (command {})", r["status"], r["command_id"]))
+                .collect();
             return Err(context(format!(
-                "fewer than two acknowledged delivered fires: {acked:?}"
+                "fewer than two acknowledged delivered fires among {} recorded: {seen:?}",
+                f.len()
             )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
