@@ -691,10 +691,11 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
         w.await.map_err(|e| e.to_string())??;
     }
     let home = old.stop_keep_home().await;
-    ensure_eq(
-        expired(&ctx, &home, pg).await?,
-        CAP + 1,
-        "expired rows written by the brain 90 days and 3 hours behind",
+    // Its workers may have written a row or two more than counted.
+    let written = expired(&ctx, &home, pg).await?;
+    ensure(
+        (CAP + 1..=CAP + 10).contains(&written),
+        format!("{written} expired rows written by the brain 90 days and 3 hours behind, want 200 001 or a few more"),
     )?;
 
     let newer = ctx
@@ -712,7 +713,7 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
         .await?;
     }
     let home = newer.stop_keep_home().await;
-    let young = sql_i64(&ctx, &home, pg, all).await? - (CAP + 1);
+    let young = sql_i64(&ctx, &home, pg, all).await? - written;
     ensure(
         young >= 3,
         format!("{young} rows written 10 minutes short of 90 days"),
@@ -726,7 +727,9 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
         let n = expired(&ctx, &home, pg).await?;
         if n != last {
             (last, still_since) = (n, Instant::now());
-        } else if still_since.elapsed() > Duration::from_secs(15) {
+        } else if still_since.elapsed() > Duration::from_secs(15)
+            && (n < written || booted.elapsed() > ctx.scaled(60.0))
+        {
             break n;
         }
         if booted.elapsed() > ctx.scaled(600.0) {
@@ -738,8 +741,8 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
     };
     ensure_eq(
         left,
-        1,
-        "expired rows left by the boot pass over 200 001 (a pass deletes 200 000)",
+        written - CAP,
+        &format!("expired rows left by the boot pass over {written} (a pass deletes 200 000)"),
     )?;
     // The next pass: not before 0.9 × 3 600 s, done by 1.1 × 3 600 s.
     let (lower, upper) = (3_240.0, ctx.scaled(3_960.0).as_secs_f64());
@@ -747,7 +750,7 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
     let waiting = expired(&ctx, &home, pg).await?;
     ensure_eq(
         waiting,
-        1 + young,
+        written - CAP + young,
         &format!("expired rows {lower} s after boot (no pass since the boot pass)"),
     )?;
     loop {
