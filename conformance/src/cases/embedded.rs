@@ -159,6 +159,19 @@ async fn wait_state(
     }
 }
 
+/// The fleet page `f` shows the supervisor `running` (on targets that
+/// report it).
+fn supervisor_running(ctx: &Ctx, f: &Json) -> R {
+    if ctx.target.has(SUPERVISOR_STATUS) {
+        ensure_eq(
+            f["embedded"]["state"].as_str(),
+            Some("running"),
+            "supervisor state",
+        )?;
+    }
+    Ok(())
+}
+
 fn env_of(start: &Json, name: &str) -> Option<String> {
     start["env"][name].as_str().map(str::to_owned)
 }
@@ -340,12 +353,8 @@ pub async fn spawn(ctx: Arc<Ctx>) -> R {
         "fleet URL in embedded mode with no Z4J_SCHEDULER_INFO_URLS",
     )?;
     ensure_eq(f["total"].as_i64(), Some(1), "fleet size")?;
+    supervisor_running(&ctx, &f)?;
     if ctx.target.has(SUPERVISOR_STATUS) {
-        ensure_eq(
-            f["embedded"]["state"].as_str(),
-            Some("running"),
-            "supervisor state",
-        )?;
         ensure_eq(
             f["embedded"]["pid"].as_i64(),
             start["pid"].as_i64(),
@@ -857,13 +866,7 @@ pub async fn real_scheduler(ctx: Arc<Ctx>) -> R {
     loop {
         let f = fleet(&brain, &op).await?;
         if f["healthy"] == 1 && f["schedulers"][0]["info"]["ready"] == true {
-            if ctx.target.has(SUPERVISOR_STATUS) {
-                ensure_eq(
-                    f["embedded"]["state"].as_str(),
-                    Some("running"),
-                    "supervisor state",
-                )?;
-            }
+            supervisor_running(&ctx, &f)?;
             break;
         }
         if Instant::now() > deadline {
