@@ -62,16 +62,26 @@ pub async fn login(ctx: Arc<Ctx>) -> R {
     ));
     let brain = ctx.start_env(env.clone(), None).await?;
     let slack = ctx.scaled(0.6).as_secs_f64();
-    // A success waits out the floor and no more; its session cookie is Lax.
+    // A success waits out the floor, every time, and no more: the fastest
+    // of three is within 0.2 s of it (a longer floor slows all three; a
+    // busy machine only some).
+    let mut fastest = f64::MAX;
     for i in 0..3 {
         let (status, _, took) = try_login(&brain, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
         let t = took.as_secs_f64();
-        if status != 200 || t < 0.299 || t > 0.3 + ctx.scaled(0.2).as_secs_f64() {
+        fastest = fastest.min(t);
+        if status != 200 || t < 0.299 {
             ctx.fail_clause(
                 "Z4J_LOGIN_MIN_DURATION_MS",
-                format!("success {i}: {status} in {t:.3} s, want 200 in 0.300 s (the floor)"),
+                format!("success {i}: {status} in {t:.3} s, want 200 after the 0.300 s floor"),
             );
         }
+    }
+    if fastest > 0.3 + ctx.scaled(0.2).as_secs_f64() {
+        ctx.fail_clause(
+            "Z4J_LOGIN_MIN_DURATION_MS",
+            format!("the fastest of three successes took {fastest:.3} s, want the 0.300 s floor"),
+        );
     }
     let resp = client()
         .post(brain.url("/api/v1/auth/login"))
