@@ -320,6 +320,9 @@ pub struct CaseResult {
     pub clause_failures: Vec<(String, String)>,
 }
 
+/// The limit on one campaign case-run (`campaign.*`).
+const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+
 pub struct Plan {
     pub target: Arc<Target>,
     pub databases: Vec<Database>,
@@ -416,7 +419,12 @@ pub async fn execute(plan: &Plan, jobs: Vec<Job>) -> Vec<CaseResult> {
             });
             let pg_missing = db == Database::Postgres && pg.is_err();
             let sem = sem.clone();
-            let timeout = plan.case_timeout;
+            // A campaign is measured in hours; the case limit is for cases.
+            let timeout = if case.is_campaign() {
+                plan.case_timeout.max(CAMPAIGN_TIMEOUT)
+            } else {
+                plan.case_timeout
+            };
             handles.push(tokio::spawn(async move {
                 let mut started = Instant::now();
                 let mut clause_failures = Vec::new();
