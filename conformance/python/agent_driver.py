@@ -10,7 +10,10 @@ Z4J_HOME). The driver adds:
 
 It prints "driver: running" once the runtime started and "driver:
 recorded N" after recording. Then each stdin line "record <prefix> <n>"
-records n more lifecycles; the driver exits when stdin closes.
+records n more lifecycles, and "big <prefix> <n> <chars>" n lifecycles
+whose received event carries three argument strings of <chars> characters
+each (a frame larger than the brain's default 8 KiB body cap); the driver
+exits when stdin closes.
 """
 
 import os
@@ -36,14 +39,17 @@ def main() -> int:
         parts = line.split()
         if len(parts) == 3 and parts[0] == "record":
             record(runtime, parts[1], int(parts[2]))
+        elif len(parts) == 4 and parts[0] == "big":
+            record(runtime, parts[1], int(parts[2]), int(parts[3]))
     runtime.stop(timeout=5.0)
     return 0
 
 
-def record(runtime, prefix: str, count: int) -> None:
+def record(runtime, prefix: str, count: int, big: int = 0) -> None:
     nil = uuid.UUID(int=0)
+    args = ["a" * big, "b" * big, "c" * big] if big else [1, 2]
     lifecycle = [
-        (EventKind.TASK_RECEIVED, {"task_name": "driver.add", "queue": "default", "args": [1, 2]}),
+        (EventKind.TASK_RECEIVED, {"task_name": "driver.add", "queue": "default", "args": args}),
         (EventKind.TASK_STARTED, {"worker": "driver-worker"}),
         (EventKind.TASK_SUCCEEDED, {"result": 3, "runtime_ms": 5}),
     ]

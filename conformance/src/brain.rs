@@ -112,6 +112,18 @@ impl Brain {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The brain process's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
     /// `~/.z4j` of this brain.
     pub fn z4j_home(&self) -> PathBuf {
         self.home.join(".z4j")

@@ -112,7 +112,9 @@ fn authentic(st: &StateRow, ring: &[&str]) -> bool {
     let signed = signed_state(st);
     match &st.state_mac {
         None => signed == State::default(),
-        Some(m) => ring.iter().any(|k| chain::state_mac(k, &signed) == *m),
+        Some(m) => ring
+            .iter()
+            .any(|k| z4j_protocol::secret::ct_eq(&chain::state_mac(k, &signed), m)),
     }
 }
 
@@ -391,7 +393,12 @@ fn row_problem(
     if r.prev_row_hmac.as_deref() != previous {
         return Some("link broken: prev_row_hmac is not the previous row's HMAC (a row before it was removed or inserted)");
     }
-    if r.row_hmac.as_deref() != Some(chain::row_hmac(key, &stored_fields(r)).as_str()) {
+    let expected = chain::row_hmac(key, &stored_fields(r));
+    if !r
+        .row_hmac
+        .as_deref()
+        .is_some_and(|h| z4j_protocol::secret::ct_eq(h, &expected))
+    {
         return Some("content altered: the row does not match its HMAC");
     }
     None

@@ -407,6 +407,9 @@ struct EventsBody {
     frames: Vec<serde_json::Value>,
 }
 
+/// The body has already passed `Z4J_MAX_PAYLOAD_SIZE_BYTES` (the body cap
+/// layer); each frame is also held to the frame cap `cap`, which only bites
+/// when the payload cap is raised above it (specs/decisions.md G5).
 fn parse_events_body(body: &[u8], cap: usize) -> Result<Vec<String>, ApiError> {
     let parsed: EventsBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::Schema(vec![SchemaIssue::new(

@@ -524,7 +524,7 @@ fn device_json(d: &mfa::TrustedDevice, current_hash: Option<&str>) -> Value {
         "last_seen_at": d.last_seen_at.to_rfc3339(),
         "expires_at": d.expires_at.to_rfc3339(),
         "revoked_at": d.revoked_at.map(|t| t.to_rfc3339()),
-        "is_current": current_hash == Some(d.token_hash.as_str()),
+        "is_current": current_hash.is_some_and(|h| z4j_protocol::secret::ct_eq(h, &d.token_hash)),
     })
 }
 
@@ -565,7 +565,9 @@ async fn trust_current(
         let existing = mfa::trusted_devices(&state.db, caller.user.id)
             .await?
             .into_iter()
-            .find(|d| d.token_hash == hash && d.expires_at > Ts::now());
+            .find(|d| {
+                z4j_protocol::secret::ct_eq(&d.token_hash, &hash) && d.expires_at > Ts::now()
+            });
         if let Some(d) = existing {
             return Ok((StatusCode::CREATED, Json(device_json(&d, Some(&hash)))).into_response());
         }

@@ -77,8 +77,8 @@ async fn probe(client: &reqwest::Client, url: &str) -> Value {
     };
     let status = resp.status();
     // At most 64 KiB of a body is read.
-    let body = match read_capped(resp, 64 * 1024).await {
-        Ok(b) => b,
+    let body = match crate::net::read_capped(resp, 64 * 1024).await {
+        Ok((b, _)) => b,
         Err(e) => return entry(url, None, Value::Null, Some(format!("unreachable: {e}"))),
     };
     let text = String::from_utf8_lossy(&body);
@@ -111,18 +111,6 @@ async fn probe(client: &reqwest::Client, url: &str) -> Value {
             Some(format!("/info does not match the expected shape: {why}")),
         ),
     }
-}
-
-async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let room = cap.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= cap {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// The fields the page relies on.

@@ -1,6 +1,7 @@
 //! Request plumbing shared by the transports: the client address behind
 //! trusted proxies, bearer tokens, sliding-window budgets, the JSON error
-//! envelope. Below every feature module: nothing here imports one.
+//! envelope, bounded reads of outbound responses. Below every feature
+//! module: nothing here imports one.
 
 pub mod budget;
 pub mod client_ip;
@@ -17,6 +18,24 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let (scheme, rest) = value.split_once(|c: char| c.is_whitespace())?;
     let token = rest.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Reads at most `cap` bytes of a response body, then stops (dropping the
+/// response closes the connection): a hostile server cannot stream more
+/// into the brain. `true` when the body went on past the cap.
+pub async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return Ok((out, true));
+        }
+    }
+    Ok((out, false))
 }
 
 #[cfg(test)]

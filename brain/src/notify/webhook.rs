@@ -28,7 +28,11 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Delays before the second and third attempt.
 pub const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+/// Characters of a receiver's answer kept on the delivery.
 const BODY_KEEP: usize = 1000;
+/// Bytes of a receiver's answer read at most (specs/decisions.md N7); the
+/// connection is dropped after them.
+const BODY_READ_MAX: usize = 64 * 1024;
 /// Headers the brain sets itself or that would change the request framing.
 const RESERVED_HEADERS: &[&str] = &[
     "host",
@@ -273,8 +277,19 @@ async fn attempt_once(
         .await
         .map_err(|e| format!("request failed: {e}"))?;
     let code = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    Ok((code, text.chars().take(BODY_KEEP).collect()))
+    let (bytes, cut) = crate::net::read_capped(resp, BODY_READ_MAX)
+        .await
+        .unwrap_or_default();
+    let mut text: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .take(BODY_KEEP)
+        .collect();
+    if cut {
+        text.push_str(&format!(
+            " [answer longer than {BODY_READ_MAX} bytes; not read further]"
+        ));
+    }
+    Ok((code, text))
 }
 
 /// A config as the API shows it: secrets masked.

@@ -208,15 +208,7 @@ pub struct Filter {
 
 /// `LIKE` pattern matching `prefix` literally.
 fn like_prefix(prefix: &str) -> String {
-    let mut p = String::new();
-    for c in prefix.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+    format!("{}%", super::like_literal(prefix))
 }
 
 const FILTER_SQL: &str = "project_id = $1 AND ($2 IS NULL OR action LIKE $2 ESCAPE '\\') \

@@ -25,6 +25,19 @@ pub mod setup;
 pub mod ts;
 pub mod users;
 
+/// `s` with the `LIKE` metacharacters escaped for `ESCAPE '\'`, so it
+/// matches itself only.
+pub(crate) fn like_literal(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p
+}
+
 /// `PRAGMA wal_checkpoint(TRUNCATE)` on SQLite: `(busy, log pages,
 /// checkpointed pages)`; `None` on PostgreSQL, which has no such thing.
 pub async fn wal_checkpoint(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreError> {

@@ -57,15 +57,26 @@ pub struct After {
     pub id: Uuid,
 }
 
+/// `name` and `search` are literal substrings, ASCII case-insensitive
+/// (`search` across name, queue, worker and task id; specs/decisions.md
+/// G11). A stored priority is one of ingest's fixed words, so it is safe
+/// as a pattern.
 const TASK_WHERE: &str = "project_id = $1 \
      AND ($2 IS NULL OR state = $2) \
      AND ($3 IS NULL OR (',' || $3 || ',') LIKE ('%,' || priority || ',%')) \
-     AND ($4 IS NULL OR name = $4) \
-     AND ($5 IS NULL OR task_id LIKE $5 OR name LIKE $5) \
+     AND ($4 IS NULL OR lower(name) LIKE $4 ESCAPE '\\') \
+     AND ($5 IS NULL OR lower(name) LIKE $5 ESCAPE '\\' OR lower(queue) LIKE $5 ESCAPE '\\' \
+          OR lower(worker_name) LIKE $5 ESCAPE '\\' OR lower(task_id) LIKE $5 ESCAPE '\\') \
      AND ($6 IS NULL OR queue = $6) \
      AND ($7 IS NULL OR worker_name = $7) \
      AND ($8 IS NULL OR created_at >= $8) \
      AND ($9 IS NULL OR created_at < $9)";
+
+/// The `LIKE` pattern of a literal, ASCII case-insensitive substring.
+fn contains(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(|s| format!("%{}%", super::like_literal(&s.to_ascii_lowercase())))
+}
 
 pub async fn tasks(
     db: &Db,
@@ -79,12 +90,12 @@ pub async fn tasks(
          AND ($10 IS NULL OR created_at < $10 OR (created_at = $10 AND id < $11)) \
          ORDER BY created_at DESC, id DESC LIMIT $12"
     );
-    let search = f.search.as_ref().map(|s| format!("%{s}%"));
+    let (name, search) = (contains(&f.name), contains(&f.search));
     Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
         .bind(project_id)
         .bind(&f.state)
         .bind(&f.priorities)
-        .bind(&f.name)
+        .bind(&name)
         .bind(&search)
         .bind(&f.queue)
         .bind(&f.worker)
@@ -99,12 +110,12 @@ pub async fn tasks(
 
 pub async fn count_tasks(db: &Db, project_id: Uuid, f: &TaskFilter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) FROM tasks WHERE {TASK_WHERE}");
-    let search = f.search.as_ref().map(|s| format!("%{s}%"));
+    let (name, search) = (contains(&f.name), contains(&f.search));
     Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
         .bind(project_id)
         .bind(&f.state)
         .bind(&f.priorities)
-        .bind(&f.name)
+        .bind(&name)
         .bind(&search)
         .bind(&f.queue)
         .bind(&f.worker)

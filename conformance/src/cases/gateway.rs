@@ -979,20 +979,9 @@ pub async fn archived_project(ctx: Arc<Ctx>) -> R {
 
 pub async fn slow_reader(ctx: Arc<Ctx>) -> R {
     let (brain, op, creds) = setup(&ctx, &[("Z4J_WS_INGEST_QUEUE_MAXSIZE", "16")]).await?;
-    let rss_kib = |pid: u32| -> Option<u64> {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()?
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    let pid = brain.pid().ok_or("no brain pid")?;
     let mut slow = agent::connect(&brain, &creds, Some("slow")).await?;
     let mut other = agent::connect(&brain, &creds, Some("other")).await?;
-    let before = rss_kib(pid);
+    let before = brain.rss_kib();
     // Stream without ever reading an ack until the socket pushes back.
     let started = Instant::now();
     let mut sent = 0u32;
@@ -1014,7 +1003,7 @@ pub async fn slow_reader(ctx: Arc<Ctx>) -> R {
         started.elapsed() < ctx.scaled(20.0),
         format!("{sent} frames sent in 20 s without the brain ever pushing back"),
     )?;
-    let after = rss_kib(pid);
+    let after = brain.rss_kib();
     if let (Some(b), Some(a)) = (before, after) {
         ensure(
             a.saturating_sub(b) < 256 * 1024,
@@ -1227,4 +1216,62 @@ pub async fn ack_waits_for_commit(ctx: Arc<Ctx>) -> R {
     s.expect_ack("ev_held", WAIT).await?;
     let (status, _) = task_state(&brain, &op, "held-1").await?;
     ensure_eq(status, 200, "the acknowledged event is stored")
+}
+
+/// The task list's text filters (specs/decisions.md G11): `name` a literal
+/// substring of the name, `search` of the name, queue, worker or task id,
+/// both ASCII case-insensitive; `%` and `_` match themselves.
+pub async fn task_text_filters(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let tasks = [
+        ("f-pct", "billing%refund", "Priority_Q", "w-Alpha", "normal"),
+        ("f-x", "billingXrefund", "PriorityXQ", "w-beta", "high"),
+        ("f-under", "Jobs.Send_Mail", "default", "w-1", "low"),
+        ("f-plain", "jobs.sendXmail", "default", "w-1", "high"),
+    ];
+    for (id, name, queue, worker, priority) in tasks {
+        let events = [
+            task_event(
+                id,
+                "task.received",
+                json!({"task_name": name, "queue": queue, "priority": priority}),
+            ),
+            task_event(id, "task.started", json!({"worker": worker})),
+        ];
+        let bid = format!("ev_{id}");
+        s.send_events(&bid, &events).await?;
+        s.expect_ack(&bid, WAIT).await?;
+    }
+    for (query, want) in [
+        ("name=billing%25refund", vec!["f-pct"]),
+        ("name=BILLING", vec!["f-pct", "f-x"]),
+        ("name=send_mail", vec!["f-under"]),
+        ("search=y_q", vec!["f-pct"]),
+        ("search=%25", vec!["f-pct"]),
+        ("search=ALPHA", vec!["f-pct"]),
+        ("search=F-UNDER", vec!["f-under"]),
+        ("search=default", vec!["f-plain", "f-under"]),
+        ("priority=high", vec!["f-plain", "f-x"]),
+        ("priority=%25", vec![]),
+        ("priority=normal", vec!["f-pct"]),
+        ("priority=low,high", vec!["f-plain", "f-under", "f-x"]),
+        ("search=_", vec!["f-pct", "f-under"]),
+    ] {
+        let (status, page) = op
+            .get(
+                &brain,
+                &format!("/api/v1/projects/default/tasks?limit=100&{query}"),
+            )
+            .await?;
+        let mut got: Vec<&str> = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["task_id"].as_str())
+            .collect();
+        got.sort_unstable();
+        ensure_eq((status, got), (200, want), &format!("tasks?{query}"))?;
+    }
+    Ok(())
 }

@@ -116,15 +116,21 @@ pub async fn security_headers(ctx: Arc<Ctx>) -> R {
     )
 }
 
+const LOGIN: &str = "/api/v1/auth/login";
+
 async fn post_raw(
     brain: &Brain,
+    path: &str,
     body: reqwest::Body,
     content_length: Option<usize>,
 ) -> Result<(u16, Json, Option<String>), String> {
     let mut req = client()
-        .post(brain.url("/api/v1/auth/login"))
+        .post(brain.url(path))
         .header("content-type", "application/json")
         .body(body);
+    if path.starts_with("/api/v1/agent/") {
+        req = req.bearer_auth("not-a-token");
+    }
     if let Some(n) = content_length {
         req = req.header("content-length", n.to_string());
     }
@@ -135,20 +141,46 @@ async fn post_raw(
 }
 
 /// `Z4J_MAX_PAYLOAD_SIZE_BYTES`: 413 family E by Content-Length and for a
-/// streamed (chunked) body, before routing, without a request id.
+/// streamed (chunked) body, before routing, without a request id; the
+/// long-poll agent route included (specs/decisions.md G5): exactly the cap
+/// reaches the token check.
 pub async fn body_cap(ctx: Arc<Ctx>) -> R {
     for (cap, env) in [
         (8192usize, vec![]),
         (1024, vec![("Z4J_MAX_PAYLOAD_SIZE_BYTES", "1024")]),
     ] {
         let brain = ctx.start(&env).await?;
+        let events_pad = |n: usize| {
+            let mut s = String::from(r#"{"frames":[""#);
+            s.push_str(&"x".repeat(n.saturating_sub(s.len() + 3)));
+            s.push_str("\"]}");
+            s
+        };
+        const EVENTS: &str = "/api/v1/agent/events";
+        let (got, body, id) = post_raw(&brain, EVENTS, events_pad(cap + 1).into(), None).await?;
+        ensure_eq(
+            (got, body, id),
+            (
+                413,
+                json!({"error": "payload_too_large", "message": "request body exceeds the configured maximum",
+                       "request_id": null, "details": {"reason": "content_length_exceeded"}}),
+                None,
+            ),
+            &format!("cap {cap}: a long-poll body one byte over"),
+        )?;
+        let (got, body, _) = post_raw(&brain, EVENTS, events_pad(cap).into(), None).await?;
+        ensure_eq(
+            got,
+            401,
+            &format!("cap {cap}: a long-poll body of exactly the cap with a bogus token: {body}"),
+        )?;
         let pad = |n: usize| {
             let mut s = String::from(r#"{"email":"a@example.com","password":"x","p":""#);
             s.push_str(&"x".repeat(n.saturating_sub(s.len() + 2)));
             s.push_str("\"}");
             s
         };
-        let (status, body, id) = post_raw(&brain, pad(cap + 1).into(), None).await?;
+        let (status, body, id) = post_raw(&brain, LOGIN, pad(cap + 1).into(), None).await?;
         ensure_eq(status, 413, &format!("cap {cap}: one byte over"))?;
         ensure_eq(
             body,
@@ -157,7 +189,7 @@ pub async fn body_cap(ctx: Arc<Ctx>) -> R {
             "413 body",
         )?;
         ensure_eq(id, None, "a 413 carries no request id")?;
-        let (status, _, _) = post_raw(&brain, pad(cap).into(), None).await?;
+        let (status, _, _) = post_raw(&brain, LOGIN, pad(cap).into(), None).await?;
         ensure_eq(status, 401, &format!("cap {cap}: exactly the cap passes"))?;
         // Chunked: no Content-Length, counted while read.
         let big = pad(cap + 500).into_bytes();
@@ -166,7 +198,8 @@ pub async fn body_cap(ctx: Arc<Ctx>) -> R {
                 .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
                 .collect::<Vec<_>>(),
         );
-        let (status, body, _) = post_raw(&brain, reqwest::Body::wrap_stream(stream), None).await?;
+        let (status, body, _) =
+            post_raw(&brain, LOGIN, reqwest::Body::wrap_stream(stream), None).await?;
         ensure_eq(
             (status, body["details"]["reason"].as_str()),
             (413, Some("streamed_body_exceeded")),

@@ -161,6 +161,67 @@ pub async fn bare_longpoll(ctx: Arc<Ctx>) -> R {
     bare_agent(ctx, "longpoll").await
 }
 
+/// A long-poll agent meets the body cap (specs/decisions.md G5): a frame
+/// that can never fit the default 8 KiB is dropped by the agent after its
+/// content-reject budget, and what came before and after it is stored.
+pub async fn bare_longpoll_oversize(ctx: Arc<Ctx>) -> R {
+    if !python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
+    }
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let script = python::scripts_dir().join("agent_driver.py");
+    let mut env = agent_env(&brain, &creds, "longpoll", home.path());
+    env.push(("DRIVER_TASKS".into(), "3".into()));
+    env.push(("DRIVER_PREFIX".into(), "before".into()));
+    let mut proc = Proc::spawn(
+        &[&script.display().to_string()],
+        &env,
+        &python::scripts_dir(),
+    )
+    .await?;
+    let with_output =
+        |e: String, proc: &Proc| format!("{e}\nagent output:\n{}", proc.output().join("\n"));
+    proc.wait_line("driver: recorded before", Duration::from_secs(60))
+        .await?;
+    if let Err(e) = wait_tasks(&brain, &op, "before", 3, "success", ctx.scaled(30.0)).await {
+        return Err(with_output(e, &proc));
+    }
+    // Three 6 000-character arguments: a frame of about 18 KiB.
+    proc.send_line("big big 1 6000").await?;
+    proc.wait_line("driver: recorded big", Duration::from_secs(30))
+        .await?;
+    proc.send_line("record after 3").await?;
+    proc.wait_line("driver: recorded after", Duration::from_secs(30))
+        .await?;
+    if let Err(e) = wait_tasks(&brain, &op, "after", 3, "success", ctx.scaled(60.0)).await {
+        return Err(with_output(
+            format!("after the oversized frame: {e}"),
+            &proc,
+        ));
+    }
+    no_duplicates(&brain, &op, "before", 3).await?;
+    no_duplicates(&brain, &op, "after", 3).await?;
+    let (_, events) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/events?engine=rq&task_id=big-0",
+        )
+        .await?;
+    let received: Vec<&Json> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"].as_str() == Some("task.received"))
+        .collect();
+    ensure(
+        received.is_empty(),
+        format!("the oversized event was stored past the 8 KiB body cap: {received:?}"),
+    )?;
+    proc.stop().await;
+    Ok(())
+}
+
 pub async fn survives_restart(ctx: Arc<Ctx>) -> R {
     if !python::redis_available().await {
         return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());

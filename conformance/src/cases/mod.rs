@@ -15,6 +15,7 @@ pub mod gateway;
 mod gateway_defaults;
 mod grey;
 mod hardening;
+mod hostile;
 mod interop;
 mod invitations;
 mod metrics;
@@ -744,6 +745,13 @@ pub static CASES: &[Case] = &[
         feature = "webhook_loopback_opt_in"
     ),
     case!(
+        "notifications.endless-receiver",
+        notifications::endless_receiver_case,
+        ["notifications.bounded-answer", "notifications.retries"],
+        Both,
+        feature = "webhook_loopback_opt_in"
+    ),
+    case!(
         "notifications.http-policy",
         notifications::http_policy,
         ["Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP"[Default]],
@@ -867,7 +875,7 @@ pub static CASES: &[Case] = &[
     case!(
         "hardening.body-cap",
         hardening::body_cap,
-        ["Z4J_MAX_PAYLOAD_SIZE_BYTES" [Default, Below, Above]],
+        ["Z4J_MAX_PAYLOAD_SIZE_BYTES" [Default, Below, Above], "gateway.longpoll-body-cap"],
         Both
     ),
     case!(
@@ -1094,9 +1102,21 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "hostile.address-flood",
+        hostile::address_flood,
+        ["hardening.address-flood"],
+        Both
+    ),
+    case!(
         "gateway.slow-reader",
         gateway::slow_reader,
         ["Z4J_WS_INGEST_QUEUE_MAXSIZE", "protocol.backpressure"],
+        Both
+    ),
+    case!(
+        "gateway.task-text-filters",
+        gateway::task_text_filters,
+        ["api.task-text-filters"],
         Both
     ),
     case!(
@@ -1148,6 +1168,16 @@ pub static CASES: &[Case] = &[
             "agent.project_id"
         ],
         Both
+    ),
+    case!(
+        "interop.z4j-bare-longpoll-oversize",
+        interop::bare_longpoll_oversize,
+        [
+            "interop.z4j-bare-longpoll-oversize",
+            "gateway.longpoll-body-cap",
+            "Z4J_MAX_PAYLOAD_SIZE_BYTES"[Default]
+        ],
+        SqliteOnly
     ),
     case!(
         "interop.z4j-bare-longpoll",

@@ -770,3 +770,127 @@ pub async fn misfire_cron_parity(ctx: Arc<Ctx>) -> R {
     }
     Ok(())
 }
+
+/// A receiver that answers `status` and then streams a body without end,
+/// until the brain hangs up. Counts connections and the bytes it got out
+/// on each.
+struct Endless {
+    url: String,
+    sent: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+async fn endless_receiver(status: &'static str) -> Result<Endless, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}/hook",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let counts = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                // The request: read until its headers are in (the body is
+                // small and follows at once).
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let slot = {
+                    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                    c.push(0);
+                    c.len() - 1
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+                );
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 65536, "z".repeat(65536));
+                while sock.write_all(chunk.as_bytes()).await.is_ok() {
+                    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                    c[slot] += 65536;
+                }
+            });
+        }
+    });
+    Ok(Endless { url, sent })
+}
+
+/// A receiver streaming an endless answer is read only up to a bound
+/// (specs/decisions.md N7): the brain hangs up well before its 10 s
+/// attempt budget, its memory does not grow with the stream, a 5xx is
+/// retried and logged failed after three attempts, and a 2xx counts as
+/// delivered.
+pub async fn endless_receiver_case(ctx: Arc<Ctx>) -> R {
+    let mut env = agent::admin_env();
+    env.extend_from_slice(LOOPBACK_OK);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "notifier").await?;
+    let failing = endless_receiver("500 Internal Server Error").await?;
+    let accepting = endless_receiver("200 OK").await?;
+    let a = channel_for(&brain, &op, "endless-500", json!({"url": failing.url})).await?;
+    let b = channel_for(&brain, &op, "endless-200", json!({"url": accepting.url})).await?;
+    route(&brain, &op, "task.failed", &[&a, &b]).await?;
+    let before = brain.rss_kib();
+    let started = Instant::now();
+    fail_task(&brain, &creds, "t-endless").await?;
+    // Three attempts 1 s and 3 s apart: about 4 s when each attempt ends
+    // at the bound, over 30 s when each waits out its 10 s budget.
+    let d = wait_deliveries(&brain, &op, 2, ctx.scaled(20.0)).await?;
+    let took = started.elapsed();
+    let by = |name: &str| d.iter().find(|x| x["channel_name"] == name).cloned();
+    let (Some(f), Some(ok)) = (by("endless-500"), by("endless-200")) else {
+        return Err(format!("deliveries of both channels expected: {d:?}"));
+    };
+    ensure_eq(
+        (
+            f["status"].as_str(),
+            f["attempts"].as_i64(),
+            f["response_code"].as_i64(),
+        ),
+        (Some("failed"), Some(3), Some(500)),
+        &format!("endless 500 answer: {f}"),
+    )?;
+    ensure_eq(
+        (
+            ok["status"].as_str(),
+            ok["attempts"].as_i64(),
+            ok["response_code"].as_i64(),
+        ),
+        (Some("sent"), Some(1), Some(200)),
+        &format!("endless 200 answer: {ok}"),
+    )?;
+    ensure(
+        took >= Duration::from_secs(4) && took < ctx.scaled(12.0),
+        format!(
+            "the failing delivery took {took:?}: three attempts 1 s and 3 s apart, each \
+             ending once the bounded answer is read, take 4 s to about 5 s"
+        ),
+    )?;
+    let sent = failing.sent.lock().map(|s| s.clone()).unwrap_or_default();
+    ensure_eq(sent.len(), 3, "connections to the failing receiver")?;
+    // What the brain did not read stays in socket buffers (a few MiB on
+    // loopback); a brain reading on would take hundreds of MiB in 10 s.
+    ensure(
+        sent.iter().all(|&n| n < 64 << 20),
+        format!("bytes the receiver got out per attempt: {sent:?}"),
+    )?;
+    if let (Some(b), Some(a)) = (before, brain.rss_kib()) {
+        ensure(
+            a.saturating_sub(b) < 64 * 1024,
+            format!("brain memory grew from {b} KiB to {a} KiB reading endless answers"),
+        )?;
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
-//! `Z4J_MAX_PAYLOAD_SIZE_BYTES` for REST bodies (http-api 6.1): 413 before
-//! routing, by `Content-Length` or, for streamed bodies, by counting. The
-//! agent endpoints have their own (frame) cap.
+//! `Z4J_MAX_PAYLOAD_SIZE_BYTES` for every HTTP body, the long-poll agent
+//! routes included (http-api 6.1, specs/decisions.md H2 and G5): 413 before
+//! routing, by `Content-Length` or, for streamed bodies, by counting. Only
+//! the WebSocket upgrades are exempt: their frames have their own cap.
 
 use crate::http::Shared;
 use axum::body::Body;
@@ -24,7 +25,7 @@ fn too_large(reason: &str) -> Response {
 }
 
 fn exempt(path: &str) -> bool {
-    path.starts_with("/api/v1/agent/") || path == "/ws/agent"
+    path.starts_with("/ws/")
 }
 
 pub async fn layer(State(state): State<Shared>, req: Request, next: Next) -> Response {

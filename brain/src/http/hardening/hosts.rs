@@ -11,24 +11,28 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 const LOOPBACK: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
 /// How often the persisted list's modification time is checked.
 const RECHECK: Duration = Duration::from_secs(1);
 
+#[derive(Default)]
 struct FileCache {
     checked: Option<Instant>,
     modified: Option<SystemTime>,
-    hosts: Vec<String>,
+    hosts: Arc<Vec<String>>,
+    /// A re-read is under way on the blocking pool.
+    refreshing: bool,
 }
 
 pub struct HostGuard {
     fixed: Vec<String>,
     file: PathBuf,
-    cache: Mutex<FileCache>,
+    /// Never held across file I/O: requests only read the last list.
+    cache: Arc<Mutex<FileCache>>,
 }
 
 fn machine_hostname() -> Option<String> {
@@ -38,7 +42,21 @@ fn machine_hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
+fn modified(file: &Path) -> Option<SystemTime> {
+    std::fs::metadata(file).and_then(|m| m.modified()).ok()
+}
+
+fn read_hosts(file: &Path) -> Vec<String> {
+    crate::settings::allowed_hosts::read(file)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect()
+}
+
 impl HostGuard {
+    /// Reads the persisted list once (start-up, off the request path) when
+    /// it is a regular file.
     pub fn new(s: &crate::settings::Settings, dev: bool, file: PathBuf) -> HostGuard {
         let mut fixed: Vec<String> = s
             .allowed_hosts
@@ -54,31 +72,42 @@ impl HostGuard {
                 fixed.push(h);
             }
         }
+        let mut cache = FileCache::default();
+        if std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+            cache.modified = modified(&file);
+            cache.hosts = Arc::new(read_hosts(&file));
+            cache.checked = Some(Instant::now());
+        }
         HostGuard {
             fixed,
             file,
-            cache: Mutex::new(FileCache {
-                checked: None,
-                modified: None,
-                hosts: Vec::new(),
-            }),
+            cache: Arc::new(Mutex::new(cache)),
         }
     }
 
-    fn persisted(&self) -> Vec<String> {
+    /// The persisted list as last read. At most once per `RECHECK` a
+    /// request starts a re-read on the blocking pool and goes on with the
+    /// list it has: no request waits on the file system, and a file that
+    /// blocks (a FIFO, a hung network mount) holds one pool thread, not the
+    /// executor.
+    fn persisted(&self) -> Arc<Vec<String>> {
         let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if c.checked.is_none_or(|t| t.elapsed() >= RECHECK) {
-            c.checked = Some(Instant::now());
-            let modified = std::fs::metadata(&self.file)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified != c.modified {
-                c.modified = modified;
-                c.hosts = crate::settings::allowed_hosts::read(&self.file)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|h| h.to_ascii_lowercase())
-                    .collect();
+        if !c.refreshing && c.checked.is_none_or(|t| t.elapsed() >= RECHECK) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                c.refreshing = true;
+                c.checked = Some(Instant::now());
+                let known = c.modified;
+                let (cache, file) = (self.cache.clone(), self.file.clone());
+                rt.spawn_blocking(move || {
+                    let now = modified(&file);
+                    let hosts = (now != known).then(|| read_hosts(&file));
+                    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+                    c.refreshing = false;
+                    if let Some(h) = hosts {
+                        c.modified = now;
+                        c.hosts = Arc::new(h);
+                    }
+                });
             }
         }
         c.hosts.clone()
@@ -184,5 +213,63 @@ mod tests {
         ] {
             assert_eq!(host_name(bad), None, "{bad}");
         }
+    }
+
+    fn guard(home: &Path, file: PathBuf) -> HostGuard {
+        let input = crate::settings::LoadInput {
+            env: vec![
+                ("Z4J_HOME".into(), home.display().to_string()),
+                ("Z4J_ALLOWED_HOSTS".into(), r#"["z4j.example.com"]"#.into()),
+            ],
+            cwd: None,
+            cli: Vec::new(),
+        };
+        let s = crate::settings::load(&input).unwrap().settings;
+        HostGuard::new(&s, false, file)
+    }
+
+    /// A persisted list that blocks when read (a FIFO nobody writes) delays
+    /// no request: the re-read runs on the blocking pool.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocking_list_file_delays_no_request() {
+        let home = tempfile::tempdir().unwrap();
+        let fifo = home.path().join("allowed-hosts");
+        let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let g = guard(home.path(), fifo);
+        let checks = tokio::time::timeout(Duration::from_secs(5), async {
+            for _ in 0..3 {
+                assert!(g.allows("z4j.example.com"));
+                assert!(!g.allows("evil.example.net"));
+                tokio::time::sleep(RECHECK + Duration::from_millis(50)).await;
+            }
+        });
+        checks
+            .await
+            .expect("a request waited on the allowed-hosts file");
+        // Unblock the pool thread so the runtime can shut down.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .open(home.path().join("allowed-hosts"));
+    }
+
+    /// An added host is allowed within a recheck or two, no restart.
+    #[tokio::test]
+    async fn an_edited_list_is_read_again() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join("allowed-hosts");
+        crate::settings::allowed_hosts::write(home.path(), &file, &["a.example".into()]).unwrap();
+        let g = guard(home.path(), file.clone());
+        assert!(g.allows("a.example"), "read at start-up");
+        assert!(!g.allows("b.example"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        crate::settings::allowed_hosts::write(home.path(), &file, &["b.example".into()]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !g.allows("b.example") {
+            assert!(Instant::now() < deadline, "the edit was never picked up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!g.allows("a.example"), "a removed host is refused");
     }
 }

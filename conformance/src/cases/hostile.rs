@@ -1,0 +1,155 @@
+//! Hostile and numerous clients (specs/decisions.md H6): a flood of
+//! distinct source addresses must not turn the per-address budgets into a
+//! lockout of everyone else, and must not grow the brain's memory.
+
+use super::gateway::setup;
+use super::{client, ensure, ensure_eq, R};
+use crate::brain::Brain;
+use crate::runner::Ctx;
+use futures_util::{stream, StreamExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Distinct addresses per flood: twice the 10 000 a budget tracks.
+const FLOOD: u32 = 20_000;
+const IN_FLIGHT: usize = 32;
+
+fn flood_address(i: u32) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+/// One request from `xff` (through the trusted loopback proxy): its status.
+async fn from(
+    c: &reqwest::Client,
+    brain: &Brain,
+    req: &Req,
+    xff: &str,
+    token: Option<&str>,
+) -> Result<u16, String> {
+    let mut r = match req {
+        Req::AgentCommands => c.get(brain.url("/api/v1/agent/commands?wait=0")),
+        Req::Reset(body) => c
+            .post(brain.url("/api/v1/auth/password-reset/request"))
+            .json(body),
+    };
+    r = r.header("x-forwarded-for", xff);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.map_err(|e| format!("{xff}: {e}"))?;
+    Ok(resp.status().as_u16())
+}
+
+enum Req {
+    /// The agent-connect budget (600 a minute), shared with `/ws/agent`.
+    AgentCommands,
+    /// The password-reset budget (10 a minute).
+    Reset(serde_json::Value),
+}
+
+/// `FLOOD` distinct addresses, one request each, as fast as the brain
+/// takes them; none of them may be refused (each is far under budget).
+async fn flood(brain: &Brain, req: &Req, offset: u32) -> Result<Duration, String> {
+    let c = client();
+    let started = Instant::now();
+    let refused: Vec<String> = stream::iter(0..FLOOD)
+        .map(|i| {
+            let c = &c;
+            async move {
+                let xff = flood_address(offset + i);
+                match from(c, brain, req, &xff, None).await {
+                    Ok(429) => Some(format!("{xff}: 429")),
+                    Ok(_) => None,
+                    Err(e) => Some(e),
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    ensure(
+        refused.is_empty(),
+        format!(
+            "{} of {FLOOD} first requests from distinct addresses refused, e.g. {:?}",
+            refused.len(),
+            refused.iter().take(3).collect::<Vec<_>>()
+        ),
+    )?;
+    Ok(started.elapsed())
+}
+
+pub async fn address_flood(ctx: Arc<Ctx>) -> R {
+    let (brain, _op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+            ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+        ],
+    )
+    .await?;
+    let c = client();
+    let reset = Req::Reset(json!({}));
+    // An address that used up its reset budget before the flood...
+    let exhausted = "198.18.0.1";
+    for i in 0..10 {
+        let s = from(&c, &brain, &reset, exhausted, None).await?;
+        ensure(s != 429, format!("reset request {} of 10 refused", i + 1))?;
+    }
+    ensure_eq(
+        from(&c, &brain, &reset, exhausted, None).await?,
+        429,
+        "the 11th reset request of one address within a minute",
+    )?;
+    let rss_before = brain.rss_kib();
+    for (name, req, offset) in [
+        ("agent-connect", &Req::AgentCommands, 0),
+        ("password-reset", &reset, 1 << 20),
+    ] {
+        let took = flood(&brain, req, offset).await?;
+        // The budgets forget an address a minute after its last request:
+        // judged only while the whole flood is still inside the window.
+        ensure(
+            took < Duration::from_secs(50),
+            format!(
+                "the {name} flood of {FLOOD} addresses took {took:?}; cannot judge a 60 s window"
+            ),
+        )?;
+    }
+    // ...stays refused: forgetting goes to addresses under budget first.
+    ensure_eq(
+        from(&c, &brain, &reset, exhausted, None).await?,
+        429,
+        "the exhausted address after the floods",
+    )?;
+    // Newcomers are still admitted by both budgets.
+    let fresh = "203.0.113.9";
+    ensure_eq(
+        from(&c, &brain, &Req::AgentCommands, fresh, Some(&creds.token)).await?,
+        200,
+        "a real agent's first poll from a fresh address after the flood",
+    )?;
+    ensure_eq(
+        from(
+            &c,
+            &brain,
+            &Req::Reset(json!({"email": "someone@example.com"})),
+            fresh,
+            None,
+        )
+        .await?,
+        200,
+        "a reset request from a fresh address after the flood",
+    )?;
+    if let (Some(b), Some(a)) = (rss_before, brain.rss_kib()) {
+        ensure(
+            a.saturating_sub(b) < 64 * 1024,
+            format!(
+                "brain memory grew from {b} KiB to {a} KiB under {} addresses",
+                2 * FLOOD
+            ),
+        )?;
+    }
+    Ok(())
+}
