@@ -66,8 +66,78 @@ pub enum Command {
         #[arg(long, default_value_t = 365)]
         validity_days: i64,
     },
+    /// Create a global admin (the first one closes setup, as the setup URL
+    /// would). Audited as done from the command line.
+    Createsuperuser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set a user's password: their sessions end, a login lock is lifted.
+    Changepassword {
+        /// The user's email address.
+        email: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Clear a user's second factor, recovery codes and trusted devices
+    /// (a lost phone).
+    ResetMfa {
+        /// The user's email address.
+        email: String,
+        /// Required: the user's second factor is removed.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Discard the pending setup URL so the next `serve` prints a new one;
+    /// refused once any user exists.
+    ResetSetup {
+        /// Required: the pending setup URL stops working.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy the database to one file while the brain keeps serving (SQLite
+    /// `VACUUM INTO`; PostgreSQL `pg_dump`, custom format).
+    Backup {
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+    },
+    /// Replace the database with a backup: checked first (integrity, schema,
+    /// audit chain), the old SQLite file kept aside; refused while a brain
+    /// serves the database.
+    Restore {
+        /// A file written by `z4j backup`.
+        source: std::path::PathBuf,
+        /// Required: acknowledges that every brain is stopped.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the version.
     Version,
+}
+
+/// Where a new password comes from: exactly one of the two.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of stdin (recommended).
+    #[arg(long)]
+    password_stdin: bool,
+    /// The password on the command line (visible in the process list).
+    #[arg(long)]
+    password: Option<String>,
+}
+
+impl PasswordArgs {
+    fn source(self) -> ops::Password {
+        match self.password {
+            Some(p) => ops::Password::Given(p),
+            None => ops::Password::Stdin,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Debug)]
@@ -138,6 +208,18 @@ pub fn run(cli: Cli) -> i32 {
             out_dir,
             validity_days,
         } => ops::mint_scheduler_cert(&name, &ca_cert, &ca_key, &out_dir, validity_days),
+        Command::Createsuperuser {
+            email,
+            display_name,
+            password,
+        } => ops::createsuperuser(&email, display_name, password.source()),
+        Command::Changepassword { email, password } => {
+            ops::changepassword(&email, password.source())
+        }
+        Command::ResetMfa { email, confirm } => ops::reset_mfa(&email, confirm),
+        Command::ResetSetup { force } => ops::reset_setup(force),
+        Command::Backup { output } => ops::backup(&output),
+        Command::Restore { source, force } => ops::restore(&source, force),
         Command::Version => {
             println!("{VERSION_LINE}");
             Ok(())

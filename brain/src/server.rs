@@ -65,6 +65,26 @@ pub async fn open_database(loaded: &Loaded) -> Result<store::Db, StartError> {
     Ok(db)
 }
 
+/// The serving brain's shared lock on its SQLite file (`None` before the
+/// file exists, and on PostgreSQL).
+fn sqlite_lock(target: &DatabaseTarget) -> Result<Option<store::backup::FileLock>, StartError> {
+    let DatabaseTarget::Sqlite { path, .. } = target else {
+        return Ok(None);
+    };
+    match store::backup::lock_shared(path) {
+        Ok(Some(l)) => Ok(Some(l)),
+        Ok(None) => Err(StartError::new(
+            1,
+            format!(
+                "`z4j restore` is replacing {}; start the brain when it has finished",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StartError::new(1, format!("{}: {e}", path.display()))),
+    }
+}
+
 pub async fn serve(
     mut loaded: Loaded,
     bootstrap_password: Option<String>,
@@ -88,7 +108,13 @@ pub async fn serve(
             path.display()
         );
     }
+    // Held while serving: `z4j restore` refuses to replace the file.
+    let mut file_lock = sqlite_lock(&loaded.database)?;
     let db = open_database(&loaded).await?;
+    if file_lock.is_none() {
+        file_lock = sqlite_lock(&loaded.database)?; // the file is new
+    }
+    let _file_lock = file_lock;
     first_boot(&db, &loaded, bootstrap_password).await?;
 
     let addr = format!("{}:{}", s.bind_host, s.bind_port);

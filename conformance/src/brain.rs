@@ -358,6 +358,17 @@ pub fn run_cli(
     env: &[(String, String)],
     args: &[&str],
 ) -> Result<CliOutput, String> {
+    run_cli_input(target, home, env, args, None)
+}
+
+/// `run_cli` with `input` written to the command's stdin.
+pub fn run_cli_input(
+    target: &Target,
+    home: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<CliOutput, String> {
     if target.cli.is_empty() {
         return Err("the target declares no `cli` command".into());
     }
@@ -369,8 +380,21 @@ pub fn run_cli(
         .env_clear()
         .envs(all_env)
         .current_dir(home)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+                use std::io::Write;
+                stdin.write_all(text.as_bytes())?;
+            }
+            child.wait_with_output()
+        })
         .map_err(|e| format!("cannot run {:?}: {e}", target.cli))?;
     Ok(CliOutput {
         code: out.status.code().unwrap_or(-1),

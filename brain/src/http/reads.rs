@@ -7,6 +7,7 @@ use super::Shared;
 use crate::settings::Settings;
 use crate::store::agents::{self, Liveness};
 use crate::store::ingest::TaskState;
+use crate::store::ingest::TASK_PRIORITIES;
 use crate::store::reads::{self, After, TaskFilter};
 use crate::store::Ts;
 use axum::extract::{Path, RawQuery, State};
@@ -207,6 +208,24 @@ fn task_json(t: &reads::Task) -> Value {
     })
 }
 
+/// `priority=critical,high`: each entry trimmed and lowercased, and one of
+/// the stored priorities, or 422 naming the entry (as the reference).
+fn priority_filter(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let mut out = Vec::new();
+    for entry in raw.split(',') {
+        let p = entry.trim().to_ascii_lowercase();
+        if !TASK_PRIORITIES.contains(&p.as_str()) {
+            return Err(ApiError::Validation {
+                message: "invalid task priority filter".into(),
+                details: json!({"field": "priority", "value": entry, "allowed": TASK_PRIORITIES}),
+            });
+        }
+        out.push(p);
+    }
+    Ok(Some(out.join(",")))
+}
+
 async fn list_tasks(
     State(state): State<Shared>,
     Path(slug): Path<String>,
@@ -217,7 +236,7 @@ async fn list_tasks(
     let q = Query::parse(raw);
     let mut issues = Vec::new();
     let limit = page_size(&state.settings, &q, &mut issues);
-    let filter = TaskFilter {
+    let mut filter = TaskFilter {
         state: q.text("state", 40, &mut issues),
         priorities: q.text("priority", 200, &mut issues),
         name: q.text("name", 200, &mut issues),
@@ -247,6 +266,7 @@ async fn list_tasks(
             });
         }
     }
+    filter.priorities = priority_filter(filter.priorities.as_deref())?;
     let after = decode_cursor(q.0.get("cursor"));
     let mut rows = reads::tasks(&state.db, access.project.id, &filter, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;

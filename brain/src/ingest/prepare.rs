@@ -32,7 +32,6 @@ const KINDS: &[&str] = &[
     "schedule.snapshot",
 ];
 
-const PRIORITIES: &[&str] = &["critical", "high", "normal", "low"];
 const TEXT_CAP: usize = 8192;
 
 pub use crate::store::ingest::{EventRow, TaskPatch, TaskState};
@@ -108,7 +107,7 @@ pub fn prepare(
             name: text("task_name", 500).unwrap_or_else(|| "unknown".into()),
             queue: queue.clone(),
             priority: text("priority", 20)
-                .filter(|p| PRIORITIES.contains(&p.as_str()))
+                .filter(|p| crate::store::ingest::TASK_PRIORITIES.contains(&p.as_str()))
                 .unwrap_or_else(|| "normal".into()),
             args: data.get("args").and_then(raw_json),
             kwargs: data.get("kwargs").and_then(raw_json),

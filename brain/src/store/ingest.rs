@@ -31,6 +31,10 @@ impl TaskState {
     }
 }
 
+/// The priorities a task is stored with (anything else is stored as
+/// `normal`).
+pub const TASK_PRIORITIES: &[&str] = &["critical", "high", "normal", "low"];
+
 /// What a state-changing event writes onto its task row.
 #[derive(Debug, Clone)]
 pub struct TaskPatch {

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
+pub mod backup;
 pub mod cluster;
 pub mod commands;
 mod connect;
@@ -70,6 +71,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Conflict(String),
+    /// An operation this database does not have.
+    #[error("not available on this database: {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -79,7 +83,7 @@ impl StoreError {
         match self {
             StoreError::Sqlx(sqlx::Error::Database(d)) => transient_code(d.code().as_deref()),
             StoreError::Sqlx(_) => true,
-            StoreError::Migrate(_) | StoreError::Conflict(_) => false,
+            StoreError::Migrate(_) | StoreError::Conflict(_) | StoreError::Unsupported(_) => false,
         }
     }
 

@@ -193,6 +193,18 @@ pub async fn set_password(
     Ok(())
 }
 
+/// Clears the failed-login lock (`z4j changepassword`: a locked-out
+/// account gets back in).
+pub async fn unlock(db: impl Into<Handle<'_>>, id: Uuid) -> Result<(), StoreError> {
+    let mut db: Handle<'_> = db.into();
+    on_handle!(&mut db, p => sqlx::query("UPDATE users SET failed_login_count = 0, locked_until = NULL WHERE id = $1")
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 pub async fn delete(db: impl Into<Handle<'_>>, id: Uuid) -> Result<bool, StoreError> {
     let mut db: Handle<'_> = db.into();
     let n = on_handle!(&mut db, p => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;

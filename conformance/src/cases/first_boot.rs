@@ -386,3 +386,28 @@ pub async fn password_min_length(ctx: Arc<Ctx>) -> R {
     }
     Ok(())
 }
+
+/// `z4j reset-setup` on a brain nobody has set up: refused without
+/// `--force`; with it the pending setup URL stops working and the next
+/// start prints a new one that works.
+pub async fn reset_setup(ctx: Arc<Ctx>) -> R {
+    let (env, _) = ctx.pinned_database().await?;
+    let b = ctx.start_env(env.clone(), None).await?;
+    let (first, _) = wait_setup_url(&b).await?;
+    let home = b.stop_keep_home().await;
+    let cli = |args: &[&str]| crate::brain::run_cli(&ctx.target, &home.path, &env, args);
+    ensure(
+        cli(&["reset-setup"])?.code != 0,
+        "reset-setup without --force",
+    )?;
+    let out = cli(&["reset-setup", "--force"])?;
+    ensure_eq(out.code, 0, &format!("reset-setup --force: {}", out.stderr))?;
+    let b = ctx.start_env(env.clone(), Some(home)).await?;
+    let (second, _) = wait_setup_url(&b).await?;
+    ensure(second != first, "the same setup token was printed again")?;
+    let body = |t: &str| json!({"token": t, "email": "admin@example.com", "password": STRONG});
+    let old = post_setup(&b, &body(&first)).await?;
+    ensure_eq(old.status().as_u16(), 404, "the discarded setup token")?;
+    let new = post_setup(&b, &body(&second)).await?;
+    ensure_eq(new.status().as_u16(), 200, "the new setup token")
+}

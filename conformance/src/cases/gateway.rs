@@ -1253,8 +1253,8 @@ pub async fn task_text_filters(ctx: Arc<Ctx>) -> R {
         ("search=F-UNDER", vec!["f-under"]),
         ("search=default", vec!["f-plain", "f-under"]),
         ("priority=high", vec!["f-plain", "f-x"]),
-        ("priority=%25", vec![]),
         ("priority=normal", vec!["f-pct"]),
+        ("priority=%20High%20,LOW", vec!["f-plain", "f-under", "f-x"]),
         ("priority=low,high", vec!["f-plain", "f-under", "f-x"]),
         ("search=_", vec!["f-pct", "f-under"]),
     ] {
@@ -1273,5 +1273,23 @@ pub async fn task_text_filters(ctx: Arc<Ctx>) -> R {
         got.sort_unstable();
         ensure_eq((status, got), (200, want), &format!("tasks?{query}"))?;
     }
-    Ok(())
+    // A priority that does not exist is named, not matched against.
+    let (status, body) = op
+        .get(&brain, "/api/v1/projects/default/tasks?priority=high,%25")
+        .await?;
+    ensure_eq(
+        (
+            status,
+            body["error"].as_str(),
+            body["message"].as_str(),
+            body["details"]["value"].as_str(),
+        ),
+        (
+            422,
+            Some("validation_error"),
+            Some("invalid task priority filter"),
+            Some("%"),
+        ),
+        &format!("priority=high,%: {body}"),
+    )
 }

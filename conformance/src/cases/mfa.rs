@@ -801,3 +801,48 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
     }
     Ok(())
 }
+
+/// `z4j reset-mfa` (a lost phone): refused without `--confirm`; with it the
+/// enrolled admin signs in with the password alone, can enrol again, and
+/// the reset is audited.
+pub async fn cli_reset(ctx: Arc<Ctx>) -> R {
+    let (env, pg) = ctx
+        .pinned_admin_env(&[("Z4J_LOGIN_MIN_DURATION_MS", "0")])
+        .await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
+    let (op, _) = login(&brain, None).await?;
+    enrol(&brain, &op).await?;
+    let (_, body) = login(&brain, None).await?;
+    ensure_eq(body["mfa_required"].as_bool(), Some(true), "enrolled")?;
+    let cli = |args: &[&str]| crate::brain::run_cli(&ctx.target, &brain.home, &env, args);
+    let refused = cli(&["reset-mfa", ADMIN_EMAIL])?;
+    ensure(refused.code != 0, "reset-mfa without --confirm")?;
+    let (_, body) = login(&brain, None).await?;
+    ensure_eq(
+        body["mfa_required"].as_bool(),
+        Some(true),
+        "still enrolled after the refused reset",
+    )?;
+    let out = cli(&["reset-mfa", ADMIN_EMAIL, "--confirm"])?;
+    ensure_eq(out.code, 0, &format!("reset-mfa --confirm: {}", out.stderr))?;
+    let (op, body) = login(&brain, None).await?;
+    ensure_eq(
+        body["mfa_required"].as_bool(),
+        Some(false),
+        &format!("login after reset-mfa: {body}"),
+    )?;
+    ensure_eq(
+        op.get(&brain, "/api/v1/projects").await?.0,
+        200,
+        "a password-only session after reset-mfa",
+    )?;
+    enrol(&brain, &op).await?;
+    if ctx.target.has("schema_z4j_rs") {
+        let mut c = super::grey::connect(&ctx, &brain.home, pg.as_deref()).await?;
+        let n = c
+            .i64("SELECT count(*) FROM audit_log WHERE action = 'user.mfa_reset'")
+            .await?;
+        ensure_eq(n, 1, "user.mfa_reset audit rows")?;
+    }
+    Ok(())
+}

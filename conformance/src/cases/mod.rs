@@ -1212,6 +1212,34 @@ pub static CASES: &[Case] = &[
         feature = "cli_commands"
     ),
     case!(
+        "cli.account-recovery",
+        cli::account_recovery,
+        ["cli.account-recovery"],
+        Both,
+        feature = "cli_commands"
+    ),
+    case!(
+        "cli.backup-restore",
+        cli::backup_restore,
+        ["cli.backup-restore"],
+        Both,
+        feature = "cli_commands"
+    ),
+    case!(
+        "cli.reset-mfa",
+        mfa::cli_reset,
+        ["cli.reset-mfa"],
+        Both,
+        feature = "cli_commands"
+    ),
+    case!(
+        "cli.reset-setup",
+        first_boot::reset_setup,
+        ["cli.reset-setup"],
+        Both,
+        feature = "cli_commands"
+    ),
+    case!(
         "cli.metrics-token-rotate",
         cli::metrics_token_rotate,
         ["cli.metrics-token-rotate"],

@@ -1,6 +1,12 @@
 //! The operator subcommands behind `z4j`: what each does, given its
 //! arguments already parsed by `cli`.
 
+mod accounts;
+mod backup;
+
+pub use accounts::{changepassword, createsuperuser, reset_mfa, reset_setup, Password};
+pub use backup::{backup, restore};
+
 use crate::bootstrap::secrets;
 use crate::server::{self, StartError};
 use crate::settings::{self, allowed_hosts, LoadInput, Loaded, Source};
@@ -115,17 +121,44 @@ fn ensure_default_home(loaded: &Loaded) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Settings for a command that writes to the database as `serve` would:
+/// the home created and missing secrets minted first (the audit rows it
+/// writes need the master secret).
+fn prepared() -> Result<Loaded, StartError> {
+    let input = LoadInput::from_process(Vec::new());
+    let loaded = load_from(&input)?;
+    ensure_default_home(&loaded)?;
+    let minted = secrets::mint_missing(&loaded).map_err(|e| StartError::new(1, e.to_string()))?;
+    if minted.is_empty() {
+        return Ok(loaded);
+    }
+    println!(
+        "z4j: safely persisted independent packaged secrets: {}",
+        minted.join(", ")
+    );
+    settings::load(&input).map_err(|e| StartError::new(1, e.to_string()))
+}
+
+/// The configured database, migrated to this build's schema when asked.
+async fn open_db(loaded: &Loaded, migrate: bool) -> Result<crate::store::Db, StartError> {
+    let db = crate::store::connect(&loaded.database, &loaded.settings)
+        .await
+        .map_err(|e| StartError::new(1, e.to_string()))?;
+    if migrate {
+        if let Err(e) = crate::store::migrate(&db).await {
+            db.close().await;
+            return Err(StartError::new(1, format!("migration failed: {e}")));
+        }
+    }
+    Ok(db)
+}
+
 /// `z4j migrate`.
 pub fn migrate() -> Result<(), StartError> {
     let loaded = load(Vec::new())?;
     ensure_default_home(&loaded)?;
     runtime()?.block_on(async {
-        let db = crate::store::connect(&loaded.database, &loaded.settings)
-            .await
-            .map_err(|e| StartError::new(1, e.to_string()))?;
-        crate::store::migrate(&db)
-            .await
-            .map_err(|e| StartError::new(1, format!("migration failed: {e}")))?;
+        let db = open_db(&loaded, true).await?;
         println!("z4j: the {} schema is up to date", db.kind());
         db.close().await;
         Ok(())
@@ -136,9 +169,7 @@ pub fn migrate() -> Result<(), StartError> {
 pub fn audit_verify() -> Result<(), StartError> {
     let loaded = load(Vec::new())?;
     runtime()?.block_on(async {
-        let db = crate::store::connect(&loaded.database, &loaded.settings)
-            .await
-            .map_err(|e| StartError::new(1, e.to_string()))?;
+        let db = open_db(&loaded, false).await?;
         let report = crate::audit::verify(&db, &loaded.settings)
             .await
             .map_err(|e| StartError::new(1, format!("audit verification failed to run: {e}")));
@@ -171,9 +202,7 @@ pub fn audit_reseal(confirm: bool) -> Result<(), StartError> {
     }
     let loaded = load(Vec::new())?;
     runtime()?.block_on(async {
-        let db = crate::store::connect(&loaded.database, &loaded.settings)
-            .await
-            .map_err(|e| StartError::new(1, e.to_string()))?;
+        let db = open_db(&loaded, false).await?;
         let done = crate::audit::reseal(&db, &loaded.settings).await;
         db.close().await;
         let r = done.map_err(|e| StartError::new(1, format!("audit reseal failed: {e}")))?;
