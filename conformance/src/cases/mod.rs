@@ -875,7 +875,13 @@ pub static CASES: &[Case] = &[
     case!(
         "hardening.body-cap",
         hardening::body_cap,
-        ["Z4J_MAX_PAYLOAD_SIZE_BYTES" [Default, Below, Above], "gateway.longpoll-body-cap"],
+        ["Z4J_MAX_PAYLOAD_SIZE_BYTES" [Default, Below, Above]],
+        Both
+    ),
+    case!(
+        "hardening.body-cap-longpoll",
+        hardening::body_cap_longpoll,
+        ["gateway.longpoll-body-cap", "Z4J_MAX_PAYLOAD_SIZE_BYTES" [Default, Below, Above]],
         Both
     ),
     case!(
