@@ -26,6 +26,51 @@ use z4j_protocol::Now;
 pub const CONNECT_BUDGET: usize = 600;
 pub const CONNECT_WINDOW: Duration = Duration::from_secs(60);
 
+/// Bytes of verified WebSocket frames one connection may hold in memory,
+/// from their read until their commit (specs/decisions.md G12): past it
+/// the connection stops reading and TCP pushes back on the agent.
+pub const CONNECTION_BYTE_BUDGET: usize = 8 << 20;
+/// The same for all connections together; a connection holding nothing may
+/// always read one frame, so no agent is starved by another's backlog.
+pub const PROCESS_BYTE_BUDGET: usize = 256 << 20;
+
+/// A byte count shared by the frames it covers.
+#[derive(Default)]
+pub struct ByteCount(AtomicUsize);
+
+impl ByteCount {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// `n` bytes counted against a connection's and the process's budgets
+/// until dropped, wherever the frame they stand for ends.
+pub struct Held {
+    n: usize,
+    conn: Arc<ByteCount>,
+    process: Arc<ByteCount>,
+}
+
+impl Held {
+    pub fn new(n: usize, conn: &Arc<ByteCount>, process: &Arc<ByteCount>) -> Held {
+        conn.0.fetch_add(n, Ordering::AcqRel);
+        process.0.fetch_add(n, Ordering::AcqRel);
+        Held {
+            n,
+            conn: conn.clone(),
+            process: process.clone(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.conn.0.fetch_sub(self.n, Ordering::AcqRel);
+        self.process.0.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
 /// The transports' state: what every agent connection works with.
 pub struct Gateway {
     pub settings: Arc<Settings>,
@@ -35,6 +80,8 @@ pub struct Gateway {
     pub connect_budget: SlidingWindow,
     pub ingestor: Ingestor,
     pub longpoll: longpoll::Sessions,
+    /// Bytes of verified frames all WebSocket connections hold.
+    pub held_bytes: Arc<ByteCount>,
     started: Instant,
     live: AtomicUsize,
     closing: AtomicBool,
@@ -55,6 +102,7 @@ impl Gateway {
             connect_budget: SlidingWindow::new(CONNECT_BUDGET, CONNECT_WINDOW),
             ingestor,
             longpoll: longpoll::Sessions::new(metrics.clone()),
+            held_bytes: Arc::new(ByteCount::default()),
             metrics,
             started: Instant::now(),
             live: AtomicUsize::new(0),

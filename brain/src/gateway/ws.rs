@@ -7,8 +7,8 @@
 //!   is strictly increasing on the wire.
 
 use super::dispatch::{self, ConnCtx, Handled};
-use super::Shared;
 use super::{address_allowed, authenticate, frame_cap};
+use super::{ByteCount, Held, Shared, CONNECTION_BYTE_BUDGET, PROCESS_BYTE_BUDGET};
 use crate::auth::keyed::project_key;
 use crate::fleet::registry::{Entry, Kick, Outbound};
 use crate::ingest::OverLimit;
@@ -46,6 +46,8 @@ const DRAIN: Duration = Duration::from_secs(10);
 const IN_FLIGHT_BATCHES: usize = 256;
 /// Verified frames the reader may hold beyond a full ingest queue.
 const READ_AHEAD: usize = 32;
+/// How often a reader paused by a byte budget looks again.
+const BUDGET_POLL: Duration = Duration::from_millis(5);
 const CLOSE_WRITE: Duration = Duration::from_secs(5);
 
 pub async fn ws_agent(
@@ -399,7 +401,8 @@ impl Session {
         let s = state.settings.clone();
         let (sink, mut stream) = socket.split();
         let queue_size = s.ws_ingest_queue_maxsize.max(1) as usize;
-        let (queue_tx, queue_rx) = mpsc::channel::<(FrameType, Object)>(queue_size);
+        let (queue_tx, queue_rx) = mpsc::channel::<(FrameType, Object, Held)>(queue_size);
+        let conn_bytes = Arc::new(ByteCount::default());
         let final_code = Arc::new(AtomicU16::new(1000));
         let writer = tokio::spawn(write_loop(
             sink,
@@ -431,9 +434,14 @@ impl Session {
         // answered even when the queue is full (as the reference server
         // library's own message buffer does); beyond that, reading pauses and
         // TCP pushes back on the agent. Memory stays bounded either way.
-        let mut backlog: VecDeque<(FrameType, Object)> = VecDeque::new();
+        let mut backlog: VecDeque<(FrameType, Object, Held)> = VecDeque::new();
         loop {
-            let reading = backlog.len() < READ_AHEAD;
+            // Bytes count from the read until the commit (or the end of the
+            // frame's handling), queued and in flight alike.
+            let held = conn_bytes.get();
+            let over_budget = held >= CONNECTION_BYTE_BUDGET
+                || (held > 0 && state.held_bytes.get() >= PROCESS_BYTE_BUDGET);
+            let reading = backlog.len() < READ_AHEAD && !over_budget;
             let next = tokio::select! {
                 biased;
                 _ = kicked(&mut kick_rx) => break,
@@ -447,6 +455,11 @@ impl Session {
                     continue;
                 }
                 r = tokio::time::timeout_at(deadline, stream.next()), if reading => r,
+                _ = tokio::time::sleep(BUDGET_POLL), if over_budget => {
+                    // Paused by the brain, not idle.
+                    deadline = tokio::time::Instant::now() + idle;
+                    continue;
+                }
             };
             let bytes: Vec<u8> = match next {
                 Err(_) => {
@@ -467,9 +480,11 @@ impl Session {
                 break;
             }
             match verifier.verify(&bytes, state.now()) {
-                Ok(Verified::Signed { frame_type, frame }) => {
-                    backlog.push_back((frame_type, frame))
-                }
+                Ok(Verified::Signed { frame_type, frame }) => backlog.push_back((
+                    frame_type,
+                    frame,
+                    Held::new(bytes.len(), &conn_bytes, &state.held_bytes),
+                )),
                 // A mid-session hello is validated and ignored (spec 12.8).
                 Ok(Verified::Handshake(_)) => {}
                 Err(e) => {
@@ -514,20 +529,21 @@ impl Session {
 async fn consume_loop(
     state: Shared,
     conn: Arc<ConnCtx>,
-    mut queue: mpsc::Receiver<(FrameType, Object)>,
+    mut queue: mpsc::Receiver<(FrameType, Object, Held)>,
     out: mpsc::Sender<Outbound>,
     kick: Kick,
 ) {
-    let (pending_tx, pending_rx) = mpsc::channel::<dispatch::PendingAck>(IN_FLIGHT_BATCHES);
+    let (pending_tx, pending_rx) = mpsc::channel::<(dispatch::PendingAck, Held)>(IN_FLIGHT_BATCHES);
     let acker = tokio::spawn(ack_loop(pending_rx, out.clone()));
-    while let Some((frame_type, frame)) = queue.recv().await {
+    while let Some((frame_type, frame, held)) = queue.recv().await {
         match dispatch::handle(&state, &conn, frame_type, &frame, OverLimit::Wait).await {
             Handled::Writing(pending) if state.settings.mutant(Mutant::AckBeforeCommit) => {
                 send_ack(&out, pending.ack_now()).await;
                 tokio::spawn(pending.resolve());
             }
+            // The rows stay counted until their commit.
             Handled::Writing(pending) => {
-                if pending_tx.send(pending).await.is_err() {
+                if pending_tx.send((pending, held)).await.is_err() {
                     break;
                 }
             }
@@ -543,9 +559,14 @@ async fn consume_loop(
     let _ = acker.await;
 }
 
-async fn ack_loop(mut pending: mpsc::Receiver<dispatch::PendingAck>, out: mpsc::Sender<Outbound>) {
-    while let Some(p) = pending.recv().await {
-        if let Handled::Ack(ack) = p.resolve().await {
+async fn ack_loop(
+    mut pending: mpsc::Receiver<(dispatch::PendingAck, Held)>,
+    out: mpsc::Sender<Outbound>,
+) {
+    while let Some((p, held)) = pending.recv().await {
+        let handled = p.resolve().await;
+        drop(held);
+        if let Handled::Ack(ack) = handled {
             send_ack(&out, ack).await;
         }
     }

@@ -1,6 +1,8 @@
-//! Hostile and numerous clients (specs/decisions.md H6): a flood of
-//! distinct source addresses must not turn the per-address budgets into a
-//! lockout of everyone else, and must not grow the brain's memory.
+//! Hostile and numerous clients: a flood of distinct source addresses must
+//! not turn the per-address budgets into a lockout of everyone else
+//! (specs/decisions.md H6), and an agent streaming frames at the size cap
+//! on every connection it may open must not grow the brain's memory past a
+//! bound (G12).
 
 use super::gateway::setup;
 use super::{client, ensure, ensure_eq, R};
@@ -151,5 +153,92 @@ pub async fn address_flood(ctx: Arc<Ctx>) -> R {
             ),
         )?;
     }
+    Ok(())
+}
+
+/// Frames of about 1 MiB (just under `Z4J_WS_MAX_FRAME_BYTES`) each agent
+/// connection tries to send.
+const BIG_FRAMES: usize = 40;
+/// G12's documented ceiling for 64 connections of 1 MiB frames: the
+/// process budget (256 MiB), one frame per connection beyond it, read and
+/// parse buffers.
+const FLOOD_RSS_CEILING_KIB: u64 = 640 * 1024;
+
+/// One agent's 64 WebSocket connections (the default per-agent cap) each
+/// stream 1 MiB event batches while ingest is held back (1 event/s), so
+/// nothing drains: the brain stops reading at its byte budgets and TCP
+/// pushes back, its memory grows by less than the documented ceiling, and
+/// it keeps answering other clients.
+pub async fn frame_flood(ctx: Arc<Ctx>) -> R {
+    use crate::agent::{self, task_event};
+    let (brain, _op, creds) = setup(&ctx, &[("Z4J_RATELIMIT_EVENTS_PER_SECOND", "1")]).await?;
+    let before = brain.rss_kib();
+    let blob = "x".repeat(1_000_000);
+    let conns = (0..64).map(|w| {
+        let (brain, creds, blob) = (&brain, &creds, &blob);
+        async move {
+            let mut s = agent::connect(brain, creds, Some(&format!("flood-{w}"))).await?;
+            let mut sent = 0;
+            while sent < BIG_FRAMES {
+                let ev = task_event(
+                    &format!("big-{w}-{sent}"),
+                    "task.received",
+                    json!({"blob": blob}),
+                );
+                match tokio::time::timeout(
+                    Duration::from_secs(3),
+                    s.send_events(&format!("big_{w}_{sent}"), &[ev]),
+                )
+                .await
+                {
+                    Ok(Ok(())) => sent += 1,
+                    Ok(Err(e)) => {
+                        return Err(format!(
+                            "connection {w}: send failed after {sent} frames: {e}"
+                        ))
+                    }
+                    Err(_) => break, // pushed back
+                }
+            }
+            Ok::<_, String>((s, sent))
+        }
+    });
+    let started = Instant::now();
+    let results = futures_util::future::join_all(conns).await;
+    let mut socks = Vec::new();
+    let mut sent = Vec::new();
+    for r in results {
+        let (s, n) = r?;
+        socks.push(s);
+        sent.push(n);
+    }
+    let total: usize = sent.iter().sum();
+    ensure(
+        sent.iter().any(|&n| n < BIG_FRAMES),
+        format!(
+            "no connection was pushed back: {total} frames of 1 MiB sent in {:?}",
+            started.elapsed()
+        ),
+    )?;
+    if let (Some(b), Some(a)) = (before, brain.rss_kib()) {
+        ensure(
+            a.saturating_sub(b) < FLOOD_RSS_CEILING_KIB,
+            format!(
+                "brain memory grew from {b} KiB to {a} KiB with {total} frames of 1 MiB sent on 64 connections \
+                 (ceiling {FLOOD_RSS_CEILING_KIB} KiB)"
+            ),
+        )?;
+    }
+    let health = client()
+        .get(brain.url("/api/v1/health"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(
+        health.status().as_u16(),
+        200,
+        "health while the flood is held",
+    )?;
+    drop(socks);
     Ok(())
 }

@@ -1108,6 +1108,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "hostile.frame-flood",
+        hostile::frame_flood,
+        ["hardening.frame-flood", "protocol.backpressure"],
+        Both
+    ),
+    case!(
         "hostile.address-flood",
         hostile::address_flood,
         ["hardening.address-flood"],
