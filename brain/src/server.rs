@@ -4,7 +4,6 @@ use crate::app::AppState;
 use crate::bootstrap::{admin, setup_token};
 use crate::settings::{DatabaseTarget, Loaded, BRAIN_VERSION};
 use crate::store::{self, SchemaStatus};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -162,17 +161,8 @@ pub async fn serve(
         worker_id = %app.commands.fleet().cluster.worker_id,
         "command registry"
     );
-    let mut stop_for_serve = stop_rx;
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_for_serve.wait_for(|stop| *stop).await;
-        })
-        .await
-    });
+    let header_timeout = Duration::from_secs(s.request_timeout_seconds.max(1) as u64);
+    let server = tokio::spawn(serve_http(listener, router, header_timeout, stop_rx));
     shutdown_signal().await;
     // New fires are refused from the signal on; the scheduler's other
     // calls are served until the gRPC server stops after the HTTP side.
@@ -196,6 +186,81 @@ pub async fn serve(
     db.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The HTTP accept loop (what `axum::serve` does, plus the read timeout it
+/// cannot set): a connection that has not sent a complete request head
+/// within `header_timeout` (`Z4J_REQUEST_TIMEOUT_SECONDS`), including an
+/// idle keep-alive connection, is closed, so slow or silent clients cannot
+/// hold sockets and tasks forever (specs/decisions.md H7). On `stop`,
+/// connections finish their request and close; returns when all have.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let (live_tx, live_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (io, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = io.set_nodelay(true);
+        let router = router.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let mut stop = stop.clone();
+        let live = live_rx.clone();
+        tokio::spawn(async move {
+            // hyper's timer starts at the first byte: a client that sends
+            // nothing at all gets the same budget.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(header_timeout, io.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                return;
+            }
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(live);
+        });
+    }
+    drop(live_rx);
+    live_tx.closed().await;
+    Ok(())
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Agents first: their sockets close (1001) once what they sent is

@@ -242,3 +242,117 @@ pub async fn frame_flood(ctx: Arc<Ctx>) -> R {
     drop(socks);
     Ok(())
 }
+
+/// How a slow client behaves.
+#[derive(Clone, Copy, Debug)]
+enum Slow {
+    /// Connects and sends nothing.
+    Silent,
+    /// Trickles a request head, one byte a second, never finishing it.
+    Trickle,
+    /// One complete request, then keeps the connection open, idle.
+    IdleKeepAlive,
+}
+
+/// Holds one slow connection until the brain closes it; the seconds that
+/// took (`None`: still open after `give_up`).
+async fn slow_client(brain: &Brain, how: Slow, give_up: Duration) -> Result<Option<f64>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", brain.port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut started = Instant::now();
+    let head = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut buf = vec![0u8; 4096];
+    if let Slow::IdleKeepAlive = how {
+        s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+        ensure(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            format!(
+                "keep-alive request answered {:?}",
+                String::from_utf8_lossy(&buf[..n.min(40)])
+            ),
+        )?;
+        // Idle from the end of the answer on.
+        started = Instant::now();
+    }
+    let mut sent = 0;
+    loop {
+        let tick = tokio::time::sleep(Duration::from_secs(1));
+        tokio::select! {
+            r = s.read(&mut buf) => {
+                return match r {
+                    Ok(0) | Err(_) => Ok(Some(started.elapsed().as_secs_f64())),
+                    Ok(n) => Err(format!("{how:?}: the brain answered {:?}", String::from_utf8_lossy(&buf[..n.min(60)]))),
+                };
+            }
+            _ = tick => {
+                if started.elapsed() > give_up {
+                    return Ok(None);
+                }
+                if let Slow::Trickle = how {
+                    if s.write_all(&head[sent..=sent.min(head.len() - 1)]).await.is_err() {
+                        return Ok(Some(started.elapsed().as_secs_f64()));
+                    }
+                    sent = (sent + 1).min(head.len() - 1);
+                }
+            }
+        }
+    }
+}
+
+/// Slow and silent HTTP clients (specs/decisions.md H7): 300 connections
+/// that send nothing, trickle a request head, or sit idle after a request
+/// are each closed once `Z4J_REQUEST_TIMEOUT_SECONDS` (3 s here) passes
+/// without a complete request head, not before; meanwhile a normal client
+/// is served at once.
+pub async fn slow_clients(ctx: Arc<Ctx>) -> R {
+    const TIMEOUT: f64 = 3.0;
+    let brain = ctx.start(&[("Z4J_REQUEST_TIMEOUT_SECONDS", "3")]).await?;
+    let give_up = Duration::from_secs(20);
+    let clients = [Slow::Silent, Slow::Trickle, Slow::IdleKeepAlive]
+        .into_iter()
+        .flat_map(|how| std::iter::repeat_n(how, 100))
+        .map(|how| {
+            let brain = &brain;
+            async move { (how, slow_client(brain, how, give_up).await) }
+        });
+    let served = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let r = client().get(brain.url("/api/v1/health")).send().await;
+        (
+            r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            started.elapsed(),
+        )
+    };
+    let (results, (health, took)) = tokio::join!(futures_util::future::join_all(clients), served);
+    ensure_eq(health?, 200, "a normal request among 300 slow clients")?;
+    ensure(
+        took < Duration::from_secs(2),
+        format!("a normal request among 300 slow clients took {took:?}"),
+    )?;
+    let mut bad = Vec::new();
+    for (how, r) in results {
+        match r? {
+            None => bad.push(format!("{how:?}: still open after {give_up:?}")),
+            Some(t) if !(TIMEOUT - 0.5..=TIMEOUT + 2.0).contains(&t) => {
+                bad.push(format!("{how:?}: closed after {t:.2} s"))
+            }
+            Some(_) => {}
+        }
+    }
+    bad.dedup();
+    ensure(
+        bad.is_empty(),
+        format!(
+            "slow connections must close {:.1}-{:.1} s after their last complete request: {:?}",
+            TIMEOUT - 0.5,
+            TIMEOUT + 2.0,
+            bad.iter().take(6).collect::<Vec<_>>()
+        ),
+    )
+}

@@ -1114,6 +1114,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "hostile.slow-clients",
+        hostile::slow_clients,
+        ["hardening.slow-clients"],
+        Both
+    ),
+    case!(
         "hostile.address-flood",
         hostile::address_flood,
         ["hardening.address-flood"],
