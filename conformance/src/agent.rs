@@ -148,6 +148,17 @@ impl Operator {
         Ok((status, resp.json().await.unwrap_or(Json::Null)))
     }
 
+    /// How many tasks project `default` holds (the list's `total_count`).
+    pub async fn task_total(&self, brain: &impl Endpoint) -> Result<Option<i64>, String> {
+        let (_, page) = self
+            .get(
+                brain,
+                "/api/v1/projects/default/tasks?limit=1&include_total=true",
+            )
+            .await?;
+        Ok(page["total_count"].as_i64())
+    }
+
     pub async fn mint(&self, brain: &impl Endpoint, name: &str) -> Result<Credentials, String> {
         self.mint_in(brain, "default", name).await
     }

@@ -19,6 +19,8 @@ pub enum ConnectError {
     Sqlite { path: String, source: sqlx::Error },
     #[error("cannot connect to PostgreSQL at {target}: {source}")]
     Postgres { target: String, source: sqlx::Error },
+    #[error("cannot connect to PostgreSQL at {target}: no answer within {seconds} s (Z4J_ASYNCPG_CONNECT_TIMEOUT)")]
+    PostgresTimeout { target: String, seconds: f64 },
     #[error("invalid PostgreSQL URL: {0}")]
     BadUrl(sqlx::Error),
 }
@@ -88,6 +90,25 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
                 opts.get_port(),
                 opts.get_database().unwrap_or("")
             );
+            // One connection first, so a refusal is reported as itself (and
+            // at once), not as the pool's timeout.
+            match tokio::time::timeout(
+                connect_timeout,
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts),
+            )
+            .await
+            {
+                Ok(Ok(first)) => {
+                    let _ = sqlx::Connection::close(first).await;
+                }
+                Ok(Err(source)) => return Err(ConnectError::Postgres { target, source }),
+                Err(_) => {
+                    return Err(ConnectError::PostgresTimeout {
+                        target,
+                        seconds: s.asyncpg_connect_timeout,
+                    })
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(max_conns)
                 .max_lifetime(lifetime)

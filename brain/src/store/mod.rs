@@ -95,8 +95,9 @@ impl StoreError {
 
 /// A database error code that is worth retrying: PostgreSQL classes 08
 /// (connection), 40 (rollback/serialization), 53 (resources), 55, 57, 58
-/// and a few 25xxx; SQLite primary codes 5 (BUSY), 6 (LOCKED) and 10
-/// (IOERR) with their extended codes.
+/// and a few 25xxx; SQLite primary codes 5 (BUSY), 6 (LOCKED), 7 (NOMEM),
+/// 10 (IOERR) and 13 (FULL: a full disk frees up; until then nothing is
+/// acknowledged) with their extended codes.
 fn transient_code(code: Option<&str>) -> bool {
     let Some(code) = code else {
         return false;
@@ -107,7 +108,7 @@ fn transient_code(code: Option<&str>) -> bool {
     let sqlite = code.len() <= 4
         && code
             .parse::<i64>()
-            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10));
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13));
     pg || sqlite
 }
 
@@ -311,7 +312,8 @@ mod tests {
 
     #[test]
     fn lock_and_connection_errors_are_transient() {
-        for c in ["40001", "08006", "25P03", "5", "517"] {
+        // 53100: PostgreSQL's disk_full; 13: SQLITE_FULL.
+        for c in ["40001", "08006", "25P03", "53100", "5", "517", "13"] {
             assert!(transient_code(Some(c)), "{c}");
         }
         for c in ["23505", "19"] {

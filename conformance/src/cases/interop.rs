@@ -87,22 +87,36 @@ async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> 
     Ok(())
 }
 
-async fn bare_agent(ctx: Arc<Ctx>, transport: &str) -> R {
-    if !python::redis_available().await {
-        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
-    }
-    let (brain, op, creds) = setup(&ctx, &[]).await?;
+/// A real z4j-bare agent (the driver script) for `creds` on `transport`,
+/// recording `tasks` lifecycles named `<prefix>-<i>` at once; its home
+/// lives as long as the returned directory.
+async fn spawn_driver(
+    brain: &Brain,
+    creds: &Credentials,
+    transport: &str,
+    tasks: usize,
+    prefix: &str,
+) -> Result<(Proc, tempfile::TempDir), String> {
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
     let script = python::scripts_dir().join("agent_driver.py");
-    let mut env = agent_env(&brain, &creds, transport, home.path());
-    env.push(("DRIVER_TASKS".into(), "5".into()));
-    env.push(("DRIVER_PREFIX".into(), "bare".into()));
+    let mut env = agent_env(brain, creds, transport, home.path());
+    env.push(("DRIVER_TASKS".into(), tasks.to_string()));
+    env.push(("DRIVER_PREFIX".into(), prefix.into()));
     let proc = Proc::spawn(
         &[&script.display().to_string()],
         &env,
         &python::scripts_dir(),
     )
     .await?;
+    Ok((proc, home))
+}
+
+async fn bare_agent(ctx: Arc<Ctx>, transport: &str) -> R {
+    if !python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
+    }
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let (proc, _home) = spawn_driver(&brain, &creds, transport, 5, "bare").await?;
     proc.wait_line("driver: recorded", Duration::from_secs(60))
         .await?;
     wait_tasks(&brain, &op, "bare", 5, "success", ctx.scaled(30.0))
@@ -169,17 +183,7 @@ pub async fn bare_longpoll_oversize(ctx: Arc<Ctx>) -> R {
         return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
     }
     let (brain, op, creds) = setup(&ctx, &[]).await?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let script = python::scripts_dir().join("agent_driver.py");
-    let mut env = agent_env(&brain, &creds, "longpoll", home.path());
-    env.push(("DRIVER_TASKS".into(), "3".into()));
-    env.push(("DRIVER_PREFIX".into(), "before".into()));
-    let mut proc = Proc::spawn(
-        &[&script.display().to_string()],
-        &env,
-        &python::scripts_dir(),
-    )
-    .await?;
+    let (mut proc, _home) = spawn_driver(&brain, &creds, "longpoll", 3, "before").await?;
     let with_output =
         |e: String, proc: &Proc| format!("{e}\nagent output:\n{}", proc.output().join("\n"));
     proc.wait_line("driver: recorded before", Duration::from_secs(60))
@@ -237,17 +241,7 @@ pub async fn survives_restart(ctx: Arc<Ctx>) -> R {
     let brain = ctx.start_spec(spec(None, None)).await?;
     let op = crate::agent::login(&brain).await?;
     let creds = op.mint(&brain, "restarting").await?;
-    let home = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let script = python::scripts_dir().join("agent_driver.py");
-    let mut aenv = agent_env(&brain, &creds, "ws", home.path());
-    aenv.push(("DRIVER_TASKS".into(), "3".into()));
-    aenv.push(("DRIVER_PREFIX".into(), "before".into()));
-    let mut proc = Proc::spawn(
-        &[&script.display().to_string()],
-        &aenv,
-        &python::scripts_dir(),
-    )
-    .await?;
+    let (mut proc, _home) = spawn_driver(&brain, &creds, "ws", 3, "before").await?;
     wait_tasks(&brain, &op, "before", 3, "success", ctx.scaled(30.0)).await?;
     let port = brain.port;
     let brain_home = brain.stop_keep_home().await;

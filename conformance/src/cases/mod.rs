@@ -10,6 +10,7 @@ mod config;
 mod database;
 mod defaults;
 mod embedded;
+mod faults;
 mod first_boot;
 pub mod gateway;
 mod gateway_defaults;
@@ -1106,6 +1107,18 @@ pub static CASES: &[Case] = &[
         api_keys::scoped_keys,
         ["api.api-keys"],
         Both
+    ),
+    case!(
+        "faults.sqlite-disk-full",
+        faults::sqlite_disk_full,
+        ["faults.sqlite-disk-full", "protocol.ack-durable"],
+        SqliteOnly
+    ),
+    case!(
+        "faults.postgres-unreachable",
+        faults::postgres_unreachable,
+        ["faults.postgres-unreachable"],
+        PostgresOnly
     ),
     case!(
         "hostile.frame-flood",
