@@ -119,6 +119,10 @@ pub struct Envelope {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::Unavailable("the database is unavailable; retry shortly".into());
+        }
         ApiError::Internal(e.to_string())
     }
 }

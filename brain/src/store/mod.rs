@@ -87,6 +87,22 @@ impl StoreError {
         }
     }
 
+    /// The database cannot be reached or is out of resources right now (a
+    /// restart, a full disk): callers answer 503, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Sqlx(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Sqlx(sqlx::Error::Database(d)) => transient_code(d.code().as_deref()),
+            _ => false,
+        }
+    }
+
     /// True for a unique-constraint violation (a duplicate).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())

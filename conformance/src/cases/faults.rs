@@ -226,3 +226,279 @@ pub async fn postgres_unreachable(ctx: Arc<Ctx>) -> R {
         format!("a refused connection took {took:?} to report (the connect timeout is 10 s)"),
     )
 }
+
+/// A PostgreSQL cluster of the case's own (the shared server cannot be
+/// restarted under a parallel suite): `initdb` into a temporary directory,
+/// run as `postgres` when the suite runs as root; stopped when dropped.
+struct PrivatePg {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePg {
+    fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        run_pg(&self.bin, tool, args)
+    }
+
+    fn start(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "start",
+            ],
+        )
+    }
+
+    fn stop(&self) -> Result<(), String> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        )
+    }
+
+    fn create() -> Result<PrivatePg, String> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no PostgreSQL server binaries under /usr/lib/postgresql: {e}"))?
+            .filter_map(Result::ok)
+            .map(|d| d.path().join("bin"))
+            .find(|b| b.join("initdb").exists())
+            .ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let data = dir.path().join("data");
+        if as_root() {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            ensure(ok, "cannot hand the cluster directory to user postgres")?;
+        }
+        run_pg(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )?;
+        let pg = PrivatePg {
+            bin,
+            data,
+            port: crate::brain::free_port(),
+            _dir: dir,
+        };
+        pg.start()?;
+        Ok(pg)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+        );
+    }
+}
+
+fn as_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn run_pg(bin: &Path, tool: &str, args: &[&str]) -> Result<(), String> {
+    let exe = bin.join(tool);
+    let mut cmd = if as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
+    ensure(
+        out.status.success(),
+        format!(
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    )
+}
+
+/// PostgreSQL stopped for 5 s and started again while a real z4j-bare
+/// agent streams: the brain reports not-ready while it is down and ready
+/// again by itself, refuses an operator's command then (503, nothing
+/// half-stored), and every event the agent recorded before, during and
+/// after is stored exactly once (what the brain could not store it did not
+/// acknowledge, and the agent sent it again); a command issued afterwards
+/// is accepted and kept.
+pub async fn postgres_restart(ctx: Arc<Ctx>) -> R {
+    use super::interop::{spawn_driver, wait_tasks};
+    if !crate::python::redis_available().await {
+        return Err("Redis is not listening on 127.0.0.1:6379 (the RQ adapter needs it)".into());
+    }
+    let pg = PrivatePg::create()?;
+    let url = format!(
+        "postgresql+asyncpg://postgres@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let mut env = owned(&agent::admin_env());
+    env.extend(owned(&[
+        ("Z4J_DATABASE_URL", url.as_str()),
+        ("Z4J_SECRET", "conformance-restart-secret-0123456789abcdef"),
+        (
+            "Z4J_SESSION_SECRET",
+            "conformance-restart-session-0123456789abcdef",
+        ),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]));
+    let brain = ctx.start_env(env, None).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "through-restart").await?;
+    let (mut proc, _home) = spawn_driver(&brain, &creds, "ws", 10, "before").await?;
+    let with_output = |e: String, proc: &crate::python::Proc| {
+        format!("{e}\nagent output:\n{}", proc.output().join("\n"))
+    };
+    if let Err(e) = wait_tasks(&brain, &op, "before", 10, "success", ctx.scaled(30.0)).await {
+        return Err(with_output(e, &proc));
+    }
+    let ready = |brain: &crate::brain::Brain| {
+        let url = brain.url("/api/v1/health/ready");
+        async move {
+            super::client()
+                .get(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    ensure_eq(ready(&brain).await, 200, "ready before the restart")?;
+    pg.stop()?;
+    let down = std::time::Instant::now();
+    let mut saw_unready = false;
+    while down.elapsed() < Duration::from_secs(3) {
+        if ready(&brain).await == 503 {
+            saw_unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure(
+        saw_unready,
+        "/api/v1/health/ready never said 503 with PostgreSQL down",
+    )?;
+    proc.send_line("record during 10").await?;
+    let cancel = |task: &str| json!({"agent_id": creds.agent_id, "engine": "rq", "task_id": task});
+    let path = "/api/v1/projects/default/commands/cancel-task";
+    let (status, body) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            path,
+            Some(cancel("during-0")),
+        )
+        .await?;
+    ensure_eq(
+        (status, body["error"].as_str()),
+        (503, Some("unavailable")),
+        &format!("a command issued with the database down: {body}"),
+    )?;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(down.elapsed())).await;
+    pg.start()?;
+    let up = std::time::Instant::now();
+    while ready(&brain).await != 200 {
+        ensure(
+            up.elapsed() < ctx.scaled(15.0),
+            "not ready 15 s after PostgreSQL came back",
+        )?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proc.send_line("record after 10").await?;
+    // Batches the brain could not store are not acknowledged; z4j-bare
+    // sends an unacknowledged batch again after 90 s.
+    let deadline = std::time::Instant::now() + ctx.scaled(90.0 + 40.0);
+    loop {
+        let mut short = Vec::new();
+        for prefix in ["before", "during", "after"] {
+            for i in 0..10 {
+                let task = format!("{prefix}-{i}");
+                let (_, events) = op
+                    .get(
+                        &brain,
+                        &format!("/api/v1/projects/default/events?engine=rq&task_id={task}"),
+                    )
+                    .await?;
+                let kinds: Vec<String> = events["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+                    .collect();
+                ensure(kinds.len() <= 3, format!("{task} stored twice: {kinds:?}"))?;
+                if kinds.len() < 3 {
+                    short.push(format!("{task}: {kinds:?}"));
+                }
+            }
+        }
+        if short.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(with_output(
+                format!("events still missing 130 s after the restart: {short:?}"),
+                &proc,
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (status, c) = op
+        .send(&brain, reqwest::Method::POST, path, Some(cancel("after-0")))
+        .await?;
+    ensure_eq(status, 202, &format!("a command after the restart: {c}"))?;
+    let id = c["id"].as_str().unwrap_or_default();
+    let (status, _) = op
+        .get(&brain, &format!("/api/v1/projects/default/commands/{id}"))
+        .await?;
+    ensure_eq(status, 200, "the accepted command is kept")?;
+    proc.stop().await;
+    Ok(())
+}

@@ -37,7 +37,7 @@ pub(super) fn agent_env(
 }
 
 /// Waits until every task `<prefix>-0..n` is in `state`.
-async fn wait_tasks(
+pub(super) async fn wait_tasks(
     brain: &Brain,
     op: &Operator,
     prefix: &str,
@@ -70,7 +70,7 @@ async fn wait_tasks(
 }
 
 /// Each task of `prefix` has exactly its three lifecycle events.
-async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> R {
+pub(super) async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> R {
     for i in 0..n {
         let (_, events) = op
             .get(
@@ -78,10 +78,16 @@ async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> 
                 &format!("/api/v1/projects/default/events?engine=rq&task_id={prefix}-{i}"),
             )
             .await?;
+        let kinds: Vec<&str> = events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
         ensure_eq(
-            events["items"].as_array().map(Vec::len),
-            Some(3),
-            &format!("events of {prefix}-{i}"),
+            kinds.len(),
+            3,
+            &format!("events of {prefix}-{i}: {kinds:?}"),
         )?;
     }
     Ok(())
@@ -90,7 +96,7 @@ async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> 
 /// A real z4j-bare agent (the driver script) for `creds` on `transport`,
 /// recording `tasks` lifecycles named `<prefix>-<i>` at once; its home
 /// lives as long as the returned directory.
-async fn spawn_driver(
+pub(super) async fn spawn_driver(
     brain: &Brain,
     creds: &Credentials,
     transport: &str,

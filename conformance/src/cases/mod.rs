@@ -1115,6 +1115,12 @@ pub static CASES: &[Case] = &[
         SqliteOnly
     ),
     case!(
+        "faults.postgres-restart",
+        faults::postgres_restart,
+        ["faults.postgres-restart"],
+        PostgresOnly
+    ),
+    case!(
         "faults.postgres-unreachable",
         faults::postgres_unreachable,
         ["faults.postgres-unreachable"],
