@@ -268,12 +268,31 @@ async fn slow_client(brain: &Brain, how: Slow, give_up: Duration) -> Result<Opti
         s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .map_err(|e| e.to_string())?;
-        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+        // The whole answer (head and Content-Length body), however it is
+        // split into segments.
+        let mut got: Vec<u8> = Vec::new();
+        loop {
+            let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+            ensure(n > 0, "closed before answering the keep-alive request")?;
+            got.extend_from_slice(&buf[..n]);
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                break;
+            }
+        }
         ensure(
-            buf[..n].starts_with(b"HTTP/1.1 200"),
+            got.starts_with(b"HTTP/1.1 200"),
             format!(
                 "keep-alive request answered {:?}",
-                String::from_utf8_lossy(&buf[..n.min(40)])
+                String::from_utf8_lossy(&got[..got.len().min(40)])
             ),
         )?;
         // Idle from the end of the answer on.

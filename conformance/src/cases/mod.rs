@@ -1129,7 +1129,7 @@ pub static CASES: &[Case] = &[
     case!(
         "hostile.frame-flood",
         hostile::frame_flood,
-        ["hardening.frame-flood", "protocol.backpressure"],
+        ["hardening.frame-flood"],
         Both
     ),
     case!(
