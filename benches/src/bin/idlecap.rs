@@ -5,7 +5,10 @@
 //! mints one agent per 50 connections (under the default per-agent cap of
 //! 64), opens every connection with its `hello`, waits for the handshakes
 //! to settle, and reads the brain's resident memory before and after; one
-//! JSON line on stdout. Loopback only, bounded in count and time (every
+//! JSON line on stdout. Each connection comes from its own
+//! `X-Forwarded-For` address (start the brain with
+//! `Z4J_TRUSTED_PROXIES='["127.0.0.1/32"]'`), since one address may open
+//! only 600 connections a minute. Loopback only, bounded in count and time (every
 //! connection is closed when the run ends, long before the 90 s idle
 //! timeout).
 
@@ -69,10 +72,22 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = rss_kib(a.brain_pid)?;
     let started = Instant::now();
-    let sessions: Vec<Result<agent::Session, String>> = stream::iter(0..a.connections)
+    let sessions: Vec<Result<agent::RawSocket, String>> = stream::iter(0..a.connections)
         .map(|i| {
             let (brain, creds) = (&brain, &creds[i / a.per_agent]);
-            async move { agent::connect(brain, creds, Some(&format!("w{i}"))).await }
+            async move {
+                let xff = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+                let bearer = format!("Bearer {}", creds.token);
+                let mut s =
+                    agent::open_with(brain, Some(&bearer), &[("x-forwarded-for", xff.as_str())])
+                        .await?;
+                s.send_text(&agent::hello(Some(&format!("w{i}"))).to_string())
+                    .await?;
+                match s.next_data(Duration::from_secs(30)).await? {
+                    Ok(_) => Ok(s),
+                    Err(c) => Err(format!("connection {i} closed at its hello: {c:?}")),
+                }
+            }
         })
         .buffer_unordered(a.parallel)
         .collect()

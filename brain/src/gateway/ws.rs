@@ -49,6 +49,11 @@ const READ_AHEAD: usize = 32;
 /// How often a reader paused by a byte budget looks again.
 const BUDGET_POLL: Duration = Duration::from_millis(5);
 const CLOSE_WRITE: Duration = Duration::from_secs(5);
+/// The socket's read chunk, allocated for every connection's life: the
+/// library's 128 KiB made an idle agent cost about 155 KiB of brain memory
+/// (`benches/RESULTS.md`, idle capacity); larger frames are read in more
+/// chunks.
+const WS_READ_BUFFER: usize = 16 * 1024;
 
 pub async fn ws_agent(
     State(state): State<Shared>,
@@ -64,6 +69,7 @@ pub async fn ws_agent(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let _live = state.enter();
             let admission = Admission {
