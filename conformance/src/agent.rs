@@ -148,6 +148,27 @@ impl Operator {
         Ok((status, resp.json().await.unwrap_or(Json::Null)))
     }
 
+    /// The kinds of the stored events of task `task_id` (engine `rq`) in
+    /// project `default`.
+    pub async fn event_kinds(
+        &self,
+        brain: &impl Endpoint,
+        task_id: &str,
+    ) -> Result<Vec<String>, String> {
+        let (_, events) = self
+            .get(
+                brain,
+                &format!("/api/v1/projects/default/events?engine=rq&task_id={task_id}"),
+            )
+            .await?;
+        Ok(events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// How many tasks project `default` holds (the list's `total_count`).
     pub async fn task_total(&self, brain: &impl Endpoint) -> Result<Option<i64>, String> {
         let (_, page) = self

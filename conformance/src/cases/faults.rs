@@ -461,18 +461,7 @@ pub async fn postgres_restart(ctx: Arc<Ctx>) -> R {
         for prefix in ["before", "during", "after"] {
             for i in 0..10 {
                 let task = format!("{prefix}-{i}");
-                let (_, events) = op
-                    .get(
-                        &brain,
-                        &format!("/api/v1/projects/default/events?engine=rq&task_id={task}"),
-                    )
-                    .await?;
-                let kinds: Vec<String> = events["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e["kind"].as_str().map(str::to_owned))
-                    .collect();
+                let kinds = op.event_kinds(&brain, &task).await?;
                 ensure(kinds.len() <= 3, format!("{task} stored twice: {kinds:?}"))?;
                 if kinds.len() < 3 {
                     short.push(format!("{task}: {kinds:?}"));

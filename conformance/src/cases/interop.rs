@@ -72,18 +72,7 @@ pub(super) async fn wait_tasks(
 /// Each task of `prefix` has exactly its three lifecycle events.
 pub(super) async fn no_duplicates(brain: &Brain, op: &Operator, prefix: &str, n: usize) -> R {
     for i in 0..n {
-        let (_, events) = op
-            .get(
-                brain,
-                &format!("/api/v1/projects/default/events?engine=rq&task_id={prefix}-{i}"),
-            )
-            .await?;
-        let kinds: Vec<&str> = events["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["kind"].as_str())
-            .collect();
+        let kinds = op.event_kinds(brain, &format!("{prefix}-{i}")).await?;
         ensure_eq(
             kinds.len(),
             3,
@@ -212,21 +201,10 @@ pub async fn bare_longpoll_oversize(ctx: Arc<Ctx>) -> R {
     }
     no_duplicates(&brain, &op, "before", 3).await?;
     no_duplicates(&brain, &op, "after", 3).await?;
-    let (_, events) = op
-        .get(
-            &brain,
-            "/api/v1/projects/default/events?engine=rq&task_id=big-0",
-        )
-        .await?;
-    let received: Vec<&Json> = events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["kind"].as_str() == Some("task.received"))
-        .collect();
+    let kinds = op.event_kinds(&brain, "big-0").await?;
     ensure(
-        received.is_empty(),
-        format!("the oversized event was stored past the 8 KiB body cap: {received:?}"),
+        !kinds.iter().any(|k| k == "task.received"),
+        format!("the oversized event was stored past the 8 KiB body cap: {kinds:?}"),
     )?;
     proc.stop().await;
     Ok(())
@@ -327,18 +305,7 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let (_, events) = op
-            .get(
-                &brain,
-                &format!("/api/v1/projects/default/events?engine=rq&task_id={id}"),
-            )
-            .await?;
-        let kinds: Vec<String> = events["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["kind"].as_str().map(str::to_owned))
-            .collect();
+        let kinds = op.event_kinds(&brain, id).await?;
         ensure(
             kinds.iter().any(|k| k == "task.started")
                 && kinds
