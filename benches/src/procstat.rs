@@ -105,7 +105,8 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// Resident memory of `pid` and its descendants, KiB (0 when gone).
+pub fn rss_kib(pid: u32) -> u64 {
     tree(pid)
         .into_iter()
         .filter_map(|p| {

@@ -43,14 +43,12 @@ struct Args {
     parallel: usize,
 }
 
+/// The brain's resident memory (its process tree), KiB.
 fn rss_kib(pid: u32) -> Result<u64, String> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("pid {pid}: {e}"))?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no VmRSS for pid {pid}"))
+    match z4j_benches::procstat::rss_kib(pid) {
+        0 => Err(format!("no resident memory for pid {pid}")),
+        kib => Ok(kib),
+    }
 }
 
 async fn run(a: Args) -> Result<serde_json::Value, String> {

@@ -4,7 +4,7 @@
 //! the change at once) and is audited as done from the command line, by
 //! the operating-system user who ran it.
 
-use super::{open_db, prepared, runtime};
+use super::{cli_meta, fail as store, open_db, prepared, runtime};
 use crate::audit::{self, Entry};
 use crate::auth::{email, password, policy};
 use crate::server::StartError;
@@ -61,27 +61,9 @@ async fn user_by_email(db: &Db, raw: &str) -> Result<User, StartError> {
         .ok_or_else(|| StartError::new(1, format!("no user with email {canonical}")))
 }
 
-fn store(e: impl std::fmt::Display) -> StartError {
-    StartError::new(1, e.to_string())
-}
-
-/// Who ran the command, for the audit row.
-fn os_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            format!("uid {}", unsafe { libc::getuid() })
-        })
-}
-
 fn cli_entry(action: &str, user: Option<&User>) -> Entry {
-    let e = Entry::new(action, "success").meta(json!({
-        "via": "cli",
-        "os_user": os_user(),
-        "email": user.map(|u| u.email.clone()),
-    }));
+    let e = Entry::new(action, "success")
+        .meta(cli_meta(json!({"email": user.map(|u| u.email.clone())})));
     match user {
         Some(u) => e.target("user", u.id),
         None => e,

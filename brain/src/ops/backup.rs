@@ -5,7 +5,7 @@
 //! `pg_dump` / `pg_restore` (custom format), refused while other sessions
 //! are connected. Both are audited.
 
-use super::{load, open_db, prepared, runtime};
+use super::{cli_meta, fail as err, load, open_db, prepared, runtime};
 use crate::audit::{self, Entry};
 use crate::server::StartError;
 use crate::settings::{DatabaseTarget, Loaded, Settings};
@@ -14,19 +14,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-fn err(e: impl std::fmt::Display) -> StartError {
-    StartError::new(1, e.to_string())
-}
-
 fn sha256_of(path: &Path) -> Result<(u64, String), StartError> {
     let mut f = std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h).map_err(|e| err(format!("{}: {e}", path.display())))?;
     Ok((n, hex::encode(h.finalize())))
-}
-
-fn os_user() -> String {
-    std::env::var("USER").unwrap_or_default()
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -97,7 +89,7 @@ async fn write_backup(
             let partial = with_suffix(output, ".partial");
             let _ = std::fs::remove_file(&partial);
             db_backup::vacuum_into(db, &partial).await.map_err(err)?;
-            restrict(&partial);
+            store::restrict_file_mode(&partial);
             std::fs::rename(&partial, output)
                 .map_err(|e| err(format!("{}: {e}", output.display())))?;
         }
@@ -114,23 +106,17 @@ async fn write_backup(
                     url,
                 ],
             )?;
-            restrict(output);
+            store::restrict_file_mode(output);
         }
     }
     let (bytes, digest) = sha256_of(output)?;
-    let entry = Entry::new("system.backup", "success").meta(json!({
-        "via": "cli", "os_user": os_user(), "output": output.display().to_string(),
-        "bytes": bytes, "sha256": digest,
-    }));
+    let entry = Entry::new("system.backup", "success").meta(cli_meta(json!({
+        "output": output.display().to_string(), "bytes": bytes, "sha256": digest,
+    })));
     audit::record(db, &loaded.settings, &entry)
         .await
         .map_err(err)?;
     Ok((bytes, digest))
-}
-
-fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 /// The restored database is checked and stamped: sound, migrated, its
@@ -163,9 +149,9 @@ async fn check_and_stamp(
              restore it into the home whose secret.env made it"
         )));
     }
-    let entry = Entry::new("system.restore", "success").meta(json!({
-        "via": "cli", "os_user": os_user(), "source": source.display().to_string(), "sha256": digest,
-    }));
+    let entry = Entry::new("system.restore", "success").meta(cli_meta(json!({
+        "source": source.display().to_string(), "sha256": digest,
+    })));
     audit::record(db, s, &entry).await.map_err(err)?;
     Ok(report.rows)
 }
@@ -213,7 +199,7 @@ fn restore_sqlite(
     let staged = with_suffix(target, &format!(".restore-{}", std::process::id()));
     std::fs::copy(source, &staged)
         .map_err(|e| err(format!("cannot stage {}: {e}", source.display())))?;
-    restrict(&staged);
+    store::restrict_file_mode(&staged);
     let staged_target = DatabaseTarget::Sqlite {
         path: staged.clone(),
         is_default: false,

@@ -121,6 +121,28 @@ fn ensure_default_home(loaded: &Loaded) -> Result<(), StartError> {
     Ok(())
 }
 
+/// A command's failure (exit 1) with the error's own words.
+fn fail(e: impl std::fmt::Display) -> StartError {
+    StartError::new(1, e.to_string())
+}
+
+/// Audit metadata of a command run from the shell: `via: cli` and the
+/// operating-system user, plus the command's own `fields`.
+fn cli_meta(fields: serde_json::Value) -> serde_json::Value {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("uid {}", unsafe { libc::getuid() })
+        });
+    let mut meta = serde_json::json!({"via": "cli", "os_user": user});
+    if let (Some(m), serde_json::Value::Object(f)) = (meta.as_object_mut(), fields) {
+        m.extend(f);
+    }
+    meta
+}
+
 /// Settings for a command that writes to the database as `serve` would:
 /// the home created and missing secrets minted first (the audit rows it
 /// writes need the master secret).

@@ -122,13 +122,13 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
 }
 
 #[cfg(unix)]
-fn restrict_file_mode(path: &std::path::Path) {
+pub fn restrict_file_mode(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 #[cfg(not(unix))]
-fn restrict_file_mode(_: &std::path::Path) {}
+pub fn restrict_file_mode(_: &std::path::Path) {}
 
 fn migrator(db: &Db) -> &'static Migrator {
     match db {

@@ -52,7 +52,7 @@ pub async fn wal_checkpoint(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreErr
     ))
 }
 
-pub use connect::{connect, migrate, schema_status, SchemaStatus};
+pub use connect::{connect, migrate, restrict_file_mode, schema_status, SchemaStatus};
 pub use ts::Ts;
 
 use sqlx::{PgPool, SqlitePool};

@@ -100,7 +100,7 @@ pub async fn metrics_token_rotate(ctx: Arc<Ctx>) -> R {
 
 /// Audit rows of `action` written from the command line (grey box: the
 /// z4j-rs schema; other targets are not asked).
-async fn cli_audit_rows(
+pub(super) async fn cli_audit_rows(
     ctx: &Ctx,
     home: &std::path::Path,
     pg: Option<&str>,

@@ -837,12 +837,14 @@ pub async fn cli_reset(ctx: Arc<Ctx>) -> R {
         "a password-only session after reset-mfa",
     )?;
     enrol(&brain, &op).await?;
-    if ctx.target.has("schema_z4j_rs") {
-        let mut c = super::grey::connect(&ctx, &brain.home, pg.as_deref()).await?;
-        let n = c
-            .i64("SELECT count(*) FROM audit_log WHERE action = 'user.mfa_reset'")
-            .await?;
-        ensure_eq(n, 1, "user.mfa_reset audit rows")?;
+    if let Some(n) =
+        super::cli::cli_audit_rows(&ctx, &brain.home, pg.as_deref(), "user.mfa_reset").await?
+    {
+        ensure_eq(
+            n,
+            1,
+            "user.mfa_reset audit rows written from the command line",
+        )?;
     }
     Ok(())
 }
