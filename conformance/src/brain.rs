@@ -50,8 +50,35 @@ impl Captured {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks; released before use).
+/// A free TCP port on 127.0.0.1, released before use.
+///
+/// Taken below the kernel's ephemeral range, never from it: a port the OS
+/// picked for `bind(0)` and released goes back to the pool every outgoing
+/// connection draws from, and under the hostile cases' connection churn one
+/// of those took a reserved port before the process meant for it could
+/// bind (a CI failure: z4j-scheduler's ops port "address already in use").
+/// A per-process counter, started at an offset from the pid, keeps
+/// concurrent cases (and concurrent suite runs) apart; each port is checked
+/// free before it is handed out.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const BASE: u32 = 10_000;
+    if low > BASE + 1_000 {
+        let span = low - BASE;
+        let start = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = BASE + (start + n) % span;
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
