@@ -104,7 +104,12 @@ fn ingest(c: &mut Criterion) {
         let (alerts, _alert_rx) = z4j_brain::notify::Alerts::channel();
         let (ingestor, _writer) = {
             let _guard = rt.enter();
-            Ingestor::new(&bench.settings, bench.db.clone(), alerts)
+            Ingestor::new(
+                &bench.settings,
+                bench.db.clone(),
+                alerts,
+                z4j_brain::fleet::live::Live::new(false),
+            )
         };
         let mut group = c.benchmark_group(format!("ingest_{label}"));
         group

@@ -43,9 +43,10 @@ impl AppState {
     pub fn build(loaded: &Loaded, db: Db, alerts: Alerts) -> (AppState, JoinHandle<()>) {
         let settings = Arc::new(loaded.settings.clone());
         let fleet = Arc::new(Fleet::new(&settings, &db));
+        let live = fleet.live.clone();
         let commands = Commands::new(settings.clone(), db.clone(), fleet);
         let metrics = Arc::new(Metrics::default());
-        let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone());
+        let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone(), live);
         let gateway = Gateway::new(
             commands.clone(),
             settings.clone(),

@@ -277,6 +277,8 @@ async fn shutdown(
     tracing::info!("shutdown requested; draining in-flight requests");
     app.api.ready.store(false, Ordering::Release);
     app.gateway.drain(Duration::from_secs(15)).await;
+    // Browsers reconnect elsewhere (or after the restart) and refetch.
+    app.commands.fleet().live.shut();
     let _ = stop_tx.send(true);
     let drain = Duration::from_secs(app.settings.request_timeout_seconds as u64 + 5);
     match tokio::time::timeout(drain, server).await {

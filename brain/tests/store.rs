@@ -353,7 +353,7 @@ async fn ingest_projects_task_states_with_the_freshness_guard() {
         let project = with_project(&db).await;
         let agent = store::agents::mint(&db, project, "w1", "hash-1").await.unwrap();
         let (alerts, _alert_rx) = z4j_brain::notify::Alerts::channel();
-        let (writer, handle) = IngestWriter::spawn(db.clone(), alerts);
+        let (writer, handle) = IngestWriter::spawn(db.clone(), alerts, z4j_brain::fleet::live::Live::new(false));
         let redactor = Redactor::new(8192, &[]);
         let now = chrono::Utc::now().timestamp_micros();
         let event = |kind: &str, secs_ago: i64, data: &str| -> EventRow {

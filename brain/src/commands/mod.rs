@@ -9,6 +9,7 @@ pub mod capability;
 pub mod deliver;
 pub mod reconcile;
 
+use crate::fleet::live::Topic;
 use crate::fleet::Fleet;
 use crate::settings::Settings;
 use crate::store::commands::{self as rows, Action, Command, Issued, NewCommand, Status};
@@ -53,6 +54,7 @@ impl Commands {
     /// agent (the row stays pending either way until a delivery claims it).
     /// True when it was handed to a connection here.
     pub async fn dispatch_new(&self, agent_id: Uuid, c: &Command) -> bool {
+        self.fleet.live.publish(c.project_id, Topic::Command);
         if self.push(agent_id, c).await {
             return true;
         }
@@ -64,9 +66,11 @@ impl Commands {
         false
     }
 
-    /// `command_ack`: pending → dispatched.
-    pub async fn on_ack(&self, id: Uuid, agent_id: Uuid) -> Result<(), StoreError> {
-        rows::mark_dispatched(&self.db, id, agent_id).await
+    /// `command_ack`: pending → dispatched (the agent's project is told).
+    pub async fn on_ack(&self, id: Uuid, agent_id: Uuid, project: Uuid) -> Result<(), StoreError> {
+        rows::mark_dispatched(&self.db, id, agent_id).await?;
+        self.fleet.live.publish(project, Topic::Command);
+        Ok(())
     }
 
     /// `command_result`: the first terminal result completes the command; a
@@ -75,11 +79,13 @@ impl Commands {
         &self,
         id: Uuid,
         agent_id: Uuid,
+        project: Uuid,
         r: &CommandResult,
     ) -> Result<(), StoreError> {
         if !rows::finish(&self.db, id, agent_id, r).await? {
             return Ok(());
         }
+        self.fleet.live.publish(project, Topic::Command);
         match rows::get(&self.db, id).await? {
             Some(c)
                 if c.action == Action::ReconcileTask.as_str() && c.status == Status::Completed =>
@@ -120,8 +126,15 @@ impl Commands {
         Ok(())
     }
 
-    /// Commands past their `timeout_at` become `timeout`.
-    pub async fn sweep_timeouts(&self) -> Result<u64, StoreError> {
-        rows::sweep_timeouts(&self.db).await
+    /// Commands past their `timeout_at` become `timeout`; returns how many.
+    pub async fn sweep_timeouts(&self) -> Result<usize, StoreError> {
+        let projects = rows::sweep_timeouts(&self.db).await?;
+        let mut told = std::collections::HashSet::new();
+        for p in &projects {
+            if told.insert(*p) {
+                self.fleet.live.publish(*p, Topic::Command);
+            }
+        }
+        Ok(projects.len())
     }
 }

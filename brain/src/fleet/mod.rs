@@ -1,9 +1,11 @@
-//! Where agents are connected: this process's slot registry and the
-//! cross-replica routing that reaches connections held by other replicas.
-//! The transports register connections here; the commands domain delivers
-//! through it; REST revocations close sockets through it.
+//! Where agents and dashboards are connected: this process's agent slot
+//! registry, the dashboard hub, and the cross-replica routing that reaches
+//! connections held by other replicas. The transports register connections
+//! here; the commands domain delivers through it; REST revocations close
+//! sockets through it; writers publish dashboard topics through it.
 
 pub mod cluster;
+pub mod live;
 pub mod registry;
 
 use crate::settings::Settings;
@@ -16,13 +18,16 @@ pub const CLOSE_REVOKED: u16 = 4003;
 pub struct Fleet {
     pub registry: registry::Registry,
     pub cluster: cluster::Cluster,
+    pub live: std::sync::Arc<live::Live>,
 }
 
 impl Fleet {
     pub fn new(settings: &Settings, db: &Db) -> Fleet {
+        let cluster = cluster::Cluster::new(settings, db);
         Fleet {
             registry: registry::Registry::default(),
-            cluster: cluster::Cluster::new(settings, db),
+            live: live::Live::new(cluster.notify().is_some()),
+            cluster,
         }
     }
 

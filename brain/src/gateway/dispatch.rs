@@ -121,7 +121,12 @@ pub async fn handle(
                 .as_deref()
                 .and_then(|i| Uuid::parse_str(i).ok())
             {
-                Some(id) => state.commands.on_ack(id, conn.agent_id).await,
+                Some(id) => {
+                    state
+                        .commands
+                        .on_ack(id, conn.agent_id, conn.project_id)
+                        .await
+                }
                 None => Ok(()),
             }
         }
@@ -132,7 +137,12 @@ pub async fn handle(
                 .as_deref()
                 .and_then(|i| Uuid::parse_str(i).ok())
             {
-                Some(id) => state.commands.on_result(id, conn.agent_id, &r).await,
+                Some(id) => {
+                    state
+                        .commands
+                        .on_result(id, conn.agent_id, conn.project_id, &r)
+                        .await
+                }
                 None => Ok(()),
             }
         }

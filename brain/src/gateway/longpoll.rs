@@ -328,11 +328,7 @@ pub async fn commands(
     if let Lookup::Live(session) = &lookup {
         session.lock().await.last_used = Instant::now();
     }
-    if let Err(e) =
-        crate::store::agents::seen(&state.db, cred.agent_id, crate::store::Ts::now()).await
-    {
-        tracing::warn!(error = %e, "long-poll liveness not recorded");
-    }
+    seen(&state, &cred).await;
     let mut frames: Vec<String> = Vec::new();
     if !probe {
         let Lookup::Live(session) = &lookup else {
@@ -577,11 +573,7 @@ pub async fn events(
         }
     };
     if tally.authenticated {
-        if let Err(e) =
-            crate::store::agents::seen(&state.db, cred.agent_id, crate::store::Ts::now()).await
-        {
-            tracing::warn!(error = %e, "long-poll liveness not recorded");
-        }
+        seen(&state, &cred).await;
     }
     let Tally {
         accepted,
@@ -599,6 +591,19 @@ pub async fn events(
     .into_response();
     identity_headers(&mut r, &cred);
     r
+}
+
+/// A long-poll request proves the agent alive; coming back from offline
+/// tells the dashboard (the reference publishes nothing for long-poll).
+async fn seen(state: &Shared, cred: &Credential) {
+    match crate::store::agents::seen(&state.db, cred.agent_id, crate::store::Ts::now()).await {
+        Ok(true) => state
+            .fleet()
+            .live
+            .publish(cred.project_id, crate::fleet::live::Topic::Agent),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "long-poll liveness not recorded"),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::dispatch::{self, ConnCtx, Handled};
 use super::{address_allowed, authenticate, frame_cap};
 use super::{ByteCount, Held, Shared, CONNECTION_BYTE_BUDGET, PROCESS_BYTE_BUDGET};
 use crate::auth::keyed::project_key;
+use crate::fleet::live::Topic;
 use crate::fleet::registry::{Entry, Kick, Outbound};
 use crate::ingest::OverLimit;
 use crate::net::bearer_token;
@@ -119,7 +120,7 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
     let connected_at = Ts::now();
     let info = hello_info(&hello);
     match agents::mark_online(&state.db, cred.agent_id, &info, connected_at).await {
-        Ok(true) => {}
+        Ok(true) => state.fleet().live.publish(cred.project_id, Topic::Agent),
         Ok(false) => return close(socket, 4401, "").await,
         Err(e) => {
             tracing::error!(error = %e, "cannot record the agent's handshake");
@@ -145,6 +146,7 @@ async fn run(state: Shared, mut socket: WebSocket, adm: Admission) {
     let slot = Slot {
         session_id,
         agent_id: cred.agent_id,
+        project_id: cred.project_id,
         conn_id: state.fleet().registry.next_conn_id(),
         worker_id: hello.worker_id.clone(),
         connected_at,
@@ -217,6 +219,7 @@ async fn handshake(state: &Shared, cred: &Credential, first: &[u8]) -> Result<He
 struct Slot {
     session_id: Uuid,
     agent_id: Uuid,
+    project_id: Uuid,
     conn_id: u64,
     worker_id: Option<String>,
     connected_at: Ts,
@@ -242,6 +245,8 @@ impl Slot {
         {
             tracing::warn!(error = %e, "cannot mark the agent connection offline");
         }
+        // Told even when the flip failed: the page refetches what is true.
+        state.fleet().live.publish(self.project_id, Topic::Agent);
         tracing::info!(agent_id = %self.agent_id, "agent disconnected");
     }
 }

@@ -140,6 +140,10 @@ async fn revoke_session(
             .from(None, &headers),
     )
     .await?;
+    state.fleet().live.close(
+        crate::fleet::live::Scope::Session(sid),
+        crate::fleet::live::close::UNAUTHENTICATED,
+    );
     Ok(Json(json!({"revoked": true})))
 }
 
@@ -167,5 +171,12 @@ async fn revoke_others(
             .meta(json!({"current_session_id": caller.session.id, "revoked_count": n})),
     )
     .await?;
+    state.fleet().live.close(
+        crate::fleet::live::Scope::UserExcept {
+            user: caller.user.id,
+            keep: caller.session.id,
+        },
+        crate::fleet::live::close::UNAUTHENTICATED,
+    );
     Ok(Json(json!({"revoked": true})))
 }

@@ -136,6 +136,10 @@ async fn mint(
             .meta(serde_json::json!({"name": name})),
     )
     .await?;
+    state
+        .fleet()
+        .live
+        .publish(access.project.id, crate::fleet::live::Topic::Agent);
     tracing::info!(agent_id = %agent.id, project = %slug, by = %access.caller.user.id, "agent token minted");
     let body = json!({
         "agent": agent_json(&agent),
@@ -175,6 +179,10 @@ async fn revoke(
     .await?;
     // After the commit: a reconnect can no longer authenticate.
     let kicked = state.fleet().revoke_agent(id).await;
+    state
+        .fleet()
+        .live
+        .publish(access.project.id, crate::fleet::live::Topic::Agent);
     tracing::info!(agent_id = %id, connections = kicked, by = %access.caller.user.id, "agent revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

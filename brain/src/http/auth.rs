@@ -8,6 +8,7 @@ use super::error::ApiError;
 use super::{session, Shared};
 use crate::audit::{self, Entry};
 use crate::auth::password;
+use crate::fleet::live::{close, Scope};
 use crate::net::client_ip;
 use crate::settings::mutant::Mutant;
 use crate::store::users::User;
@@ -283,6 +284,10 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Respo
             .from(None, &headers),
     )
     .await?;
+    state
+        .fleet()
+        .live
+        .close(Scope::Session(caller.session.id), close::UNAUTHENTICATED);
     let mut resp = StatusCode::NO_CONTENT.into_response();
     for name in [
         session::session_cookie_name(state.dev_posture),
@@ -343,6 +348,11 @@ async fn change_password(
             .from(None, &headers),
     )
     .await?;
+    // Every old session ended; this browser reconnects with its new one.
+    state
+        .fleet()
+        .live
+        .close(Scope::User(caller.user.id), close::TRY_AGAIN);
     if let Ok(v) = HeaderValue::from_str(&super::mfa::clear_trust_cookie(state.dev_posture)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod hardening;
 mod health;
 mod invitations;
+mod live;
 mod metrics;
 pub mod mfa;
 mod new_password;
@@ -108,6 +109,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(users::routes())
         .merge(invitations::routes())
         .merge(api_keys::routes())
+        .merge(live::routes())
         .merge(metrics::routes(metrics_enabled))
 }
 

@@ -7,6 +7,7 @@ use super::body::{self, Fields};
 use super::error::{conflict, ApiError, SchemaIssue};
 use super::{session, Shared};
 use crate::audit::{self, Entry};
+use crate::fleet::live::{close, Scope};
 use crate::store::users::{self, Membership, NewUser};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -233,6 +234,15 @@ async fn update(
         });
     }
     profile.apply(&mut u);
+    // Live sockets: a deactivated user's end; a demoted admin's reconnect
+    // and face the membership check.
+    let live_close = if is_active == Some(false) && u.is_active {
+        Some(close::UNAUTHENTICATED)
+    } else if is_admin == Some(false) && u.is_admin {
+        Some(close::TRY_AGAIN)
+    } else {
+        None
+    };
     u.is_admin = is_admin.unwrap_or(u.is_admin);
     u.is_active = is_active.unwrap_or(u.is_active);
     let mut tx = audit::begin(&state.db).await?;
@@ -246,6 +256,9 @@ async fn update(
             .from(None, &headers),
     )
     .await?;
+    if let Some(code) = live_close {
+        state.fleet().live.close(Scope::User(u.id), code);
+    }
     Ok(Json(user_admin_json(&load(&state, &id).await?)))
 }
 
@@ -273,6 +286,10 @@ async fn remove(
             .from(None, &headers),
     )
     .await?;
+    state
+        .fleet()
+        .live
+        .close(Scope::User(u.id), close::UNAUTHENTICATED);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -416,6 +433,9 @@ async fn remove_member(
 ) -> Result<Response, ApiError> {
     let a = member_writer(&state, &headers, &slug).await?;
     let id = Uuid::parse_str(&id).map_err(|_| not_found("membership"))?;
+    let member = users::membership(&state.db, a.project.id, id)
+        .await?
+        .ok_or_else(|| not_found("membership"))?;
     let mut tx = audit::begin(&state.db).await?;
     if !users::remove_membership(&mut tx, a.project.id, id).await? {
         return Err(not_found("membership"));
@@ -430,5 +450,10 @@ async fn remove_member(
             .from(None, &headers),
     )
     .await?;
+    let scope = Scope::Member {
+        user: member.user_id,
+        project: a.project.id,
+    };
+    state.fleet().live.close(scope, close::FORBIDDEN);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -51,8 +51,9 @@ impl Ingestor {
         settings: &Settings,
         db: Db,
         alerts: crate::notify::Alerts,
+        live: std::sync::Arc<crate::fleet::live::Live>,
     ) -> (Ingestor, tokio::task::JoinHandle<()>) {
-        let (writer, handle) = IngestWriter::spawn(db, alerts);
+        let (writer, handle) = IngestWriter::spawn(db, alerts, live);
         let extra: Vec<String> = settings.redaction_extra_key_patterns.0.clone();
         (
             Ingestor {

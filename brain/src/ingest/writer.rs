@@ -4,9 +4,11 @@
 //! after its commit, so an ack always means "durable".
 
 use super::prepare::{EventRow, TaskPatch, TaskState};
+use crate::fleet::live::{Live, Topic};
 use crate::notify::{Alert, Alerts};
 use crate::store::ingest::{self as rows, Frame};
 use crate::store::{Db, StoreError};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -39,9 +41,15 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
-    pub fn spawn(db: Db, alerts: Alerts) -> (IngestWriter, tokio::task::JoinHandle<()>) {
+    /// The writer task; `live` hears `task.changed` for every project a
+    /// commit stored new rows for.
+    pub fn spawn(
+        db: Db,
+        alerts: Alerts,
+        live: Arc<Live>,
+    ) -> (IngestWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let handle = tokio::spawn(run(db, rx, alerts));
+        let handle = tokio::spawn(run(db, rx, alerts, live));
         (IngestWriter { tx }, handle)
     }
 
@@ -94,7 +102,14 @@ impl Commit {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>, alerts: Alerts) {
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>, alerts: Alerts, live: Arc<Live>) {
+    // After the commit, once per project per group: the hub throttles.
+    let changed = |project: Uuid, n: u64, told: &mut Vec<Uuid>| {
+        if n > 0 && !told.contains(&project) {
+            told.push(project);
+            live.publish(project, Topic::Task);
+        }
+    };
     while let Some(first) = rx.recv().await {
         let mut rows = first.rows.len();
         let mut group = vec![first];
@@ -109,7 +124,9 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, alerts: Alerts) {
         }
         match write_group(&db, &group).await {
             Ok((counts, failed)) => {
+                let mut told = Vec::new();
                 for (job, n) in group.into_iter().zip(counts) {
+                    changed(job.project_id, n, &mut told);
                     let _ = job.reply.send(Ok(n));
                 }
                 failed.into_iter().for_each(|a| alerts.raise(a));
@@ -117,6 +134,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, alerts: Alerts) {
             // One bad frame must not cost the others: retry each alone.
             Err(e) if group.len() > 1 => {
                 tracing::warn!(error = %e, frames = group.len(), "group commit failed; writing frames one by one");
+                let mut told = Vec::new();
                 for job in group {
                     let one = std::slice::from_ref(&job);
                     let result = write_group(&db, one)
@@ -126,6 +144,9 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, alerts: Alerts) {
                             c.first().copied().unwrap_or(0)
                         })
                         .map_err(classify);
+                    if let Ok(n) = result {
+                        changed(job.project_id, n, &mut told);
+                    }
                     let _ = job.reply.send(result);
                 }
             }

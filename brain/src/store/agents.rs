@@ -339,17 +339,19 @@ pub async fn disconnected(
 }
 
 /// The health sweep: online agents silent for longer than the timeout go
-/// offline. Returns how many flipped.
-pub async fn sweep_offline(db: &Db, silent_since: Ts) -> Result<u64, StoreError> {
-    Ok(on_db!(db, p => sqlx::query(
+/// offline. Returns the project of each agent flipped.
+pub async fn sweep_offline(db: &Db, silent_since: Ts) -> Result<Vec<Uuid>, StoreError> {
+    // The project of each agent flipped, for the dashboard's push.
+    let rows: Vec<(Uuid,)> = on_db!(db, p => sqlx::query_as(
         "UPDATE agents SET state = 'offline', updated_at = $2 \
-         WHERE state = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1)"
+         WHERE state = 'online' AND (last_seen_at IS NULL OR last_seen_at < $1) \
+         RETURNING project_id"
     )
     .bind(silent_since)
     .bind(Ts::now())
-    .execute(p)
-    .await
-    .map(|r| r.rows_affected()))?)
+    .fetch_all(p)
+    .await)?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
 }
 
 /// `Z4J_AGENT_STALE_PRUNE_DAYS`: agents not online and silent since before
@@ -373,8 +375,18 @@ pub async fn prune_stale(db: &Db, silent_since: Ts) -> Result<u64, StoreError> {
 }
 
 /// Moves `last_seen_at` forward (long-poll liveness, ingest).
-pub async fn seen(db: &Db, agent_id: Uuid, at: Ts) -> Result<(), StoreError> {
-    touch(db, agent_id, None, at).await
+/// A long-poll request: the agent is online as of `at`. True when it was
+/// offline before (the dashboard is told).
+pub async fn seen(db: &Db, agent_id: Uuid, at: Ts) -> Result<bool, StoreError> {
+    let back = on_db!(db, p => sqlx::query(
+        "UPDATE agents SET state = 'online' WHERE id = $1 AND state <> 'online' AND revoked_at IS NULL"
+    )
+    .bind(agent_id)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    touch(db, agent_id, None, at).await?;
+    Ok(back > 0)
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

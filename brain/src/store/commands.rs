@@ -338,16 +338,18 @@ pub async fn unclaim(db: &Db, id: Uuid) -> Result<(), StoreError> {
 }
 
 /// The timeout sweeper: unfinished commands past `timeout_at`.
-pub async fn sweep_timeouts(db: &Db) -> Result<u64, StoreError> {
+pub async fn sweep_timeouts(db: &Db) -> Result<Vec<Uuid>, StoreError> {
     let now = Ts::now();
-    Ok(on_db!(db, p => sqlx::query(
+    // The project of each command timed out, for the dashboard's push.
+    let rows: Vec<(Uuid,)> = on_db!(db, p => sqlx::query_as(
         "UPDATE commands SET status = 'timeout', error = 'command timed out before agent responded', \
-         completed_at = $1 WHERE status IN ('pending', 'dispatched') AND timeout_at <= $1"
+         completed_at = $1 WHERE status IN ('pending', 'dispatched') AND timeout_at <= $1 \
+         RETURNING project_id"
     )
     .bind(now)
-    .execute(p)
-    .await
-    .map(|r| r.rows_affected()))?)
+    .fetch_all(p)
+    .await)?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
 }
 
 /// Long-poll redelivery (spec 7.4): dispatched commands of `actions` last

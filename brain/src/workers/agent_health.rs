@@ -19,6 +19,8 @@ const ALERTS_PER_TICK: i64 = 100;
 
 pub struct Config {
     pub every: Duration,
+    /// Told `agent.changed` for the projects of agents flipped offline.
+    pub live: Arc<crate::fleet::live::Live>,
     pub metrics: Arc<Metrics>,
     pub offline_after_secs: i64,
     pub alert_grace_secs: i64,
@@ -34,6 +36,7 @@ pub async fn run(
 ) {
     let Config {
         every,
+        live,
         metrics,
         offline_after_secs,
         alert_grace_secs,
@@ -49,11 +52,17 @@ pub async fn run(
         let alerts = alerts.clone();
         let settings = settings.clone();
         let metrics = metrics.clone();
+        let live = live.clone();
         async move {
             let silent_since = Ts::now().plus_seconds(-offline_after_secs);
-            let n = agents::sweep_offline(&db, silent_since).await?;
-            if n > 0 {
-                tracing::info!(agents = n, "silent agents marked offline");
+            let mut flipped = agents::sweep_offline(&db, silent_since).await?;
+            if !flipped.is_empty() {
+                tracing::info!(agents = flipped.len(), "silent agents marked offline");
+            }
+            flipped.sort_unstable();
+            flipped.dedup();
+            for p in flipped {
+                live.publish(p, crate::fleet::live::Topic::Agent);
             }
             announce(
                 &db,

@@ -6,6 +6,7 @@
 
 use crate::commands::Commands;
 use crate::fleet::cluster::{Notify, COMMANDS, HEARTBEAT, REVOKED};
+use crate::fleet::live::{self, Wire};
 use crate::fleet::{Fleet, CLOSE_REVOKED};
 use crate::store::{self, projects, Db};
 use sqlx::postgres::PgListener;
@@ -51,8 +52,24 @@ pub async fn run(state: Ctx, stop: watch::Receiver<bool>) {
         n.reconcile_every,
         stop.clone(),
     ));
+    let outbox = fleet
+        .live
+        .take_outbox()
+        .map(|rx| tokio::spawn(dashboard_outbox(fleet.clone(), rx)));
     listen_loop(&state, n, stop).await;
     let _ = reconcile.await;
+    if let Some(task) = outbox {
+        task.abort();
+    }
+}
+
+/// The dashboard hub's messages for the other replicas, published in order
+/// on the shared pool.
+async fn dashboard_outbox(fleet: std::sync::Arc<Fleet>, mut rx: mpsc::Receiver<Wire>) {
+    while let Some(w) = rx.recv().await {
+        let payload = w.encode(&fleet.cluster.worker_id);
+        fleet.cluster.publish(live::CHANNEL, &payload).await;
+    }
 }
 
 async fn listen_loop(state: &Ctx, n: &Notify, mut stop: watch::Receiver<bool>) {
@@ -101,7 +118,7 @@ async fn connect(n: &Notify) -> Result<(sqlx::PgPool, PgListener), String> {
     store::cluster::listen(
         &n.listener_options,
         n.connect_timeout,
-        &[COMMANDS, HEARTBEAT, REVOKED],
+        &[COMMANDS, HEARTBEAT, REVOKED, live::CHANNEL],
     )
     .await
 }
@@ -212,6 +229,16 @@ fn on_notification(state: &Ctx, channel: &str, payload: &str) {
                 });
             } else if let Ok(agent) = Uuid::parse_str(payload) {
                 state.fleet().registry.kick_agent(agent, CLOSE_REVOKED);
+            }
+        }
+        live::CHANNEL => {
+            let hub = &state.fleet().live;
+            match Wire::decode(payload, &state.fleet().cluster.worker_id) {
+                Some(Wire::Topic { project, topic }) => hub.publish_remote(project, topic),
+                Some(Wire::Close { scope, code }) => {
+                    hub.close_local(scope, code);
+                }
+                None => {}
             }
         }
         _ => {}

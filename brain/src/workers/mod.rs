@@ -67,6 +67,7 @@ pub fn spawn_all(
             s.clone(),
             agent_health::Config {
                 every: secs(s.agent_health_sweep_seconds),
+                live: d.commands.fleet().live.clone(),
                 metrics: d.metrics.clone(),
                 offline_after_secs: s.agent_offline_timeout_seconds,
                 alert_grace_secs: s.agent_offline_alert_grace_seconds,

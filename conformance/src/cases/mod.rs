@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod commands;
 mod config;
+mod dashboard;
 mod database;
 mod defaults;
 mod embedded;
@@ -1130,6 +1131,72 @@ pub static CASES: &[Case] = &[
         "hostile.frame-flood",
         hostile::frame_flood,
         ["hardening.frame-flood"],
+        Both
+    ),
+    case!(
+        "dashboard.idle-timeout",
+        dashboard::idle_timeout,
+        ["dashboard.idle-timeout", "Z4J_WS_IDLE_TIMEOUT_SECONDS" [Default, Lower, Upper]],
+        Both
+    ),
+    case!(
+        "dashboard.admission",
+        dashboard::admission,
+        ["dashboard.admission"],
+        Both
+    ),
+    case!(
+        "dashboard.subscribe",
+        dashboard::subscribe,
+        ["dashboard.subscribe"],
+        Both
+    ),
+    case!(
+        "dashboard.first-frame",
+        dashboard::first_frame,
+        ["dashboard.first-frame" [Lower, Upper]],
+        Both
+    ),
+    case!(
+        "dashboard.membership",
+        dashboard::membership,
+        ["dashboard.membership"],
+        Both
+    ),
+    case!(
+        "dashboard.user-cap",
+        dashboard::user_cap,
+        ["dashboard.user-cap" [Below, Above]],
+        Both
+    ),
+    case!(
+        "dashboard.topics",
+        dashboard::topics,
+        ["dashboard.topics"],
+        Both
+    ),
+    case!(
+        "dashboard.cross-replica",
+        dashboard::cross_replica,
+        ["dashboard.cross-replica"],
+        PostgresOnly
+    ),
+    case!(
+        "dashboard.sweeper-pushes",
+        dashboard::sweeper_pushes,
+        ["dashboard.sweeper-pushes"],
+        Both
+    ),
+    case!(
+        "dashboard.coalesce",
+        dashboard::coalesce,
+        ["dashboard.coalesce"],
+        Both
+    ),
+    case!(
+        "dashboard.session-close",
+        dashboard::session_close,
+        ["dashboard.session-close"],
         Both
     ),
     case!(
