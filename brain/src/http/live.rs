@@ -121,8 +121,15 @@ fn origin_allowed(state: &Shared, origin: Option<&str>) -> bool {
         .filter(|o| o.as_str() != "*")
         .filter_map(|o| normalise(o))
         .collect();
-    if let Some(public) = s.public_url.as_deref().and_then(normalise) {
-        allowed.push(public);
+    match s.public_url.as_deref() {
+        Some(public) => allowed.extend(normalise(public)),
+        // No public URL: the brain is reached on loopback, as the
+        // reference's default (http://localhost:7700) assumes (D7).
+        None => {
+            let port = s.bind_port;
+            allowed.push(format!("http://localhost:{port}"));
+            allowed.push(format!("http://127.0.0.1:{port}"));
+        }
     }
     if state.dev_posture {
         let port = s.bind_port;

@@ -18,6 +18,7 @@ mod metrics;
 pub mod mfa;
 mod new_password;
 mod notifications;
+mod pages;
 mod password_reset;
 mod projects;
 mod reads;
@@ -110,6 +111,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(invitations::routes())
         .merge(api_keys::routes())
         .merge(live::routes())
+        .merge(pages::routes())
         .merge(metrics::routes(metrics_enabled))
 }
 

@@ -150,13 +150,13 @@ pub fn rest_limit(s: &Settings, raw: Option<&String>) -> Result<i64, ApiError> {
 }
 
 /// Cursor: unpadded base64url of `[["dt", "<instant>"], "<uuid>"]`.
-pub fn encode_cursor(at: Ts, id: Uuid) -> String {
+pub(super) fn encode_cursor(at: Ts, id: Uuid) -> String {
     let body = json!([["dt", at.to_rfc3339()], id.to_string()]).to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
 }
 
 /// A malformed cursor is ignored (first page), as the reference does.
-pub fn decode_cursor(raw: Option<&String>) -> Option<After> {
+pub(super) fn decode_cursor(raw: Option<&String>) -> Option<After> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw?.trim_end_matches('='))
         .ok()?;

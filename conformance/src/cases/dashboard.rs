@@ -665,3 +665,195 @@ pub async fn session_close(ctx: Arc<Ctx>) -> R {
         Err(c) => Err(format!("an unrelated session's socket closed: {c:?}")),
     }
 }
+
+/// GET a page with this cookie (none: anonymous); status, headers, body.
+async fn page(
+    brain: &Brain,
+    cookie: Option<&str>,
+    path: &str,
+) -> Result<(u16, reqwest::header::HeaderMap, String), String> {
+    let mut req = super::client().get(brain.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = req.send().await.map_err(|e| format!("GET {path}: {e}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    Ok((status, headers, resp.text().await.unwrap_or_default()))
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// z4j-rs's server-rendered pages (issue 20): sign-in redirects, the
+/// project list, a project's overview, the task list and its filters, a
+/// task's page with its stored failure (escaped), role-dependent buttons,
+/// real 404s, strict CSP and no-store on every page.
+pub async fn pages(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = brain_with(&ctx, &[]).await?;
+    let (st, h, _) = page(&brain, None, "/").await?;
+    ensure_eq(
+        (st, header(&h, "location")),
+        (303, "/login"),
+        "/ without a session",
+    )?;
+    let (st, h, _) = page(&brain, None, "/projects/default/tasks?state=failure").await?;
+    ensure_eq(
+        (st, header(&h, "location")),
+        (
+            303,
+            "/login?next=%2Fprojects%2Fdefault%2Ftasks%3Fstate%3Dfailure",
+        ),
+        "a project page without a session goes to sign-in and back",
+    )?;
+    let (st, h, body) = page(&brain, None, "/login").await?;
+    ensure_eq(st, 200, "the sign-in page")?;
+    let csp = header(&h, "content-security-policy");
+    ensure(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        format!("strict CSP on pages, no inline script or style: {csp}"),
+    )?;
+    ensure(body.contains(r#"<form id="login""#), "the sign-in form")?;
+    ensure(!body.contains("<script>"), "no inline script")?;
+    let (st, h, _) = page(&brain, Some(&op.cookie), "/").await?;
+    ensure_eq(
+        (st, header(&h, "location")),
+        (303, "/home"),
+        "/ with a session",
+    )?;
+    let (st, h, home) = page(&brain, Some(&op.cookie), "/home").await?;
+    ensure_eq(st, 200, "home")?;
+    ensure_eq(
+        header(&h, "cache-control"),
+        "no-store",
+        "authenticated pages are not stored",
+    )?;
+    ensure(
+        home.contains(r#"href="/projects/default""#),
+        "home lists the default project",
+    )?;
+    ensure(
+        home.contains(">production<"),
+        "the environment label on every page",
+    )?;
+
+    // One agent, one failed task whose exception carries markup.
+    let creds = op.mint(&brain, "page-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("w1")).await?;
+    let events = [
+        agent::task_event(
+            "page-t1",
+            "task.received",
+            json!({"task_name": "pages.fail", "queue": "q1"}),
+        ),
+        agent::task_event(
+            "page-t1",
+            "task.failed",
+            json!({"task_name": "pages.fail", "exception": "ValueError: <b>boom</b>", "traceback": "Traceback: line 1"}),
+        ),
+        agent::task_event(
+            "page-t2",
+            "task.received",
+            json!({"task_name": "pages.ok", "queue": "q1"}),
+        ),
+    ];
+    s.send_events("page-b1", &events).await?;
+    s.expect_ack("page-b1", Duration::from_secs(10)).await?;
+    let (st, _, overview) = page(&brain, Some(&op.cookie), "/projects/default").await?;
+    ensure_eq(st, 200, "overview")?;
+    ensure(
+        overview.contains("page-agent"),
+        "the overview lists the agent",
+    )?;
+    ensure(
+        overview.contains("page-t1") && !overview.contains("page-t2"),
+        "recent failures list the failed task only",
+    )?;
+    let (_, _, failed) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/tasks?state=failure",
+    )
+    .await?;
+    ensure(
+        failed.contains("page-t1") && !failed.contains("page-t2"),
+        "the state filter",
+    )?;
+    let (_, _, named) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/tasks?name=PAGES.OK",
+    )
+    .await?;
+    ensure(
+        named.contains("page-t2") && !named.contains("page-t1"),
+        "the name filter (case-insensitive)",
+    )?;
+    let (st, _, detail) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/tasks/rq/page-t1",
+    )
+    .await?;
+    ensure_eq(st, 200, "the task page")?;
+    ensure(
+        detail.contains("ValueError: &lt;b&gt;boom") && !detail.contains("<b>boom"),
+        "the stored exception, escaped",
+    )?;
+    ensure(detail.contains("task.failed"), "the task's timeline")?;
+    ensure(
+        detail.contains(&format!(
+            r#"data-command="retry-task" data-agent="{}""#,
+            creds.agent_id
+        )),
+        "an admin gets a retry button aimed at the task's agent",
+    )?;
+    let (st, h, _) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/tasks/rq/no-such-task",
+    )
+    .await?;
+    ensure(
+        st == 404 && header(&h, "content-type").starts_with("text/html"),
+        format!("an unknown task is a 404 page, got {st}"),
+    )?;
+    let (st, h, js) = page(&brain, None, "/assets/app.js").await?;
+    ensure(
+        st == 200
+            && header(&h, "content-type").starts_with("text/javascript")
+            && js.contains("/ws/dashboard"),
+        "the page script",
+    )?;
+
+    // A viewer sees the task but no command buttons, and not other projects.
+    op.create_project(&brain, "page-private").await?;
+    super::member_of_default(
+        &brain,
+        &op,
+        "page-viewer@example.com",
+        "Page-viewer-pw-1",
+        "viewer",
+    )
+    .await?;
+    let viewer = agent::login_as(&brain, "page-viewer@example.com", "Page-viewer-pw-1").await?;
+    let (st, _, seen) = page(
+        &brain,
+        Some(&viewer.cookie),
+        "/projects/default/tasks/rq/page-t1",
+    )
+    .await?;
+    ensure_eq(st, 200, "a viewer's task page")?;
+    ensure(
+        !seen.contains("data-command"),
+        "a viewer gets no command buttons",
+    )?;
+    let (_, _, vhome) = page(&brain, Some(&viewer.cookie), "/home").await?;
+    ensure(
+        !vhome.contains("page-private"),
+        "home lists only the viewer's projects",
+    )?;
+    let (st, _, _) = page(&brain, Some(&viewer.cookie), "/projects/page-private").await?;
+    ensure_eq(st, 404, "another project's page, for a non-member")
+}

@@ -1200,6 +1200,13 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "dashboard.pages",
+        dashboard::pages,
+        ["dashboard.pages"],
+        Both,
+        feature = "html_dashboard"
+    ),
+    case!(
         "hostile.slow-clients",
         hostile::slow_clients,
         ["hardening.slow-clients"],

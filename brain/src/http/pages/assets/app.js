@@ -1,0 +1,155 @@
+// z4j dashboard: the few things a server-rendered page cannot do alone.
+// Sign-in, sign-out and command buttons call the REST API; the live
+// channel (/ws/dashboard) refreshes the page's <main> in place when the
+// project changes. No inline script anywhere (the CSP forbids it).
+"use strict";
+
+function csrfToken() {
+  for (const part of document.cookie.split(";")) {
+    const [k, v] = part.trim().split("=");
+    if (k === "z4j_csrf" || k === "__Host-z4j_csrf") return decodeURIComponent(v || "");
+  }
+  return "";
+}
+
+async function api(method, path, body) {
+  const resp = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-csrf-token": csrfToken() },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await resp.json(); } catch (_) { /* empty answer */ }
+  return { status: resp.status, data };
+}
+
+function message(data, fallback) {
+  return (data && (data.message || data.detail || (data.error && data.error.message))) || fallback;
+}
+
+function setupLogin() {
+  const form = document.getElementById("login");
+  if (!form) return;
+  const error = document.getElementById("login-error");
+  const codeRow = document.getElementById("code-row");
+  let needCode = false;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const f = new FormData(form);
+    if (!needCode) {
+      const r = await api("POST", "/api/v1/auth/login", { email: f.get("email"), password: f.get("password") });
+      if (r.status !== 200) { error.textContent = message(r.data, "Sign-in failed"); return; }
+      if (r.data && r.data.mfa_required) {
+        needCode = true;
+        codeRow.hidden = false;
+        form.querySelector("input[name=code]").focus();
+        return;
+      }
+    } else {
+      const r = await api("POST", "/api/v1/auth/mfa/verify", { code: f.get("code") });
+      if (r.status !== 200) { error.textContent = message(r.data, "Code not accepted"); return; }
+    }
+    const next = form.dataset.next;
+    location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/home");
+  });
+}
+
+function setupLogout() {
+  const b = document.getElementById("logout");
+  if (!b) return;
+  b.addEventListener("click", async () => {
+    await api("POST", "/api/v1/auth/logout");
+    location.assign("/login");
+  });
+}
+
+// Command buttons: issue through the REST API, then follow the command
+// until it finishes (the status line lives outside <main>, so live
+// refreshes keep it).
+function setupCommands() {
+  const flash = document.getElementById("flash");
+  document.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-command]");
+    if (!b) return;
+    const slug = document.body.dataset.projectSlug;
+    const what = b.dataset.command;
+    b.disabled = true;
+    const r = await api("POST", `/api/v1/projects/${slug}/commands/${what}`, {
+      agent_id: b.dataset.agent, engine: b.dataset.engine, task_id: b.dataset.task,
+    });
+    b.disabled = false;
+    if (r.status !== 202 || !r.data || !r.data.id) {
+      flash.textContent = `${what}: ${message(r.data, "refused (" + r.status + ")")}`;
+      return;
+    }
+    const id = r.data.id;
+    flash.textContent = `${what}: ${r.data.status || "pending"}`;
+    for (let i = 0; i < 60; i++) {
+      await new Promise((ok) => setTimeout(ok, 1000));
+      const c = await api("GET", `/api/v1/projects/${slug}/commands/${id}`);
+      if (c.status !== 200 || !c.data) break;
+      flash.textContent = `${what}: ${c.data.status}${c.data.error ? " (" + c.data.error + ")" : ""}`;
+      if (["completed", "failed", "timeout", "cancelled"].includes(c.data.status)) break;
+    }
+  });
+}
+
+// Live: one socket per project page; every topic refetches this page and
+// swaps <main>, at most once a second. Reconnects with backoff, except
+// when the session is gone (4401: sign in again) or access was refused.
+function setupLive() {
+  const project = document.body.dataset.projectId;
+  if (!project || !("WebSocket" in window)) return;
+  const badge = document.getElementById("live");
+  const delays = [500, 1000, 2000, 5000, 10000, 30000];
+  let attempt = 0, refreshing = false, again = false, pinger = null;
+
+  async function refresh() {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    try {
+      const resp = await fetch(location.href, { credentials: "same-origin" });
+      if (resp.ok) {
+        const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+        const fresh = doc.getElementById("main");
+        const main = document.getElementById("main");
+        const focused = document.activeElement && document.activeElement.closest("#main form");
+        if (fresh && main && !focused) main.replaceWith(fresh);
+      }
+    } finally {
+      setTimeout(() => { refreshing = false; if (again) { again = false; refresh(); } }, 1000);
+    }
+  }
+
+  function connect() {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/dashboard`);
+    ws.addEventListener("open", () => {
+      attempt = 0;
+      ws.send(JSON.stringify({ type: "subscribe", project_id: project }));
+      pinger = setInterval(() => ws.send(JSON.stringify({ type: "ping" })), 25000);
+    });
+    ws.addEventListener("message", (m) => {
+      let f = null;
+      try { f = JSON.parse(m.data); } catch (_) { return; }
+      if (f.type === "ready") { badge.hidden = false; }
+      if (f.type === "event") refresh();
+    });
+    ws.addEventListener("close", (ev) => {
+      clearInterval(pinger);
+      badge.hidden = true;
+      if (ev.code === 4401) { location.assign("/login?next=" + encodeURIComponent(location.pathname)); return; }
+      if (ev.code === 4403 || ev.code === 4402) return;
+      setTimeout(connect, delays[Math.min(attempt++, delays.length - 1)]);
+    });
+  }
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupLogin();
+  setupLogout();
+  setupCommands();
+  setupLive();
+});

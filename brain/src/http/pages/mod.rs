@@ -1,0 +1,544 @@
+//! The operator dashboard: server-rendered HTML (minijinja templates built
+//! into the binary) with one small external script, `assets/app.js`, for
+//! sign-in, command buttons and live refresh over `/ws/dashboard`. Pages
+//! read through the same store functions and access rules as the REST
+//! routes; writes go through the REST API itself (CSRF, roles, audit).
+//! Strict CSP: no inline script or style.
+
+use super::access::{self, Role};
+use super::error::ApiError;
+use super::reads::{decode_cursor, encode_cursor};
+use super::session;
+use super::Shared;
+use crate::settings::BRAIN_VERSION;
+use crate::store::reads::{self, TaskFilter};
+use crate::store::{agents, projects, Ts};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use minijinja::{context, Environment, Value};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Stricter than the API's HTML policy: scripts and styles from this
+/// origin only, never inline.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; frame-src 'none'; \
+                   base-uri 'none'; object-src 'none'";
+const PAGE_SIZE: i64 = 50;
+const TASK_STATES: &[&str] = &[
+    "pending", "received", "started", "success", "failure", "retry", "revoked", "rejected",
+    "unknown",
+];
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/", get(root))
+        .route("/login", get(login))
+        .route("/home", get(home))
+        .route("/projects/{slug}", get(overview))
+        .route("/projects/{slug}/tasks", get(tasks))
+        .route("/projects/{slug}/tasks/{engine}/{task_id}", get(task))
+        .route("/assets/app.js", get(script))
+        .route("/assets/app.css", get(style))
+        .route("/assets/favicon.svg", get(icon))
+}
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, src) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("home.html", include_str!("templates/home.html")),
+            ("project.html", include_str!("templates/project.html")),
+            ("task_rows.html", include_str!("templates/task_rows.html")),
+            ("tasks.html", include_str!("templates/tasks.html")),
+            ("task.html", include_str!("templates/task.html")),
+            ("not_found.html", include_str!("templates/not_found.html")),
+        ] {
+            if let Err(e) = env.add_template(name, src) {
+                // Templates are part of the binary; a unit test renders each.
+                tracing::error!(template = name, error = %e, "dashboard template does not parse");
+            }
+        }
+        env
+    })
+}
+
+/// Why a page is not shown.
+pub enum PageError {
+    /// No usable session: to the sign-in page, then back here.
+    SignIn(String),
+    NotFound(String),
+    Internal(String),
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> PageError {
+        match e {
+            ApiError::Unauthenticated(_) => PageError::SignIn(String::new()),
+            // Second factor pending or enrolment due: the sign-in page
+            // handles both.
+            ApiError::Coded { status, .. } if status == StatusCode::FORBIDDEN => {
+                PageError::SignIn(String::new())
+            }
+            ApiError::NotFound { message, .. } => PageError::NotFound(message),
+            other => PageError::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+/// A page's answer, or its error as a page.
+fn finish(state: &Shared, r: Result<Response, PageError>) -> Response {
+    match r {
+        Ok(resp) => resp,
+        Err(PageError::SignIn(next)) => {
+            let to = if next.is_empty() {
+                "/login".to_owned()
+            } else {
+                format!("/login?next={}", urlencode(&next))
+            };
+            no_store(Redirect::to(&to).into_response())
+        }
+        Err(PageError::NotFound(message)) => {
+            let mut r =
+                Page::anonymous(state, "page").render("not_found.html", context! { message });
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r
+        }
+        Err(PageError::Internal(e)) => {
+            tracing::error!(error = %e, "dashboard page failed");
+            let mut r = html("<!doctype html><title>Error</title><h1>Something went wrong</h1><p>The error is in the brain's log.</p>".into());
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// What every page's layout shows.
+struct Page {
+    page: &'static str,
+    /// `Z4J_ENVIRONMENT`, on every page.
+    environment: String,
+    user: Option<String>,
+    project: Option<Value>,
+}
+
+impl Page {
+    fn anonymous(state: &Shared, page: &'static str) -> Page {
+        Page {
+            page,
+            environment: state.settings.environment.clone(),
+            user: None,
+            project: None,
+        }
+    }
+
+    fn render(&self, template: &str, ctx: Value) -> Response {
+        let env_class = if self.environment == "production" {
+            "production"
+        } else {
+            "other"
+        };
+        let base = context! {
+            page => self.page,
+            user => self.user,
+            project => self.project,
+            environment => self.environment,
+            env_class,
+            version => BRAIN_VERSION,
+        };
+        let rendered = templates()
+            .get_template(template)
+            .and_then(|t| t.render(context! { ..ctx, ..base }));
+        match rendered {
+            Ok(body) => html(body),
+            Err(e) => {
+                tracing::error!(template, error = %e, "dashboard template failed");
+                let mut r =
+                    html("<!doctype html><title>Error</title><h1>Something went wrong</h1>".into());
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            }
+        }
+    }
+}
+
+fn html(body: String) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    r.headers_mut()
+        .insert("content-security-policy", HeaderValue::from_static(CSP));
+    no_store(r)
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn when(t: Option<Ts>) -> Option<String> {
+    t.map(|t| t.0.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn project_value(p: &projects::Project) -> Value {
+    Value::from_serialize(serde_json::json!({
+        "id": p.id, "slug": p.slug, "name": p.name, "environment": p.environment,
+    }))
+}
+
+fn task_rows(rows: &[reads::Task]) -> Vec<Value> {
+    rows.iter()
+        .map(|t| {
+            Value::from_serialize(serde_json::json!({
+                "engine": t.engine, "task_id": t.task_id, "name": t.name, "state": t.state,
+                "queue": t.queue, "worker": t.worker_name, "updated": when(Some(t.updated_at)),
+            }))
+        })
+        .collect()
+}
+
+async fn root(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match session::current(&state, &headers).await {
+        Ok(Some(c)) if !c.via_key => no_store(Redirect::to("/home").into_response()),
+        _ => no_store(Redirect::to("/login").into_response()),
+    }
+}
+
+async fn login(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let q: HashMap<String, String> =
+        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    // Only a local path may follow sign-in.
+    let next = q
+        .get("next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .cloned()
+        .unwrap_or_default();
+    Page::anonymous(&state, "login").render("login.html", context! { next })
+}
+
+/// A signed-in cookie session (API keys do not open pages).
+async fn signed_in(
+    state: &Shared,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<session::Caller, PageError> {
+    match session::require(state, headers).await {
+        Ok(c) if !c.via_key => Ok(c),
+        Ok(_) | Err(ApiError::Unauthenticated(_)) => Err(PageError::SignIn(here.to_owned())),
+        Err(e) => Err(match PageError::from(e) {
+            PageError::SignIn(_) => PageError::SignIn(here.to_owned()),
+            other => other,
+        }),
+    }
+}
+
+async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let r: Result<Response, PageError> = async {
+        let caller = signed_in(&state, &headers, "/home").await?;
+        let member_of = (!caller.user.is_admin).then_some(caller.user.id);
+        let list = projects::list_active(&state.db, member_of, 500)
+            .await
+            .map_err(ApiError::from)?;
+        let online: HashMap<_, _> = agents::online_per_project(&state.db)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .collect();
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|p| {
+                Value::from_serialize(serde_json::json!({
+                    "slug": p.slug, "name": p.name, "environment": p.environment,
+                    "online": online.get(&p.id).copied().unwrap_or(0),
+                }))
+            })
+            .collect();
+        let page = Page {
+            page: "home",
+            environment: state.settings.environment.clone(),
+            user: Some(caller.user.email.clone()),
+            project: None,
+        };
+        Ok(page.render("home.html", context! { projects => rows }))
+    }
+    .await;
+    finish(&state, r)
+}
+
+async fn project_page(
+    state: &Shared,
+    headers: &HeaderMap,
+    slug: &str,
+    here: &str,
+    page: &'static str,
+) -> Result<(access::ProjectAccess, Page), PageError> {
+    signed_in(state, headers, here).await?;
+    let a = access::project(state, headers, slug, Role::Viewer).await?;
+    let p = Page {
+        page,
+        environment: state.settings.environment.clone(),
+        user: Some(a.caller.user.email.clone()),
+        project: Some(project_value(&a.project)),
+    };
+    Ok((a, p))
+}
+
+async fn overview(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!("/projects/{slug}");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "overview").await?;
+        let pid = a.project.id;
+        let list = agents::list(&state.db, pid).await.map_err(ApiError::from)?;
+        let online = list
+            .iter()
+            .filter(|x| x.state == agents::Liveness::Online)
+            .count();
+        let agents_view: Vec<Value> = list
+            .iter()
+            .map(|x| {
+                Value::from_serialize(serde_json::json!({
+                    "name": x.name, "state": x.state.as_str(), "last_seen": when(x.last_seen_at),
+                }))
+            })
+            .collect();
+        let hour = TaskFilter {
+            since: Some(Ts::now().plus_seconds(-3600)),
+            ..TaskFilter::default()
+        };
+        let hour_total = reads::count_tasks(&state.db, pid, &hour)
+            .await
+            .map_err(ApiError::from)?;
+        let failed = TaskFilter {
+            state: Some("failure".into()),
+            ..hour.clone()
+        };
+        let hour_failed = reads::count_tasks(&state.db, pid, &failed)
+            .await
+            .map_err(ApiError::from)?;
+        let recent = reads::tasks(
+            &state.db,
+            pid,
+            &TaskFilter {
+                state: Some("failure".into()),
+                ..TaskFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(page.render(
+            "project.html",
+            context! {
+                agents => agents_view,
+                online,
+                offline => list.len() - online,
+                hour_total,
+                hour_failed,
+                tasks => task_rows(&recent),
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+async fn tasks(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let raw = raw.unwrap_or_default();
+        let here = if raw.is_empty() {
+            format!("/projects/{slug}/tasks")
+        } else {
+            format!("/projects/{slug}/tasks?{raw}")
+        };
+        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
+        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        // Form fields: empty means "any"; text capped as the API caps it.
+        let text = |k: &str| {
+            q.get(k)
+                .map(|v| v.trim().chars().take(200).collect::<String>())
+                .filter(|v| !v.is_empty())
+        };
+        let filter = TaskFilter {
+            state: text("state").filter(|s| TASK_STATES.contains(&s.as_str())),
+            name: text("name"),
+            search: text("search"),
+            queue: text("queue"),
+            ..TaskFilter::default()
+        };
+        let after = decode_cursor(q.get("cursor"));
+        let mut rows = reads::tasks(&state.db, a.project.id, &filter, after, PAGE_SIZE + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = rows.len() as i64 > PAGE_SIZE;
+        rows.truncate(PAGE_SIZE as usize);
+        let next = more.then(|| rows.last()).flatten().map(|t| {
+            let mut qs = url::form_urlencoded::Serializer::new(String::new());
+            for k in ["state", "name", "search", "queue"] {
+                if let Some(v) = text(k) {
+                    qs.append_pair(k, &v);
+                }
+            }
+            qs.append_pair("cursor", &encode_cursor(t.created_at, t.id));
+            format!("/projects/{slug}/tasks?{}", qs.finish())
+        });
+        let shown = serde_json::json!({
+            "state": filter.state.clone().unwrap_or_default(),
+            "name": filter.name.clone().unwrap_or_default(),
+            "search": filter.search.clone().unwrap_or_default(),
+            "queue": filter.queue.clone().unwrap_or_default(),
+        });
+        Ok(page.render(
+            "tasks.html",
+            context! {
+                tasks => task_rows(&rows),
+                states => TASK_STATES,
+                filter => Value::from_serialize(shown),
+                next,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+fn pretty(v: Option<&serde_json::Value>) -> Option<String> {
+    v.map(|j| serde_json::to_string_pretty(j).unwrap_or_default())
+}
+
+async fn task(
+    State(state): State<Shared>,
+    Path((slug, engine, task_id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!(
+            "/projects/{slug}/tasks/{}/{}",
+            urlencode(&engine),
+            urlencode(&task_id)
+        );
+        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
+        let t = reads::task(&state.db, a.project.id, &engine, &task_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| PageError::NotFound(format!("task {task_id} ({engine}) not found")))?;
+        let events = reads::events(&state.db, a.project.id, &engine, &task_id, None, 200)
+            .await
+            .map_err(ApiError::from)?;
+        // Commands go to the agent that last reported the task.
+        let agent = events.first().map(|e| e.agent_id.to_string());
+        let timeline: Vec<Value> = events
+            .iter()
+            .rev()
+            .map(|e| {
+                Value::from_serialize(
+                    serde_json::json!({"at": when(Some(e.occurred_at)), "kind": e.kind}),
+                )
+            })
+            .collect();
+        let args = serde_json::json!({
+            "args": t.args.as_ref().map(|a| &a.0),
+            "kwargs": t.kwargs.as_ref().map(|k| &k.0),
+        });
+        let view = serde_json::json!({
+            "engine": t.engine, "task_id": t.task_id, "name": t.name, "state": t.state,
+            "queue": t.queue, "worker": t.worker_name, "retries": t.retry_count,
+            "runtime": t.runtime_ms.map(|ms| format!("{ms} ms")),
+            "args": pretty(Some(&args)),
+            "result": pretty(t.result.as_ref().map(|r| &r.0)),
+            "exception": t.exception, "traceback": t.traceback,
+        });
+        Ok(page.render(
+            "task.html",
+            context! {
+                task => Value::from_serialize(view),
+                events => timeline,
+                agent,
+                can_operate => a.role >= Role::Operator && agent.is_some(),
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/app.js"),
+    )
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/app.css"))
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", include_str!("assets/favicon.svg"))
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, kind)], body).into_response();
+    // Same URL for every build: revalidate, never serve a stale script.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_renders() {
+        let env = templates();
+        let project =
+            Value::from_serialize(serde_json::json!({"id": "p", "slug": "s", "name": "<n>"}));
+        for name in [
+            "login.html",
+            "home.html",
+            "project.html",
+            "tasks.html",
+            "task.html",
+            "not_found.html",
+        ] {
+            let out = env
+                .get_template(name)
+                .and_then(|t| {
+                    t.render(context! {
+                        project => project.clone(), user => "u@example.com", environment => "dev",
+                        env_class => "other", version => "0", page => "tasks", states => TASK_STATES,
+                        filter => Value::from_serialize(serde_json::json!({})),
+                        task => Value::from_serialize(serde_json::json!({"name": "<script>x</script>"})),
+                        tasks => Vec::<Value>::new(), events => Vec::<Value>::new(), projects => Vec::<Value>::new(),
+                    })
+                })
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(out.contains("</html>"), "{name} is a whole page");
+            assert!(!out.contains("<script>x"), "{name} escapes values");
+            assert!(!out.contains("<n>"), "{name} escapes values");
+        }
+    }
+}
