@@ -857,3 +857,280 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
     let (st, _, _) = page(&brain, Some(&viewer.cookie), "/projects/page-private").await?;
     ensure_eq(st, 404, "another project's page, for a non-member")
 }
+
+/// ChromeDriver on a free port, stopped (with its browsers) on drop.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn chromedriver() -> Result<Driver, String> {
+    let bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("skip: no chromedriver (Debian's chromium-driver; .ci/run installs it)")?;
+    let port = crate::brain::free_port();
+    let child = std::process::Command::new(bin)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start {bin}: {e}"))?;
+    let driver = Driver { child, port };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err("chromedriver did not listen within 15 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(driver)
+}
+
+async fn browser(driver: &Driver) -> Result<fantoccini::Client, String> {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    fantoccini::ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .map_err(|e| format!("WebDriver session: {e}"))
+}
+
+/// Polls `check` (a JS expression returning a boolean) until true.
+async fn until(b: &fantoccini::Client, js: &str, wait: Duration, what: &str) -> R {
+    let deadline = Instant::now() + wait;
+    loop {
+        let v = b
+            .execute(&format!("return Boolean({js});"), vec![])
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        if v == json!(true) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let text = b
+                .execute(
+                    "return document.body ? document.body.innerText : '';",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            return Err(format!("{what}: not within {wait:?}; page text: {text}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A person in a real browser (headless Chromium): signs in, watches an
+/// agent come online and a failing task appear without reloading, retries
+/// it and sees the command complete. Screenshots of each page go to
+/// `target/dashboard-screenshots/`.
+pub async fn browser_flow(ctx: Arc<Ctx>) -> R {
+    let driver = chromedriver().await?;
+    // No public URL: the page's own loopback origin is admitted (D7).
+    let brain = ctx
+        .start(&[
+            ("Z4J_BOOTSTRAP_ADMIN_EMAIL", agent::ADMIN_EMAIL),
+            ("Z4J_BOOTSTRAP_ADMIN_PASSWORD", agent::ADMIN_PASSWORD),
+            ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+        ])
+        .await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "browser-agent").await?;
+    let b = browser(&driver).await?;
+    let r = browser_steps(&b, &brain, &creds).await;
+    let _ = b.close().await;
+    r
+}
+
+async fn shot(b: &fantoccini::Client, name: &str) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+    if let Ok(png) = b.screenshot().await {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+    }
+}
+
+async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credentials) -> R {
+    use fantoccini::Locator;
+    let wait = Duration::from_secs(10);
+    b.goto(&brain.url("/")).await.map_err(|e| e.to_string())?;
+    until(
+        b,
+        "location.pathname === '/login'",
+        wait,
+        "/ sends a stranger to sign-in",
+    )
+    .await?;
+    shot(b, "login").await;
+    let field = |name: &'static str| {
+        Locator::Css(match name {
+            "email" => "input[name=email]",
+            _ => "input[name=password]",
+        })
+    };
+    b.find(field("email"))
+        .await
+        .map_err(|e| e.to_string())?
+        .send_keys(agent::ADMIN_EMAIL)
+        .await
+        .map_err(|e| e.to_string())?;
+    b.find(field("password"))
+        .await
+        .map_err(|e| e.to_string())?
+        .send_keys(agent::ADMIN_PASSWORD)
+        .await
+        .map_err(|e| e.to_string())?;
+    b.find(Locator::Css("button[type=submit]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    until(
+        b,
+        "location.pathname === '/home'",
+        wait,
+        "signed in, at home",
+    )
+    .await?;
+    shot(b, "home").await;
+    b.goto(&brain.url("/projects/default"))
+        .await
+        .map_err(|e| e.to_string())?;
+    until(
+        b,
+        "!document.getElementById('live').hidden",
+        wait,
+        "the live badge (subscribed)",
+    )
+    .await?;
+    // A marker a reload would lose: updates must come in place.
+    b.execute("window.__kept = 1; return true;", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut s = agent::connect(brain, creds, Some("w1")).await?;
+    until(
+        b,
+        "document.querySelector('main').innerText.includes('browser-agent')",
+        wait,
+        "the agent appears online",
+    )
+    .await?;
+    until(
+        b,
+        "[...document.querySelectorAll('.s-online')].length === 1",
+        wait,
+        "shown as online",
+    )
+    .await?;
+    let events = [
+        agent::task_event(
+            "browser-t1",
+            "task.received",
+            json!({"task_name": "browser.flaky", "queue": "q1"}),
+        ),
+        agent::task_event(
+            "browser-t1",
+            "task.failed",
+            json!({"task_name": "browser.flaky", "exception": "RuntimeError: flaky"}),
+        ),
+    ];
+    s.send_events("browser-b1", &events).await?;
+    s.expect_ack("browser-b1", wait).await?;
+    until(
+        b,
+        "document.querySelector('main').innerText.includes('browser-t1')",
+        wait,
+        "the failure appears live",
+    )
+    .await?;
+    until(
+        b,
+        "window.__kept === 1",
+        Duration::from_secs(1),
+        "no reload happened",
+    )
+    .await?;
+    shot(b, "overview").await;
+    b.find(Locator::Css("table.tasks a"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    until(
+        b,
+        "location.pathname.endsWith('/tasks/rq/browser-t1')",
+        wait,
+        "the task's page",
+    )
+    .await?;
+    b.find(Locator::Css("button[data-command=retry-task]"))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    // The agent gets the retry and answers it.
+    let (ft, frame) = match s.recv(wait).await? {
+        Ok(f) => f,
+        Err(c) => return Err(format!("agent closed before the retry arrived: {c:?}")),
+    };
+    ensure_eq(
+        ft,
+        z4j_protocol::FrameType::Command,
+        "the agent receives a command",
+    )?;
+    ensure_eq(
+        (
+            frame["payload"]["action"].as_str(),
+            frame["payload"]["parameters"]["task_id"].as_str(),
+        ),
+        (Some("retry_task"), Some("browser-t1")),
+        &format!("the command the button issued: {frame}"),
+    )?;
+    let id = frame["id"].as_str().unwrap_or_default().to_owned();
+    s.send_signed(
+        z4j_protocol::FrameType::CommandAck,
+        &id,
+        &[("delivery_claim_token", z4j_protocol::Value::Null)],
+    )
+    .await?;
+    s.send_signed(
+        z4j_protocol::FrameType::CommandResult,
+        &id,
+        &[
+            ("status", z4j_protocol::Value::str("success")),
+            ("result", agent::value(&json!({"retried": true}))),
+            ("error", z4j_protocol::Value::Null),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ],
+    )
+    .await?;
+    until(
+        b,
+        "document.getElementById('flash').innerText.includes('completed')",
+        wait,
+        "the page follows the command to completed",
+    )
+    .await?;
+    shot(b, "task").await;
+    Ok(())
+}

@@ -1207,6 +1207,13 @@ pub static CASES: &[Case] = &[
         feature = "html_dashboard"
     ),
     case!(
+        "dashboard.browser",
+        dashboard::browser_flow,
+        ["dashboard.browser"],
+        SqliteOnly,
+        feature = "html_dashboard"
+    ),
+    case!(
         "hostile.slow-clients",
         hostile::slow_clients,
         ["hardening.slow-clients"],
