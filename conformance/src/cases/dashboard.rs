@@ -374,15 +374,9 @@ pub async fn user_cap(ctx: Arc<Ctx>) -> R {
 }
 
 async fn issue_cancel(brain: &Brain, op: &Operator, creds: &Credentials, task: &str) -> R {
-    let (status, c) = op
-        .send(
-            brain,
-            reqwest::Method::POST,
-            "/api/v1/projects/default/commands/cancel-task",
-            Some(json!({"agent_id": creds.agent_id, "engine": "rq", "task_id": task})),
-        )
-        .await?;
-    ensure_eq(status, 202, &format!("cancel-task: {c}"))
+    super::registry::issue_cancel(brain, op, creds, task)
+        .await
+        .map(drop)
 }
 
 pub async fn topics(ctx: Arc<Ctx>) -> R {
@@ -770,26 +764,23 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         overview.contains("page-t1") && !overview.contains("page-t2"),
         "recent failures list the failed task only",
     )?;
-    let (_, _, failed) = page(
-        &brain,
-        Some(&op.cookie),
-        "/projects/default/tasks?state=failure",
-    )
-    .await?;
-    ensure(
-        failed.contains("page-t1") && !failed.contains("page-t2"),
-        "the state filter",
-    )?;
-    let (_, _, named) = page(
-        &brain,
-        Some(&op.cookie),
-        "/projects/default/tasks?name=PAGES.OK",
-    )
-    .await?;
-    ensure(
-        named.contains("page-t2") && !named.contains("page-t1"),
-        "the name filter (case-insensitive)",
-    )?;
+    for (path, shown, hidden, what) in [
+        (
+            "/projects/default/tasks?state=failure",
+            "page-t1",
+            "page-t2",
+            "the state filter",
+        ),
+        (
+            "/projects/default/tasks?name=PAGES.OK",
+            "page-t2",
+            "page-t1",
+            "the name filter (case-insensitive)",
+        ),
+    ] {
+        let (_, _, body) = page(&brain, Some(&op.cookie), path).await?;
+        ensure(body.contains(shown) && !body.contains(hidden), what)?;
+    }
     let (st, _, detail) = page(
         &brain,
         Some(&op.cookie),

@@ -98,7 +98,7 @@ async fn wait_listeners(
     }
 }
 
-async fn issue_cancel(
+pub(super) async fn issue_cancel(
     brain: &Brain,
     op: &Operator,
     creds: &Credentials,
