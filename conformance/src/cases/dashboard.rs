@@ -958,8 +958,40 @@ async fn shot(b: &fantoccini::Client, name: &str) {
     }
 }
 
+/// WebDriver's Tab and Enter keys.
+const TAB: char = '\u{E004}';
+const ENTER: &str = "\u{E007}";
+
+/// Types into whatever has focus.
+async fn keys(b: &fantoccini::Client, text: &str) -> R {
+    b.active_element()
+        .await
+        .map_err(|e| format!("focused element: {e}"))?
+        .send_keys(text)
+        .await
+        .map_err(|e| format!("typing: {e}"))
+}
+
+/// Presses Tab until the focused element matches `css` (at most 40 times):
+/// the page can be used without a mouse.
+async fn tab_to(b: &fantoccini::Client, css: &str, what: &str) -> R {
+    for _ in 0..40 {
+        let hit = b
+            .execute(
+                "return !!document.activeElement && document.activeElement.matches(arguments[0]);",
+                vec![json!(css)],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if hit == json!(true) {
+            return Ok(());
+        }
+        keys(b, &TAB.to_string()).await?;
+    }
+    Err(format!("{what} cannot be reached with Tab"))
+}
+
 async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credentials) -> R {
-    use fantoccini::Locator;
     let wait = Duration::from_secs(10);
     b.goto(&brain.url("/")).await.map_err(|e| e.to_string())?;
     until(
@@ -970,30 +1002,17 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
     )
     .await?;
     shot(b, "login").await;
-    let field = |name: &'static str| {
-        Locator::Css(match name {
-            "email" => "input[name=email]",
-            _ => "input[name=password]",
-        })
-    };
-    b.find(field("email"))
-        .await
-        .map_err(|e| e.to_string())?
-        .send_keys(agent::ADMIN_EMAIL)
-        .await
-        .map_err(|e| e.to_string())?;
-    b.find(field("password"))
-        .await
-        .map_err(|e| e.to_string())?
-        .send_keys(agent::ADMIN_PASSWORD)
-        .await
-        .map_err(|e| e.to_string())?;
-    b.find(Locator::Css("button[type=submit]"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    // Keyboard only: the e-mail field has focus; Tab to the password,
+    // Enter submits.
+    keys(
+        b,
+        &format!(
+            "{}{TAB}{}{ENTER}",
+            agent::ADMIN_EMAIL,
+            agent::ADMIN_PASSWORD
+        ),
+    )
+    .await?;
     until(
         b,
         "location.pathname === '/home'",
@@ -1060,12 +1079,8 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
     )
     .await?;
     shot(b, "overview").await;
-    b.find(Locator::Css("table.tasks a"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    tab_to(b, "table.tasks a", "the failed task's link").await?;
+    keys(b, ENTER).await?;
     until(
         b,
         "location.pathname.endsWith('/tasks/rq/browser-t1')",
@@ -1073,12 +1088,8 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
         "the task's page",
     )
     .await?;
-    b.find(Locator::Css("button[data-command=retry-task]"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    tab_to(b, "button[data-command=retry-task]", "the retry button").await?;
+    keys(b, ENTER).await?;
     // The agent gets the retry and answers it.
     let (ft, frame) = match s.recv(wait).await? {
         Ok(f) => f,
