@@ -894,6 +894,7 @@ async fn browser(driver: &Driver) -> Result<fantoccini::Client, String> {
         "goog:chromeOptions".into(),
         json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]}),
     );
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     fantoccini::ClientBuilder::new(connector)
         .capabilities(caps)
@@ -956,6 +957,40 @@ async fn shot(b: &fantoccini::Client, name: &str) {
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join(format!("{name}.png")), png);
     }
+}
+
+/// ChromeDriver's console log (`se/log`, outside the W3C command set).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (reqwest::Method, Option<String>) {
+        (reqwest::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// No console errors so far (a CSP violation is one).
+async fn console_clean(b: &fantoccini::Client, what: &str) -> R {
+    let log = b
+        .issue_cmd(BrowserLog)
+        .await
+        .map_err(|e| format!("browser console log: {e}"))?;
+    let severe: Vec<&Json> = log
+        .as_array()
+        .map(|l| l.iter().filter(|e| e["level"] == "SEVERE").collect())
+        .unwrap_or_default();
+    ensure(
+        severe.is_empty(),
+        format!("{what}: console errors {severe:?}"),
+    )
 }
 
 /// WebDriver's Tab and Enter keys.
@@ -1021,6 +1056,7 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
     )
     .await?;
     shot(b, "home").await;
+    console_clean(b, "sign-in and home").await?;
     b.goto(&brain.url("/projects/default"))
         .await
         .map_err(|e| e.to_string())?;
@@ -1134,5 +1170,5 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
     )
     .await?;
     shot(b, "task").await;
-    Ok(())
+    console_clean(b, "the project and task pages").await
 }
