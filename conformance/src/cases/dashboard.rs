@@ -1170,5 +1170,64 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
     )
     .await?;
     shot(b, "task").await;
-    console_clean(b, "the project and task pages").await
+    console_clean(b, "the project and task pages").await?;
+    agents_steps(b, brain).await
+}
+
+/// Mint an agent from the agents page (its token shown once, outside what
+/// live refreshes replace), then revoke it after the confirmation.
+async fn agents_steps(b: &fantoccini::Client, brain: &Brain) -> R {
+    let wait = Duration::from_secs(10);
+    b.goto(&brain.url("/projects/default/agents"))
+        .await
+        .map_err(|e| e.to_string())?;
+    tab_to(b, "#mint input[name=name]", "the new agent's name").await?;
+    keys(b, &format!("minted-in-browser{ENTER}")).await?;
+    until(
+        b,
+        "!document.getElementById('minted').hidden && document.getElementById('minted-token').innerText.length > 20",
+        wait,
+        "the minted token, shown once",
+    )
+    .await?;
+    until(
+        b,
+        "document.querySelector('main').innerText.includes('minted-in-browser')",
+        wait,
+        "the new agent listed live",
+    )
+    .await?;
+    ensure(
+        b.execute("return !document.getElementById('minted').hidden;", vec![])
+            .await
+            .map_err(|e| e.to_string())?
+            == json!(true),
+        "the token stays shown after the live refresh",
+    )?;
+    shot(b, "agents").await;
+    tab_to(
+        b,
+        "button[data-revoke][data-name=minted-in-browser]",
+        "the new agent's revoke button",
+    )
+    .await?;
+    keys(b, ENTER).await?;
+    b.accept_alert()
+        .await
+        .map_err(|e| format!("the revoke confirmation: {e}"))?;
+    until(
+        b,
+        "document.getElementById('flash').innerText.includes('minted-in-browser revoked')",
+        wait,
+        "the revoke confirmed",
+    )
+    .await?;
+    until(
+        b,
+        "!document.querySelector('main').innerText.includes('minted-in-browser')",
+        wait,
+        "the revoked agent leaves the list live",
+    )
+    .await?;
+    console_clean(b, "the agents page").await
 }

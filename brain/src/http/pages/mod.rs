@@ -40,6 +40,7 @@ pub fn routes() -> Router<Shared> {
         .route("/home", get(home))
         .route("/projects/{slug}", get(overview))
         .route("/projects/{slug}/tasks", get(tasks))
+        .route("/projects/{slug}/agents", get(agents_page))
         .route("/projects/{slug}/tasks/{engine}/{task_id}", get(task))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
@@ -58,6 +59,7 @@ fn templates() -> &'static Environment<'static> {
             ("task_rows.html", include_str!("templates/task_rows.html")),
             ("tasks.html", include_str!("templates/tasks.html")),
             ("task.html", include_str!("templates/task.html")),
+            ("agents.html", include_str!("templates/agents.html")),
             ("not_found.html", include_str!("templates/not_found.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
@@ -424,6 +426,36 @@ async fn tasks(
     finish(&state, r)
 }
 
+async fn agents_page(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!("/projects/{slug}/agents");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "agents").await?;
+        let list = agents::list(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?;
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|x| {
+                Value::from_serialize(serde_json::json!({
+                    "id": x.id, "name": x.name, "state": x.state.as_str(),
+                    "version": x.metadata.0.get("agent_version").and_then(|v| v.as_str()),
+                    "last_seen": when(x.last_seen_at),
+                }))
+            })
+            .collect();
+        Ok(page.render(
+            "agents.html",
+            context! { agents => rows, can_manage => a.role >= Role::Admin },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
 fn pretty(v: Option<&serde_json::Value>) -> Option<String> {
     v.map(|j| serde_json::to_string_pretty(j).unwrap_or_default())
 }
@@ -522,6 +554,7 @@ mod tests {
             "project.html",
             "tasks.html",
             "task.html",
+            "agents.html",
             "not_found.html",
         ] {
             let out = env

@@ -96,6 +96,34 @@ function setupCommands() {
   });
 }
 
+// Agents page: mint (the token is shown once, outside the <main> that live
+// refreshes replace) and revoke with a confirmation.
+function setupAgents() {
+  const slug = document.body.dataset.projectSlug;
+  const flash = document.getElementById("flash");
+  // Delegated: a live refresh replaces the form.
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target;
+    if (form.id !== "mint") return;
+    ev.preventDefault();
+    const name = new FormData(form).get("name");
+    const r = await api("POST", `/api/v1/projects/${slug}/agents`, { name });
+    if (r.status !== 201 || !r.data) { flash.textContent = `mint: ${message(r.data, "refused (" + r.status + ")")}`; return; }
+    document.getElementById("minted-token").textContent = r.data.token;
+    document.getElementById("minted-secret").textContent = r.data.hmac_secret;
+    document.getElementById("minted").hidden = false;
+    flash.textContent = `agent ${name} minted`;
+    form.reset();
+  });
+  document.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-revoke]");
+    if (!b) return;
+    if (!confirm(`Revoke agent ${b.dataset.name}? Its token stops working at once.`)) return;
+    const r = await api("DELETE", `/api/v1/projects/${slug}/agents/${b.dataset.revoke}`);
+    flash.textContent = r.status === 204 ? `agent ${b.dataset.name} revoked` : `revoke: ${message(r.data, "refused (" + r.status + ")")}`;
+  });
+}
+
 // Live: one socket per project page; every topic refetches this page and
 // swaps <main>, at most once a second. Reconnects with backoff, except
 // when the session is gone (4401: sign in again) or access was refused.
@@ -106,8 +134,25 @@ function setupLive() {
   const delays = [500, 1000, 2000, 5000, 10000, 30000];
   let attempt = 0, refreshing = false, again = false, pinger = null;
 
+  // A selector that finds the focused element again in the fresh <main>.
+  function focusKey(el) {
+    if (!el || !el.closest("#main")) return null;
+    if (el.id) return `#${CSS.escape(el.id)}`;
+    for (const a of ["name", "href", "data-revoke", "data-command"]) {
+      const v = el.getAttribute(a);
+      if (v) return `${el.tagName.toLowerCase()}[${a}="${CSS.escape(v)}"]`;
+    }
+    return null;
+  }
+
   async function refresh() {
     if (refreshing) { again = true; return; }
+    const active = document.activeElement;
+    // Never wipe what someone is typing: try again shortly.
+    if (active && active.closest("#main") && active.matches("input, textarea") && active.value !== "") {
+      setTimeout(refresh, 2000);
+      return;
+    }
     refreshing = true;
     try {
       const resp = await fetch(location.href, { credentials: "same-origin" });
@@ -115,8 +160,12 @@ function setupLive() {
         const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
         const fresh = doc.getElementById("main");
         const main = document.getElementById("main");
-        const focused = document.activeElement && document.activeElement.closest("#main form");
-        if (fresh && main && !focused) main.replaceWith(fresh);
+        if (fresh && main) {
+          const key = focusKey(document.activeElement);
+          main.replaceWith(fresh);
+          const target = key && document.querySelector(`#main ${key}`);
+          if (target) target.focus();
+        }
       }
     } finally {
       setTimeout(() => { refreshing = false; if (again) { again = false; refresh(); } }, 1000);
@@ -151,5 +200,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupLogin();
   setupLogout();
   setupCommands();
+  setupAgents();
   setupLive();
 });
