@@ -450,10 +450,16 @@ async fn remove_member(
             .from(None, &headers),
     )
     .await?;
-    let scope = Scope::Member {
-        user: member.user_id,
-        project: a.project.id,
-    };
-    state.fleet().live.close(scope, close::FORBIDDEN);
+    // A global admin still sees the project: their sockets stay.
+    let still_sees = users::find(&state.db, member.user_id)
+        .await?
+        .is_some_and(|u| u.is_admin);
+    if !still_sees {
+        let scope = Scope::Member {
+            user: member.user_id,
+            project: a.project.id,
+        };
+        state.fleet().live.close(scope, close::FORBIDDEN);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -709,6 +709,29 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         format!("strict CSP on pages, no inline script or style: {csp}"),
     )?;
     ensure(body.contains(r#"<form id="login""#), "the sign-in form")?;
+    for (next, kept) in [
+        ("%2Fprojects%2Fdefault", true),
+        ("%2F%5Cevil.example", false),
+        ("%2F%2Fevil.example", false),
+    ] {
+        let (_, _, body) = page(&brain, None, &format!("/login?next={next}")).await?;
+        let value = body
+            .split_once(r#"data-next=""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(v, _)| v.to_owned());
+        let ok = value.as_deref().map(|v| {
+            if kept {
+                v.contains("projects")
+            } else {
+                v.is_empty()
+            }
+        });
+        ensure_eq(
+            ok,
+            Some(true),
+            &format!("sign-in keeps only a local way back ({next}): {value:?}"),
+        )?;
+    }
     ensure(!body.contains("<script>"), "no inline script")?;
     let (st, h, _) = page(&brain, Some(&op.cookie), "/").await?;
     ensure_eq(

@@ -220,13 +220,22 @@ async fn login(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Response
         url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    // Only a local path may follow sign-in.
     let next = q
         .get("next")
-        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .filter(|n| local_path(n))
         .cloned()
         .unwrap_or_default();
     Page::anonymous(&state, "login").render("login.html", context! { next })
+}
+
+/// Only a path on this site may follow sign-in: one leading `/`, no
+/// backslash (browsers read `/\host` as `//host`) and no control
+/// characters.
+fn local_path(n: &str) -> bool {
+    n.starts_with('/')
+        && !n.starts_with("//")
+        && !n.contains('\\')
+        && !n.chars().any(char::is_control)
 }
 
 /// A signed-in cookie session (API keys do not open pages).
@@ -542,6 +551,20 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_local_paths_follow_sign_in() {
+        assert!(local_path("/projects/default/tasks?state=failure"));
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/\tx",
+            "",
+        ] {
+            assert!(!local_path(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn every_template_renders() {

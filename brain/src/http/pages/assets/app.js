@@ -52,7 +52,9 @@ function setupLogin() {
       if (r.status !== 200) { error.textContent = message(r.data, "Code not accepted"); return; }
     }
     const next = form.dataset.next;
-    location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/home");
+    // The server only hands out local paths; check again anyway.
+    const local = next && next.startsWith("/") && !next.startsWith("//") && !next.includes("\\");
+    location.assign(local ? next : "/home");
   });
 }
 
