@@ -129,12 +129,7 @@ impl Commands {
     /// Commands past their `timeout_at` become `timeout`; returns how many.
     pub async fn sweep_timeouts(&self) -> Result<usize, StoreError> {
         let projects = rows::sweep_timeouts(&self.db).await?;
-        let mut told = std::collections::HashSet::new();
-        for p in &projects {
-            if told.insert(*p) {
-                self.fleet.live.publish(*p, Topic::Command);
-            }
-        }
+        self.fleet.live.publish_each(&projects, Topic::Command);
         Ok(projects.len())
     }
 }

@@ -303,6 +303,17 @@ impl Live {
         self.throttled(project, topic, true);
     }
 
+    /// Something changed in each of these projects (a sweep's rows): one
+    /// push per project however many rows it had.
+    pub fn publish_each(self: &Arc<Self>, projects: &[Uuid], topic: Topic) {
+        let mut told = std::collections::HashSet::new();
+        for p in projects {
+            if told.insert(*p) {
+                self.publish(*p, topic);
+            }
+        }
+    }
+
     /// A change another replica published.
     pub fn publish_remote(self: &Arc<Self>, project: Uuid, topic: Topic) {
         self.throttled(project, topic, false);

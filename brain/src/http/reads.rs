@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-const TASK_STATES: &[&str] = &[
+pub(super) const TASK_STATES: &[&str] = &[
     "pending", "received", "started", "success", "failure", "retry", "revoked", "rejected",
     "unknown",
 ];

@@ -55,15 +55,11 @@ pub async fn run(
         let live = live.clone();
         async move {
             let silent_since = Ts::now().plus_seconds(-offline_after_secs);
-            let mut flipped = agents::sweep_offline(&db, silent_since).await?;
+            let flipped = agents::sweep_offline(&db, silent_since).await?;
             if !flipped.is_empty() {
                 tracing::info!(agents = flipped.len(), "silent agents marked offline");
             }
-            flipped.sort_unstable();
-            flipped.dedup();
-            for p in flipped {
-                live.publish(p, crate::fleet::live::Topic::Agent);
-            }
+            live.publish_each(&flipped, crate::fleet::live::Topic::Agent);
             announce(
                 &db,
                 &settings,

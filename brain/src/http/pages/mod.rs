@@ -7,7 +7,7 @@
 
 use super::access::{self, Role};
 use super::error::ApiError;
-use super::reads::{decode_cursor, encode_cursor};
+use super::reads::{decode_cursor, encode_cursor, TASK_STATES};
 use super::session;
 use super::Shared;
 use crate::settings::BRAIN_VERSION;
@@ -28,11 +28,6 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; frame-src 'none'; \
                    base-uri 'none'; object-src 'none'";
 const PAGE_SIZE: i64 = 50;
-const TASK_STATES: &[&str] = &[
-    "pending", "received", "started", "success", "failure", "retry", "revoked", "rejected",
-    "unknown",
-];
-
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/", get(root))
@@ -114,11 +109,16 @@ fn finish(state: &Shared, r: Result<Response, PageError>) -> Response {
         }
         Err(PageError::Internal(e)) => {
             tracing::error!(error = %e, "dashboard page failed");
-            let mut r = html("<!doctype html><title>Error</title><h1>Something went wrong</h1><p>The error is in the brain's log.</p>".into());
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
+            error_page()
         }
     }
+}
+
+/// A 500 that renders without templates (they may be what failed).
+fn error_page() -> Response {
+    let mut r = html("<!doctype html><title>Error</title><h1>Something went wrong</h1><p>The error is in the brain's log.</p>".into());
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
 }
 
 fn urlencode(s: &str) -> String {
@@ -165,10 +165,7 @@ impl Page {
             Ok(body) => html(body),
             Err(e) => {
                 tracing::error!(template, error = %e, "dashboard template failed");
-                let mut r =
-                    html("<!doctype html><title>Error</title><h1>Something went wrong</h1>".into());
-                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                r
+                error_page()
             }
         }
     }
@@ -246,11 +243,17 @@ async fn signed_in(
 ) -> Result<session::Caller, PageError> {
     match session::require(state, headers).await {
         Ok(c) if !c.via_key => Ok(c),
-        Ok(_) | Err(ApiError::Unauthenticated(_)) => Err(PageError::SignIn(here.to_owned())),
-        Err(e) => Err(match PageError::from(e) {
-            PageError::SignIn(_) => PageError::SignIn(here.to_owned()),
-            other => other,
-        }),
+        Ok(_) => Err(PageError::SignIn(here.to_owned())),
+        Err(e) => Err(back_to(e, here)),
+    }
+}
+
+/// A refusal of the session or its second factor signs in and comes back
+/// to `here`; any other is its own page.
+fn back_to(e: ApiError, here: &str) -> PageError {
+    match PageError::from(e) {
+        PageError::SignIn(_) => PageError::SignIn(here.to_owned()),
+        other => other,
     }
 }
 
@@ -294,8 +297,13 @@ async fn project_page(
     here: &str,
     page: &'static str,
 ) -> Result<(access::ProjectAccess, Page), PageError> {
-    signed_in(state, headers, here).await?;
-    let a = access::project(state, headers, slug, Role::Viewer).await?;
+    // One session lookup: `access::project` resolves the caller itself.
+    let a = access::project(state, headers, slug, Role::Viewer)
+        .await
+        .map_err(|e| back_to(e, here))?;
+    if a.caller.via_key {
+        return Err(PageError::SignIn(here.to_owned()));
+    }
     let p = Page {
         page,
         environment: state.settings.environment.clone(),
