@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod ingest;
+pub mod insight;
 pub mod logging;
 pub mod metrics;
 pub mod net;

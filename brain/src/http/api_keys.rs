@@ -86,6 +86,7 @@ fn required_scope(method: &Method, path: &str) -> Result<Option<String>, &'stati
             _ => return Err("unreachable"),
         },
         ["users", ..] => "users",
+        ["home", ..] => "home",
         ["api-keys", ..] => return Ok(Some("admin:*".into())),
         _ => return Err("unreachable"),
     };

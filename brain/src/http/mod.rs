@@ -3,6 +3,7 @@
 pub mod access;
 mod account;
 mod agents;
+mod aggregates;
 pub mod api_keys;
 mod audit;
 mod auth;
@@ -103,6 +104,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(agents::routes())
         .merge(commands::routes())
         .merge(reads::routes())
+        .merge(aggregates::routes())
         .merge(notifications::routes())
         .merge(schedules::routes())
         .merge(schedulers::routes())

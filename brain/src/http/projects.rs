@@ -176,12 +176,16 @@ fn parse_fields(
     Ok(fields)
 }
 
-async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = session::require(&state, &headers).await?;
+/// The active projects the caller sees: a member's projects, every one for
+/// a global admin (up to `Z4J_ADMIN_PROJECT_LIST_CAP`), and only its own
+/// for a project-bound key (when its owner may see it).
+pub(super) async fn visible(
+    state: &Shared,
+    caller: &session::Caller,
+) -> Result<Vec<projects::Project>, ApiError> {
     let cap = state.settings.admin_project_list_cap;
     let member_of = (!caller.user.is_admin).then_some(caller.user.id);
-    let rows = match caller.bound_project {
-        // A project-bound key sees its project only (when its owner may).
+    Ok(match caller.bound_project {
         Some(bound) => {
             let visible = match member_of {
                 None => true,
@@ -194,7 +198,12 @@ async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Va
                 .collect()
         }
         None => projects::list_active(&state.db, member_of, cap).await?,
-    };
+    })
+}
+
+async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = session::require(&state, &headers).await?;
+    let rows = visible(&state, &caller).await?;
     Ok(Json(Value::Array(rows.iter().map(project_json).collect())))
 }
 

@@ -4,8 +4,10 @@
 use super::access::{self, Role};
 use super::error::{ApiError, SchemaIssue};
 use super::Shared;
+use crate::insight;
 use crate::settings::Settings;
 use crate::store::agents::{self, Liveness};
+use crate::store::aggregates;
 use crate::store::ingest::TaskState;
 use crate::store::ingest::TASK_PRIORITIES;
 use crate::store::reads::{self, After, TaskFilter};
@@ -466,11 +468,19 @@ async fn list_agent_workers(
 async fn stats(
     State(state): State<Shared>,
     Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
     let pid = access.project.id;
     let db = &state.db;
+    // An unlisted window is the default one, not an error (as the reference).
+    let hours = Query::parse(raw)
+        .0
+        .get("hours")
+        .and_then(|h| h.parse::<i64>().ok())
+        .filter(|h| insight::STATS_HOURS.contains(h))
+        .unwrap_or(24);
     let by_state: HashMap<String, i64> = reads::task_state_counts(db, pid)
         .await?
         .into_iter()
@@ -479,7 +489,7 @@ async fn stats(
     for s in TASK_STATES {
         tasks_by_state.insert((*s).into(), json!(by_state.get(*s).copied().unwrap_or(0)));
     }
-    let since = Ts::now().plus_seconds(-24 * 3600);
+    let since = Ts::now().plus_seconds(-hours * 3600);
     let failed = reads::finished_since(db, pid, TaskState::Failure, since).await?;
     let succeeded = reads::finished_since(db, pid, TaskState::Success, since).await?;
     let count = |rows: Vec<(String, i64)>, st: &str| {
@@ -495,14 +505,17 @@ async fn stats(
     let workers_online = count(workers_rows.clone(), "online");
     let workers_offline: i64 = workers_rows.iter().map(|(_, n)| *n).sum::<i64>() - workers_online;
     let queues = reads::queues(db, pid).await?;
+    let (pending, completed, cmd_failed, timed_out) =
+        aggregates::command_counts(db, pid, since).await?;
     let finished = failed + succeeded;
     let failure_rate = if finished > 0 {
         failed as f64 / finished as f64
     } else {
         0.0
     };
+    let depth: i64 = queues.iter().map(|q| i64::from(q.pending_count)).sum();
     Ok(Json(json!({
-        "window_hours": 24,
+        "window_hours": hours,
         "tasks_by_state": tasks_by_state,
         "tasks_total": by_state.values().sum::<i64>(),
         "tasks_failed_24h": failed,
@@ -512,6 +525,10 @@ async fn stats(
         "agents_offline": agents_offline,
         "workers_online": workers_online,
         "workers_offline": workers_offline,
+        "commands_pending": pending,
+        "commands_completed_24h": completed,
+        "commands_failed_24h": cmd_failed,
+        "commands_timeout_24h": timed_out,
         "queue_depths": queues.iter().map(|q| json!({
             "name": q.name,
             "engine": q.engine,
@@ -519,6 +536,7 @@ async fn stats(
             "broker_type": null,
             "last_seen_at": rfc(q.last_seen_at),
         })).collect::<Vec<_>>(),
+        "system_health": insight::system_health(agents_online, agents_offline, depth, failure_rate),
     })))
 }
 

@@ -3,6 +3,7 @@
 //! agree (`$n` placeholders work on both) and split where they do not.
 
 pub mod agents;
+pub mod aggregates;
 pub mod api_keys;
 pub mod audit;
 pub mod backup;

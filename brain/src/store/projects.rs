@@ -181,3 +181,13 @@ pub async fn set_active(
         .map(|r| r.rows_affected()))?;
     Ok(())
 }
+
+/// Every project the user is a member of, with the role.
+pub async fn roles_of_user(db: &Db, user_id: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT project_id, role FROM memberships WHERE user_id = $1"
+    )
+    .bind(user_id)
+    .fetch_all(p)
+    .await)?)
+}

@@ -1,6 +1,7 @@
 //! Every case of the suite, and helpers they share.
 
 mod account;
+mod aggregates;
 mod api_keys;
 mod audit;
 mod auth;
@@ -1197,6 +1198,30 @@ pub static CASES: &[Case] = &[
         "dashboard.session-close",
         dashboard::session_close,
         ["dashboard.session-close"],
+        Both
+    ),
+    case!(
+        "dashboard.home-summary",
+        aggregates::home_summary,
+        ["dashboard.home-summary"],
+        Both
+    ),
+    case!(
+        "dashboard.recent-failures",
+        aggregates::recent_failures,
+        ["dashboard.recent-failures"],
+        Both
+    ),
+    case!(
+        "dashboard.stats",
+        aggregates::stats,
+        ["dashboard.stats"],
+        Both
+    ),
+    case!(
+        "dashboard.trends",
+        aggregates::trends,
+        ["dashboard.trends"],
         Both
     ),
     case!(

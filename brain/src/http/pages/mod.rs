@@ -5,11 +5,15 @@
 //! routes; writes go through the REST API itself (CSRF, roles, audit).
 //! Strict CSP: no inline script or style.
 
+mod chart;
+
 use super::access::{self, Role};
+use super::aggregates;
 use super::error::ApiError;
 use super::reads::{decode_cursor, encode_cursor, TASK_STATES};
 use super::session;
 use super::Shared;
+use crate::insight::{self, Window};
 use crate::settings::BRAIN_VERSION;
 use crate::store::reads::{self, TaskFilter};
 use crate::store::{agents, projects, Ts};
@@ -62,6 +66,19 @@ fn templates() -> &'static Environment<'static> {
                 tracing::error!(template = name, error = %e, "dashboard template does not parse");
             }
         }
+        // A path segment (a task id may hold `/` or `?`): everything but the
+        // unreserved characters percent-encoded; replaces the builtin, which
+        // leaves `/` alone.
+        env.add_filter("urlencode", |s: String| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        });
         env
     })
 }
@@ -260,21 +277,15 @@ fn back_to(e: ApiError, here: &str) -> PageError {
 async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let r: Result<Response, PageError> = async {
         let caller = signed_in(&state, &headers, "/home").await?;
-        let member_of = (!caller.user.is_admin).then_some(caller.user.id);
-        let list = projects::list_active(&state.db, member_of, 500)
-            .await
-            .map_err(ApiError::from)?;
-        let online: HashMap<_, _> = agents::online_per_project(&state.db)
-            .await
-            .map_err(ApiError::from)?
-            .into_iter()
-            .collect();
-        let rows: Vec<Value> = list
+        let summary = aggregates::summary(&state, &caller).await?;
+        let (failures, _) = aggregates::recent_failures(&state, &caller, None, 10).await?;
+        let failures: Vec<Value> = failures
             .iter()
-            .map(|p| {
+            .map(|f| {
                 Value::from_serialize(serde_json::json!({
-                    "slug": p.slug, "name": p.name, "environment": p.environment,
-                    "online": online.get(&p.id).copied().unwrap_or(0),
+                    "project": f.project_slug, "engine": f.engine, "task_id": f.task_id,
+                    "name": f.task_name, "worker": f.worker, "exception": f.exception,
+                    "when": f.occurred_at.get(..19).map(|t| t.replace('T', " ") + " UTC"),
                 }))
             })
             .collect();
@@ -284,7 +295,16 @@ async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
             user: Some(caller.user.email.clone()),
             project: None,
         };
-        Ok(page.render("home.html", context! { projects => rows }))
+        Ok(page.render(
+            "home.html",
+            context! {
+                projects => Value::from_serialize(&summary.projects),
+                attention => Value::from_serialize(&summary.attention),
+                total => Value::from_serialize(&summary.aggregate),
+                rate => format!("{:.1}", summary.aggregate.failure_rate_24h * 100.0),
+                failures,
+            },
+        ))
     }
     .await;
     finish(&state, r)
@@ -316,12 +336,41 @@ async fn project_page(
 async fn overview(
     State(state): State<Shared>,
     Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = format!("/projects/{slug}");
+        let window = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "window")
+            .and_then(|(_, v)| Window::parse(&v))
+            .unwrap_or(Window::H24);
+        let here = format!("/projects/{slug}?window={}", window.as_str());
         let (a, page) = project_page(&state, &headers, &slug, &here, "overview").await?;
         let pid = a.project.id;
+        let bucket = window.chart_bucket();
+        let now = Ts::now();
+        let points = aggregates::trend_series(&state, pid, window, bucket, now).await?;
+        let filled = insight::filled(&points, window, bucket, now);
+        let chart = chart::throughput(&filled, bucket.secs());
+        let windows: Vec<Value> = Window::ALL
+            .iter()
+            .map(|w| {
+                Value::from_serialize(serde_json::json!({
+                    "name": w.as_str(), "current": *w == window,
+                }))
+            })
+            .collect();
+        let trend_rows: Vec<Value> = points
+            .iter()
+            .rev()
+            .map(|p| {
+                Value::from_serialize(serde_json::json!({
+                    "when": when(chrono::DateTime::from_timestamp(p.start, 0).map(Ts)),
+                    "success": p.success, "failure": p.failure, "retry": p.retry,
+                    "revoked": p.revoked, "total": p.total, "avg": p.avg_runtime_ms,
+                }))
+            })
+            .collect();
         let list = agents::list(&state.db, pid).await.map_err(ApiError::from)?;
         let online = list
             .iter()
@@ -370,6 +419,11 @@ async fn overview(
                 hour_total,
                 hour_failed,
                 tasks => task_rows(&recent),
+                chart => Value::from_safe_string(chart),
+                windows,
+                window => window.as_str(),
+                bucket => bucket.as_str(),
+                trend_rows,
             },
         ))
     }
@@ -572,6 +626,66 @@ mod tests {
         ] {
             assert!(!local_path(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn home_and_overview_render_their_numbers() {
+        let env = templates();
+        let card = serde_json::json!({
+            "slug": "s", "name": "<n>", "environment": "dev", "health": "degraded",
+            "tasks_24h": 21, "failures_24h": 2, "agents_online": 0, "agents_total": 1,
+            "workers_online": 0, "workers_total": 0, "last_activity_at": null,
+        });
+        let out = env
+            .get_template("home.html")
+            .and_then(|t| {
+                t.render(context! {
+                    environment => "dev", env_class => "other", version => "0", page => "home",
+                    projects => Value::from_serialize(vec![card.clone()]),
+                    total => Value::from_serialize(&card), rate => "9.5",
+                    attention => Value::from_serialize(vec![serde_json::json!({
+                        "severity": "critical", "project_slug": "s", "project_name": "<n>",
+                        "message": "all 2 agents are offline",
+                    })]),
+                    failures => Value::from_serialize(vec![serde_json::json!({
+                        "project": "s", "engine": "rq", "task_id": "t/1", "name": "jobs.x",
+                        "exception": "<b>boom</b>", "worker": null, "when": "2026-01-01 00:00:00 UTC",
+                    })]),
+                })
+            })
+            .unwrap_or_else(|e| panic!("home: {e}"));
+        assert!(out.contains("(9.5 %)"));
+        assert!(out.contains("class=\"h-degraded\""));
+        assert!(out.contains("all 2 agents are offline"));
+        assert!(out.contains("/projects/s/tasks/rq/t%2F1"));
+        assert!(out.contains("none in 30 days"));
+        assert!(!out.contains("<b>boom") && !out.contains("<n>"), "escaped");
+        let out = env
+            .get_template("project.html")
+            .and_then(|t| {
+                t.render(context! {
+                    environment => "dev", env_class => "other", version => "0", page => "overview",
+                    project => Value::from_serialize(serde_json::json!({"slug": "s", "name": "n"})),
+                    chart => Value::from_safe_string("<svg class=\"chart\"></svg>".into()),
+                    windows => Value::from_serialize(vec![serde_json::json!({"name": "24h", "current": true})]),
+                    window => "24h", bucket => "15m",
+                    trend_rows => Value::from_serialize(vec![serde_json::json!({
+                        "when": "w", "success": 1, "failure": 2, "retry": 0, "revoked": 0,
+                        "total": 3, "avg": null,
+                    })]),
+                    agents => Vec::<Value>::new(), tasks => Vec::<Value>::new(),
+                })
+            })
+            .unwrap_or_else(|e| panic!("project: {e}"));
+        assert!(
+            out.contains("<svg class=\"chart\"></svg>"),
+            "the chart unescaped"
+        );
+        assert!(out.contains("?window=24h\" aria-current"));
+        assert!(
+            out.contains("<td>3</td><td></td>"),
+            "no mean runtime is blank"
+        );
     }
 
     #[test]

@@ -1,0 +1,208 @@
+//! Aggregates behind the dashboard's summary routes (dashboard spec 3.1–3.3):
+//! per-project counters for the home summary, recent failures across
+//! projects, and a project's finished tasks bucketed in time.
+//!
+//! The counters group over every project in one statement each, so the
+//! summary costs a fixed number of queries however many projects it shows.
+
+use super::{Db, StoreError, Ts};
+use crate::on_db;
+use serde_json::Value as Json;
+use sqlx::types::Json as SqlJson;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// What the home summary counts for one project.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `task.received` events in the window.
+    pub received: i64,
+    /// `task.failed` events in the window.
+    pub failed: i64,
+    pub workers_online: i64,
+    pub workers_total: i64,
+    pub agents_online: i64,
+    /// Agents that are not revoked.
+    pub agents_total: i64,
+    /// Dispatched commands whose deadline has passed.
+    pub stuck_commands: i64,
+    pub last_activity: Option<Ts>,
+}
+
+/// The counters of every project that has any, keyed by project id.
+/// `since` bounds the event counts; `active_since` the newest activity.
+pub async fn counters(
+    db: &Db,
+    since: Ts,
+    active_since: Ts,
+    now: Ts,
+) -> Result<HashMap<Uuid, Counters>, StoreError> {
+    let mut out: HashMap<Uuid, Counters> = HashMap::new();
+    let events = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(
+        "SELECT project_id, \
+                sum(CASE WHEN kind = 'task.received' THEN 1 ELSE 0 END), \
+                sum(CASE WHEN kind = 'task.failed' THEN 1 ELSE 0 END) \
+         FROM events WHERE kind IN ('task.received', 'task.failed') AND occurred_at >= $1 \
+         GROUP BY project_id"
+    )
+    .bind(since)
+    .fetch_all(p)
+    .await)?;
+    for (id, received, failed) in events {
+        let c = out.entry(id).or_default();
+        c.received = received;
+        c.failed = failed;
+    }
+    let newest = on_db!(db, p => sqlx::query_as::<_, (Uuid, Option<Ts>)>(
+        "SELECT project_id, max(occurred_at) FROM events WHERE occurred_at >= $1 GROUP BY project_id"
+    )
+    .bind(active_since)
+    .fetch_all(p)
+    .await)?;
+    for (id, at) in newest {
+        out.entry(id).or_default().last_activity = at;
+    }
+    let online_total = |table: &str, extra: &str| {
+        format!(
+            "SELECT project_id, sum(CASE WHEN state = 'online' THEN 1 ELSE 0 END), count(*) \
+             FROM {table} {extra} GROUP BY project_id"
+        )
+    };
+    let sql = online_total("workers", "");
+    let workers = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(&sql).fetch_all(p).await)?;
+    for (id, online, total) in workers {
+        let c = out.entry(id).or_default();
+        c.workers_online = online;
+        c.workers_total = total;
+    }
+    let sql = online_total("agents", "WHERE revoked_at IS NULL");
+    let agents = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(&sql).fetch_all(p).await)?;
+    for (id, online, total) in agents {
+        let c = out.entry(id).or_default();
+        c.agents_online = online;
+        c.agents_total = total;
+    }
+    let stuck = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
+        "SELECT project_id, count(*) FROM commands \
+         WHERE status = 'dispatched' AND timeout_at < $1 GROUP BY project_id"
+    )
+    .bind(now)
+    .fetch_all(p)
+    .await)?;
+    for (id, n) in stuck {
+        out.entry(id).or_default().stuck_commands = n;
+    }
+    Ok(out)
+}
+
+/// A stored `task.failed` event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Failure {
+    pub id: Uuid,
+    pub occurred_at: Ts,
+    pub project_id: Uuid,
+    pub engine: String,
+    pub task_id: String,
+    pub payload: SqlJson<Json>,
+}
+
+/// Which projects a cross-project read covers: the active ones, narrowed
+/// to a member's projects and to a key's bound project.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    pub member: Option<Uuid>,
+    pub bound: Option<Uuid>,
+}
+
+/// `task.failed` events of the reachable projects, newest first, strictly
+/// older than `before` (an `(occurred_at, id)` position).
+pub async fn recent_failures(
+    db: &Db,
+    reach: Reach,
+    before: Option<(Ts, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Failure>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, Failure>(
+        "SELECT id, occurred_at, project_id, engine, task_id, payload FROM events \
+         WHERE kind = 'task.failed' \
+         AND project_id IN (SELECT id FROM projects WHERE is_active \
+             AND ($1 IS NULL OR id IN (SELECT project_id FROM memberships WHERE user_id = $1)) \
+             AND ($2 IS NULL OR id = $2)) \
+         AND ($3 IS NULL OR occurred_at < $3 OR (occurred_at = $3 AND id < $4)) \
+         ORDER BY occurred_at DESC, id DESC LIMIT $5"
+    )
+    .bind(reach.member)
+    .bind(reach.bound)
+    .bind(before.map(|b| b.0))
+    .bind(before.map(|b| b.1).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(p)
+    .await)?)
+}
+
+/// One (bucket, state) cell of a project's finished tasks.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TrendCell {
+    /// Bucket start, seconds since the Unix epoch.
+    pub bucket: i64,
+    pub state: String,
+    pub count: i64,
+    /// Sum and count of the runtimes the rows carry.
+    pub runtime_sum: i64,
+    pub runtime_count: i64,
+}
+
+/// Tasks of the project finished at or after `since` in a terminal-ish
+/// state, counted per `bucket_secs`-wide bucket aligned to the epoch.
+pub async fn trend_cells(
+    db: &Db,
+    project_id: Uuid,
+    since: Ts,
+    bucket_secs: i64,
+) -> Result<Vec<TrendCell>, StoreError> {
+    // The one dialect difference: how an instant becomes epoch seconds.
+    let (bucket, sum) = match db {
+        Db::Sqlite(_) => (
+            "(CAST(strftime('%s', finished_at) AS INTEGER) / $3) * $3",
+            "CAST(coalesce(sum(runtime_ms), 0) AS INTEGER)",
+        ),
+        Db::Postgres(_) => (
+            "(floor(extract(epoch FROM finished_at) / $3) * $3)::bigint",
+            "coalesce(sum(runtime_ms), 0)::bigint",
+        ),
+    };
+    let sql = format!(
+        "SELECT {bucket} AS bucket, state, count(*) AS count, {sum} AS runtime_sum, \
+                count(runtime_ms) AS runtime_count \
+         FROM tasks WHERE project_id = $1 AND finished_at >= $2 \
+         AND state IN ('success', 'failure', 'retry', 'revoked') \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, TrendCell>(&sql)
+        .bind(project_id)
+        .bind(since)
+        .bind(bucket_secs)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// A project's commands: `(pending or dispatched, completed, failed,
+/// timed out)`, the last three finished at or after `since`.
+pub async fn command_counts(
+    db: &Db,
+    project_id: Uuid,
+    since: Ts,
+) -> Result<(i64, i64, i64, i64), StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, (i64, i64, i64, i64)>(
+        "SELECT \
+           coalesce(sum(CASE WHEN status IN ('pending', 'dispatched') THEN 1 ELSE 0 END), 0), \
+           coalesce(sum(CASE WHEN status = 'completed' AND completed_at >= $2 THEN 1 ELSE 0 END), 0), \
+           coalesce(sum(CASE WHEN status = 'failed' AND completed_at >= $2 THEN 1 ELSE 0 END), 0), \
+           coalesce(sum(CASE WHEN status = 'timeout' AND completed_at >= $2 THEN 1 ELSE 0 END), 0) \
+         FROM commands WHERE project_id = $1"
+    )
+    .bind(project_id)
+    .bind(since)
+    .fetch_one(p)
+    .await)?)
+}

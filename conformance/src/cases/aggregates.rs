@@ -1,0 +1,674 @@
+//! The dashboard's aggregate routes (dashboard spec 3.1–3.3): the home
+//! summary's counters, health and attention thresholds on both sides, the
+//! recent-failures list and its limits, trends' buckets and their cap.
+
+use super::{admin_brain, client, ensure, ensure_eq, R};
+use crate::agent::{self, task_event, Operator, Session};
+use crate::brain::Brain;
+use crate::runner::Ctx;
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An instant `secs_ago` seconds before now, as an agent writes it.
+fn ago(secs_ago: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(secs_ago))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn event_at(task_id: &str, kind: &str, at: &str, data: Json) -> Json {
+    let mut e = task_event(task_id, kind, data);
+    e["occurred_at"] = json!(at);
+    e
+}
+
+/// Sends `events` in one batch and requires every one accepted.
+async fn ingest(s: &mut Session, batch: &str, events: &[Json]) -> R {
+    s.send_events(batch, events).await?;
+    let ack = s.expect_ack(batch, WAIT).await?;
+    ensure_eq(
+        ack["accepted"].as_i64(),
+        Some(events.len() as i64),
+        &format!("{batch} accepted: {ack}"),
+    )
+}
+
+async fn summary(brain: &Brain, op: &Operator) -> Result<Json, String> {
+    let (status, s) = op.get(brain, "/api/v1/home/summary").await?;
+    ensure_eq(status, 200, &format!("summary: {s}"))?;
+    Ok(s)
+}
+
+fn card<'a>(s: &'a Json, slug: &str) -> Result<&'a Json, String> {
+    s["projects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["slug"] == slug)
+        .ok_or(format!("no card for {slug}: {s}"))
+}
+
+/// `(kind, severity, count)` of the attention items of `slug`.
+fn attention(s: &Json, slug: &str) -> Vec<(String, String, Option<i64>)> {
+    s["attention"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["project_slug"] == slug)
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap_or_default().to_owned(),
+                a["severity"].as_str().unwrap_or_default().to_owned(),
+                a["count"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+fn received(prefix: &str, n: usize, at: &str) -> Vec<Json> {
+    (0..n)
+        .map(|i| {
+            event_at(
+                &format!("{prefix}-{i}"),
+                "task.received",
+                at,
+                json!({"task_name": "jobs.work", "queue": "default"}),
+            )
+        })
+        .collect()
+}
+
+fn failed(prefix: &str, n: usize, at: &str) -> Vec<Json> {
+    (0..n)
+        .map(|i| {
+            event_at(
+                &format!("{prefix}-{i}"),
+                "task.failed",
+                at,
+                json!({"task_name": "jobs.work", "exception": "ValueError('boom')"}),
+            )
+        })
+        .collect()
+}
+
+pub async fn home_summary(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = admin_brain(&ctx).await?;
+    op.create_project(&brain, "beta").await?;
+    let creds = op.mint(&brain, "summary-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let now = ago(0);
+    // Outside the 24 h window: counted nowhere.
+    let old = ago(25 * 3600);
+    ingest(&mut s, "ev_old", &received("old", 3, &old)).await?;
+    ingest(&mut s, "ev_old_f", &failed("oldf", 3, &old)).await?;
+    // Just inside it.
+    ingest(&mut s, "ev_r", &received("r", 19, &now)).await?;
+    ingest(&mut s, "ev_r_edge", &received("edge", 1, &ago(23 * 3600))).await?;
+    ingest(&mut s, "ev_f", &failed("f", 2, &now)).await?;
+
+    // 20 receives, 2 failures: a 10 % rate degrades the project, but 20
+    // tasks are too few to raise an attention item.
+    let sum = summary(&brain, &op).await?;
+    let d = card(&sum, "default")?;
+    ensure_eq(
+        (d["tasks_24h"].as_i64(), d["failures_24h"].as_i64()),
+        (Some(20), Some(2)),
+        &format!("default's counts in the window: {d}"),
+    )?;
+    ensure(
+        (d["failure_rate_24h"].as_f64().unwrap_or(-1.0) - 0.1).abs() < 1e-9,
+        format!("failure rate 2/20: {d}"),
+    )?;
+    ensure_eq(
+        (d["agents_online"].as_i64(), d["agents_total"].as_i64()),
+        (Some(1), Some(1)),
+        "agents",
+    )?;
+    ensure_eq(d["health"].as_str(), Some("degraded"), "10 % failures")?;
+    ensure_eq(attention(&sum, "default"), vec![], "20 tasks: no item")?;
+    let b = card(&sum, "beta")?;
+    ensure_eq(
+        (
+            b["tasks_24h"].as_i64(),
+            b["agents_total"].as_i64(),
+            b["health"].as_str(),
+            b["last_activity_at"].clone(),
+        ),
+        (Some(0), Some(0), Some("idle"), Json::Null),
+        &format!("a project with nothing: {b}"),
+    )?;
+    ensure(
+        d["last_activity_at"].is_string(),
+        format!("last activity of default: {d}"),
+    )?;
+    let names: Vec<&str> = sum["projects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    ensure_eq(names, sorted, "cards sorted by name")?;
+    ensure_eq(
+        (
+            sum["aggregate"]["tasks_24h"].as_i64(),
+            sum["aggregate"]["failures_24h"].as_i64(),
+        ),
+        (Some(20), Some(2)),
+        "aggregate over the projects",
+    )?;
+
+    // The 21st receive: above 20 tasks, 2/21 ≈ 9.5 % is a warning.
+    ingest(&mut s, "ev_r21", &received("r21", 1, &now)).await?;
+    let sum = summary(&brain, &op).await?;
+    ensure_eq(
+        attention(&sum, "default"),
+        vec![("high_failure_rate".into(), "warning".into(), Some(2))],
+        "21 tasks at 9.5 %",
+    )?;
+    // 4/21 ≈ 19 %: still a warning; 5/21 ≈ 23.8 %: critical.
+    ingest(&mut s, "ev_f2", &failed("f2", 2, &now)).await?;
+    let sum = summary(&brain, &op).await?;
+    ensure_eq(
+        attention(&sum, "default"),
+        vec![("high_failure_rate".into(), "warning".into(), Some(4))],
+        "21 tasks at 19 %",
+    )?;
+    ingest(&mut s, "ev_f3", &failed("f3", 1, &now)).await?;
+    let sum = summary(&brain, &op).await?;
+    ensure_eq(
+        attention(&sum, "default"),
+        vec![("high_failure_rate".into(), "critical".into(), Some(5))],
+        "21 tasks at 23.8 %",
+    )?;
+
+    // The only agent goes away: offline wins, and its item comes first.
+    drop(s);
+    let deadline = std::time::Instant::now() + WAIT;
+    let sum = loop {
+        let sum = summary(&brain, &op).await?;
+        if card(&sum, "default")?["agents_online"] == 0 || std::time::Instant::now() > deadline {
+            break sum;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure_eq(
+        card(&sum, "default")?["health"].as_str(),
+        Some("offline"),
+        "no agent online",
+    )?;
+    ensure_eq(
+        attention(&sum, "default"),
+        vec![
+            ("agent_offline".into(), "critical".into(), Some(1)),
+            ("high_failure_rate".into(), "critical".into(), Some(5)),
+        ],
+        "attention once the agent is offline",
+    )?;
+
+    // A member sees only their projects; an API key needs home:read.
+    super::member_of_default(
+        &brain,
+        &op,
+        "viewer@example.com",
+        "viewer-pass-1234",
+        "viewer",
+    )
+    .await?;
+    let viewer = agent::login_as(&brain, "viewer@example.com", "viewer-pass-1234").await?;
+    let vs = summary(&brain, &viewer).await?;
+    ensure_eq(
+        vs["projects"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p["slug"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!("default")]),
+        "a viewer's cards",
+    )?;
+    ensure_eq(
+        card(&vs, "default")?["role"].as_str(),
+        Some("viewer"),
+        "role",
+    )?;
+    ensure_eq(
+        vs["user"]["email"].as_str(),
+        Some("viewer@example.com"),
+        "user",
+    )?;
+    for (scopes, want) in [(json!(["home:read"]), 200), (json!(["tasks:read"]), 403)] {
+        let (status, k) = op
+            .send(
+                &brain,
+                reqwest::Method::POST,
+                "/api/v1/api-keys",
+                Some(json!({"name": format!("k-{scopes}"), "scopes": scopes})),
+            )
+            .await?;
+        ensure_eq(status, 201, &format!("mint key: {k}"))?;
+        let r = client()
+            .get(brain.url("/api/v1/home/summary"))
+            .header(
+                "authorization",
+                format!("Bearer {}", k["token"].as_str().unwrap_or_default()),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body: Json = r.json().await.unwrap_or_default();
+        ensure_eq(status, want, &format!("summary with {scopes}: {body}"))?;
+        if want == 403 {
+            ensure_eq(
+                body["details"]["required_scope"].as_str(),
+                Some("home:read"),
+                "the scope named",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn recent_failures(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = admin_brain(&ctx).await?;
+    let creds = op.mint(&brain, "failures-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    // 51 failures, a second apart (the oldest first), so paging has a
+    // strict order; the newest carries a 600-character exception.
+    let mut events: Vec<Json> = (0..51)
+        .map(|i| {
+            event_at(
+                &format!("rf-{i:02}"),
+                "task.failed",
+                &ago(100 - i),
+                json!({"task_name": format!("jobs.n{i:02}"), "worker": "w-1",
+                       "exception": format!("E{i:02}")}),
+            )
+        })
+        .collect();
+    events[50]["data"]["exception"] = json!("x".repeat(600));
+    events[50]["data"]["priority"] = json!("high");
+    ingest(&mut s, "ev_rf", &events).await?;
+
+    let (status, page) = op.get(&brain, "/api/v1/home/recent-failures").await?;
+    ensure_eq(status, 200, &format!("default page: {page}"))?;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    ensure_eq(items.len(), 50, "default limit 50")?;
+    ensure(page["next_cursor"].is_string(), "a 51st row: a next page")?;
+    let top = &items[0];
+    ensure_eq(
+        (
+            top["task_id"].as_str(),
+            top["task_name"].as_str(),
+            top["worker"].as_str(),
+            top["priority"].as_str(),
+            top["project_slug"].as_str(),
+            top["engine"].as_str(),
+        ),
+        (
+            Some("rf-50"),
+            Some("jobs.n50"),
+            Some("w-1"),
+            Some("high"),
+            Some("default"),
+            Some("rq"),
+        ),
+        &format!("newest first: {top}"),
+    )?;
+    let exc = top["exception"].as_str().unwrap_or_default();
+    ensure(
+        exc.chars().count() == 500 && exc.ends_with('…') && exc.starts_with("xxx"),
+        format!(
+            "exception cut to 500 characters ending in an ellipsis: {} chars",
+            exc.chars().count()
+        ),
+    )?;
+    ensure_eq(
+        items[1]["priority"].as_str(),
+        Some("normal"),
+        "priority default",
+    )?;
+    ensure_eq(
+        items[1]["exception"].as_str(),
+        Some("E49"),
+        "short exceptions whole",
+    )?;
+
+    // Paging: limit 20 → 20, 20, 11, each strictly older.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for want in [20usize, 20, 11] {
+        let path = match &cursor {
+            None => "/api/v1/home/recent-failures?limit=20".to_owned(),
+            Some(c) => format!(
+                "/api/v1/home/recent-failures?limit=20&cursor={}",
+                url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+            ),
+        };
+        let (status, page) = op.get(&brain, &path).await?;
+        ensure_eq(status, 200, &format!("{path}: {page}"))?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        ensure_eq(items.len(), want, &format!("page size at {path}"))?;
+        seen.extend(
+            items
+                .iter()
+                .filter_map(|i| i["task_id"].as_str().map(str::to_owned)),
+        );
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    ensure_eq(cursor, None, "no cursor after the last page")?;
+    let want: Vec<String> = (0..51).rev().map(|i| format!("rf-{i:02}")).collect();
+    ensure_eq(seen, want, "every failure once, newest first")?;
+
+    // Limits on both sides; a cursor that does not parse is the first page.
+    for (limit, status) in [("1", 200), ("200", 200), ("0", 422), ("201", 422)] {
+        let (got, body) = op
+            .get(
+                &brain,
+                &format!("/api/v1/home/recent-failures?limit={limit}"),
+            )
+            .await?;
+        ensure_eq(got, status, &format!("limit={limit}: {body}"))?;
+        if status == 422 {
+            ensure_eq(
+                body["detail"][0]["loc"].clone(),
+                json!(["query", "limit"]),
+                "422 names the limit",
+            )?;
+        } else {
+            let n = body["items"].as_array().map_or(0, Vec::len);
+            ensure_eq(n, if limit == "1" { 1 } else { 51 }, "rows at the limit")?;
+        }
+    }
+    let (_, garbage) = op
+        .get(
+            &brain,
+            "/api/v1/home/recent-failures?limit=1&cursor=not-a-cursor",
+        )
+        .await?;
+    ensure_eq(
+        garbage["items"][0]["task_id"].as_str(),
+        Some("rf-50"),
+        "an unparseable cursor is the first page",
+    )?;
+
+    // A member of no project sees no failures.
+    let (status, _) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": "outsider@example.com", "password": "outsider-pass-1234"})),
+        )
+        .await?;
+    ensure_eq(status, 201, "create outsider")?;
+    let outsider = agent::login_as(&brain, "outsider@example.com", "outsider-pass-1234").await?;
+    let (_, none) = outsider.get(&brain, "/api/v1/home/recent-failures").await?;
+    ensure_eq(
+        (none["items"].clone(), none["next_cursor"].clone()),
+        (json!([]), Json::Null),
+        "a non-member's failures",
+    )?;
+    Ok(())
+}
+
+pub async fn trends(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = admin_brain(&ctx).await?;
+    let creds = op.mint(&brain, "trends-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let now = ago(0);
+    let two_hours = ago(2 * 3600);
+    let done = |id: &str, kind: &str, at: &str, runtime: Option<i64>| {
+        let data = match runtime {
+            Some(ms) => json!({"task_name": "jobs.t", "runtime_ms": ms}),
+            None => json!({"task_name": "jobs.t"}),
+        };
+        event_at(id, kind, at, data)
+    };
+    ingest(
+        &mut s,
+        "ev_t",
+        &[
+            done("s-1", "task.succeeded", &now, Some(10)),
+            done("s-2", "task.succeeded", &now, Some(20)),
+            done("s-3", "task.succeeded", &now, Some(31)),
+            done("f-1", "task.failed", &now, None),
+            done("v-1", "task.revoked", &now, None),
+            // Received only: not finished, never counted.
+            done("p-1", "task.received", &now, None),
+            // Two hours ago: in 6h, not in 1h.
+            done("old-1", "task.succeeded", &two_hours, Some(5)),
+        ],
+    )
+    .await?;
+
+    let totals = |body: &Json| {
+        let mut t = [0i64; 5];
+        for p in body["series"].as_array().into_iter().flatten() {
+            for (i, k) in ["success", "failure", "retry", "revoked", "total"]
+                .iter()
+                .enumerate()
+            {
+                t[i] += p[*k].as_i64().unwrap_or(0);
+            }
+        }
+        t
+    };
+    let (status, body) = op.get(&brain, "/api/v1/projects/default/trends").await?;
+    ensure_eq(status, 200, &format!("defaults: {body}"))?;
+    ensure_eq(
+        (body["window"].as_str(), body["bucket"].as_str()),
+        (Some("24h"), Some("1h")),
+        "default window and bucket",
+    )?;
+    ensure_eq(totals(&body), [4, 1, 0, 1, 6], "24h counts by state")?;
+    let series = body["series"].as_array().cloned().unwrap_or_default();
+    ensure_eq(
+        series.len(),
+        2,
+        &format!("sparse: two buckets with rows: {body}"),
+    )?;
+    let starts: Vec<i64> = series
+        .iter()
+        .filter_map(|p| p["t"].as_str())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp())
+        .collect();
+    ensure(
+        starts.len() == 2 && starts.iter().all(|t| t % 3600 == 0) && starts[0] < starts[1],
+        format!("bucket starts aligned to the hour, ascending: {starts:?}"),
+    )?;
+    let last = &series[1];
+    ensure_eq(
+        (last["total"].as_i64(), last["avg_runtime_ms"].as_i64()),
+        (Some(5), Some(20)),
+        &format!("the current hour: 61 ms over 3 runtimes, truncated: {last}"),
+    )?;
+    let (_, one) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/trends?window=1h&bucket=1m",
+        )
+        .await?;
+    ensure_eq(totals(&one), [3, 1, 0, 1, 5], "1h leaves the old task out")?;
+    ensure(
+        one["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["t"].as_str())
+            .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .all(|t| t.timestamp() % 60 == 0),
+        format!("minute buckets: {one}"),
+    )?;
+
+    // The bucket cap: 360 buckets (6h/1m) pass, 672 (7d/15m) and 1440
+    // (24h/1m) do not, checked before the project is looked up.
+    for (q, want) in [
+        ("window=6h&bucket=1m", 200),
+        ("window=72h&bucket=15m", 200),
+        ("window=7d&bucket=15m", 400),
+        ("window=24h&bucket=1m", 400),
+    ] {
+        let (status, body) = op
+            .get(&brain, &format!("/api/v1/projects/default/trends?{q}"))
+            .await?;
+        ensure_eq(status, want, &format!("{q}: {body}"))?;
+        if want == 400 {
+            ensure(
+                body["detail"].as_str().is_some_and(|d| d.contains("500")),
+                format!("the refusal names the cap: {body}"),
+            )?;
+        }
+    }
+    let (status, _) = op
+        .get(
+            &brain,
+            "/api/v1/projects/no-such/trends?window=24h&bucket=1m",
+        )
+        .await?;
+    ensure_eq(status, 400, "the cap before the project lookup")?;
+    let (status, _) = op
+        .get(
+            &brain,
+            "/api/v1/projects/no-such/trends?window=6h&bucket=1m",
+        )
+        .await?;
+    ensure_eq(status, 404, "an unknown project")?;
+    for (q, field) in [("window=2h", "window"), ("bucket=2m", "bucket")] {
+        let (status, body) = op
+            .get(&brain, &format!("/api/v1/projects/default/trends?{q}"))
+            .await?;
+        ensure_eq(status, 422, &format!("{q}: {body}"))?;
+        ensure_eq(
+            body["detail"][0]["loc"].clone(),
+            json!(["query", field]),
+            "422 names the parameter",
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn stats(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = admin_brain(&ctx).await?;
+    let creds = op.mint(&brain, "stats-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let now = ago(0);
+    let two_hours = ago(2 * 3600);
+    ingest(
+        &mut s,
+        "ev_s",
+        &[
+            event_at("ok-1", "task.succeeded", &now, json!({"task_name": "a"})),
+            event_at("bad-1", "task.failed", &now, json!({"task_name": "a"})),
+            event_at(
+                "ok-old",
+                "task.succeeded",
+                &two_hours,
+                json!({"task_name": "a"}),
+            ),
+        ],
+    )
+    .await?;
+    let get = |q: &'static str| {
+        let (brain, op) = (&brain, &op);
+        async move {
+            let (status, body) = op
+                .get(brain, &format!("/api/v1/projects/default/stats{q}"))
+                .await?;
+            ensure_eq(status, 200, &format!("stats{q}: {body}"))?;
+            Ok::<Json, String>(body)
+        }
+    };
+    let window = |b: &Json| {
+        (
+            b["window_hours"].as_i64(),
+            b["tasks_succeeded_24h"].as_i64(),
+            b["tasks_failed_24h"].as_i64(),
+        )
+    };
+    // The window follows `hours` when it is listed, else it is 24.
+    ensure_eq(
+        window(&get("").await?),
+        (Some(24), Some(2), Some(1)),
+        "default",
+    )?;
+    ensure_eq(
+        window(&get("?hours=1").await?),
+        (Some(1), Some(1), Some(1)),
+        "1 h",
+    )?;
+    ensure_eq(
+        window(&get("?hours=6").await?),
+        (Some(6), Some(2), Some(1)),
+        "6 h",
+    )?;
+    ensure_eq(
+        window(&get("?hours=168").await?),
+        (Some(168), Some(2), Some(1)),
+        "7 d",
+    )?;
+    for q in ["?hours=5", "?hours=0", "?hours=169"] {
+        ensure_eq(window(&get(q).await?).0, Some(24), &format!("{q} is 24"))?;
+    }
+    let one = get("?hours=1").await?;
+    ensure(
+        (one["failure_rate_24h"].as_f64().unwrap_or(-1.0) - 0.5).abs() < 1e-9,
+        format!("1 failure of 2 finished: {one}"),
+    )?;
+    ensure_eq(
+        (
+            one["commands_pending"].as_i64(),
+            one["commands_completed_24h"].as_i64(),
+            one["commands_failed_24h"].as_i64(),
+            one["commands_timeout_24h"].as_i64(),
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "no commands",
+    )?;
+    let h = &one["system_health"];
+    ensure_eq(
+        (
+            h["status"].as_str(),
+            h["agents_all_online"].as_bool(),
+            h["failure_rate_ok"].as_bool(),
+            h["queue_depth_ok"].as_bool(),
+        ),
+        (Some("degraded"), Some(true), Some(false), Some(true)),
+        &format!("50 % failures degrade: {h}"),
+    )?;
+    // A third of the 6 h window failed: still at or above a tenth.
+    let six = get("?hours=6").await?;
+    ensure_eq(
+        six["system_health"]["status"].as_str(),
+        Some("degraded"),
+        "33 % failures",
+    )?;
+    // More successes bring the rate under a tenth: healthy.
+    let more: Vec<Json> = (0..9)
+        .map(|i| event_at(&format!("ok-{}", i + 2), "task.succeeded", &now, json!({})))
+        .collect();
+    ingest(&mut s, "ev_more", &more).await?;
+    let h = get("?hours=1").await?["system_health"].clone();
+    ensure_eq(
+        (h["status"].as_str(), h["failure_rate_ok"].as_bool()),
+        (Some("healthy"), Some(true)),
+        &format!("1 failure in 11: {h}"),
+    )?;
+    drop(s);
+    let deadline = std::time::Instant::now() + WAIT;
+    let h = loop {
+        let b = get("?hours=1").await?;
+        if b["agents_online"] == 0 || std::time::Instant::now() > deadline {
+            break b["system_health"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure_eq(
+        (h["status"].as_str(), h["agents_all_online"].as_bool()),
+        (Some("critical"), Some(false)),
+        &format!("no agent online: {h}"),
+    )?;
+    Ok(())
+}
