@@ -21,4 +21,5 @@ pub mod schedules;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod versions;
 pub mod workers;

@@ -28,6 +28,7 @@ mod schedulers;
 mod schedules;
 pub mod session;
 mod setup;
+mod system;
 mod users;
 
 use crate::commands::Commands;
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub command_budget: SlidingWindow,
     /// The embedded scheduler's supervision (fleet page).
     pub embedded: crate::workers::embedded_scheduler::Status,
+    /// The versions snapshot ("Check for updates"), per process.
+    pub versions: crate::versions::Versions,
 }
 
 impl ApiState {
@@ -81,6 +84,7 @@ impl ApiState {
             settings,
             db,
             embedded,
+            versions: crate::versions::Versions::default(),
         }
     }
 
@@ -105,6 +109,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(commands::routes())
         .merge(reads::routes())
         .merge(aggregates::routes())
+        .merge(system::routes())
         .merge(notifications::routes())
         .merge(schedules::routes())
         .merge(schedulers::routes())

@@ -672,3 +672,164 @@ pub async fn stats(ctx: Arc<Ctx>) -> R {
     )?;
     Ok(())
 }
+
+/// A TCP listener that counts the connections it accepts and closes each
+/// at once (a TLS client's handshake fails on it).
+pub(super) async fn counting_listener() -> Result<(u16, Arc<std::sync::atomic::AtomicUsize>), String>
+{
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    Ok((port, seen))
+}
+
+async fn versions(brain: &Brain, op: &Operator) -> Result<Json, String> {
+    let (status, v) = op.get(brain, "/api/v1/admin/system/versions").await?;
+    ensure_eq(status, 200, &format!("versions: {v}"))?;
+    Ok(v)
+}
+
+async fn check(brain: &Brain, op: &Operator) -> Result<(u16, Json), String> {
+    op.send(
+        brain,
+        reqwest::Method::POST,
+        "/api/v1/admin/system/versions/check",
+        None,
+    )
+    .await
+}
+
+pub async fn version_check(ctx: Arc<Ctx>) -> R {
+    // The default: the canonical URL, shown, and never fetched unasked.
+    let (brain, op) = admin_brain(&ctx).await?;
+    let v = versions(&brain, &op).await?;
+    ensure_eq(
+        v["check_for_updates_url"].as_str(),
+        Some("https://raw.githubusercontent.com/z4jdev/z4j/main/versions.json"),
+        "Z4J_VERSION_CHECK_URL at its default",
+    )?;
+    ensure_eq(
+        (
+            v["source"].as_str(),
+            v["fetched_at"].clone(),
+            v["fetched_from"].clone(),
+        ),
+        (Some("bundled"), Json::Null, Json::Null),
+        &format!("the bundled snapshot: {v}"),
+    )?;
+    ensure(
+        v["schema_version"].as_i64().is_some_and(|n| n >= 1)
+            && v["packages"].as_object().is_some_and(|p| !p.is_empty()),
+        format!("a snapshot with packages: {v}"),
+    )?;
+    // Global admins only, with CSRF; keys never.
+    super::member_of_default(
+        &brain,
+        &op,
+        "sysviewer@example.com",
+        "viewer-pass-1234",
+        "admin",
+    )
+    .await?;
+    let member = agent::login_as(&brain, "sysviewer@example.com", "viewer-pass-1234").await?;
+    let (status, _) = member.get(&brain, "/api/v1/admin/system/versions").await?;
+    ensure_eq(status, 403, "a project admin reads versions")?;
+    let (status, _) = check(&brain, &member).await?;
+    ensure_eq(status, 403, "a project admin checks")?;
+    let r = client()
+        .post(brain.url("/api/v1/admin/system/versions/check"))
+        .header("cookie", &op.cookie)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(r.status().as_u16(), 403, "a check without the CSRF token")?;
+    drop(brain);
+
+    // Empty: checks are disabled.
+    let mut env = agent::admin_env();
+    env.extend([
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+        ("Z4J_VERSION_CHECK_URL", ""),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    ensure_eq(
+        versions(&brain, &op).await?["check_for_updates_url"].as_str(),
+        Some(""),
+        "an empty URL shown as such",
+    )?;
+    let (status, body) = check(&brain, &op).await?;
+    ensure_eq(
+        (status, body["details"]["reason"].as_str()),
+        (404, Some("check_disabled")),
+        &format!("a check with checks disabled: {body}"),
+    )?;
+    drop(brain);
+
+    // https: fetched on the button only; a failure keeps the snapshot.
+    let (port, seen) = counting_listener().await?;
+    let url = format!("https://127.0.0.1:{port}/versions.json");
+    let mut env = agent::admin_env();
+    env.extend([
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+        ("Z4J_VERSION_CHECK_URL", url.as_str()),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    ensure_eq(
+        versions(&brain, &op).await?["check_for_updates_url"].as_str(),
+        Some(url.as_str()),
+        "the configured URL",
+    )?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure_eq(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "connections to the check URL before the button",
+    )?;
+    let (status, body) = check(&brain, &op).await?;
+    ensure_eq(status, 409, &format!("a failed fetch: {body}"))?;
+    ensure_eq(
+        body["details"]["url"].as_str(),
+        Some(url.as_str()),
+        "the refusal names the URL",
+    )?;
+    ensure(
+        seen.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the button fetched the URL",
+    )?;
+    ensure_eq(
+        versions(&brain, &op).await?["source"].as_str(),
+        Some("bundled"),
+        "a failed check keeps the snapshot",
+    )?;
+    drop(brain);
+
+    // Plain http is refused without a request.
+    let (port, seen) = counting_listener().await?;
+    let url = format!("http://127.0.0.1:{port}/versions.json");
+    let mut env = agent::admin_env();
+    env.extend([
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+        ("Z4J_VERSION_CHECK_URL", url.as_str()),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    let (status, body) = check(&brain, &op).await?;
+    ensure_eq(status, 409, &format!("an http:// URL: {body}"))?;
+    ensure_eq(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "connections for an http:// URL",
+    )?;
+    Ok(())
+}

@@ -957,12 +957,16 @@ async fn until(b: &fantoccini::Client, js: &str, wait: Duration, what: &str) -> 
 /// `target/dashboard-screenshots/`.
 pub async fn browser_flow(ctx: Arc<Ctx>) -> R {
     let driver = chromedriver().await?;
+    // The update check goes to a local listener that refuses TLS.
+    let (check_port, _) = super::aggregates::counting_listener().await?;
+    let check_url = format!("https://127.0.0.1:{check_port}/versions.json");
     // No public URL: the page's own loopback origin is admitted (D7).
     let brain = ctx
         .start(&[
             ("Z4J_BOOTSTRAP_ADMIN_EMAIL", agent::ADMIN_EMAIL),
             ("Z4J_BOOTSTRAP_ADMIN_PASSWORD", agent::ADMIN_PASSWORD),
             ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+            ("Z4J_VERSION_CHECK_URL", check_url.as_str()),
         ])
         .await?;
     let op = agent::login(&brain).await?;
@@ -1252,5 +1256,35 @@ async fn agents_steps(b: &fantoccini::Client, brain: &Brain) -> R {
         "the revoked agent leaves the list live",
     )
     .await?;
-    console_clean(b, "the agents page").await
+    console_clean(b, "the agents page").await?;
+    system_steps(b, brain).await
+}
+
+/// The system page's "Check for updates": the button reaches the brain,
+/// whose failed fetch is reported on the page. Last, since the browser
+/// logs the 409 answer as a console error.
+async fn system_steps(b: &fantoccini::Client, brain: &Brain) -> R {
+    b.goto(&brain.url("/home"))
+        .await
+        .map_err(|e| e.to_string())?;
+    tab_to(b, "a[href='/system']", "the system link").await?;
+    keys(b, ENTER).await?;
+    until(
+        b,
+        "location.pathname === '/system'",
+        Duration::from_secs(10),
+        "the system page",
+    )
+    .await?;
+    tab_to(b, "#check-updates", "the check-for-updates button").await?;
+    keys(b, ENTER).await?;
+    until(
+        b,
+        "document.getElementById('flash').innerText.includes('version check failed')",
+        Duration::from_secs(20),
+        "the failed check reported on the page",
+    )
+    .await?;
+    shot(b, "system").await;
+    Ok(())
 }

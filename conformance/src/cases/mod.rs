@@ -1219,6 +1219,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "dashboard.version-check",
+        aggregates::version_check,
+        ["dashboard.version-check", "Z4J_VERSION_CHECK_URL"[Default]],
+        Both
+    ),
+    case!(
         "dashboard.trends",
         aggregates::trends,
         ["dashboard.trends"],

@@ -37,6 +37,7 @@ pub fn routes() -> Router<Shared> {
         .route("/", get(root))
         .route("/login", get(login))
         .route("/home", get(home))
+        .route("/system", get(system_page))
         .route("/projects/{slug}", get(overview))
         .route("/projects/{slug}/tasks", get(tasks))
         .route("/projects/{slug}/agents", get(agents_page))
@@ -60,6 +61,7 @@ fn templates() -> &'static Environment<'static> {
             ("task.html", include_str!("templates/task.html")),
             ("agents.html", include_str!("templates/agents.html")),
             ("not_found.html", include_str!("templates/not_found.html")),
+            ("system.html", include_str!("templates/system.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -298,11 +300,40 @@ async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
         Ok(page.render(
             "home.html",
             context! {
+                is_admin => caller.user.is_admin,
                 projects => Value::from_serialize(&summary.projects),
                 attention => Value::from_serialize(&summary.attention),
                 total => Value::from_serialize(&summary.aggregate),
                 rate => format!("{:.1}", summary.aggregate.failure_rate_24h * 100.0),
                 failures,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// Global admins: the brain's version and the versions snapshot, with the
+/// "Check for updates" button (nothing is fetched until it is pressed).
+async fn system_page(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let r: Result<Response, PageError> = async {
+        let caller = signed_in(&state, &headers, "/system").await?;
+        if !caller.user.is_admin {
+            return Err(PageError::NotFound("page not found".into()));
+        }
+        let (snapshot, source) = state.versions.current();
+        let snapshot = super::system::public(&state, &snapshot, &source);
+        let page = Page {
+            page: "system",
+            environment: state.settings.environment.clone(),
+            user: Some(caller.user.email.clone()),
+            project: None,
+        };
+        Ok(page.render(
+            "system.html",
+            context! {
+                snapshot => Value::from_serialize(&snapshot),
+                database => state.db.kind(),
             },
         ))
     }
@@ -701,6 +732,7 @@ mod tests {
             "task.html",
             "agents.html",
             "not_found.html",
+            "system.html",
         ] {
             let out = env
                 .get_template(name)
@@ -711,6 +743,12 @@ mod tests {
                         filter => Value::from_serialize(serde_json::json!({})),
                         task => Value::from_serialize(serde_json::json!({"name": "<script>x</script>"})),
                         tasks => Vec::<Value>::new(), events => Vec::<Value>::new(), projects => Vec::<Value>::new(),
+                        database => "sqlite",
+                        snapshot => Value::from_serialize(serde_json::json!({
+                            "generated_at": "g", "generated_by": "<n>", "source": "remote",
+                            "fetched_at": "f", "fetched_from": "https://x/<n>",
+                            "check_for_updates_url": "https://x/<n>", "packages": {"z4j": "1.0"},
+                        })),
                     })
                 })
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -126,6 +126,22 @@ function setupAgents() {
   });
 }
 
+// System page: "Check for updates" fetches Z4J_VERSION_CHECK_URL once, on
+// this click only; the page then shows the snapshot the brain now holds.
+function setupVersionCheck() {
+  const b = document.getElementById("check-updates");
+  if (!b) return;
+  const flash = document.getElementById("flash");
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    flash.textContent = "checking for updates…";
+    const r = await api("POST", "/api/v1/admin/system/versions/check");
+    if (r.status === 200) { window.location.reload(); return; }
+    flash.textContent = `check for updates: ${message(r.data, "refused (" + r.status + ")")}`;
+    b.disabled = false;
+  });
+}
+
 // Live: one socket per project page; every topic refetches this page and
 // swaps <main>, at most once a second. Reconnects with backoff, except
 // when the session is gone (4401: sign in again) or access was refused.
@@ -203,5 +219,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupLogout();
   setupCommands();
   setupAgents();
+  setupVersionCheck();
   setupLive();
 });
