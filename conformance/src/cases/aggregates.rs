@@ -35,6 +35,25 @@ async fn ingest(s: &mut Session, batch: &str, events: &[Json]) -> R {
     )
 }
 
+/// GETs `path` until `online` of its body is 0 (a dropped agent's
+/// disconnect lands), or `WAIT` passes; the last body.
+async fn until_offline(
+    brain: &Brain,
+    op: &Operator,
+    path: &str,
+    online: impl Fn(&Json) -> Result<Json, String>,
+) -> Result<Json, String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = op.get(brain, path).await?;
+        ensure_eq(status, 200, &format!("{path}: {body}"))?;
+        if online(&body)? == 0 || std::time::Instant::now() > deadline {
+            return Ok(body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn summary(brain: &Brain, op: &Operator) -> Result<Json, String> {
     let (status, s) = op.get(brain, "/api/v1/home/summary").await?;
     ensure_eq(status, 200, &format!("summary: {s}"))?;
@@ -161,40 +180,46 @@ pub async fn home_summary(ctx: Arc<Ctx>) -> R {
         "aggregate over the projects",
     )?;
 
-    // The 21st receive: above 20 tasks, 2/21 ≈ 9.5 % is a warning.
-    ingest(&mut s, "ev_r21", &received("r21", 1, &now)).await?;
-    let sum = summary(&brain, &op).await?;
-    ensure_eq(
-        attention(&sum, "default"),
-        vec![("high_failure_rate".into(), "warning".into(), Some(2))],
-        "21 tasks at 9.5 %",
-    )?;
-    // 4/21 ≈ 19 %: still a warning; 5/21 ≈ 23.8 %: critical.
-    ingest(&mut s, "ev_f2", &failed("f2", 2, &now)).await?;
-    let sum = summary(&brain, &op).await?;
-    ensure_eq(
-        attention(&sum, "default"),
-        vec![("high_failure_rate".into(), "warning".into(), Some(4))],
-        "21 tasks at 19 %",
-    )?;
-    ingest(&mut s, "ev_f3", &failed("f3", 1, &now)).await?;
-    let sum = summary(&brain, &op).await?;
-    ensure_eq(
-        attention(&sum, "default"),
-        vec![("high_failure_rate".into(), "critical".into(), Some(5))],
-        "21 tasks at 23.8 %",
-    )?;
+    // The 21st receive: above 20 tasks, 2/21 ≈ 9.5 % is a warning; 4/21 ≈
+    // 19 % still one; 5/21 ≈ 23.8 % critical.
+    for (batch, events, severity, count, what) in [
+        (
+            "ev_r21",
+            received("r21", 1, &now),
+            "warning",
+            2,
+            "21 tasks at 9.5 %",
+        ),
+        (
+            "ev_f2",
+            failed("f2", 2, &now),
+            "warning",
+            4,
+            "21 tasks at 19 %",
+        ),
+        (
+            "ev_f3",
+            failed("f3", 1, &now),
+            "critical",
+            5,
+            "21 tasks at 23.8 %",
+        ),
+    ] {
+        ingest(&mut s, batch, &events).await?;
+        let sum = summary(&brain, &op).await?;
+        ensure_eq(
+            attention(&sum, "default"),
+            vec![("high_failure_rate".into(), severity.into(), Some(count))],
+            what,
+        )?;
+    }
 
     // The only agent goes away: offline wins, and its item comes first.
     drop(s);
-    let deadline = std::time::Instant::now() + WAIT;
-    let sum = loop {
-        let sum = summary(&brain, &op).await?;
-        if card(&sum, "default")?["agents_online"] == 0 || std::time::Instant::now() > deadline {
-            break sum;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let sum = until_offline(&brain, &op, "/api/v1/home/summary", |b| {
+        card(b, "default").map(|c| c["agents_online"].clone())
+    })
+    .await?;
     ensure_eq(
         card(&sum, "default")?["health"].as_str(),
         Some("offline"),
@@ -657,14 +682,11 @@ pub async fn stats(ctx: Arc<Ctx>) -> R {
         &format!("1 failure in 11: {h}"),
     )?;
     drop(s);
-    let deadline = std::time::Instant::now() + WAIT;
-    let h = loop {
-        let b = get("?hours=1").await?;
-        if b["agents_online"] == 0 || std::time::Instant::now() > deadline {
-            break b["system_health"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let h = until_offline(&brain, &op, "/api/v1/projects/default/stats?hours=1", |b| {
+        Ok(b["agents_online"].clone())
+    })
+    .await?["system_health"]
+        .clone();
     ensure_eq(
         (h["status"].as_str(), h["agents_all_online"].as_bool()),
         (Some("critical"), Some(false)),
