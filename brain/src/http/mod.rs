@@ -24,6 +24,7 @@ mod password_reset;
 mod projects;
 mod reads;
 pub mod request_id;
+mod saved_views;
 mod schedulers;
 mod schedules;
 pub mod session;
@@ -110,6 +111,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(reads::routes())
         .merge(aggregates::routes())
         .merge(system::routes())
+        .merge(saved_views::routes())
         .merge(notifications::routes())
         .merge(schedules::routes())
         .merge(schedulers::routes())

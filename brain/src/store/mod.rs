@@ -21,6 +21,7 @@ pub mod projects;
 pub mod reads;
 pub mod reconcile;
 pub mod retention;
+pub mod saved_views;
 pub mod schedules;
 pub mod sessions;
 pub mod setup;

@@ -766,19 +766,48 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         ),
         agent::task_event(
             "page-t1",
+            "task.started",
+            json!({"task_name": "pages.fail", "worker": "w-9"}),
+        ),
+        agent::task_event(
+            "page-t1",
             "task.failed",
             json!({"task_name": "pages.fail", "exception": "ValueError: <b>boom</b>", "traceback": "Traceback: line 1"}),
         ),
         agent::task_event(
             "page-t2",
             "task.received",
-            json!({"task_name": "pages.ok", "queue": "q1"}),
+            json!({"task_name": "pages.ok", "queue": "q1", "priority": "high"}),
         ),
     ];
     s.send_events("page-b1", &events).await?;
     s.expect_ack("page-b1", Duration::from_secs(10)).await?;
     let (st, _, overview) = page(&brain, Some(&op.cookie), "/projects/default").await?;
     ensure_eq(st, 200, "overview")?;
+    ensure(
+        overview.contains(r#"<svg class="chart""#) && overview.contains("1 in all, 1 failed"),
+        "the overview charts finished tasks, the failure among them",
+    )?;
+    let (_, _, home) = page(&brain, Some(&op.cookie), "/home").await?;
+    ensure(
+        home.contains("/projects/default/tasks/rq/page-t1")
+            && home.contains("ValueError: &lt;b&gt;"),
+        "home lists the recent failure, escaped",
+    )?;
+    let (status, _) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/default/saved-views",
+            Some(json!({"name": "Only <failures>", "filters": {"state": "failure", "priority": ["high"]}})),
+        )
+        .await?;
+    ensure_eq(status, 201, "save a view")?;
+    let (_, _, tasks) = page(&brain, Some(&op.cookie), "/projects/default/tasks").await?;
+    ensure(
+        tasks.contains(r#"tasks?state=failure&amp;priority=high">Only &lt;failures&gt;</a>"#),
+        "the saved view links to its filters, its name escaped",
+    )?;
     ensure(
         overview.contains("page-agent"),
         "the overview lists the agent",
@@ -799,6 +828,24 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
             "page-t2",
             "page-t1",
             "the name filter (case-insensitive)",
+        ),
+        (
+            "/projects/default/tasks?worker=w-9",
+            "page-t1",
+            "page-t2",
+            "the worker filter",
+        ),
+        (
+            "/projects/default/tasks?priority=high",
+            "page-t2",
+            "page-t1",
+            "the priority filter",
+        ),
+        (
+            "/projects/default/tasks?priority=low,critical&since=1h",
+            "Nothing here.",
+            "page-t",
+            "several priorities and a time range",
         ),
     ] {
         let (_, _, body) = page(&brain, Some(&op.cookie), path).await?;

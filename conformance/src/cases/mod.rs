@@ -27,6 +27,7 @@ mod mfa;
 mod notifications;
 mod password_reset;
 mod registry;
+mod saved_views;
 mod scheduler;
 mod server;
 mod users;
@@ -1222,6 +1223,12 @@ pub static CASES: &[Case] = &[
         "dashboard.version-check",
         aggregates::version_check,
         ["dashboard.version-check", "Z4J_VERSION_CHECK_URL"[Default]],
+        Both
+    ),
+    case!(
+        "dashboard.saved-views",
+        saved_views::saved_views,
+        ["dashboard.saved-views"],
         Both
     ),
     case!(

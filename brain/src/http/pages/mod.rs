@@ -15,7 +15,9 @@ use super::session;
 use super::Shared;
 use crate::insight::{self, Window};
 use crate::settings::BRAIN_VERSION;
+use crate::store::ingest::TASK_PRIORITIES;
 use crate::store::reads::{self, TaskFilter};
+use crate::store::saved_views;
 use crate::store::{agents, projects, Ts};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -487,11 +489,54 @@ async fn tasks(
         };
         let filter = TaskFilter {
             state: text("state").filter(|s| TASK_STATES.contains(&s.as_str())),
+            // A comma list as saved views write it; unknown words dropped.
+            priorities: text("priority")
+                .map(|p| {
+                    p.split(',')
+                        .map(str::trim)
+                        .filter(|p| TASK_PRIORITIES.contains(p))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|p| !p.is_empty()),
             name: text("name"),
             search: text("search"),
             queue: text("queue"),
+            worker: text("worker"),
+            since: text("since")
+                .and_then(|w| Window::parse(&w))
+                .map(|w| Ts::now().plus_seconds(-w.secs())),
             ..TaskFilter::default()
         };
+        let views = saved_views::list(&state.db, a.caller.user.id, a.project.id)
+            .await
+            .map_err(ApiError::from)?;
+        let views: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                let f = &v.filters.0;
+                let mut qs = url::form_urlencoded::Serializer::new(String::new());
+                if let Some(st) = f["state"].as_str() {
+                    qs.append_pair("state", st);
+                }
+                let prio: Vec<&str> = f["priority"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str())
+                    .collect();
+                if !prio.is_empty() {
+                    qs.append_pair("priority", &prio.join(","));
+                }
+                if let Some(se) = f["search"].as_str().filter(|s| !s.is_empty()) {
+                    qs.append_pair("search", se);
+                }
+                Value::from_serialize(serde_json::json!({
+                    "id": v.id, "name": v.name,
+                    "href": format!("/projects/{slug}/tasks?{}", qs.finish()),
+                }))
+            })
+            .collect();
         let after = decode_cursor(q.get("cursor"));
         let mut rows = reads::tasks(&state.db, a.project.id, &filter, after, PAGE_SIZE + 1)
             .await
@@ -500,7 +545,9 @@ async fn tasks(
         rows.truncate(PAGE_SIZE as usize);
         let next = more.then(|| rows.last()).flatten().map(|t| {
             let mut qs = url::form_urlencoded::Serializer::new(String::new());
-            for k in ["state", "name", "search", "queue"] {
+            for k in [
+                "state", "priority", "name", "search", "queue", "worker", "since",
+            ] {
                 if let Some(v) = text(k) {
                     qs.append_pair(k, &v);
                 }
@@ -513,13 +560,19 @@ async fn tasks(
             "name": filter.name.clone().unwrap_or_default(),
             "search": filter.search.clone().unwrap_or_default(),
             "queue": filter.queue.clone().unwrap_or_default(),
+            "worker": filter.worker.clone().unwrap_or_default(),
+            "priority": filter.priorities.clone().unwrap_or_default(),
+            "since": text("since").filter(|w| Window::parse(w).is_some()).unwrap_or_default(),
         });
         Ok(page.render(
             "tasks.html",
             context! {
                 tasks => task_rows(&rows),
                 states => TASK_STATES,
+                priorities => TASK_PRIORITIES,
+                windows => Window::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
                 filter => Value::from_serialize(shown),
+                views,
                 next,
             },
         ))
@@ -743,7 +796,10 @@ mod tests {
                         filter => Value::from_serialize(serde_json::json!({})),
                         task => Value::from_serialize(serde_json::json!({"name": "<script>x</script>"})),
                         tasks => Vec::<Value>::new(), events => Vec::<Value>::new(), projects => Vec::<Value>::new(),
-                        database => "sqlite",
+                        database => "sqlite", priorities => TASK_PRIORITIES, windows => vec!["1h"],
+                        views => Value::from_serialize(vec![serde_json::json!({
+                            "id": "v", "name": "<n>", "href": "/projects/s/tasks?state=failure",
+                        })]),
                         snapshot => Value::from_serialize(serde_json::json!({
                             "generated_at": "g", "generated_by": "<n>", "source": "remote",
                             "fetched_at": "f", "fetched_from": "https://x/<n>",

@@ -25,6 +25,10 @@ async function api(method, path, body) {
 }
 
 function message(data, fallback) {
+  // A 422 lists each bad field.
+  if (data && Array.isArray(data.detail)) {
+    return data.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  }
   return (data && (data.message || data.detail || (data.error && data.error.message))) || fallback;
 }
 
@@ -126,6 +130,33 @@ function setupAgents() {
   });
 }
 
+// Tasks page: save the current state, priority and search as a personal
+// view, or delete one (the REST API validates and owns them).
+function setupSavedViews() {
+  const slug = document.body.dataset.projectSlug;
+  const flash = document.getElementById("flash");
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target;
+    if (form.id !== "save-view") return;
+    ev.preventDefault();
+    const params = new URLSearchParams(window.location.search);
+    const priority = (params.get("priority") || "").split(",").filter((p) => p);
+    const filters = { state: params.get("state") || null, priority, search: params.get("search") || "" };
+    const name = new FormData(form).get("view-name");
+    const r = await api("POST", `/api/v1/projects/${slug}/saved-views`, { name, filters });
+    if (r.status === 201) { window.location.reload(); return; }
+    flash.textContent = `save view: ${message(r.data, "refused (" + r.status + ")")}`;
+  });
+  document.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-view-delete]");
+    if (!b) return;
+    if (!confirm(`Delete the view ${b.dataset.name}?`)) return;
+    const r = await api("DELETE", `/api/v1/projects/${slug}/saved-views/${b.dataset.viewDelete}`);
+    if (r.status === 204) { window.location.reload(); return; }
+    flash.textContent = `delete view: ${message(r.data, "refused (" + r.status + ")")}`;
+  });
+}
+
 // System page: "Check for updates" fetches Z4J_VERSION_CHECK_URL once, on
 // this click only; the page then shows the snapshot the brain now holds.
 function setupVersionCheck() {
@@ -220,5 +251,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupCommands();
   setupAgents();
   setupVersionCheck();
+  setupSavedViews();
   setupLive();
 });
