@@ -7,7 +7,7 @@ use super::error::{ApiError, SchemaIssue};
 use super::session::{self, Caller};
 use super::Shared;
 use crate::insight::{self, Attention, Bucket, Health, Point, Window};
-use crate::store::aggregates::{self, Counters, Reach};
+use crate::store::aggregates::{self, Counters, IssueFilter, Reach};
 use crate::store::projects;
 use crate::store::Ts;
 use axum::extract::{Path, RawQuery, State};
@@ -24,6 +24,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/home/summary", get(summary_route))
         .route("/api/v1/home/recent-failures", get(recent_failures_route))
         .route("/api/v1/projects/{slug}/trends", get(trends_route))
+        .route("/api/v1/projects/{slug}/issues", get(issues_route))
 }
 
 fn query(raw: Option<String>) -> HashMap<String, String> {
@@ -370,6 +371,112 @@ async fn trends_route(
     })))
 }
 
+/// An integer query value in `min..=max`, `default` when absent, else a
+/// 422 naming it.
+fn int_param(
+    q: &HashMap<String, String>,
+    name: &'static str,
+    min: i64,
+    max: i64,
+    issues: &mut Vec<SchemaIssue>,
+) -> Option<i64> {
+    let raw = q.get(name)?;
+    match raw.parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            issues.push(SchemaIssue::new(
+                "int_range",
+                &["query", name],
+                format!("Input should be an integer between {min} and {max}"),
+            ));
+            None
+        }
+    }
+}
+
+/// The issues cursor: the padded URL-safe base64 of a decimal offset; one
+/// that does not decode is offset 0.
+fn issue_offset(raw: Option<&String>) -> i64 {
+    use base64::Engine as _;
+    raw.and_then(|c| base64::engine::general_purpose::URL_SAFE.decode(c).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .unwrap_or(0)
+}
+
+fn issue_cursor(offset: i64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE.encode(offset.to_string())
+}
+
+async fn issues_route(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let q = query(raw);
+    let mut issues = Vec::new();
+    let limit = int_param(&q, "limit", 1, 200, &mut issues).unwrap_or(50);
+    let hours = int_param(&q, "hours", 1, 8760, &mut issues);
+    let recovered = match q.get("status").map(String::as_str) {
+        None => None,
+        Some("ongoing") => Some(false),
+        Some("recovered") => Some(true),
+        Some(_) => {
+            issues.push(SchemaIssue::new(
+                "literal_error",
+                &["query", "status"],
+                "Input should be 'ongoing' or 'recovered'",
+            ));
+            None
+        }
+    };
+    if !issues.is_empty() {
+        return Err(ApiError::Schema(issues));
+    }
+    let filter = IssueFilter {
+        engine: q.get("engine").cloned(),
+        seen_since: hours.map(|h| Ts::now().plus_seconds(-h * 3600)),
+        recovered,
+    };
+    let offset = issue_offset(q.get("cursor"));
+    let pid = access.project.id;
+    let mut rows = aggregates::issues(&state.db, pid, &filter, offset, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let mut engines: HashMap<String, Vec<String>> = HashMap::new();
+    if !rows.is_empty() {
+        for (fp, engine) in aggregates::issue_engines(&state.db, pid, &filter).await? {
+            engines.entry(fp).or_default().push(engine);
+        }
+    }
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "fingerprint": r.fingerprint,
+                "status": if r.open_count == 0 { "recovered" } else { "ongoing" },
+                "occurrences": r.occurrences,
+                "open_count": r.open_count,
+                "recovered_count": r.occurrences - r.open_count,
+                "first_seen": r.first_seen.to_rfc3339(),
+                "last_seen": r.last_seen.to_rfc3339(),
+                "engine_count": r.engine_count,
+                "engines": engines.get(&r.fingerprint).cloned().unwrap_or_default(),
+                "sample_exception": r.sample_exception,
+                "sample_task_name": r.sample_task_name,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": more.then(|| issue_cursor(offset + limit)),
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +490,15 @@ mod tests {
         assert_eq!(parse_failure_cursor(&c), Some((at, id)));
         assert_eq!(parse_failure_cursor("nope"), None);
         assert_eq!(parse_failure_cursor("2026-01-01T00:00:00Z|xyz"), None);
+    }
+
+    #[test]
+    fn issue_cursor_is_a_padded_base64_offset() {
+        assert_eq!(issue_cursor(1), "MQ==");
+        assert_eq!(issue_offset(Some(&"MQ==".to_owned())), 1);
+        assert_eq!(issue_offset(Some(&issue_cursor(250))), 250);
+        assert_eq!(issue_offset(Some(&"!!".to_owned())), 0);
+        assert_eq!(issue_offset(None), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Event ingest: `event_batch` → rows → one group-committing writer.
 
+pub mod fingerprint;
 pub mod prepare;
 pub mod ratelimit;
 pub mod redact;

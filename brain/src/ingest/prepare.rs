@@ -119,6 +119,23 @@ pub fn prepare(
             worker_name: worker.clone(),
             parent_task_id: text("parent_task_id", 200).filter(|p| *p != task_id),
             root_task_id: text("root_task_id", 200).filter(|p| *p != task_id),
+            // From the full (redacted) text, not the stored cut: the
+            // deepest frames are at the end of a long traceback.
+            fingerprint: (state == TaskState::Failure)
+                .then(|| {
+                    let full = |k: &str| {
+                        data.get(k).filter(|v| !v.is_null()).and_then(|v| {
+                            v.as_str()
+                                .map(str::to_owned)
+                                .or_else(|| raw_json(v).map(|r| r.get().to_owned()))
+                        })
+                    };
+                    super::fingerprint::fingerprint(
+                        full("exception").as_deref(),
+                        full("traceback").as_deref(),
+                    )
+                })
+                .flatten(),
         }),
         _ => None,
     };

@@ -206,3 +206,79 @@ pub async fn command_counts(
     .fetch_one(p)
     .await)?)
 }
+
+/// One failure group of a project's tasks.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IssueRow {
+    pub fingerprint: String,
+    pub occurrences: i64,
+    pub open_count: i64,
+    pub first_seen: Ts,
+    pub last_seen: Ts,
+    pub engine_count: i64,
+    pub sample_exception: Option<String>,
+    pub sample_task_name: Option<String>,
+}
+
+/// What narrows the groups: an engine, a "seen" instant (a row's last
+/// failure, else its finish, else its creation), and recovered (no row
+/// still failing) or ongoing.
+#[derive(Debug, Clone, Default)]
+pub struct IssueFilter {
+    pub engine: Option<String>,
+    pub seen_since: Option<Ts>,
+    pub recovered: Option<bool>,
+}
+
+const ISSUE_ROWS: &str = "SELECT fingerprint, engine, state, exception, name, \
+       COALESCE(last_failed_at, finished_at, created_at) AS seen \
+     FROM tasks WHERE project_id = $1 AND fingerprint IS NOT NULL \
+     AND ($2 IS NULL OR engine = $2)";
+
+/// A page of groups, newest last-seen first (then fingerprint, descending).
+pub async fn issues(
+    db: &Db,
+    project_id: Uuid,
+    f: &IssueFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<IssueRow>, StoreError> {
+    let sql = format!(
+        "SELECT fingerprint, count(*) AS occurrences, \
+           sum(CASE WHEN state = 'failure' THEN 1 ELSE 0 END) AS open_count, \
+           min(seen) AS first_seen, max(seen) AS last_seen, \
+           count(DISTINCT engine) AS engine_count, \
+           max(exception) AS sample_exception, max(name) AS sample_task_name \
+         FROM ({ISSUE_ROWS}) AS t WHERE ($3 IS NULL OR seen >= $3) \
+         GROUP BY fingerprint \
+         HAVING ($4 IS NULL OR $4 = (sum(CASE WHEN state = 'failure' THEN 1 ELSE 0 END) = 0)) \
+         ORDER BY last_seen DESC, fingerprint DESC LIMIT $5 OFFSET $6"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, IssueRow>(&sql)
+        .bind(project_id)
+        .bind(&f.engine)
+        .bind(f.seen_since)
+        .bind(f.recovered)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// `(fingerprint, engine)` pairs under the same filter, each once.
+pub async fn issue_engines(
+    db: &Db,
+    project_id: Uuid,
+    f: &IssueFilter,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let sql = format!(
+        "SELECT DISTINCT fingerprint, engine FROM ({ISSUE_ROWS}) AS t \
+         WHERE ($3 IS NULL OR seen >= $3) ORDER BY 1, 2"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, (String, String)>(&sql)
+        .bind(project_id)
+        .bind(&f.engine)
+        .bind(f.seen_since)
+        .fetch_all(p)
+        .await)?)
+}

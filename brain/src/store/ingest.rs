@@ -52,6 +52,9 @@ pub struct TaskPatch {
     pub worker_name: Option<String>,
     pub parent_task_id: Option<String>,
     pub root_task_id: Option<String>,
+    /// On a failure: its fingerprint (`None` when it has no exception or
+    /// traceback); kept on the row across a later success.
+    pub fingerprint: Option<String>,
 }
 
 /// One event ready to insert.
@@ -223,6 +226,8 @@ fn task_upsert_sql(d: Dialect, state: TaskState, rows: usize) -> String {
                 "exception = excluded.exception",
                 "traceback = excluded.traceback",
                 "result = NULL",
+                "fingerprint = excluded.fingerprint",
+                "last_failed_at = excluded.last_failed_at",
             ]
             .map(str::to_owned),
         ),
@@ -252,10 +257,10 @@ fn task_upsert_sql(d: Dialect, state: TaskState, rows: usize) -> String {
     format!(
         "INSERT INTO tasks (id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, \
          result, exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, \
-         worker_name, parent_task_id, root_task_id, created_at, updated_at) \
+         worker_name, parent_task_id, root_task_id, fingerprint, last_failed_at, created_at, updated_at) \
          VALUES {} \
          ON CONFLICT (project_id, engine, task_id) DO UPDATE SET {} WHERE {guard}",
-        values(d, rows, 23),
+        values(d, rows, 25),
         set.join(", ")
     )
 }
@@ -402,6 +407,8 @@ async fn upsert_tasks(
                             .bind(&t.worker_name)
                             .bind(&t.parent_task_id)
                             .bind(&t.root_task_id)
+                            .bind(&t.fingerprint)
+                            .bind(when(TaskState::Failure))
                             .bind(now)
                             .bind(at);
                     }
@@ -478,11 +485,11 @@ mod tests {
                     "{sql}"
                 );
                 let want = if d == Dialect::Postgres {
-                    "$46)"
+                    "$50)"
                 } else {
                     "?), (?"
                 };
-                assert!(sql.contains(want), "two rows of 23 parameters: {sql}");
+                assert!(sql.contains(want), "two rows of 25 parameters: {sql}");
             }
         }
         assert!(task_upsert_sql(Dialect::Postgres, TaskState::Retry, 1).contains("GREATEST("));

@@ -855,3 +855,176 @@ pub async fn version_check(ctx: Arc<Ctx>) -> R {
     )?;
     Ok(())
 }
+
+/// A traceback whose deepest frames are `site.py:10:run`,
+/// `orders.py:{line}:charge` and `pay.py:7:pay` (a Windows path).
+fn traceback(line: u32) -> String {
+    format!(
+        "Traceback (most recent call last):\n  File \"/app/venv/lib/site.py\", line 10, in run\n    x()\n  \
+         File \"/app/jobs/orders.py\", line {line}, in charge\n    pay()\n  File \"C:\\\\srv\\\\pay.py\", \
+         line 7, in pay\n    raise ValueError\nValueError: order 12345 failed"
+    )
+}
+
+pub async fn issues(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = admin_brain(&ctx).await?;
+    let creds = op.mint(&brain, "issues-agent").await?;
+    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let fail = |id: &str, secs: i64, exc: &str, line: u32| {
+        event_at(
+            id,
+            "task.failed",
+            &ago(secs),
+            json!({"task_name": format!("jobs.{id}"), "exception": exc, "traceback": traceback(line)}),
+        )
+    };
+    let ok = |id: &str, secs: i64| event_at(id, "task.succeeded", &ago(secs), json!({}));
+    ingest(
+        &mut s,
+        "ev_i",
+        &[
+            // Group A: the same failure with other numbers and addresses.
+            fail(
+                "i-1",
+                30,
+                "ValueError: order 12345 failed at 0xdeadbeef",
+                42,
+            ),
+            fail("i-2", 20, "ValueError: order 67890 failed at 0x1f", 42),
+            // Group B: one frame moved a line.
+            fail(
+                "i-3",
+                60,
+                "ValueError: order 12345 failed at 0xdeadbeef",
+                43,
+            ),
+            // Nothing to fingerprint: never an issue.
+            event_at(
+                "i-4",
+                "task.failed",
+                &ago(15),
+                json!({"task_name": "jobs.i-4"}),
+            ),
+            // Three hours ago.
+            fail("i-5", 3 * 3600, "OldError: 1", 5),
+        ],
+    )
+    .await?;
+    ingest(&mut s, "ev_ok", &[ok("i-2", 10), ok("i-3", 5)]).await?;
+
+    const A: &str = "3f4ed4267841aaae00bb2c2e1be28e3a";
+    const B: &str = "a674cb969e7592fb068491e2a763cca2";
+    let get = |q: &'static str| {
+        let (brain, op) = (&brain, &op);
+        async move {
+            op.get(brain, &format!("/api/v1/projects/default/issues{q}"))
+                .await
+        }
+    };
+    let (status, page) = get("").await?;
+    ensure_eq(status, 200, &format!("issues: {page}"))?;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    let fps: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["fingerprint"].as_str())
+        .collect();
+    ensure_eq(
+        fps.len(),
+        3,
+        &format!("three groups, none for a bare failure: {page}"),
+    )?;
+    ensure_eq(
+        (fps[0], fps[1]),
+        (A, B),
+        "the reference's fingerprints, newest last-seen first",
+    )?;
+    let a = &items[0];
+    ensure_eq(
+        (
+            a["occurrences"].as_i64(),
+            a["open_count"].as_i64(),
+            a["recovered_count"].as_i64(),
+            a["status"].as_str(),
+            a["engines"].clone(),
+            a["engine_count"].as_i64(),
+            a["sample_exception"].as_str(),
+        ),
+        (
+            Some(2),
+            Some(1),
+            Some(1),
+            Some("ongoing"),
+            json!(["rq"]),
+            Some(1),
+            Some("ValueError: order 12345 failed at 0xdeadbeef"),
+        ),
+        &format!("group A, one of two recovered: {a}"),
+    )?;
+    ensure(
+        a["first_seen"].as_str() < a["last_seen"].as_str(),
+        format!("first seen before last seen: {a}"),
+    )?;
+    ensure_eq(
+        (items[1]["status"].as_str(), items[1]["open_count"].as_i64()),
+        (Some("recovered"), Some(0)),
+        "group B recovered (its last failure time kept)",
+    )?;
+    let only = |page: &Json| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["fingerprint"].as_str().map(str::to_owned))
+            .collect()
+    };
+    ensure_eq(
+        only(&get("?status=recovered").await?.1),
+        vec![B.to_owned()],
+        "recovered",
+    )?;
+    ensure_eq(only(&get("?status=ongoing").await?.1).len(), 2, "ongoing")?;
+    ensure_eq(
+        only(&get("?hours=1").await?.1),
+        vec![A.to_owned(), B.to_owned()],
+        "seen in 1 h",
+    )?;
+    ensure_eq(only(&get("?hours=6").await?.1).len(), 3, "seen in 6 h")?;
+    ensure_eq(
+        only(&get("?engine=celery").await?.1),
+        Vec::<String>::new(),
+        "another engine",
+    )?;
+
+    // Offset paging with the padded base64 cursor.
+    let (_, first) = get("?limit=1").await?;
+    ensure_eq(
+        (only(&first), first["next_cursor"].as_str()),
+        (vec![A.to_owned()], Some("MQ==")),
+        "the first page of one",
+    )?;
+    let (_, second) = get("?limit=1&cursor=MQ%3D%3D").await?;
+    ensure_eq(only(&second), vec![B.to_owned()], "the second page")?;
+    let (_, bad) = get("?limit=1&cursor=%21%21").await?;
+    ensure_eq(only(&bad), vec![A.to_owned()], "a bad cursor is the start")?;
+
+    for (q, status, field) in [
+        ("?limit=200", 200, ""),
+        ("?limit=201", 422, "limit"),
+        ("?limit=0", 422, "limit"),
+        ("?hours=8760", 200, ""),
+        ("?hours=8761", 422, "hours"),
+        ("?hours=0", 422, "hours"),
+        ("?status=open", 422, "status"),
+    ] {
+        let (got, body) = get(q).await?;
+        ensure_eq(got, status, &format!("{q}: {body}"))?;
+        if status == 422 {
+            ensure_eq(
+                body["detail"][0]["loc"].clone(),
+                json!(["query", field]),
+                "422 names the parameter",
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -788,6 +788,11 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         overview.contains(r#"<svg class="chart""#) && overview.contains("1 in all, 1 failed"),
         "the overview charts finished tasks, the failure among them",
     )?;
+    let issues = overview.split("Open issues").nth(1).unwrap_or_default();
+    ensure(
+        issues.contains("ValueError: &lt;b&gt;boom"),
+        "the failure is an open issue on the overview, escaped",
+    )?;
     let (_, _, home) = page(&brain, Some(&op.cookie), "/home").await?;
     ensure(
         home.contains("/projects/default/tasks/rq/page-t1")
@@ -1304,7 +1309,31 @@ async fn agents_steps(b: &fantoccini::Client, brain: &Brain) -> R {
     )
     .await?;
     console_clean(b, "the agents page").await?;
+    views_steps(b, brain).await?;
     system_steps(b, brain).await
+}
+
+/// Saves the filtered task list as a view from the keyboard; the view's
+/// link then reopens the same filter.
+async fn views_steps(b: &fantoccini::Client, brain: &Brain) -> R {
+    let wait = Duration::from_secs(10);
+    b.goto(&brain.url("/projects/default/tasks?state=failure"))
+        .await
+        .map_err(|e| e.to_string())?;
+    // The views' panel opens from the keyboard too.
+    tab_to(b, "details.views summary", "the saved views' panel").await?;
+    keys(b, ENTER).await?;
+    tab_to(b, "#save-view input[name=view-name]", "the view's name").await?;
+    keys(b, &format!("Failures only{ENTER}")).await?;
+    until(
+        b,
+        "[...document.querySelectorAll('details.views a')].some(a => a.innerText === 'Failures only' && a.search === '?state=failure')",
+        wait,
+        "the saved view listed with its filter",
+    )
+    .await?;
+    shot(b, "tasks").await;
+    console_clean(b, "saving a view").await
 }
 
 /// The system page's "Check for updates": the button reaches the brain,

@@ -1232,6 +1232,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "dashboard.issues",
+        aggregates::issues,
+        ["dashboard.issues"],
+        Both
+    ),
+    case!(
         "dashboard.trends",
         aggregates::trends,
         ["dashboard.trends"],

@@ -393,6 +393,28 @@ async fn overview(
                 }))
             })
             .collect();
+        let open_issues = crate::store::aggregates::issues(
+            &state.db,
+            pid,
+            &crate::store::aggregates::IssueFilter {
+                recovered: Some(false),
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let issues: Vec<Value> = open_issues
+            .iter()
+            .map(|i| {
+                Value::from_serialize(serde_json::json!({
+                    "fingerprint": i.fingerprint, "occurrences": i.occurrences,
+                    "open": i.open_count, "last_seen": when(Some(i.last_seen)),
+                    "exception": i.sample_exception, "name": i.sample_task_name,
+                }))
+            })
+            .collect();
         let trend_rows: Vec<Value> = points
             .iter()
             .rev()
@@ -457,6 +479,7 @@ async fn overview(
                 window => window.as_str(),
                 bucket => bucket.as_str(),
                 trend_rows,
+                issues,
             },
         ))
     }
@@ -758,6 +781,10 @@ mod tests {
                         "total": 3, "avg": null,
                     })]),
                     agents => Vec::<Value>::new(), tasks => Vec::<Value>::new(),
+                    issues => Value::from_serialize(vec![serde_json::json!({
+                        "fingerprint": "3f4ed4267841aaae00bb2c2e1be28e3a", "occurrences": 2, "open": 1,
+                        "last_seen": "w", "exception": "<x>", "name": "jobs.a",
+                    })]),
                 })
             })
             .unwrap_or_else(|e| panic!("project: {e}"));
