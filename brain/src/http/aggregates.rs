@@ -267,17 +267,11 @@ async fn recent_failures_route(
 ) -> Result<Json<Value>, ApiError> {
     let caller = session::require(&state, &headers).await?;
     let q = query(raw);
-    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
-        None => 50,
-        Some(Ok(l)) if (1..=200).contains(&l) => l,
-        Some(_) => {
-            return Err(ApiError::Schema(vec![SchemaIssue::new(
-                "int_range",
-                &["query", "limit"],
-                "Input should be an integer between 1 and 200",
-            )]))
-        }
-    };
+    let mut issues = Vec::new();
+    let limit = int_param(&q, "limit", 1, 200, &mut issues).unwrap_or(50);
+    if !issues.is_empty() {
+        return Err(ApiError::Schema(issues));
+    }
     let (items, next) =
         recent_failures(&state, &caller, q.get("cursor").map(String::as_str), limit).await?;
     Ok(Json(json!({"items": items, "next_cursor": next})))

@@ -730,6 +730,18 @@ async fn check(brain: &Brain, op: &Operator) -> Result<(u16, Json), String> {
     .await
 }
 
+/// A brain with the suite's admin signed in and `Z4J_VERSION_CHECK_URL`.
+async fn brain_checking(ctx: &Ctx, url: &str) -> Result<(Brain, Operator), String> {
+    let mut env = agent::admin_env();
+    env.extend([
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+        ("Z4J_VERSION_CHECK_URL", url),
+    ]);
+    let brain = ctx.start(&env).await?;
+    let op = agent::login(&brain).await?;
+    Ok((brain, op))
+}
+
 pub async fn version_check(ctx: Arc<Ctx>) -> R {
     // The default: the canonical URL, shown, and never fetched unasked.
     let (brain, op) = admin_brain(&ctx).await?;
@@ -777,13 +789,7 @@ pub async fn version_check(ctx: Arc<Ctx>) -> R {
     drop(brain);
 
     // Empty: checks are disabled.
-    let mut env = agent::admin_env();
-    env.extend([
-        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
-        ("Z4J_VERSION_CHECK_URL", ""),
-    ]);
-    let brain = ctx.start(&env).await?;
-    let op = agent::login(&brain).await?;
+    let (brain, op) = brain_checking(&ctx, "").await?;
     ensure_eq(
         versions(&brain, &op).await?["check_for_updates_url"].as_str(),
         Some(""),
@@ -800,13 +806,7 @@ pub async fn version_check(ctx: Arc<Ctx>) -> R {
     // https: fetched on the button only; a failure keeps the snapshot.
     let (port, seen) = counting_listener().await?;
     let url = format!("https://127.0.0.1:{port}/versions.json");
-    let mut env = agent::admin_env();
-    env.extend([
-        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
-        ("Z4J_VERSION_CHECK_URL", url.as_str()),
-    ]);
-    let brain = ctx.start(&env).await?;
-    let op = agent::login(&brain).await?;
+    let (brain, op) = brain_checking(&ctx, &url).await?;
     ensure_eq(
         versions(&brain, &op).await?["check_for_updates_url"].as_str(),
         Some(url.as_str()),
@@ -839,13 +839,7 @@ pub async fn version_check(ctx: Arc<Ctx>) -> R {
     // Plain http is refused without a request.
     let (port, seen) = counting_listener().await?;
     let url = format!("http://127.0.0.1:{port}/versions.json");
-    let mut env = agent::admin_env();
-    env.extend([
-        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
-        ("Z4J_VERSION_CHECK_URL", url.as_str()),
-    ]);
-    let brain = ctx.start(&env).await?;
-    let op = agent::login(&brain).await?;
+    let (brain, op) = brain_checking(&ctx, &url).await?;
     let (status, body) = check(&brain, &op).await?;
     ensure_eq(status, 409, &format!("an http:// URL: {body}"))?;
     ensure_eq(
