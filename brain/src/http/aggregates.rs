@@ -4,6 +4,7 @@
 
 use super::access::{self, Role};
 use super::error::{ApiError, SchemaIssue};
+use super::query::Query;
 use super::session::{self, Caller};
 use super::Shared;
 use crate::insight::{self, Attention, Bucket, Health, Point, Window};
@@ -25,12 +26,6 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/home/recent-failures", get(recent_failures_route))
         .route("/api/v1/projects/{slug}/trends", get(trends_route))
         .route("/api/v1/projects/{slug}/issues", get(issues_route))
-}
-
-fn query(raw: Option<String>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
 }
 
 fn rate(c: &Counters) -> f64 {
@@ -266,14 +261,19 @@ async fn recent_failures_route(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let caller = session::require(&state, &headers).await?;
-    let q = query(raw);
+    let q = Query::parse(raw);
     let mut issues = Vec::new();
-    let limit = int_param(&q, "limit", 1, 200, &mut issues).unwrap_or(50);
+    let limit = q.int("limit", 1, 200, &mut issues).unwrap_or(50);
     if !issues.is_empty() {
         return Err(ApiError::Schema(issues));
     }
-    let (items, next) =
-        recent_failures(&state, &caller, q.get("cursor").map(String::as_str), limit).await?;
+    let (items, next) = recent_failures(
+        &state,
+        &caller,
+        q.0.get("cursor").map(String::as_str),
+        limit,
+    )
+    .await?;
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 
@@ -342,7 +342,7 @@ async fn trends_route(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     // The pair is refused before the project is looked up.
-    let (w, b) = trend_params(&query(raw))?;
+    let (w, b) = trend_params(&Query::parse(raw).0)?;
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
     let points = trend_series(&state, access.project.id, w, b, Ts::now()).await?;
     let series: Vec<Value> = points
@@ -363,29 +363,6 @@ async fn trends_route(
         "bucket": b.as_str(),
         "series": series,
     })))
-}
-
-/// An integer query value in `min..=max`, `default` when absent, else a
-/// 422 naming it.
-fn int_param(
-    q: &HashMap<String, String>,
-    name: &'static str,
-    min: i64,
-    max: i64,
-    issues: &mut Vec<SchemaIssue>,
-) -> Option<i64> {
-    let raw = q.get(name)?;
-    match raw.parse::<i64>() {
-        Ok(n) if (min..=max).contains(&n) => Some(n),
-        _ => {
-            issues.push(SchemaIssue::new(
-                "int_range",
-                &["query", name],
-                format!("Input should be an integer between {min} and {max}"),
-            ));
-            None
-        }
-    }
 }
 
 /// The issues cursor: the padded URL-safe base64 of a decimal offset; one
@@ -411,11 +388,11 @@ async fn issues_route(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
-    let q = query(raw);
+    let q = Query::parse(raw);
     let mut issues = Vec::new();
-    let limit = int_param(&q, "limit", 1, 200, &mut issues).unwrap_or(50);
-    let hours = int_param(&q, "hours", 1, 8760, &mut issues);
-    let recovered = match q.get("status").map(String::as_str) {
+    let limit = q.int("limit", 1, 200, &mut issues).unwrap_or(50);
+    let hours = q.int("hours", 1, 8760, &mut issues);
+    let recovered = match q.0.get("status").map(String::as_str) {
         None => None,
         Some("ongoing") => Some(false),
         Some("recovered") => Some(true),
@@ -432,11 +409,11 @@ async fn issues_route(
         return Err(ApiError::Schema(issues));
     }
     let filter = IssueFilter {
-        engine: q.get("engine").cloned(),
+        engine: q.0.get("engine").cloned(),
         seen_since: hours.map(|h| Ts::now().plus_seconds(-h * 3600)),
         recovered,
     };
-    let offset = issue_offset(q.get("cursor"));
+    let offset = issue_offset(q.0.get("cursor"));
     let pid = access.project.id;
     let mut rows = aggregates::issues(&state.db, pid, &filter, offset, limit + 1).await?;
     let more = rows.len() as i64 > limit;

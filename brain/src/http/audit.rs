@@ -38,12 +38,6 @@ fn row_json(r: &AuditRow) -> Value {
     })
 }
 
-fn query(raw: Option<String>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
-
 fn bad(field: &'static str, msg: &str) -> ApiError {
     ApiError::Schema(vec![SchemaIssue::new(
         "value_error",
@@ -103,7 +97,7 @@ async fn list(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let q = query(raw);
+    let q = super::query::Query::parse(raw).0;
     let (access, f) = filter(&state, &headers, &slug, &q).await?;
     if q.contains_key("format") {
         return export(&state, &slug, &q, &headers, access, f).await;

@@ -495,10 +495,7 @@ async fn issue(
 /// the caller is willing to wait for the command's outcome, capped by
 /// `Z4J_REQUEST_TIMEOUT_SECONDS`.
 fn wait_param(raw: Option<&str>, request_timeout: i64) -> Result<Option<Duration>, ApiError> {
-    let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let q = super::query::Query::parse(raw.map(str::to_owned)).0;
     match q.get("wait").map(|w| w.parse::<u64>()) {
         None => Ok(None),
         Some(Ok(w)) if w <= 3600 => {
@@ -576,10 +573,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
-    let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let q = super::query::Query::parse(raw).0;
     let limit = super::reads::rest_limit(&state.settings, q.get("limit"))?;
     // Unknown status values are ignored, as the reference does.
     let status = q.get("status").and_then(|s| Status::parse(s));

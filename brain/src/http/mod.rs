@@ -22,6 +22,7 @@ mod notifications;
 mod pages;
 mod password_reset;
 mod projects;
+mod query;
 mod reads;
 pub mod request_id;
 mod saved_views;

@@ -476,10 +476,7 @@ async fn list_deliveries(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
-    let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let q = super::query::Query::parse(raw).0;
     let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
         None => 50,
         Some(Ok(l)) if (1..=500).contains(&l) => l,

@@ -262,17 +262,12 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 /// `?limit=` of the history reads: `default` when absent or not a number,
 /// clamped silently to 1..1000, as the reference does.
 fn clamped_limit(raw: Option<String>, default: i64) -> i64 {
-    query(raw)
+    super::query::Query::parse(raw)
+        .0
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
         .unwrap_or(default)
         .clamp(1, 1000)
-}
-
-fn query(raw: Option<String>) -> std::collections::HashMap<String, String> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
 }
 
 async fn list(
@@ -282,7 +277,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
-    let q = query(raw);
+    let q = super::query::Query::parse(raw).0;
     let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
         None => 50,
         Some(Ok(l)) if (1..=500).contains(&l) => l,

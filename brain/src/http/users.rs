@@ -85,10 +85,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers, false).await?;
-    let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let q = super::query::Query::parse(raw).0;
     let limit = q
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
