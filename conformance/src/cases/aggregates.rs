@@ -24,6 +24,14 @@ fn event_at(task_id: &str, kind: &str, at: &str, data: Json) -> Json {
     e
 }
 
+/// A brain with the suite's admin signed in and one connected agent.
+async fn with_agent(ctx: &Ctx, name: &str) -> Result<(Brain, Operator, Session), String> {
+    let (brain, op) = admin_brain(ctx).await?;
+    let creds = op.mint(&brain, name).await?;
+    let s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    Ok((brain, op, s))
+}
+
 /// Sends `events` in one batch and requires every one accepted.
 async fn ingest(s: &mut Session, batch: &str, events: &[Json]) -> R {
     s.send_events(batch, events).await?;
@@ -113,10 +121,8 @@ fn failed(prefix: &str, n: usize, at: &str) -> Vec<Json> {
 }
 
 pub async fn home_summary(ctx: Arc<Ctx>) -> R {
-    let (brain, op) = admin_brain(&ctx).await?;
+    let (brain, op, mut s) = with_agent(&ctx, "summary-agent").await?;
     op.create_project(&brain, "beta").await?;
-    let creds = op.mint(&brain, "summary-agent").await?;
-    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
     let now = ago(0);
     // Outside the 24 h window: counted nowhere.
     let old = ago(25 * 3600);
@@ -296,9 +302,7 @@ pub async fn home_summary(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn recent_failures(ctx: Arc<Ctx>) -> R {
-    let (brain, op) = admin_brain(&ctx).await?;
-    let creds = op.mint(&brain, "failures-agent").await?;
-    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let (brain, op, mut s) = with_agent(&ctx, "failures-agent").await?;
     // 51 failures, a second apart (the oldest first), so paging has a
     // strict order; the newest carries a 600-character exception.
     let mut events: Vec<Json> = (0..51)
@@ -439,9 +443,7 @@ pub async fn recent_failures(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn trends(ctx: Arc<Ctx>) -> R {
-    let (brain, op) = admin_brain(&ctx).await?;
-    let creds = op.mint(&brain, "trends-agent").await?;
-    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let (brain, op, mut s) = with_agent(&ctx, "trends-agent").await?;
     let now = ago(0);
     let two_hours = ago(2 * 3600);
     let done = |id: &str, kind: &str, at: &str, runtime: Option<i64>| {
@@ -576,9 +578,7 @@ pub async fn trends(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn stats(ctx: Arc<Ctx>) -> R {
-    let (brain, op) = admin_brain(&ctx).await?;
-    let creds = op.mint(&brain, "stats-agent").await?;
-    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let (brain, op, mut s) = with_agent(&ctx, "stats-agent").await?;
     let now = ago(0);
     let two_hours = ago(2 * 3600);
     ingest(
@@ -861,9 +861,7 @@ fn traceback(line: u32) -> String {
 }
 
 pub async fn issues(ctx: Arc<Ctx>) -> R {
-    let (brain, op) = admin_brain(&ctx).await?;
-    let creds = op.mint(&brain, "issues-agent").await?;
-    let mut s = agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let (brain, op, mut s) = with_agent(&ctx, "issues-agent").await?;
     let fail = |id: &str, secs: i64, exc: &str, line: u32| {
         event_at(
             id,
