@@ -98,21 +98,28 @@ async fn list_sessions(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let caller = session::cookie_only(session::require(&state, &headers).await?)?;
+    Ok(Json(Value::Array(sessions_of(&state, &caller).await?)))
+}
+
+/// The caller's live sessions as the REST API lists them.
+pub(super) async fn sessions_of(
+    state: &Shared,
+    caller: &session::Caller,
+) -> Result<Vec<Value>, ApiError> {
     let rows = sessions::list_live(&state.db, caller.user.id, Ts::now(), SESSION_LIST_CAP).await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|s| {
-                json!({
-                    "id": s.id,
-                    "issued_at": s.issued_at.to_rfc3339(),
-                    "last_seen_at": s.last_seen_at.to_rfc3339(),
-                    "ip_at_issue": s.ip_at_issue,
-                    "user_agent_at_issue": s.user_agent_at_issue,
-                    "is_current": s.id == caller.session.id,
-                })
+    Ok(rows
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "issued_at": s.issued_at.to_rfc3339(),
+                "last_seen_at": s.last_seen_at.to_rfc3339(),
+                "ip_at_issue": s.ip_at_issue,
+                "user_agent_at_issue": s.user_agent_at_issue,
+                "is_current": s.id == caller.session.id,
             })
-            .collect(),
-    )))
+        })
+        .collect())
 }
 
 async fn revoke_session(

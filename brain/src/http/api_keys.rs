@@ -291,7 +291,12 @@ async fn scopes(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<
 
 async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = session::require(&state, &headers).await?;
-    let keys = api_keys::list_for_user(&state.db, caller.user.id).await?;
+    Ok(Json(Value::Array(keys_of(&state, caller.user.id).await?)))
+}
+
+/// A user's keys as the REST API lists them.
+pub(super) async fn keys_of(state: &Shared, user: uuid::Uuid) -> Result<Vec<Value>, ApiError> {
+    let keys = api_keys::list_for_user(&state.db, user).await?;
     let mut out = Vec::new();
     for k in &keys {
         let slug = match k.project_id {
@@ -300,7 +305,7 @@ async fn list(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Va
         };
         out.push(key_json(k, slug));
     }
-    Ok(Json(Value::Array(out)))
+    Ok(out)
 }
 
 async fn create(

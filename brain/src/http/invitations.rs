@@ -38,7 +38,7 @@ fn token_hash(state: &Shared, token: &str) -> Result<String, ApiError> {
     crate::auth::keyed::person_token(&state.settings, token).ok_or_else(ApiError::no_master_secret)
 }
 
-fn invitation_json(i: &Invitation) -> Value {
+pub(super) fn invitation_json(i: &Invitation) -> Value {
     json!({
         "id": i.id,
         "project_id": i.project_id,

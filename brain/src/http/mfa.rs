@@ -190,17 +190,22 @@ async fn mint_recovery_codes(
 
 async fn status(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = session::require_session(&state, &headers).await?;
+    Ok(Json(status_of(&state, &caller).await?))
+}
+
+/// The caller's second-factor status as `GET /auth/mfa/status` shows it.
+pub(super) async fn status_of(state: &Shared, caller: &session::Caller) -> Result<Value, ApiError> {
     let remaining = mfa::unused_recovery_codes(&state.db, caller.user.id)
         .await?
         .len();
     let deadline = session::enrollment_deadline(&state.settings, &caller.user);
-    Ok(Json(json!({
+    Ok(json!({
         "enrolled": caller.user.mfa_enrolled_at.is_some(),
         "enrolled_at": caller.user.mfa_enrolled_at.map(|t| t.to_rfc3339()),
         "remaining_recovery_codes": caller.user.mfa_enrolled_at.map(|_| remaining),
         "enrollment_required": session::enforced(&state.settings, &caller.user),
         "enrollment_deadline": deadline.map(|d| d.to_rfc3339()),
-    })))
+    }))
 }
 
 fn issuer_host(state: &Shared) -> String {
@@ -229,18 +234,54 @@ async fn enroll_start(
     let sealed_text = sealed::seal(state.settings.secret.as_deref(), PURPOSE, &b32)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     mfa::start_enrolment(&state.db, caller.user.id, &sealed_text).await?;
-    let issuer = format!("z4j ({})", issuer_host(&state));
+    Ok(Json(json!({
+        "provisioning_url": provisioning_url(&state, &caller.user.email, &b32),
+        "secret_base32": b32,
+    })))
+}
+
+/// The `otpauth://` URL an authenticator app reads (the QR code's text).
+fn provisioning_url(state: &Shared, email: &str, b32: &str) -> String {
+    let issuer = format!("z4j ({})", issuer_host(state));
     let label: String =
-        url::form_urlencoded::byte_serialize(format!("{issuer}:{}", caller.user.email).as_bytes())
+        url::form_urlencoded::byte_serialize(format!("{issuer}:{email}").as_bytes())
             .collect::<String>()
             .replace('+', "%20");
     let issuer_q: String = url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect();
-    Ok(Json(json!({
-        "secret_base32": b32,
-        "provisioning_url": format!(
-            "otpauth://totp/{label}?secret={b32}&issuer={issuer_q}&algorithm=SHA1&digits=6&period=30"
-        ),
-    })))
+    format!(
+        "otpauth://totp/{label}?secret={b32}&issuer={issuer_q}&algorithm=SHA1&digits=6&period=30"
+    )
+}
+
+/// The provisioning URL of the caller's enrolment in progress, if one is
+/// (the account page draws it as a QR code).
+pub(super) async fn pending_provisioning_url(
+    state: &Shared,
+    caller: &session::Caller,
+) -> Result<Option<String>, ApiError> {
+    let st = mfa::state(&state.db, caller.user.id).await?;
+    match (st.mfa_enrolled_at, st.mfa_pending_secret.as_deref()) {
+        (None, Some(sealed_text)) => {
+            let b32 = sealed::open(state.settings.master_secrets(), PURPOSE, sealed_text)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(Some(provisioning_url(state, &caller.user.email, &b32)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The caller's trusted devices as the REST API lists them.
+pub(super) async fn devices_of(
+    state: &Shared,
+    caller: &session::Caller,
+    headers: &HeaderMap,
+) -> Result<Vec<Value>, ApiError> {
+    let current = trust_token(state, headers).map(|t| keyed::mfa_token(&t));
+    let rows = mfa::trusted_devices(&state.db, caller.user.id).await?;
+    Ok(rows
+        .iter()
+        .map(|d| device_json(d, current.as_deref()))
+        .collect())
 }
 
 fn six_digits(obj: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
@@ -507,12 +548,8 @@ async fn regenerate(
 
 async fn devices(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = session::require(&state, &headers).await?;
-    let current = trust_token(&state, &headers).map(|t| keyed::mfa_token(&t));
-    let rows = mfa::trusted_devices(&state.db, caller.user.id).await?;
     Ok(Json(Value::Array(
-        rows.iter()
-            .map(|d| device_json(d, current.as_deref()))
-            .collect(),
+        devices_of(&state, &caller, &headers).await?,
     )))
 }
 

@@ -35,14 +35,14 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-fn user_admin_json(u: &users::User) -> Value {
+pub(super) fn user_admin_json(u: &users::User) -> Value {
     let mut v = user_json(u);
     v["is_active"] = json!(u.is_active);
     v["mfa_enrolled"] = json!(u.mfa_enrolled_at.is_some());
     v
 }
 
-fn member_json(m: &Membership, slug: &str) -> Value {
+pub(super) fn member_json(m: &Membership, slug: &str) -> Value {
     json!({
         "id": m.id,
         "user_id": m.user_id,

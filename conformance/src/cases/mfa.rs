@@ -31,7 +31,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
 }
 
 /// The 6-digit TOTP of `secret` `offset` steps from now.
-fn totp(secret_b32: &str, offset: i64) -> String {
+pub(crate) fn totp(secret_b32: &str, offset: i64) -> String {
     let step = (chrono::Utc::now().timestamp() / 30 + offset) as u64;
     let mut mac = match Hmac::<Sha1>::new_from_slice(&base32_decode(secret_b32)) {
         Ok(m) => m,

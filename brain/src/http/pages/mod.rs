@@ -5,21 +5,25 @@
 //! routes; writes go through the REST API itself (CSRF, roles, audit).
 //! Strict CSP: no inline script or style.
 
-mod chart;
+//!
+//! One module per area: `home`, `project` (a project's pages), `admin`
+//! (global admins), `account` (the signed-in person's own settings),
+//! `public` (pages for people without a session). This file holds what
+//! they share: templates, the layout, errors and assets.
 
-use super::access::{self, Role};
-use super::aggregates;
+mod account;
+mod admin;
+mod chart;
+mod home;
+mod project;
+mod public;
+
 use super::error::ApiError;
-use super::reads::{decode_cursor, encode_cursor, TASK_STATES};
 use super::session;
 use super::Shared;
-use crate::insight::{self, Window};
 use crate::settings::BRAIN_VERSION;
-use crate::store::ingest::TASK_PRIORITIES;
-use crate::store::reads::{self, TaskFilter};
-use crate::store::saved_views;
-use crate::store::{agents, projects, Ts};
-use axum::extract::{Path, RawQuery, State};
+use crate::store::Ts;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -33,17 +37,26 @@ use std::sync::OnceLock;
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; frame-src 'none'; \
                    base-uri 'none'; object-src 'none'";
-const PAGE_SIZE: i64 = 50;
+
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/", get(root))
         .route("/login", get(login))
-        .route("/home", get(home))
-        .route("/system", get(system_page))
-        .route("/projects/{slug}", get(overview))
-        .route("/projects/{slug}/tasks", get(tasks))
-        .route("/projects/{slug}/agents", get(agents_page))
-        .route("/projects/{slug}/tasks/{engine}/{task_id}", get(task))
+        .route("/invite", get(public::invite))
+        .route("/reset", get(public::reset))
+        .route("/home", get(home::home))
+        .route("/account", get(account::account))
+        .route("/api-keys", get(account::api_keys))
+        .route("/system", get(admin::system))
+        .route("/users", get(admin::users))
+        .route("/projects/{slug}", get(project::overview))
+        .route("/projects/{slug}/tasks", get(project::tasks))
+        .route("/projects/{slug}/agents", get(project::agents))
+        .route("/projects/{slug}/members", get(project::members))
+        .route(
+            "/projects/{slug}/tasks/{engine}/{task_id}",
+            get(project::task),
+        )
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
         .route("/assets/favicon.svg", get(icon))
@@ -64,6 +77,12 @@ fn templates() -> &'static Environment<'static> {
             ("agents.html", include_str!("templates/agents.html")),
             ("not_found.html", include_str!("templates/not_found.html")),
             ("system.html", include_str!("templates/system.html")),
+            ("users.html", include_str!("templates/users.html")),
+            ("members.html", include_str!("templates/members.html")),
+            ("account.html", include_str!("templates/account.html")),
+            ("api_keys.html", include_str!("templates/api_keys.html")),
+            ("invite.html", include_str!("templates/invite.html")),
+            ("reset.html", include_str!("templates/reset.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -91,6 +110,8 @@ fn templates() -> &'static Environment<'static> {
 pub enum PageError {
     /// No usable session: to the sign-in page, then back here.
     SignIn(String),
+    /// A second factor must be set up first: to the account page.
+    Enrol,
     NotFound(String),
     Internal(String),
 }
@@ -99,6 +120,10 @@ impl From<ApiError> for PageError {
     fn from(e: ApiError) -> PageError {
         match e {
             ApiError::Unauthenticated(_) => PageError::SignIn(String::new()),
+            ApiError::Coded {
+                code: "mfa_enrollment_required",
+                ..
+            } => PageError::Enrol,
             // Second factor pending or enrolment due: the sign-in page
             // handles both.
             ApiError::Coded { status, .. } if status == StatusCode::FORBIDDEN => {
@@ -122,6 +147,7 @@ fn finish(state: &Shared, r: Result<Response, PageError>) -> Response {
             };
             no_store(Redirect::to(&to).into_response())
         }
+        Err(PageError::Enrol) => no_store(Redirect::to("/account").into_response()),
         Err(PageError::NotFound(message)) => {
             let mut r =
                 Page::anonymous(state, "page").render("not_found.html", context! { message });
@@ -152,6 +178,8 @@ struct Page {
     /// `Z4J_ENVIRONMENT`, on every page.
     environment: String,
     user: Option<String>,
+    /// A global admin: the layout links the admin pages.
+    admin: bool,
     project: Option<Value>,
 }
 
@@ -161,7 +189,16 @@ impl Page {
             page,
             environment: state.settings.environment.clone(),
             user: None,
+            admin: false,
             project: None,
+        }
+    }
+
+    fn signed(state: &Shared, page: &'static str, caller: &session::Caller) -> Page {
+        Page {
+            user: Some(caller.user.email.clone()),
+            admin: caller.user.is_admin,
+            ..Page::anonymous(state, page)
         }
     }
 
@@ -174,6 +211,7 @@ impl Page {
         let base = context! {
             page => self.page,
             user => self.user,
+            admin => self.admin,
             project => self.project,
             environment => self.environment,
             env_class,
@@ -207,23 +245,6 @@ fn no_store(mut r: Response) -> Response {
 
 fn when(t: Option<Ts>) -> Option<String> {
     t.map(|t| t.0.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-}
-
-fn project_value(p: &projects::Project) -> Value {
-    Value::from_serialize(serde_json::json!({
-        "id": p.id, "slug": p.slug, "name": p.name, "environment": p.environment,
-    }))
-}
-
-fn task_rows(rows: &[reads::Task]) -> Vec<Value> {
-    rows.iter()
-        .map(|t| {
-            Value::from_serialize(serde_json::json!({
-                "engine": t.engine, "task_id": t.task_id, "name": t.name, "state": t.state,
-                "queue": t.queue, "worker": t.worker_name, "updated": when(Some(t.updated_at)),
-            }))
-        })
-        .collect()
 }
 
 async fn root(State(state): State<Shared>, headers: HeaderMap) -> Response {
@@ -278,422 +299,6 @@ fn back_to(e: ApiError, here: &str) -> PageError {
     }
 }
 
-async fn home(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let r: Result<Response, PageError> = async {
-        let caller = signed_in(&state, &headers, "/home").await?;
-        let summary = aggregates::summary(&state, &caller).await?;
-        let (failures, _) = aggregates::recent_failures(&state, &caller, None, 10).await?;
-        let failures: Vec<Value> = failures
-            .iter()
-            .map(|f| {
-                Value::from_serialize(serde_json::json!({
-                    "project": f.project_slug, "engine": f.engine, "task_id": f.task_id,
-                    "name": f.task_name, "worker": f.worker, "exception": f.exception,
-                    "when": f.occurred_at.get(..19).map(|t| t.replace('T', " ") + " UTC"),
-                }))
-            })
-            .collect();
-        let page = Page {
-            page: "home",
-            environment: state.settings.environment.clone(),
-            user: Some(caller.user.email.clone()),
-            project: None,
-        };
-        Ok(page.render(
-            "home.html",
-            context! {
-                is_admin => caller.user.is_admin,
-                projects => Value::from_serialize(&summary.projects),
-                attention => Value::from_serialize(&summary.attention),
-                total => Value::from_serialize(&summary.aggregate),
-                rate => format!("{:.1}", summary.aggregate.failure_rate_24h * 100.0),
-                failures,
-            },
-        ))
-    }
-    .await;
-    finish(&state, r)
-}
-
-/// Global admins: the brain's version and the versions snapshot, with the
-/// "Check for updates" button (nothing is fetched until it is pressed).
-async fn system_page(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let r: Result<Response, PageError> = async {
-        let caller = signed_in(&state, &headers, "/system").await?;
-        if !caller.user.is_admin {
-            return Err(PageError::NotFound("page not found".into()));
-        }
-        let (snapshot, source) = state.versions.current();
-        let snapshot = super::system::public(&state, &snapshot, &source);
-        let page = Page {
-            page: "system",
-            environment: state.settings.environment.clone(),
-            user: Some(caller.user.email.clone()),
-            project: None,
-        };
-        Ok(page.render(
-            "system.html",
-            context! {
-                snapshot => Value::from_serialize(&snapshot),
-                database => state.db.kind(),
-            },
-        ))
-    }
-    .await;
-    finish(&state, r)
-}
-
-async fn project_page(
-    state: &Shared,
-    headers: &HeaderMap,
-    slug: &str,
-    here: &str,
-    page: &'static str,
-) -> Result<(access::ProjectAccess, Page), PageError> {
-    // One session lookup: `access::project` resolves the caller itself.
-    let a = access::project(state, headers, slug, Role::Viewer)
-        .await
-        .map_err(|e| back_to(e, here))?;
-    if a.caller.via_key {
-        return Err(PageError::SignIn(here.to_owned()));
-    }
-    let p = Page {
-        page,
-        environment: state.settings.environment.clone(),
-        user: Some(a.caller.user.email.clone()),
-        project: Some(project_value(&a.project)),
-    };
-    Ok((a, p))
-}
-
-async fn overview(
-    State(state): State<Shared>,
-    Path(slug): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let r: Result<Response, PageError> = async {
-        let window = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .find(|(k, _)| k == "window")
-            .and_then(|(_, v)| Window::parse(&v))
-            .unwrap_or(Window::H24);
-        let here = format!("/projects/{slug}?window={}", window.as_str());
-        let (a, page) = project_page(&state, &headers, &slug, &here, "overview").await?;
-        let pid = a.project.id;
-        let bucket = window.chart_bucket();
-        let now = Ts::now();
-        let points = aggregates::trend_series(&state, pid, window, bucket, now).await?;
-        let filled = insight::filled(&points, window, bucket, now);
-        let chart = chart::throughput(&filled, bucket.secs());
-        let windows: Vec<Value> = Window::ALL
-            .iter()
-            .map(|w| {
-                Value::from_serialize(serde_json::json!({
-                    "name": w.as_str(), "current": *w == window,
-                }))
-            })
-            .collect();
-        let open_issues = crate::store::aggregates::issues(
-            &state.db,
-            pid,
-            &crate::store::aggregates::IssueFilter {
-                recovered: Some(false),
-                ..Default::default()
-            },
-            0,
-            10,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        let issues: Vec<Value> = open_issues
-            .iter()
-            .map(|i| {
-                Value::from_serialize(serde_json::json!({
-                    "fingerprint": i.fingerprint, "occurrences": i.occurrences,
-                    "open": i.open_count, "last_seen": when(Some(i.last_seen)),
-                    "exception": i.sample_exception, "name": i.sample_task_name,
-                }))
-            })
-            .collect();
-        let trend_rows: Vec<Value> = points
-            .iter()
-            .rev()
-            .map(|p| {
-                Value::from_serialize(serde_json::json!({
-                    "when": when(chrono::DateTime::from_timestamp(p.start, 0).map(Ts)),
-                    "success": p.success, "failure": p.failure, "retry": p.retry,
-                    "revoked": p.revoked, "total": p.total, "avg": p.avg_runtime_ms,
-                }))
-            })
-            .collect();
-        let list = agents::list(&state.db, pid).await.map_err(ApiError::from)?;
-        let online = list
-            .iter()
-            .filter(|x| x.state == agents::Liveness::Online)
-            .count();
-        let agents_view: Vec<Value> = list
-            .iter()
-            .map(|x| {
-                Value::from_serialize(serde_json::json!({
-                    "name": x.name, "state": x.state.as_str(), "last_seen": when(x.last_seen_at),
-                }))
-            })
-            .collect();
-        let hour = TaskFilter {
-            since: Some(Ts::now().plus_seconds(-3600)),
-            ..TaskFilter::default()
-        };
-        let hour_total = reads::count_tasks(&state.db, pid, &hour)
-            .await
-            .map_err(ApiError::from)?;
-        let failed = TaskFilter {
-            state: Some("failure".into()),
-            ..hour.clone()
-        };
-        let hour_failed = reads::count_tasks(&state.db, pid, &failed)
-            .await
-            .map_err(ApiError::from)?;
-        let recent = reads::tasks(
-            &state.db,
-            pid,
-            &TaskFilter {
-                state: Some("failure".into()),
-                ..TaskFilter::default()
-            },
-            None,
-            10,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        Ok(page.render(
-            "project.html",
-            context! {
-                agents => agents_view,
-                online,
-                offline => list.len() - online,
-                hour_total,
-                hour_failed,
-                tasks => task_rows(&recent),
-                chart => Value::from_safe_string(chart),
-                windows,
-                window => window.as_str(),
-                bucket => bucket.as_str(),
-                trend_rows,
-                issues,
-            },
-        ))
-    }
-    .await;
-    finish(&state, r)
-}
-
-async fn tasks(
-    State(state): State<Shared>,
-    Path(slug): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let r: Result<Response, PageError> = async {
-        let raw = raw.unwrap_or_default();
-        let here = if raw.is_empty() {
-            format!("/projects/{slug}/tasks")
-        } else {
-            format!("/projects/{slug}/tasks?{raw}")
-        };
-        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
-        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect();
-        // Form fields: empty means "any"; text capped as the API caps it.
-        let text = |k: &str| {
-            q.get(k)
-                .map(|v| v.trim().chars().take(200).collect::<String>())
-                .filter(|v| !v.is_empty())
-        };
-        let filter = TaskFilter {
-            state: text("state").filter(|s| TASK_STATES.contains(&s.as_str())),
-            // A comma list as saved views write it; unknown words dropped.
-            priorities: text("priority")
-                .map(|p| {
-                    p.split(',')
-                        .map(str::trim)
-                        .filter(|p| TASK_PRIORITIES.contains(p))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .filter(|p| !p.is_empty()),
-            name: text("name"),
-            search: text("search"),
-            queue: text("queue"),
-            worker: text("worker"),
-            since: text("since")
-                .and_then(|w| Window::parse(&w))
-                .map(|w| Ts::now().plus_seconds(-w.secs())),
-            ..TaskFilter::default()
-        };
-        let views = saved_views::list(&state.db, a.caller.user.id, a.project.id)
-            .await
-            .map_err(ApiError::from)?;
-        let views: Vec<Value> = views
-            .iter()
-            .map(|v| {
-                let f = &v.filters.0;
-                let mut qs = url::form_urlencoded::Serializer::new(String::new());
-                if let Some(st) = f["state"].as_str() {
-                    qs.append_pair("state", st);
-                }
-                let prio: Vec<&str> = f["priority"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.as_str())
-                    .collect();
-                if !prio.is_empty() {
-                    qs.append_pair("priority", &prio.join(","));
-                }
-                if let Some(se) = f["search"].as_str().filter(|s| !s.is_empty()) {
-                    qs.append_pair("search", se);
-                }
-                Value::from_serialize(serde_json::json!({
-                    "id": v.id, "name": v.name,
-                    "href": format!("/projects/{slug}/tasks?{}", qs.finish()),
-                }))
-            })
-            .collect();
-        let after = decode_cursor(q.get("cursor"));
-        let mut rows = reads::tasks(&state.db, a.project.id, &filter, after, PAGE_SIZE + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let more = rows.len() as i64 > PAGE_SIZE;
-        rows.truncate(PAGE_SIZE as usize);
-        let next = more.then(|| rows.last()).flatten().map(|t| {
-            let mut qs = url::form_urlencoded::Serializer::new(String::new());
-            for k in [
-                "state", "priority", "name", "search", "queue", "worker", "since",
-            ] {
-                if let Some(v) = text(k) {
-                    qs.append_pair(k, &v);
-                }
-            }
-            qs.append_pair("cursor", &encode_cursor(t.created_at, t.id));
-            format!("/projects/{slug}/tasks?{}", qs.finish())
-        });
-        let shown = serde_json::json!({
-            "state": filter.state.clone().unwrap_or_default(),
-            "name": filter.name.clone().unwrap_or_default(),
-            "search": filter.search.clone().unwrap_or_default(),
-            "queue": filter.queue.clone().unwrap_or_default(),
-            "worker": filter.worker.clone().unwrap_or_default(),
-            "priority": filter.priorities.clone().unwrap_or_default(),
-            "since": text("since").filter(|w| Window::parse(w).is_some()).unwrap_or_default(),
-        });
-        Ok(page.render(
-            "tasks.html",
-            context! {
-                tasks => task_rows(&rows),
-                states => TASK_STATES,
-                priorities => TASK_PRIORITIES,
-                windows => Window::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
-                filter => Value::from_serialize(shown),
-                views,
-                next,
-            },
-        ))
-    }
-    .await;
-    finish(&state, r)
-}
-
-async fn agents_page(
-    State(state): State<Shared>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let r: Result<Response, PageError> = async {
-        let here = format!("/projects/{slug}/agents");
-        let (a, page) = project_page(&state, &headers, &slug, &here, "agents").await?;
-        let list = agents::list(&state.db, a.project.id)
-            .await
-            .map_err(ApiError::from)?;
-        let rows: Vec<Value> = list
-            .iter()
-            .map(|x| {
-                Value::from_serialize(serde_json::json!({
-                    "id": x.id, "name": x.name, "state": x.state.as_str(),
-                    "version": x.metadata.0.get("agent_version").and_then(|v| v.as_str()),
-                    "last_seen": when(x.last_seen_at),
-                }))
-            })
-            .collect();
-        Ok(page.render(
-            "agents.html",
-            context! { agents => rows, can_manage => a.role >= Role::Admin },
-        ))
-    }
-    .await;
-    finish(&state, r)
-}
-
-fn pretty(v: Option<&serde_json::Value>) -> Option<String> {
-    v.map(|j| serde_json::to_string_pretty(j).unwrap_or_default())
-}
-
-async fn task(
-    State(state): State<Shared>,
-    Path((slug, engine, task_id)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let r: Result<Response, PageError> = async {
-        let here = format!(
-            "/projects/{slug}/tasks/{}/{}",
-            urlencode(&engine),
-            urlencode(&task_id)
-        );
-        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
-        let t = reads::task(&state.db, a.project.id, &engine, &task_id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| PageError::NotFound(format!("task {task_id} ({engine}) not found")))?;
-        let events = reads::events(&state.db, a.project.id, &engine, &task_id, None, 200)
-            .await
-            .map_err(ApiError::from)?;
-        // Commands go to the agent that last reported the task.
-        let agent = events.first().map(|e| e.agent_id.to_string());
-        let timeline: Vec<Value> = events
-            .iter()
-            .rev()
-            .map(|e| {
-                Value::from_serialize(
-                    serde_json::json!({"at": when(Some(e.occurred_at)), "kind": e.kind}),
-                )
-            })
-            .collect();
-        let args = serde_json::json!({
-            "args": t.args.as_ref().map(|a| &a.0),
-            "kwargs": t.kwargs.as_ref().map(|k| &k.0),
-        });
-        let view = serde_json::json!({
-            "engine": t.engine, "task_id": t.task_id, "name": t.name, "state": t.state,
-            "queue": t.queue, "worker": t.worker_name, "retries": t.retry_count,
-            "runtime": t.runtime_ms.map(|ms| format!("{ms} ms")),
-            "args": pretty(Some(&args)),
-            "result": pretty(t.result.as_ref().map(|r| &r.0)),
-            "exception": t.exception, "traceback": t.traceback,
-        });
-        Ok(page.render(
-            "task.html",
-            context! {
-                task => Value::from_serialize(view),
-                events => timeline,
-                agent,
-                can_operate => a.role >= Role::Operator && agent.is_some(),
-            },
-        ))
-    }
-    .await;
-    finish(&state, r)
-}
-
 async fn script() -> Response {
     asset(
         "text/javascript; charset=utf-8",
@@ -720,6 +325,8 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::reads::TASK_STATES;
+    use crate::store::ingest::TASK_PRIORITIES;
 
     #[test]
     fn only_local_paths_follow_sign_in() {
@@ -813,6 +420,12 @@ mod tests {
             "agents.html",
             "not_found.html",
             "system.html",
+            "users.html",
+            "members.html",
+            "account.html",
+            "api_keys.html",
+            "invite.html",
+            "reset.html",
         ] {
             let out = env
                 .get_template(name)
@@ -826,6 +439,42 @@ mod tests {
                         database => "sqlite", priorities => TASK_PRIORITIES, windows => vec!["1h"],
                         views => Value::from_serialize(vec![serde_json::json!({
                             "id": "v", "name": "<n>", "href": "/projects/s/tasks?state=failure",
+                        })]),
+                        users => Value::from_serialize(vec![serde_json::json!({
+                            "id": "u1", "email": "<n>@example.com", "display_name": "<n>",
+                            "is_admin": false, "is_active": true, "mfa_enrolled": false,
+                            "created_at": "2026-01-01T00:00:00+00:00",
+                        })]),
+                        me => "u0", can_manage => true, roles => ["viewer", "admin"],
+                        members => Value::from_serialize(vec![serde_json::json!({
+                            "id": "m1", "user_email": "<n>@example.com", "role": "viewer",
+                            "created_at": "2026-01-01T00:00:00+00:00",
+                        })]),
+                        invitations => Value::from_serialize(vec![serde_json::json!({
+                            "id": "i1", "email": "<n>@example.com", "role": "viewer",
+                            "expires_at": "2026-01-01T00:00:00+00:00",
+                        })]),
+                        candidates => Value::from_serialize(vec![serde_json::json!({"id": "u2", "email": "<n>"})]),
+                        keys => Value::from_serialize(vec![serde_json::json!({
+                            "id": "k1", "name": "<n>", "prefix": "z4j_", "scopes": ["tasks:read"],
+                            "project_slug": null, "last_used_at": null, "expires_at": null,
+                            "revoked_at": null,
+                        })]),
+                        scopes => vec!["tasks:read"],
+                        mfa => Value::from_serialize(serde_json::json!({
+                            "enrolled": false, "enrollment_required": true,
+                            "enrollment_deadline": "2026-01-01T00:00:00+00:00",
+                        })),
+                        qr => Value::from_safe_string("<svg role=\"img\"></svg>".into()),
+                        secret => "JBSWY3DPEHPK3PXP", locked => false, display_name => "<n>",
+                        sessions => Value::from_serialize(vec![serde_json::json!({
+                            "id": "s1", "issued_at": "2026-01-01T00:00:00+00:00",
+                            "last_seen_at": "2026-01-01T00:00:00+00:00", "ip_at_issue": "127.0.0.1",
+                            "user_agent_at_issue": "<n>", "is_current": false,
+                        })]),
+                        devices => Value::from_serialize(vec![serde_json::json!({
+                            "id": "d1", "label": "<n>", "last_seen_at": "2026-01-01T00:00:00+00:00",
+                            "expires_at": "2026-01-01T00:00:00+00:00", "revoked_at": null, "is_current": true,
                         })]),
                         snapshot => Value::from_serialize(serde_json::json!({
                             "generated_at": "g", "generated_by": "<n>", "source": "remote",

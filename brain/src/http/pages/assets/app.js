@@ -62,10 +62,15 @@ function setupLogin() {
   });
 }
 
+// Set while signing out: the live socket's 4401 close must not send the
+// browser to sign-in "and back here".
+let signingOut = false;
+
 function setupLogout() {
   const b = document.getElementById("logout");
   if (!b) return;
   b.addEventListener("click", async () => {
+    signingOut = true;
     await api("POST", "/api/v1/auth/logout");
     location.assign("/login");
   });
@@ -173,6 +178,158 @@ function setupVersionCheck() {
   });
 }
 
+// Refetches this page and swaps its <main> in place (live updates and
+// forms), at most once a second, keeping focus where it was.
+let refreshing = false, again = false;
+
+// A selector that finds the focused element again in the fresh <main>.
+function focusKey(el) {
+  if (!el || !el.closest("#main")) return null;
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  for (const a of ["name", "href", "data-revoke", "data-command"]) {
+    const v = el.getAttribute(a);
+    if (v) return `${el.tagName.toLowerCase()}[${a}="${CSS.escape(v)}"]`;
+  }
+  return null;
+}
+
+async function refreshMain() {
+  if (refreshing) { again = true; return; }
+  const active = document.activeElement;
+  // Never wipe what someone is typing: try again shortly.
+  if (active && active.closest("#main") && active.matches("input, textarea") && active.value !== "") {
+    setTimeout(refreshMain, 2000);
+    return;
+  }
+  refreshing = true;
+  try {
+    const resp = await fetch(location.href, { credentials: "same-origin" });
+    if (resp.ok) {
+      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      const fresh = doc.getElementById("main");
+      const main = document.getElementById("main");
+      if (fresh && main) {
+        const key = focusKey(document.activeElement);
+        main.replaceWith(fresh);
+        const target = key && document.querySelector(`#main ${key}`);
+        if (target) target.focus();
+      }
+    }
+  } finally {
+    setTimeout(() => { refreshing = false; if (again) { again = false; refreshMain(); } }, 1000);
+  }
+}
+
+
+// Forms and buttons that call the REST API, declared in the page:
+//   data-api="METHOD /path"   the call (the server renders the path)
+//   data-label="…"            names the action in messages
+//   data-confirm="…"          asks first (destructive actions)
+//   data-body='{…}'           a button's JSON body
+//   data-after="reload" (default) | "reveal" | "login" | "home"
+//   data-reveal="a,b.c"       answer fields shown once in #reveal
+// Form fields become JSON: data-kind="bool" (checkbox), "int", "list"
+// (multi-select or checked boxes sharing a name); empty optional fields
+// are left out so the API applies its defaults.
+function formBody(form) {
+  const body = {};
+  for (const el of form.elements) {
+    if (!el.name || el.disabled || el.type === "submit") continue;
+    const kind = el.dataset.kind || "text";
+    if (kind === "bool") { body[el.name] = el.checked; continue; }
+    if (kind === "list") {
+      const vals = el.tagName === "SELECT" ? [...el.selectedOptions].map((o) => o.value) : (el.checked ? [el.value] : []);
+      body[el.name] = (body[el.name] || []).concat(vals);
+      continue;
+    }
+    if (el.type === "checkbox" || el.type === "radio") { if (el.checked) body[el.name] = el.value; continue; }
+    if (el.value === "") continue;
+    body[el.name] = kind === "int" ? Number(el.value) : el.value;
+  }
+  return body;
+}
+
+function pick(data, path) {
+  return path.split(".").reduce((v, k) => (v == null ? v : v[k]), data);
+}
+
+// Shows secrets the brain returns once (tokens, recovery codes) outside
+// <main>, so refreshes keep them on screen until the page is left.
+function reveal(el, data) {
+  const box = document.getElementById("reveal");
+  if (!box) return;
+  document.getElementById("reveal-title").textContent = el.dataset.revealTitle || "Shown once";
+  const facts = document.getElementById("reveal-facts");
+  facts.replaceChildren();
+  for (const path of el.dataset.reveal.split(",")) {
+    const v = pick(data, path.trim());
+    const dt = document.createElement("dt");
+    dt.textContent = path.trim().replace(/_/g, " ");
+    const dd = document.createElement("dd");
+    dd.className = "mono";
+    dd.textContent = Array.isArray(v) ? v.join("\n") : String(v);
+    facts.append(dt, dd);
+  }
+  box.hidden = false;
+  box.focus();
+}
+
+async function callApi(el, body) {
+  const flash = document.getElementById("flash");
+  const label = el.dataset.label || "request";
+  if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
+  const sp = el.dataset.api.indexOf(" ");
+  const [method, path] = [el.dataset.api.slice(0, sp), el.dataset.api.slice(sp + 1)];
+  const r = await api(method, path, body);
+  if (r.status < 200 || r.status > 299) {
+    flash.textContent = `${label}: ${message(r.data, "refused (" + r.status + ")")}`;
+    return;
+  }
+  flash.textContent = `${label}: done`;
+  const after = el.dataset.after || "reload";
+  if (after === "login") { location.assign("/login"); return; }
+  if (after === "home") { location.assign("/home"); return; }
+  if (after === "reveal") reveal(el, r.data);
+  if (el.tagName === "FORM") el.reset();
+  await refreshMain();
+}
+
+function setupApiControls() {
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target;
+    if (!form.dataset || !form.dataset.api) return;
+    ev.preventDefault();
+    callApi(form, formBody(form));
+  });
+  document.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-api]");
+    if (!b || b.form) return;
+    let body;
+    try { body = b.dataset.body ? JSON.parse(b.dataset.body) : undefined; } catch (_) { body = undefined; }
+    callApi(b, body);
+  });
+}
+
+// Sign-in links carry their token in the fragment (never sent to a
+// server); pages that need it copy it into their form.
+function setupFragmentToken() {
+  const field = document.querySelector("input[name=token][data-from-fragment]");
+  if (!field) return;
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) field.value = decodeURIComponent(m[1]);
+  else field.form.hidden = true;
+  const preview = field.form && field.form.dataset.preview;
+  if (m && preview) {
+    api("POST", preview, { token: field.value }).then((r) => {
+      const out = document.getElementById("preview");
+      if (!out) return;
+      out.textContent = r.status === 200 && r.data
+        ? `You are invited to ${r.data.project_name} as ${r.data.role} (${r.data.email}).`
+        : message(r.data, "This invitation cannot be used.");
+    });
+  }
+}
+
 // Live: one socket per project page; every topic refetches this page and
 // swaps <main>, at most once a second. Reconnects with backoff, except
 // when the session is gone (4401: sign in again) or access was refused.
@@ -181,45 +338,7 @@ function setupLive() {
   if (!project || !("WebSocket" in window)) return;
   const badge = document.getElementById("live");
   const delays = [500, 1000, 2000, 5000, 10000, 30000];
-  let attempt = 0, refreshing = false, again = false, pinger = null;
-
-  // A selector that finds the focused element again in the fresh <main>.
-  function focusKey(el) {
-    if (!el || !el.closest("#main")) return null;
-    if (el.id) return `#${CSS.escape(el.id)}`;
-    for (const a of ["name", "href", "data-revoke", "data-command"]) {
-      const v = el.getAttribute(a);
-      if (v) return `${el.tagName.toLowerCase()}[${a}="${CSS.escape(v)}"]`;
-    }
-    return null;
-  }
-
-  async function refresh() {
-    if (refreshing) { again = true; return; }
-    const active = document.activeElement;
-    // Never wipe what someone is typing: try again shortly.
-    if (active && active.closest("#main") && active.matches("input, textarea") && active.value !== "") {
-      setTimeout(refresh, 2000);
-      return;
-    }
-    refreshing = true;
-    try {
-      const resp = await fetch(location.href, { credentials: "same-origin" });
-      if (resp.ok) {
-        const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
-        const fresh = doc.getElementById("main");
-        const main = document.getElementById("main");
-        if (fresh && main) {
-          const key = focusKey(document.activeElement);
-          main.replaceWith(fresh);
-          const target = key && document.querySelector(`#main ${key}`);
-          if (target) target.focus();
-        }
-      }
-    } finally {
-      setTimeout(() => { refreshing = false; if (again) { again = false; refresh(); } }, 1000);
-    }
-  }
+  let attempt = 0, pinger = null;
 
   function connect() {
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/dashboard`);
@@ -232,11 +351,12 @@ function setupLive() {
       let f = null;
       try { f = JSON.parse(m.data); } catch (_) { return; }
       if (f.type === "ready") { badge.hidden = false; }
-      if (f.type === "event") refresh();
+      if (f.type === "event") refreshMain();
     });
     ws.addEventListener("close", (ev) => {
       clearInterval(pinger);
       badge.hidden = true;
+      if (signingOut) return;
       if (ev.code === 4401) { location.assign("/login?next=" + encodeURIComponent(location.pathname)); return; }
       if (ev.code === 4403 || ev.code === 4402) return;
       setTimeout(connect, delays[Math.min(attempt++, delays.length - 1)]);
@@ -252,5 +372,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setupAgents();
   setupVersionCheck();
   setupSavedViews();
+  setupApiControls();
+  setupFragmentToken();
   setupLive();
 });

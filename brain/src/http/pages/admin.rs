@@ -1,0 +1,58 @@
+//! Global admins' pages: users and the system (version, update checks).
+
+use super::{finish, signed_in, Page, PageError};
+use crate::http::{users, Shared};
+use crate::store;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use minijinja::{context, Value};
+
+/// Users shown on one page (the REST list's own cap).
+const USER_PAGE: i64 = 500;
+
+/// Global admins: the brain's version and the versions snapshot, with the
+/// "Check for updates" button (nothing is fetched until it is pressed).
+pub(super) async fn system(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let r: Result<Response, PageError> = async {
+        let caller = signed_in(&state, &headers, "/system").await?;
+        if !caller.user.is_admin {
+            return Err(PageError::NotFound("page not found".into()));
+        }
+        let (snapshot, source) = state.versions.current();
+        let snapshot = crate::http::system::public(&state, &snapshot, &source);
+        let page = Page::signed(&state, "system", &caller);
+        Ok(page.render(
+            "system.html",
+            context! {
+                snapshot => Value::from_serialize(&snapshot),
+                database => state.db.kind(),
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// Every user (up to 500) with create, deactivate and delete through the
+/// REST API; a 404 for anyone but a global admin.
+pub(super) async fn users(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let r: Result<Response, PageError> = async {
+        let caller = signed_in(&state, &headers, "/users").await?;
+        if !caller.user.is_admin {
+            return Err(PageError::NotFound("page not found".into()));
+        }
+        let mut rows = store::users::list(&state.db, USER_PAGE + 1, 0)
+            .await
+            .map_err(crate::http::error::ApiError::from)?;
+        let more = rows.len() as i64 > USER_PAGE;
+        rows.truncate(USER_PAGE as usize);
+        let list: Vec<serde_json::Value> = rows.iter().map(users::user_admin_json).collect();
+        Ok(Page::signed(&state, "users", &caller).render(
+            "users.html",
+            context! { users => Value::from_serialize(&list), more, me => caller.user.id.to_string() },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}

@@ -1,0 +1,442 @@
+//! A project's pages: overview, tasks, a task, agents, members.
+
+use super::{back_to, chart, finish, urlencode, when, Page, PageError};
+use crate::http::access::{self, Role};
+use crate::http::aggregates;
+use crate::http::error::ApiError;
+use crate::http::reads::{decode_cursor, encode_cursor, TASK_STATES};
+use crate::http::Shared;
+use crate::insight::{self, Window};
+use crate::store::ingest::TASK_PRIORITIES;
+use crate::store::reads::{self, TaskFilter};
+use crate::store::saved_views;
+use crate::store::{agents, projects, Ts};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use minijinja::{context, Value};
+use std::collections::HashMap;
+
+const PAGE_SIZE: i64 = 50;
+
+fn project_value(p: &projects::Project) -> Value {
+    Value::from_serialize(serde_json::json!({
+        "id": p.id, "slug": p.slug, "name": p.name, "environment": p.environment,
+    }))
+}
+
+fn task_rows(rows: &[reads::Task]) -> Vec<Value> {
+    rows.iter()
+        .map(|t| {
+            Value::from_serialize(serde_json::json!({
+                "engine": t.engine, "task_id": t.task_id, "name": t.name, "state": t.state,
+                "queue": t.queue, "worker": t.worker_name, "updated": when(Some(t.updated_at)),
+            }))
+        })
+        .collect()
+}
+
+async fn project_page(
+    state: &Shared,
+    headers: &HeaderMap,
+    slug: &str,
+    here: &str,
+    page: &'static str,
+) -> Result<(access::ProjectAccess, Page), PageError> {
+    // One session lookup: `access::project` resolves the caller itself.
+    let a = access::project(state, headers, slug, Role::Viewer)
+        .await
+        .map_err(|e| back_to(e, here))?;
+    if a.caller.via_key {
+        return Err(PageError::SignIn(here.to_owned()));
+    }
+    let p = Page {
+        project: Some(project_value(&a.project)),
+        ..Page::signed(state, page, &a.caller)
+    };
+    Ok((a, p))
+}
+
+pub(super) async fn overview(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let window = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "window")
+            .and_then(|(_, v)| Window::parse(&v))
+            .unwrap_or(Window::H24);
+        let here = format!("/projects/{slug}?window={}", window.as_str());
+        let (a, page) = project_page(&state, &headers, &slug, &here, "overview").await?;
+        let pid = a.project.id;
+        let bucket = window.chart_bucket();
+        let now = Ts::now();
+        let points = aggregates::trend_series(&state, pid, window, bucket, now).await?;
+        let filled = insight::filled(&points, window, bucket, now);
+        let chart = chart::throughput(&filled, bucket.secs());
+        let windows: Vec<Value> = Window::ALL
+            .iter()
+            .map(|w| {
+                Value::from_serialize(serde_json::json!({
+                    "name": w.as_str(), "current": *w == window,
+                }))
+            })
+            .collect();
+        let open_issues = crate::store::aggregates::issues(
+            &state.db,
+            pid,
+            &crate::store::aggregates::IssueFilter {
+                recovered: Some(false),
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let issues: Vec<Value> = open_issues
+            .iter()
+            .map(|i| {
+                Value::from_serialize(serde_json::json!({
+                    "fingerprint": i.fingerprint, "occurrences": i.occurrences,
+                    "open": i.open_count, "last_seen": when(Some(i.last_seen)),
+                    "exception": i.sample_exception, "name": i.sample_task_name,
+                }))
+            })
+            .collect();
+        let trend_rows: Vec<Value> = points
+            .iter()
+            .rev()
+            .map(|p| {
+                Value::from_serialize(serde_json::json!({
+                    "when": when(chrono::DateTime::from_timestamp(p.start, 0).map(Ts)),
+                    "success": p.success, "failure": p.failure, "retry": p.retry,
+                    "revoked": p.revoked, "total": p.total, "avg": p.avg_runtime_ms,
+                }))
+            })
+            .collect();
+        let list = agents::list(&state.db, pid).await.map_err(ApiError::from)?;
+        let online = list
+            .iter()
+            .filter(|x| x.state == agents::Liveness::Online)
+            .count();
+        let agents_view: Vec<Value> = list
+            .iter()
+            .map(|x| {
+                Value::from_serialize(serde_json::json!({
+                    "name": x.name, "state": x.state.as_str(), "last_seen": when(x.last_seen_at),
+                }))
+            })
+            .collect();
+        let hour = TaskFilter {
+            since: Some(Ts::now().plus_seconds(-3600)),
+            ..TaskFilter::default()
+        };
+        let hour_total = reads::count_tasks(&state.db, pid, &hour)
+            .await
+            .map_err(ApiError::from)?;
+        let failed = TaskFilter {
+            state: Some("failure".into()),
+            ..hour.clone()
+        };
+        let hour_failed = reads::count_tasks(&state.db, pid, &failed)
+            .await
+            .map_err(ApiError::from)?;
+        let recent = reads::tasks(
+            &state.db,
+            pid,
+            &TaskFilter {
+                state: Some("failure".into()),
+                ..TaskFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(page.render(
+            "project.html",
+            context! {
+                agents => agents_view,
+                online,
+                offline => list.len() - online,
+                hour_total,
+                hour_failed,
+                tasks => task_rows(&recent),
+                chart => Value::from_safe_string(chart),
+                windows,
+                window => window.as_str(),
+                bucket => bucket.as_str(),
+                trend_rows,
+                issues,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+pub(super) async fn tasks(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let raw = raw.unwrap_or_default();
+        let here = if raw.is_empty() {
+            format!("/projects/{slug}/tasks")
+        } else {
+            format!("/projects/{slug}/tasks?{raw}")
+        };
+        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
+        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        // Form fields: empty means "any"; text capped as the API caps it.
+        let text = |k: &str| {
+            q.get(k)
+                .map(|v| v.trim().chars().take(200).collect::<String>())
+                .filter(|v| !v.is_empty())
+        };
+        let filter = TaskFilter {
+            state: text("state").filter(|s| TASK_STATES.contains(&s.as_str())),
+            // A comma list as saved views write it; unknown words dropped.
+            priorities: text("priority")
+                .map(|p| {
+                    p.split(',')
+                        .map(str::trim)
+                        .filter(|p| TASK_PRIORITIES.contains(p))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|p| !p.is_empty()),
+            name: text("name"),
+            search: text("search"),
+            queue: text("queue"),
+            worker: text("worker"),
+            since: text("since")
+                .and_then(|w| Window::parse(&w))
+                .map(|w| Ts::now().plus_seconds(-w.secs())),
+            ..TaskFilter::default()
+        };
+        let views = saved_views::list(&state.db, a.caller.user.id, a.project.id)
+            .await
+            .map_err(ApiError::from)?;
+        let views: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                let f = &v.filters.0;
+                let mut qs = url::form_urlencoded::Serializer::new(String::new());
+                if let Some(st) = f["state"].as_str() {
+                    qs.append_pair("state", st);
+                }
+                let prio: Vec<&str> = f["priority"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str())
+                    .collect();
+                if !prio.is_empty() {
+                    qs.append_pair("priority", &prio.join(","));
+                }
+                if let Some(se) = f["search"].as_str().filter(|s| !s.is_empty()) {
+                    qs.append_pair("search", se);
+                }
+                Value::from_serialize(serde_json::json!({
+                    "id": v.id, "name": v.name,
+                    "href": format!("/projects/{slug}/tasks?{}", qs.finish()),
+                }))
+            })
+            .collect();
+        let after = decode_cursor(q.get("cursor"));
+        let mut rows = reads::tasks(&state.db, a.project.id, &filter, after, PAGE_SIZE + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = rows.len() as i64 > PAGE_SIZE;
+        rows.truncate(PAGE_SIZE as usize);
+        let next = more.then(|| rows.last()).flatten().map(|t| {
+            let mut qs = url::form_urlencoded::Serializer::new(String::new());
+            for k in [
+                "state", "priority", "name", "search", "queue", "worker", "since",
+            ] {
+                if let Some(v) = text(k) {
+                    qs.append_pair(k, &v);
+                }
+            }
+            qs.append_pair("cursor", &encode_cursor(t.created_at, t.id));
+            format!("/projects/{slug}/tasks?{}", qs.finish())
+        });
+        let shown = serde_json::json!({
+            "state": filter.state.clone().unwrap_or_default(),
+            "name": filter.name.clone().unwrap_or_default(),
+            "search": filter.search.clone().unwrap_or_default(),
+            "queue": filter.queue.clone().unwrap_or_default(),
+            "worker": filter.worker.clone().unwrap_or_default(),
+            "priority": filter.priorities.clone().unwrap_or_default(),
+            "since": text("since").filter(|w| Window::parse(w).is_some()).unwrap_or_default(),
+        });
+        Ok(page.render(
+            "tasks.html",
+            context! {
+                tasks => task_rows(&rows),
+                states => TASK_STATES,
+                priorities => TASK_PRIORITIES,
+                windows => Window::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
+                filter => Value::from_serialize(shown),
+                views,
+                next,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+pub(super) async fn agents(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!("/projects/{slug}/agents");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "agents").await?;
+        let list = agents::list(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?;
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|x| {
+                Value::from_serialize(serde_json::json!({
+                    "id": x.id, "name": x.name, "state": x.state.as_str(),
+                    "version": x.metadata.0.get("agent_version").and_then(|v| v.as_str()),
+                    "last_seen": when(x.last_seen_at),
+                }))
+            })
+            .collect();
+        Ok(page.render(
+            "agents.html",
+            context! { agents => rows, can_manage => a.role >= Role::Admin },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+fn pretty(v: Option<&serde_json::Value>) -> Option<String> {
+    v.map(|j| serde_json::to_string_pretty(j).unwrap_or_default())
+}
+
+pub(super) async fn task(
+    State(state): State<Shared>,
+    Path((slug, engine, task_id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!(
+            "/projects/{slug}/tasks/{}/{}",
+            urlencode(&engine),
+            urlencode(&task_id)
+        );
+        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
+        let t = reads::task(&state.db, a.project.id, &engine, &task_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| PageError::NotFound(format!("task {task_id} ({engine}) not found")))?;
+        let events = reads::events(&state.db, a.project.id, &engine, &task_id, None, 200)
+            .await
+            .map_err(ApiError::from)?;
+        // Commands go to the agent that last reported the task.
+        let agent = events.first().map(|e| e.agent_id.to_string());
+        let timeline: Vec<Value> = events
+            .iter()
+            .rev()
+            .map(|e| {
+                Value::from_serialize(
+                    serde_json::json!({"at": when(Some(e.occurred_at)), "kind": e.kind}),
+                )
+            })
+            .collect();
+        let args = serde_json::json!({
+            "args": t.args.as_ref().map(|a| &a.0),
+            "kwargs": t.kwargs.as_ref().map(|k| &k.0),
+        });
+        let view = serde_json::json!({
+            "engine": t.engine, "task_id": t.task_id, "name": t.name, "state": t.state,
+            "queue": t.queue, "worker": t.worker_name, "retries": t.retry_count,
+            "runtime": t.runtime_ms.map(|ms| format!("{ms} ms")),
+            "args": pretty(Some(&args)),
+            "result": pretty(t.result.as_ref().map(|r| &r.0)),
+            "exception": t.exception, "traceback": t.traceback,
+        });
+        Ok(page.render(
+            "task.html",
+            context! {
+                task => Value::from_serialize(view),
+                events => timeline,
+                agent,
+                can_operate => a.role >= Role::Operator && agent.is_some(),
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// Members and their roles; project admins add, re-role and remove them and
+/// mint invitations (the link shown once).
+pub(super) async fn members(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!("/projects/{slug}/members");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "members").await?;
+        let rows = crate::store::users::memberships(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?;
+        let members: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|m| crate::http::users::member_json(m, &slug))
+            .collect();
+        let can_manage = a.role >= Role::Admin;
+        let invitations: Vec<serde_json::Value> = if can_manage {
+            crate::store::invitations::pending(&state.db, a.project.id, Ts::now())
+                .await
+                .map_err(ApiError::from)?
+                .iter()
+                .map(crate::http::invitations::invitation_json)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Only global admins may list users; project admins invite instead.
+        let candidates: Vec<Value> = if can_manage && a.caller.user.is_admin {
+            let taken: std::collections::HashSet<_> = rows.iter().map(|m| m.user_id).collect();
+            crate::store::users::list(&state.db, 500, 0)
+                .await
+                .map_err(ApiError::from)?
+                .iter()
+                .filter(|u| u.is_active && !taken.contains(&u.id))
+                .map(|u| Value::from_serialize(serde_json::json!({"id": u.id, "email": u.email})))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(page.render(
+            "members.html",
+            context! {
+                members => Value::from_serialize(&members),
+                invitations => Value::from_serialize(&invitations),
+                candidates,
+                can_manage,
+                roles => crate::http::users::ROLES,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
