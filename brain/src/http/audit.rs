@@ -20,7 +20,7 @@ pub fn routes() -> Router<Shared> {
     Router::new().route("/api/v1/projects/{slug}/audit", get(list))
 }
 
-fn row_json(r: &AuditRow) -> Value {
+pub(super) fn row_json(r: &AuditRow) -> Value {
     json!({
         "id": r.id,
         "project_id": r.project_id,

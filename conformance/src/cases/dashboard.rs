@@ -922,7 +922,80 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
     )?;
     let (st, _, _) = page(&brain, Some(&viewer.cookie), "/projects/page-private").await?;
     ensure_eq(st, 404, "another project's page, for a non-member")?;
-    people_pages(&brain, &op, &viewer).await
+    people_pages(&brain, &op, &viewer).await?;
+    operations_pages(&brain, &op, &viewer, &creds.agent_id).await
+}
+
+/// Commands, workers and queues, the audit log: each role's view.
+async fn operations_pages(brain: &Brain, op: &Operator, viewer: &Operator, agent_id: &str) -> R {
+    let (status, c) = op
+        .send(
+            brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/default/commands/retry-task",
+            Some(json!({"agent_id": agent_id, "engine": "rq", "task_id": "page-t1"})),
+        )
+        .await?;
+    ensure_eq(status, 202, &format!("a retry to list: {c}"))?;
+    let (st, _, commands) = page(brain, Some(&op.cookie), "/projects/default/commands").await?;
+    ensure(
+        st == 200
+            && commands.contains("retry_task")
+            && commands.contains(r#"href="/projects/default/tasks/rq/page-t1""#),
+        format!(
+            "the commands page lists the retry, linked to its task: {}",
+            commands.split("<tbody>").nth(1).unwrap_or_default()
+        ),
+    )?;
+    let (_, _, vcommands) = page(brain, Some(&viewer.cookie), "/projects/default/commands").await?;
+    ensure(
+        vcommands.contains("retry_task") && vcommands.contains(">page-t1</a>"),
+        "a viewer (no payloads) gets the task linked too",
+    )?;
+    let (_, _, done) = page(
+        brain,
+        Some(&viewer.cookie),
+        "/projects/default/commands?status=completed",
+    )
+    .await?;
+    ensure(
+        !done.contains("retry_task") && done.contains("Nothing here."),
+        "the status filter",
+    )?;
+    let (st, _, workers) = page(brain, Some(&op.cookie), "/projects/default/workers").await?;
+    ensure(
+        st == 200
+            && workers.contains("w-9")
+            && workers.contains(r#"data-api="POST /api/v1/projects/default/commands/purge-queue""#)
+            && workers.contains(r#"data-must-match="q1""#),
+        "workers and queues, a purge (typed confirmation) for an admin",
+    )?;
+    let (_, _, vworkers) = page(brain, Some(&viewer.cookie), "/projects/default/workers").await?;
+    ensure(
+        vworkers.contains("q1") && !vworkers.contains("purge-queue"),
+        "a viewer sees the queues, no purge",
+    )?;
+    let (st, _, audit) = page(
+        brain,
+        Some(&op.cookie),
+        "/projects/default/audit?action_prefix=invitation.",
+    )
+    .await?;
+    ensure(
+        st == 200
+            && audit.contains("invitation.mint")
+            && !audit.contains("membership.create")
+            && audit.contains(
+                "/api/v1/projects/default/audit?format=json&amp;action_prefix=invitation.",
+            ),
+        format!("the audit log filtered by action, with its export link: {}", audit.split("<main id=\"main\">").nth(1).unwrap_or_default()),
+    )?;
+    let (st, _, _) = page(brain, Some(&viewer.cookie), "/projects/default/audit").await?;
+    let (_, _, vhome) = page(brain, Some(&viewer.cookie), "/projects/default").await?;
+    ensure(
+        st == 404 && !vhome.contains(r#"href="/projects/default/audit""#),
+        "no audit log, and no link to it, for a viewer",
+    )
 }
 
 /// Users, members, API keys, account and the sign-in helpers: what each

@@ -53,6 +53,9 @@ pub fn routes() -> Router<Shared> {
         .route("/projects/{slug}/tasks", get(project::tasks))
         .route("/projects/{slug}/agents", get(project::agents))
         .route("/projects/{slug}/members", get(project::members))
+        .route("/projects/{slug}/commands", get(project::commands))
+        .route("/projects/{slug}/workers", get(project::workers))
+        .route("/projects/{slug}/audit", get(project::audit))
         .route(
             "/projects/{slug}/tasks/{engine}/{task_id}",
             get(project::task),
@@ -83,6 +86,9 @@ fn templates() -> &'static Environment<'static> {
             ("api_keys.html", include_str!("templates/api_keys.html")),
             ("invite.html", include_str!("templates/invite.html")),
             ("reset.html", include_str!("templates/reset.html")),
+            ("commands.html", include_str!("templates/commands.html")),
+            ("workers.html", include_str!("templates/workers.html")),
+            ("audit.html", include_str!("templates/audit.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -426,6 +432,9 @@ mod tests {
             "api_keys.html",
             "invite.html",
             "reset.html",
+            "commands.html",
+            "workers.html",
+            "audit.html",
         ] {
             let out = env
                 .get_template(name)
@@ -461,6 +470,26 @@ mod tests {
                             "revoked_at": null,
                         })]),
                         scopes => vec!["tasks:read"],
+                        commands => Value::from_serialize(vec![serde_json::json!({
+                            "issued_at": "2026-01-01T00:00:00+00:00", "action": "<n>",
+                            "target_type": "task", "target_id": "t/1", "payload": {"engine": "rq"},
+                            "status": "pending", "completed_at": null, "error": "<n>",
+                        })]),
+                        statuses => vec!["pending"], status => "pending",
+                        workers => Value::from_serialize(vec![serde_json::json!({
+                            "name": "<n>", "engine": "rq", "state": "online", "queues": ["<n>"],
+                            "active": 1, "heartbeat": null,
+                        })]),
+                        queues => Value::from_serialize(vec![serde_json::json!({
+                            "name": "<n>", "engine": "rq", "pending": 3, "consumers": 1,
+                        })]),
+                        can_purge => true,
+                        online => Value::from_serialize(vec![serde_json::json!({"id": "a1", "name": "<n>"})]),
+                        rows => Value::from_serialize(vec![serde_json::json!({
+                            "occurred_at": "2026-01-01T00:00:00+00:00", "action": "<n>",
+                            "target_type": "user", "target_id": "<n>", "outcome": "success",
+                        })]),
+                        outcomes => vec!["success"], filters_qs => "action_prefix=a",
                         mfa => Value::from_serialize(serde_json::json!({
                             "enrolled": false, "enrollment_required": true,
                             "enrollment_deadline": "2026-01-01T00:00:00+00:00",

@@ -7,10 +7,11 @@ use crate::http::error::ApiError;
 use crate::http::reads::{decode_cursor, encode_cursor, TASK_STATES};
 use crate::http::Shared;
 use crate::insight::{self, Window};
+use crate::store::commands::Status as CommandStatus;
 use crate::store::ingest::TASK_PRIORITIES;
 use crate::store::reads::{self, TaskFilter};
 use crate::store::saved_views;
-use crate::store::{agents, projects, Ts};
+use crate::store::{agents, Ts};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -18,12 +19,6 @@ use minijinja::{context, Value};
 use std::collections::HashMap;
 
 const PAGE_SIZE: i64 = 50;
-
-fn project_value(p: &projects::Project) -> Value {
-    Value::from_serialize(serde_json::json!({
-        "id": p.id, "slug": p.slug, "name": p.name, "environment": p.environment,
-    }))
-}
 
 fn task_rows(rows: &[reads::Task]) -> Vec<Value> {
     rows.iter()
@@ -50,8 +45,14 @@ async fn project_page(
     if a.caller.via_key {
         return Err(PageError::SignIn(here.to_owned()));
     }
+    let mut project = serde_json::json!({
+        "id": a.project.id, "slug": a.project.slug, "name": a.project.name,
+        "environment": a.project.environment,
+    });
+    // The layout links the audit log for those who may read it.
+    project["audit"] = serde_json::json!(matches!(a.role, Role::Auditor | Role::Admin));
     let p = Page {
-        project: Some(project_value(&a.project)),
+        project: Some(Value::from_serialize(project)),
         ..Page::signed(state, page, &a.caller)
     };
     Ok((a, p))
@@ -434,6 +435,187 @@ pub(super) async fn members(
                 candidates,
                 can_manage,
                 roles => crate::http::users::ROLES,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// One page of a project's commands, newest first, with a status filter;
+/// payloads and results for operators and above, as the REST list.
+pub(super) async fn commands(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let raw = raw.unwrap_or_default();
+        let here = format!("/projects/{slug}/commands?{raw}");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "commands").await?;
+        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        let status = q.get("status").and_then(|s| CommandStatus::parse(s));
+        let after = decode_cursor(q.get("cursor")).map(|c| (c.at, c.id));
+        let mut rows =
+            crate::store::commands::list(&state.db, a.project.id, status, after, PAGE_SIZE + 1)
+                .await
+                .map_err(ApiError::from)?;
+        let more = rows.len() as i64 > PAGE_SIZE;
+        rows.truncate(PAGE_SIZE as usize);
+        let next = more.then(|| rows.last()).flatten().map(|c| {
+            let mut qs = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = status {
+                qs.append_pair("status", s.as_str());
+            }
+            qs.append_pair("cursor", &encode_cursor(c.issued_at, c.id));
+            format!("/projects/{slug}/commands?{}", qs.finish())
+        });
+        let full = a.role >= Role::Operator;
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|c| {
+                let mut v = crate::http::commands::command_json(c, full);
+                // A task target is stored as `engine:task_id`.
+                if let Some((engine, id)) = c
+                    .target_id
+                    .as_deref()
+                    .filter(|_| c.target_type == "task")
+                    .and_then(|t| t.split_once(':'))
+                {
+                    v["task_engine"] = serde_json::json!(engine);
+                    v["task_id"] = serde_json::json!(id);
+                }
+                v
+            })
+            .collect();
+        Ok(page.render(
+            "commands.html",
+            context! {
+                commands => Value::from_serialize(&items),
+                statuses => CommandStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                status => status.map(|s| s.as_str()).unwrap_or_default(),
+                next,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// Workers and queue depths; admins purge a queue through an online agent
+/// after typing its name.
+pub(super) async fn workers(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!("/projects/{slug}/workers");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "workers").await?;
+        let workers: Vec<Value> = reads::workers(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?
+            .iter()
+            .map(|w| {
+                Value::from_serialize(serde_json::json!({
+                    "name": w.name, "engine": w.engine, "hostname": w.hostname,
+                    "state": w.state, "concurrency": w.concurrency, "active": w.active_tasks,
+                    "queues": w.queues.0, "heartbeat": when(w.last_heartbeat),
+                }))
+            })
+            .collect();
+        let queues: Vec<Value> = reads::queues(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?
+            .iter()
+            .map(|q| {
+                Value::from_serialize(serde_json::json!({
+                    "name": q.name, "engine": q.engine, "pending": q.pending_count,
+                    "consumers": q.consumer_count, "seen": when(q.last_seen_at),
+                }))
+            })
+            .collect();
+        let can_purge = a.role >= Role::Admin;
+        let online: Vec<Value> = if can_purge {
+            agents::list(&state.db, a.project.id)
+                .await
+                .map_err(ApiError::from)?
+                .iter()
+                .filter(|x| x.state == agents::Liveness::Online)
+                .map(|x| Value::from_serialize(serde_json::json!({"id": x.id, "name": x.name})))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(page.render(
+            "workers.html",
+            context! { workers, queues, can_purge, online },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// The audit log for auditors and admins (a 404 for other roles), with the
+/// REST filters and a link to its JSON export.
+pub(super) async fn audit(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let raw = raw.unwrap_or_default();
+        let here = format!("/projects/{slug}/audit?{raw}");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "audit").await?;
+        if !matches!(a.role, Role::Auditor | Role::Admin) {
+            return Err(PageError::NotFound("page not found".into()));
+        }
+        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        let text = |k: &str| {
+            q.get(k)
+                .map(|v| v.trim().chars().take(80).collect::<String>())
+                .filter(|v| !v.is_empty())
+        };
+        let filter = crate::store::audit::Filter {
+            project_id: a.project.id,
+            action_prefix: text("action_prefix"),
+            outcome: text("outcome"),
+            user_id: None,
+            since: None,
+        };
+        let before = q.get("cursor").and_then(|c| c.parse::<i64>().ok());
+        let mut rows = crate::audit::list(&state.db, &filter, before, PAGE_SIZE + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = rows.len() as i64 > PAGE_SIZE;
+        rows.truncate(PAGE_SIZE as usize);
+        let mut qs = url::form_urlencoded::Serializer::new(String::new());
+        for k in ["action_prefix", "outcome"] {
+            if let Some(v) = text(k) {
+                qs.append_pair(k, &v);
+            }
+        }
+        let filters_qs = qs.finish();
+        let next = more.then(|| rows.last()).flatten().map(|r| {
+            let sep = if filters_qs.is_empty() { "" } else { "&" };
+            format!("/projects/{slug}/audit?{filters_qs}{sep}cursor={}", r.id)
+        });
+        let items: Vec<serde_json::Value> = rows.iter().map(crate::http::audit::row_json).collect();
+        Ok(page.render(
+            "audit.html",
+            context! {
+                rows => Value::from_serialize(&items),
+                action_prefix => text("action_prefix").unwrap_or_default(),
+                outcome => text("outcome").unwrap_or_default(),
+                outcomes => ["allow", "deny", "success", "failure"],
+                next,
+                filters_qs,
             },
         ))
     }

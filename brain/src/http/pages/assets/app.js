@@ -228,6 +228,7 @@ async function refreshMain() {
 //   data-body='{…}'           a button's JSON body
 //   data-after="reload" (default) | "reveal" | "login" | "home"
 //   data-reveal="a,b.c"       answer fields shown once in #reveal
+//   data-must-match="…"       (a form field) must be typed exactly
 // Form fields become JSON: data-kind="bool" (checkbox), "int", "list"
 // (multi-select or checked boxes sharing a name); empty optional fields
 // are left out so the API applies its defaults.
@@ -277,6 +278,10 @@ function reveal(el, data) {
 async function callApi(el, body) {
   const flash = document.getElementById("flash");
   const label = el.dataset.label || "request";
+  // Typed confirmations (a queue's name before a purge).
+  for (const f of el.tagName === "FORM" ? el.querySelectorAll("[data-must-match]") : []) {
+    if (f.value !== f.dataset.mustMatch) { flash.textContent = `${label}: type ${f.dataset.mustMatch} exactly to confirm`; f.focus(); return; }
+  }
   if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
   const sp = el.dataset.api.indexOf(" ");
   const [method, path] = [el.dataset.api.slice(0, sp), el.dataset.api.slice(sp + 1)];
