@@ -46,7 +46,7 @@ pub fn routes() -> Router<Shared> {
         .route(&format!("{BASE}/deliveries"), get(list_deliveries))
 }
 
-fn channel_json(s: &crate::settings::Settings, c: &Channel) -> Value {
+pub(super) fn channel_json(s: &crate::settings::Settings, c: &Channel) -> Value {
     let config = notify::open_config(s, c)
         .map(|m| notify::masked(&c.kind, &m))
         .unwrap_or_else(|e| json!({"error": e}));
@@ -62,7 +62,7 @@ fn channel_json(s: &crate::settings::Settings, c: &Channel) -> Value {
     })
 }
 
-fn route_json(r: &Route) -> Value {
+pub(super) fn route_json(r: &Route) -> Value {
     json!({
         "id": r.id,
         "project_id": r.project_id,
@@ -493,27 +493,26 @@ async fn list_deliveries(
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|d| encode_cursor(d.sent_at, d.id)))
         .flatten();
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id,
-                "project_id": d.project_id,
-                "subscription_id": null,
-                "channel_id": d.channel_id,
-                "user_channel_id": null,
-                "trigger": d.trigger,
-                "task_id": d.task_id,
-                "task_name": d.task_name,
-                "status": d.status,
-                "response_code": d.response_code,
-                "error": d.error,
-                "attempts": d.attempts,
-                "sent_at": d.sent_at.to_rfc3339(),
-                "channel_name": d.channel_name,
-                "channel_type": d.channel_type,
-            })
-        })
-        .collect();
+    let items: Vec<Value> = rows.iter().map(delivery_json).collect();
     Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+pub(super) fn delivery_json(d: &store::Delivery) -> Value {
+    json!({
+        "id": d.id,
+        "project_id": d.project_id,
+        "subscription_id": null,
+        "channel_id": d.channel_id,
+        "user_channel_id": null,
+        "trigger": d.trigger,
+        "task_id": d.task_id,
+        "task_name": d.task_name,
+        "status": d.status,
+        "response_code": d.response_code,
+        "error": d.error,
+        "attempts": d.attempts,
+        "sent_at": d.sent_at.to_rfc3339(),
+        "channel_name": d.channel_name,
+        "channel_type": d.channel_type,
+    })
 }

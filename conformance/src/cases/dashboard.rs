@@ -685,7 +685,15 @@ fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
 /// task's page with its stored failure (escaped), role-dependent buttons,
 /// real 404s, strict CSP and no-store on every page.
 pub async fn pages(ctx: Arc<Ctx>) -> R {
-    let (brain, op) = brain_with(&ctx, &[]).await?;
+    // A webhook to a loopback port stands in for an alert channel.
+    let (brain, op) = brain_with(
+        &ctx,
+        &[
+            ("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP", "true"),
+            ("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
+    )
+    .await?;
     let (st, h, _) = page(&brain, None, "/").await?;
     ensure_eq(
         (st, header(&h, "location")),
@@ -988,7 +996,50 @@ async fn operations_pages(brain: &Brain, op: &Operator, viewer: &Operator, agent
             && audit.contains(
                 "/api/v1/projects/default/audit?format=json&amp;action_prefix=invitation.",
             ),
-        format!("the audit log filtered by action, with its export link: {}", audit.split("<main id=\"main\">").nth(1).unwrap_or_default()),
+        format!(
+            "the audit log filtered by action, with its export link: {}",
+            audit.split("<main id=\"main\">").nth(1).unwrap_or_default()
+        ),
+    )?;
+    let base = "/api/v1/projects/default/notifications";
+    let (status, c) = op
+        .send(
+            brain,
+            reqwest::Method::POST,
+            &format!("{base}/channels"),
+            Some(json!({"name": "page <hook>", "type": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("a channel: {c}"))?;
+    let channel = c["id"].as_str().unwrap_or_default().to_owned();
+    let (status, r) = op
+        .send(
+            brain,
+            reqwest::Method::POST,
+            &format!("{base}/defaults"),
+            Some(json!({"trigger": "agent.offline", "project_channel_ids": [channel]})),
+        )
+        .await?;
+    ensure_eq(status, 201, &format!("a route: {r}"))?;
+    let (st, _, alerts) = page(brain, Some(&op.cookie), "/projects/default/notifications").await?;
+    ensure(
+        st == 200
+            && alerts.contains("page &lt;hook&gt;")
+            && alerts.contains(&format!(
+                r#"data-api="POST {base}/channels/{channel}/test""#
+            ))
+            && alerts.contains(r#"<td class="mono">agent.offline</td><td>page &lt;hook&gt;</td>"#),
+        "alerts: the channel with its test button, the route naming it",
+    )?;
+    let (_, _, valerts) = page(
+        brain,
+        Some(&viewer.cookie),
+        "/projects/default/notifications",
+    )
+    .await?;
+    ensure(
+        valerts.contains("page &lt;hook&gt;") && !valerts.contains("data-api="),
+        "a viewer sees the alerts, no controls",
     )?;
     let (st, _, _) = page(brain, Some(&viewer.cookie), "/projects/default/audit").await?;
     let (_, _, vhome) = page(brain, Some(&viewer.cookie), "/projects/default").await?;
@@ -1209,6 +1260,8 @@ pub async fn browser_flow(ctx: Arc<Ctx>) -> R {
             ("Z4J_BOOTSTRAP_ADMIN_PASSWORD", agent::ADMIN_PASSWORD),
             ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
             ("Z4J_VERSION_CHECK_URL", check_url.as_str()),
+            ("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_HTTP", "true"),
+            ("Z4J_NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE", "true"),
         ])
         .await?;
     let op = agent::login(&brain).await?;
@@ -1501,7 +1554,33 @@ async fn agents_steps(b: &fantoccini::Client, brain: &Brain) -> R {
     console_clean(b, "the agents page").await?;
     views_steps(b, brain).await?;
     people_steps(b, brain).await?;
+    alerts_steps(b, brain).await?;
     system_steps(b, brain).await
+}
+
+/// Adds a webhook channel from the alerts page (its URL nested in the
+/// request's config, as the API takes it).
+async fn alerts_steps(b: &fantoccini::Client, brain: &Brain) -> R {
+    b.goto(&brain.url("/projects/default/notifications"))
+        .await
+        .map_err(|e| e.to_string())?;
+    tab_to(b, "details.views summary", "the add-webhook panel").await?;
+    keys(b, ENTER).await?;
+    tab_to(b, "#add-webhook input[name=name]", "the channel's name").await?;
+    keys(
+        b,
+        &format!("browser-hook{TAB}http://127.0.0.1:9/hook{ENTER}"),
+    )
+    .await?;
+    until(
+        b,
+        "document.querySelector('main table').innerText.includes('browser-hook') && document.querySelector('main table').innerText.includes('http://127.0.0.1:9/hook')",
+        Duration::from_secs(10),
+        "the new channel listed with its URL",
+    )
+    .await?;
+    shot(b, "alerts").await;
+    console_clean(b, "adding a webhook").await
 }
 
 /// Signs out (keyboard) and back in as `email`; `code` answers the

@@ -57,6 +57,10 @@ pub fn routes() -> Router<Shared> {
         .route("/projects/{slug}/workers", get(project::workers))
         .route("/projects/{slug}/audit", get(project::audit))
         .route(
+            "/projects/{slug}/notifications",
+            get(project::notifications),
+        )
+        .route(
             "/projects/{slug}/tasks/{engine}/{task_id}",
             get(project::task),
         )
@@ -89,6 +93,10 @@ fn templates() -> &'static Environment<'static> {
             ("commands.html", include_str!("templates/commands.html")),
             ("workers.html", include_str!("templates/workers.html")),
             ("audit.html", include_str!("templates/audit.html")),
+            (
+                "notifications.html",
+                include_str!("templates/notifications.html"),
+            ),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -435,6 +443,7 @@ mod tests {
             "commands.html",
             "workers.html",
             "audit.html",
+            "notifications.html",
         ] {
             let out = env
                 .get_template(name)
@@ -484,6 +493,20 @@ mod tests {
                             "name": "<n>", "engine": "rq", "pending": 3, "consumers": 1,
                         })]),
                         can_purge => true,
+                        channels => Value::from_serialize(vec![serde_json::json!({
+                            "id": "c1", "name": "<n>", "type": "webhook", "is_active": true,
+                            "config": {"url": "https://x/<n>"},
+                        })]),
+                        routes => Value::from_serialize(vec![serde_json::json!({
+                            "id": "r1", "trigger": "task.failed", "channel_names": ["<n>"],
+                            "cooldown_seconds": 60,
+                        })]),
+                        deliveries => Value::from_serialize(vec![serde_json::json!({
+                            "sent_at": "2026-01-01T00:00:00+00:00", "trigger": "task.failed",
+                            "channel_name": "<n>", "status": "failed", "response_code": 500,
+                            "error": "<n>", "task_id": "<n>",
+                        })]),
+                        triggers => vec!["task.failed"],
                         online => Value::from_serialize(vec![serde_json::json!({"id": "a1", "name": "<n>"})]),
                         rows => Value::from_serialize(vec![serde_json::json!({
                             "occurred_at": "2026-01-01T00:00:00+00:00", "action": "<n>",

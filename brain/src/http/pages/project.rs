@@ -622,3 +622,72 @@ pub(super) async fn audit(
     .await;
     finish(&state, r)
 }
+
+/// Channels, the triggers routed to them and the latest deliveries; admins
+/// add, test, pause and delete channels and routes.
+pub(super) async fn notifications(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let here = format!("/projects/{slug}/notifications");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "notifications").await?;
+        use crate::http::notifications as rest;
+        use crate::store::notifications as store;
+        let channels: Vec<serde_json::Value> = store::channels(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?
+            .iter()
+            .map(|c| rest::channel_json(&state.settings, c))
+            .collect();
+        let names: HashMap<String, String> = channels
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_owned(),
+                    c["name"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let routes: Vec<serde_json::Value> = store::routes(&state.db, a.project.id)
+            .await
+            .map_err(ApiError::from)?
+            .iter()
+            .map(|r| {
+                let mut v = rest::route_json(r);
+                let to: Vec<String> = r
+                    .channel_ids()
+                    .iter()
+                    .map(|id| {
+                        names
+                            .get(&id.to_string())
+                            .cloned()
+                            .unwrap_or_else(|| id.to_string())
+                    })
+                    .collect();
+                v["channel_names"] = serde_json::json!(to);
+                v
+            })
+            .collect();
+        let deliveries: Vec<serde_json::Value> =
+            store::deliveries(&state.db, a.project.id, None, PAGE_SIZE)
+                .await
+                .map_err(ApiError::from)?
+                .iter()
+                .map(rest::delivery_json)
+                .collect();
+        Ok(page.render(
+            "notifications.html",
+            context! {
+                channels => Value::from_serialize(&channels),
+                routes => Value::from_serialize(&routes),
+                deliveries => Value::from_serialize(&deliveries),
+                triggers => crate::notify::TRIGGERS,
+                can_manage => a.role >= Role::Admin,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}

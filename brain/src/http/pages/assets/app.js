@@ -229,23 +229,30 @@ async function refreshMain() {
 //   data-after="reload" (default) | "reveal" | "login" | "home"
 //   data-reveal="a,b.c"       answer fields shown once in #reveal
 //   data-must-match="…"       (a form field) must be typed exactly
-// Form fields become JSON: data-kind="bool" (checkbox), "int", "list"
-// (multi-select or checked boxes sharing a name); empty optional fields
-// are left out so the API applies its defaults.
+// Form fields become JSON: data-kind="bool" (checkbox), "int", "csv"
+// (comma-separated to a list), "list" (multi-select or checked boxes
+// sharing a name); dotted names nest; empty optional fields are left out
+// so the API applies its defaults.
 function formBody(form) {
   const body = {};
   for (const el of form.elements) {
     if (!el.name || el.disabled || el.type === "submit") continue;
+    // "config.url" nests: {config: {url: …}}.
+    const path = el.name.split(".");
+    const key = path.pop();
+    let into = body;
+    for (const p of path) into = into[p] = into[p] || {};
     const kind = el.dataset.kind || "text";
-    if (kind === "bool") { body[el.name] = el.checked; continue; }
+    if (kind === "bool") { into[key] = el.checked; continue; }
     if (kind === "list") {
       const vals = el.tagName === "SELECT" ? [...el.selectedOptions].map((o) => o.value) : (el.checked ? [el.value] : []);
-      body[el.name] = (body[el.name] || []).concat(vals);
+      into[key] = (into[key] || []).concat(vals);
       continue;
     }
-    if (el.type === "checkbox" || el.type === "radio") { if (el.checked) body[el.name] = el.value; continue; }
+    if (el.type === "checkbox" || el.type === "radio") { if (el.checked) into[key] = el.value; continue; }
     if (el.value === "") continue;
-    body[el.name] = kind === "int" ? Number(el.value) : el.value;
+    if (kind === "csv") { into[key] = el.value.split(",").map((v) => v.trim()).filter((v) => v); continue; }
+    into[key] = kind === "int" ? Number(el.value) : el.value;
   }
   return body;
 }
