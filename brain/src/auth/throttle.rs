@@ -16,6 +16,9 @@ pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 pub const INVITATION_PER_IP: usize = 30;
 /// The password-reset routes (request, confirm) per client address.
 pub const PASSWORD_RESET_PER_IP: usize = 10;
+/// `GET /activity` per user per minute, and the users tracked at most.
+pub const ACTIVITY_PER_USER: usize = 60;
+const ACTIVITY_USERS: usize = 50_000;
 /// Emails tracked at most; beyond it idle streaks are forgotten first.
 const MAX_STREAKS: usize = 100_000;
 
@@ -31,6 +34,9 @@ pub struct AuthThrottle {
     pub mfa_per_ip: SlidingWindow,
     pub invitation_per_ip: SlidingWindow,
     pub password_reset_per_ip: SlidingWindow,
+    /// `GET /activity`: 60 per user per rolling minute, per process, at
+    /// most 50 000 users tracked (dashboard spec 3.5).
+    pub activity_per_user: SlidingWindow,
     streaks: Mutex<HashMap<String, Streak>>,
     base: f64,
     max: f64,
@@ -62,6 +68,11 @@ impl AuthThrottle {
             ),
             invitation_per_ip: SlidingWindow::new(INVITATION_PER_IP, LOGIN_WINDOW),
             password_reset_per_ip: SlidingWindow::new(PASSWORD_RESET_PER_IP, LOGIN_WINDOW),
+            activity_per_user: SlidingWindow::with_max_keys(
+                ACTIVITY_PER_USER,
+                LOGIN_WINDOW,
+                ACTIVITY_USERS,
+            ),
             streaks: Mutex::new(HashMap::new()),
             base: s.login_backoff_base_seconds,
             max: s.login_backoff_max_seconds,

@@ -2,6 +2,7 @@
 
 pub mod access;
 mod account;
+mod activity;
 mod agents;
 mod aggregates;
 pub mod api_keys;
@@ -113,6 +114,7 @@ pub fn routes(metrics_enabled: bool) -> Router<Shared> {
         .merge(aggregates::routes())
         .merge(system::routes())
         .merge(saved_views::routes())
+        .merge(activity::routes())
         .merge(notifications::routes())
         .merge(schedules::routes())
         .merge(schedulers::routes())

@@ -23,7 +23,7 @@ impl SlidingWindow {
         SlidingWindow::with_max_keys(limit, window, MAX_KEYS)
     }
 
-    fn with_max_keys(limit: usize, window: Duration, max_keys: usize) -> SlidingWindow {
+    pub fn with_max_keys(limit: usize, window: Duration, max_keys: usize) -> SlidingWindow {
         SlidingWindow {
             limit: limit.max(1),
             window,

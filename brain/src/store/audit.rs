@@ -272,3 +272,55 @@ pub async fn count(db: &Db, f: &Filter) -> Result<i64, StoreError> {
         .fetch_one(p)
         .await)?)
 }
+
+/// Who is reading the cross-project activity feed, and how it is narrowed
+/// (dashboard spec 3.5).
+#[derive(Debug, Clone)]
+pub struct ActivityFilter {
+    pub user_id: Uuid,
+    /// A global admin: every project's rows and every brain-wide row.
+    pub everything: bool,
+    /// Only this project's rows (plus the reader's own brain-wide rows).
+    pub project_id: Option<Uuid>,
+    pub action_prefix: Option<String>,
+    /// Rows strictly newer than this `(occurred_at, id)`.
+    pub since: Option<(Ts, i64)>,
+    /// Rows strictly older than this `(occurred_at, id)`.
+    pub before: Option<(Ts, i64)>,
+}
+
+/// The feed, newest first by `(occurred_at, id)`. Project rows need an
+/// auditor or admin membership (or a global admin); brain-wide rows are
+/// the reader's own unless a global admin reads the whole feed.
+pub async fn activity(
+    db: &Db,
+    f: &ActivityFilter,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM audit_log WHERE \
+         ((project_id IS NULL AND ($2 OR user_id = $1)) \
+          OR (project_id IS NOT NULL AND ($3 IS NULL OR project_id = $3) \
+              AND ($4 OR project_id IN (SELECT project_id FROM memberships \
+                   WHERE user_id = $1 AND role IN ('auditor', 'admin'))))) \
+         AND ($5 IS NULL OR action LIKE $5 ESCAPE '\\') \
+         AND ($6 IS NULL OR occurred_at > $6 OR (occurred_at = $6 AND id > $7)) \
+         AND ($8 IS NULL OR occurred_at < $8 OR (occurred_at = $8 AND id < $9)) \
+         ORDER BY occurred_at DESC, id DESC LIMIT $10"
+    );
+    let every_null = f.everything && f.project_id.is_none();
+    let pattern = f.action_prefix.as_deref().map(like_prefix);
+    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+        .bind(f.user_id)
+        .bind(every_null)
+        .bind(f.project_id)
+        .bind(f.everything)
+        .bind(&pattern)
+        .bind(f.since.map(|s| s.0))
+        .bind(f.since.map_or(0, |s| s.1))
+        .bind(f.before.map(|b| b.0))
+        .bind(f.before.map_or(0, |b| b.1))
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}

@@ -1041,6 +1041,16 @@ async fn operations_pages(brain: &Brain, op: &Operator, viewer: &Operator, agent
         valerts.contains("page &lt;hook&gt;") && !valerts.contains("data-api="),
         "a viewer sees the alerts, no controls",
     )?;
+    let (st, _, feed) = page(brain, Some(&op.cookie), "/activity?project_slug=default").await?;
+    ensure(
+        st == 200 && feed.contains("invitation.mint") && feed.contains("<td>default</td>"),
+        "the activity page shows the project's rows to an admin",
+    )?;
+    let (_, _, vfeed) = page(brain, Some(&viewer.cookie), "/activity").await?;
+    ensure(
+        vfeed.contains("auth.login") && !vfeed.contains("invitation.mint"),
+        "a viewer's activity page shows their own rows only",
+    )?;
     let (st, _, _) = page(brain, Some(&viewer.cookie), "/projects/default/audit").await?;
     let (_, _, vhome) = page(brain, Some(&viewer.cookie), "/projects/default").await?;
     ensure(

@@ -1,6 +1,7 @@
 //! Every case of the suite, and helpers they share.
 
 mod account;
+mod activity;
 mod aggregates;
 mod api_keys;
 mod audit;
@@ -1229,6 +1230,27 @@ pub static CASES: &[Case] = &[
         "dashboard.saved-views",
         saved_views::saved_views,
         ["dashboard.saved-views"],
+        Both
+    ),
+    case!(
+        "dashboard.activity",
+        activity::activity,
+        [
+            "dashboard.activity.visibility",
+            "dashboard.activity.parameters"
+        ],
+        Both
+    ),
+    case!(
+        "dashboard.activity-budget",
+        activity::activity_budget,
+        ["dashboard.activity.budget"],
+        Both
+    ),
+    case!(
+        "dashboard.activity-keys",
+        activity::activity_keys,
+        ["dashboard.activity.sessions-only"],
         Both
     ),
     case!(

@@ -45,6 +45,7 @@ pub fn routes() -> Router<Shared> {
         .route("/invite", get(public::invite))
         .route("/reset", get(public::reset))
         .route("/home", get(home::home))
+        .route("/activity", get(home::activity_page))
         .route("/account", get(account::account))
         .route("/api-keys", get(account::api_keys))
         .route("/system", get(admin::system))
@@ -97,6 +98,7 @@ fn templates() -> &'static Environment<'static> {
                 "notifications.html",
                 include_str!("templates/notifications.html"),
             ),
+            ("activity.html", include_str!("templates/activity.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -444,6 +446,7 @@ mod tests {
             "workers.html",
             "audit.html",
             "notifications.html",
+            "activity.html",
         ] {
             let out = env
                 .get_template(name)
