@@ -159,20 +159,18 @@ pub(super) fn spend(state: &Shared, caller: &session::Caller) -> Result<(), ApiE
 }
 
 pub(super) fn row_json(r: &AuditRow, slugs: &HashMap<Uuid, String>, admin: bool) -> Value {
-    json!({
-        "id": r.id,
-        "project_id": r.project_id,
-        "project_slug": r.project_id.and_then(|p| slugs.get(&p)),
-        "user_id": r.user_id,
-        "action": r.action,
-        "target_type": r.target_type,
-        "target_id": r.target_id,
-        "result": r.result,
-        "outcome": r.outcome,
-        "metadata": r.metadata.0,
-        "source_ip": if admin { json!(r.source_ip) } else { Value::Null },
-        "occurred_at": r.occurred_at.to_rfc3339(),
-    })
+    // The project listing's row, less what the feed does not carry, plus
+    // the project's slug; source addresses for global admins only.
+    let mut v = super::audit::row_json(r);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("event_id");
+        o.remove("user_agent");
+    }
+    v["project_slug"] = json!(r.project_id.and_then(|p| slugs.get(&p)));
+    if !admin {
+        v["source_ip"] = Value::Null;
+    }
+    v
 }
 
 async fn list(
