@@ -1175,6 +1175,44 @@ async fn people_pages(brain: &Brain, op: &Operator, viewer: &Operator) -> R {
     )
 }
 
+/// Past an MFA enrolment deadline (the grace clock started two days ago
+/// with the testing clock, as mfa.enforcement does), every page sends the
+/// person to the account page, which offers only the enrolment; once
+/// enrolled, the pages open again (specs/decisions.md D13).
+pub async fn enrolment_pages(ctx: Arc<Ctx>) -> R {
+    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
+    env.extend(super::owned(&[
+        ("Z4J_ENVIRONMENT", "dev"),
+        ("Z4J_MFA_ENFORCE_FOR_ADMINS", "true"),
+        ("Z4J_MFA_ENROLLMENT_GRACE_DAYS", "1"),
+        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+    ]));
+    let mut past = env.clone();
+    past.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), "-172800".into()));
+    let brain = ctx.start_env(past, None).await?;
+    agent::login(&brain).await?;
+    let home = brain.stop_keep_home().await;
+    let brain = ctx.start_env(env, Some(home)).await?;
+    let op = agent::login(&brain).await?;
+    let (st, h, _) = page(&brain, Some(&op.cookie), "/projects/default/tasks").await?;
+    ensure_eq(
+        (st, header(&h, "location")),
+        (303, "/account"),
+        "past the deadline a page sends to the account page",
+    )?;
+    let (st, _, account) = page(&brain, Some(&op.cookie), "/account").await?;
+    ensure(
+        st == 200
+            && account.contains("requires a second factor")
+            && account.contains(r#"id="mfa-start""#)
+            && !account.contains("<h2>Sessions</h2>"),
+        "the account page offers only the enrolment",
+    )?;
+    super::mfa::enrol(&brain, &op).await?;
+    let (st, _, _) = page(&brain, Some(&op.cookie), "/projects/default/tasks").await?;
+    ensure_eq(st, 200, "enrolled: the pages open again")
+}
+
 /// ChromeDriver on a free port, stopped (with its browsers) on drop.
 struct Driver {
     child: std::process::Child,

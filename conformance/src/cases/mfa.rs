@@ -96,7 +96,7 @@ async fn post(brain: &Brain, op: &Operator, path: &str, body: Json) -> Result<(u
 }
 
 /// Enrols the admin; returns the secret and the recovery codes.
-async fn enrol(brain: &Brain, op: &Operator) -> Result<(String, Vec<String>), String> {
+pub(crate) async fn enrol(brain: &Brain, op: &Operator) -> Result<(String, Vec<String>), String> {
     let (status, start) = post(brain, op, "/api/v1/auth/mfa/enroll-start", json!({})).await?;
     ensure_eq(status, 200, &format!("enroll-start: {start}"))?;
     let secret = start["secret_base32"]

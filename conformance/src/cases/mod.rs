@@ -1273,6 +1273,13 @@ pub static CASES: &[Case] = &[
         feature = "html_dashboard"
     ),
     case!(
+        "dashboard.enrolment-pages",
+        dashboard::enrolment_pages,
+        ["dashboard.enrolment-pages"],
+        Both,
+        feature = "html_dashboard"
+    ),
+    case!(
         "dashboard.browser",
         dashboard::browser_flow,
         ["dashboard.browser"],
