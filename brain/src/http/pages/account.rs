@@ -55,7 +55,8 @@ pub(super) async fn account(State(state): State<Shared>, headers: HeaderMap) -> 
             return Err(PageError::SignIn("/account".into()));
         }
         // The rest of the account waits while an overdue enrolment is due.
-        let locked = session::require(&state, &headers).await.is_err();
+        let locked = session::enrollment_deadline(&state.settings, &caller.user)
+            .is_some_and(|d| d <= crate::store::Ts::now());
         let status = mfa::status_of(&state, &caller).await?;
         let pending = mfa::pending_provisioning_url(&state, &caller).await?;
         let qr = pending.as_deref().map(qr_svg).transpose()?;
