@@ -801,6 +801,26 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         issues.contains("ValueError: &lt;b&gt;boom"),
         "the failure is an open issue on the overview, escaped",
     )?;
+    let (st, _, all_issues) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/issues?status=ongoing&since=1h",
+    )
+    .await?;
+    let (_, _, recovered) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/issues?status=recovered",
+    )
+    .await?;
+    ensure(
+        st == 200
+            && all_issues.contains("ValueError: &lt;b&gt;boom")
+            && all_issues.contains("tasks?name=pages.fail&amp;state=failure")
+            && !recovered.contains("ValueError")
+            && recovered.contains("Nothing here."),
+        "the issues page lists the ongoing failure group, not as recovered",
+    )?;
     let (_, _, home) = page(&brain, Some(&op.cookie), "/home").await?;
     ensure(
         home.contains("/projects/default/tasks/rq/page-t1")

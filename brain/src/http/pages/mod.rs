@@ -57,6 +57,7 @@ pub fn routes() -> Router<Shared> {
         .route("/projects/{slug}/commands", get(project::commands))
         .route("/projects/{slug}/workers", get(project::workers))
         .route("/projects/{slug}/audit", get(project::audit))
+        .route("/projects/{slug}/issues", get(project::issues))
         .route(
             "/projects/{slug}/notifications",
             get(project::notifications),
@@ -99,6 +100,7 @@ fn templates() -> &'static Environment<'static> {
                 include_str!("templates/notifications.html"),
             ),
             ("activity.html", include_str!("templates/activity.html")),
+            ("issues.html", include_str!("templates/issues.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -447,6 +449,7 @@ mod tests {
             "audit.html",
             "notifications.html",
             "activity.html",
+            "issues.html",
         ] {
             let out = env
                 .get_template(name)
@@ -510,6 +513,11 @@ mod tests {
                             "error": "<n>", "task_id": "<n>",
                         })]),
                         triggers => vec!["task.failed"],
+                        issues => Value::from_serialize(vec![serde_json::json!({
+                            "fingerprint": "3f4ed4267841aaae00bb2c2e1be28e3a", "occurrences": 2,
+                            "open": 1, "first_seen": "w", "last_seen": "w", "exception": "<n>",
+                            "name": "<n>",
+                        })]),
                         online => Value::from_serialize(vec![serde_json::json!({"id": "a1", "name": "<n>"})]),
                         rows => Value::from_serialize(vec![serde_json::json!({
                             "occurred_at": "2026-01-01T00:00:00+00:00", "action": "<n>",

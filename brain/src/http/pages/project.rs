@@ -691,3 +691,82 @@ pub(super) async fn notifications(
     .await;
     finish(&state, r)
 }
+
+/// Failures grouped by fingerprint (the `/issues` route's store query):
+/// ongoing or recovered, seen within a window, fifty a page.
+pub(super) async fn issues(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r: Result<Response, PageError> = async {
+        let raw = raw.unwrap_or_default();
+        let here = format!("/projects/{slug}/issues?{raw}");
+        let (a, page) = project_page(&state, &headers, &slug, &here, "issues").await?;
+        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        // Unknown words are "any", as on the tasks page.
+        let status = q
+            .get("status")
+            .map(String::as_str)
+            .filter(|s| matches!(*s, "ongoing" | "recovered"));
+        let since = q.get("since").and_then(|w| Window::parse(w));
+        let offset = q
+            .get("offset")
+            .and_then(|o| o.parse::<i64>().ok())
+            .filter(|o| *o >= 0)
+            .unwrap_or(0);
+        let filter = crate::store::aggregates::IssueFilter {
+            engine: None,
+            seen_since: since.map(|w| Ts::now().plus_seconds(-w.secs())),
+            recovered: status.map(|s| s == "recovered"),
+        };
+        let mut rows = crate::store::aggregates::issues(
+            &state.db,
+            a.project.id,
+            &filter,
+            offset,
+            PAGE_SIZE + 1,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let more = rows.len() as i64 > PAGE_SIZE;
+        rows.truncate(PAGE_SIZE as usize);
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|i| {
+                Value::from_serialize(serde_json::json!({
+                    "fingerprint": i.fingerprint, "occurrences": i.occurrences,
+                    "open": i.open_count, "first_seen": when(Some(i.first_seen)),
+                    "last_seen": when(Some(i.last_seen)), "exception": i.sample_exception,
+                    "name": i.sample_task_name,
+                }))
+            })
+            .collect();
+        let next = more.then(|| {
+            let mut qs = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = status {
+                qs.append_pair("status", s);
+            }
+            if let Some(w) = since {
+                qs.append_pair("since", w.as_str());
+            }
+            qs.append_pair("offset", &(offset + PAGE_SIZE).to_string());
+            format!("/projects/{slug}/issues?{}", qs.finish())
+        });
+        Ok(page.render(
+            "issues.html",
+            context! {
+                issues => list,
+                status => status.unwrap_or_default(),
+                since => since.map(|w| w.as_str()).unwrap_or_default(),
+                windows => Window::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
+                next,
+            },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
