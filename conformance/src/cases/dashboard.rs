@@ -1200,15 +1200,7 @@ async fn people_pages(brain: &Brain, op: &Operator, viewer: &Operator) -> R {
 /// person to the account page, which offers only the enrolment; once
 /// enrolled, the pages open again (specs/decisions.md D13).
 pub async fn enrolment_pages(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
-    env.extend(super::owned(&[
-        ("Z4J_ENVIRONMENT", "dev"),
-        ("Z4J_MFA_ENFORCE_FOR_ADMINS", "true"),
-        ("Z4J_MFA_ENROLLMENT_GRACE_DAYS", "1"),
-        ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
-    ]));
-    let mut past = env.clone();
-    past.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), "-172800".into()));
+    let (env, past) = super::mfa::enforcement_env(&ctx).await?;
     let brain = ctx.start_env(past, None).await?;
     agent::login(&brain).await?;
     let home = brain.stop_keep_home().await;

@@ -466,10 +466,12 @@ pub async fn lock_and_throttle(ctx: Arc<Ctx>) -> R {
     )
 }
 
-/// `Z4J_MFA_ENFORCE_FOR_ADMINS` with `Z4J_MFA_ENROLLMENT_GRACE_DAYS`: the
-/// login reports the deadline; past it only enrolment is allowed (the grace
-/// clock is started two days ago with the dev testing clock).
-pub async fn enforcement(ctx: Arc<Ctx>) -> R {
+/// The admin targeted by enforcement with one day of grace: the
+/// environment now, and the same two days ago (the dev testing clock), to
+/// start the grace clock in the past.
+pub(crate) async fn enforcement_env(
+    ctx: &Ctx,
+) -> Result<(Vec<(String, String)>, Vec<(String, String)>), String> {
     let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.extend(owned(&[
         ("Z4J_ENVIRONMENT", "dev"),
@@ -479,6 +481,14 @@ pub async fn enforcement(ctx: Arc<Ctx>) -> R {
     ]));
     let mut past = env.clone();
     past.push(("Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(), "-172800".into()));
+    Ok((env, past))
+}
+
+/// `Z4J_MFA_ENFORCE_FOR_ADMINS` with `Z4J_MFA_ENROLLMENT_GRACE_DAYS`: the
+/// login reports the deadline; past it only enrolment is allowed (the grace
+/// clock is started two days ago with the dev testing clock).
+pub async fn enforcement(ctx: Arc<Ctx>) -> R {
+    let (env, past) = enforcement_env(&ctx).await?;
     let brain = ctx.start_env(past, None).await?;
     let (op, body) = login(&brain, None).await?;
     ensure_eq(
