@@ -17,7 +17,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(s: &str) -> Option<Role> {
+    pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "viewer" => Role::Viewer,
             "auditor" => Role::Auditor,
@@ -25,6 +25,11 @@ impl Role {
             "admin" => Role::Admin,
             _ => return None,
         })
+    }
+
+    /// Auditors and admins read a project's audit log (dashboard spec 2.10).
+    pub fn reads_audit(self) -> bool {
+        matches!(self, Role::Auditor | Role::Admin)
     }
 
     pub fn as_str(self) -> &'static str {

@@ -2,6 +2,7 @@
 //! read across projects, newest first, with `<occurred_at>|<id>` cursors
 //! both ways and a per-user budget of 60 calls a minute in this process.
 
+use super::access::Role;
 use super::error::ApiError;
 use super::query::Query;
 use super::{session, Shared};
@@ -107,12 +108,11 @@ pub(super) async fn read(
                 return Ok(empty());
             };
             let readable = everything
-                || matches!(
-                    projects::role_of(&state.db, caller.user.id, p.id)
-                        .await?
-                        .as_deref(),
-                    Some("auditor" | "admin")
-                );
+                || projects::role_of(&state.db, caller.user.id, p.id)
+                    .await?
+                    .as_deref()
+                    .and_then(Role::parse)
+                    .is_some_and(Role::reads_audit);
             if !readable {
                 return Ok(empty());
             }

@@ -53,7 +53,7 @@ async fn filter(
     q: &HashMap<String, String>,
 ) -> Result<(access::ProjectAccess, Filter), ApiError> {
     let access = access::project(state, headers, slug, Role::Viewer).await?;
-    if !matches!(access.role, Role::Auditor | Role::Admin) {
+    if !access.role.reads_audit() {
         return Err(ApiError::Forbidden("auditor or admin role required".into()));
     }
     let action_prefix = q.get("action_prefix").cloned();

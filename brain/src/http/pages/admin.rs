@@ -1,6 +1,6 @@
 //! Global admins' pages: users and the system (version, update checks).
 
-use super::{finish, signed_in, Page, PageError};
+use super::{finish, signed_in, trim_page, Page, PageError};
 use crate::http::{users, Shared};
 use crate::store;
 use axum::extract::State;
@@ -45,8 +45,7 @@ pub(super) async fn users(State(state): State<Shared>, headers: HeaderMap) -> Re
         let mut rows = store::users::list(&state.db, USER_PAGE + 1, 0)
             .await
             .map_err(crate::http::error::ApiError::from)?;
-        let more = rows.len() as i64 > USER_PAGE;
-        rows.truncate(USER_PAGE as usize);
+        let more = trim_page(&mut rows, USER_PAGE);
         let list: Vec<serde_json::Value> = rows.iter().map(users::user_admin_json).collect();
         Ok(Page::signed(&state, "users", &caller).render(
             "users.html",

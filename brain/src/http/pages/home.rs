@@ -1,7 +1,7 @@
 //! Cross-project pages: home (every visible project's last 24 hours and
 //! the recent failures) and the activity feed.
 
-use super::{finish, signed_in, Page, PageError};
+use super::{finish, signed_in, with_query, Page, PageError};
 use crate::http::query::Query;
 use crate::http::{activity, aggregates, Shared};
 use axum::extract::{RawQuery, State};
@@ -49,10 +49,7 @@ pub(super) async fn activity_page(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = match raw.as_deref() {
-            Some(q) if !q.is_empty() => format!("/activity?{q}"),
-            _ => "/activity".to_owned(),
-        };
+        let here = with_query("/activity", raw.as_deref().unwrap_or(""));
         let caller = signed_in(&state, &headers, &here).await?;
         let q = Query::parse(raw);
         let page = Page::signed(&state, "activity", &caller);

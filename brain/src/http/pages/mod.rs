@@ -19,6 +19,7 @@ mod project;
 mod public;
 
 use super::error::ApiError;
+use super::query::Query;
 use super::session;
 use super::Shared;
 use crate::settings::BRAIN_VERSION;
@@ -29,7 +30,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use minijinja::{context, Environment, Value};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Stricter than the API's HTML policy: scripts and styles from this
@@ -186,6 +186,22 @@ fn error_page() -> Response {
     r
 }
 
+/// A page's own address with its query: where sign-in brings one back.
+fn with_query(path: &str, raw: &str) -> String {
+    if raw.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{raw}")
+    }
+}
+
+/// Rows fetched one beyond a page: keeps the page, says whether more follow.
+fn trim_page<T>(rows: &mut Vec<T>, size: i64) -> bool {
+    let more = rows.len() as i64 > size;
+    rows.truncate(size as usize);
+    more
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -273,11 +289,8 @@ async fn root(State(state): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn login(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Response {
-    let q: HashMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let next = q
+    let next = Query::parse(raw)
+        .0
         .get("next")
         .filter(|n| local_path(n))
         .cloned()

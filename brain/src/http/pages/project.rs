@@ -1,9 +1,10 @@
 //! A project's pages: overview, tasks, a task, agents, members.
 
-use super::{back_to, chart, finish, urlencode, when, Page, PageError};
+use super::{back_to, chart, finish, trim_page, urlencode, when, with_query, Page, PageError};
 use crate::http::access::{self, Role};
 use crate::http::aggregates;
 use crate::http::error::ApiError;
+use crate::http::query::Query;
 use crate::http::reads::{decode_cursor, encode_cursor, TASK_STATES};
 use crate::http::Shared;
 use crate::insight::{self, Window};
@@ -31,6 +32,16 @@ fn task_rows(rows: &[reads::Task]) -> Vec<Value> {
         .collect()
 }
 
+/// A failure group as the overview and the issues page show it.
+fn issue_value(i: &crate::store::aggregates::IssueRow) -> Value {
+    Value::from_serialize(serde_json::json!({
+        "fingerprint": i.fingerprint, "occurrences": i.occurrences,
+        "open": i.open_count, "first_seen": when(Some(i.first_seen)),
+        "last_seen": when(Some(i.last_seen)), "exception": i.sample_exception,
+        "name": i.sample_task_name,
+    }))
+}
+
 async fn project_page(
     state: &Shared,
     headers: &HeaderMap,
@@ -50,7 +61,7 @@ async fn project_page(
         "environment": a.project.environment,
     });
     // The layout links the audit log for those who may read it.
-    project["audit"] = serde_json::json!(matches!(a.role, Role::Auditor | Role::Admin));
+    project["audit"] = serde_json::json!(a.role.reads_audit());
     let p = Page {
         project: Some(Value::from_serialize(project)),
         ..Page::signed(state, page, &a.caller)
@@ -97,16 +108,7 @@ pub(super) async fn overview(
         )
         .await
         .map_err(ApiError::from)?;
-        let issues: Vec<Value> = open_issues
-            .iter()
-            .map(|i| {
-                Value::from_serialize(serde_json::json!({
-                    "fingerprint": i.fingerprint, "occurrences": i.occurrences,
-                    "open": i.open_count, "last_seen": when(Some(i.last_seen)),
-                    "exception": i.sample_exception, "name": i.sample_task_name,
-                }))
-            })
-            .collect();
+        let issues: Vec<Value> = open_issues.iter().map(issue_value).collect();
         let trend_rows: Vec<Value> = points
             .iter()
             .rev()
@@ -186,16 +188,12 @@ pub(super) async fn tasks(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let raw = raw.unwrap_or_default();
-        let here = if raw.is_empty() {
-            format!("/projects/{slug}/tasks")
-        } else {
-            format!("/projects/{slug}/tasks?{raw}")
-        };
+        let here = with_query(
+            &format!("/projects/{slug}/tasks"),
+            raw.as_deref().unwrap_or(""),
+        );
         let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
-        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect();
+        let q = Query::parse(raw).0;
         // Form fields: empty means "any"; text capped as the API caps it.
         let text = |k: &str| {
             q.get(k)
@@ -256,8 +254,7 @@ pub(super) async fn tasks(
         let mut rows = reads::tasks(&state.db, a.project.id, &filter, after, PAGE_SIZE + 1)
             .await
             .map_err(ApiError::from)?;
-        let more = rows.len() as i64 > PAGE_SIZE;
-        rows.truncate(PAGE_SIZE as usize);
+        let more = trim_page(&mut rows, PAGE_SIZE);
         let next = more.then(|| rows.last()).flatten().map(|t| {
             let mut qs = url::form_urlencoded::Serializer::new(String::new());
             for k in [
@@ -451,20 +448,19 @@ pub(super) async fn commands(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let raw = raw.unwrap_or_default();
-        let here = format!("/projects/{slug}/commands?{raw}");
+        let here = with_query(
+            &format!("/projects/{slug}/commands"),
+            raw.as_deref().unwrap_or(""),
+        );
         let (a, page) = project_page(&state, &headers, &slug, &here, "commands").await?;
-        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect();
+        let q = Query::parse(raw).0;
         let status = q.get("status").and_then(|s| CommandStatus::parse(s));
         let after = decode_cursor(q.get("cursor")).map(|c| (c.at, c.id));
         let mut rows =
             crate::store::commands::list(&state.db, a.project.id, status, after, PAGE_SIZE + 1)
                 .await
                 .map_err(ApiError::from)?;
-        let more = rows.len() as i64 > PAGE_SIZE;
-        rows.truncate(PAGE_SIZE as usize);
+        let more = trim_page(&mut rows, PAGE_SIZE);
         let next = more.then(|| rows.last()).flatten().map(|c| {
             let mut qs = url::form_urlencoded::Serializer::new(String::new());
             if let Some(s) = status {
@@ -568,15 +564,15 @@ pub(super) async fn audit(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let raw = raw.unwrap_or_default();
-        let here = format!("/projects/{slug}/audit?{raw}");
+        let here = with_query(
+            &format!("/projects/{slug}/audit"),
+            raw.as_deref().unwrap_or(""),
+        );
         let (a, page) = project_page(&state, &headers, &slug, &here, "audit").await?;
-        if !matches!(a.role, Role::Auditor | Role::Admin) {
+        if !a.role.reads_audit() {
             return Err(PageError::NotFound("page not found".into()));
         }
-        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect();
+        let q = Query::parse(raw).0;
         let text = |k: &str| {
             q.get(k)
                 .map(|v| v.trim().chars().take(80).collect::<String>())
@@ -593,8 +589,7 @@ pub(super) async fn audit(
         let mut rows = crate::audit::list(&state.db, &filter, before, PAGE_SIZE + 1)
             .await
             .map_err(ApiError::from)?;
-        let more = rows.len() as i64 > PAGE_SIZE;
-        rows.truncate(PAGE_SIZE as usize);
+        let more = trim_page(&mut rows, PAGE_SIZE);
         let mut qs = url::form_urlencoded::Serializer::new(String::new());
         for k in ["action_prefix", "outcome"] {
             if let Some(v) = text(k) {
@@ -701,12 +696,12 @@ pub(super) async fn issues(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let raw = raw.unwrap_or_default();
-        let here = format!("/projects/{slug}/issues?{raw}");
+        let here = with_query(
+            &format!("/projects/{slug}/issues"),
+            raw.as_deref().unwrap_or(""),
+        );
         let (a, page) = project_page(&state, &headers, &slug, &here, "issues").await?;
-        let q: HashMap<String, String> = url::form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect();
+        let q = Query::parse(raw).0;
         // Unknown words are "any", as on the tasks page.
         let status = q
             .get("status")
@@ -732,19 +727,8 @@ pub(super) async fn issues(
         )
         .await
         .map_err(ApiError::from)?;
-        let more = rows.len() as i64 > PAGE_SIZE;
-        rows.truncate(PAGE_SIZE as usize);
-        let list: Vec<Value> = rows
-            .iter()
-            .map(|i| {
-                Value::from_serialize(serde_json::json!({
-                    "fingerprint": i.fingerprint, "occurrences": i.occurrences,
-                    "open": i.open_count, "first_seen": when(Some(i.first_seen)),
-                    "last_seen": when(Some(i.last_seen)), "exception": i.sample_exception,
-                    "name": i.sample_task_name,
-                }))
-            })
-            .collect();
+        let more = trim_page(&mut rows, PAGE_SIZE);
+        let list: Vec<Value> = rows.iter().map(issue_value).collect();
         let next = more.then(|| {
             let mut qs = url::form_urlencoded::Serializer::new(String::new());
             if let Some(s) = status {
