@@ -709,6 +709,12 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         ),
         "a project page without a session goes to sign-in and back",
     )?;
+    let (_, h, _) = page(&brain, None, "/projects/default/tasks/rq/a%20b").await?;
+    ensure_eq(
+        header(&h, "location"),
+        "/login?next=%2Fprojects%2Fdefault%2Ftasks%2Frq%2Fa%2520b",
+        "the way back to a task keeps a space in its id a space (%20, not +)",
+    )?;
     let (st, h, body) = page(&brain, None, "/login").await?;
     ensure_eq(st, 200, "the sign-in page")?;
     let csp = header(&h, "content-security-policy");

@@ -107,19 +107,8 @@ fn templates() -> &'static Environment<'static> {
                 tracing::error!(template = name, error = %e, "dashboard template does not parse");
             }
         }
-        // A path segment (a task id may hold `/` or `?`): everything but the
-        // unreserved characters percent-encoded; replaces the builtin, which
-        // leaves `/` alone.
-        env.add_filter("urlencode", |s: String| -> String {
-            s.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
-        });
+        // Replaces the builtin, which leaves `/` alone.
+        env.add_filter("urlencode", |s: String| segment(&s));
         env
     })
 }
@@ -202,6 +191,20 @@ fn trim_page<T>(rows: &mut Vec<T>, size: i64) -> bool {
     more
 }
 
+/// A path segment (a task id may hold `/`, `?` or a space): everything but
+/// the unreserved characters percent-encoded.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A query parameter's value (form encoding).
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -358,6 +361,12 @@ mod tests {
     use super::*;
     use crate::http::reads::TASK_STATES;
     use crate::store::ingest::TASK_PRIORITIES;
+
+    #[test]
+    fn path_segments_encode_slashes_and_spaces() {
+        assert_eq!(segment("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(segment("rq:t-1_x.y~"), "rq%3At-1_x.y~");
+    }
 
     #[test]
     fn only_local_paths_follow_sign_in() {

@@ -1,6 +1,6 @@
 //! A project's pages: overview, tasks, a task, agents, members.
 
-use super::{back_to, chart, finish, trim_page, urlencode, when, with_query, Page, PageError};
+use super::{back_to, chart, finish, segment, trim_page, when, with_query, Page, PageError};
 use crate::http::access::{self, Role};
 use crate::http::aggregates;
 use crate::http::error::ApiError;
@@ -335,8 +335,8 @@ pub(super) async fn task(
     let r: Result<Response, PageError> = async {
         let here = format!(
             "/projects/{slug}/tasks/{}/{}",
-            urlencode(&engine),
-            urlencode(&task_id)
+            segment(&engine),
+            segment(&task_id)
         );
         let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
         let t = reads::task(&state.db, a.project.id, &engine, &task_id)
