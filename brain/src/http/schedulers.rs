@@ -26,6 +26,12 @@ async fn fleet(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<V
     if caller.via_key || !caller.user.is_admin {
         return Err(ApiError::Forbidden("global admin session required".into()));
     }
+    Ok(Json(fleet_view(&state).await?))
+}
+
+/// Every configured instance's `/info` (or the embedded scheduler's), the
+/// healthy count, and the embedded supervisor's view when it runs.
+pub(super) async fn fleet_view(state: &Shared) -> Result<Value, ApiError> {
     let mut urls: Vec<String> = state.settings.scheduler_info_urls.0.clone();
     if urls.is_empty() && state.settings.embedded_scheduler {
         urls.push(EMBEDDED_INFO_URL.to_owned());
@@ -49,7 +55,7 @@ async fn fleet(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<V
         // z4j-rs: the supervisor's own view (decision Y10).
         body["embedded"] = json!(state.embedded.get());
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 fn entry(url: &str, ok: Option<bool>, info: Value, error: Option<String>) -> Value {

@@ -41,7 +41,7 @@ fn ts(t: Option<Ts>) -> Value {
 }
 
 /// `SchedulePublic`; the counts only where they were computed.
-fn schedule_json(s: &Schedule, consecutive_failures: Option<i64>) -> Value {
+pub(super) fn schedule_json(s: &Schedule, consecutive_failures: Option<i64>) -> Value {
     json!({
         "id": s.id,
         "project_id": s.project_id,
@@ -83,7 +83,7 @@ fn schedule_json(s: &Schedule, consecutive_failures: Option<i64>) -> Value {
 
 /// The newest-first run of failed fires, over the breaker's window
 /// (threshold rows, or 20 with the breaker off), within retention + 1 day.
-async fn consecutive_failures(state: &Shared, s: &Schedule) -> Result<i64, ApiError> {
+pub(super) async fn consecutive_failures(state: &Shared, s: &Schedule) -> Result<i64, ApiError> {
     let window = match state.settings.schedule_circuit_breaker_threshold {
         0 => 20,
         n => n,
@@ -289,15 +289,32 @@ async fn list(
             )]))
         }
     };
-    // `<name>|<id hex>`, split at the last `|`; a malformed one is the
-    // first page.
-    let cursor = q.get("cursor").and_then(|c| {
+    let cursor = q.get("cursor").map(String::as_str);
+    let (items, next) = page_of(&state, access.project.id, cursor, limit).await?;
+    Ok(Json(json!({
+        "circuit_breaker_threshold": state.settings.schedule_circuit_breaker_threshold,
+        "items": items,
+        "next_cursor": next,
+    })))
+}
+
+/// One page of a project's schedules by name, each with its health, and
+/// the next page's cursor when there is more. Cursors are
+/// `<name>|<id hex>`, split at the last `|`; a malformed one is the first
+/// page.
+pub(super) async fn page_of(
+    state: &Shared,
+    project: Uuid,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    let cursor = cursor.and_then(|c| {
         let (name, id) = c.rsplit_once('|')?;
         Some((name.to_owned(), Uuid::parse_str(id).ok()?))
     });
     let mut rows = store::list(
         &state.db,
-        access.project.id,
+        project,
         cursor.as_ref().map(|(n, i)| (n.as_str(), *i)),
         limit + 1,
     )
@@ -310,14 +327,10 @@ async fn list(
     for s in &rows {
         items.push(schedule_json(
             s,
-            Some(consecutive_failures(&state, s).await?),
+            Some(consecutive_failures(state, s).await?),
         ));
     }
-    Ok(Json(json!({
-        "circuit_breaker_threshold": state.settings.schedule_circuit_breaker_threshold,
-        "items": items,
-        "next_cursor": next.flatten(),
-    })))
+    Ok((items, next.flatten()))
 }
 
 async fn read(
@@ -723,6 +736,24 @@ async fn trigger(
     Ok(Json(schedule_json(&s, None)))
 }
 
+/// A fire as the history lists it.
+pub(super) fn fire_json(r: &store::Fire) -> Value {
+    json!({
+        "id": r.id,
+        "fire_id": r.fire_id,
+        "schedule_id": r.schedule_id,
+        "command_id": r.command_id,
+        "status": r.status,
+        "scheduled_for": r.scheduled_for.to_rfc3339(),
+        "fired_at": r.fired_at.to_rfc3339(),
+        "acked_at": ts(r.acked_at),
+        "latency_ms": r.latency_ms,
+        "error_code": r.error_code,
+        "error_message": r.error_message,
+        "triggered_by_user_id": r.triggered_by_user_id,
+    })
+}
+
 async fn fires(
     State(state): State<Shared>,
     Path((slug, id)): Path<(String, String)>,
@@ -735,26 +766,7 @@ async fn fires(
         .ok_or_else(not_found)?;
     let limit = clamped_limit(raw, 100);
     let rows = store::fires(&state.db, s.id, limit).await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|r| {
-                json!({
-                    "id": r.id,
-                    "fire_id": r.fire_id,
-                    "schedule_id": r.schedule_id,
-                    "command_id": r.command_id,
-                    "status": r.status,
-                    "scheduled_for": r.scheduled_for.to_rfc3339(),
-                    "fired_at": r.fired_at.to_rfc3339(),
-                    "acked_at": ts(r.acked_at),
-                    "latency_ms": r.latency_ms,
-                    "error_code": r.error_code,
-                    "error_message": r.error_message,
-                    "triggered_by_user_id": r.triggered_by_user_id,
-                })
-            })
-            .collect(),
-    )))
+    Ok(Json(Value::Array(rows.iter().map(fire_json).collect())))
 }
 
 /// At most this many schedules per `/runs` request (§4.11).

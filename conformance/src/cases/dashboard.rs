@@ -33,7 +33,10 @@ fn env() -> Vec<(&'static str, &'static str)> {
     e
 }
 
-async fn brain_with(ctx: &Ctx, extra: &[(&str, &str)]) -> Result<(Brain, Operator), String> {
+pub(super) async fn brain_with(
+    ctx: &Ctx,
+    extra: &[(&str, &str)],
+) -> Result<(Brain, Operator), String> {
     let mut e = env();
     e.extend_from_slice(extra);
     let brain = ctx.start(&e).await?;
@@ -673,7 +676,7 @@ pub async fn session_close(ctx: Arc<Ctx>) -> R {
 }
 
 /// GET a page with this cookie (none: anonymous); status, headers, body.
-async fn page(
+pub(super) async fn page(
     brain: &Brain,
     cookie: Option<&str>,
     path: &str,
@@ -688,7 +691,7 @@ async fn page(
     Ok((status, headers, resp.text().await.unwrap_or_default()))
 }
 
-fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+pub(super) fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
@@ -1633,6 +1636,7 @@ async fn agents_steps(b: &fantoccini::Client, brain: &Brain) -> R {
     views_steps(b, brain).await?;
     people_steps(b, brain).await?;
     alerts_steps(b, brain).await?;
+    schedules_steps(b, brain).await?;
     system_steps(b, brain).await
 }
 
@@ -1659,6 +1663,146 @@ async fn alerts_steps(b: &fantoccini::Client, brain: &Brain) -> R {
     .await?;
     shot(b, "alerts").await;
     console_clean(b, "adding a webhook").await
+}
+
+/// Creates a schedule from its page (a bad JSON argument list is named
+/// before anything is sent), disables it, edits one field (only that field
+/// is sent, so only that field is audited as changed) and deletes it,
+/// returning to the list. Keyboard only, but for clearing a field.
+async fn schedules_steps(b: &fantoccini::Client, brain: &Brain) -> R {
+    let wait = Duration::from_secs(10);
+    let op = agent::login(brain).await?;
+    b.goto(&brain.url("/projects/default/schedules"))
+        .await
+        .map_err(|e| e.to_string())?;
+    tab_to(b, "details.views summary", "the new-schedule panel").await?;
+    keys(b, ENTER).await?;
+    tab_to(b, "#new-schedule input[name=name]", "the schedule's name").await?;
+    // Name, task, engine, kind (left at cron), expression; then the
+    // argument list, wrongly.
+    keys(
+        b,
+        &format!("browser-nightly{TAB}jobs.report{TAB}rq{TAB}{TAB}*/5 * * * *"),
+    )
+    .await?;
+    tab_to(b, "#new-schedule input[name=args]", "the argument list").await?;
+    keys(b, &format!("[2, x]{ENTER}")).await?;
+    until(
+        b,
+        "document.getElementById('flash').innerText.includes('args is not valid JSON')",
+        wait,
+        "a bad JSON field is named, nothing sent",
+    )
+    .await?;
+    b.execute("document.activeElement.select();", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    keys(b, &format!("[2, \"x\"]{ENTER}")).await?;
+    until(
+        b,
+        "document.querySelector('main table').innerText.includes('browser-nightly')",
+        wait,
+        "the new schedule listed",
+    )
+    .await?;
+    let (_, list) = op
+        .send(
+            brain,
+            reqwest::Method::GET,
+            "/api/v1/projects/default/schedules",
+            None,
+        )
+        .await?;
+    let made = list["items"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == "browser-nightly"))
+        .cloned()
+        .unwrap_or_default();
+    ensure_eq(
+        (
+            &made["args"],
+            made["expression"].as_str(),
+            made["kind"].as_str(),
+            made["is_enabled"].as_bool(),
+        ),
+        (
+            &json!([2, "x"]),
+            Some("*/5 * * * *"),
+            Some("cron"),
+            Some(true),
+        ),
+        &format!("the schedule the form made: {made}"),
+    )?;
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    tab_to(b, &format!("button[data-api$='{id}/disable']"), "Disable").await?;
+    keys(b, ENTER).await?;
+    until(
+        b,
+        "document.querySelector('main table').innerText.includes('disabled')",
+        wait,
+        "the schedule shown disabled",
+    )
+    .await?;
+    shot(b, "schedules").await;
+    tab_to(
+        b,
+        &format!("a[href='/projects/default/schedules/{id}']"),
+        "the schedule's page",
+    )
+    .await?;
+    keys(b, ENTER).await?;
+    until(
+        b,
+        "document.querySelector('main h1').innerText === 'browser-nightly'",
+        wait,
+        "the schedule's page",
+    )
+    .await?;
+    tab_to(b, "details.views summary", "the edit panel").await?;
+    keys(b, ENTER).await?;
+    tab_to(b, "#edit-schedule input[name=expression]", "the expression").await?;
+    b.execute("document.activeElement.select();", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    keys(b, &format!("0 4 * * *{ENTER}")).await?;
+    until(
+        b,
+        "document.querySelector('main dl').innerText.includes('cron 0 4 * * *')",
+        wait,
+        "the edited expression shown",
+    )
+    .await?;
+    let (_, audit) = op
+        .send(
+            brain,
+            reqwest::Method::GET,
+            "/api/v1/projects/default/audit?action_prefix=schedule.update",
+            None,
+        )
+        .await?;
+    let changed = audit["items"]
+        .as_array()
+        .and_then(|rows| rows.first())
+        .map(|r| r["metadata"]["fields_changed"].clone())
+        .unwrap_or_default();
+    ensure_eq(
+        changed,
+        json!(["expression"]),
+        "the edit form sent (and the audit names) only the changed field",
+    )?;
+    tab_to(b, "button.danger[data-api^='DELETE']", "Delete").await?;
+    keys(b, ENTER).await?;
+    b.accept_alert()
+        .await
+        .map_err(|e| format!("the delete confirmation: {e}"))?;
+    until(
+        b,
+        "location.pathname === '/projects/default/schedules' && document.querySelector('main table').innerText.includes('No schedules yet.')",
+        wait,
+        "deleted, back on the list",
+    )
+    .await?;
+    console_clean(b, "the schedule pages").await
 }
 
 /// Signs out (keyboard) and back in as `email`; `code` answers the

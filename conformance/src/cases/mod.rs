@@ -29,6 +29,7 @@ mod notifications;
 mod password_reset;
 mod registry;
 mod saved_views;
+mod schedule_pages;
 mod scheduler;
 mod server;
 mod users;
@@ -1276,6 +1277,13 @@ pub static CASES: &[Case] = &[
         "dashboard.enrolment-pages",
         dashboard::enrolment_pages,
         ["dashboard.enrolment-pages"],
+        Both,
+        feature = "html_dashboard"
+    ),
+    case!(
+        "dashboard.schedule-pages",
+        schedule_pages::schedule_pages,
+        ["dashboard.schedule-pages"],
         Both,
         feature = "html_dashboard"
     ),

@@ -1,7 +1,8 @@
-//! Global admins' pages: users and the system (version, update checks).
+//! Global admins' pages: users, the system (version, update checks) and
+//! the scheduler fleet.
 
 use super::{finish, signed_in, trim_page, Page, PageError};
-use crate::http::{users, Shared};
+use crate::http::{schedulers, users, Shared};
 use crate::store;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -50,6 +51,25 @@ pub(super) async fn users(State(state): State<Shared>, headers: HeaderMap) -> Re
         Ok(Page::signed(&state, "users", &caller).render(
             "users.html",
             context! { users => Value::from_serialize(&list), more, me => caller.user.id.to_string() },
+        ))
+    }
+    .await;
+    finish(&state, r)
+}
+
+/// The scheduler fleet: each configured instance's `/info` (probed when
+/// the page is loaded, as the REST route does), with a hint when none is
+/// configured; a 404 for anyone but a global admin.
+pub(super) async fn schedulers(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let r: Result<Response, PageError> = async {
+        let caller = signed_in(&state, &headers, "/schedulers").await?;
+        if !caller.user.is_admin {
+            return Err(PageError::NotFound("page not found".into()));
+        }
+        let fleet = schedulers::fleet_view(&state).await?;
+        Ok(Page::signed(&state, "schedulers", &caller).render(
+            "schedulers.html",
+            context! { fleet => Value::from_serialize(&fleet) },
         ))
     }
     .await;

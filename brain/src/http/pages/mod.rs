@@ -17,6 +17,7 @@ mod chart;
 mod home;
 mod project;
 mod public;
+mod schedules;
 
 use super::error::ApiError;
 use super::query::Query;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api-keys", get(account::api_keys))
         .route("/system", get(admin::system))
         .route("/users", get(admin::users))
+        .route("/schedulers", get(admin::schedulers))
         .route("/projects/{slug}", get(project::overview))
         .route("/projects/{slug}/tasks", get(project::tasks))
         .route("/projects/{slug}/agents", get(project::agents))
@@ -58,6 +60,8 @@ pub fn routes() -> Router<Shared> {
         .route("/projects/{slug}/workers", get(project::workers))
         .route("/projects/{slug}/audit", get(project::audit))
         .route("/projects/{slug}/issues", get(project::issues))
+        .route("/projects/{slug}/schedules", get(schedules::schedules))
+        .route("/projects/{slug}/schedules/{id}", get(schedules::schedule))
         .route(
             "/projects/{slug}/notifications",
             get(project::notifications),
@@ -101,6 +105,13 @@ fn templates() -> &'static Environment<'static> {
             ),
             ("activity.html", include_str!("templates/activity.html")),
             ("issues.html", include_str!("templates/issues.html")),
+            ("schedules.html", include_str!("templates/schedules.html")),
+            ("schedule.html", include_str!("templates/schedule.html")),
+            (
+                "schedule_fields.html",
+                include_str!("templates/schedule_fields.html"),
+            ),
+            ("schedulers.html", include_str!("templates/schedulers.html")),
         ] {
             if let Err(e) = env.add_template(name, src) {
                 // Templates are part of the binary; a unit test renders each.
@@ -109,6 +120,12 @@ fn templates() -> &'static Environment<'static> {
         }
         // Replaces the builtin, which leaves `/` alone.
         env.add_filter("urlencode", |s: String| segment(&s));
+        // An RFC 3339 instant as "YYYY-MM-DD HH:MM:SS" (UTC as stored), or
+        // a dash for none.
+        env.add_filter("stamp", |t: Option<String>| match t {
+            Some(t) => t.chars().take(19).collect::<String>().replace('T', " "),
+            None => "—".to_owned(),
+        });
         env
     })
 }
@@ -444,6 +461,93 @@ mod tests {
             out.contains("<td>3</td><td></td>"),
             "no mean runtime is blank"
         );
+    }
+
+    #[test]
+    fn schedule_pages_render_state_and_controls() {
+        let env = templates();
+        let project =
+            Value::from_serialize(serde_json::json!({"id": "p", "slug": "s", "name": "n"}));
+        let held = serde_json::json!({
+            "id": "a1", "name": "<nightly>", "task_name": "jobs.x", "engine": "rq",
+            "scheduler": "z4j-scheduler", "kind": "cron", "expression": "0 3 * * *",
+            "timezone": "UTC", "queue": null, "is_enabled": true,
+            "paused_at": "2026-01-01T00:00:00+00:00", "consecutive_failures": 3,
+            "total_runs": 7, "catch_up": "skip", "source": "dashboard",
+        });
+        let foreign = serde_json::json!({
+            "id": "a2", "name": "beat", "task_name": "jobs.y", "engine": "celery",
+            "scheduler": "celery-beat", "kind": "interval", "expression": "60",
+            "timezone": "UTC", "is_enabled": false, "consecutive_failures": 0,
+        });
+        let render = |name: &str, ctx: Value| {
+            env.get_template(name)
+                .and_then(|t| t.render(ctx))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let list = render(
+            "schedules.html",
+            context! {
+                project => project.clone(), page => "schedules", own => "z4j-scheduler",
+                schedules => Value::from_serialize(vec![held.clone(), foreign]),
+                threshold => 3, can_operate => true, can_manage => false,
+                kinds => ["cron"], catch_ups => ["skip"],
+            },
+        );
+        assert!(list.contains("&lt;nightly&gt;") && !list.contains("<nightly>"));
+        assert!(list.contains("3 failed in a row</span> <span class=\"muted\">breaker threshold 3"));
+        assert!(
+            list.contains("data-api=\"POST /api/v1/projects/s/schedules/a1/resume\""),
+            "{list}"
+        );
+        assert!(
+            !list.contains("a1/trigger"),
+            "a held schedule is not run now"
+        );
+        assert!(!list.contains("a2/enable") && list.contains("run by celery-beat"));
+        assert!(!list.contains("new-schedule"), "creating is for admins");
+        let detail = render(
+            "schedule.html",
+            context! {
+                project => project.clone(), page => "schedules", own => "z4j-scheduler",
+                s => Value::from_serialize(&held), args => "[1]", kwargs => "{}",
+                fires => Value::from_serialize(vec![serde_json::json!({
+                    "status": "acked_failed", "scheduled_for": "2026-01-01T03:00:00+00:00",
+                    "fired_at": "2026-01-01T03:00:01+00:00", "latency_ms": 0,
+                    "error_code": "command_failed", "error_message": "<boom>",
+                })]),
+                threshold => 0, can_operate => true, can_manage => true,
+                kinds => ["cron", "interval"], catch_ups => ["skip", "fire_one_missed"],
+            },
+        );
+        assert!(detail.contains("<td>0 ms</td>"), "a zero latency is shown");
+        assert!(detail.contains("&lt;boom&gt;"));
+        assert!(detail.contains("data-only-changed"));
+        assert!(detail.contains("<option selected>skip</option>"));
+        assert!(detail.contains("value=\"[1]\""));
+        assert!(detail.contains("data-go=\"/projects/s/schedules\""));
+        let fleet = render(
+            "schedulers.html",
+            context! {
+                page => "schedulers",
+                fleet => Value::from_serialize(serde_json::json!({
+                    "total": 2, "healthy": 1, "schedulers": [
+                        {"url": "http://a:7800", "ok": true, "error": null, "info": {
+                            "version": "1.13.0", "instance_id": "i-1", "ready": true,
+                            "uptime_seconds": 12.7, "schedules_loaded": 4,
+                            "subsystems": {"brain_client_connected": true,
+                                "cache_initial_sync_complete": false, "leader_gate_initialised": true}}},
+                        {"url": "http://b:7800", "ok": null, "info": null, "error": "unreachable: refused"},
+                    ],
+                })),
+            },
+        );
+        assert!(fleet.contains("1 of 2 answering"));
+        assert!(
+            fleet.contains("<td>12 s</td><td>4</td>\n<td>yes</td><td>no</td><td>yes</td>"),
+            "{fleet}"
+        );
+        assert!(fleet.contains("unreachable</span> <span class=\"muted\">unreachable: refused"));
     }
 
     #[test]

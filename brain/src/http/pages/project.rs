@@ -42,7 +42,7 @@ fn issue_value(i: &crate::store::aggregates::IssueRow) -> Value {
     }))
 }
 
-async fn project_page(
+pub(super) async fn project_page(
     state: &Shared,
     headers: &HeaderMap,
     slug: &str,

@@ -193,11 +193,13 @@ function focusKey(el) {
   return null;
 }
 
-async function refreshMain() {
+// `afterWrite`: the refresh a form's own successful write asks for, which
+// replaces that form even while its (prefilled) field has focus.
+async function refreshMain(afterWrite = false) {
   if (refreshing) { again = true; return; }
   const active = document.activeElement;
   // Never wipe what someone is typing: try again shortly.
-  if (active && active.closest("#main") && active.matches("input, textarea") && active.value !== "") {
+  if (!afterWrite && active && active.closest("#main") && active.matches("input, textarea") && active.value !== "" && active.value !== active.defaultValue) {
     setTimeout(refreshMain, 2000);
     return;
   }
@@ -229,14 +231,25 @@ async function refreshMain() {
 //   data-after="reload" (default) | "reveal" | "login" | "home"
 //   data-reveal="a,b.c"       answer fields shown once in #reveal
 //   data-must-match="…"       (a form field) must be typed exactly
+//   data-go="/path"           where to go after success (a deleted thing)
 // Form fields become JSON: data-kind="bool" (checkbox), "int", "csv"
 // (comma-separated to a list), "list" (multi-select or checked boxes
-// sharing a name); dotted names nest; empty optional fields are left out
-// so the API applies its defaults.
+// sharing a name), "json" (parsed; a bad one names its field); dotted
+// names nest; empty optional fields are left out so the API applies its
+// defaults. A form with data-only-changed sends only what was edited (a
+// PATCH then changes, and audits, just that).
+function unchanged(el) {
+  if (el.type === "checkbox" || el.type === "radio") return el.checked === el.defaultChecked;
+  if (el.tagName === "SELECT") return [...el.options].every((o) => o.selected === o.defaultSelected);
+  return el.value === el.defaultValue;
+}
+
 function formBody(form) {
   const body = {};
+  const onlyChanged = "onlyChanged" in form.dataset;
   for (const el of form.elements) {
     if (!el.name || el.disabled || el.type === "submit") continue;
+    if (onlyChanged && unchanged(el)) continue;
     // "config.url" nests: {config: {url: …}}.
     const path = el.name.split(".");
     const key = path.pop();
@@ -252,6 +265,10 @@ function formBody(form) {
     if (el.type === "checkbox" || el.type === "radio") { if (el.checked) into[key] = el.value; continue; }
     if (el.value === "") continue;
     if (kind === "csv") { into[key] = el.value.split(",").map((v) => v.trim()).filter((v) => v); continue; }
+    if (kind === "json") {
+      try { into[key] = JSON.parse(el.value); } catch (_) { throw new Error(`${el.name} is not valid JSON`); }
+      continue;
+    }
     into[key] = kind === "int" ? Number(el.value) : el.value;
   }
   return body;
@@ -298,12 +315,13 @@ async function callApi(el, body) {
     return;
   }
   flash.textContent = `${label}: done`;
+  if (el.dataset.go) { location.assign(el.dataset.go); return; }
   const after = el.dataset.after || "reload";
   if (after === "login") { location.assign("/login"); return; }
   if (after === "home") { location.assign("/home"); return; }
   if (after === "reveal") reveal(el, r.data);
   if (el.tagName === "FORM") el.reset();
-  await refreshMain();
+  await refreshMain(true);
 }
 
 function setupApiControls() {
@@ -311,7 +329,16 @@ function setupApiControls() {
     const form = ev.target;
     if (!form.dataset || !form.dataset.api) return;
     ev.preventDefault();
-    callApi(form, formBody(form));
+    let body;
+    try { body = formBody(form); } catch (e) {
+      document.getElementById("flash").textContent = `${form.dataset.label || "request"}: ${e.message}`;
+      return;
+    }
+    if (!Object.keys(body).length && "onlyChanged" in form.dataset) {
+      document.getElementById("flash").textContent = `${form.dataset.label || "request"}: nothing changed`;
+      return;
+    }
+    callApi(form, body);
   });
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-api]");
