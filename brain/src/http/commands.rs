@@ -255,28 +255,209 @@ fn retry_overrides(b: &mut Body<'_>) {
     }
 }
 
-/// `bulk-retry`: a filter (its engine is what the agent must advertise,
-/// never defaulted) and a cap.
+/// The filter keys a client may send: which tasks, never what runs. Task
+/// names, priorities, overrides and arguments are the brain's to fill from
+/// its own rows (specs/decisions.md K7).
+const SELECTION_KEYS: &[&str] = &[
+    "task_ids", "engine", "state", "status", "queue", "name", "since", "until",
+];
+
+/// `bulk-retry`: a selection (its engine is what the agent must advertise,
+/// never defaulted) and a cap; other filter keys are dropped and named.
 fn bulk_retry(b: &mut Body<'_>) -> Decided {
+    let mut filter = Map::new();
+    let mut rejected: Vec<String> = Vec::new();
     match b.obj.get("filter") {
-        None | Some(Value::Null) => {
-            b.payload.insert("filter".into(), json!({}));
-        }
+        None | Some(Value::Null) => {}
         Some(Value::Object(o)) => {
-            b.payload.insert("filter".into(), Value::Object(o.clone()));
+            for (k, v) in o {
+                if SELECTION_KEYS.contains(&k.as_str()) {
+                    filter.insert(k.clone(), v.clone());
+                } else {
+                    rejected.push(k.clone());
+                }
+            }
         }
         Some(_) => b.rule("dict_type", "filter", "Input should be a valid dictionary"),
     }
-    let engine = b
-        .payload
-        .get("filter")
-        .and_then(|f| f.get("engine"))
+    if let Some(ids) = filter.get("task_ids") {
+        let ok = ids.as_array().is_some_and(|l| {
+            !l.is_empty()
+                && l.iter()
+                    .all(|i| i.as_str().is_some_and(|t| (1..=200).contains(&t.len())))
+        });
+        if !ok {
+            b.rule(
+                "value_error",
+                "filter.task_ids",
+                "Value error, task_ids must be a non-empty list of task ids (1 to 200 characters each)",
+            );
+        }
+    }
+    for key in ["state", "status", "queue", "name"] {
+        if filter
+            .get(key)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
+            b.rule(
+                "string_type",
+                &format!("filter.{key}"),
+                "Input should be a valid string",
+            );
+        }
+    }
+    for key in ["since", "until"] {
+        let bad = filter.get(key).is_some_and(|v| {
+            !v.is_null()
+                && v.as_str()
+                    .is_none_or(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
+        });
+        if bad {
+            b.rule(
+                "datetime_from_date_parsing",
+                &format!("filter.{key}"),
+                "Input should be a valid datetime",
+            );
+        }
+    }
+    let engine = filter
+        .get("engine")
         .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
         .unwrap_or_default();
     b.requirement = Some(engine);
     let max = b.int("max", 1, 10_000).unwrap_or(1000);
+    b.payload.insert("filter".into(), Value::Object(filter));
     b.payload.insert("max".into(), json!(max));
+    if !rejected.is_empty() {
+        rejected.sort();
+        b.payload.insert(
+            "rejected_client_supplied_filter_keys".into(),
+            json!(rejected),
+        );
+    }
     (Action::BulkRetry, "filter", None, Role::Operator)
+}
+
+/// Fills a bulk retry's filter from the brain's own rows. Explicit ids
+/// (deduplicated, at most `max`) must all be this project's tasks of the
+/// engine, or nothing is sent and the refusal is audited; without ids, the
+/// tasks matching the selection, newest first, at most `max`. The agent
+/// gets ids, names and priorities (the real RQ agent retries nothing
+/// without ids; specs/decisions.md K7).
+async fn select_tasks(
+    state: &Shared,
+    access: &access::ProjectAccess,
+    req: &mut Request,
+    ip: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    use crate::store::reads::{self, Selection};
+    let project = access.project.id;
+    let filter = req.payload["filter"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let engine = req.requirement.clone().unwrap_or_default();
+    let max = req.payload["max"].as_i64().unwrap_or(1000);
+    let audit = |action: &str, result: &str, outcome: &str, meta: Value| {
+        let mut e = crate::audit::Entry::new(action, result)
+            .in_project(project)
+            .by(Some(access.caller.user.id))
+            .from(Some(ip.to_owned()), headers)
+            .meta(meta);
+        e.outcome = Some(outcome.into());
+        e.target_type = Some("bulk".into());
+        e
+    };
+    if let Some(keys) = req.payload.get("rejected_client_supplied_filter_keys") {
+        let e = audit(
+            "command.bulk_retry.filter_keys_rejected",
+            "success",
+            "sanitized",
+            json!({"rejected_client_supplied_filter_keys": keys, "engine": engine}),
+        );
+        crate::audit::record(&state.db, &state.settings, &e).await?;
+    }
+    let text = |k: &str| filter.get(k).and_then(Value::as_str).map(str::to_owned);
+    let selected = match filter.get("task_ids").and_then(Value::as_array) {
+        Some(list) => {
+            let mut seen = std::collections::HashSet::new();
+            let ids: Vec<String> = list
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|i| seen.insert(*i))
+                .take(max as usize)
+                .map(str::to_owned)
+                .collect();
+            let found = reads::owned_tasks(&state.db, project, &engine, &ids).await?;
+            let by_id: std::collections::HashMap<&str, &reads::Selected> =
+                found.iter().map(|t| (t.task_id.as_str(), t)).collect();
+            let missing: Vec<&String> = ids
+                .iter()
+                .filter(|i| !by_id.contains_key(i.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                let e = audit(
+                    "command.bulk_retry.refused",
+                    "failed",
+                    "deny",
+                    json!({"reason": "partial_task_ownership_resolution", "engine": engine,
+                           "missing_task_ids": missing, "requested_ids": ids.len()}),
+                );
+                crate::audit::record(&state.db, &state.settings, &e).await?;
+                return Err(ApiError::Validation {
+                    message: format!(
+                        "bulk retry refused: {} of {} task ids are not {engine:?} tasks of this project",
+                        missing.len(),
+                        ids.len()
+                    ),
+                    details: json!({"missing_task_ids": missing, "engine": engine}),
+                });
+            }
+            ids.iter()
+                .filter_map(|i| by_id.get(i.as_str()).map(|t| (*t).clone()))
+                .collect::<Vec<_>>()
+        }
+        None => {
+            let at = |k: &str| {
+                text(k)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| crate::store::Ts(t.with_timezone(&chrono::Utc)))
+            };
+            let selection = Selection {
+                state: text("state").or_else(|| text("status")),
+                name: text("name"),
+                queue: text("queue"),
+                since: at("since"),
+                until: at("until"),
+            };
+            let found = reads::matching_tasks(&state.db, project, &engine, &selection, max).await?;
+            if found.is_empty() {
+                return Err(ApiError::Validation {
+                    message: format!("no {engine:?} task of this project matches the filter"),
+                    details: json!({"filter": filter}),
+                });
+            }
+            found
+        }
+    };
+    let mut out = filter.clone();
+    out.insert(
+        "task_ids".into(),
+        json!(selected.iter().map(|t| &t.task_id).collect::<Vec<_>>()),
+    );
+    let names: Map<String, Value> = selected
+        .iter()
+        .map(|t| (t.task_id.clone(), json!(t.name)))
+        .collect();
+    let priorities: Map<String, Value> = selected
+        .iter()
+        .map(|t| (t.task_id.clone(), json!(t.priority)))
+        .collect();
+    out.insert("task_names".into(), Value::Object(names));
+    out.insert("task_priorities".into(), Value::Object(priorities));
+    req.payload["filter"] = Value::Object(out);
+    Ok(())
 }
 
 /// `purge-queue` (admins): the queue, the confirmation token, the depth
@@ -442,7 +623,7 @@ async fn issue(
 ) -> Result<Response, ApiError> {
     let viewer = access::project(&state, &headers, &slug, Role::Viewer).await?;
     access::csrf(&viewer.caller, &headers)?;
-    let req = parse(&route, &body)?;
+    let mut req = parse(&route, &body)?;
     let access = access::project(&state, &headers, &slug, req.need).await?;
     let project = &access.project;
     let not_found = || ApiError::NotFound {
@@ -455,13 +636,16 @@ async fn issue(
     };
     let wait = wait_param(raw.as_deref(), state.settings.request_timeout_seconds)?;
     capability_check(&agent, &req)?;
+    let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
+    if req.action == Action::BulkRetry {
+        select_tasks(&state, &access, &mut req, &ip, &headers).await?;
+    }
     if let Err(retry) = state.command_budget.hit(&project.id.to_string()) {
         return Err(ApiError::RateLimited {
             message: "command rate limit exceeded (Z4J_RATELIMIT_COMMANDS_PER_MINUTE)".into(),
             retry_after_secs: Some(retry),
         });
     }
-    let ip = client_ip::of_request(&state.settings, peer, &headers).to_string();
     let command = match persist_audited(&state, &access, &req, &ip, &headers).await? {
         Issued::Replayed(c) => {
             return Ok((StatusCode::ACCEPTED, Json(command_json(&c, true))).into_response())

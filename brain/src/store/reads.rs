@@ -288,3 +288,76 @@ pub async fn state_counts(
         .fetch_all(p)
         .await)?)
 }
+
+/// A task a bulk retry names: its id, name and priority.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Selected {
+    pub task_id: String,
+    pub name: String,
+    pub priority: String,
+}
+
+/// Which of `ids` are tasks of `engine` in the project (any order).
+pub async fn owned_tasks(
+    db: &Db,
+    project_id: Uuid,
+    engine: &str,
+    ids: &[String],
+) -> Result<Vec<Selected>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    // Chunks keep every statement well under both dialects' bind limits.
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT task_id, name, priority FROM tasks \
+             WHERE project_id = $1 AND engine = $2 AND task_id IN ({})",
+            marks.join(", ")
+        );
+        let rows = on_db!(db, p => {
+            let mut q = sqlx::query_as::<_, Selected>(&sql).bind(project_id).bind(engine);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await
+        })?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// What an all-matching bulk retry selects: exact state, name and queue,
+/// a created-at window; newest first, at most `limit`.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub state: Option<String>,
+    pub name: Option<String>,
+    pub queue: Option<String>,
+    pub since: Option<Ts>,
+    pub until: Option<Ts>,
+}
+
+pub async fn matching_tasks(
+    db: &Db,
+    project_id: Uuid,
+    engine: &str,
+    s: &Selection,
+    limit: i64,
+) -> Result<Vec<Selected>, StoreError> {
+    let sql = "SELECT task_id, name, priority FROM tasks \
+         WHERE project_id = $1 AND engine = $2 \
+         AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR name = $4) \
+         AND ($5 IS NULL OR queue = $5) \
+         AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) \
+         ORDER BY created_at DESC, id DESC LIMIT $8";
+    Ok(on_db!(db, p => sqlx::query_as::<_, Selected>(sql)
+        .bind(project_id)
+        .bind(engine)
+        .bind(&s.state)
+        .bind(&s.name)
+        .bind(&s.queue)
+        .bind(s.since)
+        .bind(s.until)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+}

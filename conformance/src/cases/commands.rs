@@ -900,3 +900,166 @@ pub async fn longpoll_redelivery_default(ctx: Arc<Ctx>) -> R {
     }
     Ok(())
 }
+
+/// A bulk retry names tasks the brain owns (specs/decisions.md K7): the
+/// filter keeps only selection keys (others dropped, named in the payload
+/// and audited), explicit ids must all be this project's tasks of the
+/// engine (deduplicated, capped at `max`), a filter without ids becomes
+/// the matching tasks' ids; the agent gets ids, names and priorities.
+pub async fn bulk_retry_selection(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(&ctx, &[]).await?;
+    let mut hello = agent::hello(Some("w"));
+    hello["payload"]["capabilities"] = json!({
+        "rq": ["bulk_retry", "retry_by_reference_v1", "retry_task"],
+    });
+    let mut s = agent::connect_with_hello(&brain, &creds, hello).await?;
+    let mut events = Vec::new();
+    for (id, name, kind) in [
+        ("br-1", "jobs.a", "task.failed"),
+        ("br-2", "jobs.a", "task.failed"),
+        ("br-3", "jobs.b", "task.failed"),
+        ("br-4", "jobs.a", "task.succeeded"),
+    ] {
+        events.push(agent::task_event(
+            id,
+            "task.received",
+            json!({"task_name": name}),
+        ));
+        events.push(agent::task_event(id, kind, json!({})));
+    }
+    s.send_events("br-batch", &events).await?;
+    s.expect_ack("br-batch", WAIT).await?;
+    let agent_id = creds.agent_id.as_str();
+    let bulk = |filter: Json, max: Option<i64>| {
+        let mut b = json!({"agent_id": agent_id, "filter": filter});
+        if let Some(m) = max {
+            b["max"] = json!(m);
+        }
+        b
+    };
+
+    // Explicit ids: duplicates once, capped at max, names and priorities
+    // from the brain's rows; a smuggled task name is dropped and named.
+    let (status, c) = issue(
+        &brain,
+        &op,
+        "bulk-retry",
+        bulk(
+            json!({"engine": "rq", "task_ids": ["br-2", "br-1", "br-2", "br-3"],
+                   "task_names": {"br-1": "os.system"}, "args": [1]}),
+            Some(2),
+        ),
+    )
+    .await?;
+    ensure_eq(status, 202, &format!("an owned selection: {c}"))?;
+    let frame = next_command(&mut s).await?;
+    let p = &frame["payload"]["parameters"];
+    ensure_eq(
+        (
+            p["filter"]["task_ids"].clone(),
+            p["filter"]["task_names"].clone(),
+            p["filter"].get("args").cloned(),
+            p["rejected_client_supplied_filter_keys"].clone(),
+            p["max"].clone(),
+        ),
+        (
+            json!(["br-2", "br-1"]),
+            json!({"br-2": "jobs.a", "br-1": "jobs.a"}),
+            None,
+            json!(["args", "task_names"]),
+            json!(2),
+        ),
+        &format!("what the agent is sent: {frame}"),
+    )?;
+    ensure_eq(
+        p["filter"]["task_priorities"]["br-1"].as_str(),
+        Some("normal"),
+        "each id's stored priority",
+    )?;
+    let (_, audit) = op
+        .get(
+            &brain,
+            "/api/v1/projects/default/audit?action_prefix=command.bulk_retry.",
+        )
+        .await?;
+    ensure(
+        audit["items"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r["action"] == "command.bulk_retry.filter_keys_rejected"
+                    && r["metadata"]["rejected_client_supplied_filter_keys"]
+                        == json!(["args", "task_names"])
+            })
+        }),
+        format!("the dropped keys are audited: {audit}"),
+    )?;
+
+    // One id the project does not own: nothing is sent, the refusal names it.
+    let (status, r) = issue(
+        &brain,
+        &op,
+        "bulk-retry",
+        bulk(
+            json!({"engine": "rq", "task_ids": ["br-1", "elsewhere-9"]}),
+            None,
+        ),
+    )
+    .await?;
+    ensure(
+        status == 422 && r["details"]["missing_task_ids"] == json!(["elsewhere-9"]),
+        format!("a foreign id refuses the whole retry (422): {status} {r}"),
+    )?;
+    for (filter, what) in [
+        (json!({"engine": "rq", "task_ids": []}), "an empty id list"),
+        (
+            json!({"engine": "rq", "task_ids": "br-1"}),
+            "ids not in a list",
+        ),
+        (
+            json!({"engine": "rq", "since": "yesterday"}),
+            "a malformed since",
+        ),
+    ] {
+        let (status, r) = issue(&brain, &op, "bulk-retry", bulk(filter, None)).await?;
+        ensure_eq(status, 422, &format!("{what}: {r}"))?;
+    }
+
+    // A selection without ids: the matching tasks, newest first.
+    let (status, c) = issue(
+        &brain,
+        &op,
+        "bulk-retry",
+        bulk(
+            json!({"engine": "rq", "state": "failure", "name": "jobs.a"}),
+            None,
+        ),
+    )
+    .await?;
+    ensure_eq(status, 202, &format!("a filtered selection: {c}"))?;
+    let frame = next_command(&mut s).await?;
+    let mut ids: Vec<String> = frame["payload"]["parameters"]["filter"]["task_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ensure_eq(
+        ids,
+        vec!["br-1".to_owned(), "br-2".to_owned()],
+        "failed jobs.a tasks only",
+    )?;
+    let (status, r) = issue(
+        &brain,
+        &op,
+        "bulk-retry",
+        bulk(
+            json!({"engine": "rq", "state": "failure", "name": "jobs.none"}),
+            None,
+        ),
+    )
+    .await?;
+    ensure(
+        status == 422 && r["message"].as_str().is_some_and(|m| m.contains("matches")),
+        format!("nothing matching: nothing sent (422): {status} {r}"),
+    )
+}

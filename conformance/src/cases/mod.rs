@@ -630,6 +630,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "commands.bulk-retry-selection",
+        commands::bulk_retry_selection,
+        ["commands.bulk-retry-selection"],
+        Both
+    ),
+    case!(
         "commands.refusals",
         commands::refusals,
         ["api.commands.refusals"],
