@@ -261,7 +261,7 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
     ));
     let worker = spawn_rq_worker(&env, &queue).await?;
     let enqueue = Proc::spawn(
-        &["rq_enqueue.py", &queue, "3", "1", "1"],
+        &["rq_enqueue.py", &queue, "3", "1", "2"],
         &env,
         &python::scripts_dir(),
     )
@@ -284,8 +284,8 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
     ensure_eq(jobs.len(), 4, "jobs enqueued")?;
     ensure_eq(
         flaky.len(),
-        1,
-        &format!("flaky job enqueued: {:?}", enqueue.output()),
+        2,
+        &format!("flaky jobs enqueued: {:?}", enqueue.output()),
     )?;
     let deadline = tokio::time::Instant::now() + ctx.scaled(60.0);
     for (id, kind) in &jobs {
@@ -316,7 +316,7 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
     }
     // The flaky job fails once; retried through the API it runs again on
     // the worker and its new state shows in the tasks API.
-    let flaky = &flaky[0];
+    let (flaky, second) = (&flaky[0], &flaky[1]);
     wait_state(&brain, &op, flaky, "failure", deadline, &worker).await?;
     let (status, cmd) = op
         .send(
@@ -341,6 +341,27 @@ pub async fn rq_worker(ctx: Arc<Ctx>) -> R {
         Some("completed"),
         &format!("retry command: {c}"),
     )?;
+    // "Retry all failed": the brain resolves the selection to the failed
+    // jobs it owns (the second flaky one and the one that always fails) and
+    // the real agent requeues exactly those (decision K7).
+    wait_state(&brain, &op, second, "failure", deadline, &worker).await?;
+    let (status, cmd) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/projects/default/commands/bulk-retry?wait=20",
+            Some(serde_json::json!({"agent_id": creds.agent_id,
+                                    "filter": {"engine": "rq", "state": "failure"}})),
+        )
+        .await?;
+    ensure(
+        status == 200
+            && cmd["status"] == "completed"
+            && cmd["result"]["retried"] == 2
+            && cmd["result"]["source"] == "explicit_ids",
+        format!("bulk-retry of the failed jobs, run by the real agent: {status} {cmd}"),
+    )?;
+    wait_state(&brain, &op, second, "success", retry_deadline, &worker).await?;
     worker.stop().await;
     Ok(())
 }
