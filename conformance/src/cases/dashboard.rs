@@ -691,6 +691,13 @@ pub(super) async fn page(
     Ok((status, headers, resp.text().await.unwrap_or_default()))
 }
 
+/// The JSON body of a page's bulk-retry button, if it has one.
+fn bulk_body(html: &str) -> Option<Json> {
+    let rest = html.split(r#"commands/bulk-retry" data-body=""#).nth(1)?;
+    let raw = rest.split('"').next()?;
+    serde_json::from_str(&raw.replace("&quot;", "\"").replace("&#x2f;", "/")).ok()
+}
+
 pub(super) fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -924,6 +931,20 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         )),
         "an admin gets a retry button aimed at the task's agent",
     )?;
+    // The failed tasks shown, retried by id through their engine's agent.
+    let (_, _, failed) = page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/tasks?state=failure",
+    )
+    .await?;
+    ensure_eq(
+        bulk_body(&failed),
+        Some(
+            json!({"agent_id": creds.agent_id, "filter": {"engine": "rq", "task_ids": ["page-t1"]}}),
+        ),
+        "a bulk retry of the failed tasks shown, by id, to their agent",
+    )?;
     let (st, h, _) = page(
         &brain,
         Some(&op.cookie),
@@ -963,6 +984,16 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
     ensure(
         !seen.contains("data-command"),
         "a viewer gets no command buttons",
+    )?;
+    let (_, _, vfailed) = page(
+        &brain,
+        Some(&viewer.cookie),
+        "/projects/default/tasks?state=failure",
+    )
+    .await?;
+    ensure(
+        vfailed.contains("page-t1") && bulk_body(&vfailed).is_none(),
+        "a viewer gets no bulk retry",
     )?;
     let (_, _, vhome) = page(&brain, Some(&viewer.cookie), "/home").await?;
     ensure(

@@ -255,6 +255,11 @@ pub(super) async fn tasks(
             .await
             .map_err(ApiError::from)?;
         let more = trim_page(&mut rows, PAGE_SIZE);
+        let bulk = if a.role >= Role::Operator {
+            bulk_retries(&state, a.project.id, &rows).await?
+        } else {
+            Vec::new()
+        };
         let next = more.then(|| rows.last()).flatten().map(|t| {
             let mut qs = url::form_urlencoded::Serializer::new(String::new());
             for k in [
@@ -285,12 +290,48 @@ pub(super) async fn tasks(
                 windows => Window::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
                 filter => Value::from_serialize(shown),
                 views,
+                bulk,
                 next,
             },
         ))
     }
     .await;
     finish(&state, r)
+}
+
+/// One "retry the failed tasks shown" action per engine: the failed rows
+/// of this page by id (exactly what the operator sees; decision K7), sent
+/// to the newest online agent running that engine.
+async fn bulk_retries(
+    state: &Shared,
+    project: uuid::Uuid,
+    rows: &[reads::Task],
+) -> Result<Vec<Value>, PageError> {
+    let mut failed: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for t in rows.iter().filter(|t| t.state == "failure") {
+        failed
+            .entry(t.engine.as_str())
+            .or_default()
+            .push(&t.task_id);
+    }
+    if failed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = agents::list(&state.db, project)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(failed
+        .into_iter()
+        .filter_map(|(engine, ids)| {
+            let agent = crate::schedules::pick_agent(&list, engine)?;
+            let body = serde_json::json!({
+                "agent_id": agent, "filter": {"engine": engine, "task_ids": ids},
+            });
+            Some(Value::from_serialize(serde_json::json!({
+                "engine": engine, "count": ids.len(), "body": body.to_string(),
+            })))
+        })
+        .collect())
 }
 
 pub(super) async fn agents(
