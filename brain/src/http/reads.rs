@@ -164,6 +164,7 @@ async fn list_tasks(
         worker: q.text("worker", 200, &mut issues),
         since: q.instant("since", &mut issues),
         until: q.instant("until", &mut issues),
+        args: q.text("args", 200, &mut issues),
     };
     if let Some(fmt) = q.0.get("format") {
         if !matches!(fmt.as_str(), "csv" | "xlsx" | "json") {

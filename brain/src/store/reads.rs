@@ -48,6 +48,8 @@ pub struct TaskFilter {
     pub worker: Option<String>,
     pub since: Option<Ts>,
     pub until: Option<Ts>,
+    /// A literal substring of the stored (redacted) arguments' JSON text.
+    pub args: Option<String>,
 }
 
 /// A keyset position: rows strictly older than `(at, id)`.
@@ -70,7 +72,9 @@ const TASK_WHERE: &str = "project_id = $1 \
      AND ($6 IS NULL OR queue = $6) \
      AND ($7 IS NULL OR worker_name = $7) \
      AND ($8 IS NULL OR created_at >= $8) \
-     AND ($9 IS NULL OR created_at < $9)";
+     AND ($9 IS NULL OR created_at < $9) \
+     AND ($10 IS NULL OR lower(CAST(args AS TEXT)) LIKE $10 ESCAPE '\\' \
+          OR lower(CAST(kwargs AS TEXT)) LIKE $10 ESCAPE '\\')";
 
 /// The `LIKE` pattern of a literal, ASCII case-insensitive substring.
 fn contains(s: &Option<String>) -> Option<String> {
@@ -87,10 +91,10 @@ pub async fn tasks(
 ) -> Result<Vec<Task>, StoreError> {
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE {TASK_WHERE} \
-         AND ($10 IS NULL OR created_at < $10 OR (created_at = $10 AND id < $11)) \
-         ORDER BY created_at DESC, id DESC LIMIT $12"
+         AND ($11 IS NULL OR created_at < $11 OR (created_at = $11 AND id < $12)) \
+         ORDER BY created_at DESC, id DESC LIMIT $13"
     );
-    let (name, search) = (contains(&f.name), contains(&f.search));
+    let (name, search, args) = (contains(&f.name), contains(&f.search), contains(&f.args));
     Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
         .bind(project_id)
         .bind(&f.state)
@@ -101,6 +105,7 @@ pub async fn tasks(
         .bind(&f.worker)
         .bind(f.since)
         .bind(f.until)
+        .bind(&args)
         .bind(after.map(|a| a.at))
         .bind(after.map(|a| a.id).unwrap_or_default())
         .bind(limit)
@@ -110,7 +115,7 @@ pub async fn tasks(
 
 pub async fn count_tasks(db: &Db, project_id: Uuid, f: &TaskFilter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) FROM tasks WHERE {TASK_WHERE}");
-    let (name, search) = (contains(&f.name), contains(&f.search));
+    let (name, search, args) = (contains(&f.name), contains(&f.search), contains(&f.args));
     Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
         .bind(project_id)
         .bind(&f.state)
@@ -121,6 +126,7 @@ pub async fn count_tasks(db: &Db, project_id: Uuid, f: &TaskFilter) -> Result<i6
         .bind(&f.worker)
         .bind(f.since)
         .bind(f.until)
+        .bind(&args)
         .fetch_one(p)
         .await)?)
 }

@@ -813,7 +813,8 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         agent::task_event(
             "page-t2",
             "task.received",
-            json!({"task_name": "pages.ok", "queue": "q1", "priority": "high"}),
+            json!({"task_name": "pages.ok", "queue": "q1", "priority": "high",
+                   "args": [7], "kwargs": {"customer": "Ada-42", "password": "hunter2"}}),
         ),
     ];
     s.send_events("page-b1", &events).await?;
@@ -891,6 +892,18 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
             "the name filter (case-insensitive)",
         ),
         (
+            "/projects/default/tasks?args=ADA-42",
+            "page-t2",
+            "page-t1",
+            "the argument-text filter (case-insensitive)",
+        ),
+        (
+            "/projects/default/tasks?args=hunter2",
+            "Nothing here.",
+            "page-t2",
+            "a redacted value cannot be searched for",
+        ),
+        (
             "/projects/default/tasks?worker=w-9",
             "page-t1",
             "page-t2",
@@ -912,6 +925,16 @@ pub async fn pages(ctx: Arc<Ctx>) -> R {
         let (_, _, body) = page(&brain, Some(&op.cookie), path).await?;
         ensure(body.contains(shown) && !body.contains(hidden), what)?;
     }
+    let (_, found) = op
+        .get(&brain, "/api/v1/projects/default/tasks?args=ada-42")
+        .await?;
+    let ids: Vec<&str> = found["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["task_id"].as_str())
+        .collect();
+    ensure_eq(ids, vec!["page-t2"], "the REST task list's args filter")?;
     let (st, _, detail) = page(
         &brain,
         Some(&op.cookie),

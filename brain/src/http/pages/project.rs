@@ -219,6 +219,7 @@ pub(super) async fn tasks(
             since: text("since")
                 .and_then(|w| Window::parse(&w))
                 .map(|w| Ts::now().plus_seconds(-w.secs())),
+            args: text("args"),
             ..TaskFilter::default()
         };
         let views = saved_views::list(&state.db, a.caller.user.id, a.project.id)
@@ -263,7 +264,7 @@ pub(super) async fn tasks(
         let next = more.then(|| rows.last()).flatten().map(|t| {
             let mut qs = url::form_urlencoded::Serializer::new(String::new());
             for k in [
-                "state", "priority", "name", "search", "queue", "worker", "since",
+                "state", "priority", "name", "search", "queue", "worker", "since", "args",
             ] {
                 if let Some(v) = text(k) {
                     qs.append_pair(k, &v);
@@ -278,6 +279,7 @@ pub(super) async fn tasks(
             "search": filter.search.clone().unwrap_or_default(),
             "queue": filter.queue.clone().unwrap_or_default(),
             "worker": filter.worker.clone().unwrap_or_default(),
+            "args": filter.args.clone().unwrap_or_default(),
             "priority": filter.priorities.clone().unwrap_or_default(),
             "since": text("since").filter(|w| Window::parse(w).is_some()).unwrap_or_default(),
         });
