@@ -44,6 +44,7 @@ impl AppState {
         let settings = Arc::new(loaded.settings.clone());
         let fleet = Arc::new(Fleet::new(&settings, &db));
         let live = fleet.live.clone();
+        let schedule_live = fleet.live.clone();
         let commands = Commands::new(settings.clone(), db.clone(), fleet);
         let metrics = Arc::new(Metrics::default());
         let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone(), live);
@@ -60,6 +61,7 @@ impl AppState {
             commands.clone(),
             alerts.clone(),
             metrics.clone(),
+            schedule_live,
         );
         let embedded = crate::workers::embedded_scheduler::Status::default();
         let api = Arc::new(ApiState::new(

@@ -49,6 +49,9 @@ pub enum Topic {
     Task,
     Command,
     Agent,
+    /// z4j-rs: a schedule's definition, state or fire history changed
+    /// (decision D14; clients ignore topics they do not know).
+    Schedule,
 }
 
 impl Topic {
@@ -57,6 +60,7 @@ impl Topic {
             Topic::Task => "task.changed",
             Topic::Command => "command.changed",
             Topic::Agent => "agent.changed",
+            Topic::Schedule => "schedule.changed",
         }
     }
 
@@ -65,6 +69,7 @@ impl Topic {
             "task.changed" => Topic::Task,
             "command.changed" => Topic::Command,
             "agent.changed" => Topic::Agent,
+            "schedule.changed" => Topic::Schedule,
             _ => return None,
         })
     }

@@ -94,6 +94,14 @@ pub(super) async fn consecutive_failures(state: &Shared, s: &Schedule) -> Result
     Ok(statuses.iter().take_while(|st| st.is_failure()).count() as i64)
 }
 
+/// Dashboards of the project refetch (decision D14).
+fn changed(state: &Shared, project: Uuid) {
+    state
+        .fleet()
+        .live
+        .publish(project, crate::fleet::live::Topic::Schedule);
+}
+
 fn not_found() -> ApiError {
     ApiError::NotFound {
         message: "schedule not found".into(),
@@ -423,6 +431,7 @@ async fn create(
             .meta(json!({"name": s.name, "engine": s.engine, "kind": s.kind})),
     )
     .await?;
+    changed(&state, s.project_id);
     Ok((StatusCode::CREATED, Json(schedule_json(&s, None))).into_response())
 }
 
@@ -483,6 +492,7 @@ async fn update(
             .meta(json!({"fields_changed": changed})),
     )
     .await?;
+    self::changed(&state, s.project_id);
     let s = store::find(&state.db, access.project.id, id)
         .await?
         .ok_or_else(not_found)?;
@@ -512,6 +522,7 @@ async fn remove(
             .meta(json!({"name": s.name})),
     )
     .await?;
+    changed(&state, access.project.id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -616,6 +627,7 @@ async fn toggle(
         }
     };
     crate::audit::commit(tx, &state.settings, &entry("success").meta(meta)).await?;
+    changed(&state, access.project.id);
     let s = store::find(&state.db, access.project.id, id)
         .await?
         .ok_or_else(not_found)?;

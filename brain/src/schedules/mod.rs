@@ -173,6 +173,8 @@ pub struct Schedules {
     commands: Commands,
     alerts: crate::notify::Alerts,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Dashboards are told when a schedule's runs or state change (D14).
+    live: Arc<crate::fleet::live::Live>,
 }
 
 impl Schedules {
@@ -182,6 +184,7 @@ impl Schedules {
         commands: Commands,
         alerts: crate::notify::Alerts,
         metrics: Arc<crate::metrics::Metrics>,
+        live: Arc<crate::fleet::live::Live>,
     ) -> Schedules {
         Schedules {
             settings,
@@ -189,7 +192,14 @@ impl Schedules {
             commands,
             alerts,
             metrics,
+            live,
         }
+    }
+
+    /// After a committed change to a project's schedules or fires.
+    fn changed(&self, project: Uuid) {
+        self.live
+            .publish(project, crate::fleet::live::Topic::Schedule);
     }
 
     pub fn db(&self) -> &Db {
@@ -266,6 +276,7 @@ impl Schedules {
             rows::record_fire(&mut tx, &write(FireStatus::Buffered, None, None, None)).await?;
             rows::set_last_fire(&mut tx, s.id, r.fire_id).await?;
             tx.commit().await?;
+            self.changed(s.project_id);
             return Ok(FireOutcome::Buffered);
         };
         let issued = self
@@ -289,6 +300,7 @@ impl Schedules {
                 )
                 .await?;
                 tx.commit().await?;
+                self.changed(s.project_id);
                 return Ok(FireOutcome::Failed("brain_error", message));
             }
         };
@@ -310,6 +322,7 @@ impl Schedules {
             )
             .await?;
             tx.commit().await?;
+            self.changed(s.project_id);
             return Ok(FireOutcome::Failed("command_failed", message));
         }
         rows::record_fire(
@@ -326,6 +339,7 @@ impl Schedules {
             audit::append(&mut tx, &self.settings, &e).await?;
         }
         tx.commit().await?;
+        self.changed(s.project_id);
         self.hand_over(&command).await;
         Ok(FireOutcome::Delivered(command.id))
     }
@@ -416,6 +430,7 @@ impl Schedules {
         )
         .await?;
         tx.commit().await?;
+        self.changed(s.project_id);
         Ok(AckOutcome::Done)
     }
 }
@@ -494,6 +509,7 @@ impl Schedules {
                         )
                         .await?;
                         done.dropped += 1;
+                        self.changed(s.project_id);
                     }
                 }
             }
@@ -544,6 +560,7 @@ impl Schedules {
             .await?;
         }
         tx.commit().await?;
+        self.changed(s.project_id);
         self.hand_over(&command).await;
         Ok(())
     }
@@ -577,6 +594,7 @@ impl Schedules {
             e.outcome = Some("deny".into());
             audit::append(&mut tx, &self.settings, &e).await?;
             tx.commit().await?;
+            self.changed(s.project_id);
             tracing::warn!(schedule_id = %s.id, name = %s.name, failures = threshold, "schedule disabled by the circuit breaker");
             // Best effort, after the commit: the disable stands either way.
             let mut fields = serde_json::Map::new();

@@ -420,6 +420,72 @@ pub async fn topics(ctx: Arc<Ctx>) -> R {
     .await
 }
 
+/// z4j-rs (decision D14): schedule writes, fires and acks push
+/// `schedule.changed` to the project's dashboards and no other's.
+pub async fn schedule_topic(ctx: Arc<Ctx>) -> R {
+    use super::scheduler::{create, insecure_brain, slot};
+    let (brain, port) = insecure_brain(
+        &ctx,
+        &[
+            ("Z4J_LOGIN_MIN_DURATION_MS", "0"),
+            (
+                "Z4J_CORS_ORIGINS",
+                r#"["http://dash.conformance.test:8443"]"#,
+            ),
+        ],
+    )
+    .await?;
+    let op = agent::login(&brain).await?;
+    op.create_project(&brain, "sched-quiet").await?;
+    let project = project_id(&brain, &op, "default").await?;
+    let other = project_id(&brain, &op, "sched-quiet").await?;
+    let mut ws = subscribed(&brain, &op, &project).await?;
+    let mut quiet = subscribed(&brain, &op, &other).await?;
+    let wait = ctx.scaled(3.0);
+    let id = create(&brain, &op, "topic-tick", json!({})).await?;
+    expect_topic(&mut ws, "schedule.changed", wait, "a schedule created").await?;
+    let api = format!("/api/v1/projects/default/schedules/{id}");
+    for (method, path, what) in [
+        (
+            reqwest::Method::POST,
+            format!("{api}/pause"),
+            "a schedule held",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{api}/resume"),
+            "a schedule released",
+        ),
+        (reqwest::Method::PATCH, api.clone(), "a schedule edited"),
+    ] {
+        let body = (method == reqwest::Method::PATCH).then(|| json!({"queue": "q2"}));
+        let (st, r) = op.send(&brain, method, &path, body).await?;
+        ensure_eq(st, 200, &format!("{what}: {r}"))?;
+        expect_topic(&mut ws, "schedule.changed", wait, what).await?;
+    }
+    // No agent online: the fire is buffered, then acknowledged.
+    let mut c = crate::sched::insecure(port).await?;
+    let req = crate::sched::fire_request(&id, slot(5));
+    let fire_id = req.fire_id.clone();
+    c.fire_schedule(req)
+        .await
+        .map_err(|e| format!("fire: {e}"))?;
+    expect_topic(&mut ws, "schedule.changed", wait, "a fire recorded").await?;
+    c.acknowledge_fire_result(crate::sched::ack(&fire_id, "success", ""))
+        .await
+        .map_err(|e| format!("ack: {e}"))?;
+    expect_topic(&mut ws, "schedule.changed", wait, "a fire acknowledged").await?;
+    let (st, _) = op.send(&brain, reqwest::Method::DELETE, &api, None).await?;
+    ensure_eq(st, 204, "delete")?;
+    expect_topic(&mut ws, "schedule.changed", wait, "a schedule deleted").await?;
+    expect_quiet(
+        &mut quiet,
+        Duration::from_secs(1),
+        "another project's subscriber",
+    )
+    .await
+}
+
 pub async fn idle_timeout(ctx: Arc<Ctx>) -> R {
     // Configured at the minimum: silence ends the socket with 4408 then and
     // not before; text frames (pings) keep it open.

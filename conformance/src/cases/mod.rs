@@ -1287,6 +1287,12 @@ pub static CASES: &[Case] = &[
         feature = "html_dashboard"
     ),
     case!(
+        "dashboard.schedule-topic",
+        dashboard::schedule_topic,
+        ["dashboard.schedule-topic"],
+        Both
+    ),
+    case!(
         "dashboard.schedule-pages",
         schedule_pages::schedule_pages,
         ["dashboard.schedule-pages"],
