@@ -44,10 +44,9 @@ impl AppState {
         let settings = Arc::new(loaded.settings.clone());
         let fleet = Arc::new(Fleet::new(&settings, &db));
         let live = fleet.live.clone();
-        let schedule_live = fleet.live.clone();
         let commands = Commands::new(settings.clone(), db.clone(), fleet);
         let metrics = Arc::new(Metrics::default());
-        let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone(), live);
+        let (ingestor, writer) = Ingestor::new(&settings, db.clone(), alerts.clone(), live.clone());
         let gateway = Gateway::new(
             commands.clone(),
             settings.clone(),
@@ -61,7 +60,7 @@ impl AppState {
             commands.clone(),
             alerts.clone(),
             metrics.clone(),
-            schedule_live,
+            live,
         );
         let embedded = crate::workers::embedded_scheduler::Status::default();
         let api = Arc::new(ApiState::new(

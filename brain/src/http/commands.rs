@@ -68,6 +68,15 @@ struct Request {
     need: Role,
     /// The engine the agent's session must advertise the action for.
     requirement: Option<String>,
+    /// A bulk retry's selection, parsed once (K7).
+    selection: Option<BulkSelection>,
+}
+
+/// Which tasks a bulk retry names: explicit ids, or a filter the brain
+/// resolves against its own rows.
+enum BulkSelection {
+    Ids(Vec<String>),
+    Matching(crate::store::reads::Selection),
 }
 
 fn issue_err(kind: &'static str, field: &str, msg: impl Into<String>) -> SchemaIssue {
@@ -88,6 +97,7 @@ struct Body<'a> {
     rules: Vec<SchemaIssue>,
     /// The engine the agent's session must advertise the action for.
     requirement: Option<String>,
+    selection: Option<BulkSelection>,
 }
 
 impl<'a> Body<'a> {
@@ -135,6 +145,7 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
         payload: Map::new(),
         rules: Vec::new(),
         requirement: None,
+        selection: None,
     };
     let agent = b.f.text("agent_id", 1, 64, true);
     let key = b.f.text("idempotency_key", 1, 200, false);
@@ -158,6 +169,7 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
         payload,
         rules,
         requirement,
+        selection,
         ..
     } = b;
     f.issues.extend(rules);
@@ -183,6 +195,7 @@ fn parse(route: &str, body: &[u8]) -> Result<Request, ApiError> {
         idempotency_key: key,
         need,
         requirement,
+        selection,
     })
 }
 
@@ -280,46 +293,64 @@ fn bulk_retry(b: &mut Body<'_>) -> Decided {
         }
         Some(_) => b.rule("dict_type", "filter", "Input should be a valid dictionary"),
     }
-    if let Some(ids) = filter.get("task_ids") {
-        let ok = ids.as_array().is_some_and(|l| {
-            !l.is_empty()
-                && l.iter()
-                    .all(|i| i.as_str().is_some_and(|t| (1..=200).contains(&t.len())))
+    let ids: Option<Vec<String>> = filter.get("task_ids").and_then(|ids| {
+        let list: Option<Vec<String>> = ids.as_array().and_then(|l| {
+            l.iter()
+                .map(|i| {
+                    i.as_str()
+                        .filter(|t| (1..=200).contains(&t.len()))
+                        .map(str::to_owned)
+                })
+                .collect()
         });
-        if !ok {
+        let list = list.filter(|l| !l.is_empty());
+        if list.is_none() {
             b.rule(
                 "value_error",
                 "filter.task_ids",
                 "Value error, task_ids must be a non-empty list of task ids (1 to 200 characters each)",
             );
         }
-    }
-    for key in ["state", "status", "queue", "name"] {
-        if filter
-            .get(key)
-            .is_some_and(|v| !v.is_string() && !v.is_null())
-        {
+        list
+    });
+    let mut text = |key: &str| match filter.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(v)) => Some(v.clone()),
+        Some(_) => {
             b.rule(
                 "string_type",
                 &format!("filter.{key}"),
                 "Input should be a valid string",
             );
+            None
         }
-    }
-    for key in ["since", "until"] {
-        let bad = filter.get(key).is_some_and(|v| {
-            !v.is_null()
-                && v.as_str()
-                    .is_none_or(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
-        });
-        if bad {
-            b.rule(
-                "datetime_from_date_parsing",
-                &format!("filter.{key}"),
-                "Input should be a valid datetime",
-            );
+    };
+    let (state, status, queue, name) = (text("state"), text("status"), text("queue"), text("name"));
+    let mut instant = |key: &str| {
+        let v = filter.get(key).filter(|v| !v.is_null())?;
+        match v.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+            Some(Ok(t)) => Some(crate::store::Ts(t.with_timezone(&chrono::Utc))),
+            _ => {
+                b.rule(
+                    "datetime_from_date_parsing",
+                    &format!("filter.{key}"),
+                    "Input should be a valid datetime",
+                );
+                None
+            }
         }
-    }
+    };
+    let (since, until) = (instant("since"), instant("until"));
+    b.selection = Some(match ids {
+        Some(ids) => BulkSelection::Ids(ids),
+        None => BulkSelection::Matching(crate::store::reads::Selection {
+            state: state.or(status),
+            name,
+            queue,
+            since,
+            until,
+        }),
+    });
     let engine = filter
         .get("engine")
         .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
@@ -351,7 +382,7 @@ async fn select_tasks(
     ip: &str,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    use crate::store::reads::{self, Selection};
+    use crate::store::reads;
     let project = access.project.id;
     let filter = req.payload["filter"]
         .as_object()
@@ -378,16 +409,15 @@ async fn select_tasks(
         );
         crate::audit::record(&state.db, &state.settings, &e).await?;
     }
-    let text = |k: &str| filter.get(k).and_then(Value::as_str).map(str::to_owned);
-    let selected = match filter.get("task_ids").and_then(Value::as_array) {
-        Some(list) => {
+    let selected = match req.selection.take() {
+        // Parsing sets it for every bulk retry.
+        None => return Ok(()),
+        Some(BulkSelection::Ids(list)) => {
             let mut seen = std::collections::HashSet::new();
             let ids: Vec<String> = list
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|i| seen.insert(*i))
+                .into_iter()
+                .filter(|i| seen.insert(i.clone()))
                 .take(max as usize)
-                .map(str::to_owned)
                 .collect();
             let found = reads::owned_tasks(&state.db, project, &engine, &ids).await?;
             let by_id: std::collections::HashMap<&str, &reads::Selected> =
@@ -418,19 +448,7 @@ async fn select_tasks(
                 .filter_map(|i| by_id.get(i.as_str()).map(|t| (*t).clone()))
                 .collect::<Vec<_>>()
         }
-        None => {
-            let at = |k: &str| {
-                text(k)
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                    .map(|t| crate::store::Ts(t.with_timezone(&chrono::Utc)))
-            };
-            let selection = Selection {
-                state: text("state").or_else(|| text("status")),
-                name: text("name"),
-                queue: text("queue"),
-                since: at("since"),
-                until: at("until"),
-            };
+        Some(BulkSelection::Matching(selection)) => {
             let found = reads::matching_tasks(&state.db, project, &engine, &selection, max).await?;
             if found.is_empty() {
                 return Err(ApiError::Validation {
@@ -441,7 +459,7 @@ async fn select_tasks(
             found
         }
     };
-    let mut out = filter.clone();
+    let mut out = filter;
     out.insert(
         "task_ids".into(),
         json!(selected.iter().map(|t| &t.task_id).collect::<Vec<_>>()),

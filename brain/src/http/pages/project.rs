@@ -310,7 +310,8 @@ async fn bulk_retries(
     rows: &[reads::Task],
 ) -> Result<Vec<Value>, PageError> {
     let mut failed: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for t in rows.iter().filter(|t| t.state == "failure") {
+    let failure = crate::store::ingest::TaskState::Failure.as_str();
+    for t in rows.iter().filter(|t| t.state == failure) {
         failed
             .entry(t.engine.as_str())
             .or_default()

@@ -88,14 +88,14 @@ pub(super) async fn schedule(
             .iter()
             .map(rest::fire_json)
             .collect();
-        let pretty = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
+        let compact = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
         let (kinds, catch_ups) = choices();
         Ok(page.render(
             "schedule.html",
             context! {
                 s => Value::from_serialize(&view),
-                args => pretty(&s.args.0),
-                kwargs => pretty(&s.kwargs.0),
+                args => compact(&s.args.0),
+                kwargs => compact(&s.kwargs.0),
                 fires => Value::from_serialize(&fires),
                 threshold => state.settings.schedule_circuit_breaker_threshold,
                 own => Z4J_SCHEDULER,

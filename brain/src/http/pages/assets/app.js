@@ -228,10 +228,11 @@ async function refreshMain(afterWrite = false) {
 //   data-label="…"            names the action in messages
 //   data-confirm="…"          asks first (destructive actions)
 //   data-body='{…}'           a button's JSON body
-//   data-after="reload" (default) | "reveal" | "login" | "home"
+//   data-after="reveal"       (else the page refreshes in place)
 //   data-reveal="a,b.c"       answer fields shown once in #reveal
 //   data-must-match="…"       (a form field) must be typed exactly
-//   data-go="/path"           where to go after success (a deleted thing)
+//   data-go="/path"           where to go after success (sign-in, a
+//                             deleted thing's list)
 // Form fields become JSON: data-kind="bool" (checkbox), "int", "csv"
 // (comma-separated to a list), "list" (multi-select or checked boxes
 // sharing a name), "json" (parsed; a bad one names its field); dotted
@@ -299,12 +300,17 @@ function reveal(el, data) {
   box.focus();
 }
 
+// A form's body comes from its fields; a button passes its own.
 async function callApi(el, body) {
   const flash = document.getElementById("flash");
   const label = el.dataset.label || "request";
-  // Typed confirmations (a queue's name before a purge).
-  for (const f of el.tagName === "FORM" ? el.querySelectorAll("[data-must-match]") : []) {
-    if (f.value !== f.dataset.mustMatch) { flash.textContent = `${label}: type ${f.dataset.mustMatch} exactly to confirm`; f.focus(); return; }
+  if (el.tagName === "FORM") {
+    // Typed confirmations (a queue's name before a purge).
+    for (const f of el.querySelectorAll("[data-must-match]")) {
+      if (f.value !== f.dataset.mustMatch) { flash.textContent = `${label}: type ${f.dataset.mustMatch} exactly to confirm`; f.focus(); return; }
+    }
+    try { body = formBody(el); } catch (e) { flash.textContent = `${label}: ${e.message}`; return; }
+    if ("onlyChanged" in el.dataset && !Object.keys(body).length) { flash.textContent = `${label}: nothing changed`; return; }
   }
   if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
   const sp = el.dataset.api.indexOf(" ");
@@ -316,10 +322,7 @@ async function callApi(el, body) {
   }
   flash.textContent = `${label}: done`;
   if (el.dataset.go) { location.assign(el.dataset.go); return; }
-  const after = el.dataset.after || "reload";
-  if (after === "login") { location.assign("/login"); return; }
-  if (after === "home") { location.assign("/home"); return; }
-  if (after === "reveal") reveal(el, r.data);
+  if (el.dataset.after === "reveal") reveal(el, r.data);
   if (el.tagName === "FORM") el.reset();
   await refreshMain(true);
 }
@@ -329,16 +332,7 @@ function setupApiControls() {
     const form = ev.target;
     if (!form.dataset || !form.dataset.api) return;
     ev.preventDefault();
-    let body;
-    try { body = formBody(form); } catch (e) {
-      document.getElementById("flash").textContent = `${form.dataset.label || "request"}: ${e.message}`;
-      return;
-    }
-    if (!Object.keys(body).length && "onlyChanged" in form.dataset) {
-      document.getElementById("flash").textContent = `${form.dataset.label || "request"}: nothing changed`;
-      return;
-    }
-    callApi(form, body);
+    callApi(form);
   });
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-api]");
