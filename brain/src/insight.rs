@@ -16,7 +16,7 @@ const RATE_WARN: f64 = 0.05;
 /// Failure rate above which the flag is critical.
 const RATE_CRITICAL: f64 = 0.20;
 /// Receives a rate needs before it is flagged (a few tasks say little).
-const RATE_MIN_TASKS: i64 = 20;
+pub const RATE_MIN_TASKS: i64 = 20;
 
 /// Failures ÷ receives of the window: 0 without failures, 1 with failures
 /// and no receives (received before the window), capped at 1.
@@ -90,8 +90,9 @@ pub struct Attention {
     pub message: String,
 }
 
-/// At most one item per rule for a project.
-pub fn attention(c: &Counters) -> Vec<Attention> {
+/// At most one item per rule for a project; a failure rate counts with
+/// more than `min_tasks` receives ([`RATE_MIN_TASKS`]).
+pub fn attention(c: &Counters, min_tasks: i64) -> Vec<Attention> {
     let mut out = Vec::new();
     let offline = c.agents_total - c.agents_online;
     if offline > 0 {
@@ -116,7 +117,7 @@ pub fn attention(c: &Counters) -> Vec<Attention> {
     let rate = failure_rate(c.received, c.failed);
     let severity = if c.failed > 0 && c.received == 0 {
         Some(Severity::Critical)
-    } else if rate > RATE_WARN && c.received > RATE_MIN_TASKS {
+    } else if rate > RATE_WARN && c.received > min_tasks {
         Some(if rate > RATE_CRITICAL {
             Severity::Critical
         } else {
@@ -434,7 +435,7 @@ mod tests {
     #[test]
     fn failure_rate_attention_needs_more_than_twenty_tasks() {
         let kinds = |c: &Counters| {
-            attention(c)
+            attention(c, RATE_MIN_TASKS)
                 .into_iter()
                 .map(|a| (a.kind, a.severity))
                 .collect::<Vec<_>>()
@@ -464,14 +465,23 @@ mod tests {
         let mut c = counters(0, 0);
         c.agents_total = 3;
         c.agents_online = 1;
-        let a = attention(&c);
+        let a = attention(&c, RATE_MIN_TASKS);
         assert_eq!((a[0].severity, a[0].count), (Severity::Warning, Some(2)));
         assert_eq!(a[0].message, "2 of 3 agents offline");
         c.agents_online = 0;
-        assert_eq!(attention(&c)[0].severity, Severity::Critical);
-        assert_eq!(attention(&c)[0].message, "all 3 agents are offline");
+        assert_eq!(
+            attention(&c, RATE_MIN_TASKS)[0].severity,
+            Severity::Critical
+        );
+        assert_eq!(
+            attention(&c, RATE_MIN_TASKS)[0].message,
+            "all 3 agents are offline"
+        );
         c.agents_total = 1;
-        assert_eq!(attention(&c)[0].message, "its agent is offline");
+        assert_eq!(
+            attention(&c, RATE_MIN_TASKS)[0].message,
+            "its agent is offline"
+        );
     }
 
     #[test]

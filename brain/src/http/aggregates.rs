@@ -8,6 +8,7 @@ use super::query::Query;
 use super::session::{self, Caller};
 use super::Shared;
 use crate::insight::{self, Attention, Bucket, Health, Point, Window};
+use crate::settings::mutant::Mutant;
 use crate::store::aggregates::{self, Counters, IssueFilter, Reach};
 use crate::store::projects;
 use crate::store::Ts;
@@ -112,6 +113,11 @@ pub async fn summary(state: &Shared, caller: &Caller) -> Result<Summary, ApiErro
     let mut total = Counters::default();
     let mut cards = Vec::with_capacity(visible.len());
     let mut attention = Vec::new();
+    let min_tasks = if state.settings.mutant(Mutant::AttentionThresholdOffByOne) {
+        insight::RATE_MIN_TASKS - 1
+    } else {
+        insight::RATE_MIN_TASKS
+    };
     for p in &visible {
         let c = counters.get(&p.id).copied().unwrap_or_default();
         total.received += c.received;
@@ -122,7 +128,7 @@ pub async fn summary(state: &Shared, caller: &Caller) -> Result<Summary, ApiErro
         total.agents_total += c.agents_total;
         total.stuck_commands += c.stuck_commands;
         attention.extend(
-            insight::attention(&c)
+            insight::attention(&c, min_tasks)
                 .into_iter()
                 .map(|item| AttentionItem {
                     item,
@@ -278,8 +284,12 @@ async fn recent_failures_route(
 }
 
 /// The window and bucket of a trends request: 422 for a value outside the
-/// lists, 400 for a pair with more than 500 buckets.
-pub fn trend_params(q: &HashMap<String, String>) -> Result<(Window, Bucket), ApiError> {
+/// lists, 400 for a pair with more than 500 buckets when `capped` (always,
+/// but for a behaviour mutant).
+pub fn trend_params(
+    q: &HashMap<String, String>,
+    capped: bool,
+) -> Result<(Window, Bucket), ApiError> {
     let mut issues = Vec::new();
     let window = match q.get("window") {
         None => Some(Window::H24),
@@ -306,7 +316,7 @@ pub fn trend_params(q: &HashMap<String, String>) -> Result<(Window, Bucket), Api
     let (Some(w), Some(b)) = (window, bucket) else {
         return Err(ApiError::Schema(issues));
     };
-    if insight::bucket_count(w, b).is_none() {
+    if capped && insight::bucket_count(w, b).is_none() {
         return Err(ApiError::Detail {
             status: StatusCode::BAD_REQUEST,
             detail: json!(format!(
@@ -342,7 +352,8 @@ async fn trends_route(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     // The pair is refused before the project is looked up.
-    let (w, b) = trend_params(&Query::parse(raw).0)?;
+    let capped = !state.settings.mutant(Mutant::TrendsBucketCapOff);
+    let (w, b) = trend_params(&Query::parse(raw).0, capped)?;
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
     let points = trend_series(&state, access.project.id, w, b, Ts::now()).await?;
     let series: Vec<Value> = points
@@ -481,19 +492,19 @@ mod tests {
                 .collect::<HashMap<_, _>>()
         };
         assert!(matches!(
-            trend_params(&q(&[])),
+            trend_params(&q(&[]), true),
             Ok((Window::H24, Bucket::H1))
         ));
         assert!(matches!(
-            trend_params(&q(&[("window", "6h"), ("bucket", "1m")])),
+            trend_params(&q(&[("window", "6h"), ("bucket", "1m")]), true),
             Ok((Window::H6, Bucket::M1))
         ));
         assert!(matches!(
-            trend_params(&q(&[("window", "2h")])),
+            trend_params(&q(&[("window", "2h")]), true),
             Err(ApiError::Schema(_))
         ));
         assert!(matches!(
-            trend_params(&q(&[("bucket", "1m")])),
+            trend_params(&q(&[("bucket", "1m")]), true),
             Err(ApiError::Detail { status, .. }) if status == StatusCode::BAD_REQUEST
         ));
     }

@@ -9,6 +9,7 @@ use super::reads::{decode_cursor, encode_cursor};
 use super::Shared;
 use crate::commands::capability::{self, Refusal};
 use crate::net::client_ip;
+use crate::settings::mutant::Mutant;
 use crate::store::agents::{self, Liveness};
 use crate::store::commands::{self, Action, Command, Issued, NewCommand, Status};
 use crate::store::StoreError;
@@ -426,7 +427,20 @@ async fn select_tasks(
                 .iter()
                 .filter(|i| !by_id.contains_key(i.as_str()))
                 .collect();
-            if !missing.is_empty() {
+            if state.settings.mutant(Mutant::BulkRetryIdsUnchecked) {
+                let unchecked = |i: &String| reads::Selected {
+                    task_id: i.clone(),
+                    name: String::new(),
+                    priority: String::new(),
+                };
+                ids.iter()
+                    .map(|i| {
+                        by_id
+                            .get(i.as_str())
+                            .map_or_else(|| unchecked(i), |t| (*t).clone())
+                    })
+                    .collect::<Vec<_>>()
+            } else if !missing.is_empty() {
                 let e = audit(
                     "command.bulk_retry.refused",
                     "failed",
@@ -443,10 +457,11 @@ async fn select_tasks(
                     ),
                     details: json!({"missing_task_ids": missing, "engine": engine}),
                 });
+            } else {
+                ids.iter()
+                    .filter_map(|i| by_id.get(i.as_str()).map(|t| (*t).clone()))
+                    .collect::<Vec<_>>()
             }
-            ids.iter()
-                .filter_map(|i| by_id.get(i.as_str()).map(|t| (*t).clone()))
-                .collect::<Vec<_>>()
         }
         Some(BulkSelection::Matching(selection)) => {
             let found = reads::matching_tasks(&state.db, project, &engine, &selection, max).await?;

@@ -53,7 +53,7 @@ async fn run(state: Shared, mut socket: WebSocket, headers: HeaderMap) {
         Err(Some(code)) => return bye(socket, code).await,
         Err(None) => return, // gone
     };
-    if !is_admin {
+    if !is_admin && !state.settings.mutant(Mutant::DashboardMembershipUnchecked) {
         match projects::role_of(&state.db, user, project).await {
             Ok(Some(_)) => {}
             Ok(None) => return bye(socket, close::FORBIDDEN).await,
@@ -108,6 +108,9 @@ fn internal(e: ApiError) -> u16 {
 /// names on the bind port; a missing Origin passes in dev posture only.
 fn origin_allowed(state: &Shared, origin: Option<&str>) -> bool {
     let s = &state.settings;
+    if s.mutant(Mutant::DashboardOriginUnchecked) {
+        return true;
+    }
     let Some(origin) = origin else {
         return state.dev_posture;
     };

@@ -7,6 +7,7 @@ use super::body;
 use super::error::{ApiError, SchemaIssue};
 use super::reads::TASK_STATES;
 use super::Shared;
+use crate::settings::mutant::Mutant;
 use crate::store::ingest::TASK_PRIORITIES;
 use crate::store::saved_views::{self, SavedView, ViewError};
 use axum::body::Bytes;
@@ -188,7 +189,7 @@ fn view_json(v: &SavedView) -> Value {
 
 fn refused(e: ViewError) -> ApiError {
     match e {
-        ViewError::Duplicate(_) | ViewError::Full => ApiError::Conflict {
+        ViewError::Duplicate(_) | ViewError::Full(_) => ApiError::Conflict {
             message: e.to_string(),
             details: json!({}),
         },
@@ -219,12 +220,18 @@ async fn create(
     let a = access::project(&state, &headers, &slug, Role::Viewer).await?;
     access::csrf(&a.caller, &headers)?;
     let input = parse(&raw)?;
+    let cap = if state.settings.mutant(Mutant::SavedViewCapOff) {
+        saved_views::MAX_PER_PROJECT + 1
+    } else {
+        saved_views::MAX_PER_PROJECT
+    };
     let v = saved_views::create(
         &state.db,
         a.caller.user.id,
         a.project.id,
         &input.name,
         &input.filters,
+        cap,
     )
     .await
     .map_err(refused)?;

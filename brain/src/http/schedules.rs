@@ -96,10 +96,7 @@ pub(super) async fn consecutive_failures(state: &Shared, s: &Schedule) -> Result
 
 /// Dashboards of the project refetch (decision D14).
 fn changed(state: &Shared, project: Uuid) {
-    state
-        .fleet()
-        .live
-        .publish(project, crate::fleet::live::Topic::Schedule);
+    crate::schedules::announce(&state.fleet().live, &state.settings, project);
 }
 
 fn not_found() -> ApiError {

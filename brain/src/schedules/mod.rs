@@ -177,6 +177,14 @@ pub struct Schedules {
     live: Arc<crate::fleet::live::Live>,
 }
 
+/// Dashboards of the project refetch its schedules (decision D14): after
+/// every committed schedule write, from REST and from the scheduler paths.
+pub fn announce(live: &Arc<crate::fleet::live::Live>, settings: &Settings, project: Uuid) {
+    if !settings.mutant(crate::settings::mutant::Mutant::ScheduleTopicSilent) {
+        live.publish(project, crate::fleet::live::Topic::Schedule);
+    }
+}
+
 impl Schedules {
     pub fn new(
         settings: Arc<Settings>,
@@ -198,8 +206,7 @@ impl Schedules {
 
     /// After a committed change to a project's schedules or fires.
     fn changed(&self, project: Uuid) {
-        self.live
-            .publish(project, crate::fleet::live::Topic::Schedule);
+        announce(&self.live, &self.settings, project);
     }
 
     pub fn db(&self) -> &Db {

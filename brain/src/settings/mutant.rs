@@ -23,9 +23,27 @@ pub enum Mutant {
     IdleTimeoutNever,
     /// The event and audit retention sweeps delete nothing.
     RetentionNeverDeletes,
+    /// A project with exactly 20 receives is flagged for its failure rate.
+    AttentionThresholdOffByOne,
+    /// Trends answer any window and bucket pair, however many buckets.
+    TrendsBucketCapOff,
+    /// A user may keep 101 saved views per project.
+    SavedViewCapOff,
+    /// A bulk retry's explicit task ids are sent without the ownership check.
+    BulkRetryIdsUnchecked,
+    /// Schedule writes push no `schedule.changed` to dashboards.
+    ScheduleTopicSilent,
+    /// The activity feed's per-user budget never refuses.
+    ActivityBudgetOff,
+    /// The global admins' pages render for any signed-in user.
+    AdminPagesOpen,
+    /// A dashboard socket may subscribe to a project its user is not a member of.
+    DashboardMembershipUnchecked,
+    /// A dashboard socket is admitted from any Origin.
+    DashboardOriginUnchecked,
 }
 
-const ALL: [(Mutant, &str); 8] = [
+const ALL: [(Mutant, &str); 17] = [
     (Mutant::LockoutNotRearmed, "lockout-not-rearmed"),
     (
         Mutant::LoginFloorSkippedForUnknown,
@@ -37,6 +55,24 @@ const ALL: [(Mutant, &str); 8] = [
     (Mutant::EventRateLimitOff, "event-rate-limit-off"),
     (Mutant::IdleTimeoutNever, "idle-timeout-never"),
     (Mutant::RetentionNeverDeletes, "retention-never-deletes"),
+    (
+        Mutant::AttentionThresholdOffByOne,
+        "attention-threshold-off-by-one",
+    ),
+    (Mutant::TrendsBucketCapOff, "trends-bucket-cap-off"),
+    (Mutant::SavedViewCapOff, "saved-view-cap-off"),
+    (Mutant::BulkRetryIdsUnchecked, "bulk-retry-ids-unchecked"),
+    (Mutant::ScheduleTopicSilent, "schedule-topic-silent"),
+    (Mutant::ActivityBudgetOff, "activity-budget-off"),
+    (Mutant::AdminPagesOpen, "admin-pages-open"),
+    (
+        Mutant::DashboardMembershipUnchecked,
+        "dashboard-membership-unchecked",
+    ),
+    (
+        Mutant::DashboardOriginUnchecked,
+        "dashboard-origin-unchecked",
+    ),
 ];
 
 /// Whether this build honours `Z4J_MUTANT`.

@@ -26,8 +26,8 @@ pub struct SavedView {
 pub enum ViewError {
     #[error("you already have a view named {0:?} in this project")]
     Duplicate(String),
-    #[error("this project already has {MAX_PER_PROJECT} personal task views")]
-    Full,
+    #[error("this project already has {0} personal task views")]
+    Full(i64),
     #[error("saved view not found")]
     NotFound,
     #[error(transparent)]
@@ -85,6 +85,7 @@ pub async fn create(
     project: Uuid,
     name: &str,
     filters: &Json,
+    cap: i64,
 ) -> Result<SavedView, ViewError> {
     let mut tx = db.begin().await?;
     lock_owner(&mut tx, user).await?;
@@ -112,13 +113,13 @@ pub async fn create(
         .bind(name_key(&view.name))
         .bind(&view.filters)
         .bind(view.created_at)
-        .bind(MAX_PER_PROJECT)
+        .bind(cap)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))
     .map_err(|e| duplicate(e, name))?;
     if inserted == 0 {
-        return Err(ViewError::Full);
+        return Err(ViewError::Full(cap));
     }
     tx.commit().await?;
     Ok(view)
