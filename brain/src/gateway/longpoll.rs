@@ -9,6 +9,7 @@ use crate::auth::keyed::project_key;
 use crate::ingest::OverLimit;
 use crate::net::bearer_token;
 use crate::net::error::{ApiError, SchemaIssue};
+use crate::net::query::Query;
 use crate::store::agents::Credential;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -267,35 +268,6 @@ fn session_refusal(lookup: &Lookup) -> Option<Response> {
     }
 }
 
-/// Query integers in `lo..=hi` (FastAPI-style 422 otherwise).
-fn query_int(query: &str, name: &str, default: i64, lo: i64, hi: i64) -> Result<i64, ApiError> {
-    let Some(raw) = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-    else {
-        return Ok(default);
-    };
-    let v: i64 = raw.trim().parse().map_err(|_| {
-        ApiError::Schema(vec![SchemaIssue::new(
-            "int_parsing",
-            &["query", name],
-            "Input should be a valid integer, unable to parse string as an integer",
-        )])
-    })?;
-    if v < lo || v > hi {
-        return Err(ApiError::Schema(vec![SchemaIssue::new(
-            if v < lo {
-                "greater_than_equal"
-            } else {
-                "less_than_equal"
-            },
-            &["query", name],
-            format!("Input should be between {lo} and {hi}"),
-        )]));
-    }
-    Ok(v)
-}
-
 pub async fn commands(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -306,14 +278,13 @@ pub async fn commands(
         Ok(v) => v,
         Err(retry) => return too_many(retry),
     };
-    let query = query.unwrap_or_default();
-    let (wait, max_frames) = match (
-        query_int(&query, "wait", 30, 0, 60),
-        query_int(&query, "max_frames", 50, 0, 500),
-    ) {
-        (Ok(w), Ok(m)) => (w, m),
-        (Err(e), _) | (_, Err(e)) => return e.into_response(),
-    };
+    let q = Query::parse(query);
+    let mut issues = Vec::new();
+    let wait = q.int("wait", 0, 60, &mut issues).unwrap_or(30);
+    let max_frames = q.int("max_frames", 0, 500, &mut issues).unwrap_or(50);
+    if !issues.is_empty() {
+        return ApiError::Schema(issues).into_response();
+    }
     let cred = match authorize(&state, &headers, ip).await {
         Ok(c) => c,
         Err(r) => return r,

@@ -23,7 +23,6 @@ mod notifications;
 mod pages;
 mod password_reset;
 mod projects;
-mod query;
 mod reads;
 pub mod request_id;
 mod saved_views;
@@ -35,6 +34,7 @@ mod system;
 mod users;
 
 use crate::commands::Commands;
+use crate::net::query;
 use crate::net::SlidingWindow;
 use crate::settings::Settings;
 use crate::store::Db;

@@ -1,11 +1,12 @@
 //! Request plumbing shared by the transports: the client address behind
 //! trusted proxies, bearer tokens, sliding-window budgets, the JSON error
-//! envelope, bounded reads of outbound responses. Below every feature
+//! envelope, query-string parameters, bounded reads of outbound responses. Below every feature
 //! module: nothing here imports one.
 
 pub mod budget;
 pub mod client_ip;
 pub mod error;
+pub mod query;
 
 pub use budget::SlidingWindow;
 

@@ -1,15 +1,16 @@
 //! A request's query string, read parameter by parameter, each problem a
-//! FastAPI-style 422 issue naming the parameter (shared by the read routes).
+//! FastAPI-style 422 issue naming the parameter (the REST routes and the
+//! long-poll transport).
 
 use super::error::SchemaIssue;
 use crate::store::Ts;
 use std::collections::HashMap;
 
 /// The query's parameters (the last of a repeated name wins).
-pub(super) struct Query(pub(super) HashMap<String, String>);
+pub struct Query(pub HashMap<String, String>);
 
 impl Query {
-    pub(super) fn parse(raw: Option<String>) -> Query {
+    pub fn parse(raw: Option<String>) -> Query {
         Query(
             url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
                 .into_owned()
@@ -17,7 +18,7 @@ impl Query {
         )
     }
 
-    pub(super) fn text(
+    pub fn text(
         &self,
         name: &'static str,
         max: usize,
@@ -35,7 +36,7 @@ impl Query {
         Some(v.clone())
     }
 
-    pub(super) fn int(
+    pub fn int(
         &self,
         name: &'static str,
         lo: i64,
@@ -68,7 +69,7 @@ impl Query {
         }
     }
 
-    pub(super) fn instant(&self, name: &'static str, issues: &mut Vec<SchemaIssue>) -> Option<Ts> {
+    pub fn instant(&self, name: &'static str, issues: &mut Vec<SchemaIssue>) -> Option<Ts> {
         let raw = self.0.get(name)?;
         match chrono::DateTime::parse_from_rfc3339(raw.trim()) {
             Ok(t) => Some(Ts(t.with_timezone(&chrono::Utc))),
@@ -83,7 +84,7 @@ impl Query {
         }
     }
 
-    pub(super) fn flag(&self, name: &str) -> bool {
+    pub fn flag(&self, name: &str) -> bool {
         self.0
             .get(name)
             .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "yes" | "on"))
