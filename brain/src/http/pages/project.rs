@@ -42,6 +42,24 @@ fn issue_value(i: &crate::store::aggregates::IssueRow) -> Value {
     }))
 }
 
+/// A filtered listing's prologue: `/projects/{slug}/{nav}` with its query
+/// (where sign-in brings one back), the access, the layout and the query's
+/// parameters.
+pub(super) async fn listing_page(
+    state: &Shared,
+    headers: &HeaderMap,
+    slug: &str,
+    nav: &'static str,
+    raw: Option<String>,
+) -> Result<(access::ProjectAccess, Page, HashMap<String, String>), PageError> {
+    let here = with_query(
+        &format!("/projects/{slug}/{nav}"),
+        raw.as_deref().unwrap_or(""),
+    );
+    let (a, page) = project_page(state, headers, slug, &here, nav).await?;
+    Ok((a, page, Query::parse(raw).0))
+}
+
 pub(super) async fn project_page(
     state: &Shared,
     headers: &HeaderMap,
@@ -188,12 +206,7 @@ pub(super) async fn tasks(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = with_query(
-            &format!("/projects/{slug}/tasks"),
-            raw.as_deref().unwrap_or(""),
-        );
-        let (a, page) = project_page(&state, &headers, &slug, &here, "tasks").await?;
-        let q = Query::parse(raw).0;
+        let (a, page, q) = listing_page(&state, &headers, &slug, "tasks", raw).await?;
         // Form fields: empty means "any"; text capped as the API caps it.
         let text = |k: &str| {
             q.get(k)
@@ -492,12 +505,7 @@ pub(super) async fn commands(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = with_query(
-            &format!("/projects/{slug}/commands"),
-            raw.as_deref().unwrap_or(""),
-        );
-        let (a, page) = project_page(&state, &headers, &slug, &here, "commands").await?;
-        let q = Query::parse(raw).0;
+        let (a, page, q) = listing_page(&state, &headers, &slug, "commands", raw).await?;
         let status = q.get("status").and_then(|s| CommandStatus::parse(s));
         let after = decode_cursor(q.get("cursor")).map(|c| (c.at, c.id));
         let mut rows =
@@ -608,15 +616,10 @@ pub(super) async fn audit(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = with_query(
-            &format!("/projects/{slug}/audit"),
-            raw.as_deref().unwrap_or(""),
-        );
-        let (a, page) = project_page(&state, &headers, &slug, &here, "audit").await?;
+        let (a, page, q) = listing_page(&state, &headers, &slug, "audit", raw).await?;
         if !a.role.reads_audit() {
             return Err(PageError::NotFound("page not found".into()));
         }
-        let q = Query::parse(raw).0;
         let text = |k: &str| {
             q.get(k)
                 .map(|v| v.trim().chars().take(80).collect::<String>())
@@ -740,12 +743,7 @@ pub(super) async fn issues(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = with_query(
-            &format!("/projects/{slug}/issues"),
-            raw.as_deref().unwrap_or(""),
-        );
-        let (a, page) = project_page(&state, &headers, &slug, &here, "issues").await?;
-        let q = Query::parse(raw).0;
+        let (a, page, q) = listing_page(&state, &headers, &slug, "issues", raw).await?;
         // Unknown words are "any", as on the tasks page.
         let status = q
             .get("status")

@@ -3,11 +3,10 @@
 //! enable, disable, hold, release and run them now; admins create, edit
 //! and delete; all through the REST routes.
 
-use super::project::project_page;
-use super::{finish, with_query, PageError};
+use super::project::{listing_page, project_page};
+use super::{finish, PageError};
 use crate::http::access::Role;
 use crate::http::error::ApiError;
-use crate::http::query::Query;
 use crate::http::schedules as rest;
 use crate::http::Shared;
 use crate::store::schedules::{self as store, CatchUp, Kind, Z4J_SCHEDULER};
@@ -35,12 +34,7 @@ pub(super) async fn schedules(
     headers: HeaderMap,
 ) -> Response {
     let r: Result<Response, PageError> = async {
-        let here = with_query(
-            &format!("/projects/{slug}/schedules"),
-            raw.as_deref().unwrap_or(""),
-        );
-        let (a, page) = project_page(&state, &headers, &slug, &here, "schedules").await?;
-        let q = Query::parse(raw).0;
+        let (a, page, q) = listing_page(&state, &headers, &slug, "schedules", raw).await?;
         let cursor = q.get("cursor").map(String::as_str);
         let (items, next) = rest::page_of(&state, a.project.id, cursor, PAGE_SIZE).await?;
         let next = next.map(|c| {
