@@ -128,7 +128,7 @@ async fn mint(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("agent.mint", "success")
+        &crate::audit::Entry::new("agent.token.minted", "success")
             .target("agent", agent.id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
@@ -170,7 +170,7 @@ async fn revoke(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("agent.revoke", "success")
+        &crate::audit::Entry::new("agent.token.revoked", "success")
             .target("agent", id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))

@@ -405,7 +405,7 @@ async fn create(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("api_key.create", "success")
+        &Entry::new("api_key.created", "success")
             .target("api_key", k.id)
             .by(Some(caller.user.id))
             .from(None, &headers)
@@ -436,7 +436,7 @@ async fn revoke(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("api_key.revoke", "success")
+        &Entry::new("api_key.revoked", "success")
             .target("api_key", id)
             .by(Some(caller.user.id))
             .from(None, &headers),

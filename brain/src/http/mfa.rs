@@ -123,7 +123,12 @@ async fn not_locked(state: &Shared, caller: &Caller) -> Result<mfa::MfaState, Ap
 }
 
 /// Counts a wrong code; the answer stays 401 (the lock shows on the next).
-async fn count_wrong(state: &Shared, caller: &Caller, reason: &'static str) -> ApiError {
+async fn count_wrong(
+    state: &Shared,
+    caller: &Caller,
+    action: &'static str,
+    reason: &'static str,
+) -> ApiError {
     let s = &state.settings;
     let booked = async {
         let mut tx = audit::begin(&state.db).await?;
@@ -137,7 +142,7 @@ async fn count_wrong(state: &Shared, caller: &Caller, reason: &'static str) -> A
         audit::commit(
             tx,
             s,
-            &Entry::new("auth.mfa.verify", "failed")
+            &Entry::new(action, "failed")
                 .target("user", caller.user.id)
                 .by(Some(caller.user.id))
                 .meta(json!({"reason": reason})),
@@ -319,7 +324,7 @@ async fn enroll_complete(
     };
     let secret = open_secret(&state, pending)?;
     if totp::accept(&secret, &code, now_secs(), None).is_none() {
-        return Err(count_wrong(&state, &caller, "wrong_totp").await);
+        return Err(count_wrong(&state, &caller, "user.mfa_enroll_failed", "wrong_totp").await);
     }
     let mut tx = audit::begin(&state.db).await?;
     if !mfa::complete_enrolment(&mut tx, caller.user.id, Ts::now()).await? {
@@ -333,7 +338,7 @@ async fn enroll_complete(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.enroll", "success")
+        &Entry::new("user.mfa_enrolled", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id)),
     )
@@ -370,7 +375,7 @@ async fn verify(
         };
         if !consumed {
             drop(tx);
-            return Err(count_wrong(&state, &caller, "wrong_totp").await);
+            return Err(count_wrong(&state, &caller, "user.mfa_verify_failed", "wrong_totp").await);
         }
     } else if let Some(normal) = normalise_recovery(&code) {
         let want = keyed::mfa_token(&normal);
@@ -387,7 +392,13 @@ async fn verify(
         };
         if !used {
             drop(tx);
-            return Err(count_wrong(&state, &caller, "wrong_recovery_code").await);
+            return Err(count_wrong(
+                &state,
+                &caller,
+                "user.mfa_verify_failed",
+                "wrong_recovery_code",
+            )
+            .await);
         }
         used_recovery = true;
     } else {
@@ -422,10 +433,17 @@ async fn verify(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.verify", "success")
-            .target("user", caller.user.id)
-            .by(Some(caller.user.id))
-            .meta(json!({"used_recovery_code": used_recovery, "remember_device": remember})),
+        &Entry::new(
+            if used_recovery {
+                "user.mfa_recovery_code_used"
+            } else {
+                "user.mfa_verified"
+            },
+            "success",
+        )
+        .target("user", caller.user.id)
+        .by(Some(caller.user.id))
+        .meta(json!({"used_recovery_code": used_recovery, "remember_device": remember})),
     )
     .await?;
     Ok(resp)
@@ -505,13 +523,13 @@ async fn disable(
     };
     if !consumed {
         drop(tx);
-        return Err(count_wrong(&state, &caller, "wrong_totp").await);
+        return Err(count_wrong(&state, &caller, "user.mfa_disable_failed", "wrong_totp").await);
     }
     mfa::disable(&mut tx, caller.user.id).await?;
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.disable", "success")
+        &Entry::new("user.mfa_disabled", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id)),
     )
@@ -538,7 +556,7 @@ async fn regenerate(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.recovery_codes_regenerated", "success")
+        &Entry::new("user.mfa_recovery_codes_regenerated", "success")
             .target("user", caller.user.id)
             .by(Some(caller.user.id)),
     )
@@ -614,7 +632,7 @@ async fn trust_current(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.trusted_device_added", "success")
+        &Entry::new("user.mfa_trusted_device_added", "success")
             .target("trusted_device", id)
             .by(Some(caller.user.id))
             .from(None, &headers),
@@ -655,7 +673,7 @@ async fn rename_device(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.trusted_device_renamed", "success")
+        &Entry::new("user.mfa_trusted_device_renamed", "success")
             .target("trusted_device", id)
             .by(Some(caller.user.id))
             .from(None, &headers)
@@ -685,7 +703,7 @@ async fn revoke_device(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("auth.mfa.trusted_device_revoked", "success")
+        &Entry::new("user.mfa_trusted_device_revoked", "success")
             .target("trusted_device", id)
             .by(Some(caller.user.id))
             .from(None, &headers),

@@ -187,7 +187,7 @@ async fn create_channel(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("notification.channel.create", "success")
+        &crate::audit::Entry::new("notifications.channel.create", "success")
             .target("notification_channel", c.id)
             .in_project(c.project_id)
             .by(Some(access.caller.user.id))
@@ -237,7 +237,7 @@ async fn update_channel(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("notification.channel.update", "success")
+        &crate::audit::Entry::new("notifications.channel.update", "success")
             .target("notification_channel", c.id)
             .in_project(c.project_id)
             .by(Some(access.caller.user.id))
@@ -264,7 +264,7 @@ async fn delete_channel(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("notification.channel.delete", "success")
+        &crate::audit::Entry::new("notifications.channel.delete", "success")
             .target("notification_channel", id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))
@@ -430,7 +430,7 @@ async fn create_route(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("notification.default.create", "success")
+        &crate::audit::Entry::new("notifications.default.create", "success")
             .target("notification_default", r.id)
             .in_project(r.project_id)
             .by(Some(access.caller.user.id))
@@ -459,7 +459,7 @@ async fn delete_route(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("notification.default.delete", "success")
+        &crate::audit::Entry::new("notifications.default.delete", "success")
             .target("notification_default", id)
             .in_project(access.project.id)
             .by(Some(access.caller.user.id))

@@ -221,7 +221,7 @@ async fn create(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("project.create", "success")
+        &crate::audit::Entry::new("project.created", "success")
             .target("project", project.id)
             .in_project(project.id)
             .by(Some(caller.user.id))
@@ -268,7 +268,7 @@ async fn update(
     crate::audit::commit(
         tx,
         &state.settings,
-        &crate::audit::Entry::new("project.update", "success")
+        &crate::audit::Entry::new("project.updated", "success")
             .target("project", p.id)
             .in_project(p.id)
             .by(Some(access.caller.user.id))
@@ -305,7 +305,7 @@ async fn archive(
         crate::audit::commit(
             tx,
             &state.settings,
-            &crate::audit::Entry::new("project.archive", "success")
+            &crate::audit::Entry::new("project.archived", "success")
                 .target("project", p.id)
                 .in_project(p.id)
                 .by(Some(access.caller.user.id))

@@ -139,7 +139,7 @@ async fn create(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("user.create", "success")
+        &Entry::new("user.created", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers)
@@ -247,7 +247,7 @@ async fn update(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("user.update", "success")
+        &Entry::new("user.updated", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
@@ -277,7 +277,7 @@ async fn remove(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("user.delete", "success")
+        &Entry::new("user.deleted", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers),
@@ -379,7 +379,7 @@ async fn add_member(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("membership.create", "success")
+        &Entry::new("membership.granted", "success")
             .target("membership", id)
             .in_project(a.project.id)
             .by(Some(a.caller.user.id))
@@ -409,7 +409,7 @@ async fn change_member(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("membership.update", "success")
+        &Entry::new("membership.updated", "success")
             .target("membership", id)
             .in_project(a.project.id)
             .by(Some(a.caller.user.id))
@@ -440,7 +440,7 @@ async fn remove_member(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("membership.delete", "success")
+        &Entry::new("membership.revoked", "success")
             .target("membership", id)
             .in_project(a.project.id)
             .by(Some(a.caller.user.id))

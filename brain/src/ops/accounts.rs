@@ -142,13 +142,13 @@ pub fn createsuperuser(
                 )
                 .await
                 .map_err(store)?;
-                audit::commit(tx, s, &cli_entry("user.create", Some(&u)))
+                audit::commit(tx, s, &cli_entry("user.created", Some(&u)))
                     .await
                     .map_err(store)?;
                 u
             };
             if first {
-                audit::record(db, s, &cli_entry("user.create", Some(&user)))
+                audit::record(db, s, &cli_entry("user.created", Some(&user)))
                     .await
                     .map_err(store)?;
             }

@@ -322,3 +322,125 @@ pub async fn activity_keys(ctx: Arc<Ctx>) -> R {
         "an admin:* API key on /activity",
     )
 }
+
+/// Audit action names (decision U6): each write below leaves the row the
+/// reference names, read back through the admin's activity feed.
+pub async fn action_names(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = admin_brain(&ctx).await?;
+    let call = |method: reqwest::Method, path: String, body: Option<Json>| {
+        let (brain, op) = (&brain, &op);
+        async move { op.send(brain, method, &path, body).await }
+    };
+    op.create_project(&brain, "names").await?;
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        "/api/v1/projects/names".into(),
+        Some(json!({"name": "Names renamed"})),
+    )
+    .await?;
+    ensure_eq(status, 200, &format!("rename the project: {body}"))?;
+    let user_id = member_of_default(
+        &brain,
+        &op,
+        "names@example.com",
+        "Names-user-pw-1",
+        "viewer",
+    )
+    .await?;
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        format!("/api/v1/users/{user_id}"),
+        Some(json!({"display_name": "Named"})),
+    )
+    .await?;
+    ensure_eq(status, 200, &format!("edit the user: {body}"))?;
+    let (status, list) = op
+        .get(&brain, "/api/v1/projects/default/memberships")
+        .await?;
+    ensure_eq(status, 200, "memberships")?;
+    let membership = list
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["user_id"] == json!(user_id)))
+        .map(|m| m["id"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        format!("/api/v1/projects/default/memberships/{membership}"),
+        Some(json!({"role": "operator"})),
+    )
+    .await?;
+    ensure_eq(status, 200, &format!("change the role: {body}"))?;
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        format!("/api/v1/projects/default/memberships/{membership}"),
+        None,
+    )
+    .await?;
+    ensure_eq(status, 204, "remove the membership")?;
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        format!("/api/v1/users/{user_id}"),
+        None,
+    )
+    .await?;
+    ensure_eq(status, 204, "delete the user")?;
+    let creds = op.mint(&brain, "named-agent").await?;
+    ensure_eq(
+        op.revoke(&brain, &creds.agent_id).await?,
+        204,
+        "revoke the agent",
+    )?;
+    let (status, key) = call(
+        reqwest::Method::POST,
+        "/api/v1/api-keys".into(),
+        Some(json!({"name": "named-key", "scopes": ["tasks:read"]})),
+    )
+    .await?;
+    ensure_eq(status, 201, &format!("mint an API key: {key}"))?;
+    let key_id = key["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        format!("/api/v1/api-keys/{key_id}"),
+        None,
+    )
+    .await?;
+    ensure_eq(status, 204, "revoke the API key")?;
+    let (status, body) = call(
+        reqwest::Method::DELETE,
+        "/api/v1/projects/names".into(),
+        None,
+    )
+    .await?;
+    ensure_eq(status, 204, &format!("archive the project: {body}"))?;
+
+    let (status, all) = feed(&brain, &op, "?limit=200").await?;
+    ensure_eq(status, 200, "the admin's feed")?;
+    let seen: std::collections::BTreeSet<String> = items(&all)
+        .iter()
+        .filter_map(|r| r["action"].as_str().map(str::to_owned))
+        .collect();
+    let want = [
+        "project.created",
+        "project.updated",
+        "project.archived",
+        "user.created",
+        "user.updated",
+        "user.deleted",
+        "membership.granted",
+        "membership.updated",
+        "membership.revoked",
+        "agent.token.minted",
+        "agent.token.revoked",
+        "api_key.created",
+        "api_key.revoked",
+    ];
+    let missing: Vec<&str> = want
+        .iter()
+        .copied()
+        .filter(|a| !seen.contains(*a))
+        .collect();
+    ensure(
+        missing.is_empty(),
+        format!("audit actions missing: {missing:?}; the feed holds {seen:?}"),
+    )
+}

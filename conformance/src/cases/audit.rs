@@ -70,7 +70,7 @@ pub async fn chain(ctx: Arc<Ctx>) -> R {
     let creds = op.mint(&brain, "audited").await?;
     ensure_eq(op.revoke(&brain, &creds.agent_id).await?, 204, "revoke")?;
     let home = brain.stop_keep_home().await;
-    for action in ["auth.login", "agent.mint", "agent.revoke"] {
+    for action in ["auth.login", "agent.token.minted", "agent.token.revoked"] {
         let n = sql_i64(
             &ctx,
             &home,

@@ -1153,7 +1153,7 @@ async fn operations_pages(brain: &Brain, op: &Operator, viewer: &Operator, agent
     ensure(
         st == 200
             && audit.contains("invitation.mint")
-            && !audit.contains("membership.create")
+            && !audit.contains("membership.granted")
             && audit.contains(
                 "/api/v1/projects/default/audit?format=json&amp;action_prefix=invitation.",
             ),

@@ -930,6 +930,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "audit.action-names",
+        activity::action_names,
+        ["audit.action-names"],
+        Both
+    ),
+    case!(
         "audit.chain",
         audit::chain,
         ["audit.chain", "Z4J_PREVIOUS_SECRETS", "Z4J_SECRET"],
