@@ -412,6 +412,25 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     ensure_eq(status, 204, &format!("archive the project: {body}"))?;
+    // The second factor: enrolled, a wrong code, a right one, a recovery code.
+    let (secret, codes) = super::mfa::enrol(&brain, &op).await?;
+    for (code, want, what) in [
+        (super::mfa::totp(&secret, 10), 401, "a code ten steps ahead"),
+        (super::mfa::totp(&secret, 0), 200, "the current code"),
+        (
+            codes.first().cloned().unwrap_or_default(),
+            200,
+            "a recovery code",
+        ),
+    ] {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            "/api/v1/auth/mfa/verify".into(),
+            Some(json!({"code": code})),
+        )
+        .await?;
+        ensure_eq(status, want, &format!("verify with {what}: {body}"))?;
+    }
 
     let (status, all) = feed(&brain, &op, "?limit=200").await?;
     ensure_eq(status, 200, "the admin's feed")?;
@@ -433,6 +452,10 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
         "agent.token.revoked",
         "api_key.created",
         "api_key.revoked",
+        "user.mfa_enrolled",
+        "user.mfa_verify_failed",
+        "user.mfa_verified",
+        "user.mfa_recovery_code_used",
     ];
     let missing: Vec<&str> = want
         .iter()
