@@ -309,7 +309,7 @@ async fn set_password(
     audit::commit(
         tx,
         &state.settings,
-        &Entry::new("user.password_set", "success")
+        &Entry::new("user.password.reset", "success")
             .target("user", u.id)
             .by(Some(caller.user.id))
             .from(None, &headers),

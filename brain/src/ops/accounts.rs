@@ -179,9 +179,13 @@ pub fn changepassword(raw_email: &str, pw: Password) -> Result<(), StartError> {
                 .await
                 .map_err(store)?;
             users::unlock(&mut tx, user.id).await.map_err(store)?;
-            audit::commit(tx, s, &cli_entry("user.password_set", Some(&user)))
-                .await
-                .map_err(store)?;
+            audit::commit(
+                tx,
+                s,
+                &cli_entry("user.password.changed_by_cli", Some(&user)),
+            )
+            .await
+            .map_err(store)?;
             Ok(format!(
                 "password changed for {}; their sessions have ended",
                 user.email
@@ -206,7 +210,7 @@ pub fn reset_mfa(raw_email: &str, confirm: bool) -> Result<(), StartError> {
             let user = user_by_email(db, &raw_email).await?;
             let mut tx = audit::begin(db).await.map_err(store)?;
             mfa::disable(&mut tx, user.id).await.map_err(store)?;
-            audit::commit(tx, s, &cli_entry("user.mfa_reset", Some(&user)))
+            audit::commit(tx, s, &cli_entry("user.mfa_reset_by_admin", Some(&user)))
                 .await
                 .map_err(store)?;
             Ok(format!(
@@ -239,7 +243,7 @@ pub fn reset_setup(force: bool) -> Result<(), StartError> {
                 ));
             }
             setup::delete_tokens(db).await.map_err(store)?;
-            audit::record(db, s, &cli_entry("setup.reset", None))
+            audit::record(db, s, &cli_entry("setup.tokens_reset", None))
                 .await
                 .map_err(store)?;
             Ok("pending setup token discarded; the next `z4j serve` prints a new setup URL".into())

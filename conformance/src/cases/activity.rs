@@ -354,6 +354,13 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
     )
     .await?;
     ensure_eq(status, 200, &format!("edit the user: {body}"))?;
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("/api/v1/users/{user_id}/password"),
+        Some(json!({"new_password": "An0ther-strong-pass!"})),
+    )
+    .await?;
+    ensure_eq(status, 204, &format!("set the user's password: {body}"))?;
     let (status, list) = op
         .get(&brain, "/api/v1/projects/default/memberships")
         .await?;
@@ -444,6 +451,7 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
         "project.archived",
         "user.created",
         "user.updated",
+        "user.password.reset",
         "user.deleted",
         "membership.granted",
         "membership.updated",

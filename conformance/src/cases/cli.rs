@@ -241,7 +241,7 @@ pub async fn account_recovery(ctx: Arc<Ctx>) -> R {
             reset.code, reset.stdout
         ),
     )?;
-    for action in ["user.created", "user.password_set"] {
+    for action in ["user.created", "user.password.changed_by_cli"] {
         if let Some(n) = cli_audit_rows(&ctx, &brain.home, pg.as_deref(), action).await? {
             ensure_eq(
                 n,

@@ -848,12 +848,13 @@ pub async fn cli_reset(ctx: Arc<Ctx>) -> R {
     )?;
     enrol(&brain, &op).await?;
     if let Some(n) =
-        super::cli::cli_audit_rows(&ctx, &brain.home, pg.as_deref(), "user.mfa_reset").await?
+        super::cli::cli_audit_rows(&ctx, &brain.home, pg.as_deref(), "user.mfa_reset_by_admin")
+            .await?
     {
         ensure_eq(
             n,
             1,
-            "user.mfa_reset audit rows written from the command line",
+            "user.mfa_reset_by_admin audit rows written from the command line",
         )?;
     }
     Ok(())
