@@ -44,6 +44,19 @@ impl Histogram {
 
 type Labeled = Mutex<BTreeMap<Vec<String>, u64>>;
 
+/// One scheduled verification of the audit chain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainCheck {
+    /// RFC 3339.
+    pub at: String,
+    /// `clean`, `failed` (the chain does not verify) or `error` (the walk
+    /// could not finish).
+    pub outcome: &'static str,
+    pub rows: u64,
+    /// Why it failed: the first problem, with its row id when there is one.
+    pub problem: Option<String>,
+}
+
 pub struct Metrics {
     pub http_requests: Labeled,
     pub events_received: AtomicU64,
@@ -62,6 +75,12 @@ pub struct Metrics {
     pub audit_retention_last_deleted: AtomicI64,
     pub audit_retention_last_run: AtomicI64,
     pub audit_retention_error: AtomicI64,
+    /// Scheduled chain verifications by outcome (clean, failed, error).
+    pub audit_chain_verifications: Labeled,
+    /// Rows the last verification walked.
+    pub audit_chain_rows_verified: AtomicI64,
+    /// The last verification's result, for the system page.
+    pub audit_chain_last: Mutex<Option<ChainCheck>>,
     /// Long-poll sessions held (live or invalidated), kept by the gateway.
     pub longpoll_sessions: AtomicI64,
 }
@@ -85,6 +104,9 @@ impl Default for Metrics {
             audit_retention_last_deleted: AtomicI64::new(0),
             audit_retention_last_run: AtomicI64::new(0),
             audit_retention_error: AtomicI64::new(0),
+            audit_chain_verifications: Mutex::default(),
+            audit_chain_rows_verified: AtomicI64::new(0),
+            audit_chain_last: Mutex::new(None),
             longpoll_sessions: AtomicI64::new(0),
         }
     }

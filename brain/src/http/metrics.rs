@@ -83,7 +83,7 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
     }
     let m = state.metrics.as_ref();
     let mut t = Text::new();
-    let labeled: [(&str, &str, &[&str], _); 4] = [
+    let labeled: [(&str, &str, &[&str], _); 5] = [
         (
             "z4j_http_requests_total",
             "HTTP requests answered, by method and status.",
@@ -107,6 +107,12 @@ async fn scrape(State(state): State<Shared>, headers: HeaderMap) -> Response {
             "Schedule misfire episodes announced, by project id.",
             &["project"],
             &m.scheduler_misfires,
+        ),
+        (
+            "z4j_audit_chain_verifications_total",
+            "Scheduled audit chain verifications, by outcome (clean, failed, error).",
+            &["outcome"],
+            &m.audit_chain_verifications,
         ),
     ];
     for (name, help, labels, map) in labeled {
@@ -239,6 +245,12 @@ async fn gauges(state: &Shared, m: &metrics::Metrics) -> Vec<Family> {
             "gauge",
             "Audit rows deleted by the last retention pass.",
             one(g(&m.audit_retention_last_deleted)),
+        ),
+        (
+            "z4j_audit_chain_rows_verified",
+            "gauge",
+            "Rows the last scheduled audit chain verification walked.",
+            one(g(&m.audit_chain_rows_verified)),
         ),
         (
             "z4j_audit_retention_last_run_timestamp",

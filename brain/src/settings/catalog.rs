@@ -138,6 +138,8 @@ settings_table! {
     audit_retention_days: i64 = "Z4J_AUDIT_RETENTION_DAYS", "90", Check::Int(1, 36_500), false, "Days audit_log rows live before the retention worker prunes them.";
     audit_retention_sweep_interval_seconds: i64 = "Z4J_AUDIT_RETENTION_SWEEP_INTERVAL_SECONDS", "3600", Check::Int(60, 86_400), false, "Seconds between audit retention sweeps.";
     audit_retention_sweep_batch_size: i64 = "Z4J_AUDIT_RETENTION_SWEEP_BATCH_SIZE", "5000", Check::Int(100, 100_000), false, "Rows pruned per database round-trip inside one sweep pass.";
+    audit_chain_verify_enabled: bool = "Z4J_AUDIT_CHAIN_VERIFY_ENABLED", "false", Check::None, false, "Walk the whole audit chain on a schedule (a reference variable, not in the seed): first at start, then every Z4J_AUDIT_CHAIN_VERIFY_INTERVAL_SECONDS, one replica.";
+    audit_chain_verify_interval_seconds: i64 = "Z4J_AUDIT_CHAIN_VERIFY_INTERVAL_SECONDS", "86400", Check::Int(900, 604_800), false, "Seconds between scheduled audit chain verifications (a reference variable, not in the seed).";
     testing_clock_offset_seconds: i64 = "Z4J_TESTING_CLOCK_OFFSET_SECONDS", "0", Check::Int(-315_360_000, 315_360_000), false, "z4j-rs testing hook, dev posture only: shift the brain's clock by this many seconds.";
     mutant: Option<String> = "Z4J_MUTANT", "", Check::None, false, "z4j-rs testing hook for mutation testing (debug builds or --features mutants only): break one named behaviour on purpose.";
     audit_retention_sweep_max_per_pass: i64 = "Z4J_AUDIT_RETENTION_SWEEP_MAX_PER_PASS", "200000", Check::Int(1000, 10_000_000), false, "Hard cap on rows deleted in a single sweep pass.";

@@ -5,6 +5,7 @@
 
 pub mod agent_health;
 pub mod audit_retention;
+pub mod audit_verify;
 pub mod cluster;
 pub mod command_timeout;
 pub mod embedded_scheduler;
@@ -94,6 +95,12 @@ pub fn spawn_all(
             stop.clone(),
         )),
         tokio::spawn(audit_retention::run(
+            d.db.clone(),
+            s.clone(),
+            d.metrics.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(audit_verify::run(
             d.db.clone(),
             s.clone(),
             d.metrics.clone(),

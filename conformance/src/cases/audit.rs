@@ -775,3 +775,150 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
     drop(brain);
     Ok(())
 }
+
+const METRICS_TOKEN: &str = "conformance-metrics-token-0123456789abcdef";
+
+/// `/metrics` as text, with the case's token.
+async fn metrics_text(brain: &crate::brain::Brain) -> Result<String, String> {
+    let r = client()
+        .get(brain.url("/metrics"))
+        .header("authorization", format!("Bearer {METRICS_TOKEN}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq(r.status().as_u16(), 200, "scrape /metrics")?;
+    r.text().await.map_err(|e| e.to_string())
+}
+
+/// Polls `/metrics` until `outcome` has been counted once (10 s at most);
+/// returns the scrape.
+async fn verified(ctx: &Ctx, brain: &crate::brain::Brain, outcome: &str) -> Result<String, String> {
+    let line = format!("z4j_audit_chain_verifications_total{{outcome=\"{outcome}\"}}");
+    let started = Instant::now();
+    loop {
+        let text = metrics_text(brain).await?;
+        if super::metrics::value(&text, &line).is_some_and(|n| n >= 1.0) {
+            return Ok(text);
+        }
+        if started.elapsed() > ctx.scaled(10.0) {
+            let seen: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("z4j_audit_chain"))
+                .collect();
+            return Err(format!(
+                "no {outcome} chain verification counted within 10 s of start: {seen:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The scheduled chain verification (reference variables
+/// `Z4J_AUDIT_CHAIN_VERIFY_ENABLED`, `..._INTERVAL_SECONDS`): off by
+/// default; on, it walks the chain at start and counts the outcome; the
+/// interval is 900..=604 800 s; a tampered row is counted as failed while
+/// the brain keeps serving, and (with the HTML dashboard) the system page
+/// says so, naming the row.
+pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
+    let (mut base, pg) = ctx
+        .pinned_admin_env(&[("Z4J_METRICS_AUTH_TOKEN", METRICS_TOKEN)])
+        .await?;
+    base.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
+    let pg = pg.as_deref();
+    let family = "z4j_audit_chain_verifications_total";
+
+    // Off by default: rows are written, nothing walks them.
+    let brain = ctx.start_env(base.clone(), None).await?;
+    let op = agent::login(&brain).await?;
+    let (status, feed) = op.get(&brain, "/api/v1/activity?limit=200").await?;
+    ensure_eq(status, 200, "the admin's activity feed")?;
+    let written = feed["items"].as_array().map_or(0, Vec::len) as f64;
+    tokio::time::sleep(ctx.scaled(3.0)).await;
+    let text = metrics_text(&brain).await?;
+    ensure_eq(
+        super::metrics::sum(&text, family),
+        0.0,
+        "chain verifications counted with Z4J_AUDIT_CHAIN_VERIFY_ENABLED unset",
+    )?;
+    let home = brain.stop_keep_home().await;
+
+    // The interval's bounds.
+    for bad in ["899", "604801"] {
+        let (code, err, _) = super::expect_refusal(
+            &ctx,
+            &[
+                ("Z4J_AUDIT_CHAIN_VERIFY_ENABLED", "true"),
+                ("Z4J_AUDIT_CHAIN_VERIFY_INTERVAL_SECONDS", bad),
+            ],
+        )
+        .await?;
+        ensure(
+            code != 0
+                && (err.contains("Z4J_AUDIT_CHAIN_VERIFY_INTERVAL_SECONDS")
+                    || err.contains("audit_chain_verify_interval_seconds")),
+            format!("interval {bad} must be refused naming the variable: exit {code} {err}"),
+        )?;
+    }
+    let on = |interval: &str| {
+        let mut env = base.clone();
+        env.extend(owned(&[
+            ("Z4J_AUDIT_CHAIN_VERIFY_ENABLED", "true"),
+            ("Z4J_AUDIT_CHAIN_VERIFY_INTERVAL_SECONDS", interval),
+        ]));
+        env
+    };
+    let edge = ctx.start_env(on("604800"), None).await?;
+    verified(&ctx, &edge, "clean").await?;
+    drop(edge);
+
+    // On: one clean walk at start over every row, none again before the interval.
+    let brain = ctx.start_env(on("900"), Some(home)).await?;
+    let text = verified(&ctx, &brain, "clean").await?;
+    let walked = super::metrics::value(&text, "z4j_audit_chain_rows_verified").unwrap_or(-1.0);
+    ensure(
+        written >= 1.0 && walked == written,
+        format!("rows walked by the first verification: {walked}, want the {written} rows written before"),
+    )?;
+    tokio::time::sleep(ctx.scaled(3.0)).await;
+    let text = metrics_text(&brain).await?;
+    ensure_eq(
+        super::metrics::sum(&text, family),
+        1.0,
+        "verifications within seconds of start at a 900 s interval",
+    )?;
+    if !ctx.target.has("schema_z4j_rs") {
+        return Ok(());
+    }
+    let home = brain.stop_keep_home().await;
+
+    // A tampered row: counted as failed, the brain still serves.
+    let first = sql_i64(&ctx, &home, pg, "SELECT min(id) FROM audit_log").await?;
+    let disable = if pg.is_some() {
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update"
+    } else {
+        "DROP TRIGGER audit_log_no_update"
+    };
+    sql_exec(&ctx, &home, pg, disable).await?;
+    sql_exec(
+        &ctx,
+        &home,
+        pg,
+        &format!("UPDATE audit_log SET target_id = 'tampered' WHERE id = {first}"),
+    )
+    .await?;
+    let brain = ctx.start_env(on("900"), Some(home)).await?;
+    verified(&ctx, &brain, "failed").await?;
+    let op = agent::login(&brain).await?;
+    let (status, _) = op.get(&brain, "/api/v1/projects").await?;
+    ensure_eq(status, 200, "the brain serves with a broken chain")?;
+    if ctx.target.has("html_dashboard") {
+        let (status, _, html) = super::dashboard::page(&brain, Some(&op.cookie), "/system").await?;
+        ensure(
+            status == 200
+                && html.contains("did not verify")
+                && html.contains(&format!("row {first}")),
+            format!("the system page names the broken row {first}: {status}"),
+        )?;
+    }
+    Ok(())
+}

@@ -30,7 +30,7 @@ async fn scrape(
 }
 
 /// The value of the first sample line starting with `prefix`.
-fn value(text: &str, prefix: &str) -> Option<f64> {
+pub(super) fn value(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -38,7 +38,7 @@ fn value(text: &str, prefix: &str) -> Option<f64> {
 }
 
 /// The sum of a family's samples over all label sets.
-fn sum(text: &str, family: &str) -> f64 {
+pub(super) fn sum(text: &str, family: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.strip_prefix(family)

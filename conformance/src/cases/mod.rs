@@ -930,6 +930,12 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "audit.chain-verifier",
+        audit::chain_verifier,
+        ["audit.chain-verifier"],
+        Both
+    ),
+    case!(
         "audit.action-names",
         activity::action_names,
         ["audit.action-names"],
