@@ -52,6 +52,24 @@ fn with_secret(
     env
 }
 
+/// What an attacker with DDL rights can do: lift the append-only trigger
+/// and alter row `id`'s content.
+async fn tamper(ctx: &Ctx, home: &Home, pg: Option<&str>, id: i64) -> R {
+    let disable = if pg.is_some() {
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update"
+    } else {
+        "DROP TRIGGER audit_log_no_update"
+    };
+    sql_exec(ctx, home, pg, disable).await?;
+    sql_exec(
+        ctx,
+        home,
+        pg,
+        &format!("UPDATE audit_log SET target_id = 'tampered' WHERE id = {id}"),
+    )
+    .await
+}
+
 pub async fn chain(ctx: Arc<Ctx>) -> R {
     let (mut base, pg) = ctx.pinned_admin_env(&[]).await?;
     base.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
@@ -122,19 +140,7 @@ pub async fn chain(ctx: Arc<Ctx>) -> R {
         format!("UPDATE on audit_log must be refused: {refused:?}"),
     )?;
     // An attacker with DDL rights: tamper a row, then remove one.
-    let disable = if pg.is_some() {
-        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update"
-    } else {
-        "DROP TRIGGER audit_log_no_update"
-    };
-    sql_exec(&ctx, &home, pg, disable).await?;
-    sql_exec(
-        &ctx,
-        &home,
-        pg,
-        &format!("UPDATE audit_log SET target_id = 'tampered' WHERE id = {second}"),
-    )
-    .await?;
+    tamper(&ctx, &home, pg, second).await?;
     let (code, out) = verify(&ctx, &home, &env_new)?;
     ensure(
         code != 0 && out.contains(&format!("row {second}")) && out.contains("content altered"),
@@ -893,19 +899,7 @@ pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
 
     // A tampered row: counted as failed, the brain still serves.
     let first = sql_i64(&ctx, &home, pg, "SELECT min(id) FROM audit_log").await?;
-    let disable = if pg.is_some() {
-        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update"
-    } else {
-        "DROP TRIGGER audit_log_no_update"
-    };
-    sql_exec(&ctx, &home, pg, disable).await?;
-    sql_exec(
-        &ctx,
-        &home,
-        pg,
-        &format!("UPDATE audit_log SET target_id = 'tampered' WHERE id = {first}"),
-    )
-    .await?;
+    tamper(&ctx, &home, pg, first).await?;
     let brain = ctx.start_env(on("900"), Some(home)).await?;
     verified(&ctx, &brain, "failed").await?;
     let op = agent::login(&brain).await?;
