@@ -2607,9 +2607,12 @@ pub async fn runs(ctx: Arc<Ctx>) -> R {
     ensure_eq(st, 201, &format!("schedule in another project: {other}"))?;
     let other = other["id"].as_str().unwrap_or_default().to_owned();
     let mut c = sched::insecure(port).await?;
-    for ago in [300, 200, 100] {
+    // Taken once: a second boundary between firing and checking moves
+    // `slot(ago)` by one.
+    let (s300, s200, s100) = (slot(300), slot(200), slot(100));
+    for at in [s300, s200, s100] {
         for id in [&busy, &other] {
-            c.fire_schedule(sched::fire_request(id, slot(ago)))
+            c.fire_schedule(sched::fire_request(id, at))
                 .await
                 .map_err(|e| format!("fire: {e}"))?;
         }
@@ -2641,7 +2644,7 @@ pub async fn runs(ctx: Arc<Ctx>) -> R {
         .collect();
     ensure_eq(
         newest,
-        vec![slot(100).timestamp(), slot(200).timestamp()],
+        vec![s100.timestamp(), s200.timestamp()],
         "the two newest fires, newest first",
     )?;
     ensure_eq(
