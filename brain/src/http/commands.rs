@@ -427,20 +427,7 @@ async fn select_tasks(
                 .iter()
                 .filter(|i| !by_id.contains_key(i.as_str()))
                 .collect();
-            if state.settings.mutant(Mutant::BulkRetryIdsUnchecked) {
-                let unchecked = |i: &String| reads::Selected {
-                    task_id: i.clone(),
-                    name: String::new(),
-                    priority: String::new(),
-                };
-                ids.iter()
-                    .map(|i| {
-                        by_id
-                            .get(i.as_str())
-                            .map_or_else(|| unchecked(i), |t| (*t).clone())
-                    })
-                    .collect::<Vec<_>>()
-            } else if !missing.is_empty() {
+            if !missing.is_empty() && !state.settings.mutant(Mutant::BulkRetryIdsUnchecked) {
                 let e = audit(
                     "command.bulk_retry.refused",
                     "failed",
@@ -457,11 +444,21 @@ async fn select_tasks(
                     ),
                     details: json!({"missing_task_ids": missing, "engine": engine}),
                 });
-            } else {
-                ids.iter()
-                    .filter_map(|i| by_id.get(i.as_str()).map(|t| (*t).clone()))
-                    .collect::<Vec<_>>()
             }
+            // Every id is owned here, but under the mutant, which sends the
+            // unowned ones as they came.
+            ids.iter()
+                .map(|i| {
+                    by_id.get(i.as_str()).map_or_else(
+                        || reads::Selected {
+                            task_id: i.clone(),
+                            name: String::new(),
+                            priority: String::new(),
+                        },
+                        |t| (*t).clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
         }
         Some(BulkSelection::Matching(selection)) => {
             let found = reads::matching_tasks(&state.db, project, &engine, &selection, max).await?;

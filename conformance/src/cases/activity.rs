@@ -327,18 +327,7 @@ pub async fn activity_keys(ctx: Arc<Ctx>) -> R {
 /// reference names, read back through the admin's activity feed.
 pub async fn action_names(ctx: Arc<Ctx>) -> R {
     let (brain, op) = admin_brain(&ctx).await?;
-    let call = |method: reqwest::Method, path: String, body: Option<Json>| {
-        let (brain, op) = (&brain, &op);
-        async move { op.send(brain, method, &path, body).await }
-    };
     op.create_project(&brain, "names").await?;
-    let (status, body) = call(
-        reqwest::Method::PATCH,
-        "/api/v1/projects/names".into(),
-        Some(json!({"name": "Names renamed"})),
-    )
-    .await?;
-    ensure_eq(status, 200, &format!("rename the project: {body}"))?;
     let user_id = member_of_default(
         &brain,
         &op,
@@ -347,20 +336,6 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
         "viewer",
     )
     .await?;
-    let (status, body) = call(
-        reqwest::Method::PATCH,
-        format!("/api/v1/users/{user_id}"),
-        Some(json!({"display_name": "Named"})),
-    )
-    .await?;
-    ensure_eq(status, 200, &format!("edit the user: {body}"))?;
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("/api/v1/users/{user_id}/password"),
-        Some(json!({"new_password": "An0ther-strong-pass!"})),
-    )
-    .await?;
-    ensure_eq(status, 204, &format!("set the user's password: {body}"))?;
     let (status, list) = op
         .get(&brain, "/api/v1/projects/default/memberships")
         .await?;
@@ -370,55 +345,85 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
         .and_then(|a| a.iter().find(|m| m["user_id"] == json!(user_id)))
         .map(|m| m["id"].as_str().unwrap_or_default().to_owned())
         .unwrap_or_default();
-    let (status, body) = call(
-        reqwest::Method::PATCH,
-        format!("/api/v1/projects/default/memberships/{membership}"),
-        Some(json!({"role": "operator"})),
-    )
-    .await?;
-    ensure_eq(status, 200, &format!("change the role: {body}"))?;
-    let (status, _) = call(
-        reqwest::Method::DELETE,
-        format!("/api/v1/projects/default/memberships/{membership}"),
-        None,
-    )
-    .await?;
-    ensure_eq(status, 204, "remove the membership")?;
-    let (status, _) = call(
-        reqwest::Method::DELETE,
-        format!("/api/v1/users/{user_id}"),
-        None,
-    )
-    .await?;
-    ensure_eq(status, 204, "delete the user")?;
     let creds = op.mint(&brain, "named-agent").await?;
     ensure_eq(
         op.revoke(&brain, &creds.agent_id).await?,
         204,
         "revoke the agent",
     )?;
-    let (status, key) = call(
-        reqwest::Method::POST,
-        "/api/v1/api-keys".into(),
-        Some(json!({"name": "named-key", "scopes": ["tasks:read"]})),
-    )
-    .await?;
+    let (status, key) = op
+        .send(
+            &brain,
+            reqwest::Method::POST,
+            "/api/v1/api-keys",
+            Some(json!({"name": "named-key", "scopes": ["tasks:read"]})),
+        )
+        .await?;
     ensure_eq(status, 201, &format!("mint an API key: {key}"))?;
-    let key_id = key["id"].as_str().unwrap_or_default().to_owned();
-    let (status, _) = call(
-        reqwest::Method::DELETE,
-        format!("/api/v1/api-keys/{key_id}"),
-        None,
-    )
-    .await?;
-    ensure_eq(status, 204, "revoke the API key")?;
-    let (status, body) = call(
-        reqwest::Method::DELETE,
-        "/api/v1/projects/names".into(),
-        None,
-    )
-    .await?;
-    ensure_eq(status, 204, &format!("archive the project: {body}"))?;
+    let key_id = key["id"].as_str().unwrap_or_default();
+    use reqwest::Method as M;
+    let steps = [
+        (
+            M::PATCH,
+            "/api/v1/projects/names".to_owned(),
+            Some(json!({"name": "Names renamed"})),
+            200,
+            "rename the project",
+        ),
+        (
+            M::PATCH,
+            format!("/api/v1/users/{user_id}"),
+            Some(json!({"display_name": "Named"})),
+            200,
+            "edit the user",
+        ),
+        (
+            M::POST,
+            format!("/api/v1/users/{user_id}/password"),
+            Some(json!({"new_password": "An0ther-strong-pass!"})),
+            204,
+            "set the user's password",
+        ),
+        (
+            M::PATCH,
+            format!("/api/v1/projects/default/memberships/{membership}"),
+            Some(json!({"role": "operator"})),
+            200,
+            "change the role",
+        ),
+        (
+            M::DELETE,
+            format!("/api/v1/projects/default/memberships/{membership}"),
+            None,
+            204,
+            "remove the membership",
+        ),
+        (
+            M::DELETE,
+            format!("/api/v1/users/{user_id}"),
+            None,
+            204,
+            "delete the user",
+        ),
+        (
+            M::DELETE,
+            format!("/api/v1/api-keys/{key_id}"),
+            None,
+            204,
+            "revoke the API key",
+        ),
+        (
+            M::DELETE,
+            "/api/v1/projects/names".to_owned(),
+            None,
+            204,
+            "archive the project",
+        ),
+    ];
+    for (method, path, body, want, what) in steps {
+        let (status, answer) = op.send(&brain, method, &path, body).await?;
+        ensure_eq(status, want, &format!("{what}: {answer}"))?;
+    }
     // The second factor: enrolled, a wrong code, a right one, a recovery code.
     let (secret, codes) = super::mfa::enrol(&brain, &op).await?;
     for (code, want, what) in [
@@ -430,12 +435,14 @@ pub async fn action_names(ctx: Arc<Ctx>) -> R {
             "a recovery code",
         ),
     ] {
-        let (status, body) = call(
-            reqwest::Method::POST,
-            "/api/v1/auth/mfa/verify".into(),
-            Some(json!({"code": code})),
-        )
-        .await?;
+        let (status, body) = op
+            .send(
+                &brain,
+                M::POST,
+                "/api/v1/auth/mfa/verify",
+                Some(json!({"code": code})),
+            )
+            .await?;
         ensure_eq(status, want, &format!("verify with {what}: {body}"))?;
     }
 

@@ -782,18 +782,22 @@ pub async fn sweep_defaults_campaign(ctx: Arc<Ctx>) -> R {
     Ok(())
 }
 
-const METRICS_TOKEN: &str = "conformance-metrics-token-0123456789abcdef";
-
-/// `/metrics` as text, with the case's token.
+/// `/metrics` as text, with the metrics cases' token.
 async fn metrics_text(brain: &crate::brain::Brain) -> Result<String, String> {
-    let r = client()
-        .get(brain.url("/metrics"))
-        .header("authorization", format!("Bearer {METRICS_TOKEN}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure_eq(r.status().as_u16(), 200, "scrape /metrics")?;
-    r.text().await.map_err(|e| e.to_string())
+    let auth = format!("Bearer {}", super::metrics::TOKEN);
+    let (status, _, text) = super::metrics::scrape(brain, Some(&auth)).await?;
+    ensure_eq(status, 200, "scrape /metrics")?;
+    Ok(text)
+}
+
+/// Verifications counted after a few more seconds of running.
+async fn settled_count(ctx: &Ctx, brain: &crate::brain::Brain) -> Result<f64, String> {
+    tokio::time::sleep(ctx.scaled(3.0)).await;
+    let text = metrics_text(brain).await?;
+    Ok(super::metrics::sum(
+        &text,
+        "z4j_audit_chain_verifications_total",
+    ))
 }
 
 /// Polls `/metrics` until `outcome` has been counted once (10 s at most);
@@ -827,11 +831,10 @@ async fn verified(ctx: &Ctx, brain: &crate::brain::Brain, outcome: &str) -> Resu
 /// says so, naming the row.
 pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
     let (mut base, pg) = ctx
-        .pinned_admin_env(&[("Z4J_METRICS_AUTH_TOKEN", METRICS_TOKEN)])
+        .pinned_admin_env(&[("Z4J_METRICS_AUTH_TOKEN", super::metrics::TOKEN)])
         .await?;
     base.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
     let pg = pg.as_deref();
-    let family = "z4j_audit_chain_verifications_total";
 
     // Off by default: rows are written, nothing walks them.
     let brain = ctx.start_env(base.clone(), None).await?;
@@ -839,10 +842,8 @@ pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
     let (status, feed) = op.get(&brain, "/api/v1/activity?limit=200").await?;
     ensure_eq(status, 200, "the admin's activity feed")?;
     let written = feed["items"].as_array().map_or(0, Vec::len) as f64;
-    tokio::time::sleep(ctx.scaled(3.0)).await;
-    let text = metrics_text(&brain).await?;
     ensure_eq(
-        super::metrics::sum(&text, family),
+        settled_count(&ctx, &brain).await?,
         0.0,
         "chain verifications counted with Z4J_AUDIT_CHAIN_VERIFY_ENABLED unset",
     )?;
@@ -885,10 +886,8 @@ pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
         written >= 1.0 && walked == written,
         format!("rows walked by the first verification: {walked}, want the {written} rows written before"),
     )?;
-    tokio::time::sleep(ctx.scaled(3.0)).await;
-    let text = metrics_text(&brain).await?;
     ensure_eq(
-        super::metrics::sum(&text, family),
+        settled_count(&ctx, &brain).await?,
         1.0,
         "verifications within seconds of start at a 900 s interval",
     )?;

@@ -9,9 +9,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-const TOKEN: &str = "conformance-metrics-token-0123456789abcdef";
+pub(super) const TOKEN: &str = "conformance-metrics-token-0123456789abcdef";
 
-async fn scrape(
+pub(super) async fn scrape(
     brain: &Brain,
     auth: Option<&str>,
 ) -> Result<(u16, Option<String>, String), String> {
