@@ -891,6 +891,20 @@ pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
         1.0,
         "verifications within seconds of start at a 900 s interval",
     )?;
+    if ctx.target.has("html_dashboard") {
+        // The interval unset: the documented day, as the system page says
+        // (after the row count above: on PostgreSQL the brains share rows).
+        let mut env = base.clone();
+        env.extend(owned(&[("Z4J_AUDIT_CHAIN_VERIFY_ENABLED", "true")]));
+        let daily = ctx.start_env(env, None).await?;
+        verified(&ctx, &daily, "clean").await?;
+        let op = agent::login(&daily).await?;
+        let (status, _, html) = super::dashboard::page(&daily, Some(&op.cookie), "/system").await?;
+        ensure(
+            status == 200 && html.contains("Next walk within 86400 s"),
+            format!("the system page with the interval unset: {status}"),
+        )?;
+    }
     if !ctx.target.has("schema_z4j_rs") {
         return Ok(());
     }
