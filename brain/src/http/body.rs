@@ -13,6 +13,11 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             msg: format!("JSON decode error: {e}"),
         }])
     })?;
+    let mut issues = Vec::new();
+    nul_issues(&v, &mut vec![json!("body")], &mut issues);
+    if !issues.is_empty() {
+        return Err(ApiError::Schema(issues));
+    }
     match v {
         Value::Object(o) => Ok(o),
         _ => Err(ApiError::Schema(vec![SchemaIssue::new(
@@ -20,6 +25,42 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             &["body"],
             "Input should be a valid dictionary or object",
         )])),
+    }
+}
+
+/// A NUL character anywhere in the body (a key or a string) is refused,
+/// naming where (specs/decisions.md H8): PostgreSQL cannot store one.
+fn nul_issues(v: &Value, loc: &mut Vec<Value>, out: &mut Vec<SchemaIssue>) {
+    const MAX: usize = 20;
+    let refuse = |loc: &[Value], out: &mut Vec<SchemaIssue>| {
+        if out.len() < MAX {
+            out.push(SchemaIssue {
+                kind: "value_error",
+                loc: loc.to_vec(),
+                msg: "Value error, text must not contain a NUL character".into(),
+            });
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => refuse(loc, out),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                loc.push(json!(i));
+                nul_issues(item, loc, out);
+                loc.pop();
+            }
+        }
+        Value::Object(fields) => {
+            for (k, item) in fields {
+                loc.push(json!(k));
+                if k.contains('\0') {
+                    refuse(loc, out);
+                }
+                nul_issues(item, loc, out);
+                loc.pop();
+            }
+        }
+        _ => {}
     }
 }
 

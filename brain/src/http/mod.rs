@@ -136,6 +136,7 @@ pub fn harden(router: Router, state: Shared) -> Router {
         // Innermost first; the outermost (security headers) stamps every
         // response, including the other layers' refusals.
         .layer(axum::middleware::from_fn(hardening::content_type::layer))
+        .layer(axum::middleware::from_fn(hardening::nul::layer))
         .layer(from_fn_with_state(state.clone(), hardening::timeout::layer))
         .layer(from_fn_with_state(state.clone(), api_keys::layer))
         .layer(from_fn_with_state(state.clone(), hardening::hosts::layer))

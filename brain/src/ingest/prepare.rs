@@ -167,8 +167,9 @@ fn trimmed(obj: &Object, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// At most `max_chars`, storable in a text column on both databases.
 fn cut(s: &str, max_chars: usize) -> String {
-    z4j_protocol::frame::cut_chars(s, max_chars).to_owned()
+    crate::store::text_column(z4j_protocol::frame::cut_chars(s, max_chars))
 }
 
 fn number_as_i64(v: &Value) -> Option<i64> {

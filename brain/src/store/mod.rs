@@ -140,11 +140,42 @@ pub fn json_column(v: &z4j_protocol::Value) -> Option<Box<serde_json::value::Raw
     let bytes = z4j_protocol::canonical::to_canonical(v).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let text = if text.contains("\\u0000") {
-        text.replace("\\u0000", "\\ufffd")
+        nul_escapes_replaced(&text)
     } else {
         text
     };
     serde_json::value::RawValue::from_string(text).ok()
+}
+
+/// JSON text with each `\u0000` escape turned into `\ufffd`; an escaped
+/// backslash followed by `u0000` (the six characters, not a NUL) is kept.
+fn nul_escapes_replaced(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let escape = &rest[i..];
+        if let Some(after) = escape.strip_prefix("\\u0000") {
+            out.push_str("\\ufffd");
+            rest = after;
+        } else {
+            let width = 1 + escape[1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&escape[..width]);
+            rest = &escape[width..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Text for a text column: NUL characters become U+FFFD (PostgreSQL's
+/// `text` refuses them; an agent's event must not be lost for one).
+pub fn text_column(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s.to_owned()
+    }
 }
 
 /// A closed vocabulary stored as text (a CHECK-constrained column): the
@@ -339,5 +370,17 @@ mod tests {
         }
         assert!(!transient_code(None));
         assert!(StoreError::Sqlx(sqlx::Error::PoolTimedOut).is_transient());
+    }
+
+    #[test]
+    fn nul_characters_become_replacement_characters_and_nothing_else_changes() {
+        let v = z4j_protocol::parse(br#"{"a":"x\u0000y","b":"\\u0000","c":"\"\u0000"}"#).unwrap();
+        let stored = json_column(&v).unwrap();
+        let back: serde_json::Value = serde_json::from_str(stored.get()).unwrap();
+        assert_eq!(back["a"], "x\u{fffd}y");
+        assert_eq!(back["b"], "\\u0000", "six characters, not a NUL");
+        assert_eq!(back["c"], "\"\u{fffd}");
+        assert_eq!(text_column("q\0\0"), "q\u{fffd}\u{fffd}");
+        assert_eq!(text_column("plain"), "plain");
     }
 }

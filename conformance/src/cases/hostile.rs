@@ -375,3 +375,104 @@ pub async fn slow_clients(ctx: Arc<Ctx>) -> R {
         ),
     )
 }
+
+/// NUL characters (specs/decisions.md H8): an operator's text field or
+/// query parameter holding one is a 422 naming it on both databases
+/// (PostgreSQL cannot store it; the reference answers 500 there), and an
+/// agent's event holding them in its text fields is stored with U+FFFD,
+/// never lost, nor its batch.
+pub async fn nul_text(ctx: Arc<Ctx>) -> R {
+    let (brain, op) = super::admin_brain(&ctx).await?;
+    for (path, body, field) in [
+        (
+            "/api/v1/projects",
+            json!({"name": "a\u{0}b", "slug": "nulp"}),
+            "name",
+        ),
+        (
+            "/api/v1/projects/default/saved-views",
+            json!({"name": "v\u{0}", "filters": {}}),
+            "name",
+        ),
+        (
+            "/api/v1/users",
+            json!({"email": "nul@example.com", "password": "Nul-user-pw-1", "display_name": "\u{0}"}),
+            "display_name",
+        ),
+    ] {
+        let (status, v) = op
+            .send(&brain, reqwest::Method::POST, path, Some(body))
+            .await?;
+        ensure_eq(
+            status,
+            422,
+            &format!("POST {path} with a NUL in {field}: {v}"),
+        )?;
+        ensure_eq(
+            v["detail"][0]["loc"].clone(),
+            json!(["body", field]),
+            &format!("POST {path}: the issue names {field}: {v}"),
+        )?;
+    }
+    let (status, v) = op
+        .get(&brain, "/api/v1/projects/default/tasks?name=a%00b")
+        .await?;
+    ensure_eq(status, 422, &format!("a NUL in the name filter: {v}"))?;
+    ensure_eq(
+        v["detail"][0]["loc"].clone(),
+        json!(["query", "name"]),
+        &format!("the issue names the name parameter: {v}"),
+    )?;
+
+    let creds = op.mint(&brain, "nul-agent").await?;
+    let mut s = crate::agent::connect(&brain, &creds, Some("bare-1-1")).await?;
+    let dirty = crate::agent::task_event(
+        "nul-task",
+        "task.failed",
+        json!({"task_name": "jobs.\u{0}x", "queue": "q\u{0}", "worker": "w\u{0}",
+               "exception": "Boom\u{0}", "traceback": "line\u{0}", "args": ["\u{0}"]}),
+    );
+    let clean = crate::agent::task_event(
+        "clean-task",
+        "task.succeeded",
+        json!({"task_name": "jobs.clean"}),
+    );
+    s.send_events("nul-batch", &[dirty, clean]).await?;
+    let ack = s.expect_ack("nul-batch", Duration::from_secs(15)).await?;
+    ensure_eq(
+        ack["accepted"].as_i64(),
+        Some(2),
+        &format!("both events acked: {ack}"),
+    )?;
+    let (status, t) = op
+        .get(&brain, "/api/v1/projects/default/tasks/rq/nul-task")
+        .await?;
+    ensure_eq(status, 200, &format!("the NUL task is stored: {t}"))?;
+    ensure_eq(
+        t["name"].as_str(),
+        Some("jobs.\u{fffd}x"),
+        &format!("its name: {t}"),
+    )?;
+    ensure_eq(
+        t["queue"].as_str(),
+        Some("q\u{fffd}"),
+        &format!("its queue: {t}"),
+    )?;
+    ensure_eq(
+        t["args"].clone(),
+        json!(["\u{fffd}"]),
+        &format!("its args: {t}"),
+    )?;
+    let (status, t) = op
+        .get(&brain, "/api/v1/projects/default/tasks/rq/clean-task")
+        .await?;
+    ensure_eq(
+        status,
+        200,
+        &format!("the batch's other task is stored: {t}"),
+    )?;
+    ensure(
+        t["name"] == "jobs.clean",
+        &format!("the other task's name: {t}"),
+    )
+}

@@ -1150,6 +1150,12 @@ pub static CASES: &[Case] = &[
         PostgresOnly
     ),
     case!(
+        "hostile.nul-text",
+        hostile::nul_text,
+        ["hardening.nul-text"],
+        Both
+    ),
+    case!(
         "hostile.frame-flood",
         hostile::frame_flood,
         ["hardening.frame-flood"],
