@@ -473,6 +473,6 @@ pub async fn nul_text(ctx: Arc<Ctx>) -> R {
     )?;
     ensure(
         t["name"] == "jobs.clean",
-        &format!("the other task's name: {t}"),
+        format!("the other task's name: {t}"),
     )
 }
