@@ -71,7 +71,13 @@ fuzz_target!(|input: Input| {
         .expect("finite values always canonicalise");
     let now = Now { wall_micros: 1_777_636_800_000_000, monotonic: Duration::from_secs(1) };
     let mut v = Verifier::new(key.clone(), binding.clone(), Direction::AgentToBrain);
-    v.verify(wire.as_bytes(), now).expect("a frame we signed must verify");
+    match v.verify(wire.as_bytes(), now) {
+        Ok(_) => {}
+        // The signer does not check payloads; the verifier refuses these
+        // two shapes of them after the signature (a 5-minute run found one).
+        Err(VerifyError::TelemetryLoss | VerifyError::CommandResultStatus) => return,
+        Err(e) => panic!("a frame we signed must verify: {e:?}"),
+    }
 
     let mut flipped = wire.clone().into_bytes();
     let i = input.flip_at as usize % flipped.len();

@@ -378,7 +378,7 @@ pub async fn slow_clients(ctx: Arc<Ctx>) -> R {
 
 /// NUL characters (specs/decisions.md H8): an operator's text field or
 /// query parameter holding one is a 422 naming it on both databases
-/// (PostgreSQL cannot store it; the reference answers 500 there), and an
+/// (PostgreSQL cannot store it), and an
 /// agent's event holding them in its text fields is stored with U+FFFD,
 /// never lost, nor its batch.
 pub async fn nul_text(ctx: Arc<Ctx>) -> R {

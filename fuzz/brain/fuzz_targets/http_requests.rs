@@ -175,7 +175,17 @@ fuzz_target!(|data: &[u8]| {
     let answer = if *method == Method::GET {
         brain.send(
             method,
-            &format!("{path}?{}", query_of(rest)),
+            // The long poll would hold each input up to a minute: no wait
+            // (a repeated parameter's last value wins).
+            &format!(
+                "{path}?{}{}",
+                query_of(rest),
+                if path.ends_with("/agent/commands") {
+                    "&wait=0"
+                } else {
+                    ""
+                }
+            ),
             *who,
             Vec::new(),
         )
