@@ -34,11 +34,7 @@ fn nul_issues(v: &Value, loc: &mut Vec<Value>, out: &mut Vec<SchemaIssue>) {
     const MAX: usize = 20;
     let refuse = |loc: &[Value], out: &mut Vec<SchemaIssue>| {
         if out.len() < MAX {
-            out.push(SchemaIssue {
-                kind: "value_error",
-                loc: loc.to_vec(),
-                msg: "Value error, text must not contain a NUL character".into(),
-            });
+            out.push(SchemaIssue::nul(loc.to_vec()));
         }
     };
     match v {

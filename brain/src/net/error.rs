@@ -107,6 +107,15 @@ impl SchemaIssue {
             msg: msg.into(),
         }
     }
+
+    /// A NUL character at `loc` (specs/decisions.md H8).
+    pub fn nul(loc: Vec<Value>) -> SchemaIssue {
+        SchemaIssue {
+            kind: "value_error",
+            loc,
+            msg: "Value error, text must not contain a NUL character".into(),
+        }
+    }
 }
 
 /// The envelope a response carries until the request-id layer renders it.

@@ -383,46 +383,47 @@ pub async fn slow_clients(ctx: Arc<Ctx>) -> R {
 /// never lost, nor its batch.
 pub async fn nul_text(ctx: Arc<Ctx>) -> R {
     let (brain, op) = super::admin_brain(&ctx).await?;
-    for (path, body, field) in [
+    use reqwest::Method;
+    for (method, path, body, loc) in [
         (
+            Method::POST,
             "/api/v1/projects",
-            json!({"name": "a\u{0}b", "slug": "nulp"}),
-            "name",
+            Some(json!({"name": "a\u{0}b", "slug": "nulp"})),
+            json!(["body", "name"]),
         ),
         (
+            Method::POST,
             "/api/v1/projects/default/saved-views",
-            json!({"name": "v\u{0}", "filters": {}}),
-            "name",
+            Some(json!({"name": "v\u{0}", "filters": {}})),
+            json!(["body", "name"]),
         ),
         (
+            Method::POST,
             "/api/v1/users",
-            json!({"email": "nul@example.com", "password": "Nul-user-pw-1", "display_name": "\u{0}"}),
-            "display_name",
+            Some(
+                json!({"email": "nul@example.com", "password": "Nul-user-pw-1", "display_name": "\u{0}"}),
+            ),
+            json!(["body", "display_name"]),
+        ),
+        (
+            Method::GET,
+            "/api/v1/projects/default/tasks?name=a%00b",
+            None,
+            json!(["query", "name"]),
         ),
     ] {
-        let (status, v) = op
-            .send(&brain, reqwest::Method::POST, path, Some(body))
-            .await?;
+        let (status, v) = op.send(&brain, method.clone(), path, body).await?;
         ensure_eq(
             status,
             422,
-            &format!("POST {path} with a NUL in {field}: {v}"),
+            &format!("{method} {path}, a NUL at {loc}: {v}"),
         )?;
         ensure_eq(
             v["detail"][0]["loc"].clone(),
-            json!(["body", field]),
-            &format!("POST {path}: the issue names {field}: {v}"),
+            loc.clone(),
+            &format!("{method} {path}: the issue names {loc}: {v}"),
         )?;
     }
-    let (status, v) = op
-        .get(&brain, "/api/v1/projects/default/tasks?name=a%00b")
-        .await?;
-    ensure_eq(status, 422, &format!("a NUL in the name filter: {v}"))?;
-    ensure_eq(
-        v["detail"][0]["loc"].clone(),
-        json!(["query", "name"]),
-        &format!("the issue names the name parameter: {v}"),
-    )?;
 
     let creds = op.mint(&brain, "nul-agent").await?;
     let mut s = crate::agent::connect(&brain, &creds, Some("bare-1-1")).await?;
