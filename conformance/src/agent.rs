@@ -516,7 +516,22 @@ impl Session {
         self.raw.send_text(&frame).await
     }
 
+    /// A heartbeat reporting queue `default` at depth 7 and worker
+    /// `host-x` (pid 77, concurrency 4, one active task).
     pub async fn send_heartbeat(&mut self) -> Result<(), String> {
+        self.send_heartbeat_with(json!({
+            "rq.queue_depths": "{\"default\": 7}",
+            "rq.worker_details": json!({"host-x": {
+                "stats": {"pid": 77, "pool": {"max-concurrency": 4}},
+                "active": [{"id": "t"}],
+                "active_queues": [{"name": "default"}],
+            }}).to_string(),
+        }))
+        .await
+    }
+
+    /// A heartbeat with the case's `adapter_health`.
+    pub async fn send_heartbeat_with(&mut self, adapter_health: Json) -> Result<(), String> {
         let frame = self.sign(
             FrameType::Heartbeat,
             &format!("hb_{:012x}", rand_u64() & 0xffff_ffff_ffff),
@@ -525,17 +540,7 @@ impl Session {
                 ("last_flush_at", Value::Null),
                 ("dropped_events", Value::int(0)),
                 ("telemetry_loss", Value::Null),
-                (
-                    "adapter_health",
-                    value(&json!({
-                        "rq.queue_depths": "{\"default\": 7}",
-                        "rq.worker_details": json!({"host-x": {
-                            "stats": {"pid": 77, "pool": {"max-concurrency": 4}},
-                            "active": [{"id": "t"}],
-                            "active_queues": [{"name": "default"}],
-                        }}).to_string(),
-                    })),
-                ),
+                ("adapter_health", value(&adapter_health)),
             ],
         )?;
         self.raw.send_text(&frame).await

@@ -211,7 +211,34 @@ async fn handshake(state: &Shared, cred: &Credential, first: &[u8]) -> Result<He
         (e.ws_close_code(), "")
     })?;
     log_version_skew(&hello, cred.agent_id);
-    Ok(hello)
+    if state.settings.mutant(Mutant::HelloNulKept) {
+        return Ok(hello);
+    }
+    Ok(without_nul(hello))
+}
+
+/// The hello with each NUL in its text as U+FFFD (decision H8): the agent
+/// is admitted, and its worker id is the same in the registry, the worker
+/// row and every later heartbeat.
+fn without_nul(h: Hello) -> Hello {
+    use crate::store::text_column as t;
+    let all = |v: Vec<String>| v.iter().map(|s| t(s)).collect::<Vec<_>>();
+    Hello {
+        protocol_version: t(&h.protocol_version),
+        agent_version: t(&h.agent_version),
+        framework: t(&h.framework),
+        engines: all(h.engines),
+        schedulers: all(h.schedulers),
+        capabilities: h
+            .capabilities
+            .into_iter()
+            .map(|(engine, caps)| (t(&engine), all(caps)))
+            .collect(),
+        worker_id: h.worker_id.as_deref().map(t),
+        worker_role: h.worker_role.as_deref().map(t),
+        runtime_features: all(h.runtime_features),
+        ..h
+    }
 }
 
 /// This connection: its session id and its place in the registry, from
@@ -361,7 +388,7 @@ fn hello_info(h: &Hello) -> agents::HelloInfo {
             .host
             .get("name")
             .and_then(Value::as_str)
-            .map(str::to_owned),
+            .map(crate::store::text_column),
         runtime_features: h.runtime_features.clone(),
         worker_id: h.worker_id.clone(),
         worker_role: h.worker_role.clone(),

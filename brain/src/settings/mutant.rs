@@ -41,9 +41,11 @@ pub enum Mutant {
     DashboardMembershipUnchecked,
     /// A dashboard socket is admitted from any Origin.
     DashboardOriginUnchecked,
+    /// A hello's NUL characters go to the database as they came.
+    HelloNulKept,
 }
 
-const ALL: [(Mutant, &str); 17] = [
+const ALL: [(Mutant, &str); 18] = [
     (Mutant::LockoutNotRearmed, "lockout-not-rearmed"),
     (
         Mutant::LoginFloorSkippedForUnknown,
@@ -73,6 +75,7 @@ const ALL: [(Mutant, &str); 17] = [
         Mutant::DashboardOriginUnchecked,
         "dashboard-origin-unchecked",
     ),
+    (Mutant::HelloNulKept, "hello-nul-kept"),
 ];
 
 /// Whether this build honours `Z4J_MUTANT`.

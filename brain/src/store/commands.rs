@@ -36,11 +36,9 @@ pub async fn finish(
         ResultStatus::Success => (Status::Completed, None),
         ResultStatus::Failed => (
             Status::Failed,
-            Some(
-                r.error
-                    .clone()
-                    .unwrap_or_else(|| "agent reported failure".into()),
-            ),
+            Some(super::text_column(
+                r.error.as_deref().unwrap_or("agent reported failure"),
+            )),
         ),
     };
     let result = r

@@ -10,6 +10,12 @@ use z4j_protocol::json::{Object, Value};
 /// At most this many queues per report (sorted by name).
 const MAX_QUEUES: usize = 1024;
 
+/// A queue or worker name as stored: at most 200 characters, NUL as
+/// U+FFFD (PostgreSQL's `text` refuses NUL; decision H8).
+fn name_column(s: &str) -> String {
+    super::text_column(&s.chars().take(200).collect::<String>())
+}
+
 /// `{"queue": depth, ...}` as JSON text inside a string; malformed → none.
 pub fn parse_queue_depths(text: &str) -> Vec<(String, i64)> {
     let Ok(Value::Object(o)) = z4j_protocol::parse(text.as_bytes()) else {
@@ -17,7 +23,7 @@ pub fn parse_queue_depths(text: &str) -> Vec<(String, i64)> {
     };
     let mut out: Vec<(String, i64)> = o
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().chars().take(200).collect(), v.as_i64()?.max(0))))
+        .filter_map(|(k, v)| Some((name_column(k.as_str()), v.as_i64()?.max(0))))
         .collect();
     out.sort();
     out.truncate(MAX_QUEUES);
@@ -31,7 +37,7 @@ pub async fn set_queue_depths(
     depths: &[(String, i64)],
     at: Ts,
 ) -> Result<(), StoreError> {
-    let engine: String = engine.chars().take(40).collect();
+    let engine = super::text_column(&engine.chars().take(40).collect::<String>());
     for (name, depth) in depths {
         on_db!(db, p => sqlx::query(
             "INSERT INTO queues (id, project_id, engine, name, last_seen_at, pending_count, created_at, updated_at) \
@@ -98,12 +104,12 @@ pub fn parse_worker_details(text: &str) -> Vec<WorkerDetail> {
             .and_then(Value::as_array)
             .map(|qs| {
                 qs.iter()
-                    .filter_map(|q| q.as_object()?.get("name")?.as_str().map(str::to_owned))
+                    .filter_map(|q| q.as_object()?.get("name")?.as_str().map(super::text_column))
                     .collect()
             })
             .unwrap_or_default();
         out.push(WorkerDetail {
-            name: host.as_str().chars().take(200).collect(),
+            name: name_column(host.as_str()),
             concurrency,
             pid: stats.and_then(|s| s.get("pid")).and_then(Value::as_i64),
             active_tasks: d
@@ -124,7 +130,7 @@ pub async fn set_worker_details(
     workers: &[WorkerDetail],
     at: Ts,
 ) -> Result<(), StoreError> {
-    let engine: String = engine.chars().take(40).collect();
+    let engine = super::text_column(&engine.chars().take(40).collect::<String>());
     for w in workers {
         on_db!(db, p => sqlx::query(
             "INSERT INTO workers (id, project_id, engine, name, hostname, pid, concurrency, queues, state, \

@@ -14,7 +14,7 @@ use z4j_protocol::FrameType;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn issue(
+pub(super) async fn issue(
     brain: &Brain,
     op: &Operator,
     route: &str,
@@ -37,7 +37,7 @@ async fn command(brain: &Brain, op: &Operator, id: &str) -> Result<Json, String>
 }
 
 /// Waits until the command reaches `status`.
-async fn wait_status(
+pub(super) async fn wait_status(
     brain: &Brain,
     op: &Operator,
     id: &str,
@@ -57,7 +57,7 @@ async fn wait_status(
     }
 }
 
-async fn next_command(s: &mut agent::Session) -> Result<Json, String> {
+pub(super) async fn next_command(s: &mut agent::Session) -> Result<Json, String> {
     match s.recv(WAIT).await? {
         Ok((FrameType::Command, j)) => Ok(j),
         Ok((ft, j)) => Err(format!("expected a command frame, got {ft:?}: {j}")),

@@ -475,5 +475,117 @@ pub async fn nul_text(ctx: Arc<Ctx>) -> R {
     ensure(
         t["name"] == "jobs.clean",
         format!("the other task's name: {t}"),
+    )?;
+    nul_frames(&brain, &op).await
+}
+
+/// NULs in a hello, a heartbeat and a command's failure text: the worker is
+/// admitted and every text is kept with U+FFFD in place of each NUL.
+async fn nul_frames(brain: &Brain, op: &crate::agent::Operator) -> R {
+    // An agent of its own, so that the command below has one place to go.
+    let creds = &op.mint(brain, "nul-hello").await?;
+    let mut hello = crate::agent::hello(Some("w\u{0}1"));
+    hello["payload"]["host"]["name"] = json!("h\u{0}");
+    hello["payload"]["capabilities"]["rq"] = json!(["cancel_task", "x\u{0}"]);
+    let mut s = crate::agent::connect_with_hello(brain, creds, hello)
+        .await
+        .map_err(|e| format!("a hello with NULs: {e}"))?;
+    s.send_heartbeat_with(json!({
+        "rq.queue_depths": json!({"q\u{0}n": 3}).to_string(),
+        "rq.worker_details": json!({"host\u{0}n": {
+            "stats": {"pid": 7},
+            "active_queues": [{"name": "q\u{0}n"}],
+        }})
+        .to_string(),
+    }))
+    .await?;
+    let (status, c) = super::commands::issue(
+        brain,
+        op,
+        "cancel-task",
+        json!({"agent_id": creds.agent_id, "engine": "rq", "task_id": "nul-task"}),
     )
+    .await?;
+    ensure_eq(status, 202, &format!("a cancel to the NUL worker: {c}"))?;
+    let id = c["id"].as_str().unwrap_or_default().to_owned();
+    let frame = super::commands::next_command(&mut s).await?;
+    ensure_eq(frame["id"].as_str(), Some(id.as_str()), "the command frame")?;
+    use z4j_protocol::Value as V;
+    s.send_signed(
+        z4j_protocol::FrameType::CommandResult,
+        &id,
+        &[
+            ("status", V::str("failed")),
+            ("result", V::Null),
+            ("error", V::str("no\u{0}pe")),
+            ("delivery_claim_token", V::Null),
+        ],
+    )
+    .await?;
+    let done =
+        super::commands::wait_status(brain, op, &id, "failed", Duration::from_secs(10)).await?;
+    ensure_eq(
+        done["error"].as_str(),
+        Some("no\u{fffd}pe"),
+        &format!("the failure text: {done}"),
+    )?;
+
+    let (_, agents) = op.get(brain, "/api/v1/projects/default/agents").await?;
+    let agent = agents
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["id"] == creds.agent_id)
+        .cloned()
+        .unwrap_or_default();
+    ensure_eq(
+        (
+            agent["host_name"].clone(),
+            agent["capabilities"]["rq"].clone(),
+        ),
+        (json!("h\u{fffd}"), json!(["cancel_task", "x\u{fffd}"])),
+        &format!("the hello's host and capabilities: {agent}"),
+    )?;
+    let listed = |list: &serde_json::Value, name: &str| {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["name"] == name)
+            .cloned()
+    };
+    // A heartbeat has no ack: its rows land a moment after it is sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, workers) = op.get(brain, "/api/v1/projects/default/workers").await?;
+        let (_, queues) = op.get(brain, "/api/v1/projects/default/queues").await?;
+        let (_, agent_workers) = op
+            .get(brain, "/api/v1/projects/default/agent-workers")
+            .await?;
+        let hello_worker = agent_workers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["worker_id"] == "w\u{fffd}1")
+            .cloned();
+        let host = listed(&workers, "host\u{fffd}n");
+        let queue = listed(&queues, "q\u{fffd}n");
+        if let (Some(w), Some(h), Some(_)) = (&hello_worker, &host, &queue) {
+            ensure_eq(
+                w["state"].as_str(),
+                Some("online"),
+                &format!("the hello's worker: {w}"),
+            )?;
+            return ensure_eq(
+                h["queues"].clone(),
+                json!(["q\u{fffd}n"]),
+                &format!("the heartbeat's worker: {h}"),
+            );
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "NUL names not listed as U+FFFD: agent workers {agent_workers}, workers {workers}, queues {queues}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
