@@ -4,6 +4,7 @@
 //! a chart. Pure: the store counts, this decides; REST and pages share it.
 
 use crate::store::aggregates::{Counters, TrendCell};
+use crate::store::observed::DepthSample;
 use crate::store::Ts;
 use serde::Serialize;
 
@@ -383,6 +384,56 @@ pub fn filled(points: &[Point], w: Window, b: Bucket, now: Ts) -> Vec<Point> {
     out
 }
 
+/// Queues one depth chart or response carries (the first by engine and
+/// name); a project's other queues are listed without a history.
+pub const MAX_DEPTH_QUEUES: i64 = 50;
+
+/// One queue's depth over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DepthSeries {
+    pub engine: String,
+    pub name: String,
+    pub points: Vec<DepthPoint>,
+}
+
+/// The highest depth reported in one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DepthPoint {
+    /// Bucket start, seconds since the epoch.
+    #[serde(skip)]
+    pub start: i64,
+    pub depth: i64,
+}
+
+/// Per-minute samples (ordered by queue, then minute) as one sparse series
+/// per queue: a point per bucket of `bucket_secs` that has samples, holding
+/// their maximum.
+pub fn depth_series(samples: &[DepthSample], bucket_secs: i64) -> Vec<DepthSeries> {
+    let mut out: Vec<DepthSeries> = Vec::new();
+    for s in samples {
+        let start = s.minute.0.timestamp().div_euclid(bucket_secs) * bucket_secs;
+        if out
+            .last()
+            .is_none_or(|q| q.engine != s.engine || q.name != s.name)
+        {
+            out.push(DepthSeries {
+                engine: s.engine.clone(),
+                name: s.name.clone(),
+                points: Vec::new(),
+            });
+        }
+        let Some(q) = out.last_mut() else { continue };
+        match q.points.last_mut() {
+            Some(p) if p.start == start => p.depth = p.depth.max(s.depth),
+            _ => q.points.push(DepthPoint {
+                start,
+                depth: s.depth,
+            }),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +603,41 @@ mod tests {
         assert_eq!(f.len(), 13);
         assert_eq!(f.iter().map(|p| p.total).sum::<i64>(), 4);
         assert_eq!(f[2].success, 4);
+    }
+    #[test]
+    fn depth_series_keeps_each_buckets_highest_report_per_queue() {
+        let at = |min: i64| {
+            Ts(chrono::DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap_or_default())
+        };
+        let sample = |name: &str, min: i64, depth: i64| DepthSample {
+            engine: "rq".into(),
+            name: name.into(),
+            minute: at(min),
+            depth,
+        };
+        // 1 800 000 000 is a multiple of 300: minutes 0..4 share a bucket.
+        let got = depth_series(
+            &[
+                sample("a", 0, 3),
+                sample("a", 4, 9),
+                sample("a", 5, 2),
+                sample("b", 1, 7),
+            ],
+            300,
+        );
+        let flat: Vec<(&str, Vec<(i64, i64)>)> = got
+            .iter()
+            .map(|q| {
+                (
+                    q.name.as_str(),
+                    q.points
+                        .iter()
+                        .map(|p| (p.start - 1_800_000_000, p.depth))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(flat, [("a", vec![(0, 9), (300, 2)]), ("b", vec![(0, 7)])]);
+        assert!(depth_series(&[], 60).is_empty());
     }
 }

@@ -27,6 +27,10 @@ pub fn routes() -> Router<Shared> {
         .route("/api/v1/home/recent-failures", get(recent_failures_route))
         .route("/api/v1/projects/{slug}/trends", get(trends_route))
         .route("/api/v1/projects/{slug}/issues", get(issues_route))
+        .route(
+            "/api/v1/projects/{slug}/queue-depths",
+            get(queue_depths_route),
+        )
 }
 
 fn rate(c: &Counters) -> f64 {
@@ -286,15 +290,13 @@ async fn recent_failures_route(
 /// The window and bucket of a trends request: 422 for a value outside the
 /// lists, 400 for a pair with more than 500 buckets when `capped` (always,
 /// but for a behaviour mutant).
-pub fn trend_params(
+/// `window` (absent: `default`); an unknown one is an issue naming it.
+fn window_param(
     q: &HashMap<String, String>,
-    capped: bool,
-) -> Result<(Window, Bucket), ApiError> {
-    let mut issues = Vec::new();
-    let window = match q.get("window") {
-        None => Some(Window::H24),
-        Some(w) => Window::parse(w),
-    };
+    default: Window,
+    issues: &mut Vec<SchemaIssue>,
+) -> Option<Window> {
+    let window = q.get("window").map_or(Some(default), |w| Window::parse(w));
     if window.is_none() {
         issues.push(SchemaIssue::new(
             "literal_error",
@@ -302,6 +304,15 @@ pub fn trend_params(
             "Input should be '1h', '6h', '24h', '72h' or '7d'",
         ));
     }
+    window
+}
+
+pub fn trend_params(
+    q: &HashMap<String, String>,
+    capped: bool,
+) -> Result<(Window, Bucket), ApiError> {
+    let mut issues = Vec::new();
+    let window = window_param(q, Window::H24, &mut issues);
     let bucket = match q.get("bucket") {
         None => Some(Bucket::H1),
         Some(b) => Bucket::parse(b),
@@ -373,6 +384,59 @@ async fn trends_route(
         "window": w.as_str(),
         "bucket": b.as_str(),
         "series": series,
+    })))
+}
+
+/// Each queue's depth over `w` in the window's chart buckets (the first
+/// [`insight::MAX_DEPTH_QUEUES`] queues by engine and name).
+pub async fn depth_series(
+    state: &Shared,
+    project_id: Uuid,
+    w: Window,
+    now: Ts,
+) -> Result<Vec<insight::DepthSeries>, ApiError> {
+    let samples = crate::store::observed::depth_history(
+        &state.db,
+        project_id,
+        now.plus_seconds(-w.secs()),
+        insight::MAX_DEPTH_QUEUES,
+    )
+    .await?;
+    Ok(insight::depth_series(&samples, w.chart_bucket().secs()))
+}
+
+async fn queue_depths_route(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let mut issues = Vec::new();
+    let w = window_param(&Query::parse(raw).0, Window::H1, &mut issues);
+    let Some(w) = w else {
+        return Err(ApiError::Schema(issues));
+    };
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let queues = depth_series(&state, access.project.id, w, Ts::now()).await?;
+    let at = |start: i64| {
+        chrono::DateTime::from_timestamp(start, 0)
+            .map(|t| Ts(t).to_rfc3339())
+            .unwrap_or_default()
+    };
+    let queues: Vec<Value> = queues
+        .iter()
+        .map(|q| {
+            json!({
+                "engine": q.engine,
+                "name": q.name,
+                "points": q.points.iter().map(|p| json!({"t": at(p.start), "depth": p.depth})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "window": w.as_str(),
+        "bucket": w.chart_bucket().as_str(),
+        "queues": queues,
     })))
 }
 

@@ -38,24 +38,75 @@ pub async fn set_queue_depths(
     at: Ts,
 ) -> Result<(), StoreError> {
     let engine = super::text_column(&engine.chars().take(40).collect::<String>());
+    let minute = minute_of(at);
     for (name, depth) in depths {
-        on_db!(db, p => sqlx::query(
+        let queue_id: Uuid = on_db!(db, p => sqlx::query_scalar(
             "INSERT INTO queues (id, project_id, engine, name, last_seen_at, pending_count, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $5, $5) \
              ON CONFLICT (project_id, engine, name) DO UPDATE SET pending_count = excluded.pending_count, \
-             last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at"
+             last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at \
+             RETURNING id"
         )
         .bind(Uuid::new_v4())
         .bind(project_id)
         .bind(&engine)
         .bind(name)
         .bind(at)
+        .bind(i32::try_from(*depth).unwrap_or(i32::MAX))
+        .fetch_one(p)
+        .await)?;
+        // The minute keeps its highest report: a chart shows the peaks.
+        on_db!(db, p => sqlx::query(
+            "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
+             ON CONFLICT (queue_id, minute) DO UPDATE SET depth = CASE \
+             WHEN excluded.depth > queue_depth_samples.depth THEN excluded.depth \
+             ELSE queue_depth_samples.depth END"
+        )
+        .bind(queue_id)
+        .bind(minute)
         .bind(*depth)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))?;
     }
     Ok(())
+}
+
+/// The start of `at`'s minute.
+fn minute_of(at: Ts) -> Ts {
+    use chrono::{DurationRound, TimeDelta};
+    Ts(at.0.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at.0))
+}
+
+/// One queue's highest depth in one minute.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DepthSample {
+    pub engine: String,
+    pub name: String,
+    pub minute: Ts,
+    pub depth: i64,
+}
+
+/// The project's depth samples since `since`, for its first `max_queues`
+/// queues by engine and name, ordered by queue then minute.
+pub async fn depth_history(
+    db: &Db,
+    project_id: Uuid,
+    since: Ts,
+    max_queues: i64,
+) -> Result<Vec<DepthSample>, StoreError> {
+    Ok(on_db!(db, p => sqlx::query_as::<_, DepthSample>(
+        "SELECT q.engine, q.name, s.minute, s.depth FROM queue_depth_samples s \
+         JOIN queues q ON q.id = s.queue_id \
+         WHERE s.minute >= $2 AND q.id IN \
+         (SELECT id FROM queues WHERE project_id = $1 ORDER BY engine, name LIMIT $3) \
+         ORDER BY q.engine, q.name, s.minute"
+    )
+    .bind(project_id)
+    .bind(since)
+    .bind(max_queues)
+    .fetch_all(p)
+    .await)?)
 }
 
 /// One worker as a heartbeat's `<engine>.worker_details` describes it.

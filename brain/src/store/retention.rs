@@ -34,6 +34,13 @@ pub async fn delete_status_history_before(db: &Db, cutoff: Ts) -> Result<u64, St
     batched(db, sql, cutoff).await
 }
 
+/// Deletes queue depth samples of minutes before `cutoff`.
+pub async fn delete_depth_samples_before(db: &Db, cutoff: Ts) -> Result<u64, StoreError> {
+    let sql = "DELETE FROM queue_depth_samples WHERE (queue_id, minute) IN \
+               (SELECT queue_id, minute FROM queue_depth_samples WHERE minute < $1 LIMIT $2)";
+    batched(db, sql, cutoff).await
+}
+
 async fn batched(db: &Db, sql: &str, cutoff: Ts) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {

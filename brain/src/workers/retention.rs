@@ -1,8 +1,8 @@
 //! Hourly (one replica): raw events older than `Z4J_EVENT_RETENTION_DAYS`
 //! are deleted — whole daily partitions dropped on PostgreSQL (after
 //! making sure today's and the next seven days' exist), batched deletes on
-//! SQLite and in PostgreSQL's default partition — and agent status samples
-//! older than the same window with them.
+//! SQLite and in PostgreSQL's default partition — and agent status and
+//! queue depth samples older than the same window with them.
 
 use super::{periodic, Job};
 use crate::store::{retention, Db, StoreError, Ts};
@@ -42,10 +42,12 @@ pub async fn sweep(db: &Db, retention_days: i64) -> Result<(), StoreError> {
     }
     let events = retention::delete_events_before(db, cutoff).await?;
     let samples = retention::delete_status_history_before(db, cutoff).await?;
-    if events + samples > 0 {
+    let depths = retention::delete_depth_samples_before(db, cutoff).await?;
+    if events + samples + depths > 0 {
         tracing::info!(
             events,
             status_samples = samples,
+            depth_samples = depths,
             days = retention_days,
             "expired rows deleted"
         );

@@ -1020,3 +1020,128 @@ pub async fn issues(ctx: Arc<Ctx>) -> R {
     }
     Ok(())
 }
+
+/// Queue depth over time (issue 20): each minute keeps the highest depth
+/// the heartbeats reported, a window's buckets the highest of their
+/// minutes; at most 50 queues per response, the first by name; the
+/// workers page draws the same series.
+pub async fn queue_depths(ctx: Arc<Ctx>) -> R {
+    let (brain, op, mut s) = with_agent(&ctx, "depth-agent").await?;
+    // Three reports inside one minute (and one five-minute bucket): wait
+    // out the end of a minute rather than straddle it.
+    let second = chrono::Utc::now().timestamp() % 300;
+    if second >= 290 {
+        tokio::time::sleep(Duration::from_secs((301 - second) as u64)).await;
+    }
+    // 51 queues: dq-00 .. dq-50; dq-00 goes 3, 9, 5.
+    for depth in [3, 9, 5] {
+        let depths: serde_json::Map<String, Json> = (0..=50)
+            .map(|i| (format!("dq-{i:02}"), json!(if i == 0 { depth } else { 1 })))
+            .collect();
+        s.send_heartbeat_with(json!({"rq.queue_depths": Json::Object(depths).to_string()}))
+            .await?;
+    }
+    // A heartbeat has no ack: the last report is in once the queue shows it.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
+        let now = queues
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|q| q["name"] == "dq-00")
+            .and_then(|q| q["pending_count"].as_i64());
+        if now == Some(5) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the third report never landed: {queues}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent_at = chrono::Utc::now().timestamp();
+
+    let (status, body) = op
+        .get(&brain, "/api/v1/projects/default/queue-depths")
+        .await?;
+    ensure_eq(status, 200, &format!("queue depths: {body}"))?;
+    ensure_eq(
+        (body["window"].as_str(), body["bucket"].as_str()),
+        (Some("1h"), Some("1m")),
+        "the default window and its bucket",
+    )?;
+    let queues = body["queues"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = queues.iter().filter_map(|q| q["name"].as_str()).collect();
+    let first_50: Vec<String> = (0..50).map(|i| format!("dq-{i:02}")).collect();
+    ensure_eq(
+        names.clone(),
+        first_50.iter().map(String::as_str).collect::<Vec<_>>(),
+        "50 queues, the first by name (dq-49 in, dq-50 out)",
+    )?;
+    let points = |body: &Json, bucket: i64| -> Result<Vec<(i64, i64)>, String> {
+        let q = body["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == "dq-00"))
+            .ok_or(format!("dq-00 has no history: {body}"))?;
+        let mut out = Vec::new();
+        for p in q["points"].as_array().into_iter().flatten() {
+            let t = p["t"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .ok_or(format!("a point without an instant: {p}"))?
+                .timestamp();
+            ensure(
+                t % bucket == 0 && t <= sent_at && t > sent_at - 2 * bucket,
+                format!("a {bucket} s bucket start of the last minutes: {p} ({sent_at})"),
+            )?;
+            out.push((t, p["depth"].as_i64().unwrap_or(-1)));
+        }
+        Ok(out)
+    };
+    let minute = points(&body, 60)?;
+    ensure_eq(
+        minute.iter().map(|p| p.1).collect::<Vec<_>>(),
+        vec![9],
+        &format!("one minute holding the highest of 3, 9, 5: {minute:?}"),
+    )?;
+    let (status, six) = op
+        .get(&brain, "/api/v1/projects/default/queue-depths?window=6h")
+        .await?;
+    ensure_eq(
+        (status, six["bucket"].as_str()),
+        (200, Some("5m")),
+        &format!("6h: {six}"),
+    )?;
+    let five = points(&six, 300)?;
+    ensure_eq(
+        five.iter().map(|p| p.1).collect::<Vec<_>>(),
+        vec![9],
+        &format!("one five-minute bucket: {five:?}"),
+    )?;
+    let (status, bad) = op
+        .get(&brain, "/api/v1/projects/default/queue-depths?window=2h")
+        .await?;
+    ensure_eq(
+        (status, bad["detail"][0]["loc"].clone()),
+        (422, json!(["query", "window"])),
+        &format!("an unknown window is named: {bad}"),
+    )?;
+    let (status, _) = op
+        .get(&brain, "/api/v1/projects/no-such/queue-depths")
+        .await?;
+    ensure_eq(status, 404, "an unknown project")?;
+
+    let (status, _, html) =
+        super::dashboard::page(&brain, Some(&op.cookie), "/projects/default/workers").await?;
+    ensure_eq(status, 200, "the workers page")?;
+    ensure_eq(
+        html.matches("<svg class=\"chart depth\"").count(),
+        50,
+        "one depth chart per queue with a history",
+    )?;
+    ensure(
+        html.contains("aria-label=\"Queue depth: highest 9, latest 9\"")
+            && html.contains(": depth 9</title>"),
+        "dq-00's chart names its highest and latest depth",
+    )
+}

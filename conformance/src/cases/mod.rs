@@ -1291,6 +1291,13 @@ pub static CASES: &[Case] = &[
         Both
     ),
     case!(
+        "dashboard.queue-depths",
+        aggregates::queue_depths,
+        ["dashboard.queue-depths"],
+        Both,
+        feature = "queue_depth_history"
+    ),
+    case!(
         "dashboard.pages",
         dashboard::pages,
         ["dashboard.pages"],

@@ -99,6 +99,7 @@ const ROUTES: &[(Method, &str, As)] = &[
     (Method::GET, "/api/v1/projects/{slug}/events", As::Admin),
     (Method::GET, "/api/v1/projects/{slug}/commands", As::Admin),
     (Method::GET, "/api/v1/projects/{slug}/trends", As::Admin),
+    (Method::GET, "/api/v1/projects/{slug}/queue-depths", As::Admin),
     (Method::GET, "/api/v1/projects/{slug}/issues", As::Admin),
     (Method::GET, "/api/v1/projects/{slug}/audit", As::Admin),
     (

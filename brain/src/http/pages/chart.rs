@@ -1,9 +1,10 @@
-//! Task throughput as an SVG bar chart, drawn by the server: one bar per
-//! bucket, successes solid and failures hatched (readable without colour),
-//! each bar titled with its numbers. Only numbers and instants go in, so
-//! nothing needs escaping.
+//! Charts drawn by the server as SVG: task throughput as bars (successes
+//! solid, failures hatched, readable without colour) and a queue's depth as
+//! a line with a marker per bucket; every bar and marker is titled with its
+//! numbers. Only numbers and instants go in, so nothing needs escaping (the
+//! page names the chart in its caption).
 
-use crate::insight::Point;
+use crate::insight::{DepthPoint, Point};
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 720.0;
@@ -95,6 +96,74 @@ pub fn throughput(points: &[Point], bucket_secs: i64) -> String {
     s
 }
 
+/// A queue's depth over the window `from..to` (seconds since the epoch) as
+/// a line through the buckets that have reports, broken where buckets have
+/// none, with a titled marker per bucket.
+pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> String {
+    const H: f64 = 80.0;
+    let max = points.iter().map(|p| p.depth).max().unwrap_or(0).max(1);
+    let plot_w = WIDTH - LEFT;
+    let plot_h = H - BOTTOM;
+    let span = (to - from).max(1) as f64;
+    let xy = |p: &DepthPoint| {
+        let mid = (p.start - from) as f64 + bucket_secs as f64 / 2.0;
+        (
+            LEFT + (mid / span).clamp(0.0, 1.0) * plot_w,
+            plot_h - p.depth as f64 / max as f64 * (plot_h - 10.0),
+        )
+    };
+    let peak = points.iter().map(|p| p.depth).max().unwrap_or(0);
+    let latest = points
+        .last()
+        .map_or("no reports".to_owned(), |p| format!("latest {}", p.depth));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"chart depth\" viewBox=\"0 0 {WIDTH} {H}\" role=\"img\" \
+         aria-label=\"Queue depth: highest {peak}, {latest}\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <line class=\"axis\" x1=\"{LEFT}\" y1=\"{plot_h}\" x2=\"{WIDTH}\" y2=\"{plot_h}\"/>\
+         <text class=\"tick\" x=\"{x}\" y=\"10\" text-anchor=\"end\">{max}</text>\
+         <text class=\"tick\" x=\"{x}\" y=\"{plot_h}\" text-anchor=\"end\">0</text>",
+        x = LEFT - 4.0
+    );
+    // One polyline per run of adjacent buckets.
+    let mut run: Vec<(f64, f64)> = Vec::new();
+    let flush = |run: &mut Vec<(f64, f64)>, s: &mut String| {
+        if run.len() > 1 {
+            let pts: Vec<String> = run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            let _ = write!(s, "<polyline class=\"line\" points=\"{}\"/>", pts.join(" "));
+        }
+        run.clear();
+    };
+    let mut previous: Option<i64> = None;
+    for p in points {
+        if previous.is_some_and(|q| p.start - q > bucket_secs) {
+            flush(&mut run, &mut s);
+        }
+        run.push(xy(p));
+        previous = Some(p.start);
+    }
+    flush(&mut run, &mut s);
+    let with_date = to - from > 12 * 3600;
+    for p in points {
+        let (x, y) = xy(p);
+        let _ = write!(
+            s,
+            "<g><title>{}: depth {}</title><circle class=\"mark\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\"/></g>",
+            label(p.start, true),
+            p.depth
+        );
+    }
+    let _ = write!(
+        s,
+        "<text class=\"tick\" x=\"{LEFT}\" y=\"{H}\">{}</text>\
+         <text class=\"tick\" x=\"{WIDTH}\" y=\"{H}\" text-anchor=\"end\">{}</text></svg>",
+        label(from, with_date),
+        label(to, with_date)
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +201,20 @@ mod tests {
         let svg = throughput(&[], 3600);
         assert!(svg.contains("0 in all, 0 failed"));
         assert!(!svg.contains("class=\"ok\"") && !svg.contains("class=\"bad\""));
+    }
+
+    #[test]
+    fn depth_lines_break_at_missing_buckets_and_markers_carry_the_numbers() {
+        let p = |start: i64, depth: i64| DepthPoint { start, depth };
+        let svg = depth(&[p(0, 3), p(60, 9), p(180, 4)], 0, 3600, 60);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(svg.contains("highest 9, latest 4"), "{svg}");
+        // 0 and 60 are adjacent; 180 follows a gap and stands alone.
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains(": depth 9</title>"));
+        assert!(!svg.contains("style="), "no inline style under the CSP");
+        let empty = depth(&[], 0, 3600, 60);
+        assert!(empty.contains("highest 0, no reports") && !empty.contains("<circle"));
     }
 }

@@ -575,15 +575,33 @@ pub(super) async fn workers(
                 }))
             })
             .collect();
+        // Each queue's depth over the last hour, drawn from the same series
+        // the REST route returns.
+        let now = Ts::now();
+        let window = Window::H1;
+        let bucket = window.chart_bucket().secs();
+        let to = now.0.timestamp();
+        let mut charts: HashMap<(String, String), String> =
+            aggregates::depth_series(&state, a.project.id, window, now)
+                .await?
+                .into_iter()
+                .map(|q| {
+                    let svg = chart::depth(&q.points, to - window.secs(), to, bucket);
+                    ((q.engine, q.name), svg)
+                })
+                .collect();
         let queues: Vec<Value> = reads::queues(&state.db, a.project.id)
             .await
             .map_err(ApiError::from)?
             .iter()
             .map(|q| {
-                Value::from_serialize(serde_json::json!({
-                    "name": q.name, "engine": q.engine, "pending": q.pending_count,
-                    "consumers": q.consumer_count, "seen": when(q.last_seen_at),
-                }))
+                let chart = charts
+                    .remove(&(q.engine.clone(), q.name.clone()))
+                    .map(Value::from_safe_string);
+                context! {
+                    name => q.name, engine => q.engine, pending => q.pending_count,
+                    consumers => q.consumer_count, seen => when(q.last_seen_at), chart,
+                }
             })
             .collect();
         let can_purge = a.role >= Role::Admin;
