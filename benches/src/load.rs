@@ -44,6 +44,12 @@ pub struct Config {
     pub settle_timeout: Duration,
     /// The brain's pid for peak RSS and CPU seconds (it and its children).
     pub brain_pid: Option<u32>,
+    /// Offered load in events per second over all connections (a soak);
+    /// `None` sends as fast as acks allow (a capacity run).
+    pub rate: Option<f64>,
+    /// Report ack latency, throughput and brain RSS per interval of this
+    /// length, with their trends (a soak).
+    pub sample_every: Option<Duration>,
 }
 
 /// The largest frame a batch may make: the brain's 1 MiB frame cap at about
@@ -89,6 +95,12 @@ impl Config {
         if self.stall_timeout.is_zero() {
             return Err("--stall-seconds must be positive".into());
         }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("--rate must be a positive number of events per second".into());
+        }
+        if self.sample_every.is_some_and(|d| d.is_zero()) {
+            return Err("--sample-seconds must be positive".into());
+        }
         if let Some(pid) = self.brain_pid {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 return Err(format!("--brain-pid {pid}: no such process"));
@@ -112,6 +124,108 @@ pub struct Report {
     pub ack_latency_ms: Latency,
     pub brain: Option<ProcUsage>,
     pub persisted_tasks: u64,
+    /// Per interval, with `--sample-seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Vec<Interval>>,
+    /// Least-squares slopes over the intervals, with `--sample-seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+}
+
+/// One interval of a soak: the acks that arrived in it and the brain's RSS
+/// at its end.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Interval {
+    pub end_seconds: f64,
+    pub acked_events: usize,
+    pub events_per_second: f64,
+    pub ack_p99_ms: f64,
+    pub rss_mib: Option<f64>,
+}
+
+/// How a soak's figures move: per 10 minutes, from a least-squares line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Trend {
+    pub p99_ms_per_10_min: f64,
+    pub rss_mib_per_10_min: Option<f64>,
+}
+
+/// Slope of the least-squares line through `(x, y)`, per unit of x; `None`
+/// with fewer than two distinct x.
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    (points.len() >= 2 && sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// Buckets acks (offset from the start, latency, events) into intervals of
+/// `every`, with the RSS sample nearest each interval's end; the last
+/// interval ends at the last ack.
+pub fn intervals(acks: &[Ack], every: Duration, rss: &[(Duration, f64)]) -> Vec<Interval> {
+    let Some(last) = acks.iter().map(|a| a.at).max() else {
+        return Vec::new();
+    };
+    let step = every.as_secs_f64();
+    let n = (last.as_secs_f64() / step).floor() as usize + 1;
+    let mut buckets: Vec<(usize, Vec<Duration>)> = vec![(0, Vec::new()); n];
+    for a in acks {
+        let b = &mut buckets[((a.at.as_secs_f64() / step) as usize).min(n - 1)];
+        b.0 += a.events;
+        b.1.push(a.latency);
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .map(|(i, (events, lat))| {
+            let end = (step * (i + 1) as f64).min(last.as_secs_f64());
+            let len = (end - step * i as f64).max(1e-3);
+            Interval {
+                end_seconds: end,
+                acked_events: events,
+                events_per_second: events as f64 / len,
+                ack_p99_ms: Latency::of(lat).p99,
+                rss_mib: rss
+                    .iter()
+                    .min_by(|x, y| {
+                        (x.0.as_secs_f64() - end)
+                            .abs()
+                            .total_cmp(&(y.0.as_secs_f64() - end).abs())
+                    })
+                    .map(|r| r.1),
+            }
+        })
+        .collect()
+}
+
+/// One acknowledged frame: when its ack arrived (from the run's start),
+/// how long after its send, and how many events it carried.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub at: Duration,
+    pub latency: Duration,
+    pub events: usize,
+}
+
+/// The trend of full intervals (a partial last one is left out).
+pub fn trend(iv: &[Interval], every: Duration) -> Option<Trend> {
+    // A partial last interval has fewer acks and a noisier p99.
+    let full: Vec<&Interval> = iv
+        .iter()
+        .filter(|i| (i.end_seconds / every.as_secs_f64()).fract().abs() < 1e-9)
+        .collect();
+    let ten_min = 600.0;
+    let p99: Vec<(f64, f64)> = full.iter().map(|i| (i.end_seconds, i.ack_p99_ms)).collect();
+    let rss: Vec<(f64, f64)> = full
+        .iter()
+        .filter_map(|i| Some((i.end_seconds, i.rss_mib?)))
+        .collect();
+    Some(Trend {
+        p99_ms_per_10_min: slope(&p99)? * ten_min,
+        rss_mib_per_10_min: slope(&rss).map(|s| s * ten_min),
+    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -150,12 +264,30 @@ pub fn human(r: &Report) -> String {
             b.peak_rss_mib, b.cpu_seconds
         )
     });
+    let mut soak = String::new();
+    for i in r.intervals.iter().flatten() {
+        soak.push_str(&format!(
+            "\n  to {:>7.0} s  {:>8.0} events/s  p99 {:>7.1} ms  RSS {}",
+            i.end_seconds,
+            i.events_per_second,
+            i.ack_p99_ms,
+            i.rss_mib.map_or("-".to_owned(), |m| format!("{m:.0} MiB"))
+        ));
+    }
+    if let Some(t) = &r.trend {
+        soak.push_str(&format!(
+            "\ntrend per 10 min: p99 {:+.2} ms, RSS {}",
+            t.p99_ms_per_10_min,
+            t.rss_mib_per_10_min
+                .map_or("-".to_owned(), |m| format!("{m:+.1} MiB"))
+        ));
+    }
     format!(
         "connections {} ({:?})  batch {}  window {}\n\
          acked events   {} of {} in {:.2} s = {:.0} events/s\n\
          ack latency ms p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}\n\
          brain          {brain}\n\
-         persisted      {} tasks, all finished",
+         persisted      {} tasks, all finished{soak}",
         r.connections,
         r.shape,
         r.batch,
@@ -275,15 +407,25 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
 
     let sampler = cfg.brain_pid.map(ProcSampler::start);
     let started = Instant::now();
+    let rss = rss_samples(cfg, started);
+    // Paced: each connection sends a frame every `gap`, the connections
+    // staggered across it, so the offered load is `rate` without bursts.
+    let gap = cfg
+        .rate
+        .map(|r| Duration::from_secs_f64(cfg.batch as f64 * cfg.connections as f64 / r));
     let handles: Vec<_> = streams
         .into_iter()
         .enumerate()
         .map(|(c, s)| {
             let (window, stall) = (cfg.window, cfg.stall_timeout);
-            tokio::spawn(async move { drive(c, s, window, stall).await })
+            let pace = gap.map(|g| Pace {
+                first: started + g.mul_f64(c as f64 / cfg.connections as f64),
+                gap: g,
+            });
+            tokio::spawn(async move { drive(c, s, window, stall, pace).await })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut acks = Vec::new();
     let mut acked_events = 0;
     let mut last_ack = started;
     let mut first_error = None;
@@ -291,7 +433,11 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
         match h.await {
             Ok(Ok(done)) => {
                 acked_events += done.acked_events;
-                latencies.extend(done.latencies);
+                acks.extend(done.acks.iter().map(|a| Ack {
+                    at: a.0.duration_since(started),
+                    latency: a.1,
+                    events: a.2,
+                }));
                 last_ack = last_ack.max(done.last_ack);
             }
             Ok(Err(e)) => {
@@ -303,10 +449,25 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
         }
     }
     let brain = sampler.map(ProcSampler::stop).transpose()?;
+    let rss = match rss {
+        Some((stop, task)) => {
+            let _ = stop.send(());
+            task.await.unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
     if let Some(e) = first_error {
         return Err(e);
     }
+    let intervals = cfg.sample_every.map(|every| intervals(&acks, every, &rss));
+    let trend = cfg
+        .sample_every
+        .zip(intervals.as_deref())
+        .and_then(|(every, iv)| trend(iv, every));
     let seconds = last_ack.duration_since(started).as_secs_f64().max(1e-6);
+    // A soak outlives the operator session (Z4J_SESSION_IDLE_TIMEOUT_SECONDS,
+    // 30 min): sign in again for the check.
+    let op = agent::login_as(&target, &cfg.email, &cfg.password).await?;
     let persisted_tasks = check_persistence(cfg, &op, &target, &run, tasks).await?;
     Ok(Report {
         connections: cfg.connections,
@@ -317,10 +478,55 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
         acked_events,
         seconds,
         events_per_second: acked_events as f64 / seconds,
-        ack_latency_ms: Latency::of(latencies),
+        ack_latency_ms: Latency::of(acks.iter().map(|a| a.latency).collect()),
         brain,
         persisted_tasks,
+        intervals,
+        trend,
     })
+}
+
+type RssTask = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<(Duration, f64)>>,
+);
+
+/// With `--sample-seconds` and `--brain-pid`: the brain's RSS (MiB) every
+/// interval from `started` until told to stop.
+fn rss_samples(cfg: &Config, started: Instant) -> Option<RssTask> {
+    let (every, pid) = (cfg.sample_every?, cfg.brain_pid?);
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::from_std(started + every), every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let sample = (started.elapsed(), crate::procstat::rss_kib(pid) as f64 / 1024.0);
+                    // As it is taken: a run that fails its check still shows its memory.
+                    eprintln!("loadgen: {:.0} s: brain RSS {:.1} MiB", sample.0.as_secs_f64(), sample.1);
+                    out.push(sample);
+                }
+                _ = &mut stopped => return out,
+            }
+        }
+    });
+    Some((stop, task))
+}
+
+/// When a paced connection sends: its first frame at `first`, then one
+/// every `gap`.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    first: Instant,
+    gap: Duration,
+}
+
+impl Pace {
+    fn due(&self, frame: usize) -> Instant {
+        self.first + self.gap.mul_f64(frame as f64)
+    }
 }
 
 async fn credentials(
@@ -357,13 +563,21 @@ async fn credentials(
 
 struct Done {
     acked_events: usize,
-    latencies: Vec<Duration>,
+    /// Per acked frame: when the ack arrived, its latency, its events.
+    acks: Vec<(Instant, Duration, usize)>,
     last_ack: Instant,
 }
 
-/// Sends one connection's frames keeping at most `window` un-acked, and
-/// reads acks by `acked_id`; a rejection or a stall is an error.
-async fn drive(c: usize, s: Stream, window: usize, stall: Duration) -> Result<Done, String> {
+/// Sends one connection's frames keeping at most `window` un-acked (and,
+/// paced, none before it is due), and reads acks by `acked_id`; a rejection
+/// or a stall is an error.
+async fn drive(
+    c: usize,
+    s: Stream,
+    window: usize,
+    stall: Duration,
+    pace: Option<Pace>,
+) -> Result<Done, String> {
     let Stream {
         mut session,
         frames,
@@ -371,7 +585,7 @@ async fn drive(c: usize, s: Stream, window: usize, stall: Duration) -> Result<Do
     let mut in_flight: HashMap<String, (Instant, usize)> = HashMap::new();
     let mut done = Done {
         acked_events: 0,
-        latencies: Vec::with_capacity(frames.count()),
+        acks: Vec::with_capacity(frames.count()),
         last_ack: Instant::now(),
     };
     let total = frames.count();
@@ -395,7 +609,14 @@ async fn drive(c: usize, s: Stream, window: usize, stall: Duration) -> Result<Do
                 .map_err(|e| format!("connection {c}: sending a heartbeat: {e}"))?;
             last_heartbeat = Instant::now();
         }
-        while in_flight.len() < window && next < total {
+        while in_flight.len() < window
+            && next < total
+            && pace.is_none_or(|p| p.due(next) <= Instant::now())
+        {
+            if in_flight.is_empty() {
+                // The stall clock runs only while frames are outstanding.
+                last_ack_at = Instant::now();
+            }
             let (i, events) = (next, frames.frame(next));
             next += 1;
             let id = format!("ev_{c:04x}_{i:010x}");
@@ -405,9 +626,12 @@ async fn drive(c: usize, s: Stream, window: usize, stall: Duration) -> Result<Do
                 .map_err(|e| format!("connection {c}: sending frame {i}: {e}"))?;
             in_flight.insert(id, (Instant::now(), events.len()));
         }
-        let wait = heartbeat_every.min(stall);
+        let mut wait = heartbeat_every.min(stall);
+        if let Some(p) = pace.filter(|_| next < total && in_flight.len() < window) {
+            wait = wait.min(p.due(next).saturating_duration_since(Instant::now()));
+        }
         let msg = match tokio::time::timeout(wait, session.raw.0.next()).await {
-            Err(_) if last_ack_at.elapsed() < stall => continue,
+            Err(_) if in_flight.is_empty() || last_ack_at.elapsed() < stall => continue,
             Err(_) => {
                 return Err(format!(
                 "connection {c}: the brain stopped acking: {} frames outstanding, no ack for {} s",
@@ -443,7 +667,7 @@ async fn drive(c: usize, s: Stream, window: usize, stall: Duration) -> Result<Do
                 };
                 let now = Instant::now();
                 last_ack_at = now;
-                done.latencies.push(now - sent);
+                done.acks.push((now, now - sent, n));
                 done.acked_events += n;
                 done.last_ack = now;
                 acked_frames += 1;
@@ -554,6 +778,8 @@ mod tests {
             stall_timeout: Duration::from_secs(30),
             settle_timeout: Duration::from_secs(5),
             brain_pid: None,
+            rate: None,
+            sample_every: None,
         }
     }
 
@@ -561,7 +787,7 @@ mod tests {
     fn inconsistent_arguments_are_refused_naming_the_flag() {
         assert!(cfg().validate().is_ok());
         type Mutation = fn(&mut Config);
-        let cases: [(Mutation, &str); 7] = [
+        let cases: [(Mutation, &str); 10] = [
             (|c| c.connections = 0, "--connections"),
             (|c| c.batch = 0, "--batch 0"),
             (|c| c.batch = MAX_BATCH + 1, "--batch"),
@@ -569,6 +795,12 @@ mod tests {
             (|c| c.events = 601, "multiple of 3"),
             (|c| c.events = 150, "cannot fill one batch"),
             (|c| c.brain_pid = Some(u32::MAX), "--brain-pid"),
+            (|c| c.rate = Some(0.0), "--rate"),
+            (|c| c.rate = Some(f64::NAN), "--rate"),
+            (
+                |c| c.sample_every = Some(Duration::ZERO),
+                "--sample-seconds",
+            ),
         ];
         for (mutate, needle) in cases {
             let mut c = cfg();
@@ -609,6 +841,62 @@ mod tests {
         assert_eq!(got[3], (0, 3));
         assert_eq!(got[4], (1, 4));
         assert_eq!(got[9], (2, 9));
+    }
+
+    #[test]
+    fn soak_intervals_bucket_acks_and_trends_fit_a_line() {
+        let ack = |s: f64, ms: u64| Ack {
+            at: Duration::from_secs_f64(s),
+            latency: Duration::from_millis(ms),
+            events: 2,
+        };
+        // Two full 10 s intervals and a partial third ending at 25 s.
+        let acks = [ack(1.0, 5), ack(9.0, 7), ack(12.0, 9), ack(25.0, 40)];
+        let rss = [
+            (Duration::from_secs(10), 100.0),
+            (Duration::from_secs(20), 110.0),
+            (Duration::from_secs(25), 500.0),
+        ];
+        let iv = intervals(&acks, Duration::from_secs(10), &rss);
+        let got: Vec<(f64, usize, f64, f64, Option<f64>)> = iv
+            .iter()
+            .map(|i| {
+                (
+                    i.end_seconds,
+                    i.acked_events,
+                    i.events_per_second,
+                    i.ack_p99_ms,
+                    i.rss_mib,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10.0, 4, 0.4, 7.0, Some(100.0)),
+                (20.0, 2, 0.2, 9.0, Some(110.0)),
+                (25.0, 2, 0.4, 40.0, Some(500.0)),
+            ]
+        );
+        // The partial interval is left out of the trend: +2 ms and +10 MiB
+        // per 10 s are +120 ms and +600 MiB per 10 minutes.
+        let t = trend(&iv, Duration::from_secs(10)).expect("two full intervals");
+        assert!((t.p99_ms_per_10_min - 120.0).abs() < 1e-9, "{t:?}");
+        assert_eq!(t.rss_mib_per_10_min.map(f64::round), Some(600.0));
+        assert_eq!(slope(&[(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)]), Some(0.0));
+        assert_eq!(slope(&[(1.0, 3.0)]), None);
+        assert!(intervals(&[], Duration::from_secs(1), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_paced_frame_is_due_a_gap_after_the_previous() {
+        let first = Instant::now();
+        let p = Pace {
+            first,
+            gap: Duration::from_millis(4),
+        };
+        assert_eq!(p.due(0), first);
+        assert_eq!(p.due(250), first + Duration::from_secs(1));
     }
 
     #[test]

@@ -301,6 +301,8 @@ async fn one(b: &Brain, cell: &Cell, events: usize) -> Result<Figures, String> {
         stall_timeout: Duration::from_secs(60),
         settle_timeout: Duration::from_secs(60),
         brain_pid: b.pid(),
+        rate: None,
+        sample_every: None,
     };
     let r = load::run(&cfg).await?;
     Ok(Figures {

@@ -59,6 +59,14 @@ struct Args {
     /// The brain's pid, for its peak RSS and CPU seconds.
     #[arg(long)]
     brain_pid: Option<u32>,
+    /// Offer this many events per second over all connections instead of
+    /// as many as acks allow (a soak; --events sets its length).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Report throughput, p99 ack latency and brain RSS per interval of
+    /// this many seconds, with their slopes per 10 minutes.
+    #[arg(long)]
+    sample_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -92,6 +100,8 @@ async fn main() {
         stall_timeout: Duration::from_secs(a.stall_seconds),
         settle_timeout: Duration::from_secs(a.settle_seconds),
         brain_pid: a.brain_pid,
+        rate: a.rate,
+        sample_every: a.sample_seconds.map(Duration::from_secs),
     };
     match load::run(&cfg).await {
         Ok(report) => {

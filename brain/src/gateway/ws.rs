@@ -335,7 +335,7 @@ async fn attach(
     {
         tracing::warn!(error = %e, "agent worker row not recorded");
     }
-    tracing::info!(agent_id = %cred.agent_id, session_id = %slot.session_id, worker_id = ?hello.worker_id, "agent connected");
+    tracing::info!(agent_id = %cred.agent_id, session_id = %slot.session_id, worker_id = hello.worker_id.as_deref(), "agent connected");
     let binding = Binding {
         agent_id: cred.agent_id.to_string(),
         project_id: cred.project_id.to_string(),
