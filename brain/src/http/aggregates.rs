@@ -287,9 +287,6 @@ async fn recent_failures_route(
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 
-/// The window and bucket of a trends request: 422 for a value outside the
-/// lists, 400 for a pair with more than 500 buckets when `capped` (always,
-/// but for a behaviour mutant).
 /// `window` (absent: `default`); an unknown one is an issue naming it.
 fn window_param(
     q: &HashMap<String, String>,
@@ -307,6 +304,9 @@ fn window_param(
     window
 }
 
+/// The window and bucket of a trends request: 422 for a value outside the
+/// lists, 400 for a pair with more than 500 buckets when `capped` (always,
+/// but for a behaviour mutant).
 pub fn trend_params(
     q: &HashMap<String, String>,
     capped: bool,
@@ -372,10 +372,7 @@ async fn trends_route(
         .map(|p| {
             let mut v = json!(p);
             if let Some(o) = v.as_object_mut() {
-                let t = chrono::DateTime::from_timestamp(p.start, 0)
-                    .map(|t| Ts(t).to_rfc3339())
-                    .unwrap_or_default();
-                o.insert("t".into(), json!(t));
+                o.insert("t".into(), json!(bucket_instant(p.start)));
             }
             v
         })
@@ -385,6 +382,13 @@ async fn trends_route(
         "bucket": b.as_str(),
         "series": series,
     })))
+}
+
+/// A bucket's start (seconds since the epoch) as the API writes instants.
+fn bucket_instant(start: i64) -> String {
+    chrono::DateTime::from_timestamp(start, 0)
+        .map(|t| Ts(t).to_rfc3339())
+        .unwrap_or_default()
 }
 
 /// Each queue's depth over `w` in the window's chart buckets (the first
@@ -418,18 +422,13 @@ async fn queue_depths_route(
     };
     let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
     let queues = depth_series(&state, access.project.id, w, Ts::now()).await?;
-    let at = |start: i64| {
-        chrono::DateTime::from_timestamp(start, 0)
-            .map(|t| Ts(t).to_rfc3339())
-            .unwrap_or_default()
-    };
     let queues: Vec<Value> = queues
         .iter()
         .map(|q| {
             json!({
                 "engine": q.engine,
                 "name": q.name,
-                "points": q.points.iter().map(|p| json!({"t": at(p.start), "depth": p.depth})).collect::<Vec<_>>(),
+                "points": q.points.iter().map(|p| json!({"t": bucket_instant(p.start), "depth": p.depth})).collect::<Vec<_>>(),
             })
         })
         .collect();

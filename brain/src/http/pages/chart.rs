@@ -101,7 +101,8 @@ pub fn throughput(points: &[Point], bucket_secs: i64) -> String {
 /// none, with a titled marker per bucket.
 pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> String {
     const H: f64 = 80.0;
-    let max = points.iter().map(|p| p.depth).max().unwrap_or(0).max(1);
+    let peak = points.iter().map(|p| p.depth).max().unwrap_or(0);
+    let max = peak.max(1);
     let plot_w = WIDTH - LEFT;
     let plot_h = H - BOTTOM;
     let span = (to - from).max(1) as f64;
@@ -112,7 +113,6 @@ pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> Str
             plot_h - p.depth as f64 / max as f64 * (plot_h - 10.0),
         )
     };
-    let peak = points.iter().map(|p| p.depth).max().unwrap_or(0);
     let latest = points
         .last()
         .map_or("no reports".to_owned(), |p| format!("latest {}", p.depth));
