@@ -4,6 +4,7 @@
 use super::Gateway;
 use crate::ingest::{Outcome, OverLimit, Submitted};
 use crate::metrics::Metrics;
+use crate::settings::mutant::Mutant;
 use crate::store::{agents, observed, Ts};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -262,8 +263,20 @@ async fn heartbeat(
         }
         if let Some(engine) = key.strip_suffix(".queue_depths") {
             let depths = observed::parse_queue_depths(value);
-            observed::set_queue_depths(&state.db, conn.project_id, engine, &depths, observed_at)
-                .await?;
+            let keep = if state.settings.mutant(Mutant::DepthLastKept) {
+                observed::MinuteDepth::Last
+            } else {
+                observed::MinuteDepth::Highest
+            };
+            observed::set_queue_depths(
+                &state.db,
+                conn.project_id,
+                engine,
+                &depths,
+                observed_at,
+                keep,
+            )
+            .await?;
         }
     }
     if hb.dropped_events > 0 {

@@ -43,9 +43,11 @@ pub enum Mutant {
     DashboardOriginUnchecked,
     /// A hello's NUL characters go to the database as they came.
     HelloNulKept,
+    /// A queue's minute of depth history keeps its last report, not its highest.
+    DepthLastKept,
 }
 
-const ALL: [(Mutant, &str); 18] = [
+const ALL: [(Mutant, &str); 19] = [
     (Mutant::LockoutNotRearmed, "lockout-not-rearmed"),
     (
         Mutant::LoginFloorSkippedForUnknown,
@@ -76,6 +78,7 @@ const ALL: [(Mutant, &str); 18] = [
         "dashboard-origin-unchecked",
     ),
     (Mutant::HelloNulKept, "hello-nul-kept"),
+    (Mutant::DepthLastKept, "depth-last-kept"),
 ];
 
 /// Whether this build honours `Z4J_MUTANT`.

@@ -30,12 +30,22 @@ pub fn parse_queue_depths(text: &str) -> Vec<(String, i64)> {
     out
 }
 
+/// Which report a minute of depth history keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinuteDepth {
+    /// The highest: a chart shows the peaks.
+    Highest,
+    /// The last (behaviour mutant `depth-last-kept`).
+    Last,
+}
+
 pub async fn set_queue_depths(
     db: &Db,
     project_id: Uuid,
     engine: &str,
     depths: &[(String, i64)],
     at: Ts,
+    keep: MinuteDepth,
 ) -> Result<(), StoreError> {
     let engine = super::text_column(&engine.chars().take(40).collect::<String>());
     let minute = minute_of(at);
@@ -55,13 +65,19 @@ pub async fn set_queue_depths(
         .bind(i32::try_from(*depth).unwrap_or(i32::MAX))
         .fetch_one(p)
         .await)?;
-        // The minute keeps its highest report: a chart shows the peaks.
-        on_db!(db, p => sqlx::query(
-            "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
-             ON CONFLICT (queue_id, minute) DO UPDATE SET depth = CASE \
-             WHEN excluded.depth > queue_depth_samples.depth THEN excluded.depth \
-             ELSE queue_depth_samples.depth END"
-        )
+        let sql = match keep {
+            MinuteDepth::Highest => {
+                "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
+                 ON CONFLICT (queue_id, minute) DO UPDATE SET depth = CASE \
+                 WHEN excluded.depth > queue_depth_samples.depth THEN excluded.depth \
+                 ELSE queue_depth_samples.depth END"
+            }
+            MinuteDepth::Last => {
+                "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
+                 ON CONFLICT (queue_id, minute) DO UPDATE SET depth = excluded.depth"
+            }
+        };
+        on_db!(db, p => sqlx::query(sql)
         .bind(queue_id)
         .bind(minute)
         .bind(*depth)

@@ -1298,6 +1298,13 @@ pub static CASES: &[Case] = &[
         feature = "queue_depth_history"
     ),
     case!(
+        "workers.queue-depth-retention",
+        workers::queue_depth_retention,
+        ["dashboard.queue-depths-retention"],
+        Both,
+        feature = "queue_depth_history"
+    ),
+    case!(
         "dashboard.pages",
         dashboard::pages,
         ["dashboard.pages"],

@@ -23,7 +23,21 @@ async fn run_sql(ctx: &Ctx, home: &Home, pg_name: Option<&str>, stmts: &[String]
 /// A timestamp literal `secs_ago` in the past, in the column format of
 /// the dialect.
 fn ts_ago(pg: bool, secs_ago: i64) -> String {
+    ts_literal(pg, chrono::Utc::now() - chrono::Duration::seconds(secs_ago))
+}
+
+/// The start of the minute `secs_ago` in the past, as [`ts_ago`] writes it
+/// (depth history rows are per minute).
+fn minute_ago(pg: bool, secs_ago: i64) -> String {
+    use chrono::DurationRound;
     let t = chrono::Utc::now() - chrono::Duration::seconds(secs_ago);
+    ts_literal(
+        pg,
+        t.duration_trunc(chrono::Duration::minutes(1)).unwrap_or(t),
+    )
+}
+
+fn ts_literal(pg: bool, t: chrono::DateTime<chrono::Utc>) -> String {
     let text = t.format("%Y-%m-%d %H:%M:%S%.6f");
     if pg {
         format!("'{text}+00'")
@@ -280,6 +294,85 @@ pub async fn event_retention(ctx: Arc<Ctx>) -> R {
         (1, 1),
         "events inside the retention window are kept",
     )
+}
+
+/// Queue depth history lives as long as raw events (30 days by default):
+/// the boot sweep deletes a minute 31 days old and keeps one 29 days old
+/// and the minute the agent just reported.
+pub async fn queue_depth_retention(ctx: Arc<Ctx>) -> R {
+    let (env, pg_name) = ctx.pinned_admin_env(&[]).await?;
+    let pg = pg_name.is_some();
+    let brain = ctx.start_env(env.clone(), None).await?;
+    let op = agent::login(&brain).await?;
+    let creds = op.mint(&brain, "depth-keeper").await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    s.send_heartbeat_with(json!({"rq.queue_depths": "{\"kept-q\": 4}"}))
+        .await?;
+    // A heartbeat has no ack: it is in once the queue shows it.
+    let deadline = Instant::now() + ctx.scaled(5.0);
+    loop {
+        let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
+        let seen = queues
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|q| q["name"] == "kept-q" && q["pending_count"] == 4);
+        if seen {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the heartbeat's depth never landed: {queues}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(s);
+    let home = brain.stop_keep_home().await;
+    let day = 86_400;
+    let seed: Vec<String> = [(31, 31 * day), (29, 29 * day)]
+        .iter()
+        .map(|(depth, age)| {
+            format!(
+                "INSERT INTO queue_depth_samples (queue_id, minute, depth) \
+                 SELECT id, {}, {depth} FROM queues WHERE name = 'kept-q'",
+                minute_ago(pg, *age)
+            )
+        })
+        .collect();
+    run_sql(&ctx, &home, pg_name.as_deref(), &seed).await?;
+    let depths = |ctx: Arc<Ctx>, path: std::path::PathBuf, pg_name: Option<String>| async move {
+        let mut c = super::grey::connect(&ctx, &path, pg_name.as_deref()).await?;
+        let mut out = Vec::new();
+        for d in [4, 29, 31] {
+            let n = c
+                .i64(&format!(
+                    "SELECT COUNT(*) FROM queue_depth_samples WHERE depth = {d}"
+                ))
+                .await?;
+            out.extend(std::iter::repeat_n(d, n as usize));
+        }
+        Ok::<_, String>(out)
+    };
+    ensure_eq(
+        depths(ctx.clone(), home.path.clone(), pg_name.clone()).await?,
+        vec![4, 29, 31],
+        "three minutes stored before the sweep",
+    )?;
+    let brain = ctx.start_env(env, Some(home)).await?;
+    let deadline = Instant::now() + ctx.scaled(5.0);
+    loop {
+        let now = depths(ctx.clone(), brain.home.clone(), pg_name.clone()).await?;
+        if !now.contains(&31) {
+            return ensure_eq(
+                now,
+                vec![4, 29],
+                "the minutes inside the retention window are kept",
+            );
+        }
+        if Instant::now() > deadline {
+            return Err("a depth minute older than 30 days survived the boot sweep".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn event_count(brain: &Brain, op: &Operator, task: &str) -> Result<usize, String> {
