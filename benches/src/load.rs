@@ -407,7 +407,15 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
 
     let sampler = cfg.brain_pid.map(ProcSampler::start);
     let started = Instant::now();
-    let rss = rss_samples(cfg, started);
+    // Per ack while sampling: its latency and events, for the live lines.
+    let (live_tx, live_rx) = match cfg.sample_every {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let rss = live_samples(cfg, started, live_rx);
     // Paced: each connection sends a frame every `gap`, the connections
     // staggered across it, so the offered load is `rate` without bursts.
     let gap = cfg
@@ -422,7 +430,8 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
                 first: started + g.mul_f64(c as f64 / cfg.connections as f64),
                 gap: g,
             });
-            tokio::spawn(async move { drive(c, s, window, stall, pace).await })
+            let live = live_tx.clone();
+            tokio::spawn(async move { drive(c, s, window, stall, pace, live).await })
         })
         .collect();
     let mut acks = Vec::new();
@@ -491,22 +500,44 @@ type RssTask = (
     tokio::task::JoinHandle<Vec<(Duration, f64)>>,
 );
 
-/// With `--sample-seconds` and `--brain-pid`: the brain's RSS (MiB) every
-/// interval from `started` until told to stop.
-fn rss_samples(cfg: &Config, started: Instant) -> Option<RssTask> {
-    let (every, pid) = (cfg.sample_every?, cfg.brain_pid?);
+/// With `--sample-seconds`: every interval from `started` until told to
+/// stop, a line on stderr with the interval's acked events per second, p99
+/// ack latency and (with `--brain-pid`) the brain's RSS, which is also kept
+/// (MiB). Printed as it happens: a run that fails its persistence check, or
+/// is stopped, still shows its trend.
+fn live_samples(
+    cfg: &Config,
+    started: Instant,
+    acks: Option<tokio::sync::mpsc::UnboundedReceiver<(Duration, usize)>>,
+) -> Option<RssTask> {
+    let (every, pid, mut acks) = (cfg.sample_every?, cfg.brain_pid, acks?);
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut out = Vec::new();
+        let (mut latencies, mut events) = (Vec::new(), 0);
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::from_std(started + every), every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let sample = (started.elapsed(), crate::procstat::rss_kib(pid) as f64 / 1024.0);
-                    // As it is taken: a run that fails its check still shows its memory.
-                    eprintln!("loadgen: {:.0} s: brain RSS {:.1} MiB", sample.0.as_secs_f64(), sample.1);
-                    out.push(sample);
+                    let at = started.elapsed();
+                    let mut line = format!(
+                        "loadgen: {:.0} s: {:.0} events/s, ack p99 {:.1} ms",
+                        at.as_secs_f64(),
+                        events as f64 / every.as_secs_f64(),
+                        Latency::of(std::mem::take(&mut latencies)).p99,
+                    );
+                    events = 0;
+                    if let Some(pid) = pid {
+                        let mib = crate::procstat::rss_kib(pid) as f64 / 1024.0;
+                        line.push_str(&format!(", brain RSS {mib:.1} MiB"));
+                        out.push((at, mib));
+                    }
+                    eprintln!("{line}");
+                }
+                Some((latency, n)) = acks.recv() => {
+                    latencies.push(latency);
+                    events += n;
                 }
                 _ = &mut stopped => return out,
             }
@@ -577,6 +608,7 @@ async fn drive(
     window: usize,
     stall: Duration,
     pace: Option<Pace>,
+    live: Option<tokio::sync::mpsc::UnboundedSender<(Duration, usize)>>,
 ) -> Result<Done, String> {
     let Stream {
         mut session,
@@ -668,6 +700,9 @@ async fn drive(
                 let now = Instant::now();
                 last_ack_at = now;
                 done.acks.push((now, now - sent, n));
+                if let Some(live) = &live {
+                    let _ = live.send((now - sent, n));
+                }
                 done.acked_events += n;
                 done.last_ack = now;
                 acked_frames += 1;

@@ -64,7 +64,8 @@ struct Args {
     #[arg(long)]
     rate: Option<f64>,
     /// Report throughput, p99 ack latency and brain RSS per interval of
-    /// this many seconds, with their slopes per 10 minutes.
+    /// this many seconds, with their slopes per 10 minutes; each interval
+    /// is also printed on stderr as it ends.
     #[arg(long)]
     sample_seconds: Option<u64>,
 }
