@@ -59,22 +59,50 @@ pub struct After {
     pub id: Uuid,
 }
 
-/// `name` and `search` are literal substrings, ASCII case-insensitive
-/// (`search` across name, queue, worker and task id; specs/decisions.md
-/// G11). A stored priority is one of ingest's fixed words, so it is safe
-/// as a pattern.
-const TASK_WHERE: &str = "project_id = $1 \
-     AND ($2 IS NULL OR state = $2) \
-     AND ($3 IS NULL OR (',' || $3 || ',') LIKE ('%,' || priority || ',%')) \
-     AND ($4 IS NULL OR lower(name) LIKE $4 ESCAPE '\\') \
-     AND ($5 IS NULL OR lower(name) LIKE $5 ESCAPE '\\' OR lower(queue) LIKE $5 ESCAPE '\\' \
-          OR lower(worker_name) LIKE $5 ESCAPE '\\' OR lower(task_id) LIKE $5 ESCAPE '\\') \
-     AND ($6 IS NULL OR queue = $6) \
-     AND ($7 IS NULL OR worker_name = $7) \
-     AND ($8 IS NULL OR created_at >= $8) \
-     AND ($9 IS NULL OR created_at < $9) \
-     AND ($10 IS NULL OR lower(CAST(args AS TEXT)) LIKE $10 ESCAPE '\\' \
-          OR lower(CAST(kwargs AS TEXT)) LIKE $10 ESCAPE '\\')";
+/// The WHERE of a task listing. `name` and `search` are literal
+/// substrings, ASCII case-insensitive (`search` across name, queue, worker
+/// and task id; specs/decisions.md G11). A stored priority is one of
+/// ingest's fixed words, so it is safe as a pattern. Every parameter is
+/// bound and referenced whatever the filter; an unused one is `$n IS NULL`
+/// and a used one a plain comparison, because `($n IS NULL OR col = $n)`
+/// hides the column's index from SQLite's planner (a count over the last
+/// hour walked the whole project).
+fn task_where(f: &TaskFilter) -> String {
+    let term = |used: bool, n: u8, cond: &str| {
+        if used {
+            cond.to_owned()
+        } else {
+            format!("${n} IS NULL")
+        }
+    };
+    [
+        "project_id = $1".to_owned(),
+        term(f.state.is_some(), 2, "state = $2"),
+        term(
+            f.priorities.is_some(),
+            3,
+            "(',' || $3 || ',') LIKE ('%,' || priority || ',%')",
+        ),
+        term(f.name.is_some(), 4, "lower(name) LIKE $4 ESCAPE '\\'"),
+        term(
+            f.search.is_some(),
+            5,
+            "(lower(name) LIKE $5 ESCAPE '\\' OR lower(queue) LIKE $5 ESCAPE '\\' \
+             OR lower(worker_name) LIKE $5 ESCAPE '\\' OR lower(task_id) LIKE $5 ESCAPE '\\')",
+        ),
+        term(f.queue.is_some(), 6, "queue = $6"),
+        term(f.worker.is_some(), 7, "worker_name = $7"),
+        term(f.since.is_some(), 8, "created_at >= $8"),
+        term(f.until.is_some(), 9, "created_at < $9"),
+        term(
+            f.args.is_some(),
+            10,
+            "(lower(CAST(args AS TEXT)) LIKE $10 ESCAPE '\\' \
+             OR lower(CAST(kwargs AS TEXT)) LIKE $10 ESCAPE '\\')",
+        ),
+    ]
+    .join(" AND ")
+}
 
 /// The `LIKE` pattern of a literal, ASCII case-insensitive substring.
 fn contains(s: &Option<String>) -> Option<String> {
@@ -90,9 +118,13 @@ pub async fn tasks(
     limit: i64,
 ) -> Result<Vec<Task>, StoreError> {
     let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE {TASK_WHERE} \
-         AND ($11 IS NULL OR created_at < $11 OR (created_at = $11 AND id < $12)) \
-         ORDER BY created_at DESC, id DESC LIMIT $13"
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE {} AND {} \
+         ORDER BY created_at DESC, id DESC LIMIT $13",
+        task_where(f),
+        match after {
+            Some(_) => "(created_at < $11 OR (created_at = $11 AND id < $12))",
+            None => "$11 IS NULL AND $12 IS NOT NULL",
+        }
     );
     let (name, search, args) = (contains(&f.name), contains(&f.search), contains(&f.args));
     Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
@@ -114,7 +146,7 @@ pub async fn tasks(
 }
 
 pub async fn count_tasks(db: &Db, project_id: Uuid, f: &TaskFilter) -> Result<i64, StoreError> {
-    let sql = format!("SELECT count(*) FROM tasks WHERE {TASK_WHERE}");
+    let sql = format!("SELECT count(*) FROM tasks WHERE {}", task_where(f));
     let (name, search, args) = (contains(&f.name), contains(&f.search), contains(&f.args));
     Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
         .bind(project_id)
