@@ -232,6 +232,7 @@ pub fn trend(iv: &[Interval], every: Duration) -> Option<Trend> {
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
+    pub p95: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -250,6 +251,7 @@ impl Latency {
         Latency {
             p50: at(0.50),
             p90: at(0.90),
+            p95: at(0.95),
             p99: at(0.99),
             max: at(1.0),
         }

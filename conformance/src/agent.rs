@@ -129,6 +129,23 @@ impl Operator {
         Ok((status, resp.json().await.unwrap_or(Json::Null)))
     }
 
+    /// A GET with the session, the body as text (a page, a CSV).
+    pub async fn get_text(
+        &self,
+        brain: &impl Endpoint,
+        path: &str,
+    ) -> Result<(u16, String), String> {
+        let resp = crate::cases::client()
+            .get(brain.url(path))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| format!("GET {path}: {e}"))?;
+        Ok((status, body))
+    }
+
     pub async fn send(
         &self,
         brain: &impl Endpoint,
