@@ -160,30 +160,77 @@ pub async fn trend_cells(
     since: Ts,
     bucket_secs: i64,
 ) -> Result<Vec<TrendCell>, StoreError> {
-    // The one dialect difference: how an instant becomes epoch seconds.
-    let (bucket, sum) = match db {
-        Db::Sqlite(_) => (
-            "(CAST(strftime('%s', finished_at) AS INTEGER) / $3) * $3",
-            "CAST(coalesce(sum(runtime_ms), 0) AS INTEGER)",
-        ),
-        Db::Postgres(_) => (
-            "(floor(extract(epoch FROM finished_at) / $3) * $3)::bigint",
-            "coalesce(sum(runtime_ms), 0)::bigint",
-        ),
-    };
-    let sql = format!(
-        "SELECT {bucket} AS bucket, state, count(*) AS count, {sum} AS runtime_sum, \
-                count(runtime_ms) AS runtime_count \
-         FROM tasks WHERE project_id = $1 AND finished_at >= $2 \
-         AND state IN ('success', 'failure', 'retry', 'revoked') \
-         GROUP BY 1, 2 ORDER BY 1, 2"
-    );
-    Ok(on_db!(db, p => sqlx::query_as::<_, TrendCell>(&sql)
+    const WHERE: &str = "FROM tasks WHERE project_id = $1 AND finished_at >= $2 \
+         AND state IN ('success', 'failure', 'retry', 'revoked')";
+    match db {
+        // Parsing every row's instant (strftime) was most of the query's
+        // time (about 130 of 160 ms over 100 000 tasks): SQLite groups by
+        // the stored text's minute and the minutes are bucketed here.
+        Db::Sqlite(p) if bucket_secs % 60 == 0 => {
+            let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(&format!(
+                "SELECT substr(finished_at, 1, 16), state, count(*), \
+                 CAST(coalesce(sum(runtime_ms), 0) AS INTEGER), count(runtime_ms) \
+                 {WHERE} GROUP BY 1, 2"
+            ))
+            .bind(project_id)
+            .bind(since)
+            .fetch_all(p)
+            .await?;
+            Ok(minutes_to_buckets(rows, bucket_secs))
+        }
+        Db::Sqlite(p) => Ok(sqlx::query_as::<_, TrendCell>(&format!(
+            "SELECT (CAST(strftime('%s', finished_at) AS INTEGER) / $3) * $3 AS bucket, state, \
+             count(*) AS count, CAST(coalesce(sum(runtime_ms), 0) AS INTEGER) AS runtime_sum, \
+             count(runtime_ms) AS runtime_count {WHERE} GROUP BY 1, 2 ORDER BY 1, 2"
+        ))
         .bind(project_id)
         .bind(since)
         .bind(bucket_secs)
         .fetch_all(p)
-        .await)?)
+        .await?),
+        Db::Postgres(p) => Ok(sqlx::query_as::<_, TrendCell>(&format!(
+            "SELECT (floor(extract(epoch FROM finished_at) / $3) * $3)::bigint AS bucket, state, \
+             count(*) AS count, coalesce(sum(runtime_ms), 0)::bigint AS runtime_sum, \
+             count(runtime_ms) AS runtime_count {WHERE} GROUP BY 1, 2 ORDER BY 1, 2"
+        ))
+        .bind(project_id)
+        .bind(since)
+        .bind(bucket_secs)
+        .fetch_all(p)
+        .await?),
+    }
+}
+
+/// Per-minute cells (`YYYY-MM-DD HH:MM` as stored, state, count, runtime
+/// sum and count) merged into `bucket_secs`-wide cells (a multiple of 60),
+/// ordered by bucket and state; a minute that does not parse is skipped.
+fn minutes_to_buckets(
+    rows: Vec<(String, String, i64, i64, i64)>,
+    bucket_secs: i64,
+) -> Vec<TrendCell> {
+    let mut cells: std::collections::BTreeMap<(i64, String), TrendCell> = Default::default();
+    for (minute, state, count, runtime_sum, runtime_count) in rows {
+        let Ok(at) =
+            chrono::NaiveDateTime::parse_from_str(&minute.replacen('T', " ", 1), "%Y-%m-%d %H:%M")
+        else {
+            continue;
+        };
+        let secs = at.and_utc().timestamp();
+        let bucket = secs.div_euclid(bucket_secs) * bucket_secs;
+        let c = cells
+            .entry((bucket, state.clone()))
+            .or_insert_with(|| TrendCell {
+                bucket,
+                state,
+                count: 0,
+                runtime_sum: 0,
+                runtime_count: 0,
+            });
+        c.count += count;
+        c.runtime_sum += runtime_sum;
+        c.runtime_count += runtime_count;
+    }
+    cells.into_values().collect()
 }
 
 /// A project's commands: `(pending or dispatched, completed, failed,
@@ -281,4 +328,49 @@ pub async fn issue_engines(
         .bind(f.seen_since)
         .fetch_all(p)
         .await)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_merge_into_epoch_aligned_buckets_in_order() {
+        let row = |m: &str, s: &str, n: i64| (m.to_owned(), s.to_owned(), n, 10 * n, n);
+        let cells = minutes_to_buckets(
+            vec![
+                row("2026-12-04 13:04", "success", 2),
+                row("2026-12-04 13:00", "success", 1),
+                row("2026-12-04 13:05", "success", 4),
+                row("2026-12-04T13:01", "failure", 3),
+                row("not a minute", "success", 100),
+            ],
+            300,
+        );
+        let at = |hm: &str| {
+            chrono::NaiveDateTime::parse_from_str(&format!("2026-12-04 {hm}"), "%Y-%m-%d %H:%M")
+                .map(|t| t.and_utc().timestamp())
+                .unwrap_or_default()
+        };
+        let got: Vec<(i64, &str, i64, i64, i64)> = cells
+            .iter()
+            .map(|c| {
+                (
+                    c.bucket,
+                    c.state.as_str(),
+                    c.count,
+                    c.runtime_sum,
+                    c.runtime_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (at("13:00"), "failure", 3, 30, 3),
+                (at("13:00"), "success", 3, 30, 3),
+                (at("13:05"), "success", 4, 40, 4),
+            ]
+        );
+    }
 }

@@ -200,12 +200,20 @@ pub async fn events(
     after: Option<After>,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Event>(
-        "SELECT id, project_id, agent_id, engine, task_id, kind, occurred_at, payload FROM events \
+    // Without statistics SQLite walks the primary key (every event of the
+    // project, newest first) rather than this index: 50-100 ms for one
+    // task among 300 000 events, against well under 1 ms.
+    let from = match db {
+        Db::Sqlite(_) => "events INDEXED BY ix_events_project_task",
+        Db::Postgres(_) => "events",
+    };
+    let sql = format!(
+        "SELECT id, project_id, agent_id, engine, task_id, kind, occurred_at, payload FROM {from} \
          WHERE project_id = $1 AND engine = $2 AND task_id = $3 \
          AND ($4 IS NULL OR occurred_at < $4 OR (occurred_at = $4 AND id < $5)) \
          ORDER BY occurred_at DESC, id DESC LIMIT $6"
-    )
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, Event>(&sql)
     .bind(project_id)
     .bind(engine)
     .bind(task_id)
