@@ -5,6 +5,21 @@ pub mod compare;
 pub mod load;
 pub mod procstat;
 
+/// The brain a load tool talks to and the operator it signs in as (agents
+/// are minted and results read through the REST API with it).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrainLogin {
+    /// Base URL of the brain.
+    #[arg(long, default_value = "http://127.0.0.1:7700")]
+    pub url: String,
+    /// Operator e-mail.
+    #[arg(long, default_value = z4j_conformance::agent::ADMIN_EMAIL)]
+    pub email: String,
+    /// Operator password.
+    #[arg(long, default_value = z4j_conformance::agent::ADMIN_PASSWORD)]
+    pub password: String,
+}
+
 use z4j_protocol::json::Object;
 use z4j_protocol::{Binding, FrameType, ProjectKey, Signer, Value};
 

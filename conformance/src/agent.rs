@@ -118,15 +118,10 @@ pub async fn login_as(
 }
 
 impl Operator {
+    /// A GET with the session, the body as JSON (`null` when it is not).
     pub async fn get(&self, brain: &impl Endpoint, path: &str) -> Result<(u16, Json), String> {
-        let resp = crate::cases::client()
-            .get(brain.url(path))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .map_err(|e| format!("GET {path}: {e}"))?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Json::Null)))
+        let (status, body) = self.get_text(brain, path).await?;
+        Ok((status, serde_json::from_str(&body).unwrap_or(Json::Null)))
     }
 
     /// A GET with the session, the body as text (a page, a CSV).

@@ -15,6 +15,7 @@
 use clap::Parser;
 use futures_util::{stream, StreamExt};
 use std::time::{Duration, Instant};
+use z4j_benches::BrainLogin;
 use z4j_conformance::agent::{self, Target};
 
 #[derive(Parser)]
@@ -23,12 +24,8 @@ use z4j_conformance::agent::{self, Target};
     about = "Idle agent connections per GiB of brain memory"
 )]
 struct Args {
-    #[arg(long, default_value = "http://127.0.0.1:7700")]
-    url: String,
-    #[arg(long, default_value = agent::ADMIN_EMAIL)]
-    email: String,
-    #[arg(long, default_value = agent::ADMIN_PASSWORD)]
-    password: String,
+    #[command(flatten)]
+    login: BrainLogin,
     /// Connections to hold (at most 10 000).
     #[arg(long, default_value_t = 4000)]
     connections: usize,
@@ -58,8 +55,8 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
     if a.per_agent == 0 || a.per_agent > 64 {
         return Err("--per-agent must be 1..=64".into());
     }
-    let brain = Target::from_url(&a.url)?;
-    let op = agent::login_as(&brain, &a.email, &a.password).await?;
+    let brain = Target::from_url(&a.login.url)?;
+    let op = agent::login_as(&brain, &a.login.email, &a.login.password).await?;
     let mut creds = Vec::new();
     for i in 0..a.connections.div_ceil(a.per_agent) {
         creds.push(

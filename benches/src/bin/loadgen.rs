@@ -9,7 +9,7 @@
 use clap::Parser;
 use std::time::Duration;
 use z4j_benches::load::{self, Config, Shape};
-use z4j_conformance::agent;
+use z4j_benches::BrainLogin;
 
 #[derive(Parser)]
 #[command(
@@ -17,15 +17,8 @@ use z4j_conformance::agent;
     about = "Durable-ingest load generator for z4j brains"
 )]
 struct Args {
-    /// Base URL of the brain.
-    #[arg(long, default_value = "http://127.0.0.1:7700")]
-    url: String,
-    /// Operator login (agents are minted and the persistence check reads
-    /// the REST API with it).
-    #[arg(long, default_value = agent::ADMIN_EMAIL)]
-    email: String,
-    #[arg(long, default_value = agent::ADMIN_PASSWORD)]
-    password: String,
+    #[command(flatten)]
+    login: BrainLogin,
     /// Stream as this existing agent instead of minting (with --hmac-secret).
     #[arg(long, requires = "hmac_secret")]
     agent_token: Option<String>,
@@ -81,9 +74,9 @@ async fn main() {
     let a = Args::parse();
     let agent = a.agent_token.zip(a.hmac_secret);
     let cfg = Config {
-        url: a.url,
-        email: a.email,
-        password: a.password,
+        url: a.login.url,
+        email: a.login.email,
+        password: a.login.password,
         shape: if agent.is_some() {
             Shape::Workers
         } else {

@@ -12,18 +12,14 @@ use clap::Parser;
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 use z4j_benches::load::Latency;
+use z4j_benches::BrainLogin;
 use z4j_conformance::agent::{self, Operator, Target};
 
 #[derive(Parser)]
 #[command(about = "Times task listings, filters and pages of a populated project")]
 struct Args {
-    /// Base URL of the brain.
-    #[arg(long, default_value = "http://127.0.0.1:7700")]
-    url: String,
-    #[arg(long, default_value = agent::ADMIN_EMAIL)]
-    email: String,
-    #[arg(long, default_value = agent::ADMIN_PASSWORD)]
-    password: String,
+    #[command(flatten)]
+    login: BrainLogin,
     /// The project whose tasks are listed.
     #[arg(long, default_value = "default")]
     project: String,
@@ -65,8 +61,8 @@ async fn run(a: &Args) -> Result<Vec<String>, String> {
     if a.repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
-    let target = Target::from_url(&a.url)?;
-    let op = agent::login_as(&target, &a.email, &a.password)
+    let target = Target::from_url(&a.login.url)?;
+    let op = agent::login_as(&target, &a.login.email, &a.login.password)
         .await
         .map_err(|e| format!("{e} (check --email/--password)"))?;
     let api = format!("/api/v1/projects/{}/tasks", a.project);
@@ -129,15 +125,11 @@ fn routes(a: &Args, api: &str, sample: &Json) -> Result<Vec<Route>, String> {
     let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let page = format!("/projects/{}/tasks", a.project);
+    // Query values and path segments alike: every byte but the unreserved.
     let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
     };
     let r = |label, path: String| Route { label, path };
     Ok(vec![

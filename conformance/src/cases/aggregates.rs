@@ -1021,6 +1021,34 @@ pub async fn issues(ctx: Arc<Ctx>) -> R {
     Ok(())
 }
 
+/// Waits until the default project's queue `name` shows `depth`: a
+/// heartbeat has no ack, so its report is in once the queue shows it.
+pub(super) async fn wait_for_depth(
+    brain: &Brain,
+    op: &Operator,
+    name: &str,
+    depth: i64,
+    wait: Duration,
+) -> R {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let (_, queues) = op.get(brain, "/api/v1/projects/default/queues").await?;
+        let now = queues
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|q| q["name"] == name)
+            .and_then(|q| q["pending_count"].as_i64());
+        if now == Some(depth) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{name} never showed depth {depth}: {queues}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Queue depth over time (issue 20): each minute keeps the highest depth
 /// the heartbeats reported, a window's buckets the highest of their
 /// minutes; at most 50 queues per response, the first by name; the
@@ -1041,24 +1069,7 @@ pub async fn queue_depths(ctx: Arc<Ctx>) -> R {
         s.send_heartbeat_with(json!({"rq.queue_depths": Json::Object(depths).to_string()}))
             .await?;
     }
-    // A heartbeat has no ack: the last report is in once the queue shows it.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
-        let now = queues
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|q| q["name"] == "dq-00")
-            .and_then(|q| q["pending_count"].as_i64());
-        if now == Some(5) {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("the third report never landed: {queues}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_depth(&brain, &op, "dq-00", 5, WAIT).await?;
     let sent_at = chrono::Utc::now().timestamp();
 
     let (status, body) = op

@@ -308,23 +308,7 @@ pub async fn queue_depth_retention(ctx: Arc<Ctx>) -> R {
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;
     s.send_heartbeat_with(json!({"rq.queue_depths": "{\"kept-q\": 4}"}))
         .await?;
-    // A heartbeat has no ack: it is in once the queue shows it.
-    let deadline = Instant::now() + ctx.scaled(5.0);
-    loop {
-        let (_, queues) = op.get(&brain, "/api/v1/projects/default/queues").await?;
-        let seen = queues
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|q| q["name"] == "kept-q" && q["pending_count"] == 4);
-        if seen {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the heartbeat's depth never landed: {queues}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    super::aggregates::wait_for_depth(&brain, &op, "kept-q", 4, ctx.scaled(5.0)).await?;
     drop(s);
     let home = brain.stop_keep_home().await;
     let day = 86_400;
