@@ -15,7 +15,9 @@ pub struct StaleTask {
 }
 
 /// Tasks still `started`, `pending` or `retry` whose age anchor is older
-/// than `before`, oldest first.
+/// than `before`, oldest first. The predicate and the expression are those
+/// of the partial index `ix_tasks_inflight_since` (migration 0016): change
+/// them together or the sweep scans every task again.
 pub async fn stale_tasks(db: &Db, before: Ts, limit: i64) -> Result<Vec<StaleTask>, StoreError> {
     Ok(on_db!(db, p => sqlx::query_as::<_, StaleTask>(
         "SELECT project_id, engine, task_id FROM tasks \
