@@ -410,13 +410,10 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
     let sampler = cfg.brain_pid.map(ProcSampler::start);
     let started = Instant::now();
     // Per ack while sampling: its latency and events, for the live lines.
-    let (live_tx, live_rx) = match cfg.sample_every {
-        Some(_) => {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    let (live_tx, live_rx) = cfg
+        .sample_every
+        .map(|_| tokio::sync::mpsc::unbounded_channel())
+        .unzip();
     let rss = live_samples(cfg, started, live_rx);
     // Paced: each connection sends a frame every `gap`, the connections
     // staggered across it, so the offered load is `rate` without bursts.

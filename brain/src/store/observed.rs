@@ -49,6 +49,17 @@ pub async fn set_queue_depths(
 ) -> Result<(), StoreError> {
     let engine = super::text_column(&engine.chars().take(40).collect::<String>());
     let minute = minute_of(at);
+    let kept = match keep {
+        MinuteDepth::Highest => {
+            "CASE WHEN excluded.depth > queue_depth_samples.depth THEN excluded.depth \
+             ELSE queue_depth_samples.depth END"
+        }
+        MinuteDepth::Last => "excluded.depth",
+    };
+    let sample_sql = format!(
+        "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
+         ON CONFLICT (queue_id, minute) DO UPDATE SET depth = {kept}"
+    );
     for (name, depth) in depths {
         let queue_id: Uuid = on_db!(db, p => sqlx::query_scalar(
             "INSERT INTO queues (id, project_id, engine, name, last_seen_at, pending_count, created_at, updated_at) \
@@ -65,19 +76,7 @@ pub async fn set_queue_depths(
         .bind(i32::try_from(*depth).unwrap_or(i32::MAX))
         .fetch_one(p)
         .await)?;
-        let sql = match keep {
-            MinuteDepth::Highest => {
-                "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
-                 ON CONFLICT (queue_id, minute) DO UPDATE SET depth = CASE \
-                 WHEN excluded.depth > queue_depth_samples.depth THEN excluded.depth \
-                 ELSE queue_depth_samples.depth END"
-            }
-            MinuteDepth::Last => {
-                "INSERT INTO queue_depth_samples (queue_id, minute, depth) VALUES ($1, $2, $3) \
-                 ON CONFLICT (queue_id, minute) DO UPDATE SET depth = excluded.depth"
-            }
-        };
-        on_db!(db, p => sqlx::query(sql)
+        on_db!(db, p => sqlx::query(&sample_sql)
         .bind(queue_id)
         .bind(minute)
         .bind(*depth)
