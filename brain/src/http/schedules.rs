@@ -893,26 +893,43 @@ async fn misfire_list(
     let rows = crate::store::audit::of_action(
         &state.db,
         project_id,
-        "scheduler.misfire_detected",
+        MISFIRE_ACTION,
         target.as_deref(),
         limit,
     )
     .await?;
-    Ok(Json(Value::Array(
-        rows.iter()
-            .map(|r| {
-                let m = &r.metadata.0;
-                json!({
-                    "schedule_id": r.target_id,
-                    "detected_at": r.occurred_at.to_rfc3339(),
-                    "expected_fire_at": m["expected_fire_at"],
-                    "lateness_seconds": m["lateness_seconds"],
-                    "grace_seconds": m["grace_seconds"],
-                    "name": m["name"],
-                    "engine": m["engine"],
-                    "kind": m["kind"],
-                })
-            })
-            .collect(),
-    )))
+    Ok(Json(Value::Array(rows.iter().map(misfire_json).collect())))
+}
+
+const MISFIRE_ACTION: &str = "scheduler.misfire_detected";
+
+fn misfire_json(r: &crate::store::audit::AuditRow) -> Value {
+    let m = &r.metadata.0;
+    json!({
+        "schedule_id": r.target_id,
+        "detected_at": r.occurred_at.to_rfc3339(),
+        "expected_fire_at": m["expected_fire_at"],
+        "lateness_seconds": m["lateness_seconds"],
+        "grace_seconds": m["grace_seconds"],
+        "name": m["name"],
+        "engine": m["engine"],
+        "kind": m["kind"],
+    })
+}
+
+/// The project's misfire episodes detected at or after `since`, newest
+/// first, at most `limit` (the schedules page's banner).
+pub async fn misfires_since(
+    state: &Shared,
+    project_id: Uuid,
+    since: Ts,
+    limit: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let rows =
+        crate::store::audit::of_action(&state.db, project_id, MISFIRE_ACTION, None, limit).await?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.occurred_at >= since)
+        .map(misfire_json)
+        .collect())
 }

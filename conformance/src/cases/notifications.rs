@@ -598,6 +598,16 @@ pub async fn schedule_misfired(ctx: Arc<Ctx>) -> R {
         1,
         "misfire notifications for one episode",
     )?;
+    // The schedules page names the episode in its banner.
+    if ctx.target.has("html_dashboard") {
+        let b = misfire_banner(&brain, &op).await?.unwrap_or_default();
+        ensure(
+            b.contains("<strong>1 misfire in the last 24 h</strong>")
+                && b.contains(&format!("/projects/default/schedules/{late}\">late</a>"))
+                && !b.contains("resting"),
+            format!("the banner names the late schedule's one episode: {b:?}"),
+        )?;
+    }
     ensure_eq(
         misfires(format!("{SCHEDULES}/{paused}/misfires"))
             .await?
@@ -635,6 +645,13 @@ pub async fn schedule_misfired(ctx: Arc<Ctx>) -> R {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    if ctx.target.has("html_dashboard") {
+        let b = misfire_banner(&brain, &op).await?.unwrap_or_default();
+        ensure(
+            b.contains("<strong>2 misfires in the last 24 h</strong>"),
+            format!("the banner counts both episodes: {b:?}"),
+        )?;
+    }
     // limit clamped silently to 1..1000 (default 50).
     for (q, want) in [
         ("?limit=1", 1),
@@ -662,7 +679,29 @@ pub async fn schedule_misfired(ctx: Arc<Ctx>) -> R {
     create(&brain, &op, "unwatched", json!({"expression": "5s"})).await?;
     tokio::time::sleep(ctx.scaled(12.0)).await;
     let (_, body) = op.get(&brain, &all).await?;
-    ensure_eq(body, json!([]), "misfires with the detector off")
+    ensure_eq(body, json!([]), "misfires with the detector off")?;
+    if ctx.target.has("html_dashboard") {
+        ensure_eq(
+            misfire_banner(&brain, &op).await?,
+            None,
+            "no banner without misfires",
+        )?;
+    }
+    Ok(())
+}
+
+/// The schedules page's misfire banner, if it has one.
+async fn misfire_banner(
+    brain: &crate::brain::Brain,
+    op: &agent::Operator,
+) -> Result<Option<String>, String> {
+    let (st, _, html) =
+        super::dashboard::page(brain, Some(&op.cookie), "/projects/default/schedules").await?;
+    ensure_eq(st, 200, "the schedules page")?;
+    Ok(html.find("<section class=\"banner misfires\"").map(|at| {
+        let rest = &html[at..];
+        rest[..rest.find("</section>").unwrap_or(rest.len())].to_owned()
+    }))
 }
 
 /// The misfire detector's cron times are croniter's: for cron schedules in

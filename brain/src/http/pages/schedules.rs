@@ -19,6 +19,12 @@ use minijinja::{context, Value};
 const PAGE_SIZE: i64 = 50;
 /// Fires on a schedule's page (the reference shows the last 50).
 const FIRES_SHOWN: i64 = 50;
+/// The misfire banner: detections of the last 24 h (as the reference's),
+/// counted up to 50 (the misfire list's default page) and the newest 5
+/// named.
+const MISFIRE_WINDOW_SECS: i64 = 24 * 3600;
+const MISFIRES_COUNTED: i64 = 50;
+const MISFIRES_SHOWN: usize = 5;
 
 fn choices() -> (Vec<&'static str>, Vec<&'static str>) {
     (
@@ -44,9 +50,19 @@ pub(super) async fn schedules(
             format!("/projects/{slug}/schedules?{qs}")
         });
         let (kinds, catch_ups) = choices();
+        let misfires = rest::misfires_since(
+            &state,
+            a.project.id,
+            crate::store::Ts::now().plus_seconds(-MISFIRE_WINDOW_SECS),
+            MISFIRES_COUNTED,
+        )
+        .await?;
         Ok(page.render(
             "schedules.html",
             context! {
+                misfires => Value::from_serialize(misfires.iter().take(MISFIRES_SHOWN).collect::<Vec<_>>()),
+                misfire_count => misfires.len(),
+                misfires_capped => misfires.len() as i64 == MISFIRES_COUNTED,
                 schedules => Value::from_serialize(&items),
                 threshold => state.settings.schedule_circuit_breaker_threshold,
                 own => Z4J_SCHEDULER,
