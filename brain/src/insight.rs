@@ -3,7 +3,8 @@
 //! trend windows and buckets with their cap, and a sparse series filled for
 //! a chart. Pure: the store counts, this decides; REST and pages share it.
 
-use crate::store::aggregates::{Counters, TrendCell};
+use crate::store::aggregates::{Counters, LatencyCell, TrendCell};
+use crate::store::commands::Status as CommandStatus;
 use crate::store::observed::DepthSample;
 use crate::store::Ts;
 use serde::Serialize;
@@ -434,6 +435,64 @@ pub fn depth_series(samples: &[DepthSample], bucket_secs: i64) -> Vec<DepthSerie
     out
 }
 
+/// One bucket of finished commands: how many the agents answered (and
+/// how fast, from issue to result) and how many timed out unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LatencyPoint {
+    /// Bucket start, seconds since the epoch.
+    #[serde(skip)]
+    pub start: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub timed_out: i64,
+    /// Mean (truncated) and highest wait of the answered ones; none
+    /// when every command of the bucket timed out.
+    pub mean_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+}
+
+/// The sparse latency series: a point per bucket that has cells (ordered
+/// by bucket), statuses other than the three finished ones ignored.
+pub fn latency_series(cells: &[LatencyCell]) -> Vec<LatencyPoint> {
+    let mut out: Vec<(LatencyPoint, i64)> = Vec::new();
+    for c in cells {
+        if out.last().is_none_or(|(p, _)| p.start != c.bucket) {
+            out.push((
+                LatencyPoint {
+                    start: c.bucket,
+                    completed: 0,
+                    failed: 0,
+                    timed_out: 0,
+                    mean_ms: None,
+                    max_ms: None,
+                },
+                0,
+            ));
+        }
+        let Some((p, sum)) = out.last_mut() else {
+            continue;
+        };
+        match CommandStatus::parse(&c.status) {
+            Some(CommandStatus::Completed) => p.completed += c.count,
+            Some(CommandStatus::Failed) => p.failed += c.count,
+            Some(CommandStatus::Timeout) => {
+                p.timed_out += c.count;
+                continue;
+            }
+            _ => continue,
+        }
+        *sum += c.sum_ms;
+        p.max_ms = Some(p.max_ms.unwrap_or(0).max(c.max_ms));
+    }
+    out.into_iter()
+        .map(|(mut p, sum)| {
+            let answered = p.completed + p.failed;
+            p.mean_ms = (answered > 0).then(|| sum / answered);
+            p
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,6 +648,33 @@ mod tests {
         assert_eq!((s[0].success, s[0].failure, s[0].total), (2, 1, 3));
         assert_eq!(s[0].avg_runtime_ms, Some(7), "21 / 3 truncated");
         assert_eq!((s[1].revoked, s[1].avg_runtime_ms), (1, None));
+    }
+
+    #[test]
+    fn latency_means_the_answered_and_counts_timeouts_apart() {
+        let cell = |bucket, status: &str, count, sum_ms, max_ms| LatencyCell {
+            bucket,
+            status: status.into(),
+            count,
+            sum_ms,
+            max_ms,
+        };
+        let s = latency_series(&[
+            cell(60, "completed", 2, 1000, 700),
+            cell(60, "failed", 1, 2001, 2001),
+            cell(60, "timeout", 4, 0, 0),
+            cell(120, "timeout", 1, 0, 0),
+            cell(180, "pending", 1, 5, 5),
+        ]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            (s[0].completed, s[0].failed, s[0].timed_out),
+            (2, 1, 4),
+            "{s:?}"
+        );
+        assert_eq!((s[0].mean_ms, s[0].max_ms), (Some(1000), Some(2001)));
+        assert_eq!((s[1].timed_out, s[1].mean_ms, s[1].max_ms), (1, None, None));
+        assert_eq!((s[2].completed, s[2].mean_ms), (0, None), "not finished");
     }
 
     #[test]

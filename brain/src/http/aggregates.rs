@@ -31,6 +31,10 @@ pub fn routes() -> Router<Shared> {
             "/api/v1/projects/{slug}/queue-depths",
             get(queue_depths_route),
         )
+        .route(
+            "/api/v1/projects/{slug}/command-latency",
+            get(command_latency_route),
+        )
 }
 
 fn rate(c: &Counters) -> f64 {
@@ -436,6 +440,48 @@ async fn queue_depths_route(
         "window": w.as_str(),
         "bucket": w.chart_bucket().as_str(),
         "queues": queues,
+    })))
+}
+
+/// The project's commands finished in `w`, per chart bucket of the
+/// window: answered, failed, timed out, and the wait from issue to result.
+pub async fn latency_series(
+    state: &Shared,
+    project_id: Uuid,
+    w: Window,
+    now: Ts,
+) -> Result<Vec<insight::LatencyPoint>, ApiError> {
+    let bucket = w.chart_bucket().secs();
+    let cells =
+        aggregates::command_latency(&state.db, project_id, now.plus_seconds(-w.secs()), bucket)
+            .await?;
+    Ok(insight::latency_series(&cells))
+}
+
+async fn command_latency_route(
+    State(state): State<Shared>,
+    Path(slug): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let mut issues = Vec::new();
+    let Some(w) = window_param(&Query::parse(raw).0, Window::H24, &mut issues) else {
+        return Err(ApiError::Schema(issues));
+    };
+    let access = access::project(&state, &headers, &slug, Role::Viewer).await?;
+    let points = latency_series(&state, access.project.id, w, Ts::now()).await?;
+    let points: Vec<Value> = points
+        .iter()
+        .map(|p| {
+            let mut v = json!(p);
+            v["t"] = json!(bucket_instant(p.start));
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "window": w.as_str(),
+        "bucket": w.chart_bucket().as_str(),
+        "points": points,
     })))
 }
 

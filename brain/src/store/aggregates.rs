@@ -253,6 +253,59 @@ pub async fn command_counts(
     .await)?)
 }
 
+/// One (bucket, status) cell of a project's answered or timed-out
+/// commands, bucketed by when they finished.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LatencyCell {
+    /// Bucket start, seconds since the Unix epoch.
+    pub bucket: i64,
+    pub status: String,
+    pub count: i64,
+    /// Sum and maximum of issue-to-result milliseconds; 0 for timeouts,
+    /// whose wait says only what the timeout was.
+    pub sum_ms: i64,
+    pub max_ms: i64,
+}
+
+/// Commands of the project that finished (`completed`, `failed` or
+/// `timeout`) at or after `since`, per `bucket_secs`-wide epoch-aligned
+/// bucket, with how long each took from issue to the agent's result.
+pub async fn command_latency(
+    db: &Db,
+    project_id: Uuid,
+    since: Ts,
+    bucket_secs: i64,
+) -> Result<Vec<LatencyCell>, StoreError> {
+    // The dialects differ in turning instants into epoch seconds and
+    // intervals into milliseconds; a negative wait (clocks of two
+    // replicas) counts as 0.
+    let (bucket, wait) = match db {
+        Db::Sqlite(_) => (
+            "(CAST(strftime('%s', completed_at) AS INTEGER) / $3) * $3",
+            "max(CAST(round((julianday(completed_at) - julianday(issued_at)) * 86400000.0) AS INTEGER), 0)",
+        ),
+        Db::Postgres(_) => (
+            "(floor(extract(epoch FROM completed_at) / $3) * $3)::bigint",
+            "greatest(round(extract(epoch FROM completed_at - issued_at) * 1000)::bigint, 0)",
+        ),
+    };
+    let ms = format!("CASE WHEN status = 'timeout' THEN 0 ELSE {wait} END");
+    let sql = format!(
+        "SELECT {bucket} AS bucket, status, count(*) AS count, \
+                CAST(coalesce(sum({ms}), 0) AS BIGINT) AS sum_ms, \
+                CAST(coalesce(max({ms}), 0) AS BIGINT) AS max_ms \
+         FROM commands WHERE project_id = $1 AND completed_at >= $2 \
+           AND status IN ('completed', 'failed', 'timeout') \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    Ok(on_db!(db, p => sqlx::query_as::<_, LatencyCell>(&sql)
+        .bind(project_id)
+        .bind(since)
+        .bind(bucket_secs)
+        .fetch_all(p)
+        .await)?)
+}
+
 /// One failure group of a project's tasks.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IssueRow {

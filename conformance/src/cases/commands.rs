@@ -1063,3 +1063,160 @@ pub async fn bulk_retry_selection(ctx: Arc<Ctx>) -> R {
         format!("nothing matching: nothing sent (422): {status} {r}"),
     )
 }
+
+/// Command latency (issue 20): the commands that finished in a window, per
+/// chart bucket, answered (completed and failed) apart from timed out, with
+/// the mean and longest wait from issue to the agent's result; the
+/// commands page draws the same series.
+pub async fn latency(ctx: Arc<Ctx>) -> R {
+    let (brain, op, creds) = setup(
+        &ctx,
+        &[
+            ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
+            ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
+        ],
+    )
+    .await?;
+    let mut s = agent::connect(&brain, &creds, Some("w")).await?;
+    let result = |status: &'static str| {
+        [
+            ("status", z4j_protocol::Value::str(status)),
+            ("result", z4j_protocol::Value::Null),
+            ("error", z4j_protocol::Value::Null),
+            ("delivery_claim_token", z4j_protocol::Value::Null),
+        ]
+    };
+    // Acked 400 ms after the frame came, answered after a known wait: the
+    // latency runs from issue to result, not from the ack.
+    let mut answered = Vec::new();
+    for (task, wait_ms, status, done) in [
+        ("lat-1", 600_u64, "success", "completed"),
+        ("lat-2", 1_800, "failed", "failed"),
+    ] {
+        let (code, c) = issue(&brain, &op, "cancel-task", cancel_body(&creds, task)).await?;
+        ensure_eq(code, 202, &format!("issue {task}: {c}"))?;
+        let id = c["id"].as_str().unwrap_or_default().to_owned();
+        let frame = next_command(&mut s).await?;
+        ensure_eq(frame["id"].as_str(), Some(id.as_str()), "command frame id")?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.send_signed(
+            FrameType::CommandAck,
+            &id,
+            &[("delivery_claim_token", z4j_protocol::Value::Null)],
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        s.send_signed(FrameType::CommandResult, &id, &result(status))
+            .await?;
+        wait_status(&brain, &op, &id, done, WAIT).await?;
+        answered.push(id);
+    }
+    // Never answered: times out after 10 s.
+    let (code, c) = issue(&brain, &op, "cancel-task", cancel_body(&creds, "lat-3")).await?;
+    ensure_eq(code, 202, &format!("issue lat-3: {c}"))?;
+    let id = c["id"].as_str().unwrap_or_default().to_owned();
+    next_command(&mut s).await?;
+    wait_status(&brain, &op, &id, "timeout", ctx.scaled(20.0)).await?;
+
+    // The buckets may straddle a minute: judge the sums over the points.
+    let totals = |body: &Json, bucket: i64| -> Result<(i64, i64, i64, i64, i64), String> {
+        let now = chrono::Utc::now().timestamp();
+        let (mut completed, mut failed, mut timed_out, mut weighted, mut longest) = (0, 0, 0, 0, 0);
+        for p in body["points"].as_array().into_iter().flatten() {
+            let t = p["t"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .ok_or(format!("a point without an instant: {p}"))?
+                .timestamp();
+            ensure(
+                t % bucket == 0 && t <= now && t > now - 5 * 60 - bucket,
+                format!("a {bucket} s bucket start of the last minutes: {p} ({now})"),
+            )?;
+            let n = |k: &str| p[k].as_i64().unwrap_or(0);
+            let answered = n("completed") + n("failed");
+            ensure(
+                (answered == 0) == p["mean_ms"].is_null()
+                    && p["mean_ms"].is_null() == p["max_ms"].is_null(),
+                format!("a mean and a longest exactly where commands were answered: {p}"),
+            )?;
+            completed += n("completed");
+            failed += n("failed");
+            timed_out += n("timed_out");
+            weighted += n("mean_ms") * answered;
+            longest = longest.max(n("max_ms"));
+        }
+        let answered = completed + failed;
+        Ok((
+            completed,
+            failed,
+            timed_out,
+            weighted / answered.max(1),
+            longest,
+        ))
+    };
+    let (status, body) = op
+        .get(&brain, "/api/v1/projects/default/command-latency")
+        .await?;
+    ensure_eq(status, 200, &format!("command latency: {body}"))?;
+    ensure_eq(
+        (body["window"].as_str(), body["bucket"].as_str()),
+        (Some("24h"), Some("15m")),
+        "the default window and its bucket",
+    )?;
+    let check = |what: &str, t: (i64, i64, i64, i64, i64)| -> R {
+        let (completed, failed, timed_out, mean, longest) = t;
+        ensure_eq(
+            (completed, failed, timed_out),
+            (1, 1, 1),
+            &format!("{what}: one completed, one failed, one timed out"),
+        )?;
+        // Waits of 400 + 600 and 400 + 1 800 ms, plus the round trips.
+        ensure(
+            (1_600..3_100).contains(&mean),
+            format!("{what}: mean {mean} ms, want (1 000 + 2 200) / 2 plus at most 1.5 s"),
+        )?;
+        ensure(
+            (2_200..3_700).contains(&longest),
+            format!("{what}: longest {longest} ms, want 2 200 plus at most 1.5 s"),
+        )
+    };
+    check("24h", totals(&body, 900)?)?;
+    let (status, hour) = op
+        .get(&brain, "/api/v1/projects/default/command-latency?window=1h")
+        .await?;
+    ensure_eq(
+        (status, hour["bucket"].as_str()),
+        (200, Some("1m")),
+        &format!("1h: {hour}"),
+    )?;
+    check("1h", totals(&hour, 60)?)?;
+    let (status, bad) = op
+        .get(&brain, "/api/v1/projects/default/command-latency?window=2h")
+        .await?;
+    ensure_eq(
+        (status, bad["detail"][0]["loc"].clone()),
+        (422, json!(["query", "window"])),
+        &format!("an unknown window is named: {bad}"),
+    )?;
+    let (status, _) = op
+        .get(&brain, "/api/v1/projects/no-such/command-latency")
+        .await?;
+    ensure_eq(status, 404, "an unknown project")?;
+
+    let (status, _, html) = super::dashboard::page(
+        &brain,
+        Some(&op.cookie),
+        "/projects/default/commands?window=1h",
+    )
+    .await?;
+    ensure_eq(status, 200, "the commands page")?;
+    ensure(
+        html.contains("<svg class=\"chart latency\"")
+            && html.contains("aria-label=\"Command latency: 2 answered, longest "),
+        format!("the commands page draws the latency of the two answered commands: {html}"),
+    )?;
+    ensure(
+        html.contains("1 timed out\""),
+        "the chart's label counts the timed-out command",
+    )
+}

@@ -1694,6 +1694,19 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
     .await?;
     shot(b, "task").await;
     console_clean(b, "the project and task pages").await?;
+    // The commands page charts the retry's round trip.
+    b.goto(&brain.url("/projects/default/commands?window=1h"))
+        .await
+        .map_err(|e| e.to_string())?;
+    until(
+        b,
+        "(document.querySelector('svg.chart.latency') || {getAttribute: () => ''}).getAttribute('aria-label').startsWith('Command latency: 1 answered')",
+        wait,
+        "the latency chart with the answered retry",
+    )
+    .await?;
+    shot(b, "commands").await;
+    console_clean(b, "the commands page").await?;
     agents_steps(b, brain).await
 }
 

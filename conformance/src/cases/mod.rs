@@ -1298,6 +1298,13 @@ pub static CASES: &[Case] = &[
         feature = "queue_depth_history"
     ),
     case!(
+        "dashboard.command-latency",
+        commands::latency,
+        ["dashboard.command-latency"],
+        Both,
+        feature = "command_latency"
+    ),
+    case!(
         "workers.queue-depth-retention",
         workers::queue_depth_retention,
         ["dashboard.queue-depths-retention"],

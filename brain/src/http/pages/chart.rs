@@ -1,10 +1,11 @@
 //! Charts drawn by the server as SVG: task throughput as bars (successes
-//! solid, failures hatched, readable without colour) and a queue's depth as
-//! a line with a marker per bucket; every bar and marker is titled with its
-//! numbers. Only numbers and instants go in, so nothing needs escaping (the
+//! solid, failures hatched, readable without colour), a queue's depth as
+//! a line with a marker per bucket, and command latency as a solid mean
+//! line with round markers beside a dashed maximum with square ones; every
+//! bar and marker is titled with its numbers. Only numbers and instants go in, so nothing needs escaping (the
 //! page names the chart in its caption).
 
-use crate::insight::{DepthPoint, Point};
+use crate::insight::{DepthPoint, LatencyPoint, Point};
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 720.0;
@@ -126,24 +127,8 @@ pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> Str
          <text class=\"tick\" x=\"{x}\" y=\"{plot_h}\" text-anchor=\"end\">0</text>",
         x = LEFT - 4.0
     );
-    // One polyline per run of adjacent buckets.
-    let mut run: Vec<(f64, f64)> = Vec::new();
-    let flush = |run: &mut Vec<(f64, f64)>, s: &mut String| {
-        if run.len() > 1 {
-            let pts: Vec<String> = run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-            let _ = write!(s, "<polyline class=\"line\" points=\"{}\"/>", pts.join(" "));
-        }
-        run.clear();
-    };
-    let mut previous: Option<i64> = None;
-    for p in points {
-        if previous.is_some_and(|q| p.start - q > bucket_secs) {
-            flush(&mut run, &mut s);
-        }
-        run.push(xy(p));
-        previous = Some(p.start);
-    }
-    flush(&mut run, &mut s);
+    let line: Vec<(i64, (f64, f64))> = points.iter().map(|p| (p.start, xy(p))).collect();
+    polylines(&mut s, "line", &line, bucket_secs);
     let with_date = to - from > 12 * 3600;
     for p in points {
         let (x, y) = xy(p);
@@ -162,6 +147,128 @@ pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> Str
         label(to, with_date)
     );
     s
+}
+
+/// One polyline of class `class` per run of adjacent buckets in `pts`
+/// (bucket start, point), so a bucket without data breaks the line.
+fn polylines(s: &mut String, class: &str, pts: &[(i64, (f64, f64))], bucket_secs: i64) {
+    let mut run: Vec<String> = Vec::new();
+    let flush = |run: &mut Vec<String>, s: &mut String| {
+        if run.len() > 1 {
+            let _ = write!(
+                s,
+                "<polyline class=\"{class}\" points=\"{}\"/>",
+                run.join(" ")
+            );
+        }
+        run.clear();
+    };
+    let mut previous: Option<i64> = None;
+    for (start, (x, y)) in pts {
+        if previous.is_some_and(|q| start - q > bucket_secs) {
+            flush(&mut run, s);
+        }
+        run.push(format!("{x:.1},{y:.1}"));
+        previous = Some(*start);
+    }
+    flush(&mut run, s);
+}
+
+/// Commands answered over the window `from..to`: the mean wait from issue
+/// to result per bucket (solid line, round markers) and the longest
+/// (dashed, square markers); a bucket with timeouts carries a cross on the
+/// axis. Times in milliseconds, the axis scaled to the longest wait.
+pub fn latency(points: &[LatencyPoint], from: i64, to: i64, bucket_secs: i64) -> String {
+    const H: f64 = 120.0;
+    let peak = points.iter().filter_map(|p| p.max_ms).max().unwrap_or(0);
+    let max = peak.max(1);
+    let plot_w = WIDTH - LEFT;
+    let plot_h = H - BOTTOM;
+    let span = (to - from).max(1) as f64;
+    let x_of = |start: i64| {
+        let mid = (start - from) as f64 + bucket_secs as f64 / 2.0;
+        LEFT + (mid / span).clamp(0.0, 1.0) * plot_w
+    };
+    let y_of = |ms: i64| plot_h - ms as f64 / max as f64 * (plot_h - 10.0);
+    let answered: i64 = points.iter().map(|p| p.completed + p.failed).sum();
+    let timed_out: i64 = points.iter().map(|p| p.timed_out).sum();
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"chart latency\" viewBox=\"0 0 {WIDTH} {H}\" role=\"img\" \
+         aria-label=\"Command latency: {answered} answered, longest {peak} ms, {timed_out} timed out\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\
+         <line class=\"axis\" x1=\"{LEFT}\" y1=\"{plot_h}\" x2=\"{WIDTH}\" y2=\"{plot_h}\"/>\
+         <text class=\"tick\" x=\"{x}\" y=\"10\" text-anchor=\"end\">{}</text>\
+         <text class=\"tick\" x=\"{x}\" y=\"{plot_h}\" text-anchor=\"end\">0</text>",
+        ms_label(max),
+        x = LEFT - 4.0
+    );
+    let mean: Vec<(i64, (f64, f64))> = points
+        .iter()
+        .filter_map(|p| p.mean_ms.map(|m| (p.start, (x_of(p.start), y_of(m)))))
+        .collect();
+    let longest: Vec<(i64, (f64, f64))> = points
+        .iter()
+        .filter_map(|p| p.max_ms.map(|m| (p.start, (x_of(p.start), y_of(m)))))
+        .collect();
+    polylines(&mut s, "line", &mean, bucket_secs);
+    polylines(&mut s, "line dashed", &longest, bucket_secs);
+    for p in points {
+        let x = x_of(p.start);
+        let _ = write!(
+            s,
+            "<g><title>{}: {} answered ({} failed), mean {}, longest {}, {} timed out</title>",
+            label(p.start, true),
+            p.completed + p.failed,
+            p.failed,
+            p.mean_ms.map_or("-".into(), ms_label),
+            p.max_ms.map_or("-".into(), ms_label),
+            p.timed_out
+        );
+        // The square first: where mean and longest meet, both show.
+        if let Some(m) = p.max_ms {
+            let _ = write!(
+                s,
+                "<rect class=\"mark\" x=\"{:.1}\" y=\"{:.1}\" width=\"5\" height=\"5\"/>",
+                x - 2.5,
+                y_of(m) - 2.5
+            );
+        }
+        if let Some(m) = p.mean_ms {
+            let _ = write!(
+                s,
+                "<circle class=\"mark\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"2.5\"/>",
+                y_of(m)
+            );
+        }
+        if p.timed_out > 0 {
+            let _ = write!(
+                s,
+                "<text class=\"timeout\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">\u{d7}</text>",
+                plot_h - 2.0
+            );
+        }
+        s.push_str("</g>");
+    }
+    let with_date = to - from > 12 * 3600;
+    let _ = write!(
+        s,
+        "<text class=\"tick\" x=\"{LEFT}\" y=\"{H}\">{}</text>\
+         <text class=\"tick\" x=\"{WIDTH}\" y=\"{H}\" text-anchor=\"end\">{}</text></svg>",
+        label(from, with_date),
+        label(to, with_date)
+    );
+    s
+}
+
+/// Milliseconds as a reader wants them: `850 ms`, `2.4 s`.
+fn ms_label(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +308,45 @@ mod tests {
         let svg = throughput(&[], 3600);
         assert!(svg.contains("0 in all, 0 failed"));
         assert!(!svg.contains("class=\"ok\"") && !svg.contains("class=\"bad\""));
+    }
+
+    #[test]
+    fn latency_draws_mean_and_longest_apart_and_marks_timeouts() {
+        let p = |start: i64, mean: Option<i64>, max: Option<i64>, timed_out: i64| LatencyPoint {
+            start,
+            completed: i64::from(mean.is_some()) * 2,
+            failed: 0,
+            timed_out,
+            mean_ms: mean,
+            max_ms: max,
+        };
+        let svg = latency(
+            &[
+                p(0, Some(400), Some(900), 0),
+                p(60, Some(1500), Some(2400), 1),
+                p(120, None, None, 2),
+                p(240, Some(100), Some(100), 0),
+            ],
+            0,
+            3600,
+            60,
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(
+            svg.contains("6 answered, longest 2400 ms, 3 timed out"),
+            "{svg}"
+        );
+        // 0 and 60 are a run for each line; 240 stands alone.
+        assert_eq!(svg.matches("<polyline class=\"line\"").count(), 1);
+        assert_eq!(svg.matches("<polyline class=\"line dashed\"").count(), 1);
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert_eq!(svg.matches("<rect class=\"mark\"").count(), 3);
+        assert_eq!(svg.matches("class=\"timeout\"").count(), 2);
+        assert!(svg.contains(">2.4 s</text>"), "the axis names the longest");
+        assert!(svg.contains("mean 1.5 s, longest 2.4 s, 1 timed out</title>"));
+        assert!(!svg.contains("style="), "no inline style under the CSP");
+        let empty = latency(&[], 0, 3600, 60);
+        assert!(empty.contains("0 answered, longest 0 ms, 0 timed out"));
     }
 
     #[test]

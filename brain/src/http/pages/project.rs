@@ -507,6 +507,10 @@ pub(super) async fn commands(
     let r: Result<Response, PageError> = async {
         let (a, page, q) = listing_page(&state, &headers, &slug, "commands", raw).await?;
         let status = q.get("status").and_then(|s| CommandStatus::parse(s));
+        let window = q
+            .get("window")
+            .and_then(|w| Window::parse(w))
+            .unwrap_or(Window::H24);
         let after = decode_cursor(q.get("cursor")).map(|c| (c.at, c.id));
         let mut rows =
             crate::store::commands::list(&state.db, a.project.id, status, after, PAGE_SIZE + 1)
@@ -518,9 +522,32 @@ pub(super) async fn commands(
             if let Some(s) = status {
                 qs.append_pair("status", s.as_str());
             }
+            if window != Window::H24 {
+                qs.append_pair("window", window.as_str());
+            }
             qs.append_pair("cursor", &encode_cursor(c.issued_at, c.id));
             format!("/projects/{slug}/commands?{}", qs.finish())
         });
+        let now = Ts::now();
+        let points = aggregates::latency_series(&state, a.project.id, window, now).await?;
+        let to = now.0.timestamp();
+        let latency = chart::latency(
+            &points,
+            to - window.secs(),
+            to,
+            window.chart_bucket().secs(),
+        );
+        let latency_rows: Vec<Value> = points
+            .iter()
+            .rev()
+            .map(|p| {
+                Value::from_serialize(serde_json::json!({
+                    "when": when(chrono::DateTime::from_timestamp(p.start, 0).map(Ts)),
+                    "completed": p.completed, "failed": p.failed, "timed_out": p.timed_out,
+                    "mean": p.mean_ms, "max": p.max_ms,
+                }))
+            })
+            .collect();
         let full = a.role >= Role::Operator;
         let items: Vec<serde_json::Value> = rows
             .iter()
@@ -546,6 +573,11 @@ pub(super) async fn commands(
                 statuses => CommandStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
                 status => status.map(|s| s.as_str()).unwrap_or_default(),
                 next,
+                latency => Value::from_safe_string(latency),
+                latency_rows,
+                windows => Window::ALL.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
+                window => window.as_str(),
+                bucket => window.chart_bucket().as_str(),
             },
         ))
     }
