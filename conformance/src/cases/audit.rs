@@ -904,6 +904,12 @@ pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
             status == 200 && html.contains("Next walk within 86400 s"),
             format!("the system page with the interval unset: {status}"),
         )?;
+        let (status, _, html) =
+            super::dashboard::page(&daily, Some(&op.cookie), "/projects/default/audit").await?;
+        ensure(
+            status == 200 && html.contains("rows, intact. Next walk within 86400 s"),
+            format!("the audit page shows the clean walk: {status}"),
+        )?;
     }
     if !ctx.target.has("schema_z4j_rs") {
         return Ok(());
@@ -925,6 +931,14 @@ pub async fn chain_verifier(ctx: Arc<Ctx>) -> R {
                 && html.contains("did not verify")
                 && html.contains(&format!("row {first}")),
             format!("the system page names the broken row {first}: {status}"),
+        )?;
+        let (status, _, html) =
+            super::dashboard::page(&brain, Some(&op.cookie), "/projects/default/audit").await?;
+        ensure(
+            status == 200
+                && html.contains("did not verify")
+                && html.contains(&format!("row {first}")),
+            format!("the audit page warns of the broken row {first}: {status}"),
         )?;
     }
     Ok(())

@@ -34,13 +34,6 @@ pub(super) async fn system(State(state): State<Shared>, headers: HeaderMap) -> R
     let r: Result<Response, PageError> = async {
         let caller = global_admin(&state, &headers, "/system").await?;
         let (snapshot, source) = state.versions.current();
-        // This replica's last walk (one replica walks each interval).
-        let chain = state
-            .metrics
-            .audit_chain_last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let snapshot = crate::http::system::public(&state, &snapshot, &source);
         let page = Page::signed(&state, "system", &caller);
         Ok(page.render(
@@ -48,9 +41,8 @@ pub(super) async fn system(State(state): State<Shared>, headers: HeaderMap) -> R
             context! {
                 snapshot => Value::from_serialize(&snapshot),
                 database => state.db.kind(),
-                chain_enabled => state.settings.audit_chain_verify_enabled,
-                chain_interval => state.settings.audit_chain_verify_interval_seconds,
-                chain => Value::from_serialize(&chain),
+                brain_wide => true,
+                ..super::chain_context(&state)
             },
         ))
     }

@@ -100,6 +100,10 @@ fn templates() -> &'static Environment<'static> {
             ("workers.html", include_str!("templates/workers.html")),
             ("audit.html", include_str!("templates/audit.html")),
             (
+                "chain_status.html",
+                include_str!("templates/chain_status.html"),
+            ),
+            (
                 "notifications.html",
                 include_str!("templates/notifications.html"),
             ),
@@ -128,6 +132,22 @@ fn templates() -> &'static Environment<'static> {
         });
         env
     })
+}
+
+/// The audit chain's last verification on this replica (one replica walks
+/// each interval) and its settings, for `chain_status.html`.
+fn chain_context(state: &Shared) -> Value {
+    let chain = state
+        .metrics
+        .audit_chain_last
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    context! {
+        chain_enabled => state.settings.audit_chain_verify_enabled,
+        chain_interval => state.settings.audit_chain_verify_interval_seconds,
+        chain => Value::from_serialize(&chain),
+    }
 }
 
 /// Why a page is not shown.
@@ -548,6 +568,38 @@ mod tests {
             "{fleet}"
         );
         assert!(fleet.contains("unreachable</span> <span class=\"muted\">unreachable: refused"));
+    }
+
+    #[test]
+    fn chain_status_keeps_brain_wide_details_for_global_admins() {
+        let env = templates();
+        let render = |brain_wide: bool| {
+            env.get_template("chain_status.html")
+                .and_then(|t| {
+                    t.render(context! {
+                        brain_wide, chain_enabled => true, chain_interval => 900,
+                        chain => Value::from_serialize(serde_json::json!({
+                            "at": "2026-12-04T10:00:00+00:00", "outcome": "failed",
+                            "rows": 41, "problem": "row 42: link broken",
+                        })),
+                    })
+                })
+                .unwrap_or_default()
+        };
+        let admin = render(true);
+        assert!(
+            admin.contains("did not verify")
+                && admin.contains("41 rows")
+                && admin.contains("row 42")
+        );
+        let auditor = render(false);
+        assert!(
+            auditor.contains("did not verify") && auditor.contains("Ask a brain administrator")
+        );
+        assert!(
+            !auditor.contains("41") && !auditor.contains("row 42"),
+            "{auditor}"
+        );
     }
 
     #[test]

@@ -658,7 +658,8 @@ pub(super) async fn workers(
 }
 
 /// The audit log for auditors and admins (a 404 for other roles), with the
-/// REST filters and a link to its JSON export.
+/// REST filters, a link to its JSON export and the chain's last
+/// verification (brain-wide details for global admins only).
 pub(super) async fn audit(
     State(state): State<Shared>,
     Path(slug): Path<String>,
@@ -708,6 +709,8 @@ pub(super) async fn audit(
                 outcomes => ["allow", "deny", "success", "failure"],
                 next,
                 filters_qs,
+                brain_wide => a.caller.user.is_admin,
+                ..super::chain_context(&state)
             },
         ))
     }
