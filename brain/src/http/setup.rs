@@ -241,7 +241,7 @@ async fn setup_page(State(state): State<Shared>) -> Result<Response, ApiError> {
     let (status, csp, body) = if open {
         (
             StatusCode::OK,
-            format!("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+            format!("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
             SETUP_HTML.replace("{nonce}", &nonce),
         )
     } else {
@@ -264,13 +264,16 @@ async fn setup_page(State(state): State<Shared>) -> Result<Response, ApiError> {
 }
 
 const SETUP_HTML: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>z4j setup</title>
-<style nonce="{nonce}">body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem}button{margin-top:1rem;padding:.5rem 1rem}#err{color:#b00020}</style></head>
-<body><h1>Create the z4j admin</h1>
-<form id="f"><label for="email">Email</label><input id="email" type="email" required autocomplete="username">
-<label for="name">Display name</label><input id="name" autocomplete="name">
-<label for="pw">Password <span id="hint"></span></label><input id="pw" type="password" required autocomplete="new-password">
-<button type="submit">Create admin</button><p id="err" role="alert"></p></form>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Create the admin · z4j</title>
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"></head>
+<body><header class="top"><span class="brand">z4j</span><span class="spacer"></span></header>
+<main><section class="card narrow"><h1>Create the z4j admin</h1>
+<p class="muted">The first account: a global admin. This link works once.</p>
+<form id="f"><label>E-mail <input id="email" type="email" required autocomplete="username" autofocus></label>
+<label>Display name <input id="name" autocomplete="name"></label>
+<label>Password <span id="hint"></span> <input id="pw" type="password" required autocomplete="new-password"></label>
+<button type="submit">Create admin</button><p class="error" id="err" role="alert"></p></form></section></main>
 <script nonce="{nonce}">
 const token = new URLSearchParams(location.search).get("token") || "";
 fetch("/api/v1/auth/policy").then(r => r.json()).then(p => { document.getElementById("hint").textContent = "(at least " + p.min_length + " characters)"; });

@@ -1473,6 +1473,59 @@ pub async fn browser_flow(ctx: Arc<Ctx>) -> R {
     r
 }
 
+/// The README's first run, in a real browser: a brain with no users and
+/// no bootstrap admin prints a setup URL; the person opens it, creates the
+/// admin with the keyboard alone and lands signed in at home; the URL is
+/// dead after that.
+pub async fn browser_setup(ctx: Arc<Ctx>) -> R {
+    let driver = chromedriver().await?;
+    let brain = ctx.start(&[("Z4J_LOGIN_MIN_DURATION_MS", "0")]).await?;
+    let (token, _) = super::first_boot::wait_setup_url(&brain).await?;
+    let url = brain.url(&format!("/setup?token={token}"));
+    let b = browser(&driver).await?;
+    let r = async {
+        let wait = Duration::from_secs(10);
+        b.goto(&url).await.map_err(|e| e.to_string())?;
+        until(
+            &b,
+            "document.getElementById('hint').textContent.includes('at least')",
+            wait,
+            "the setup form with the password policy",
+        )
+        .await?;
+        tab_to(&b, "#email", "the e-mail field").await?;
+        keys(
+            &b,
+            &format!(
+                "first-admin@example.com{TAB}First Admin{TAB}{}",
+                agent::ADMIN_PASSWORD
+            ),
+        )
+        .await?;
+        shot(&b, "setup").await;
+        keys(&b, ENTER).await?;
+        until(
+            &b,
+            "location.pathname === '/home' && document.body.innerText.includes('first-admin@example.com')",
+            wait,
+            "the new admin, signed in at home",
+        )
+        .await?;
+        console_clean(&b, "setup and home").await?;
+        b.goto(&url).await.map_err(|e| e.to_string())?;
+        until(
+            &b,
+            "document.title === 'Not found' && !document.getElementById('f')",
+            wait,
+            "the setup URL is dead once an admin exists",
+        )
+        .await
+    }
+    .await;
+    let _ = b.close().await;
+    r
+}
+
 async fn shot(b: &fantoccini::Client, name: &str) {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");

@@ -56,7 +56,7 @@ pub async fn postgres_needs_secrets(ctx: Arc<Ctx>) -> R {
 }
 
 /// The token of the setup URL printed on stderr, and the expiry line.
-fn setup_url(b: &Brain) -> Option<(String, String)> {
+pub(super) fn setup_url(b: &Brain) -> Option<(String, String)> {
     let err = b.stderr.text();
     let at = err.find("/setup?token=")?;
     let token: String = err[at + "/setup?token=".len()..]
@@ -71,7 +71,7 @@ fn setup_url(b: &Brain) -> Option<(String, String)> {
     Some((token, expires))
 }
 
-async fn wait_setup_url(b: &Brain) -> Result<(String, String), String> {
+pub(super) async fn wait_setup_url(b: &Brain) -> Result<(String, String), String> {
     for _ in 0..100 {
         if let Some(v) = setup_url(b) {
             return Ok(v);

@@ -1346,6 +1346,13 @@ pub static CASES: &[Case] = &[
         feature = "html_dashboard"
     ),
     case!(
+        "dashboard.browser-setup",
+        dashboard::browser_setup,
+        ["dashboard.browser"],
+        SqliteOnly,
+        feature = "html_dashboard"
+    ),
+    case!(
         "hostile.slow-clients",
         hostile::slow_clients,
         ["hardening.slow-clients"],
