@@ -1049,6 +1049,26 @@ pub(super) async fn wait_for_depth(
     }
 }
 
+/// A per-project window route (`/api/v1/projects/{slug}/{route}`): an
+/// unknown window is a 422 naming it, an unknown project a 404.
+pub(super) async fn refusals(brain: &Brain, op: &Operator, route: &str) -> R {
+    let (status, bad) = op
+        .get(
+            brain,
+            &format!("/api/v1/projects/default/{route}?window=2h"),
+        )
+        .await?;
+    ensure_eq(
+        (status, bad["detail"][0]["loc"].clone()),
+        (422, json!(["query", "window"])),
+        &format!("{route}: an unknown window is named: {bad}"),
+    )?;
+    let (status, _) = op
+        .get(brain, &format!("/api/v1/projects/no-such/{route}"))
+        .await?;
+    ensure_eq(status, 404, &format!("{route}: an unknown project"))
+}
+
 /// Queue depth over time (issue 20): each minute keeps the highest depth
 /// the heartbeats reported, a window's buckets the highest of their
 /// minutes; at most 50 queues per response, the first by name; the
@@ -1129,18 +1149,7 @@ pub async fn queue_depths(ctx: Arc<Ctx>) -> R {
         vec![9],
         &format!("one five-minute bucket: {five:?}"),
     )?;
-    let (status, bad) = op
-        .get(&brain, "/api/v1/projects/default/queue-depths?window=2h")
-        .await?;
-    ensure_eq(
-        (status, bad["detail"][0]["loc"].clone()),
-        (422, json!(["query", "window"])),
-        &format!("an unknown window is named: {bad}"),
-    )?;
-    let (status, _) = op
-        .get(&brain, "/api/v1/projects/no-such/queue-depths")
-        .await?;
-    ensure_eq(status, 404, "an unknown project")?;
+    refusals(&brain, &op, "queue-depths").await?;
 
     let (status, _, html) =
         super::dashboard::page(&brain, Some(&op.cookie), "/projects/default/workers").await?;

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use z4j_protocol::FrameType;
 
 const WAIT: Duration = Duration::from_secs(10);
+/// The shortest command timeout (10 s) and a sweep every second.
+const FAST_TIMEOUT: &[(&str, &str)] = &[
+    ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
+    ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
+];
 
 pub(super) async fn issue(
     brain: &Brain,
@@ -344,14 +349,7 @@ pub async fn longpoll_delivery(ctx: Arc<Ctx>) -> R {
 }
 
 pub async fn timeout_sweep(ctx: Arc<Ctx>) -> R {
-    let (brain, op, creds) = setup(
-        &ctx,
-        &[
-            ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
-            ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
-        ],
-    )
-    .await?;
+    let (brain, op, creds) = setup(&ctx, FAST_TIMEOUT).await?;
     let started = Instant::now();
     let issued = issue(&brain, &op, "cancel-task", cancel_body(&creds, "slow")).await?;
     let id = issued_id(&brain, &op, issued, ("target_id", "rq:slow"), 503).await?;
@@ -617,14 +615,7 @@ pub async fn refusals(ctx: Arc<Ctx>) -> R {
 /// `?wait=N` (decisions K1): 200 with the outcome, 504 command_timeout when
 /// the sweeper expires it, 202 while in flight.
 pub async fn wait_outcome(ctx: Arc<Ctx>) -> R {
-    let (brain, op, creds) = setup(
-        &ctx,
-        &[
-            ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
-            ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
-        ],
-    )
-    .await?;
+    let (brain, op, creds) = setup(&ctx, FAST_TIMEOUT).await?;
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;
     let route = "cancel-task?wait=20";
     // Answered while the caller waits: 200 with the result.
@@ -1069,14 +1060,7 @@ pub async fn bulk_retry_selection(ctx: Arc<Ctx>) -> R {
 /// the mean and longest wait from issue to the agent's result; the
 /// commands page draws the same series.
 pub async fn latency(ctx: Arc<Ctx>) -> R {
-    let (brain, op, creds) = setup(
-        &ctx,
-        &[
-            ("Z4J_COMMAND_TIMEOUT_SECONDS", "10"),
-            ("Z4J_COMMAND_TIMEOUT_SWEEP_SECONDS", "1"),
-        ],
-    )
-    .await?;
+    let (brain, op, creds) = setup(&ctx, FAST_TIMEOUT).await?;
     let mut s = agent::connect(&brain, &creds, Some("w")).await?;
     let result = |status: &'static str| {
         [
@@ -1190,18 +1174,7 @@ pub async fn latency(ctx: Arc<Ctx>) -> R {
         &format!("1h: {hour}"),
     )?;
     check("1h", totals(&hour, 60)?)?;
-    let (status, bad) = op
-        .get(&brain, "/api/v1/projects/default/command-latency?window=2h")
-        .await?;
-    ensure_eq(
-        (status, bad["detail"][0]["loc"].clone()),
-        (422, json!(["query", "window"])),
-        &format!("an unknown window is named: {bad}"),
-    )?;
-    let (status, _) = op
-        .get(&brain, "/api/v1/projects/no-such/command-latency")
-        .await?;
-    ensure_eq(status, 404, "an unknown project")?;
+    super::aggregates::refusals(&brain, &op, "command-latency").await?;
 
     let (status, _, html) = super::dashboard::page(
         &brain,

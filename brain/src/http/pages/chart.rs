@@ -104,13 +104,10 @@ pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> Str
     const H: f64 = 80.0;
     let peak = points.iter().map(|p| p.depth).max().unwrap_or(0);
     let max = peak.max(1);
-    let plot_w = WIDTH - LEFT;
     let plot_h = H - BOTTOM;
-    let span = (to - from).max(1) as f64;
     let xy = |p: &DepthPoint| {
-        let mid = (p.start - from) as f64 + bucket_secs as f64 / 2.0;
         (
-            LEFT + (mid / span).clamp(0.0, 1.0) * plot_w,
+            bucket_x(p.start, from, to, bucket_secs),
             plot_h - p.depth as f64 / max as f64 * (plot_h - 10.0),
         )
     };
@@ -129,7 +126,6 @@ pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> Str
     );
     let line: Vec<(i64, (f64, f64))> = points.iter().map(|p| (p.start, xy(p))).collect();
     polylines(&mut s, "line", &line, bucket_secs);
-    let with_date = to - from > 12 * 3600;
     for p in points {
         let (x, y) = xy(p);
         let _ = write!(
@@ -139,14 +135,28 @@ pub fn depth(points: &[DepthPoint], from: i64, to: i64, bucket_secs: i64) -> Str
             p.depth
         );
     }
+    window_ends(&mut s, H, from, to);
+    s
+}
+
+/// The x of a bucket's middle on a chart of the window `from..to`.
+fn bucket_x(start: i64, from: i64, to: i64, bucket_secs: i64) -> f64 {
+    let span = (to - from).max(1) as f64;
+    let mid = (start - from) as f64 + bucket_secs as f64 / 2.0;
+    LEFT + (mid / span).clamp(0.0, 1.0) * (WIDTH - LEFT)
+}
+
+/// The window's first and last instants under the axis, and the closing
+/// tag; a window over half a day names the date too.
+fn window_ends(s: &mut String, height: f64, from: i64, to: i64) {
+    let with_date = to - from > 12 * 3600;
     let _ = write!(
         s,
-        "<text class=\"tick\" x=\"{LEFT}\" y=\"{H}\">{}</text>\
-         <text class=\"tick\" x=\"{WIDTH}\" y=\"{H}\" text-anchor=\"end\">{}</text></svg>",
+        "<text class=\"tick\" x=\"{LEFT}\" y=\"{height}\">{}</text>\
+         <text class=\"tick\" x=\"{WIDTH}\" y=\"{height}\" text-anchor=\"end\">{}</text></svg>",
         label(from, with_date),
         label(to, with_date)
     );
-    s
 }
 
 /// One polyline of class `class` per run of adjacent buckets in `pts`
@@ -182,13 +192,8 @@ pub fn latency(points: &[LatencyPoint], from: i64, to: i64, bucket_secs: i64) ->
     const H: f64 = 120.0;
     let peak = points.iter().filter_map(|p| p.max_ms).max().unwrap_or(0);
     let max = peak.max(1);
-    let plot_w = WIDTH - LEFT;
     let plot_h = H - BOTTOM;
-    let span = (to - from).max(1) as f64;
-    let x_of = |start: i64| {
-        let mid = (start - from) as f64 + bucket_secs as f64 / 2.0;
-        LEFT + (mid / span).clamp(0.0, 1.0) * plot_w
-    };
+    let x_of = |start: i64| bucket_x(start, from, to, bucket_secs);
     let y_of = |ms: i64| plot_h - ms as f64 / max as f64 * (plot_h - 10.0);
     let answered: i64 = points.iter().map(|p| p.completed + p.failed).sum();
     let timed_out: i64 = points.iter().map(|p| p.timed_out).sum();
@@ -251,14 +256,7 @@ pub fn latency(points: &[LatencyPoint], from: i64, to: i64, bucket_secs: i64) ->
         }
         s.push_str("</g>");
     }
-    let with_date = to - from > 12 * 3600;
-    let _ = write!(
-        s,
-        "<text class=\"tick\" x=\"{LEFT}\" y=\"{H}\">{}</text>\
-         <text class=\"tick\" x=\"{WIDTH}\" y=\"{H}\" text-anchor=\"end\">{}</text></svg>",
-        label(from, with_date),
-        label(to, with_date)
-    );
+    window_ends(&mut s, H, from, to);
     s
 }
 
