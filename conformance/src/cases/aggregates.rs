@@ -1049,6 +1049,26 @@ pub(super) async fn wait_for_depth(
     }
 }
 
+/// A per-project window route's answer without a window: 200 with the
+/// documented default window and its chart bucket.
+pub(super) async fn default_window(
+    brain: &Brain,
+    op: &Operator,
+    route: &str,
+    (window, bucket): (&str, &str),
+) -> Result<Json, String> {
+    let (status, body) = op
+        .get(brain, &format!("/api/v1/projects/default/{route}"))
+        .await?;
+    ensure_eq(status, 200, &format!("{route}: {body}"))?;
+    ensure_eq(
+        (body["window"].as_str(), body["bucket"].as_str()),
+        (Some(window), Some(bucket)),
+        &format!("{route}: the default window and its bucket"),
+    )?;
+    Ok(body)
+}
+
 /// A per-project window route (`/api/v1/projects/{slug}/{route}`): an
 /// unknown window is a 422 naming it, an unknown project a 404.
 pub(super) async fn refusals(brain: &Brain, op: &Operator, route: &str) -> R {
@@ -1092,15 +1112,7 @@ pub async fn queue_depths(ctx: Arc<Ctx>) -> R {
     wait_for_depth(&brain, &op, "dq-00", 5, WAIT).await?;
     let sent_at = chrono::Utc::now().timestamp();
 
-    let (status, body) = op
-        .get(&brain, "/api/v1/projects/default/queue-depths")
-        .await?;
-    ensure_eq(status, 200, &format!("queue depths: {body}"))?;
-    ensure_eq(
-        (body["window"].as_str(), body["bucket"].as_str()),
-        (Some("1h"), Some("1m")),
-        "the default window and its bucket",
-    )?;
+    let body = default_window(&brain, &op, "queue-depths", ("1h", "1m")).await?;
     let queues = body["queues"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = queues.iter().filter_map(|q| q["name"].as_str()).collect();
     let first_50: Vec<String> = (0..50).map(|i| format!("dq-{i:02}")).collect();

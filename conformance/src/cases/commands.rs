@@ -1138,15 +1138,8 @@ pub async fn latency(ctx: Arc<Ctx>) -> R {
             longest,
         ))
     };
-    let (status, body) = op
-        .get(&brain, "/api/v1/projects/default/command-latency")
-        .await?;
-    ensure_eq(status, 200, &format!("command latency: {body}"))?;
-    ensure_eq(
-        (body["window"].as_str(), body["bucket"].as_str()),
-        (Some("24h"), Some("15m")),
-        "the default window and its bucket",
-    )?;
+    let body =
+        super::aggregates::default_window(&brain, &op, "command-latency", ("24h", "15m")).await?;
     let check = |what: &str, t: (i64, i64, i64, i64, i64)| -> R {
         let (completed, failed, timed_out, mean, longest) = t;
         ensure_eq(
