@@ -234,21 +234,12 @@ async fn setup_page(State(state): State<Shared>) -> Result<Response, ApiError> {
         && store::current_token(&state.db)
             .await?
             .is_some_and(|t| t.expires_at > Ts::now());
-    let nonce = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(rand::random::<[u8; 16]>())
-    };
-    let (status, csp, body) = if open {
-        (
-            StatusCode::OK,
-            format!("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
-            SETUP_HTML.replace("{nonce}", &nonce),
-        )
+    let (status, body) = if open {
+        (StatusCode::OK, SETUP_HTML)
     } else {
         (
             StatusCode::NOT_FOUND,
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'".to_owned(),
-            "<!doctype html><meta charset=utf-8><title>Not found</title><p>404</p>".to_owned(),
+            "<!doctype html><meta charset=utf-8><title>Not found</title><p>404</p>",
         )
     };
     let mut resp = (status, body).into_response();
@@ -257,33 +248,28 @@ async fn setup_page(State(state): State<Shared>) -> Result<Response, ApiError> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert("content-security-policy", v);
-    }
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(SETUP_CSP),
+    );
     Ok(no_referrer(resp))
 }
+
+/// No inline script or style: the form's script is the dashboard's app.js.
+const SETUP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 const SETUP_HTML: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Create the admin · z4j</title>
-<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css"></head>
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/app.css">
+<script src="/assets/app.js" defer></script></head>
 <body><header class="top"><span class="brand">z4j</span><span class="spacer"></span></header>
 <main><section class="card narrow"><h1>Create the z4j admin</h1>
 <p class="muted">The first account: a global admin. This link works once.</p>
-<form id="f"><label>E-mail <input id="email" type="email" required autocomplete="username" autofocus></label>
-<label>Display name <input id="name" autocomplete="name"></label>
-<label>Password <span id="hint"></span> <input id="pw" type="password" required autocomplete="new-password"></label>
-<button type="submit">Create admin</button><p class="error" id="err" role="alert"></p></form></section></main>
-<script nonce="{nonce}">
-const token = new URLSearchParams(location.search).get("token") || "";
-fetch("/api/v1/auth/policy").then(r => r.json()).then(p => { document.getElementById("hint").textContent = "(at least " + p.min_length + " characters)"; });
-document.getElementById("f").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const body = {token, email: document.getElementById("email").value, display_name: document.getElementById("name").value || null, password: document.getElementById("pw").value};
-  const r = await fetch("/api/v1/setup/complete", {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
-  if (r.ok) { location.href = "/"; return; }
-  const j = await r.json().catch(() => ({}));
-  document.getElementById("err").textContent = j.message || (Array.isArray(j.detail) ? j.detail.map(d => d.msg).join("; ") : "setup failed");
-});
-</script></body></html>
+<form id="setup"><label>E-mail <input name="email" type="email" required autocomplete="username" autofocus></label>
+<label>Display name <input name="display_name" autocomplete="name"></label>
+<label>Password <span id="hint"></span> <input name="password" type="password" required autocomplete="new-password"></label>
+<button type="submit">Create admin</button><p class="error" id="setup-error" role="alert"></p></form></section></main>
+</body></html>
 "#;

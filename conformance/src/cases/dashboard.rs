@@ -1481,7 +1481,23 @@ pub async fn browser_setup(ctx: Arc<Ctx>) -> R {
     let driver = chromedriver().await?;
     let brain = ctx.start(&[("Z4J_LOGIN_MIN_DURATION_MS", "0")]).await?;
     let (token, _) = super::first_boot::wait_setup_url(&brain).await?;
-    let url = brain.url(&format!("/setup?token={token}"));
+    let path = format!("/setup?token={token}");
+    let url = brain.url(&path);
+    // Strict CSP here too: no inline script or style (issue 20, item 1).
+    let (status, headers, _) = page(&brain, None, &path).await?;
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    ensure(
+        status == 200
+            && csp.contains("script-src 'self';")
+            && csp.contains("style-src 'self';")
+            && !csp.contains("nonce-")
+            && !csp.contains("unsafe-inline"),
+        format!("the setup page's CSP admits no inline code: {status} {csp:?}"),
+    )?;
     let b = browser(&driver).await?;
     let r = async {
         let wait = Duration::from_secs(10);
@@ -1493,7 +1509,7 @@ pub async fn browser_setup(ctx: Arc<Ctx>) -> R {
             "the setup form with the password policy",
         )
         .await?;
-        tab_to(&b, "#email", "the e-mail field").await?;
+        tab_to(&b, "#setup input[name=email]", "the e-mail field").await?;
         keys(
             &b,
             &format!(
@@ -1515,7 +1531,7 @@ pub async fn browser_setup(ctx: Arc<Ctx>) -> R {
         b.goto(&url).await.map_err(|e| e.to_string())?;
         until(
             &b,
-            "document.title === 'Not found' && !document.getElementById('f')",
+            "document.title === 'Not found' && !document.getElementById('setup')",
             wait,
             "the setup URL is dead once an admin exists",
         )

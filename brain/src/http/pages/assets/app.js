@@ -62,6 +62,28 @@ function setupLogin() {
   });
 }
 
+// The first run's form (/setup?token=...): creates the admin, who is
+// signed in by the answer.
+function setupFirstAdmin() {
+  const form = document.getElementById("setup");
+  if (!form) return;
+  const error = document.getElementById("setup-error");
+  const token = new URLSearchParams(location.search).get("token") || "";
+  fetch("/api/v1/auth/policy").then((r) => r.json()).then((p) => {
+    document.getElementById("hint").textContent = `(at least ${p.min_length} characters)`;
+  }).catch(() => { /* the hint is optional */ });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const f = new FormData(form);
+    const r = await api("POST", "/api/v1/setup/complete", {
+      token, email: f.get("email"), display_name: f.get("display_name") || null, password: f.get("password"),
+    });
+    if (r.status === 200 || r.status === 201) { location.assign("/home"); return; }
+    error.textContent = message(r.data, "Setup failed");
+  });
+}
+
 // Set while signing out: the live socket's 4401 close must not send the
 // browser to sign-in "and back here".
 let signingOut = false;
@@ -400,6 +422,7 @@ function setupLive() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setupLogin();
+  setupFirstAdmin();
   setupLogout();
   setupCommands();
   setupAgents();
