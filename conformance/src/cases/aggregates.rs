@@ -1049,22 +1049,24 @@ pub(super) async fn wait_for_depth(
     }
 }
 
-/// A per-project window route's answer without a window: 200 with the
-/// documented default window and its chart bucket.
-pub(super) async fn default_window(
+/// A per-project window route's answer for `asked` (none: the documented
+/// default): 200 with `window` and its chart `bucket`.
+pub(super) async fn window_answer(
     brain: &Brain,
     op: &Operator,
     route: &str,
+    asked: Option<&str>,
     (window, bucket): (&str, &str),
 ) -> Result<Json, String> {
+    let query = asked.map_or(String::new(), |w| format!("?window={w}"));
     let (status, body) = op
-        .get(brain, &format!("/api/v1/projects/default/{route}"))
+        .get(brain, &format!("/api/v1/projects/default/{route}{query}"))
         .await?;
     ensure_eq(status, 200, &format!("{route}: {body}"))?;
     ensure_eq(
         (body["window"].as_str(), body["bucket"].as_str()),
         (Some(window), Some(bucket)),
-        &format!("{route}: the default window and its bucket"),
+        &format!("{route}{query}: the window and its bucket"),
     )?;
     Ok(body)
 }
@@ -1112,7 +1114,7 @@ pub async fn queue_depths(ctx: Arc<Ctx>) -> R {
     wait_for_depth(&brain, &op, "dq-00", 5, WAIT).await?;
     let sent_at = chrono::Utc::now().timestamp();
 
-    let body = default_window(&brain, &op, "queue-depths", ("1h", "1m")).await?;
+    let body = window_answer(&brain, &op, "queue-depths", None, ("1h", "1m")).await?;
     let queues = body["queues"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = queues.iter().filter_map(|q| q["name"].as_str()).collect();
     let first_50: Vec<String> = (0..50).map(|i| format!("dq-{i:02}")).collect();
@@ -1147,14 +1149,7 @@ pub async fn queue_depths(ctx: Arc<Ctx>) -> R {
         vec![9],
         &format!("one minute holding the highest of 3, 9, 5: {minute:?}"),
     )?;
-    let (status, six) = op
-        .get(&brain, "/api/v1/projects/default/queue-depths?window=6h")
-        .await?;
-    ensure_eq(
-        (status, six["bucket"].as_str()),
-        (200, Some("5m")),
-        &format!("6h: {six}"),
-    )?;
+    let six = window_answer(&brain, &op, "queue-depths", Some("6h"), ("6h", "5m")).await?;
     let five = points(&six, 300)?;
     ensure_eq(
         five.iter().map(|p| p.1).collect::<Vec<_>>(),
