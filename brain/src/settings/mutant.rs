@@ -45,9 +45,11 @@ pub enum Mutant {
     HelloNulKept,
     /// A queue's minute of depth history keeps its last report, not its highest.
     DepthLastKept,
+    /// Timed-out commands count as answered, with no wait, in command latency.
+    LatencyTimeoutsAnswered,
 }
 
-const ALL: [(Mutant, &str); 19] = [
+const ALL: [(Mutant, &str); 20] = [
     (Mutant::LockoutNotRearmed, "lockout-not-rearmed"),
     (
         Mutant::LoginFloorSkippedForUnknown,
@@ -79,6 +81,7 @@ const ALL: [(Mutant, &str); 19] = [
     ),
     (Mutant::HelloNulKept, "hello-nul-kept"),
     (Mutant::DepthLastKept, "depth-last-kept"),
+    (Mutant::LatencyTimeoutsAnswered, "latency-timeouts-answered"),
 ];
 
 /// Whether this build honours `Z4J_MUTANT`.
