@@ -110,7 +110,8 @@ pub async fn unknown_variable(ctx: Arc<Ctx>) -> R {
     )
 }
 
-/// Environment beats ~/.z4j/config.env, which beats the default.
+/// Environment beats ~/.z4j/config.env, which beats the default. With
+/// `Z4J_HOME` unset the file is read from the documented default home.
 pub async fn precedence(ctx: Arc<Ctx>) -> R {
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
     let z4j = home.path().join(".z4j");

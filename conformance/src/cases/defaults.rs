@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// A restart on the same home and database with the brain's clock shifted
 /// by `offset` seconds.
-async fn at_offset(
+pub(super) async fn at_offset(
     ctx: &Ctx,
     env: &[(String, String)],
     home: Home,
@@ -31,7 +31,7 @@ async fn at_offset(
 
 /// Dev posture (for the testing clock), the suite's admin, one database
 /// kept across restarts.
-async fn clock_env(ctx: &Ctx) -> Result<Vec<(String, String)>, String> {
+pub(super) async fn clock_env(ctx: &Ctx) -> Result<Vec<(String, String)>, String> {
     let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
     env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
     Ok(env)

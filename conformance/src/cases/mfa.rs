@@ -285,27 +285,52 @@ pub async fn enrol_and_verify(ctx: Arc<Ctx>) -> R {
 /// `Z4J_MFA_VERIFICATION_TTL_SECONDS`: sensitive actions need a recent
 /// verification; disabling MFA needs the password and a code.
 /// The documented default TTL (900 s): a sensitive action still passes
-/// shortly before it and is refused, naming 900, shortly after. Long: the
-/// case sleeps through the real quarter of an hour.
+/// shortly before it and is refused, naming 900, shortly after. A target
+/// with the testing clock gets there by restarting on the same database
+/// with the clock moved on (the verification is stored with the session);
+/// any other sleeps through the real quarter of an hour.
 pub async fn freshness_default(ctx: Arc<Ctx>) -> R {
-    let mut env = agent::admin_env();
-    env.push(("Z4J_LOGIN_MIN_DURATION_MS", "0"));
-    let brain = ctx.start(&env).await?;
+    let clock = ctx.target.has("testing_clock_offset");
+    let mut env = if clock {
+        super::defaults::clock_env(&ctx).await?
+    } else {
+        owned(&agent::admin_env())
+    };
+    env.push(("Z4J_LOGIN_MIN_DURATION_MS".into(), "0".into()));
+    let mut brain = ctx.start_env(env.clone(), None).await?;
     let (op, _) = login(&brain, None).await?;
     enrol(&brain, &op).await?;
     let verified = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(880)).await;
+    // The brain's clock `at` seconds after the verification: a restart
+    // with the offset that puts it there, or the real wait.
+    let advance = |brain: Brain, at: Duration| {
+        let (ctx, env) = (ctx.clone(), env.clone());
+        async move {
+            let behind = at.saturating_sub(verified.elapsed());
+            if !clock {
+                tokio::time::sleep(behind).await;
+                return Ok(brain);
+            }
+            let home = brain.stop_keep_home().await;
+            super::defaults::at_offset(&ctx, &env, home, behind.as_secs_f64()).await
+        }
+    };
+    // 880 s, less the few seconds a restart takes before the mint.
+    brain = advance(brain, Duration::from_secs(880)).await?;
     ensure_eq(
         op.mint(&brain, "still-fresh")
             .await
             .map(|_| 201)
             .unwrap_or(0),
         201,
-        "mint 880 s after the verification (default TTL 900 s)",
+        "mint about 880 s after the verification (default TTL 900 s)",
     )?;
-    let at = Duration::from_secs(900) + ctx.scaled(5.0);
-    tokio::time::sleep(at.saturating_sub(verified.elapsed())).await;
-    let after = format!("{} s after the verification", verified.elapsed().as_secs());
+    brain = advance(brain, Duration::from_secs(900) + ctx.scaled(5.0)).await?;
+    let after = if clock {
+        "905 s or more after the verification (testing clock)".to_owned()
+    } else {
+        format!("{} s after the verification", verified.elapsed().as_secs())
+    };
     expect_stale_mint(&brain, &op, 900, &after).await
 }
 
@@ -710,20 +735,9 @@ async fn asks_second_factor(brain: &Brain, pair: &str) -> Result<Option<bool>, S
 /// again after); ten verification attempts a minute; once enforcement is
 /// switched on, seven days of grace.
 pub async fn defaults(ctx: Arc<Ctx>) -> R {
-    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
-    env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
-    let start = |env: Vec<(String, String)>, home, offset: i64| {
-        let ctx = ctx.clone();
-        async move {
-            let mut env = env;
-            env.push((
-                "Z4J_TESTING_CLOCK_OFFSET_SECONDS".into(),
-                offset.to_string(),
-            ));
-            ctx.start_env(env, home).await
-        }
-    };
-    let brain = start(env.clone(), None, 0).await?;
+    use super::defaults::{at_offset, clock_env};
+    let env = clock_env(&ctx).await?;
+    let brain = ctx.start_env(env.clone(), None).await?;
     let (op, body) = login(&brain, None).await?;
     if body["mfa_enrollment_required"].as_bool() == Some(true) {
         ctx.fail_clause(
@@ -747,9 +761,9 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
         );
     }
     let pair = trust.split(';').next().unwrap_or_default().to_owned();
-    let mut home = Some(brain.stop_keep_home().await);
+    let mut home = brain.stop_keep_home().await;
     for (offset, asked) in [(30 * 86_400 - 600, false), (30 * 86_400 + 600, true)] {
-        let b = start(env.clone(), home.take(), offset).await?;
+        let b = at_offset(&ctx, &env, home, offset as f64).await?;
         let got = asks_second_factor(&b, &pair).await?;
         if got != Some(asked) {
             ctx.fail_clause(
@@ -759,7 +773,7 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
                 ),
             );
         }
-        home = Some(b.stop_keep_home().await);
+        home = b.stop_keep_home().await;
     }
     // Ten verification attempts a minute (a session without a factor:
     // nothing locks), the eleventh throttled.
@@ -786,19 +800,18 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
         }
     }
     // Enforcement on, grace unset: 7 days from the first login it applied to.
-    let (mut env, _) = ctx.pinned_admin_env(&[]).await?;
-    env.push(("Z4J_ENVIRONMENT".into(), "dev".into()));
+    let mut env = clock_env(&ctx).await?;
     env.push(("Z4J_MFA_ENFORCE_FOR_ADMINS".into(), "true".into()));
-    let first = start(env.clone(), None, 0).await?;
+    let first = ctx.start_env(env.clone(), None).await?;
     let (_, body) = login(&first, None).await?;
     ensure_eq(
         body["mfa_enrollment_required"].as_bool(),
         Some(true),
         "enforcement switched on",
     )?;
-    let mut home = Some(first.stop_keep_home().await);
+    let mut home = first.stop_keep_home().await;
     for (offset, allowed) in [(7 * 86_400 - 600, true), (7 * 86_400 + 600, false)] {
-        let b = start(env.clone(), home.take(), offset).await?;
+        let b = at_offset(&ctx, &env, home, offset as f64).await?;
         let (op, _) = login(&b, None).await?;
         let (status, body) = op.get(&b, "/api/v1/projects").await?;
         if (status == 200) != allowed {
@@ -807,7 +820,7 @@ pub async fn defaults(ctx: Arc<Ctx>) -> R {
                 format!("{offset} s into enforcement without enrolling: {status} {body}"),
             );
         }
-        home = Some(b.stop_keep_home().await);
+        home = b.stop_keep_home().await;
     }
     Ok(())
 }

@@ -75,7 +75,7 @@ pub static CASES: &[Case] = &[
             "Z4J_EMBEDDED_SCHEDULER_RESTART_BACKOFF_SECONDS" [Lower, Upper],
             "scheduler.embedded-supervision",
         ],
-        SqliteOnly
+        Both
     ),
     case!(
         "scheduler.keepalive",
@@ -173,7 +173,7 @@ pub static CASES: &[Case] = &[
         "scheduler.breaker-interval-default",
         scheduler::breaker_interval_default,
         ["Z4J_SCHEDULE_CIRCUIT_BREAKER_INTERVAL_SECONDS" [Default, Lower, Upper]],
-        SqliteOnly
+        Both
     ),
     case!(
         "scheduler.real-scheduler",
@@ -206,13 +206,13 @@ pub static CASES: &[Case] = &[
             "Z4J_SCHEDULER_GRPC_BIND_HOST"[Default],
             "Z4J_SCHEDULER_GRPC_BIND_PORT"[Default],
         ],
-        SqliteOnly
+        Both
     ),
     case!(
         "scheduler.watch-max-concurrent-default",
         scheduler::watch_max_concurrent_default,
         ["Z4J_SCHEDULER_GRPC_WATCH_MAX_CONCURRENT"[Default]],
-        SqliteOnly
+        Both
     ),
     case!(
         "scheduler.watch-poll-default",
@@ -239,7 +239,7 @@ pub static CASES: &[Case] = &[
         "scheduler.fleet",
         scheduler::fleet,
         ["Z4J_SCHEDULER_INFO_URLS"[Default], "api.schedulers-fleet"],
-        SqliteOnly
+        Both
     ),
     case!(
         "scheduler.trigger-ignored",
@@ -357,7 +357,7 @@ pub static CASES: &[Case] = &[
         "mfa.freshness-default",
         mfa::freshness_default,
         ["Z4J_MFA_VERIFICATION_TTL_SECONDS" [Default, Below, Above]],
-        SqliteOnly
+        Both
     ),
     case!(
         "registry.max-age-default",
@@ -1629,7 +1629,7 @@ pub static CASES: &[Case] = &[
     case!(
         "config.precedence",
         config::precedence,
-        ["config.precedence"],
+        ["config.precedence", "Z4J_HOME"[Default]],
         Both
     ),
     case!(
