@@ -3,16 +3,20 @@
 //! events, on SQLite and on PostgreSQL (skipped, with a note, when no
 //! PostgreSQL answers). Locates an ingest regression that `loadgen` shows.
 
+#[path = "../shared/brain_fixture.rs"]
+mod fixture;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fixture::settings_in;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use z4j_benches::{bench_binding, bench_key, signed_event_batch};
 use z4j_brain::ingest::{Ingestor, Outcome, OverLimit};
-use z4j_brain::settings::{self, DatabaseTarget, LoadInput, Settings};
-use z4j_brain::store::{self, agents, projects, Db};
+use z4j_brain::settings::{DatabaseTarget, Settings};
+use z4j_brain::store::{self, Db};
 use z4j_protocol::frame::EventBatch;
 use z4j_protocol::{Direction, Now, Signer, Verified, Verifier};
 
@@ -23,21 +27,6 @@ struct Bench {
     agent: Uuid,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<(z4j_conformance::postgres::Provider, String)>,
-}
-
-fn settings_in(dir: &std::path::Path) -> Result<Settings, String> {
-    let input = LoadInput {
-        env: vec![
-            ("Z4J_HOME".into(), dir.display().to_string()),
-            // The bench measures the write path, not the budget.
-            ("Z4J_RATELIMIT_EVENTS_PER_SECOND".into(), "100000000".into()),
-        ],
-        cwd: None,
-        cli: Vec::new(),
-    };
-    settings::load(&input)
-        .map(|l| l.settings)
-        .map_err(|e| format!("{e:?}"))
 }
 
 async fn prepare(pg: bool) -> Result<Bench, String> {
@@ -61,28 +50,12 @@ async fn prepare(pg: bool) -> Result<Bench, String> {
     let db = store::connect(&target, &settings)
         .await
         .map_err(|e| e.to_string())?;
-    store::migrate(&db).await.map_err(|e| e.to_string())?;
-    let project = projects::create(
-        &db,
-        &projects::Fields {
-            slug: "bench".into(),
-            name: "bench".into(),
-            description: None,
-            environment: "production".into(),
-            timezone: "UTC".into(),
-            settings: serde_json::json!({}),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let agent = agents::mint(&db, project.id, "bench-agent", "not-a-real-token-hash")
-        .await
-        .map_err(|e| e.to_string())?;
+    let (project, agent) = fixture::project_and_agent(&db).await?;
     Ok(Bench {
         db,
         settings,
-        project: project.id,
-        agent: agent.id,
+        project,
+        agent,
         _dir: Some(dir),
         _pg: pg_db,
     })

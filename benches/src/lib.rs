@@ -25,8 +25,33 @@ use z4j_protocol::{Binding, FrameType, ProjectKey, Signer, Value};
 
 const KINDS: [&str; 3] = ["task.received", "task.started", "task.succeeded"];
 
+/// How event ids are drawn: random, as an agent does, or derived from the
+/// event's index, so that a workload's rows (and the B-tree work of
+/// storing them) are the same on every run (instruction counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventIds {
+    Random,
+    Sequential,
+}
+
+impl EventIds {
+    fn id(self, i: u64) -> String {
+        match self {
+            EventIds::Random => uuid::Uuid::new_v4(),
+            EventIds::Sequential => {
+                uuid::Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0000 | i as u128)
+            }
+        }
+        .to_string()
+    }
+}
+
 /// One task-lifecycle event of about 380 bytes on the wire.
 pub fn realistic_event(i: u64, occurred_at: &str) -> Value {
+    realistic_event_with(i, occurred_at, EventIds::Random)
+}
+
+fn realistic_event_with(i: u64, occurred_at: &str, ids: EventIds) -> Value {
     let task = format!("{:08x}-4e5f-4a6b-8c7d-{:012x}", i / 3, i);
     let mut data = Object::new();
     data.insert("task_name", Value::str("app.tasks.send_invoice_email"));
@@ -46,7 +71,7 @@ pub fn realistic_event(i: u64, occurred_at: &str) -> Value {
         data.insert("runtime_ms", Value::Float(12.5));
     }
     let mut e = Object::new();
-    e.insert("id", Value::str(uuid::Uuid::new_v4().to_string()));
+    e.insert("id", Value::str(ids.id(i)));
     e.insert("kind", Value::str(KINDS[(i % 3) as usize]));
     e.insert("engine", Value::str("celery"));
     e.insert("task_id", Value::str(task));
@@ -63,8 +88,20 @@ pub fn signed_event_batch(
     ts: &str,
     nonce: &str,
 ) -> String {
+    signed_event_batch_with(signer, first_event, n, ts, nonce, EventIds::Random)
+}
+
+/// [`signed_event_batch`] with the event ids drawn as `ids` says.
+pub fn signed_event_batch_with(
+    signer: &mut Signer,
+    first_event: u64,
+    n: usize,
+    ts: &str,
+    nonce: &str,
+    ids: EventIds,
+) -> String {
     let events: Vec<Value> = (0..n as u64)
-        .map(|k| realistic_event(first_event + k, ts))
+        .map(|k| realistic_event_with(first_event + k, ts, ids))
         .collect();
     let id = format!("ev_{:032x}", first_event);
     signer

@@ -1,0 +1,46 @@
+//! What the in-process ingest workloads share (the criterion bench and the
+//! instruction-count example): settings for a brain home with the event
+//! budget lifted, and a migrated database with one project and one agent.
+//! Included by path, because the brain is only a dev-dependency of the
+//! benches and so out of reach of their library.
+
+use uuid::Uuid;
+use z4j_brain::settings::{self, LoadInput, Settings};
+use z4j_brain::store::{self, agents, projects, Db};
+
+pub fn settings_in(dir: &std::path::Path) -> Result<Settings, String> {
+    let input = LoadInput {
+        env: vec![
+            ("Z4J_HOME".into(), dir.display().to_string()),
+            // The workloads measure the write path, not the budget.
+            ("Z4J_RATELIMIT_EVENTS_PER_SECOND".into(), "100000000".into()),
+        ],
+        cwd: None,
+        cli: Vec::new(),
+    };
+    settings::load(&input)
+        .map(|l| l.settings)
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Migrates `db` and adds the project `bench` and its agent: (project, agent).
+pub async fn project_and_agent(db: &Db) -> Result<(Uuid, Uuid), String> {
+    store::migrate(db).await.map_err(|e| e.to_string())?;
+    let project = projects::create(
+        db,
+        &projects::Fields {
+            slug: "bench".into(),
+            name: "bench".into(),
+            description: None,
+            environment: "production".into(),
+            timezone: "UTC".into(),
+            settings: serde_json::json!({}),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let agent = agents::mint(db, project.id, "bench-agent", "not-a-real-token-hash")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((project.id, agent.id))
+}
