@@ -93,7 +93,15 @@ fn write_jstr(s: &JStr, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     if s.has_lone_surrogate() {
         return Err(CanonicalError::LoneSurrogate);
     }
-    write_str(s.as_str(), out);
+    if s.is_plain() {
+        // Nothing to escape: the parser saw every byte of it.
+        out.reserve(s.as_str().len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_str().as_bytes());
+        out.push(b'"');
+    } else {
+        write_str(s.as_str(), out);
+    }
     Ok(())
 }
 
@@ -217,6 +225,35 @@ mod tests {
             assert_eq!(python_float_repr(x).as_deref(), Some(want), "{x:e}");
         }
         assert_eq!(python_float_repr(f64::NAN), None);
+    }
+
+    proptest::proptest! {
+        /// A string read without escapes is written as it is; the result is
+        /// the same as scanning it, whichever path the parser took.
+        #[test]
+        fn parsed_strings_write_as_scanned(s in "(\\PC|[\"\\\\\u{0}-\u{1f}])*") {
+            let mut wire = Vec::new();
+            write_str(&s, &mut wire);
+            let parsed = crate::json::parse(&wire).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert_eq!(to_canonical(&parsed).ok(), Some(wire));
+        }
+    }
+
+    #[test]
+    fn plain_strings_are_written_verbatim() {
+        let v = crate::json::parse("{\"k\":\"é a/b\",\"e\":\"x\\ny\"}".as_bytes()).unwrap();
+        let o = v.as_object().unwrap();
+        let Some(Value::Str(k)) = o.get("k") else {
+            panic!()
+        };
+        let Some(Value::Str(e)) = o.get("e") else {
+            panic!()
+        };
+        assert!(k.is_plain() && !e.is_plain() && !JStr::new("x").is_plain());
+        assert_eq!(
+            String::from_utf8(to_canonical(&v).unwrap()).unwrap(),
+            "{\"e\":\"x\\ny\",\"k\":\"é a/b\"}"
+        );
     }
 
     #[test]

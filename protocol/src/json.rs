@@ -67,10 +67,36 @@ impl fmt::Display for Int {
 ///
 /// Short strings (most keys and many values) are stored inline, without a
 /// heap allocation: parsing allocates far less.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// `plain` records that the text is known to hold no `"`, `\` or control
+/// character, so canonical JSON writes it as it is without scanning it
+/// again. The parser knows this of every string it read without an escape;
+/// equality and order ignore it.
+#[derive(Debug, Clone)]
 pub struct JStr {
     text: CompactString,
     lone_surrogate: bool,
+    plain: bool,
+}
+
+impl PartialEq for JStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.lone_surrogate == other.lone_surrogate
+    }
+}
+
+impl Eq for JStr {}
+
+impl Ord for JStr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.text, self.lone_surrogate).cmp(&(&other.text, other.lone_surrogate))
+    }
+}
+
+impl PartialOrd for JStr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl JStr {
@@ -78,7 +104,24 @@ impl JStr {
         JStr {
             text: CompactString::new(text.as_ref()),
             lone_surrogate: false,
+            plain: false,
         }
+    }
+
+    /// Text the parser read between quotes with no escape in it: it cannot
+    /// hold a character canonical JSON escapes.
+    fn verbatim(text: &str) -> Self {
+        JStr {
+            text: CompactString::new(text),
+            lone_surrogate: false,
+            plain: true,
+        }
+    }
+
+    /// True when the text needs no escaping in canonical JSON (known, not
+    /// checked: false only means "not known").
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
     }
 
     pub fn as_str(&self) -> &str {
@@ -430,7 +473,7 @@ impl<'a> Parser<'a> {
                     b'"' => {
                         let text = &self.text[start..self.pos];
                         self.pos += 1;
-                        return Ok(JStr::new(text));
+                        return Ok(JStr::verbatim(text));
                     }
                     b'\\' => {}
                     _ => return Err(self.err("Invalid control character at")),
@@ -450,6 +493,7 @@ impl<'a> Parser<'a> {
                     return Ok(JStr {
                         text: CompactString::from(out),
                         lone_surrogate: lone,
+                        plain: false,
                     });
                 }
                 0..=0x1f => return Err(self.err("Invalid control character at")),
