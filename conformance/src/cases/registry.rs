@@ -235,6 +235,11 @@ pub async fn local_backend(ctx: Arc<Ctx>) -> R {
     let r = replicas(&ctx, &[("Z4J_REGISTRY_BACKEND", "local")]).await?;
     let mut c = pg(&ctx, &r.db_name).await?;
     let mut s = agent::connect(&r.b, &r.creds, Some("w")).await?;
+    // B sends the commands pending at connect beside the session, after
+    // hello_ack: one committed on A before B reads them is rightly sent
+    // (the drain checked below). Let that read happen first, so what
+    // follows is issued to a connected agent.
+    tokio::time::sleep(ctx.scaled(1.0)).await;
     let id = issue_cancel(&r.a, &r.op, &r.creds, "l-1").await?;
     expect_no_command(
         &mut s,
