@@ -50,6 +50,9 @@ pub struct Config {
     /// Report ack latency, throughput and brain RSS per interval of this
     /// length, with their trends (a soak).
     pub sample_every: Option<Duration>,
+    /// Time an operator's write (a saved view renamed: one statement) this
+    /// often during the load: how long writes beside ingest wait.
+    pub probe_every: Option<Duration>,
 }
 
 /// The largest frame a batch may make: the brain's 1 MiB frame cap at about
@@ -70,6 +73,9 @@ impl Config {
         }
         if self.window == 0 {
             return Err("--window must be at least 1".into());
+        }
+        if self.probe_every.is_some_and(|d| d.is_zero()) {
+            return Err("--probe-writes-ms must be at least 1".into());
         }
         if self.events == 0 || !self.events.is_multiple_of(3) {
             return Err(format!(
@@ -130,6 +136,16 @@ pub struct Report {
     /// Least-squares slopes over the intervals, with `--sample-seconds`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
+    /// The operator writes timed during the load, with `--probe-writes-ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_writes: Option<ProbeWrites>,
+}
+
+/// Operator writes beside the load: how many, and their latency.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeWrites {
+    pub writes: usize,
+    pub latency_ms: Latency,
 }
 
 /// One interval of a soak: the acks that arrived in it and the brain's RSS
@@ -284,10 +300,16 @@ pub fn human(r: &Report) -> String {
                 .map_or("-".to_owned(), |m| format!("{m:+.1} MiB"))
         ));
     }
+    let probe = r.probe_writes.as_ref().map_or(String::new(), |p| {
+        format!(
+            "\nwrite probe ms p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  ({} writes)",
+            p.latency_ms.p50, p.latency_ms.p90, p.latency_ms.p99, p.latency_ms.max, p.writes
+        )
+    });
     format!(
         "connections {} ({:?})  batch {}  window {}\n\
          acked events   {} of {} in {:.2} s = {:.0} events/s\n\
-         ack latency ms p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}\n\
+         ack latency ms p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}{probe}\n\
          brain          {brain}\n\
          persisted      {} tasks, all finished{soak}",
         r.connections,
@@ -415,6 +437,10 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
         .map(|_| tokio::sync::mpsc::unbounded_channel())
         .unzip();
     let rss = live_samples(cfg, started, live_rx);
+    let probe = match cfg.probe_every {
+        Some(every) => Some(start_probe(&op, &cfg.url, &cfg.project, &run, every).await?),
+        None => None,
+    };
     // Paced: each connection sends a frame every `gap`, the connections
     // staggered across it, so the offered load is `rate` without bursts.
     let gap = cfg
@@ -457,6 +483,13 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
         }
     }
     let brain = sampler.map(ProcSampler::stop).transpose()?;
+    let probe_writes = match probe {
+        Some((stop, task)) => {
+            let _ = stop.send(());
+            Some(task.await.map_err(|e| format!("write probe: {e}"))??)
+        }
+        None => None,
+    };
     let rss = match rss {
         Some((stop, task)) => {
             let _ = stop.send(());
@@ -491,7 +524,66 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
         persisted_tasks,
         intervals,
         trend,
+        probe_writes,
     })
+}
+
+type ProbeTask = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<ProbeWrites, String>>,
+);
+
+/// With `--probe-writes-ms`: a saved view of the operator's, renamed every
+/// `every` until told to stop, each rename timed. A refused write fails
+/// the run.
+async fn start_probe(
+    op: &Operator,
+    url: &str,
+    project: &str,
+    run: &str,
+    every: Duration,
+) -> Result<ProbeTask, String> {
+    let target = agent::Target::from_url(url)?;
+    let views = format!("/api/v1/projects/{project}/saved-views");
+    let run = run.to_owned();
+    let body = move |n: usize| json!({"name": format!("loadgen {run} probe {n}"), "filters": {}});
+    let (status, view) = op
+        .send(&target, reqwest::Method::POST, &views, Some(body(0)))
+        .await?;
+    let Some(id) = view["id"].as_str().filter(|_| status == 201) else {
+        return Err(format!(
+            "write probe: creating a saved view: {status} {view}"
+        ));
+    };
+    let path = format!("{views}/{id}");
+    let op = op.clone();
+    let (stop_tx, mut stop) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {}
+            }
+            let n = samples.len() + 1;
+            let sent = Instant::now();
+            let (status, answer) = op
+                .send(&target, reqwest::Method::PUT, &path, Some(body(n)))
+                .await?;
+            if status != 200 {
+                return Err(format!("write probe: PUT {path}: {status} {answer}"));
+            }
+            samples.push(sent.elapsed());
+        }
+        let _ = op.send(&target, reqwest::Method::DELETE, &path, None).await;
+        Ok(ProbeWrites {
+            writes: samples.len(),
+            latency_ms: Latency::of(samples),
+        })
+    });
+    Ok((stop_tx, task))
 }
 
 type RssTask = (
@@ -814,6 +906,7 @@ mod tests {
             brain_pid: None,
             rate: None,
             sample_every: None,
+            probe_every: None,
         }
     }
 
@@ -821,7 +914,7 @@ mod tests {
     fn inconsistent_arguments_are_refused_naming_the_flag() {
         assert!(cfg().validate().is_ok());
         type Mutation = fn(&mut Config);
-        let cases: [(Mutation, &str); 10] = [
+        let cases: [(Mutation, &str); 11] = [
             (|c| c.connections = 0, "--connections"),
             (|c| c.batch = 0, "--batch 0"),
             (|c| c.batch = MAX_BATCH + 1, "--batch"),
@@ -834,6 +927,10 @@ mod tests {
             (
                 |c| c.sample_every = Some(Duration::ZERO),
                 "--sample-seconds",
+            ),
+            (
+                |c| c.probe_every = Some(Duration::ZERO),
+                "--probe-writes-ms",
             ),
         ];
         for (mutate, needle) in cases {

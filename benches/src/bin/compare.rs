@@ -303,6 +303,7 @@ async fn one(b: &Brain, cell: &Cell, events: usize) -> Result<Figures, String> {
         brain_pid: b.pid(),
         rate: None,
         sample_every: None,
+        probe_every: None,
     };
     let r = load::run(&cfg).await?;
     Ok(Figures {

@@ -61,6 +61,11 @@ struct Args {
     /// is also printed on stderr as it ends.
     #[arg(long)]
     sample_seconds: Option<u64>,
+    /// Rename a saved view of the operator's every this many milliseconds
+    /// during the load and report the writes' latency (`probe_writes`):
+    /// how long a write beside ingest waits for the database.
+    #[arg(long)]
+    probe_writes_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -96,6 +101,7 @@ async fn main() {
         brain_pid: a.brain_pid,
         rate: a.rate,
         sample_every: a.sample_seconds.map(Duration::from_secs),
+        probe_every: a.probe_writes_ms.map(Duration::from_millis),
     };
     match load::run(&cfg).await {
         Ok(report) => {
