@@ -124,7 +124,7 @@ fn referenced(src: &str, depth: usize) -> BTreeSet<String> {
         i += rest.chars().next().map_or(1, char::len_utf8);
     }
     // The store's macros are exported at the crate root.
-    for m in ["on_db", "on_handle", "text_enum"] {
+    for m in ["on_db", "on_read", "on_handle", "text_enum"] {
         if out.remove(m) {
             out.insert("store".to_owned());
         }

@@ -582,11 +582,14 @@ async fn an_audited_action_and_its_row_commit_together_or_not_at_all() {
             .is_none());
 
         // The row cannot be appended: the action does not land either.
-        z4j_brain::on_db!(&db, p => sqlx::query("UPDATE audit_chain_state SET row_count = row_count + 1")
-            .execute(p)
-            .await
-            .map(|_| ()))
-        .unwrap();
+        let bump = || async {
+            z4j_brain::on_db!(&db, p => sqlx::query("UPDATE audit_chain_state SET row_count = row_count + 1")
+                .execute(p)
+                .await
+                .map(|_| ()))?;
+            Ok::<_, z4j_brain::store::StoreError>(())
+        };
+        bump().await.unwrap();
         let mut tx = audit::begin(&db).await.unwrap();
         users::create(&mut tx, &new("refused@example.com"))
             .await
@@ -599,4 +602,102 @@ async fn an_audited_action_and_its_row_commit_together_or_not_at_all() {
             .is_none());
     })
     .await;
+}
+
+/// One statement on the pool (SQLite: the write connection).
+async fn exec(db: &Db, sql: &str) -> Result<(), StoreError> {
+    z4j_brain::on_db!(db, p => sqlx::query(sql).execute(p).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// SQLite: a one-statement write queued behind a writer that commits back
+/// to back (the ingest writer under load) goes in after the transaction in
+/// progress, not after however many of them win SQLite's busy-handler race
+/// (before the write queue: dozens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_queue_first_come_first_served() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let t = sqlite().await;
+    exec(&t.db, "CREATE TABLE hog (n INTEGER)").await.unwrap();
+    exec(&t.db, "CREATE TABLE probe (n INTEGER)").await.unwrap();
+    let commits = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = tokio::spawn({
+        let (db, commits, stop) = (t.db.clone(), commits.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let mut tx = db.begin().await?;
+                z4j_brain::on_handle!(store::Handle::Tx(&mut tx), c => sqlx::query("INSERT INTO hog VALUES (1)")
+                    .execute(c)
+                    .await
+                    .map(|_| ()))?;
+                // A group commit's worth of work, holding the write lock.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                tx.commit().await?;
+                commits.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok::<_, StoreError>(())
+        }
+    });
+    while commits.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let mut overtaken = Vec::new();
+    for _ in 0..20 {
+        let before = commits.load(Ordering::SeqCst);
+        exec(&t.db, "INSERT INTO probe VALUES (1)").await.unwrap();
+        overtaken.push(commits.load(Ordering::SeqCst) - before);
+    }
+    stop.store(true, Ordering::Relaxed);
+    hog.await.unwrap().unwrap();
+    // The transaction in progress commits first; one more may commit
+    // before this task reads the counter again.
+    assert!(
+        overtaken.iter().all(|&n| n <= 2),
+        "hog commits while one write waited: {overtaken:?}"
+    );
+    t.cleanup().await;
+}
+
+/// SQLite: the task holding the write connection in a transaction is
+/// refused the writer at once (it would wait for itself); other tasks
+/// queue behind the transaction; reads go on beside it on the query-only
+/// pool, which refuses writes.
+#[tokio::test]
+async fn sqlite_writer_queue_refuses_its_holder_and_reads_go_beside_it() {
+    let t = sqlite().await;
+    let db = t.db.clone();
+    exec(&db, "CREATE TABLE t (n INTEGER)").await.unwrap();
+    let tx = db.begin().await.unwrap();
+    let err = exec(&db, "INSERT INTO t VALUES (1)").await;
+    assert!(matches!(err, Err(StoreError::WriterHeld)), "{err:?}");
+    let other = tokio::spawn({
+        let db = db.clone();
+        async move { exec(&db, "INSERT INTO t VALUES (2)").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !other.is_finished(),
+        "a write went past an open transaction"
+    );
+    let count = || async {
+        let n: i64 = z4j_brain::on_read!(&db, p => sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(p)
+            .await)?;
+        Ok::<_, StoreError>(n)
+    };
+    assert_eq!(count().await.unwrap(), 0, "a read waited for the writer");
+    tx.commit().await.unwrap();
+    other.await.unwrap().unwrap();
+    exec(&db, "INSERT INTO t VALUES (3)").await.unwrap();
+    assert_eq!(count().await.unwrap(), 2);
+    let refused: Result<(), StoreError> = async {
+        z4j_brain::on_read!(&db, p => sqlx::query("INSERT INTO t VALUES (4)").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+    .await;
+    let msg = format!("{refused:?}");
+    assert!(msg.contains("readonly"), "{msg}");
+    t.cleanup().await;
 }

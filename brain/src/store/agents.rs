@@ -2,7 +2,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -106,7 +106,9 @@ pub async fn mint(
 pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<Agent>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Agent>(&sql).bind(id).fetch_optional(p).await)?)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Agent>(&sql).bind(id).fetch_optional(p).await)?,
+    )
 }
 
 /// The project's agents that were not revoked, oldest first.
@@ -114,7 +116,7 @@ pub async fn list(db: &Db, project_id: Uuid) -> Result<Vec<Agent>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM agents WHERE project_id = $1 AND revoked_at IS NULL ORDER BY created_at, id"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Agent>(&sql).bind(project_id).fetch_all(p).await)?)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Agent>(&sql).bind(project_id).fetch_all(p).await)?)
 }
 
 /// Revokes: the stored hash is overwritten so the token stops matching.
@@ -157,7 +159,7 @@ pub async fn find_by_token_hashes(
     hashes: &[String],
 ) -> Result<Option<Credential>, StoreError> {
     for hash in hashes {
-        let row = on_db!(db, p => sqlx::query_as::<_, Credential>(
+        let row = on_read!(db, p => sqlx::query_as::<_, Credential>(
             "SELECT a.id AS agent_id, a.project_id, p.is_active AS project_active \
              FROM agents a JOIN projects p ON p.id = a.project_id \
              WHERE a.token_hash = $1 AND a.revoked_at IS NULL"
@@ -174,7 +176,7 @@ pub async fn find_by_token_hashes(
 
 /// Whether the agent is still live and its project active.
 pub async fn still_admitted(db: &Db, agent_id: Uuid) -> Result<bool, StoreError> {
-    let row: Option<bool> = on_db!(db, p => sqlx::query_scalar(
+    let row: Option<bool> = on_read!(db, p => sqlx::query_scalar(
         "SELECT p.is_active FROM agents a JOIN projects p ON p.id = a.project_id \
          WHERE a.id = $1 AND a.revoked_at IS NULL"
     )
@@ -358,7 +360,7 @@ pub async fn sweep_offline(db: &Db, silent_since: Ts) -> Result<Vec<Uuid>, Store
 /// `silent_since` are soft-revoked (hidden from lists, token invalid; the row
 /// stays for the references to it). Returns how many.
 pub async fn prune_stale(db: &Db, silent_since: Ts) -> Result<u64, StoreError> {
-    let stale: Vec<(Uuid, Uuid)> = on_db!(db, p => sqlx::query_as(
+    let stale: Vec<(Uuid, Uuid)> = on_read!(db, p => sqlx::query_as(
         "SELECT id, project_id FROM agents WHERE revoked_at IS NULL AND state <> 'online' \
          AND COALESCE(last_seen_at, created_at) < $1"
     )
@@ -408,7 +410,7 @@ pub async fn list_workers(
     state: Option<Liveness>,
     limit: i64,
 ) -> Result<Vec<AgentWorker>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, AgentWorker>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, AgentWorker>(
         "SELECT agent_id, worker_id, role, framework, pid, state, last_seen_at, last_connect_at \
          FROM agent_workers WHERE project_id = $1 AND ($2 IS NULL OR state = $2) \
          ORDER BY last_connect_at DESC LIMIT $3"
@@ -429,7 +431,7 @@ fn truncate(s: &str, max_chars: usize) -> &str {
 
 /// Online, unrevoked agents per project (the `/metrics` gauge).
 pub async fn online_per_project(db: &Db) -> Result<Vec<(Uuid, i64)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
         "SELECT project_id, count(*) FROM agents WHERE state = 'online' AND revoked_at IS NULL \
          GROUP BY project_id"
     )

@@ -6,7 +6,7 @@
 //! summary costs a fixed number of queries however many projects it shows.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::on_read;
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ pub async fn counters(
     now: Ts,
 ) -> Result<HashMap<Uuid, Counters>, StoreError> {
     let mut out: HashMap<Uuid, Counters> = HashMap::new();
-    let events = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(
+    let events = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(
         "SELECT project_id, \
                 sum(CASE WHEN kind = 'task.received' THEN 1 ELSE 0 END), \
                 sum(CASE WHEN kind = 'task.failed' THEN 1 ELSE 0 END) \
@@ -53,7 +53,7 @@ pub async fn counters(
         c.received = received;
         c.failed = failed;
     }
-    let newest = on_db!(db, p => sqlx::query_as::<_, (Uuid, Option<Ts>)>(
+    let newest = on_read!(db, p => sqlx::query_as::<_, (Uuid, Option<Ts>)>(
         "SELECT project_id, max(occurred_at) FROM events WHERE occurred_at >= $1 GROUP BY project_id"
     )
     .bind(active_since)
@@ -69,20 +69,21 @@ pub async fn counters(
         )
     };
     let sql = online_total("workers", "");
-    let workers = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(&sql).fetch_all(p).await)?;
+    let workers =
+        on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(&sql).fetch_all(p).await)?;
     for (id, online, total) in workers {
         let c = out.entry(id).or_default();
         c.workers_online = online;
         c.workers_total = total;
     }
     let sql = online_total("agents", "WHERE revoked_at IS NULL");
-    let agents = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(&sql).fetch_all(p).await)?;
+    let agents = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(&sql).fetch_all(p).await)?;
     for (id, online, total) in agents {
         let c = out.entry(id).or_default();
         c.agents_online = online;
         c.agents_total = total;
     }
-    let stuck = on_db!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
+    let stuck = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64)>(
         "SELECT project_id, count(*) FROM commands \
          WHERE status = 'dispatched' AND timeout_at < $1 GROUP BY project_id"
     )
@@ -122,7 +123,7 @@ pub async fn recent_failures(
     before: Option<(Ts, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Failure>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Failure>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, Failure>(
         "SELECT id, occurred_at, project_id, engine, task_id, payload FROM events \
          WHERE kind = 'task.failed' \
          AND project_id IN (SELECT id FROM projects WHERE is_active \
@@ -165,7 +166,7 @@ pub async fn trend_cells(
     // Parsing every row's instant (strftime) was most of SQLite's time
     // (about 130 of 160 ms over 100 000 tasks): it groups by the stored
     // text's minute instead and the minutes are bucketed here.
-    if let (Db::Sqlite(p), 0) = (db, bucket_secs % 60) {
+    if let (Db::Sqlite(s), 0) = (db, bucket_secs % 60) {
         let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(&format!(
             "SELECT substr(finished_at, 1, 16), state, count(*), \
              CAST(coalesce(sum(runtime_ms), 0) AS INTEGER), count(runtime_ms) \
@@ -173,7 +174,7 @@ pub async fn trend_cells(
         ))
         .bind(project_id)
         .bind(since)
-        .fetch_all(p)
+        .fetch_all(&s.read)
         .await?;
         return Ok(minutes_to_buckets(rows, bucket_secs));
     }
@@ -192,7 +193,7 @@ pub async fn trend_cells(
         "SELECT {bucket} AS bucket, state, count(*) AS count, {sum} AS runtime_sum, \
                 count(runtime_ms) AS runtime_count {WHERE} GROUP BY 1, 2 ORDER BY 1, 2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, TrendCell>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, TrendCell>(&sql)
         .bind(project_id)
         .bind(since)
         .bind(bucket_secs)
@@ -239,7 +240,7 @@ pub async fn command_counts(
     project_id: Uuid,
     since: Ts,
 ) -> Result<(i64, i64, i64, i64), StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (i64, i64, i64, i64)>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, (i64, i64, i64, i64)>(
         "SELECT \
            coalesce(sum(CASE WHEN status IN ('pending', 'dispatched') THEN 1 ELSE 0 END), 0), \
            coalesce(sum(CASE WHEN status = 'completed' AND completed_at >= $2 THEN 1 ELSE 0 END), 0), \
@@ -298,7 +299,7 @@ pub async fn command_latency(
            AND status IN ('completed', 'failed', 'timeout') \
          GROUP BY 1, 2 ORDER BY 1, 2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, LatencyCell>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, LatencyCell>(&sql)
         .bind(project_id)
         .bind(since)
         .bind(bucket_secs)
@@ -353,7 +354,7 @@ pub async fn issues(
          HAVING ($4 IS NULL OR $4 = (sum(CASE WHEN state = 'failure' THEN 1 ELSE 0 END) = 0)) \
          ORDER BY last_seen DESC, fingerprint DESC LIMIT $5 OFFSET $6"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, IssueRow>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, IssueRow>(&sql)
         .bind(project_id)
         .bind(&f.engine)
         .bind(f.seen_since)
@@ -374,12 +375,14 @@ pub async fn issue_engines(
         "SELECT DISTINCT fingerprint, engine FROM ({ISSUE_ROWS}) AS t \
          WHERE ($3 IS NULL OR seen >= $3) ORDER BY 1, 2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, (String, String)>(&sql)
+    Ok(
+        on_read!(db, p => sqlx::query_as::<_, (String, String)>(&sql)
         .bind(project_id)
         .bind(&f.engine)
         .bind(f.seen_since)
         .fetch_all(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 #[cfg(test)]

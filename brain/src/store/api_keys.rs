@@ -3,7 +3,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -75,20 +75,22 @@ pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<ApiKey>,
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
     Ok(
-        on_handle!(&mut db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_optional(p).await)?,
+        on_handle!(&mut db, read p => sqlx::query_as::<_, ApiKey>(&sql).bind(id).fetch_optional(p).await)?,
     )
 }
 
 pub async fn find_by_hash(db: &Db, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE token_hash = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(token_hash).fetch_optional(p).await)?)
+    Ok(
+        on_read!(db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(token_hash).fetch_optional(p).await)?,
+    )
 }
 
 pub async fn list_for_user(db: &Db, user: Uuid) -> Result<Vec<ApiKey>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(user).fetch_all(p).await)?)
+    Ok(on_read!(db, p => sqlx::query_as::<_, ApiKey>(&sql).bind(user).fetch_all(p).await)?)
 }
 
 /// Revokes one of the user's keys; false when it is not theirs or unknown.

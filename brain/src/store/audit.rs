@@ -3,7 +3,7 @@
 //! verified and pruned) is `crate::audit`'s; this is only its SQL.
 
 use super::{Db, Handle, StoreError, Ts, Tx};
-use crate::{on_db, on_handle};
+use crate::{on_handle, on_read};
 use serde_json::Value;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -91,7 +91,9 @@ pub async fn begin_locked(db: &Db) -> Result<Tx, StoreError> {
 /// The chain state, read on the pool or in the caller's transaction (which
 /// holds its lock when it came from [`begin_locked`]).
 pub async fn state(db: impl Into<Handle<'_>>) -> Result<StateRow, StoreError> {
-    Ok(on_handle!(db.into(), c => sqlx::query_as::<_, StateRow>(STATE_SQL).fetch_one(c).await)?)
+    Ok(
+        on_handle!(db.into(), read c => sqlx::query_as::<_, StateRow>(STATE_SQL).fetch_one(c).await)?,
+    )
 }
 
 /// Overwrites the chain state (every column: callers pass what they keep).
@@ -166,7 +168,7 @@ pub async fn span(tx: &mut Tx) -> Result<Span, StoreError> {
 /// Rows after `after`, oldest first (verification pages).
 pub async fn page_after(db: &Db, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
     let sql = format!("SELECT {ROW_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2");
-    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
         .bind(after)
         .bind(limit)
         .fetch_all(p)
@@ -226,7 +228,7 @@ pub async fn list(
          ORDER BY id DESC LIMIT $7"
     );
     let pattern = f.action_prefix.as_deref().map(like_prefix);
-    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
         .bind(f.project_id)
         .bind(&pattern)
         .bind(&f.outcome)
@@ -251,7 +253,7 @@ pub async fn of_action(
         "SELECT {ROW_COLUMNS} FROM audit_log WHERE project_id = $1 AND action = $2 \
          AND ($3 IS NULL OR target_id = $3) ORDER BY id DESC LIMIT $4"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
         .bind(project_id)
         .bind(action)
         .bind(target_id)
@@ -263,7 +265,7 @@ pub async fn of_action(
 pub async fn count(db: &Db, f: &Filter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) FROM audit_log WHERE {FILTER_SQL}");
     let pattern = f.action_prefix.as_deref().map(like_prefix);
-    Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
+    Ok(on_read!(db, p => sqlx::query_scalar::<_, i64>(&sql)
         .bind(f.project_id)
         .bind(&pattern)
         .bind(&f.outcome)
@@ -310,7 +312,7 @@ pub async fn activity(
     );
     let every_null = f.everything && f.project_id.is_none();
     let pattern = f.action_prefix.as_deref().map(like_prefix);
-    Ok(on_db!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, AuditRow>(&sql)
         .bind(f.user_id)
         .bind(every_null)
         .bind(f.project_id)

@@ -10,10 +10,11 @@ use std::path::Path;
 /// keeps serving (one read transaction). PostgreSQL: `Unsupported`.
 pub async fn vacuum_into(db: &Db, dest: &Path) -> Result<(), StoreError> {
     match db {
-        Db::Sqlite(p) => {
+        // On the read pool: a read transaction, beside the writer.
+        Db::Sqlite(s) => {
             sqlx::query("VACUUM INTO $1")
                 .bind(dest.display().to_string())
-                .execute(p)
+                .execute(&s.read)
                 .await?;
             Ok(())
         }
@@ -25,9 +26,9 @@ pub async fn vacuum_into(db: &Db, dest: &Path) -> Result<(), StoreError> {
 /// problems otherwise. PostgreSQL has no equivalent: always empty.
 pub async fn integrity_problems(db: &Db) -> Result<Vec<String>, StoreError> {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(s) => {
             let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-                .fetch_all(p)
+                .fetch_all(&s.read)
                 .await?;
             Ok(rows.into_iter().filter(|r| r != "ok").collect())
         }

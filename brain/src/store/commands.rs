@@ -3,7 +3,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 use z4j_protocol::frame::{CommandResult, ResultStatus};
@@ -217,11 +217,13 @@ async fn find_by_key(
     let mut db: Handle<'_> = db.into();
     let sql =
         format!("SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND idempotency_key = $2");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Command>(&sql)
         .bind(project_id)
         .bind(key)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 pub async fn find(
@@ -231,18 +233,20 @@ pub async fn find(
 ) -> Result<Option<Command>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM commands WHERE project_id = $1 AND id = $2");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Command>(&sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 /// A command by id, whatever its project (cluster notifications carry
 /// only the id).
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Command>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM commands WHERE id = $1");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(id)
         .fetch_optional(p)
         .await)?)
@@ -282,7 +286,7 @@ pub async fn list(
          AND ($3 IS NULL OR issued_at < $3 OR (issued_at = $3 AND id < $4)) \
          ORDER BY issued_at DESC, id DESC LIMIT $5"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(project_id)
         .bind(status.map(Status::as_str))
         .bind(after.map(|a| a.0))
@@ -302,7 +306,7 @@ pub async fn pending_for_agent(
         "SELECT {COLUMNS} FROM commands WHERE agent_id = $1 AND status = 'pending' \
          ORDER BY issued_at, id LIMIT $2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(agent_id)
         .bind(limit)
         .fetch_all(p)
@@ -371,7 +375,7 @@ pub async fn resendable_for_agent(
          AND action IN ({list}) AND dispatched_at >= $2 AND dispatched_at <= $3 \
          ORDER BY issued_at, id LIMIT $4"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Command>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Command>(&sql)
         .bind(agent_id)
         .bind(oldest)
         .bind(newest)

@@ -1,9 +1,9 @@
 //! Opening pools with the documented per-connection settings, and the
 //! embedded migrations of both dialects.
 
-use super::{Db, StoreError};
-use crate::on_db;
+use super::{Db, SqlitePools, StoreError};
 use crate::settings::{DatabaseTarget, Settings};
+use crate::{on_db, on_read};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -57,20 +57,27 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
             // No recycling on SQLite: there is no server whose per-connection
             // state needs refreshing, and closing the last connection would
             // checkpoint and delete the WAL behind the checkpoint worker's back.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_conns.min(16))
-                .min_connections(1)
-                .max_lifetime(None)
-                .idle_timeout(None)
-                .acquire_timeout(connect_timeout)
-                .connect_with(opts)
-                .await
-                .map_err(|source| ConnectError::Sqlite {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+            let open = |conns: u32, opts: SqliteConnectOptions| async move {
+                SqlitePoolOptions::new()
+                    .max_connections(conns)
+                    .min_connections(1)
+                    .max_lifetime(None)
+                    .idle_timeout(None)
+                    .acquire_timeout(connect_timeout)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|source| ConnectError::Sqlite {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            };
+            // SQLite has one writer whatever the pool: one write connection
+            // (its queue is fair), the rest of the configured size reads.
+            let write = open(1, opts.clone()).await?;
+            let reads = max_conns.min(16).saturating_sub(1).max(1);
+            let read = open(reads, opts.pragma("query_only", "ON")).await?;
             restrict_file_mode(path);
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(SqlitePools::new(write, read)))
         }
         DatabaseTarget::Postgres { url } => {
             let opts = PgConnectOptions::from_str(url)
@@ -164,10 +171,10 @@ pub async fn schema_status(db: &Db) -> Result<SchemaStatus, StoreError> {
     let latest = migrator(db).iter().map(|m| m.version).max().unwrap_or(0);
     let table_exists: bool =
         match db {
-            Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(
+            Db::Sqlite(s) => sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_sqlx_migrations'",
             )
-            .fetch_one(p)
+            .fetch_one(&s.read)
             .await?
                 > 0,
             Db::Postgres(p) => {
@@ -179,7 +186,7 @@ pub async fn schema_status(db: &Db) -> Result<SchemaStatus, StoreError> {
     if !table_exists {
         return Ok(SchemaStatus::Empty);
     }
-    let applied: Option<i64> = on_db!(db, p => sqlx::query_scalar(
+    let applied: Option<i64> = on_read!(db, p => sqlx::query_scalar(
         "SELECT max(version) FROM _sqlx_migrations WHERE success"
     )
     .fetch_one(p)

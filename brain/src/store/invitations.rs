@@ -4,7 +4,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_handle, on_read};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -79,7 +79,7 @@ pub async fn pending(db: &Db, project_id: Uuid, now: Ts) -> Result<Vec<Invitatio
         "SELECT {COLUMNS} FROM invitations WHERE project_id = $1 AND accepted_at IS NULL \
          AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC, id"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Invitation>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Invitation>(&sql)
         .bind(project_id)
         .bind(now)
         .fetch_all(p)
@@ -94,7 +94,7 @@ pub async fn find(
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM invitations WHERE project_id = $1 AND id = $2");
     Ok(
-        on_handle!(&mut db, p => sqlx::query_as::<_, Invitation>(&sql)
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Invitation>(&sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(p)
@@ -109,7 +109,7 @@ pub async fn find_by_hash(
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1");
     Ok(
-        on_handle!(&mut db, p => sqlx::query_as::<_, Invitation>(&sql)
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Invitation>(&sql)
         .bind(token_hash)
         .fetch_optional(p)
         .await)?,

@@ -4,7 +4,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_handle, on_read};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -19,7 +19,7 @@ pub struct MfaState {
 }
 
 pub async fn state(db: &Db, user: Uuid) -> Result<MfaState, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, MfaState>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, MfaState>(
         "SELECT mfa_secret, mfa_pending_secret, mfa_enrolled_at, mfa_last_step, mfa_failed_count, \
          mfa_locked_until, mfa_enforcement_started_at FROM users WHERE id = $1"
     )
@@ -223,7 +223,7 @@ pub async fn unused_recovery_codes(
 ) -> Result<Vec<(Uuid, String)>, StoreError> {
     let mut db: Handle<'_> = db.into();
     Ok(
-        on_handle!(&mut db, p => sqlx::query_as::<_, (Uuid, String)>(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, (Uuid, String)>(
         "SELECT id, code_hash FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL"
     )
     .bind(user)
@@ -334,7 +334,7 @@ pub struct TrustedDevice {
 }
 
 pub async fn trusted_devices(db: &Db, user: Uuid) -> Result<Vec<TrustedDevice>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, TrustedDevice>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, TrustedDevice>(
         "SELECT id, token_hash, label, created_at, last_seen_at, expires_at, revoked_at \
          FROM mfa_trusted_devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY last_seen_at DESC, id"
     )

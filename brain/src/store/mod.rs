@@ -44,12 +44,14 @@ pub(crate) fn like_literal(s: &str) -> String {
 /// `PRAGMA wal_checkpoint(TRUNCATE)` on SQLite: `(busy, log pages,
 /// checkpointed pages)`; `None` on PostgreSQL, which has no such thing.
 pub async fn wal_checkpoint(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreError> {
-    let Db::Sqlite(pool) = db else {
+    let Db::Sqlite(pools) = db else {
         return Ok(None);
     };
+    // On the writer: TRUNCATE shuts writers out while it runs, so it takes
+    // its turn in their queue rather than racing them.
     Ok(Some(
         sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(pool)
+            .fetch_one(pools.writer()?)
             .await?,
     ))
 }
@@ -61,8 +63,87 @@ use sqlx::{PgPool, SqlitePool};
 
 #[derive(Debug, Clone)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
+}
+
+/// SQLite's two pools. Every write goes through `write`, one connection:
+/// writers queue first come, first served on the pool's fair semaphore.
+/// Racing in SQLite's busy handler instead, an operator's one-row write
+/// lost to the ingest writer's back-to-back commits for most of a second.
+/// `read` is query-only (a write sent there fails at once) and reads beside
+/// the writer (WAL).
+#[derive(Debug, Clone)]
+pub struct SqlitePools {
+    pub write: SqlitePool,
+    pub read: SqlitePool,
+    /// Who holds the write connection in a transaction: the same caller
+    /// asking for the writer again would wait for itself.
+    holder: std::sync::Arc<std::sync::Mutex<Option<Caller>>>,
+}
+
+/// A spawned task, or the thread a `block_on` future runs on (a runtime's
+/// main future is not a task, and it stays on its thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Caller {
+    fn current() -> Caller {
+        match tokio::task::try_id() {
+            Some(id) => Caller::Task(id),
+            None => Caller::Thread(std::thread::current().id()),
+        }
+    }
+}
+
+impl SqlitePools {
+    pub fn new(write: SqlitePool, read: SqlitePool) -> SqlitePools {
+        SqlitePools {
+            write,
+            read,
+            holder: Default::default(),
+        }
+    }
+
+    /// The write pool, unless the calling task holds its connection in an
+    /// open transaction: refused at once (a bug: the statement belongs in
+    /// that transaction, or on the read pool) instead of waiting for itself
+    /// until the pool's timeout.
+    pub fn writer(&self) -> Result<&SqlitePool, StoreError> {
+        if *self.holder.lock().unwrap_or_else(|p| p.into_inner()) == Some(Caller::current()) {
+            tracing::error!(
+                "a task asked for the SQLite writer while its own transaction holds it"
+            );
+            return Err(StoreError::WriterHeld);
+        }
+        Ok(&self.write)
+    }
+
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        let t = self.writer()?.begin().await?;
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(Caller::current());
+        Ok(Tx::Sqlite(
+            t,
+            WriterHeld {
+                holder: self.holder.clone(),
+            },
+        ))
+    }
+}
+
+/// Clears the writer's holder when its transaction ends (commit, rollback
+/// or drop).
+pub struct WriterHeld {
+    holder: std::sync::Arc<std::sync::Mutex<Option<Caller>>>,
+}
+
+impl Drop for WriterHeld {
+    fn drop(&mut self) {
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +157,9 @@ pub enum StoreError {
     /// An operation this database does not have.
     #[error("not available on this database: {0}")]
     Unsupported(&'static str),
+    /// The task already holds SQLite's write connection in a transaction.
+    #[error("the SQLite write connection is held by this task's own transaction")]
+    WriterHeld,
 }
 
 impl StoreError {
@@ -85,7 +169,10 @@ impl StoreError {
         match self {
             StoreError::Sqlx(sqlx::Error::Database(d)) => transient_code(d.code().as_deref()),
             StoreError::Sqlx(_) => true,
-            StoreError::Migrate(_) | StoreError::Conflict(_) | StoreError::Unsupported(_) => false,
+            StoreError::Migrate(_)
+            | StoreError::Conflict(_)
+            | StoreError::Unsupported(_)
+            | StoreError::WriterHeld => false,
         }
     }
 
@@ -222,7 +309,25 @@ macro_rules! text_enum {
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite(s) => {
+                let $pool = s.writer()?;
+                $body
+            }
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// `on_db!` for a statement that only reads: on SQLite it runs on the
+/// query-only pool, beside the writer.
+#[macro_export]
+macro_rules! on_read {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(s) => {
+                let $pool = &s.read;
+                $body
+            }
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -230,14 +335,14 @@ macro_rules! on_db {
 
 /// A transaction on either dialect; dropping it uncommitted rolls back.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, WriterHeld),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _held) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -281,10 +386,30 @@ impl<'a> From<&'a mut Tx> for Handle<'a> {
 /// use `?` on a `sqlx::Error` (taking a connection can fail).
 #[macro_export]
 macro_rules! on_handle {
+    // A read: from the pool it runs on SQLite's query-only connections.
+    ($h:expr, read $exec:ident => $body:expr) => {
+        match $h {
+            $crate::store::Handle::Pool(db) => {
+                $crate::on_read!(db, p => {
+                    let mut conn = p.acquire().await?;
+                    let $exec = &mut *conn;
+                    $body
+                })
+            }
+            $crate::store::Handle::Tx($crate::store::Tx::Sqlite(t, _)) => {
+                let $exec = &mut **t;
+                $body
+            }
+            $crate::store::Handle::Tx($crate::store::Tx::Postgres(t)) => {
+                let $exec = &mut **t;
+                $body
+            }
+        }
+    };
     ($h:expr, $exec:ident => $body:expr) => {
         match $h {
-            $crate::store::Handle::Pool($crate::store::Db::Sqlite(p)) => {
-                let mut conn = p.acquire().await?;
+            $crate::store::Handle::Pool($crate::store::Db::Sqlite(s)) => {
+                let mut conn = s.writer()?.acquire().await?;
                 let $exec = &mut *conn;
                 $body
             }
@@ -293,7 +418,7 @@ macro_rules! on_handle {
                 let $exec = &mut *conn;
                 $body
             }
-            $crate::store::Handle::Tx($crate::store::Tx::Sqlite(t)) => {
+            $crate::store::Handle::Tx($crate::store::Tx::Sqlite(t, _)) => {
                 let $exec = &mut **t;
                 $body
             }
@@ -308,14 +433,20 @@ macro_rules! on_handle {
 impl Db {
     /// Open connections in the pool and how many of them are idle.
     pub fn pool_stats(&self) -> (u32, usize) {
-        on_db!(self, p => (p.size(), p.num_idle()))
+        match self {
+            Db::Sqlite(s) => (
+                s.write.size() + s.read.size(),
+                s.write.num_idle() + s.read.num_idle(),
+            ),
+            Db::Postgres(p) => (p.size(), p.num_idle()),
+        }
     }
 
     /// Opens a transaction (deferred on SQLite: take a write lock first
     /// when the transaction reads before it writes).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Db::Sqlite(s) => s.begin().await?,
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -329,16 +460,16 @@ impl Db {
 
     /// `SELECT 1`, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_db!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        on_read!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
         Ok(())
     }
 
     /// The server's version string.
     pub async fn server_version(&self) -> Result<String, StoreError> {
         let v: String = match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(s) => {
                 sqlx::query_scalar("SELECT sqlite_version()")
-                    .fetch_one(p)
+                    .fetch_one(&s.read)
                     .await?
             }
             Db::Postgres(p) => {
@@ -351,7 +482,13 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        on_db!(self, p => p.close().await)
+        match self {
+            Db::Sqlite(s) => {
+                s.read.close().await;
+                s.write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
     }
 }
 

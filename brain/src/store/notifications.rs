@@ -3,7 +3,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -74,18 +74,20 @@ pub async fn channel(
     let sql = format!(
         "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE project_id = $1 AND id = $2"
     );
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Channel>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Channel>(&sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 pub async fn channels(db: &Db, project_id: Uuid) -> Result<Vec<Channel>, StoreError> {
     let sql = format!(
         "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE project_id = $1 ORDER BY created_at, id"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Channel>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Channel>(&sql)
         .bind(project_id)
         .fetch_all(p)
         .await)?)
@@ -189,7 +191,7 @@ pub async fn routes(db: &Db, project_id: Uuid) -> Result<Vec<Route>, StoreError>
     let sql = format!(
         "SELECT {ROUTE_COLUMNS} FROM project_default_subscriptions WHERE project_id = $1 ORDER BY created_at, id"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Route>(&sql).bind(project_id).fetch_all(p).await)?)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Route>(&sql).bind(project_id).fetch_all(p).await)?)
 }
 
 pub async fn route_for(
@@ -200,7 +202,7 @@ pub async fn route_for(
     let sql = format!(
         "SELECT {ROUTE_COLUMNS} FROM project_default_subscriptions WHERE project_id = $1 AND trigger = $2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Route>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Route>(&sql)
         .bind(project_id)
         .bind(trigger)
         .fetch_optional(p)
@@ -303,7 +305,7 @@ pub async fn deliveries(
     after: Option<(Ts, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Delivery>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Delivery>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, Delivery>(
         "SELECT id, project_id, channel_id, trigger, task_id, task_name, status, response_code, error, \
          attempts, channel_name, channel_type, sent_at FROM notification_deliveries \
          WHERE project_id = $1 AND ($2 IS NULL OR sent_at < $2 OR (sent_at = $2 AND id < $3)) \
@@ -331,7 +333,7 @@ pub async fn unannounced_offline(
     silent_since: Ts,
     limit: i64,
 ) -> Result<Vec<OfflineAgent>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, OfflineAgent>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, OfflineAgent>(
         "SELECT a.id, a.project_id, a.name, a.last_seen_at FROM agents a \
          WHERE a.state = 'offline' AND a.revoked_at IS NULL AND a.last_seen_at IS NOT NULL \
          AND a.last_seen_at < $1 AND NOT EXISTS (SELECT 1 FROM agent_offline_alerts o \

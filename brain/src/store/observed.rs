@@ -2,7 +2,7 @@
 //! `adapter_health`) and `agent_status` samples.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::{on_db, on_read};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 use z4j_protocol::json::{Object, Value};
@@ -110,7 +110,7 @@ pub async fn depth_history(
     since: Ts,
     max_queues: i64,
 ) -> Result<Vec<DepthSample>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, DepthSample>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, DepthSample>(
         "SELECT q.engine, q.name, s.minute, s.depth FROM queue_depth_samples s \
          JOIN queues q ON q.id = s.queue_id \
          WHERE s.minute >= $2 AND q.id IN \
@@ -264,7 +264,7 @@ pub async fn recent_status(
     agent_id: Uuid,
     limit: i64,
 ) -> Result<Vec<StatusSample>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, StatusSample>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, StatusSample>(
         "SELECT id, captured_at, worker_id, telemetry_loss FROM agent_status_history \
          WHERE agent_id = $1 ORDER BY captured_at DESC, id DESC LIMIT $2"
     )

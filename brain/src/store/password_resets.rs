@@ -35,7 +35,7 @@ pub async fn live_user(
     now: Ts,
 ) -> Result<Option<Uuid>, StoreError> {
     let mut db: Handle<'_> = db.into();
-    Ok(on_handle!(&mut db, p => sqlx::query_scalar::<_, Uuid>(
+    Ok(on_handle!(&mut db, read p => sqlx::query_scalar::<_, Uuid>(
         "SELECT user_id FROM password_reset_tokens WHERE token_hash = $1 AND used_at IS NULL \
          AND expires_at > $2"
     )

@@ -2,7 +2,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_handle, on_read};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
@@ -41,19 +41,23 @@ pub async fn find_by_slug(
 ) -> Result<Option<Project>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM projects WHERE slug = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Project>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Project>(&sql)
         .bind(slug)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<Project>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Project>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Project>(&sql)
         .bind(id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 fn slug_conflict(e: sqlx::Error) -> StoreError {
@@ -123,7 +127,7 @@ pub async fn list_active(
          AND ($1 IS NULL OR id IN (SELECT project_id FROM memberships WHERE user_id = $1)) \
          ORDER BY created_at, id LIMIT $2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Project>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Project>(&sql)
         .bind(user_id)
         .bind(limit)
         .fetch_all(p)
@@ -133,7 +137,7 @@ pub async fn list_active(
 pub async fn count_active(db: impl Into<Handle<'_>>) -> Result<i64, StoreError> {
     let mut db: Handle<'_> = db.into();
     Ok(
-        on_handle!(&mut db, p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM projects WHERE is_active")
+        on_handle!(&mut db, read p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM projects WHERE is_active")
         .fetch_one(p)
         .await)?,
     )
@@ -142,7 +146,7 @@ pub async fn count_active(db: impl Into<Handle<'_>>) -> Result<i64, StoreError> 
 /// Agents of a project (live connections are kicked on archive).
 pub async fn agent_ids(db: &Db, project_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
     Ok(
-        on_db!(db, p => sqlx::query_scalar::<_, Uuid>("SELECT id FROM agents WHERE project_id = $1")
+        on_read!(db, p => sqlx::query_scalar::<_, Uuid>("SELECT id FROM agents WHERE project_id = $1")
         .bind(project_id)
         .fetch_all(p)
         .await)?,
@@ -156,13 +160,15 @@ pub async fn role_of(
     project_id: Uuid,
 ) -> Result<Option<String>, StoreError> {
     let mut db: Handle<'_> = db.into();
-    Ok(on_handle!(&mut db, p => sqlx::query_scalar::<_, String>(
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_scalar::<_, String>(
         "SELECT role FROM memberships WHERE user_id = $1 AND project_id = $2"
     )
     .bind(user_id)
     .bind(project_id)
     .fetch_optional(p)
-    .await)?)
+    .await)?,
+    )
 }
 
 /// Archives or restores a project.
@@ -184,7 +190,7 @@ pub async fn set_active(
 
 /// Every project the user is a member of, with the role.
 pub async fn roles_of_user(db: &Db, user_id: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, String)>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, (Uuid, String)>(
         "SELECT project_id, role FROM memberships WHERE user_id = $1"
     )
     .bind(user_id)

@@ -2,7 +2,7 @@
 //! Lists are keyset-paginated newest first on `(instant, id)`.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::on_read;
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -127,7 +127,7 @@ pub async fn tasks(
         }
     );
     let (name, search, args) = (contains(&f.name), contains(&f.search), contains(&f.args));
-    Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Task>(&sql)
         .bind(project_id)
         .bind(&f.state)
         .bind(&f.priorities)
@@ -148,7 +148,7 @@ pub async fn tasks(
 pub async fn count_tasks(db: &Db, project_id: Uuid, f: &TaskFilter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) FROM tasks WHERE {}", task_where(f));
     let (name, search, args) = (contains(&f.name), contains(&f.search), contains(&f.args));
-    Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(&sql)
+    Ok(on_read!(db, p => sqlx::query_scalar::<_, i64>(&sql)
         .bind(project_id)
         .bind(&f.state)
         .bind(&f.priorities)
@@ -172,7 +172,7 @@ pub async fn task(
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE project_id = $1 AND engine = $2 AND task_id = $3"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Task>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Task>(&sql)
         .bind(project_id)
         .bind(engine)
         .bind(task_id)
@@ -213,7 +213,7 @@ pub async fn events(
          AND ($4 IS NULL OR occurred_at < $4 OR (occurred_at = $4 AND id < $5)) \
          ORDER BY occurred_at DESC, id DESC LIMIT $6"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Event>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Event>(&sql)
     .bind(project_id)
     .bind(engine)
     .bind(task_id)
@@ -228,7 +228,7 @@ pub async fn events(
 /// checks and exports).
 pub async fn count_events(db: &Db, project_id: Uuid) -> Result<i64, StoreError> {
     Ok(
-        on_db!(db, p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE project_id = $1")
+        on_read!(db, p => sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE project_id = $1")
         .bind(project_id)
         .fetch_one(p)
         .await)?,
@@ -253,7 +253,7 @@ pub struct Worker {
 }
 
 pub async fn workers(db: &Db, project_id: Uuid) -> Result<Vec<Worker>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Worker>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, Worker>(
         "SELECT id, project_id, engine, name, hostname, pid, concurrency, queues, state, last_heartbeat, \
          active_tasks, created_at, updated_at FROM workers WHERE project_id = $1 ORDER BY engine, name"
     )
@@ -276,7 +276,7 @@ pub struct Queue {
 }
 
 pub async fn queues(db: &Db, project_id: Uuid) -> Result<Vec<Queue>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Queue>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, Queue>(
         "SELECT id, project_id, engine, name, last_seen_at, pending_count, consumer_count, created_at, updated_at \
          FROM queues WHERE project_id = $1 ORDER BY engine, name"
     )
@@ -290,7 +290,7 @@ pub async fn task_state_counts(
     db: &Db,
     project_id: Uuid,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (String, i64)>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, (String, i64)>(
         "SELECT state, count(*) FROM tasks WHERE project_id = $1 GROUP BY state"
     )
     .bind(project_id)
@@ -305,7 +305,7 @@ pub async fn finished_since(
     state: super::ingest::TaskState,
     since: Ts,
 ) -> Result<i64, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_scalar::<_, i64>(
+    Ok(on_read!(db, p => sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM tasks WHERE project_id = $1 AND state = $2 AND finished_at >= $3"
     )
     .bind(project_id)
@@ -329,7 +329,7 @@ pub async fn state_counts(
     };
     let sql =
         format!("SELECT state, count(*) FROM {table} WHERE project_id = $1{extra} GROUP BY state");
-    Ok(on_db!(db, p => sqlx::query_as::<_, (String, i64)>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, (String, i64)>(&sql)
         .bind(project_id)
         .fetch_all(p)
         .await)?)
@@ -359,7 +359,7 @@ pub async fn owned_tasks(
              WHERE project_id = $1 AND engine = $2 AND task_id IN ({})",
             marks.join(", ")
         );
-        let rows = on_db!(db, p => {
+        let rows = on_read!(db, p => {
             let mut q = sqlx::query_as::<_, Selected>(&sql).bind(project_id).bind(engine);
             for id in chunk {
                 q = q.bind(id);
@@ -395,7 +395,7 @@ pub async fn matching_tasks(
          AND ($5 IS NULL OR queue = $5) \
          AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) \
          ORDER BY created_at DESC, id DESC LIMIT $8";
-    Ok(on_db!(db, p => sqlx::query_as::<_, Selected>(sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Selected>(sql)
         .bind(project_id)
         .bind(engine)
         .bind(&s.state)

@@ -2,7 +2,7 @@
 //! about for too long, the agent to ask, and applying its answer.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::{on_db, on_read};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -19,7 +19,7 @@ pub struct StaleTask {
 /// of the partial index `ix_tasks_inflight_since` (migration 0016): change
 /// them together or the sweep scans every task again.
 pub async fn stale_tasks(db: &Db, before: Ts, limit: i64) -> Result<Vec<StaleTask>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, StaleTask>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, StaleTask>(
         "SELECT project_id, engine, task_id FROM tasks \
          WHERE state IN ('started', 'pending', 'retry') \
          AND COALESCE(started_at, received_at, created_at) < $1 \
@@ -37,7 +37,7 @@ pub async fn agent_for(
     project_id: Uuid,
     engine: &str,
 ) -> Result<Option<Uuid>, StoreError> {
-    let rows: Vec<(Uuid, SqlJson<Json>)> = on_db!(db, p => sqlx::query_as(
+    let rows: Vec<(Uuid, SqlJson<Json>)> = on_read!(db, p => sqlx::query_as(
         "SELECT id, engine_adapters FROM agents \
          WHERE project_id = $1 AND state = 'online' AND revoked_at IS NULL \
          ORDER BY last_seen_at DESC"

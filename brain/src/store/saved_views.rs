@@ -4,7 +4,7 @@
 //! by a unique constraint), at most [`MAX_PER_PROJECT`] per owner.
 
 use super::{Db, Handle, StoreError, Ts, Tx};
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use serde_json::Value as Json;
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
@@ -56,7 +56,7 @@ fn duplicate(e: sqlx::Error, name: &str) -> ViewError {
 }
 
 pub async fn list(db: &Db, user: Uuid, project: Uuid) -> Result<Vec<SavedView>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, SavedView>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, SavedView>(
         "SELECT id, name, filters, created_at, updated_at FROM saved_views \
          WHERE user_id = $1 AND project_id = $2 AND page = $3 ORDER BY name, id"
     )

@@ -3,7 +3,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use sqlx::types::Json as SqlJson;
 use uuid::Uuid;
 
@@ -206,21 +206,25 @@ pub async fn find(
 ) -> Result<Option<Schedule>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM schedules WHERE project_id = $1 AND id = $2");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Schedule>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Schedule>(&sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 /// A schedule by id, whatever its project (the gRPC calls carry only ids).
 pub async fn get(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<Schedule>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM schedules WHERE id = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Schedule>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Schedule>(&sql)
         .bind(id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 /// Locks a `z4j-scheduler` row for the rest of the transaction (a no-op
@@ -252,7 +256,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM schedules WHERE project_id = $1 \
          AND ($2 IS NULL OR name > $2 OR (name = $2 AND id > $3)) ORDER BY name, id LIMIT $4"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Schedule>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Schedule>(&sql)
         .bind(project_id)
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1).unwrap_or_default())
@@ -285,7 +289,7 @@ pub async fn served(
         "SELECT {COLUMNS} FROM schedules WHERE scheduler = $1 AND ($2 IS NULL OR id > $3){filter} \
          ORDER BY id LIMIT {limit}"
     );
-    on_db!(db, p => {
+    on_read!(db, p => {
         let mut q = sqlx::query_as::<_, Schedule>(&sql)
             .bind(Z4J_SCHEDULER)
             .bind(after)
@@ -424,7 +428,7 @@ pub async fn project_ids_by_slugs(db: &Db, slugs: &[String]) -> Result<Vec<Uuid>
             .collect::<Vec<_>>()
             .join(", ")
     );
-    on_db!(db, p => {
+    on_read!(db, p => {
         let mut q = sqlx::query_scalar::<_, Uuid>(&sql);
         for slug in slugs {
             q = q.bind(slug);
@@ -476,10 +480,12 @@ pub async fn fire_by_fire_id(
 ) -> Result<Option<Fire>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE fire_id = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Fire>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Fire>(&sql)
         .bind(fire_id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 /// Inserts the fire's row, or moves an existing one forward (§3.3); a
@@ -595,7 +601,7 @@ pub async fn fires(db: &Db, schedule_id: Uuid, limit: i64) -> Result<Vec<Fire>, 
         "SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE schedule_id = $1 \
          ORDER BY fired_at DESC, id DESC LIMIT $2"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Fire>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Fire>(&sql)
         .bind(schedule_id)
         .bind(limit)
         .fetch_all(p)
@@ -618,7 +624,7 @@ pub async fn ids_in_project(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    on_db!(db, p => {
+    on_read!(db, p => {
         let mut q = sqlx::query_scalar::<_, Uuid>(&sql).bind(project_id);
         for id in ids {
             q = q.bind(*id);
@@ -651,7 +657,7 @@ pub async fn recent_fires_of(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    on_db!(db, p => {
+    on_read!(db, p => {
         let mut q = sqlx::query_as::<_, Fire>(&sql).bind(project_id).bind(limit);
         for id in ids {
             q = q.bind(*id);
@@ -667,7 +673,7 @@ pub async fn recent_statuses(
     since: Ts,
     n: i64,
 ) -> Result<Vec<FireStatus>, StoreError> {
-    let rows: Vec<String> = on_db!(db, p => sqlx::query_scalar(
+    let rows: Vec<String> = on_read!(db, p => sqlx::query_scalar(
         "SELECT status FROM schedule_fires WHERE schedule_id = $1 AND fired_at >= $2 \
          ORDER BY fired_at DESC, id DESC LIMIT $3"
     )
@@ -686,7 +692,7 @@ pub async fn recent_statuses(
 
 /// Enabled schedules (of any owner), for the breaker's sweep.
 pub async fn enabled_ids(db: &Db) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, Uuid)>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, (Uuid, Uuid)>(
         "SELECT id, project_id FROM schedules WHERE is_enabled ORDER BY id"
     )
     .fetch_all(p)
@@ -705,7 +711,7 @@ pub async fn misfire_candidates(db: &Db) -> Result<Vec<Schedule>, StoreError> {
          WHERE m.schedule_id = s.id AND m.anchor_at = COALESCE(s.last_run_at, s.created_at)) \
          ORDER BY id"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Schedule>(&sql).fetch_all(p).await)?)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Schedule>(&sql).fetch_all(p).await)?)
 }
 
 /// Claims an episode; true for exactly one caller fleet-wide.
@@ -807,10 +813,12 @@ pub async fn pending_by_fire_id(
 ) -> Result<Option<Pending>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {PENDING_COLUMNS} FROM pending_fires WHERE fire_id = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, Pending>(&sql)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, Pending>(&sql)
         .bind(fire_id)
         .fetch_optional(p)
-        .await)?)
+        .await)?,
+    )
 }
 
 /// Deletes buffers past their expiry.
@@ -826,7 +834,7 @@ pub async fn expire_pending(db: &Db, now: Ts) -> Result<u64, StoreError> {
 
 /// The `(project, engine)` pairs that have buffers.
 pub async fn pending_pairs(db: &Db) -> Result<Vec<(Uuid, String)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, String)>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, (Uuid, String)>(
         "SELECT DISTINCT project_id, engine FROM pending_fires ORDER BY project_id, engine"
     )
     .fetch_all(p)
@@ -844,7 +852,7 @@ pub async fn pending_of(
         "SELECT {PENDING_COLUMNS} FROM pending_fires WHERE project_id = $1 AND engine = $2 \
          ORDER BY scheduled_for, id LIMIT $3"
     );
-    Ok(on_db!(db, p => sqlx::query_as::<_, Pending>(&sql)
+    Ok(on_read!(db, p => sqlx::query_as::<_, Pending>(&sql)
         .bind(project_id)
         .bind(engine)
         .bind(limit)

@@ -2,7 +2,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_db, on_handle, on_read};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -65,7 +65,7 @@ pub async fn create(
 }
 
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<Session>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Session>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, Session>(
         "SELECT id, user_id, csrf_token, issued_at, expires_at, last_seen_at, revoked_at, user_agent_at_issue, mfa_verified_at \
          FROM sessions WHERE id = $1"
     )
@@ -118,7 +118,7 @@ pub async fn list_live(
     now: Ts,
     limit: i64,
 ) -> Result<Vec<Listed>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, Listed>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, Listed>(
         "SELECT id, issued_at, last_seen_at, ip_at_issue, user_agent_at_issue FROM sessions \
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
          ORDER BY issued_at DESC, id LIMIT $3"
@@ -138,7 +138,7 @@ pub async fn revoke_own(
     reason: &str,
 ) -> Result<bool, StoreError> {
     let mut db: Handle<'_> = db.into();
-    let owner: Option<Uuid> = on_handle!(&mut db, p => sqlx::query_scalar(
+    let owner: Option<Uuid> = on_handle!(&mut db, read p => sqlx::query_scalar(
         "SELECT user_id FROM sessions WHERE id = $1"
     )
     .bind(id)

@@ -3,7 +3,7 @@
 
 use super::users::User;
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::{on_db, on_read};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -39,7 +39,7 @@ pub async fn delete_tokens(db: &Db) -> Result<(), StoreError> {
 
 /// The newest token row, expired or not.
 pub async fn current_token(db: &Db) -> Result<Option<SetupToken>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, SetupToken>(
+    Ok(on_read!(db, p => sqlx::query_as::<_, SetupToken>(
         "SELECT id, token_hash, expires_at FROM first_boot_tokens ORDER BY created_at DESC LIMIT 1"
     )
     .fetch_optional(p)
@@ -67,7 +67,7 @@ pub async fn failed_attempts_since(
     ip: &str,
     since: Ts,
 ) -> Result<(i64, Option<Ts>), StoreError> {
-    let row: (i64, Option<Ts>) = on_db!(db, p => sqlx::query_as(
+    let row: (i64, Option<Ts>) = on_read!(db, p => sqlx::query_as(
         "SELECT count(*), min(attempted_at) FROM setup_attempts WHERE ip = $1 AND attempted_at >= $2"
     )
     .bind(ip)

@@ -2,7 +2,7 @@
 
 use super::{Db, StoreError, Ts};
 use crate::store::Handle;
-use crate::{on_db, on_handle};
+use crate::{on_handle, on_read};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -27,13 +27,15 @@ pub struct User {
 const COLUMNS: &str = "id, email, password_hash, display_name, first_name, last_name, is_admin, is_active, timezone, password_changed_at, created_at, failed_login_count, locked_until, mfa_enrolled_at, mfa_enforcement_started_at";
 
 pub async fn count(db: &Db) -> Result<i64, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await)?)
+    Ok(on_read!(db, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await)?)
 }
 
 pub async fn find(db: impl Into<Handle<'_>>, id: Uuid) -> Result<Option<User>, StoreError> {
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    Ok(on_handle!(&mut db, p => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(p).await)?)
+    Ok(
+        on_handle!(&mut db, read p => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(p).await)?,
+    )
 }
 
 pub async fn find_by_email(
@@ -43,7 +45,7 @@ pub async fn find_by_email(
     let mut db: Handle<'_> = db.into();
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
     Ok(
-        on_handle!(&mut db, p => sqlx::query_as::<_, User>(&sql).bind(canonical_email).fetch_optional(p).await)?,
+        on_handle!(&mut db, read p => sqlx::query_as::<_, User>(&sql).bind(canonical_email).fetch_optional(p).await)?,
     )
 }
 
@@ -142,7 +144,7 @@ pub async fn create(db: impl Into<Handle<'_>>, n: &NewUser<'_>) -> Result<User, 
 pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2");
     Ok(
-        on_db!(db, p => sqlx::query_as::<_, User>(&sql).bind(limit).bind(offset).fetch_all(p).await)?,
+        on_read!(db, p => sqlx::query_as::<_, User>(&sql).bind(limit).bind(offset).fetch_all(p).await)?,
     )
 }
 
@@ -228,7 +230,9 @@ const MEMBERSHIP_SELECT: &str =
 
 pub async fn memberships(db: &Db, project_id: Uuid) -> Result<Vec<Membership>, StoreError> {
     let sql = format!("{MEMBERSHIP_SELECT} WHERE m.project_id = $1 ORDER BY m.created_at, m.id");
-    Ok(on_db!(db, p => sqlx::query_as::<_, Membership>(&sql).bind(project_id).fetch_all(p).await)?)
+    Ok(
+        on_read!(db, p => sqlx::query_as::<_, Membership>(&sql).bind(project_id).fetch_all(p).await)?,
+    )
 }
 
 pub async fn membership(
@@ -238,7 +242,7 @@ pub async fn membership(
 ) -> Result<Option<Membership>, StoreError> {
     let sql = format!("{MEMBERSHIP_SELECT} WHERE m.project_id = $1 AND m.id = $2");
     Ok(
-        on_db!(db, p => sqlx::query_as::<_, Membership>(&sql).bind(project_id).bind(id).fetch_optional(p).await)?,
+        on_read!(db, p => sqlx::query_as::<_, Membership>(&sql).bind(project_id).bind(id).fetch_optional(p).await)?,
     )
 }
 
@@ -312,14 +316,16 @@ pub async fn memberships_of(
     user: Uuid,
     limit: i64,
 ) -> Result<Vec<(Uuid, String, String)>, StoreError> {
-    Ok(on_db!(db, p => sqlx::query_as::<_, (Uuid, String, String)>(
+    Ok(
+        on_read!(db, p => sqlx::query_as::<_, (Uuid, String, String)>(
         "SELECT p.id, p.slug, m.role FROM memberships m JOIN projects p ON p.id = m.project_id \
          WHERE m.user_id = $1 AND p.is_active ORDER BY p.created_at, p.id LIMIT $2"
     )
     .bind(user)
     .bind(limit)
     .fetch_all(p)
-    .await)?)
+    .await)?,
+    )
 }
 
 /// The profile columns only (a user's own edit must not write back the
