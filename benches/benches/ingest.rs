@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use z4j_benches::{bench_binding, bench_key, signed_event_batch};
 use z4j_brain::ingest::{Ingestor, Outcome, OverLimit};
-use z4j_brain::settings::{DatabaseTarget, Settings};
-use z4j_brain::store::{self, Db};
+use z4j_brain::settings::Settings;
+use z4j_brain::store::Db;
 use z4j_protocol::frame::EventBatch;
 use z4j_protocol::{Direction, Now, Signer, Verified, Verifier};
 
@@ -32,32 +32,14 @@ struct Bench {
 async fn prepare(pg: bool) -> Result<Bench, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let settings = settings_in(dir.path())?;
-    let (target, pg_db) = if pg {
-        let provider = z4j_conformance::postgres::Provider::discover().await?;
-        let (name, _) = provider.create_database().await?;
-        let url = provider.plain_url(&name);
-        (DatabaseTarget::Postgres { url }, Some((provider, name)))
-    } else {
-        let path = dir.path().join("z4j.db");
-        (
-            DatabaseTarget::Sqlite {
-                path,
-                is_default: false,
-            },
-            None,
-        )
-    };
-    let db = store::connect(&target, &settings)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (project, agent) = fixture::project_and_agent(&db).await?;
+    let fresh = fixture::fresh(dir.path(), &settings, pg).await?;
     Ok(Bench {
-        db,
+        db: fresh.db,
         settings,
-        project,
-        agent,
+        project: fresh.project,
+        agent: fresh.agent,
         _dir: Some(dir),
-        _pg: pg_db,
+        _pg: fresh.pg,
     })
 }
 

@@ -44,3 +44,43 @@ pub async fn project_and_agent(db: &Db) -> Result<(Uuid, Uuid), String> {
         .map_err(|e| e.to_string())?;
     Ok((project.id, agent.id))
 }
+
+/// A fresh migrated database with the project `bench` and its agent.
+#[allow(dead_code)] // icount opens its SQLite file itself
+pub struct Fresh {
+    pub db: Db,
+    pub project: Uuid,
+    pub agent: Uuid,
+    /// The PostgreSQL database, for the caller to drop.
+    pub pg: Option<(z4j_conformance::postgres::Provider, String)>,
+}
+
+/// SQLite in `dir`, or with `pg` a new database on the PostgreSQL the
+/// conformance suite finds.
+#[allow(dead_code)]
+pub async fn fresh(dir: &std::path::Path, s: &Settings, pg: bool) -> Result<Fresh, String> {
+    use z4j_brain::settings::DatabaseTarget;
+    let (target, pg) = if pg {
+        let provider = z4j_conformance::postgres::Provider::discover().await?;
+        let (name, _) = provider.create_database().await?;
+        let url = provider.plain_url(&name);
+        (DatabaseTarget::Postgres { url }, Some((provider, name)))
+    } else {
+        let path = dir.join("z4j.db");
+        let target = DatabaseTarget::Sqlite {
+            path,
+            is_default: false,
+        };
+        (target, None)
+    };
+    let db = store::connect(&target, s)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (project, agent) = project_and_agent(&db).await?;
+    Ok(Fresh {
+        db,
+        project,
+        agent,
+        pg,
+    })
+}

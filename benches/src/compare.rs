@@ -77,6 +77,77 @@ pub fn events_for(cell: &Cell, reference: bool, scale: f64) -> usize {
     want.div_ceil(unit) * unit
 }
 
+/// Frames in the largest group the brain's writer can commit for `cell`:
+/// every connection's whole window, taken while the group is under the
+/// writer's caps (it always takes the first frame, and one more while the
+/// rows are below `max_rows`).
+pub fn group_frames(cell: &Cell, max_frames: usize, max_rows: usize) -> usize {
+    let outstanding = cell.connections * cell.window;
+    let (mut frames, mut rows) = (0, 0);
+    while frames < outstanding && frames < max_frames && (frames == 0 || rows < max_rows) {
+        frames += 1;
+        rows += cell.batch;
+    }
+    frames
+}
+
+/// Events per second when each commit takes `commit_ms` and carries
+/// `group_events`: the most any brain that acks only what it committed can
+/// reach with that database, whatever its row cost.
+pub fn commit_bound(group_events: usize, commit_ms: f64) -> f64 {
+    if commit_ms > 0.0 {
+        group_events as f64 * 1000.0 / commit_ms
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Milliseconds, over a set of measured durations.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn of(samples: &[std::time::Duration]) -> Latency {
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if ms.is_empty() {
+                return 0.0;
+            }
+            ms[((ms.len() - 1) as f64 * q).round() as usize]
+        };
+        Latency {
+            p50: at(0.5),
+            p90: at(0.9),
+            max: at(1.0),
+        }
+    }
+}
+
+/// One database's floor run (`examples/floor.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Floor {
+    pub database: Db,
+    /// The brain's smallest commit (one event, one group).
+    pub commit_ms: Latency,
+    pub cells: Vec<FloorCell>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorCell {
+    pub cell: Cell,
+    /// Events per commit in the cell's largest group.
+    pub group_events: usize,
+    /// Those groups written straight through the store.
+    pub floor_events_per_second: f64,
+    /// `commit_bound(group_events, commit_ms.p50)`.
+    pub bound_events_per_second: f64,
+}
+
 /// The measured figures of one implementation in one cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
@@ -105,6 +176,20 @@ pub struct CellResult {
     pub reference: Figures,
     pub rust: Figures,
     pub ratios: Ratios,
+    /// The cell's floor and commit bound, measured in the same run.
+    #[serde(default)]
+    pub floor: Option<FloorCell>,
+}
+
+impl CellResult {
+    /// z4j-rs events/s over the floor and over the commit bound.
+    pub fn of_floor(&self) -> Option<(f64, f64)> {
+        let f = self.floor.as_ref()?;
+        Some((
+            self.rust.events_per_second / f.floor_events_per_second,
+            self.rust.events_per_second / f.bound_events_per_second,
+        ))
+    }
 }
 
 pub fn ratios(reference: &Figures, rust: &Figures) -> Ratios {
@@ -181,19 +266,24 @@ pub fn regressions(baseline: &Run, now: &Run, threshold: f64) -> Vec<Regression>
 /// The Markdown table of a run (RESULTS.md and the console).
 pub fn table(run: &Run) -> String {
     let mut out = String::from(
-        "| cell | reference ev/s | z4j-rs ev/s | ratio | reference p99 ms | z4j-rs p99 ms | p99 ratio | reference RSS MiB | z4j-rs RSS MiB | RSS ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| cell | reference ev/s | z4j-rs ev/s | ratio | floor ev/s | ÷ floor | bound ev/s | ÷ bound | reference p99 ms | z4j-rs p99 ms | p99 ratio | reference RSS MiB | z4j-rs RSS MiB | RSS ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let opt = |v: Option<f64>, digits: usize| {
         v.map(|x| format!("{x:.digits$}"))
             .unwrap_or_else(|| "-".into())
     };
     for c in &run.cells {
+        let of = c.of_floor();
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | **{:.0}x** | {:.0} | {:.1} | {:.3} | {} | {} | {} |\n",
+            "| {} | {:.0} | {:.0} | **{:.0}x** | {} | {} | {} | {} | {:.0} | {:.1} | {:.3} | {} | {} | {} |\n",
             c.cell.label(),
             c.reference.events_per_second,
             c.rust.events_per_second,
             c.ratios.events_per_second,
+            opt(c.floor.as_ref().map(|f| f.floor_events_per_second), 0),
+            opt(of.map(|o| o.0), 2),
+            opt(c.floor.as_ref().map(|f| f.bound_events_per_second), 0),
+            opt(of.map(|o| o.1), 2),
             c.reference.p99_ms,
             c.rust.p99_ms,
             c.ratios.p99,
@@ -235,10 +325,46 @@ mod tests {
                         ratios: ratios(&reference, &rust),
                         reference,
                         rust,
+                        floor: None,
                     }
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn groups_take_every_window_within_the_writer_caps() {
+        let cell = |connections, batch| Cell {
+            database: Db::Sqlite,
+            connections,
+            batch,
+            window: 8,
+        };
+        assert_eq!(group_frames(&cell(1, 1), 512, 10_000), 8);
+        assert_eq!(group_frames(&cell(4, 50), 512, 10_000), 32);
+        // 20 frames of 500 reach 10 000 rows; the writer stops there.
+        assert_eq!(group_frames(&cell(4, 500), 512, 10_000), 20);
+        // Below the cap it takes one more, as the writer does.
+        assert_eq!(group_frames(&cell(4, 500), 512, 9_999), 20);
+        assert_eq!(group_frames(&cell(4, 500), 512, 9_500), 19);
+        // A frame larger than the cap still goes alone.
+        assert_eq!(group_frames(&cell(4, 500), 512, 100), 1);
+        assert_eq!(group_frames(&cell(64, 1), 512, 10_000), 512);
+        assert_eq!(commit_bound(8, 4.0), 2000.0);
+        assert!(commit_bound(8, 0.0).is_infinite());
+    }
+
+    #[test]
+    fn latency_quantiles_are_of_the_samples() {
+        let ms = |v: &[u64]| -> Vec<std::time::Duration> {
+            v.iter()
+                .map(|m| std::time::Duration::from_millis(*m))
+                .collect()
+        };
+        let l = Latency::of(&ms(&[9, 1, 5, 3, 7, 2, 4, 6, 8, 10, 100]));
+        assert_eq!((l.p50, l.p90, l.max), (6.0, 10.0, 100.0));
+        let empty = Latency::of(&[]);
+        assert_eq!((empty.p50, empty.max), (0.0, 0.0));
     }
 
     #[test]

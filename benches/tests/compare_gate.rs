@@ -32,6 +32,7 @@ fn run(eps: f64, p99: f64) -> Run {
                     ratios: compare::ratios(&reference, &rust),
                     reference,
                     rust,
+                    floor: None,
                 }
             })
             .collect(),

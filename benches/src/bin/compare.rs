@@ -35,6 +35,10 @@ struct Args {
     /// The z4j-rs binary (a release build).
     #[arg(long, default_value_os_t = z4j_conformance::repo_root().join("target/release/z4j"))]
     z4j_bin: PathBuf,
+    /// The floor probe (`cargo build --release -p z4j-benches --example
+    /// floor`), run once per database kind before its cells.
+    #[arg(long, default_value_os_t = z4j_conformance::repo_root().join("target/release/examples/floor"))]
+    floor_bin: PathBuf,
     /// Save the run as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -144,6 +148,12 @@ fn measure(args: &Args) -> Result<Run, String> {
             args.z4j_bin.display()
         ));
     }
+    if !args.floor_bin.exists() {
+        return Err(format!(
+            "{}: no floor probe (build it: cargo build --release -p z4j-benches --example floor)",
+            args.floor_bin.display()
+        ));
+    }
     let root = z4j_conformance::repo_root().join("conformance/targets");
     let bin = args.z4j_bin.display().to_string();
     let rust = Target::load(&root.join("rust.toml"), Some(&bin))?;
@@ -168,6 +178,13 @@ fn measure(args: &Args) -> Result<Run, String> {
         if mine.is_empty() {
             continue;
         }
+        let floor = floor(&args.floor_bin, db)?;
+        eprintln!(
+            "compare: {} commit p50 {:.2} ms, p90 {:.2} ms",
+            db.name(),
+            floor.commit_ms.p50,
+            floor.commit_ms.p90
+        );
         let (ref_brain, rust_brain, pg) = rt.block_on(start_pair(&reference, &rust, db))?;
         for (i, cell) in mine.iter().enumerate() {
             // Alternate which brain goes first, so neither always runs on a
@@ -218,6 +235,7 @@ fn measure(args: &Args) -> Result<Run, String> {
                     ratios: compare::ratios(&reference, &rust),
                     reference,
                     rust,
+                    floor: floor.cells.iter().find(|f| f.cell == **cell).cloned(),
                 });
             }
         }
@@ -235,6 +253,24 @@ fn measure(args: &Args) -> Result<Run, String> {
         cells: results,
         failures,
     })
+}
+
+/// One run of the floor probe on a fresh database of kind `db`.
+fn floor(bin: &PathBuf, db: Db) -> Result<compare::Floor, String> {
+    eprintln!("compare: {} floor and commit bound", db.name());
+    let out = std::process::Command::new(bin)
+        .args(["--database", db.name()])
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "floor probe on {} failed: {}",
+            db.name(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("floor probe on {}: not a floor run: {e}", db.name()))
 }
 
 type PgDatabases = Option<(Provider, Vec<String>)>;

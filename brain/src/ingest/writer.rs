@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Frames waiting beyond this go into the next transaction.
-const MAX_GROUP_FRAMES: usize = 512;
-const MAX_GROUP_ROWS: usize = 10_000;
+pub const MAX_GROUP_FRAMES: usize = 512;
+pub const MAX_GROUP_ROWS: usize = 10_000;
 const QUEUE_DEPTH: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

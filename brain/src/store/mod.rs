@@ -303,8 +303,10 @@ macro_rules! text_enum {
     };
 }
 
-/// Runs the same expression against whichever pool (or transaction) the
-/// handle holds; the expression is compiled once per dialect.
+/// Runs the same expression against whichever pool the handle holds; the
+/// expression is compiled once per dialect. On SQLite that is the write
+/// connection's queue, and the caller's function returns
+/// `StoreError::WriterHeld` when its own transaction holds it.
 #[macro_export]
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
@@ -386,46 +388,38 @@ impl<'a> From<&'a mut Tx> for Handle<'a> {
 /// use `?` on a `sqlx::Error` (taking a connection can fail).
 #[macro_export]
 macro_rules! on_handle {
-    // A read: from the pool it runs on SQLite's query-only connections.
-    ($h:expr, read $exec:ident => $body:expr) => {
-        match $h {
-            $crate::store::Handle::Pool(db) => {
-                $crate::on_read!(db, p => {
-                    let mut conn = p.acquire().await?;
-                    let $exec = &mut *conn;
-                    $body
-                })
-            }
-            $crate::store::Handle::Tx($crate::store::Tx::Sqlite(t, _)) => {
+    // The caller's transaction, for both forms below.
+    (@tx $tx:expr, $exec:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t, _) => {
                 let $exec = &mut **t;
                 $body
             }
-            $crate::store::Handle::Tx($crate::store::Tx::Postgres(t)) => {
+            $crate::store::Tx::Postgres(t) => {
                 let $exec = &mut **t;
                 $body
             }
         }
     };
-    ($h:expr, $exec:ident => $body:expr) => {
+    // A read: from the pool it runs on SQLite's query-only connections.
+    ($h:expr, read $exec:ident => $body:expr) => {
         match $h {
-            $crate::store::Handle::Pool($crate::store::Db::Sqlite(s)) => {
-                let mut conn = s.writer()?.acquire().await?;
-                let $exec = &mut *conn;
-                $body
-            }
-            $crate::store::Handle::Pool($crate::store::Db::Postgres(p)) => {
+            $crate::store::Handle::Pool(db) => $crate::on_read!(db, p => {
                 let mut conn = p.acquire().await?;
                 let $exec = &mut *conn;
                 $body
-            }
-            $crate::store::Handle::Tx($crate::store::Tx::Sqlite(t, _)) => {
-                let $exec = &mut **t;
+            }),
+            $crate::store::Handle::Tx(tx) => $crate::on_handle!(@tx tx, $exec => $body),
+        }
+    };
+    ($h:expr, $exec:ident => $body:expr) => {
+        match $h {
+            $crate::store::Handle::Pool(db) => $crate::on_db!(db, p => {
+                let mut conn = p.acquire().await?;
+                let $exec = &mut *conn;
                 $body
-            }
-            $crate::store::Handle::Tx($crate::store::Tx::Postgres(t)) => {
-                let $exec = &mut **t;
-                $body
-            }
+            }),
+            $crate::store::Handle::Tx(tx) => $crate::on_handle!(@tx tx, $exec => $body),
         }
     };
 }
