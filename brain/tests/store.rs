@@ -701,3 +701,35 @@ async fn sqlite_writer_queue_refuses_its_holder_and_reads_go_beside_it() {
     assert!(msg.contains("readonly"), "{msg}");
     t.cleanup().await;
 }
+
+/// SQLite: `VACUUM INTO` (z4j backup) succeeds while another task writes.
+/// On the query-only readers it fails here at the first copy ("attempt to
+/// write a readonly database"; seen in CI as cli.backup-restore).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backup_copies_while_writes_go_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let t = sqlite().await;
+    exec(&t.db, "CREATE TABLE w (n INTEGER)").await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (db, stop) = (t.db.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                exec(&db, "INSERT INTO w VALUES (1)").await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let dest = dir.path().join(format!("copy-{i}.db"));
+        store::backup::vacuum_into(&t.db, &dest)
+            .await
+            .unwrap_or_else(|e| panic!("copy {i}: {e}"));
+        assert!(dest.exists());
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap().unwrap();
+    t.cleanup().await;
+}

@@ -10,11 +10,12 @@ use std::path::Path;
 /// keeps serving (one read transaction). PostgreSQL: `Unsupported`.
 pub async fn vacuum_into(db: &Db, dest: &Path) -> Result<(), StoreError> {
     match db {
-        // On the read pool: a read transaction, beside the writer.
+        // Not on the query-only readers, which refuse VACUUM INTO. It holds
+        // only a read transaction on the file: other processes' writes go on.
         Db::Sqlite(s) => {
             sqlx::query("VACUUM INTO $1")
                 .bind(dest.display().to_string())
-                .execute(&s.read)
+                .execute(s.writer()?)
                 .await?;
             Ok(())
         }
