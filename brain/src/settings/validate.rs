@@ -361,10 +361,25 @@ pub fn normalise_url(url: &str) -> Result<DatabaseTarget, SettingError> {
                 is_default: false,
             })
         }
-        other => Err(bad(&format!(
+        // The URL is a secret (it may hold a password): the part before
+        // "://" is named only when it is a scheme's syntax (RFC 3986 3.1),
+        // so a mistyped URL never prints its credentials.
+        other if is_scheme(other) => Err(bad(&format!(
             "scheme {other:?} is not supported; use postgresql+asyncpg:// (or sqlite:///path)"
         ))),
+        _ => Err(bad(
+            "does not start with a URL scheme (a letter, then letters, digits, + - .) before ://; \
+             use postgresql+asyncpg:// (or sqlite:///path)",
+        )),
     }
+}
+
+/// RFC 3986 scheme syntax, at most 32 characters.
+fn is_scheme(s: &str) -> bool {
+    s.len() <= 32
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// `Z4J_REQUIRE_DB_SSL`: TLS must be required unless the host is loopback.
@@ -427,6 +442,31 @@ mod tests {
         ));
         assert!(normalise_url("mysql://x").is_err());
         assert!(normalise_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn an_unsupported_scheme_is_named_but_never_other_text_before_it() {
+        let problem = |url: &str| match normalise_url(url) {
+            Err(e) => e.problem,
+            Ok(t) => panic!("{url} accepted as {t:?}"),
+        };
+        assert!(problem("mysql://u:p@db/z4j").contains("\"mysql\""));
+        assert!(problem("mongodb+srv://x").contains("\"mongodb+srv\""));
+        // A password typed before the "://" (the fuzzer's finding, with a
+        // secret's text in the part taken for the scheme) is not printed.
+        for url in [
+            "postgresql:u:s3cret-pw@db//x://y",
+            "u:s3cret-pw@db://z4j",
+            "s3cret pw://x",
+            "\0s3cret\u{1F511}pw://x",
+            "9s3cretpw://x",
+        ] {
+            let p = problem(url);
+            assert!(!p.contains("s3cret"), "{url}: {p}");
+            assert!(p.contains("URL scheme"), "{p}");
+        }
+        let long = format!("{}://x", "a".repeat(33));
+        assert!(!problem(&long).contains("aaaa"));
     }
 
     #[test]
