@@ -18,7 +18,8 @@
 use fixture::settings_in;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use z4j_benches::compare::{self, Db as Kind, Floor, FloorCell, Latency};
+use z4j_benches::compare::{self, Db as Kind, Floor, FloorCell};
+use z4j_benches::load::Latency;
 use z4j_benches::realistic_event;
 use z4j_brain::ingest::prepare::prepare;
 use z4j_brain::ingest::redact::Redactor;
@@ -130,7 +131,7 @@ async fn measure(f: &fixture::Fresh, kind: Kind, seconds: f64) -> R<Floor> {
             commits.push(t.elapsed());
         }
     }
-    let commit_ms = Latency::of(&commits);
+    let commit_ms = Latency::of(commits);
     let mut cells = Vec::new();
     for cell in compare::matrix(&[kind]) {
         let frames = compare::group_frames(&cell, MAX_GROUP_FRAMES, MAX_GROUP_ROWS);

@@ -102,38 +102,12 @@ pub fn commit_bound(group_events: usize, commit_ms: f64) -> f64 {
     }
 }
 
-/// Milliseconds, over a set of measured durations.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub max: f64,
-}
-
-impl Latency {
-    pub fn of(samples: &[std::time::Duration]) -> Latency {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        ms.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            if ms.is_empty() {
-                return 0.0;
-            }
-            ms[((ms.len() - 1) as f64 * q).round() as usize]
-        };
-        Latency {
-            p50: at(0.5),
-            p90: at(0.9),
-            max: at(1.0),
-        }
-    }
-}
-
 /// One database's floor run (`examples/floor.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Floor {
     pub database: Db,
     /// The brain's smallest commit (one event, one group).
-    pub commit_ms: Latency,
+    pub commit_ms: crate::load::Latency,
     pub cells: Vec<FloorCell>,
 }
 
@@ -352,19 +326,6 @@ mod tests {
         assert_eq!(group_frames(&cell(64, 1), 512, 10_000), 512);
         assert_eq!(commit_bound(8, 4.0), 2000.0);
         assert!(commit_bound(8, 0.0).is_infinite());
-    }
-
-    #[test]
-    fn latency_quantiles_are_of_the_samples() {
-        let ms = |v: &[u64]| -> Vec<std::time::Duration> {
-            v.iter()
-                .map(|m| std::time::Duration::from_millis(*m))
-                .collect()
-        };
-        let l = Latency::of(&ms(&[9, 1, 5, 3, 7, 2, 4, 6, 8, 10, 100]));
-        assert_eq!((l.p50, l.p90, l.max), (6.0, 10.0, 100.0));
-        let empty = Latency::of(&[]);
-        assert_eq!((empty.p50, empty.max), (0.0, 0.0));
     }
 
     #[test]

@@ -244,7 +244,7 @@ pub fn trend(iv: &[Interval], every: Duration) -> Option<Trend> {
     })
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
