@@ -75,7 +75,8 @@ pub enum Db {
 /// the writer (WAL).
 #[derive(Debug, Clone)]
 pub struct SqlitePools {
-    pub write: SqlitePool,
+    /// Only through [`SqlitePools::writer`], which keeps the holder check.
+    write: SqlitePool,
     pub read: SqlitePool,
     /// Who holds the write connection in a transaction: the same caller
     /// asking for the writer again would wait for itself.
@@ -124,25 +125,33 @@ impl SqlitePools {
 
     async fn begin(&self) -> Result<Tx, StoreError> {
         let t = self.writer()?.begin().await?;
-        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(Caller::current());
+        let me = Caller::current();
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(me);
         Ok(Tx::Sqlite(
             t,
-            WriterHeld {
+            WriterClaim {
                 holder: self.holder.clone(),
+                me,
             },
         ))
     }
 }
 
-/// Clears the writer's holder when its transaction ends (commit, rollback
-/// or drop).
-pub struct WriterHeld {
+/// A transaction's claim on the writer, given up when it ends (commit,
+/// rollback or drop).
+pub struct WriterClaim {
     holder: std::sync::Arc<std::sync::Mutex<Option<Caller>>>,
+    me: Caller,
 }
 
-impl Drop for WriterHeld {
+impl Drop for WriterClaim {
     fn drop(&mut self) {
-        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // The connection goes back to the pool before this runs: the next
+        // transaction's caller may already have claimed it.
+        let mut holder = self.holder.lock().unwrap_or_else(|p| p.into_inner());
+        if *holder == Some(self.me) {
+            *holder = None;
+        }
     }
 }
 
@@ -337,7 +346,7 @@ macro_rules! on_read {
 
 /// A transaction on either dialect; dropping it uncommitted rolls back.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, WriterHeld),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, WriterClaim),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -489,6 +498,30 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_ended_claim_leaves_the_next_holder_alone() {
+        let pool = || SqlitePool::connect_lazy("sqlite::memory:").unwrap();
+        let pools = SqlitePools::new(pool(), pool());
+        let me = Caller::current();
+        let other = tokio::spawn(async { Caller::current() }).await.unwrap();
+        assert_ne!(me, other);
+        let claim = |who| WriterClaim {
+            holder: pools.holder.clone(),
+            me: who,
+        };
+        // Another caller claimed the writer before this claim's drop ran.
+        let mine = claim(me);
+        *pools.holder.lock().unwrap() = Some(other);
+        drop(mine);
+        assert_eq!(*pools.holder.lock().unwrap(), Some(other));
+        // Its own claim, ended, frees the writer for everyone.
+        drop(claim(other));
+        assert_eq!(*pools.holder.lock().unwrap(), None);
+        assert!(pools.writer().is_ok());
+        *pools.holder.lock().unwrap() = Some(me);
+        assert!(matches!(pools.writer(), Err(StoreError::WriterHeld)));
+    }
 
     #[test]
     fn lock_and_connection_errors_are_transient() {
