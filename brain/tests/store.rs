@@ -733,3 +733,125 @@ async fn sqlite_backup_copies_while_writes_go_on() {
     writer.await.unwrap().unwrap();
     t.cleanup().await;
 }
+
+/// A task's events written in one group (its upserts folded into one row
+/// when the group starts it with `received`) leave the same row as the same
+/// events written one group each (one upsert per event), whatever their
+/// order, instants and fields; also when the row already exists when the
+/// group comes (the fold is then refused and the events take the upserts).
+#[tokio::test]
+async fn coalesced_task_upserts_equal_one_by_one() {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    use serde_json::value::RawValue;
+    use sqlx::Row as _;
+    use store::ingest::{write_group, EventRow, Frame, TaskPatch, TaskState};
+    on_both(|db| async move {
+        let project = with_project(&db).await;
+        let agent = store::agents::mint(&db, project, "w1", "hash-1").await.unwrap();
+        let base = Ts::now();
+        let mut rng = StdRng::seed_from_u64(0x2431);
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        let pick = |rng: &mut StdRng, options: &[Option<&str>]| -> Option<String> {
+            options[rng.gen_range(0..options.len())].map(str::to_owned)
+        };
+        let write = |rows: Vec<EventRow>| {
+            let db = db.clone();
+            async move {
+                if rows.is_empty() {
+                    return;
+                }
+                let frame = Frame { project_id: project, agent_id: agent.id, rows: &rows };
+                write_group(&db, &[frame]).await.unwrap();
+            }
+        };
+        let row_of = |task: String| {
+            let db = db.clone();
+            async move {
+                let cols = "name, queue, state, priority, args, kwargs, result, exception, traceback, \
+                            retry_count, received_at, started_at, finished_at, runtime_ms, worker_name, \
+                            parent_task_id, root_task_id, fingerprint, last_failed_at, updated_at";
+                let sql = format!(
+                    "SELECT {} FROM tasks WHERE task_id = $1",
+                    cols.split(", ").map(|c| format!("CAST({c} AS TEXT)")).collect::<Vec<_>>().join(", ")
+                );
+                let read = async {
+                    Ok::<_, StoreError>(z4j_brain::on_db!(&db, p => sqlx::query(&sql).bind(&task).fetch_one(p).await.map(|r| {
+                        (0..20).map(|i| r.try_get::<Option<String>, _>(i).unwrap()).collect::<Vec<_>>()
+                    }))?)
+                };
+                read.await.unwrap()
+            }
+        };
+        let mut folded_inserts = 0;
+        for case in 0..150 {
+            let n = rng.gen_range(2..=6);
+            let mut lifecycle = Vec::new();
+            for i in 0..n {
+                let state = if i == 0 && rng.gen_bool(0.6) {
+                    TaskState::Received
+                } else {
+                    TaskState::ALL[rng.gen_range(0..TaskState::ALL.len())]
+                };
+                let patch = TaskPatch {
+                    state,
+                    name: pick(&mut rng, &[Some("unknown"), Some("jobs.a"), Some("jobs.b")]).unwrap(),
+                    queue: pick(&mut rng, &[None, Some("q1"), Some("q2")]),
+                    priority: pick(&mut rng, &[Some("normal"), Some("high")]).unwrap(),
+                    args: pick(&mut rng, &[None, Some("[1]"), Some("[2]")]).map(|s| raw(&s)),
+                    kwargs: pick(&mut rng, &[None, Some("{\"k\":1}")]).map(|s| raw(&s)),
+                    result: pick(&mut rng, &[None, Some("{\"ok\":true}"), Some("3")]).map(|s| raw(&s)),
+                    exception: pick(&mut rng, &[None, Some("ValueError: x")]),
+                    traceback: pick(&mut rng, &[None, Some("tb")]),
+                    retry_count: [None, Some(0), Some(2), Some(5)][rng.gen_range(0..4)],
+                    runtime_ms: [None, Some(7), Some(90)][rng.gen_range(0..3)],
+                    worker_name: pick(&mut rng, &[None, Some("w-1"), Some("w-2")]),
+                    parent_task_id: pick(&mut rng, &[None, Some("p-1")]),
+                    root_task_id: pick(&mut rng, &[None, Some("r-1"), Some("r-2")]),
+                    fingerprint: pick(&mut rng, &[None, Some("f1"), Some("f2")]),
+                };
+                // Few instants, so ties and out-of-order events are common.
+                lifecycle.push((base.plus_seconds(rng.gen_range(0..4)), patch));
+            }
+            let rows_for = |task: &str| -> Vec<EventRow> {
+                lifecycle
+                    .iter()
+                    .map(|(at, patch)| EventRow {
+                        id: uuid::Uuid::new_v4(),
+                        engine: "rq".into(),
+                        task_id: task.to_owned(),
+                        kind: "task.test",
+                        occurred_at: *at,
+                        payload: raw("{}"),
+                        task: Some(patch.clone()),
+                        worker: None,
+                        queue: None,
+                    })
+                    .collect()
+            };
+            // Half the cases have the row exist before the group.
+            let before = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..n) };
+            let one_by_one = format!("one-{case}");
+            for row in rows_for(&one_by_one) {
+                write(vec![row]).await;
+            }
+            let grouped = format!("group-{case}");
+            let mut rows = rows_for(&grouped);
+            let rest = rows.split_off(before);
+            for row in rows {
+                write(vec![row]).await;
+            }
+            if before == 0 && lifecycle[0].1.state == TaskState::Received {
+                folded_inserts += 1;
+            }
+            write(rest).await;
+            assert_eq!(
+                row_of(grouped).await,
+                row_of(one_by_one).await,
+                "case {case}: {before} events before the group, then {:?}",
+                lifecycle.iter().map(|(at, p)| (at.to_rfc3339(), p.state)).collect::<Vec<_>>()
+            );
+        }
+        assert!(folded_inserts > 30, "the folding path ran {folded_inserts} times");
+    })
+    .await;
+}

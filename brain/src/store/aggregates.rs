@@ -2,7 +2,7 @@
 //! per-project counters for the home summary, recent failures across
 //! projects, and a project's finished tasks bucketed in time.
 //!
-//! The counters group over every project in one statement each, so the
+//! The counters cover every project in one statement each, so the
 //! summary costs a fixed number of queries however many projects it shows.
 
 use super::{Db, StoreError, Ts};
@@ -38,29 +38,31 @@ pub async fn counters(
     now: Ts,
 ) -> Result<HashMap<Uuid, Counters>, StoreError> {
     let mut out: HashMap<Uuid, Counters> = HashMap::new();
-    let events = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64)>(
-        "SELECT project_id, \
-                sum(CASE WHEN kind = 'task.received' THEN 1 ELSE 0 END), \
-                sum(CASE WHEN kind = 'task.failed' THEN 1 ELSE 0 END) \
-         FROM events WHERE kind IN ('task.received', 'task.failed') AND occurred_at >= $1 \
-         GROUP BY project_id"
+    // Per project, so each count is a range of an index: the received and
+    // failed events of one project since an instant (a partial index, hence
+    // the repeated kind list), and its newest event from the primary key.
+    let events = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64, Option<Ts>)>(
+        "SELECT p.id, \
+            (SELECT count(*) FROM events e WHERE e.project_id = p.id AND e.kind = 'task.received' \
+               AND e.kind IN ('task.received', 'task.failed') AND e.occurred_at >= $1), \
+            (SELECT count(*) FROM events e WHERE e.project_id = p.id AND e.kind = 'task.failed' \
+               AND e.kind IN ('task.received', 'task.failed') AND e.occurred_at >= $1), \
+            (SELECT e.occurred_at FROM events e WHERE e.project_id = p.id AND e.occurred_at >= $2 \
+               ORDER BY e.occurred_at DESC LIMIT 1) \
+         FROM projects p"
     )
     .bind(since)
-    .fetch_all(p)
-    .await)?;
-    for (id, received, failed) in events {
-        let c = out.entry(id).or_default();
-        c.received = received;
-        c.failed = failed;
-    }
-    let newest = on_read!(db, p => sqlx::query_as::<_, (Uuid, Option<Ts>)>(
-        "SELECT project_id, max(occurred_at) FROM events WHERE occurred_at >= $1 GROUP BY project_id"
-    )
     .bind(active_since)
     .fetch_all(p)
     .await)?;
-    for (id, at) in newest {
-        out.entry(id).or_default().last_activity = at;
+    for (id, received, failed, newest) in events {
+        if received == 0 && failed == 0 && newest.is_none() {
+            continue;
+        }
+        let c = out.entry(id).or_default();
+        c.received = received;
+        c.failed = failed;
+        c.last_activity = newest;
     }
     let online_total = |table: &str, extra: &str| {
         format!(
@@ -123,9 +125,10 @@ pub async fn recent_failures(
     before: Option<(Ts, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Failure>, StoreError> {
+    // The kind list repeats the partial index's condition so SQLite uses it.
     Ok(on_read!(db, p => sqlx::query_as::<_, Failure>(
         "SELECT id, occurred_at, project_id, engine, task_id, payload FROM events \
-         WHERE kind = 'task.failed' \
+         WHERE kind = 'task.failed' AND kind IN ('task.received', 'task.failed') \
          AND project_id IN (SELECT id FROM projects WHERE is_active \
              AND ($1 IS NULL OR id IN (SELECT project_id FROM memberships WHERE user_id = $1)) \
              AND ($2 IS NULL OR id = $2)) \

@@ -255,11 +255,7 @@ fn task_upsert_sql(d: Dialect, state: TaskState, rows: usize) -> String {
         format!("tasks.state NOT IN ('success', 'failure', 'revoked') AND {latest}")
     };
     format!(
-        "INSERT INTO tasks (id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, \
-         result, exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, \
-         worker_name, parent_task_id, root_task_id, fingerprint, last_failed_at, created_at, updated_at) \
-         VALUES {} \
-         ON CONFLICT (project_id, engine, task_id) DO UPDATE SET {} WHERE {guard}",
+        "INSERT INTO tasks ({TASK_COLUMNS}) VALUES {} ON CONFLICT (project_id, engine, task_id) DO UPDATE SET {} WHERE {guard}",
         values(d, rows, 25),
         set.join(", ")
     )
@@ -346,7 +342,204 @@ async fn insert_events(
         .collect())
 }
 
-/// Task upserts of the new rows in rounds: round k holds each task's k-th
+/// A task row's columns as one event's upsert binds them (`excluded` in
+/// the upsert), and, folded, as a run of upserts leaves the row.
+#[derive(Debug, Clone)]
+struct TaskValues<'a> {
+    name: &'a str,
+    queue: Option<&'a str>,
+    state: TaskState,
+    priority: &'a str,
+    args: Option<&'a RawValue>,
+    kwargs: Option<&'a RawValue>,
+    result: Option<&'a RawValue>,
+    exception: Option<&'a str>,
+    traceback: Option<&'a str>,
+    retry_count: i64,
+    received_at: Option<Ts>,
+    started_at: Option<Ts>,
+    finished_at: Option<Ts>,
+    runtime_ms: Option<i64>,
+    worker_name: Option<&'a str>,
+    parent_task_id: Option<&'a str>,
+    root_task_id: Option<&'a str>,
+    fingerprint: Option<&'a str>,
+    last_failed_at: Option<Ts>,
+    /// The event's instant: what the freshness guard compares with.
+    updated_at: Ts,
+}
+
+impl<'a> TaskValues<'a> {
+    fn of(row: &'a EventRow, t: &'a TaskPatch) -> Self {
+        let at = row.occurred_at;
+        let when = |s: TaskState| (t.state == s).then_some(at);
+        TaskValues {
+            name: &t.name,
+            queue: t.queue.as_deref(),
+            state: t.state,
+            priority: &t.priority,
+            args: t.args.as_deref(),
+            kwargs: t.kwargs.as_deref(),
+            result: t.result.as_deref(),
+            exception: t.exception.as_deref(),
+            traceback: t.traceback.as_deref(),
+            retry_count: t
+                .retry_count
+                .unwrap_or(if t.state == TaskState::Retry { 1 } else { 0 }),
+            received_at: when(TaskState::Received),
+            started_at: when(TaskState::Started),
+            finished_at: t.state.is_terminal().then_some(at),
+            runtime_ms: t.runtime_ms,
+            worker_name: t.worker_name.as_deref(),
+            parent_task_id: t.parent_task_id.as_deref(),
+            root_task_id: t.root_task_id.as_deref(),
+            fingerprint: t.fingerprint.as_deref(),
+            last_failed_at: when(TaskState::Failure),
+            updated_at: at,
+        }
+    }
+
+    /// What `task_upsert_sql(next.state)`'s `DO UPDATE ... WHERE guard`
+    /// does to this row. The store test
+    /// `coalesced_task_upserts_equal_one_by_one` holds the two to each other.
+    fn absorb(&mut self, next: &TaskValues<'a>) {
+        let latest = [self.received_at, self.started_at, self.finished_at]
+            .into_iter()
+            .flatten()
+            .max();
+        let fresh = latest.is_none_or(|l| l <= next.updated_at);
+        let open = !self.state.is_terminal();
+        let applies = if next.state.is_terminal() {
+            open || fresh
+        } else {
+            open && fresh
+        };
+        if !applies {
+            return;
+        }
+        self.state = next.state;
+        self.updated_at = next.updated_at;
+        self.queue = next.queue.or(self.queue);
+        let name_if_missing = if self.name == "unknown" {
+            next.name
+        } else {
+            self.name
+        };
+        match next.state {
+            TaskState::Received => {
+                if next.name != "unknown" {
+                    self.name = next.name;
+                }
+                self.received_at = next.received_at;
+                self.args = next.args.or(self.args);
+                self.kwargs = next.kwargs.or(self.kwargs);
+                self.priority = next.priority;
+                self.parent_task_id = next.parent_task_id.or(self.parent_task_id);
+                self.root_task_id = next.root_task_id.or(self.root_task_id);
+            }
+            TaskState::Started => {
+                self.name = name_if_missing;
+                self.started_at = next.started_at;
+                self.worker_name = next.worker_name.or(self.worker_name);
+            }
+            TaskState::Success => {
+                self.name = name_if_missing;
+                self.finished_at = next.finished_at;
+                self.result = next.result;
+                self.runtime_ms = next.runtime_ms.or(self.runtime_ms);
+                self.exception = None;
+                self.traceback = None;
+            }
+            TaskState::Failure => {
+                self.name = name_if_missing;
+                self.finished_at = next.finished_at;
+                self.runtime_ms = next.runtime_ms.or(self.runtime_ms);
+                self.exception = next.exception;
+                self.traceback = next.traceback;
+                self.result = None;
+                self.fingerprint = next.fingerprint;
+                self.last_failed_at = next.last_failed_at;
+            }
+            TaskState::Retry => {
+                self.name = name_if_missing;
+                self.retry_count = next.retry_count.max(self.retry_count + 1);
+            }
+            TaskState::Revoked => {
+                self.name = name_if_missing;
+                self.finished_at = next.finished_at;
+                self.result = None;
+                self.runtime_ms = None;
+                self.exception = None;
+                self.traceback = None;
+            }
+        }
+    }
+}
+
+const TASK_COLUMNS: &str = "id, project_id, engine, task_id, name, queue, state, priority, args, kwargs, \
+     result, exception, traceback, retry_count, received_at, started_at, finished_at, runtime_ms, \
+     worker_name, parent_task_id, root_task_id, fingerprint, last_failed_at, created_at, updated_at";
+
+/// A task row to insert: its id, project, key and columns.
+struct TaskInsert<'a> {
+    /// Time-ordered (v7), so a new row's id lands at the end of the
+    /// primary key's B-tree: a random (v4) id dirtied a random page of it
+    /// per task, and on a large table that page was seldom in the cache.
+    id: Uuid,
+    project_id: Uuid,
+    engine: &'a str,
+    task_id: &'a str,
+    values: TaskValues<'a>,
+}
+
+/// Binds `rows` in `TASK_COLUMNS` order (`created_at` is `now`).
+async fn execute_tasks(
+    tx: &mut Tx,
+    sql: &str,
+    rows: &[&TaskInsert<'_>],
+    now: Ts,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(on_handle!(Handle::Tx(&mut *tx), c => {
+        let mut q = sqlx::query_scalar::<_, Uuid>(sql);
+        for r in rows {
+            let v = &r.values;
+            q = q
+                .bind(r.id)
+                .bind(r.project_id)
+                .bind(r.engine)
+                .bind(r.task_id)
+                .bind(v.name)
+                .bind(v.queue)
+                .bind(v.state.as_str())
+                .bind(v.priority)
+                .bind(v.args.map(SqlJson))
+                .bind(v.kwargs.map(SqlJson))
+                .bind(v.result.map(SqlJson))
+                .bind(v.exception)
+                .bind(v.traceback)
+                .bind(v.retry_count)
+                .bind(v.received_at)
+                .bind(v.started_at)
+                .bind(v.finished_at)
+                .bind(v.runtime_ms)
+                .bind(v.worker_name)
+                .bind(v.parent_task_id)
+                .bind(v.root_task_id)
+                .bind(v.fingerprint)
+                .bind(v.last_failed_at)
+                .bind(now)
+                .bind(v.updated_at);
+        }
+        q.fetch_all(c).await
+    })?)
+}
+
+/// Task writes of the new rows. A task whose events in this group begin
+/// with `received` and number more than one is most likely new: its events
+/// are folded into one row and inserted once (one insert instead of an
+/// insert and an update per later event, each with its index changes). If
+/// the row exists after all, nothing is inserted and its events take the
+/// general path: upserts in rounds, round k holding each task's k-th
 /// event, so keys are distinct within a statement and per-task order holds.
 async fn upsert_tasks(
     tx: &mut Tx,
@@ -354,66 +547,83 @@ async fn upsert_tasks(
     new_rows: &[Item<'_>],
     now: Ts,
 ) -> Result<(), StoreError> {
-    let mut rounds: Vec<Vec<Item<'_>>> = Vec::new();
-    let mut seen: HashMap<(Uuid, &str, &str), usize> = HashMap::new();
-    for (frame, row) in new_rows.iter().filter(|(_, r)| r.task.is_some()) {
-        let k = seen
-            .entry((frame.project_id, row.engine.as_str(), row.task_id.as_str()))
-            .or_insert(0);
-        if rounds.len() <= *k {
-            rounds.push(Vec::new());
+    type Key<'a> = (Uuid, &'a str, &'a str);
+    let mut order: Vec<Key<'_>> = Vec::new();
+    let mut by_task: HashMap<Key<'_>, Vec<(Uuid, &EventRow, &TaskPatch)>> = HashMap::new();
+    for (frame, row) in new_rows {
+        let Some(t) = &row.task else { continue };
+        let key = (frame.project_id, row.engine.as_str(), row.task_id.as_str());
+        by_task
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push((frame.project_id, row, t));
+    }
+    let mut folded: Vec<TaskInsert<'_>> = Vec::new();
+    let mut general: Vec<Key<'_>> = Vec::new();
+    for key in &order {
+        let events = &by_task[key];
+        match events.as_slice() {
+            [(project_id, first_row, first), rest @ ..]
+                if !rest.is_empty() && first.state == TaskState::Received =>
+            {
+                let mut values = TaskValues::of(first_row, first);
+                for (_, row, t) in rest {
+                    values.absorb(&TaskValues::of(row, t));
+                }
+                folded.push(TaskInsert {
+                    id: Uuid::now_v7(),
+                    project_id: *project_id,
+                    engine: key.1,
+                    task_id: key.2,
+                    values,
+                });
+            }
+            _ => general.push(*key),
         }
-        rounds[*k].push((*frame, *row));
-        *k += 1;
+    }
+    let folded_refs: Vec<&TaskInsert<'_>> = folded.iter().collect();
+    let mut offset = 0;
+    let mut inserted: BTreeSet<Uuid> = BTreeSet::new();
+    for size in chunk_sizes(folded.len()) {
+        let sql = format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+            values(dialect, size, 25)
+        );
+        inserted.extend(execute_tasks(tx, &sql, &folded_refs[offset..offset + size], now).await?);
+        offset += size;
+    }
+    for f in &folded {
+        if !inserted.contains(&f.id) {
+            general.push((f.project_id, f.engine, f.task_id));
+        }
+    }
+
+    let mut rounds: Vec<Vec<TaskInsert<'_>>> = Vec::new();
+    for key in &general {
+        for (k, (project_id, row, t)) in by_task[key].iter().enumerate() {
+            if rounds.len() <= k {
+                rounds.push(Vec::new());
+            }
+            rounds[k].push(TaskInsert {
+                id: Uuid::now_v7(),
+                project_id: *project_id,
+                engine: key.1,
+                task_id: key.2,
+                values: TaskValues::of(row, t),
+            });
+        }
     }
     for round in &rounds {
         for &state in TaskState::ALL {
-            let of_state: Vec<&Item<'_>> = round
-                .iter()
-                .filter(|(_, r)| r.task.as_ref().is_some_and(|t| t.state == state))
-                .collect();
+            let of_state: Vec<&TaskInsert<'_>> =
+                round.iter().filter(|r| r.values.state == state).collect();
             let mut offset = 0;
             for size in chunk_sizes(of_state.len()) {
                 let sql = task_upsert_sql(dialect, state, size);
-                let chunk = &of_state[offset..offset + size];
-                on_handle!(Handle::Tx(&mut *tx), c => {
-                    let mut q = sqlx::query(&sql);
-                    for (frame, row) in chunk {
-                        let Some(t) = &row.task else { continue };
-                        let at = row.occurred_at;
-                        let when = |s: TaskState| (t.state == s).then_some(at);
-                        let retry_count = t
-                            .retry_count
-                            .unwrap_or(if t.state == TaskState::Retry { 1 } else { 0 });
-                        q = q
-                            .bind(Uuid::new_v4())
-                            .bind(frame.project_id)
-                            .bind(&row.engine)
-                            .bind(&row.task_id)
-                            .bind(&t.name)
-                            .bind(&t.queue)
-                            .bind(t.state.as_str())
-                            .bind(&t.priority)
-                            .bind(t.args.as_ref().map(SqlJson))
-                            .bind(t.kwargs.as_ref().map(SqlJson))
-                            .bind(t.result.as_ref().map(SqlJson))
-                            .bind(&t.exception)
-                            .bind(&t.traceback)
-                            .bind(retry_count)
-                            .bind(when(TaskState::Received))
-                            .bind(when(TaskState::Started))
-                            .bind(t.state.is_terminal().then_some(at))
-                            .bind(t.runtime_ms)
-                            .bind(&t.worker_name)
-                            .bind(&t.parent_task_id)
-                            .bind(&t.root_task_id)
-                            .bind(&t.fingerprint)
-                            .bind(when(TaskState::Failure))
-                            .bind(now)
-                            .bind(at);
-                    }
-                    q.execute(c).await.map(|_| ())
-                })?;
+                execute_tasks(tx, &sql, &of_state[offset..offset + size], now).await?;
                 offset += size;
             }
         }

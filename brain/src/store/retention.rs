@@ -2,9 +2,10 @@
 //! PostgreSQL, batched deletes elsewhere) and agent status samples.
 
 use super::{Db, StoreError, Ts};
-use crate::on_db;
+use crate::{on_db, on_read};
 use chrono::{Duration, NaiveDate};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 /// Rows deleted per statement, so no sweep holds long locks.
 pub const BATCH: i64 = 5000;
@@ -12,19 +13,30 @@ pub const BATCH: i64 = 5000;
 /// Deletes events older than `cutoff` in batches; on PostgreSQL only the
 /// default partition (dated ones are dropped whole). Returns rows deleted.
 pub async fn delete_events_before(db: &Db, cutoff: Ts) -> Result<u64, StoreError> {
-    let sql = match db {
+    match db {
         Db::Sqlite(_) => {
+            // Project by project, so each batch is a range of the primary
+            // key (project_id, occurred_at, id): events keep no index on
+            // the instant alone, which every insert would pay for.
+            let projects: Vec<Uuid> = on_read!(db, p => sqlx::query_scalar("SELECT id FROM projects")
+                .fetch_all(p)
+                .await)?;
             // WITHOUT ROWID: address rows by their primary key.
-            "DELETE FROM events WHERE (project_id, occurred_at, id) IN \
-             (SELECT project_id, occurred_at, id FROM events WHERE occurred_at < $1 \
-              ORDER BY occurred_at LIMIT $2)"
+            let sql = "DELETE FROM events WHERE (project_id, occurred_at, id) IN \
+                       (SELECT project_id, occurred_at, id FROM events \
+                        WHERE project_id = $3 AND occurred_at < $1 ORDER BY occurred_at LIMIT $2)";
+            let mut total = 0;
+            for project in projects {
+                total += batched_by(db, sql, cutoff, Some(project)).await?;
+            }
+            Ok(total)
         }
         Db::Postgres(_) => {
-            "DELETE FROM events_default WHERE ctid IN \
-             (SELECT ctid FROM events_default WHERE occurred_at < $1 LIMIT $2)"
+            let sql = "DELETE FROM events_default WHERE ctid IN \
+                       (SELECT ctid FROM events_default WHERE occurred_at < $1 LIMIT $2)";
+            batched(db, sql, cutoff).await
         }
-    };
-    batched(db, sql, cutoff).await
+    }
 }
 
 /// Deletes agent status samples captured before `cutoff`.
@@ -42,14 +54,29 @@ pub async fn delete_depth_samples_before(db: &Db, cutoff: Ts) -> Result<u64, Sto
 }
 
 async fn batched(db: &Db, sql: &str, cutoff: Ts) -> Result<u64, StoreError> {
+    batched_by(db, sql, cutoff, None).await
+}
+
+/// Runs `sql` (`$1` the cutoff, `$2` the batch size, `$3` if given the
+/// project) until a batch deletes fewer than `BATCH` rows.
+async fn batched_by(
+    db: &Db,
+    sql: &str,
+    cutoff: Ts,
+    project: Option<Uuid>,
+) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
-        let n = on_db!(db, p => sqlx::query(sql)
-            .bind(cutoff)
-            .bind(BATCH)
+        let n = on_db!(db, p => {
+            let q = sqlx::query(sql).bind(cutoff).bind(BATCH);
+            match project {
+                Some(id) => q.bind(id),
+                None => q,
+            }
             .execute(p)
             .await
-            .map(|r| r.rows_affected()))?;
+            .map(|r| r.rows_affected())
+        })?;
         total += n;
         if n < BATCH as u64 {
             return Ok(total);

@@ -1,0 +1,13 @@
+-- Fewer index entries per ingested event (issue 18, "lift the floor"). The
+-- default partition keeps its instant index: its batched retention delete
+-- walks it, and dated partitions are dropped whole.
+-- Only received and failed events are read by kind (the home counters and
+-- recent failures): a partial index, which the other two thirds of the
+-- events no longer pay for.
+DROP INDEX ix_events_project_kind;
+CREATE INDEX ix_events_project_kind ON events (project_id, kind, occurred_at, id)
+    WHERE kind IN ('task.received', 'task.failed');
+-- Failure groups read only tasks that have a fingerprint.
+DROP INDEX ix_tasks_project_fingerprint;
+CREATE INDEX ix_tasks_project_fingerprint ON tasks (project_id, fingerprint)
+    WHERE fingerprint IS NOT NULL;
