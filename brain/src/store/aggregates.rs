@@ -12,6 +12,11 @@ use sqlx::types::Json as SqlJson;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// The condition of the partial kind index (migration 0018). SQLite uses a
+/// partial index only for a query that states its condition, so the reads
+/// by kind repeat it.
+const INDEXED_KINDS: &str = "kind IN ('task.received', 'task.failed')";
+
 /// What the home summary counts for one project.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -39,18 +44,19 @@ pub async fn counters(
 ) -> Result<HashMap<Uuid, Counters>, StoreError> {
     let mut out: HashMap<Uuid, Counters> = HashMap::new();
     // Per project, so each count is a range of an index: the received and
-    // failed events of one project since an instant (a partial index, hence
-    // the repeated kind list), and its newest event from the primary key.
-    let events = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64, Option<Ts>)>(
+    // failed events of one project since an instant (the partial kind
+    // index), and its newest event from the primary key.
+    let sql = format!(
         "SELECT p.id, \
             (SELECT count(*) FROM events e WHERE e.project_id = p.id AND e.kind = 'task.received' \
-               AND e.kind IN ('task.received', 'task.failed') AND e.occurred_at >= $1), \
+               AND e.{INDEXED_KINDS} AND e.occurred_at >= $1), \
             (SELECT count(*) FROM events e WHERE e.project_id = p.id AND e.kind = 'task.failed' \
-               AND e.kind IN ('task.received', 'task.failed') AND e.occurred_at >= $1), \
+               AND e.{INDEXED_KINDS} AND e.occurred_at >= $1), \
             (SELECT e.occurred_at FROM events e WHERE e.project_id = p.id AND e.occurred_at >= $2 \
                ORDER BY e.occurred_at DESC LIMIT 1) \
          FROM projects p"
-    )
+    );
+    let events = on_read!(db, p => sqlx::query_as::<_, (Uuid, i64, i64, Option<Ts>)>(&sql)
     .bind(since)
     .bind(active_since)
     .fetch_all(p)
@@ -125,16 +131,16 @@ pub async fn recent_failures(
     before: Option<(Ts, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Failure>, StoreError> {
-    // The kind list repeats the partial index's condition so SQLite uses it.
-    Ok(on_read!(db, p => sqlx::query_as::<_, Failure>(
+    let sql = format!(
         "SELECT id, occurred_at, project_id, engine, task_id, payload FROM events \
-         WHERE kind = 'task.failed' AND kind IN ('task.received', 'task.failed') \
+         WHERE kind = 'task.failed' AND {INDEXED_KINDS} \
          AND project_id IN (SELECT id FROM projects WHERE is_active \
              AND ($1 IS NULL OR id IN (SELECT project_id FROM memberships WHERE user_id = $1)) \
              AND ($2 IS NULL OR id = $2)) \
          AND ($3 IS NULL OR occurred_at < $3 OR (occurred_at = $3 AND id < $4)) \
          ORDER BY occurred_at DESC, id DESC LIMIT $5"
-    )
+    );
+    Ok(on_read!(db, p => sqlx::query_as::<_, Failure>(&sql)
     .bind(reach.member)
     .bind(reach.bound)
     .bind(before.map(|b| b.0))

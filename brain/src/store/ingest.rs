@@ -6,6 +6,7 @@ use super::{Db, Handle, StoreError, Ts, Tx};
 use crate::on_handle;
 use serde_json::value::RawValue;
 use sqlx::types::Json as SqlJson;
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -122,6 +123,15 @@ fn values(d: Dialect, rows: usize, cols: usize) -> String {
         out.push(')');
     }
     out
+}
+
+/// `items` in consecutive slices of the sizes `chunk_sizes` gives.
+fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    chunk_sizes(items.len()).into_iter().map(move |size| {
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        chunk
+    })
 }
 
 /// Splits `n` rows into power-of-two chunk sizes, largest first.
@@ -306,10 +316,8 @@ async fn insert_events(
     rows: &[Item<'_>],
 ) -> Result<Vec<bool>, StoreError> {
     let mut inserted_ids: HashMap<Uuid, usize> = HashMap::new();
-    let mut offset = 0;
-    for size in chunk_sizes(rows.len()) {
-        let sql = insert_events_sql(dialect, size);
-        let chunk = &rows[offset..offset + size];
+    for chunk in chunks(rows) {
+        let sql = insert_events_sql(dialect, chunk.len());
         let ids: Vec<Uuid> = on_handle!(Handle::Tx(&mut *tx), c => {
             let mut q = sqlx::query_scalar::<_, Uuid>(&sql);
             for (frame, row) in chunk {
@@ -328,7 +336,6 @@ async fn insert_events(
         for id in ids {
             *inserted_ids.entry(id).or_default() += 1;
         }
-        offset += size;
     }
     Ok(rows
         .iter()
@@ -493,15 +500,16 @@ struct TaskInsert<'a> {
 }
 
 /// Binds `rows` in `TASK_COLUMNS` order (`created_at` is `now`).
-async fn execute_tasks(
+async fn execute_tasks<'a, R: Borrow<TaskInsert<'a>>>(
     tx: &mut Tx,
     sql: &str,
-    rows: &[&TaskInsert<'_>],
+    rows: &[R],
     now: Ts,
 ) -> Result<Vec<Uuid>, StoreError> {
     Ok(on_handle!(Handle::Tx(&mut *tx), c => {
         let mut q = sqlx::query_scalar::<_, Uuid>(sql);
         for r in rows {
+            let r = r.borrow();
             let v = &r.values;
             q = q
                 .bind(r.id)
@@ -549,7 +557,7 @@ async fn upsert_tasks(
 ) -> Result<(), StoreError> {
     type Key<'a> = (Uuid, &'a str, &'a str);
     let mut order: Vec<Key<'_>> = Vec::new();
-    let mut by_task: HashMap<Key<'_>, Vec<(Uuid, &EventRow, &TaskPatch)>> = HashMap::new();
+    let mut by_task: HashMap<Key<'_>, Vec<(&EventRow, &TaskPatch)>> = HashMap::new();
     for (frame, row) in new_rows {
         let Some(t) = &row.task else { continue };
         let key = (frame.project_id, row.engine.as_str(), row.task_id.as_str());
@@ -559,23 +567,23 @@ async fn upsert_tasks(
                 order.push(key);
                 Vec::new()
             })
-            .push((frame.project_id, row, t));
+            .push((row, t));
     }
     let mut folded: Vec<TaskInsert<'_>> = Vec::new();
     let mut general: Vec<Key<'_>> = Vec::new();
     for key in &order {
         let events = &by_task[key];
         match events.as_slice() {
-            [(project_id, first_row, first), rest @ ..]
+            [(first_row, first), rest @ ..]
                 if !rest.is_empty() && first.state == TaskState::Received =>
             {
                 let mut values = TaskValues::of(first_row, first);
-                for (_, row, t) in rest {
+                for (row, t) in rest {
                     values.absorb(&TaskValues::of(row, t));
                 }
                 folded.push(TaskInsert {
                     id: Uuid::now_v7(),
-                    project_id: *project_id,
+                    project_id: key.0,
                     engine: key.1,
                     task_id: key.2,
                     values,
@@ -584,16 +592,13 @@ async fn upsert_tasks(
             _ => general.push(*key),
         }
     }
-    let folded_refs: Vec<&TaskInsert<'_>> = folded.iter().collect();
-    let mut offset = 0;
     let mut inserted: BTreeSet<Uuid> = BTreeSet::new();
-    for size in chunk_sizes(folded.len()) {
+    for chunk in chunks(&folded) {
         let sql = format!(
             "INSERT INTO tasks ({TASK_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-            values(dialect, size, 25)
+            values(dialect, chunk.len(), 25)
         );
-        inserted.extend(execute_tasks(tx, &sql, &folded_refs[offset..offset + size], now).await?);
-        offset += size;
+        inserted.extend(execute_tasks(tx, &sql, chunk, now).await?);
     }
     for f in &folded {
         if !inserted.contains(&f.id) {
@@ -603,13 +608,13 @@ async fn upsert_tasks(
 
     let mut rounds: Vec<Vec<TaskInsert<'_>>> = Vec::new();
     for key in &general {
-        for (k, (project_id, row, t)) in by_task[key].iter().enumerate() {
+        for (k, (row, t)) in by_task[key].iter().enumerate() {
             if rounds.len() <= k {
                 rounds.push(Vec::new());
             }
             rounds[k].push(TaskInsert {
                 id: Uuid::now_v7(),
-                project_id: *project_id,
+                project_id: key.0,
                 engine: key.1,
                 task_id: key.2,
                 values: TaskValues::of(row, t),
@@ -620,11 +625,9 @@ async fn upsert_tasks(
         for &state in TaskState::ALL {
             let of_state: Vec<&TaskInsert<'_>> =
                 round.iter().filter(|r| r.values.state == state).collect();
-            let mut offset = 0;
-            for size in chunk_sizes(of_state.len()) {
-                let sql = task_upsert_sql(dialect, state, size);
-                execute_tasks(tx, &sql, &of_state[offset..offset + size], now).await?;
-                offset += size;
+            for chunk in chunks(&of_state) {
+                let sql = task_upsert_sql(dialect, state, chunk.len());
+                execute_tasks(tx, &sql, chunk, now).await?;
             }
         }
     }
@@ -711,6 +714,13 @@ mod tests {
         assert_eq!(chunk_sizes(0), Vec::<usize>::new());
         assert_eq!(chunk_sizes(37), vec![32, 4, 1]);
         assert_eq!(chunk_sizes(600), vec![256, 256, 64, 16, 8]);
+        let items: Vec<usize> = (0..37).collect();
+        let parts: Vec<&[usize]> = chunks(&items).collect();
+        assert_eq!(
+            parts.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            vec![32, 4, 1]
+        );
+        assert_eq!(parts.concat(), items, "in order, nothing lost");
         assert_eq!(values(Dialect::Postgres, 2, 2), "($1, $2), ($3, $4)");
         assert_eq!(values(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
