@@ -25,6 +25,7 @@ use z4j_brain::ingest::prepare::prepare;
 use z4j_brain::ingest::redact::Redactor;
 use z4j_brain::ingest::writer::{MAX_GROUP_FRAMES, MAX_GROUP_ROWS};
 use z4j_brain::store::ingest::{write_group, EventRow, Frame};
+use z4j_brain::workers::wal_checkpoint::passive;
 
 #[path = "../shared/brain_fixture.rs"]
 mod fixture;
@@ -85,7 +86,12 @@ async fn run(args: &[String]) -> R<Floor> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let settings = settings_in(dir.path())?;
     let f = fixture::fresh(dir.path(), &settings, kind == Kind::Postgres).await?;
+    // The brain's SQLite checkpoints run beside its writer (decision S7).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let checkpointer = tokio::spawn(passive(f.db.clone(), stopped));
     let result = measure(&f, kind, seconds).await;
+    let _ = stop.send(true);
+    let _ = checkpointer.await;
     f.db.close().await;
     if let Some((provider, name)) = &f.pg {
         provider.drop_database(name).await;

@@ -855,3 +855,56 @@ async fn coalesced_task_upserts_equal_one_by_one() {
     })
     .await;
 }
+
+/// SQLite (decision S7): commits do not checkpoint at SQLite's default of
+/// 1 000 WAL pages, their net sits at `WRITER_AUTOCHECKPOINT_PAGES`, and
+/// the passive checkpointer copies the WAL into the database file beside
+/// the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_run_beside_the_writer_not_in_its_commits() {
+    let t = sqlite().await;
+    let Db::Sqlite(pools) = &t.db else {
+        unreachable!("sqlite() opens SQLite")
+    };
+    let net: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(pools.writer().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(net, i64::from(store::WRITER_AUTOCHECKPOINT_PAGES));
+    let dir = t._dir.as_ref().unwrap().path().to_path_buf();
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    exec(&t.db, "CREATE TABLE big (b BLOB)").await.unwrap();
+    let before = size("z4j.db");
+    // 2 400 pages of rows in 24 commits: SQLite's default would have
+    // checkpointed twice inside them.
+    for _ in 0..24 {
+        exec(
+            &t.db,
+            "INSERT INTO big SELECT randomblob(4000) FROM \
+             (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+             SELECT i FROM n)",
+        )
+        .await
+        .unwrap();
+    }
+    assert!(size("z4j.db-wal") > 2_400 * 4096, "the rows are in the WAL");
+    assert_eq!(size("z4j.db"), before, "a commit checkpointed");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let checkpointer = tokio::spawn(z4j_brain::workers::wal_checkpoint::passive(
+        t.db.clone(),
+        stopped,
+    ));
+    let started = std::time::Instant::now();
+    while size("z4j.db") < 2_400 * 4096 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the checkpointer copied {} of {} bytes within 5 s",
+            size("z4j.db"),
+            2_400 * 4096
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    checkpointer.await.unwrap();
+    t.cleanup().await;
+}

@@ -13,6 +13,11 @@ use std::time::Duration;
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The write connection's own automatic checkpoint, in WAL pages (64 MiB
+/// at 4 KiB): 16 times SQLite's default, so that it fires only when the
+/// passive checkpointer is not running or cannot keep up.
+pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot open the SQLite database {path}: {source}")]
@@ -73,11 +78,25 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
             };
             // SQLite has one writer whatever the pool: one write connection
             // (its queue is fair), the rest of the configured size reads.
-            let write = open(1, opts.clone()).await?;
+            // The writer's commits leave the WAL to the checkpointer's own
+            // connection (`workers::wal_checkpoint::passive`); its own
+            // automatic checkpoint stays only as a net far above the
+            // checkpointer's pace (decision S7).
+            let write = open(
+                1,
+                opts.clone().pragma(
+                    "wal_autocheckpoint",
+                    WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+                ),
+            )
+            .await?;
+            let query_only = opts.pragma("query_only", "ON");
             let reads = max_conns.min(16).saturating_sub(1).max(1);
-            let read = open(reads, opts.pragma("query_only", "ON")).await?;
+            let read = open(reads, query_only.clone()).await?;
+            // A checkpoint is no write transaction: query-only does not stop it.
+            let checkpoint = open(1, query_only).await?;
             restrict_file_mode(path);
-            Ok(Db::Sqlite(SqlitePools::new(write, read)))
+            Ok(Db::Sqlite(SqlitePools::new(write, read, checkpoint)))
         }
         DatabaseTarget::Postgres { url } => {
             let opts = PgConnectOptions::from_str(url)

@@ -56,7 +56,24 @@ pub async fn wal_checkpoint(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreErr
     ))
 }
 
-pub use connect::{connect, migrate, restrict_file_mode, schema_status, SchemaStatus};
+/// `PRAGMA wal_checkpoint(PASSIVE)` on SQLite's checkpoint connection:
+/// copies what the WAL holds back into the database file without waiting
+/// for (or blocking) the writer or readers; `(busy, log pages,
+/// checkpointed pages)`, `None` on PostgreSQL.
+pub async fn wal_checkpoint_passive(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreError> {
+    let Db::Sqlite(pools) = db else {
+        return Ok(None);
+    };
+    Ok(Some(
+        sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pools.checkpoint)
+            .await?,
+    ))
+}
+
+pub use connect::{
+    connect, migrate, restrict_file_mode, schema_status, SchemaStatus, WRITER_AUTOCHECKPOINT_PAGES,
+};
 pub use ts::Ts;
 
 use sqlx::{PgPool, SqlitePool};
@@ -78,6 +95,9 @@ pub struct SqlitePools {
     /// Only through [`SqlitePools::writer`], which keeps the holder check.
     write: SqlitePool,
     pub read: SqlitePool,
+    /// One query-only connection for the passive WAL checkpoints, so that
+    /// they run beside the writer instead of inside its commits.
+    checkpoint: SqlitePool,
     /// Who holds the write connection in a transaction: the same caller
     /// asking for the writer again would wait for itself.
     holder: std::sync::Arc<std::sync::Mutex<Option<Caller>>>,
@@ -101,10 +121,11 @@ impl Caller {
 }
 
 impl SqlitePools {
-    pub fn new(write: SqlitePool, read: SqlitePool) -> SqlitePools {
+    pub fn new(write: SqlitePool, read: SqlitePool, checkpoint: SqlitePool) -> SqlitePools {
         SqlitePools {
             write,
             read,
+            checkpoint,
             holder: Default::default(),
         }
     }
@@ -502,7 +523,7 @@ mod tests {
     #[tokio::test]
     async fn an_ended_claim_leaves_the_next_holder_alone() {
         let pool = || SqlitePool::connect_lazy("sqlite::memory:").unwrap();
-        let pools = SqlitePools::new(pool(), pool());
+        let pools = SqlitePools::new(pool(), pool(), pool());
         let me = Caller::current();
         let other = tokio::spawn(async { Caller::current() }).await.unwrap();
         assert_ne!(me, other);

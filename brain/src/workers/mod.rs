@@ -51,6 +51,7 @@ pub fn spawn_all(
         Vec::new()
     };
     let mut all = vec![
+        tokio::spawn(wal_checkpoint::passive(d.db.clone(), stop.clone())),
         tokio::spawn(wal_checkpoint::run(
             d.db.clone(),
             secs(s.wal_checkpoint_interval_seconds),
