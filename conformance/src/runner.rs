@@ -207,9 +207,11 @@ impl Ctx {
                 spec.env.push(("Z4J_DATABASE_URL".into(), url));
                 self.postgres_secrets()
             }
-            // The case's own PostgreSQL URL (and its own choice of secrets):
-            // only what the target needs to run on PostgreSQL at all.
-            Some(url) if url.starts_with("postgres") => {
+            // The case's own URL that is not SQLite's (its own choice of
+            // secrets): only what the target needs to run on PostgreSQL at
+            // all, so that a malformed URL is judged as itself, not refused
+            // for a missing PostgreSQL-only setting first.
+            Some(url) if !url.starts_with("sqlite") => {
                 self.target.postgres_env.clone().into_iter().collect()
             }
             _ => Vec::new(),

@@ -29,14 +29,38 @@ pub async fn bad_values(ctx: Arc<Ctx>) -> R {
         ("Z4J_ALLOWED_HOSTS", "a.example.com,b.example.com"),
         ("Z4J_TRUSTED_PROXIES", "[\"10.0.0.0/33\"]"),
         ("Z4J_SECRET", "too-short"),
+        // A database URL is a secret (it carries the password): a mistyped
+        // one, one with credentials before "://" (a fuzz finding), an
+        // unsupported scheme's and one with a bad port are refused without
+        // being printed back.
+        (
+            "Z4J_DATABASE_URL",
+            "postgresql+asyncpg:/z4j:s3cret-db-pw@db.example.com/z4j",
+        ),
+        ("Z4J_DATABASE_URL", "z4j:s3cret-db-pw@db.example.com://z4j"),
+        (
+            "Z4J_DATABASE_URL",
+            "mysql://z4j:s3cret-db-pw@db.example.com/z4j",
+        ),
+        (
+            "Z4J_DATABASE_URL",
+            "postgresql+asyncpg://z4j:s3cret-db-pw@db.example.com:port/z4j",
+        ),
     ];
+    // What of a value is secret and must not appear in the refusal.
+    let secret_of = |var: &str, value: &'static str| match var {
+        "Z4J_SECRET" => Some(value),
+        "Z4J_DATABASE_URL" => Some("s3cret-db-pw"),
+        _ => None,
+    };
     // Each value is judged on its own clause; the case goes on after a miss.
     let clause_of = |var: &str| match var {
         "Z4J_BIND_PORT"
         | "Z4J_METRICS_PUBLIC"
         | "Z4J_ALLOWED_HOSTS"
         | "Z4J_TRUSTED_PROXIES"
-        | "Z4J_SECRET" => "config.bad-value-refused".to_owned(),
+        | "Z4J_SECRET"
+        | "Z4J_DATABASE_URL" => "config.bad-value-refused".to_owned(),
         other => other.to_owned(),
     };
     for (var, value) in cases {
@@ -65,8 +89,11 @@ pub async fn bad_values(ctx: Arc<Ctx>) -> R {
             Some(format!(
                 "{var}={value}: the refusal does not name the variable: {err}"
             ))
-        } else if *var == "Z4J_SECRET" && err.contains(value) {
-            Some("the refusal echoed a secret value".to_owned())
+        } else if secret_of(var, value).is_some_and(|secret| err.contains(secret)) {
+            Some(format!(
+                "{var}: the refusal echoed a secret ({})",
+                secret_of(var, value).unwrap_or_default()
+            ))
         } else {
             None
         };
