@@ -14,8 +14,10 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The write connection's own automatic checkpoint, in WAL pages (64 MiB
-/// at 4 KiB): 16 times SQLite's default, so that it fires only when the
-/// passive checkpointer is not running or cannot keep up.
+/// at 4 KiB; 16 times SQLite's default). Under sustained writes the WAL
+/// restarts only here (a restart needs it fully copied when a write
+/// begins), so this bounds the WAL file; the passive checkpointer has
+/// copied nearly all of it by then.
 pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +80,9 @@ pub async fn connect(target: &DatabaseTarget, s: &Settings) -> Result<Db, Connec
             };
             // SQLite has one writer whatever the pool: one write connection
             // (its queue is fair), the rest of the configured size reads.
-            // The writer's commits leave the WAL to the checkpointer's own
-            // connection (`workers::wal_checkpoint::passive`); its own
-            // automatic checkpoint stays only as a net far above the
-            // checkpointer's pace (decision S7).
+            // The writer's commits leave the copying of the WAL to the
+            // checkpointer's own connection (`workers::wal_checkpoint::
+            // passive`); its own automatic checkpoint is a net (decision S7).
             let write = open(
                 1,
                 opts.clone().pragma(
