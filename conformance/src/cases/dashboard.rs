@@ -1445,6 +1445,11 @@ async fn until(b: &fantoccini::Client, js: &str, wait: Duration, what: &str) -> 
     }
 }
 
+/// How long a browser step may take to show its result. A person's flow,
+/// not a timing clause: on a loaded two-core CI machine the whole flow took
+/// 55 s where it takes 30 s alone, and one step once missed a 10 s wait.
+const BROWSER_WAIT: Duration = Duration::from_secs(30);
+
 /// A person in a real browser (headless Chromium): signs in, watches an
 /// agent come online and a failing task appear without reloading, retries
 /// it and sees the command complete. Screenshots of each page go to
@@ -1500,7 +1505,7 @@ pub async fn browser_setup(ctx: Arc<Ctx>) -> R {
     )?;
     let b = browser(&driver).await?;
     let r = async {
-        let wait = Duration::from_secs(10);
+        let wait = BROWSER_WAIT;
         b.goto(&url).await.map_err(|e| e.to_string())?;
         until(
             &b,
@@ -1619,7 +1624,7 @@ async fn tab_to(b: &fantoccini::Client, css: &str, what: &str) -> R {
 }
 
 async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credentials) -> R {
-    let wait = Duration::from_secs(10);
+    let wait = BROWSER_WAIT;
     b.goto(&brain.url("/")).await.map_err(|e| e.to_string())?;
     until(
         b,
@@ -1782,7 +1787,7 @@ async fn browser_steps(b: &fantoccini::Client, brain: &Brain, creds: &Credential
 /// Mint an agent from the agents page (its token shown once, outside what
 /// live refreshes replace), then revoke it after the confirmation.
 async fn agents_steps(b: &fantoccini::Client, brain: &Brain) -> R {
-    let wait = Duration::from_secs(10);
+    let wait = BROWSER_WAIT;
     b.goto(&brain.url("/projects/default/agents"))
         .await
         .map_err(|e| e.to_string())?;
@@ -1859,7 +1864,7 @@ async fn alerts_steps(b: &fantoccini::Client, brain: &Brain) -> R {
     until(
         b,
         "document.querySelector('main table').innerText.includes('browser-hook') && document.querySelector('main table').innerText.includes('http://127.0.0.1:9/hook')",
-        Duration::from_secs(10),
+        BROWSER_WAIT,
         "the new channel listed with its URL",
     )
     .await?;
@@ -1872,7 +1877,7 @@ async fn alerts_steps(b: &fantoccini::Client, brain: &Brain) -> R {
 /// is sent, so only that field is audited as changed) and deletes it,
 /// returning to the list. Keyboard only, but for clearing a field.
 async fn schedules_steps(b: &fantoccini::Client, brain: &Brain) -> R {
-    let wait = Duration::from_secs(10);
+    let wait = BROWSER_WAIT;
     let op = agent::login(brain).await?;
     b.goto(&brain.url("/projects/default/schedules"))
         .await
@@ -2015,7 +2020,7 @@ async fn sign_in_again(
     password: &str,
     code: Option<&str>,
 ) -> R {
-    let wait = Duration::from_secs(10);
+    let wait = BROWSER_WAIT;
     tab_to(b, "#logout", "the sign-out button").await?;
     keys(b, ENTER).await?;
     until(b, "location.pathname === '/login'", wait, "signed out").await?;
@@ -2044,7 +2049,7 @@ async fn sign_in_again(
 /// sets up an authenticator (QR code and key, recovery codes shown once)
 /// and signs in again with a code. Keyboard only.
 async fn people_steps(b: &fantoccini::Client, brain: &Brain) -> R {
-    let wait = Duration::from_secs(10);
+    let wait = BROWSER_WAIT;
     let (email, password) = ("people@example.com", "People-pw-12345");
     b.goto(&brain.url("/users"))
         .await
@@ -2156,7 +2161,7 @@ async fn people_steps(b: &fantoccini::Client, brain: &Brain) -> R {
 /// Saves the filtered task list as a view from the keyboard; the view's
 /// link then reopens the same filter.
 async fn views_steps(b: &fantoccini::Client, brain: &Brain) -> R {
-    let wait = Duration::from_secs(10);
+    let wait = BROWSER_WAIT;
     b.goto(&brain.url("/projects/default/tasks?state=failure"))
         .await
         .map_err(|e| e.to_string())?;
@@ -2188,7 +2193,7 @@ async fn system_steps(b: &fantoccini::Client, brain: &Brain) -> R {
     until(
         b,
         "location.pathname === '/system'",
-        Duration::from_secs(10),
+        BROWSER_WAIT,
         "the system page",
     )
     .await?;
