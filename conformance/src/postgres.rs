@@ -140,11 +140,23 @@ impl Provider {
         u.to_string()
     }
 
+    /// Drops `name` and the copies `z4j restore` keeps beside a database
+    /// (`<name>_pre_restore_<stamp>`, `<name>_restore_<pid>`), which the
+    /// suite did not create but would otherwise leave behind.
     pub async fn drop_database(&self, name: &str) {
-        let _ = self
-            .admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await;
+        let copies: Vec<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)",
+        )
+        .bind(format!("{name}_"))
+        .fetch_all(&self.admin)
+        .await
+        .unwrap_or_default();
+        for db in std::iter::once(name.to_owned()).chain(copies) {
+            let _ = self
+                .admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str())
+                .await;
+        }
     }
 }
 
