@@ -210,7 +210,9 @@ fn restore_sqlite(
             .map_err(err)?;
         let out = check_and_stamp(&db, &loaded.settings, source, digest).await;
         if out.is_ok() {
-            store::wal_checkpoint(&db).await.map_err(err)?;
+            store::wal_checkpoint(&db, store::Checkpoint::Truncate)
+                .await
+                .map_err(err)?;
         }
         db.close().await;
         out

@@ -41,32 +41,35 @@ pub(crate) fn like_literal(s: &str) -> String {
     p
 }
 
-/// `PRAGMA wal_checkpoint(TRUNCATE)` on SQLite: `(busy, log pages,
-/// checkpointed pages)`; `None` on PostgreSQL, which has no such thing.
-pub async fn wal_checkpoint(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreError> {
-    let Db::Sqlite(pools) = db else {
-        return Ok(None);
-    };
-    // On the writer: TRUNCATE shuts writers out while it runs, so it takes
-    // its turn in their queue rather than racing them.
-    Ok(Some(
-        sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(pools.writer()?)
-            .await?,
-    ))
+/// The WAL checkpoints the brain runs (SQLite only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Copies what the WAL holds into the database file without waiting
+    /// for, or blocking, the writer or readers; on the checkpoint
+    /// connection (decision S7).
+    Passive,
+    /// Copies everything and empties the WAL file. It shuts writers out
+    /// while it runs, so it takes its turn in the writer's queue rather
+    /// than racing them.
+    Truncate,
 }
 
-/// `PRAGMA wal_checkpoint(PASSIVE)` on SQLite's checkpoint connection:
-/// copies what the WAL holds back into the database file without waiting
-/// for (or blocking) the writer or readers; `(busy, log pages,
-/// checkpointed pages)`, `None` on PostgreSQL.
-pub async fn wal_checkpoint_passive(db: &Db) -> Result<Option<(i64, i64, i64)>, StoreError> {
+/// `PRAGMA wal_checkpoint(<mode>)` on SQLite: `(busy, log pages,
+/// checkpointed pages)`; `None` on PostgreSQL, which has no such thing.
+pub async fn wal_checkpoint(
+    db: &Db,
+    mode: Checkpoint,
+) -> Result<Option<(i64, i64, i64)>, StoreError> {
     let Db::Sqlite(pools) = db else {
         return Ok(None);
     };
+    let (sql, pool) = match mode {
+        Checkpoint::Passive => ("PRAGMA wal_checkpoint(PASSIVE)", &pools.checkpoint),
+        Checkpoint::Truncate => ("PRAGMA wal_checkpoint(TRUNCATE)", pools.writer()?),
+    };
     Ok(Some(
-        sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pools.checkpoint)
+        sqlx::query_as::<_, (i64, i64, i64)>(sql)
+            .fetch_one(pool)
             .await?,
     ))
 }

@@ -5,7 +5,7 @@
 //! (decision S7), on a connection of their own.
 
 use crate::metrics::Metrics;
-use crate::store::{self, Db};
+use crate::store::{self, Checkpoint, Db};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub async fn run(db: Db, interval: Duration, m: Arc<Metrics>, mut stop: watch::R
         return; // ignored on PostgreSQL
     }
     while super::tick(interval, &mut stop).await {
-        match store::wal_checkpoint(&db).await {
+        match store::wal_checkpoint(&db, Checkpoint::Truncate).await {
             Ok(None) => return,
             Ok(Some((busy, log, checkpointed))) => {
                 tracing::debug!(busy, log, checkpointed, "WAL checkpoint");
@@ -51,7 +51,7 @@ pub async fn passive(db: Db, mut stop: watch::Receiver<bool>) {
     let mut failing = false;
     let mut period = PASSIVE_IDLE_PERIOD;
     while super::tick(period, &mut stop).await {
-        period = match store::wal_checkpoint_passive(&db).await {
+        period = match store::wal_checkpoint(&db, Checkpoint::Passive).await {
             Ok(None) => return,
             Ok(Some((_busy, log, checkpointed))) => {
                 if failing {

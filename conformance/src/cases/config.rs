@@ -89,13 +89,10 @@ pub async fn bad_values(ctx: Arc<Ctx>) -> R {
             Some(format!(
                 "{var}={value}: the refusal does not name the variable: {err}"
             ))
-        } else if secret_of(var, value).is_some_and(|secret| err.contains(secret)) {
-            Some(format!(
-                "{var}: the refusal echoed a secret ({})",
-                secret_of(var, value).unwrap_or_default()
-            ))
         } else {
-            None
+            secret_of(var, value)
+                .filter(|s| err.contains(s))
+                .map(|secret| format!("{var}: the refusal echoed a secret ({secret})"))
         };
         // "Writes nothing" is the refusal clause's, whichever variable.
         if b.z4j_home().join("secret.env").exists() {
