@@ -2009,7 +2009,71 @@ async fn schedules_steps(b: &fantoccini::Client, brain: &Brain) -> R {
         "deleted, back on the list",
     )
     .await?;
-    console_clean(b, "the schedule pages").await
+    console_clean(b, "the schedule pages").await?;
+    deleted_elsewhere(b, brain, &op).await
+}
+
+/// A schedule deleted by someone else while its page is open: the live
+/// refresh finds it gone and says so, and that 404 is the console's only
+/// error (a page's own delete, above, leaves none).
+async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator) -> R {
+    let base = "/api/v1/projects/default/schedules";
+    let (st, made) = op
+        .send(
+            brain,
+            reqwest::Method::POST,
+            base,
+            Some(json!({
+                "name": "browser-elsewhere", "task_name": "jobs.report", "engine": "rq",
+                "kind": "cron", "expression": "0 5 * * *",
+            })),
+        )
+        .await?;
+    ensure_eq(st, 201, &format!("a second schedule: {made}"))?;
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    let page = format!("/projects/default/schedules/{id}");
+    b.goto(&brain.url(&page)).await.map_err(|e| e.to_string())?;
+    until(
+        b,
+        "document.querySelector('main h1').innerText === 'browser-elsewhere' && !document.getElementById('live').hidden",
+        BROWSER_WAIT,
+        "the second schedule's page, live",
+    )
+    .await?;
+    console_clean(b, "the second schedule's page").await?;
+    let (st, _) = op
+        .send(
+            brain,
+            reqwest::Method::DELETE,
+            &format!("{base}/{id}"),
+            None,
+        )
+        .await?;
+    ensure_eq(st, 204, "deleting it through the API")?;
+    until(
+        b,
+        "document.getElementById('flash').innerText.includes('no longer exists')",
+        BROWSER_WAIT,
+        "the page saying its schedule was deleted",
+    )
+    .await?;
+    let log = b
+        .issue_cmd(BrowserLog)
+        .await
+        .map_err(|e| format!("browser console log: {e}"))?;
+    let severe: Vec<String> = log
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure(
+        severe.len() == 1 && severe[0].contains(&page) && severe[0].contains("404"),
+        format!("the only console error is the refresh's 404 of {page}: {severe:?}"),
+    )
 }
 
 /// Signs out (keyboard) and back in as `email`; `code` answers the

@@ -203,6 +203,9 @@ function setupVersionCheck() {
 // Refetches this page and swaps its <main> in place (live updates and
 // forms), at most once a second, keeping focus where it was.
 let refreshing = false, again = false;
+// Set while a write that leaves the page (`data-go`, e.g. a delete) is in
+// flight: its own live event must not refetch a page it is removing.
+let leaving = false;
 
 // A selector that finds the focused element again in the fresh <main>.
 function focusKey(el) {
@@ -218,6 +221,7 @@ function focusKey(el) {
 // `afterWrite`: the refresh a form's own successful write asks for, which
 // replaces that form even while its (prefilled) field has focus.
 async function refreshMain(afterWrite = false) {
+  if (leaving) return;
   if (refreshing) { again = true; return; }
   const active = document.activeElement;
   // Never wipe what someone is typing: try again shortly.
@@ -228,7 +232,10 @@ async function refreshMain(afterWrite = false) {
   refreshing = true;
   try {
     const resp = await fetch(location.href, { credentials: "same-origin" });
-    if (resp.ok) {
+    if (resp.status === 404) {
+      // Deleted elsewhere: say so rather than keep showing it as live.
+      document.getElementById("flash").textContent = "What this page shows no longer exists: it was deleted.";
+    } else if (resp.ok) {
       const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
       const fresh = doc.getElementById("main");
       const main = document.getElementById("main");
@@ -337,8 +344,15 @@ async function callApi(el, body) {
   if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
   const sp = el.dataset.api.indexOf(" ");
   const [method, path] = [el.dataset.api.slice(0, sp), el.dataset.api.slice(sp + 1)];
-  const r = await api(method, path, body);
+  leaving = Boolean(el.dataset.go);
+  let r;
+  try { r = await api(method, path, body); } catch (e) {
+    leaving = false;
+    flash.textContent = `${label}: ${e.message}`;
+    return;
+  }
   if (r.status < 200 || r.status > 299) {
+    leaving = false;
     flash.textContent = `${label}: ${message(r.data, "refused (" + r.status + ")")}`;
     return;
   }
