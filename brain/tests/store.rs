@@ -856,10 +856,10 @@ async fn coalesced_task_upserts_equal_one_by_one() {
     .await;
 }
 
-/// SQLite (decision S7): commits do not checkpoint at SQLite's default of
-/// 1 000 WAL pages, their net sits at `WRITER_AUTOCHECKPOINT_PAGES`, and
-/// the passive checkpointer copies the WAL into the database file beside
-/// the writer.
+/// SQLite (decision S7): the writer has its own page cache; commits do not
+/// checkpoint at SQLite's default of 1 000 WAL pages, their net sits at
+/// `WRITER_AUTOCHECKPOINT_PAGES`, and the passive checkpointer copies the
+/// WAL into the database file beside the writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_checkpoints_run_beside_the_writer_not_in_its_commits() {
     let t = sqlite().await;
@@ -871,6 +871,12 @@ async fn sqlite_checkpoints_run_beside_the_writer_not_in_its_commits() {
         .await
         .unwrap();
     assert_eq!(net, i64::from(store::WRITER_AUTOCHECKPOINT_PAGES));
+    // The writer's page cache is its own size (negative: KiB).
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(pools.writer().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cache, -i64::from(store::WRITER_CACHE_KIB));
     let dir = t._dir.as_ref().unwrap().path().to_path_buf();
     let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
     exec(&t.db, "CREATE TABLE big (b BLOB)").await.unwrap();

@@ -76,6 +76,7 @@ pub async fn wal_checkpoint(
 
 pub use connect::{
     connect, migrate, restrict_file_mode, schema_status, SchemaStatus, WRITER_AUTOCHECKPOINT_PAGES,
+    WRITER_CACHE_KIB,
 };
 pub use ts::Ts;
 
