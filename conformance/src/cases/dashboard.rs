@@ -2014,8 +2014,8 @@ async fn schedules_steps(b: &fantoccini::Client, brain: &Brain) -> R {
 }
 
 /// A schedule deleted by someone else while its page is open: the live
-/// refresh finds it gone and says so, and that 404 is the console's only
-/// error (a page's own delete, above, leaves none).
+/// refresh finds it gone, says so and stops, so that 404 is the console's
+/// only error (a page's own delete, above, leaves none).
 async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator) -> R {
     let base = "/api/v1/projects/default/schedules";
     let (st, made) = op
@@ -2057,6 +2057,31 @@ async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator)
         "the page saying its schedule was deleted",
     )
     .await?;
+    // Another live event: a page whose subject is gone stops refreshing
+    // (no second 404). Refreshes run at most once a second; 3 s is room.
+    let (st, other) = op
+        .send(
+            brain,
+            reqwest::Method::POST,
+            base,
+            Some(json!({
+                "name": "browser-after", "task_name": "jobs.report", "engine": "rq",
+                "kind": "cron", "expression": "0 6 * * *",
+            })),
+        )
+        .await?;
+    ensure_eq(st, 201, &format!("a third schedule: {other}"))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let other = other["id"].as_str().unwrap_or_default();
+    let (st, _) = op
+        .send(
+            brain,
+            reqwest::Method::DELETE,
+            &format!("{base}/{other}"),
+            None,
+        )
+        .await?;
+    ensure_eq(st, 204, "deleting the third")?;
     let log = b
         .issue_cmd(BrowserLog)
         .await

@@ -206,6 +206,8 @@ let refreshing = false, again = false;
 // Set while a write that leaves the page (`data-go`, e.g. a delete) is in
 // flight: its own live event must not refetch a page it is removing.
 let leaving = false;
+// Set once a refresh finds the page's subject deleted: nothing left to refresh.
+let gone = false;
 
 // A selector that finds the focused element again in the fresh <main>.
 function focusKey(el) {
@@ -221,7 +223,7 @@ function focusKey(el) {
 // `afterWrite`: the refresh a form's own successful write asks for, which
 // replaces that form even while its (prefilled) field has focus.
 async function refreshMain(afterWrite = false) {
-  if (leaving) return;
+  if (leaving || gone) return;
   if (refreshing) { again = true; return; }
   const active = document.activeElement;
   // Never wipe what someone is typing: try again shortly.
@@ -234,6 +236,7 @@ async function refreshMain(afterWrite = false) {
     const resp = await fetch(location.href, { credentials: "same-origin" });
     if (resp.status === 404) {
       // Deleted elsewhere: say so rather than keep showing it as live.
+      gone = true;
       document.getElementById("flash").textContent = "What this page shows no longer exists: it was deleted.";
     } else if (resp.ok) {
       const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
