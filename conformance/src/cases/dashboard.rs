@@ -1576,18 +1576,28 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
 
 /// No console errors so far (a CSP violation is one).
 async fn console_clean(b: &fantoccini::Client, what: &str) -> R {
-    let log = b
-        .issue_cmd(BrowserLog)
-        .await
-        .map_err(|e| format!("browser console log: {e}"))?;
-    let severe: Vec<&Json> = log
-        .as_array()
-        .map(|l| l.iter().filter(|e| e["level"] == "SEVERE").collect())
-        .unwrap_or_default();
+    let severe = console_errors(b).await?;
     ensure(
         severe.is_empty(),
         format!("{what}: console errors {severe:?}"),
     )
+}
+
+/// The console's SEVERE entries since the last read (reading empties it).
+async fn console_errors(b: &fantoccini::Client) -> Result<Vec<Json>, String> {
+    let log = b
+        .issue_cmd(BrowserLog)
+        .await
+        .map_err(|e| format!("browser console log: {e}"))?;
+    Ok(log
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// WebDriver's Tab and Enter keys.
@@ -2082,19 +2092,11 @@ async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator)
         )
         .await?;
     ensure_eq(st, 204, "deleting the third")?;
-    let log = b
-        .issue_cmd(BrowserLog)
-        .await
-        .map_err(|e| format!("browser console log: {e}"))?;
-    let severe: Vec<String> = log
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter(|e| e["level"] == "SEVERE")
-                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let severe: Vec<String> = console_errors(b)
+        .await?
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
     ensure(
         severe.len() == 1 && severe[0].contains(&page) && severe[0].contains("404"),
         format!("the only console error is the refresh's 404 of {page}: {severe:?}"),
