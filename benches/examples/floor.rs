@@ -1,6 +1,6 @@
 //! The floor and the commit bound under `benches/compare` (issue #18 item 1).
 //!
-//!   floor --database sqlite|postgres [--seconds S]
+//!   floor --database sqlite|postgres [--seconds S] [--task-ids sequential|celery]
 //!
 //! Prints one JSON object on stdout ([`z4j_benches::compare::Floor`]):
 //! - `commit_ms`: the latency of the brain's smallest commit (one event in
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use z4j_benches::compare::{self, Db as Kind, Floor, FloorCell};
 use z4j_benches::load::Latency;
-use z4j_benches::realistic_event;
+use z4j_benches::{realistic_event_tasks, TaskIds};
 use z4j_brain::ingest::prepare::prepare;
 use z4j_brain::ingest::redact::Redactor;
 use z4j_brain::ingest::writer::{MAX_GROUP_FRAMES, MAX_GROUP_ROWS};
@@ -53,9 +53,10 @@ fn fail(e: &str) -> ! {
     std::process::exit(2)
 }
 
-fn parse(args: &[String]) -> R<(Kind, f64)> {
+fn parse(args: &[String]) -> R<(Kind, f64, TaskIds)> {
     let mut kind = None;
     let mut seconds = 3.0;
+    let mut tasks = TaskIds::Sequential;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
@@ -75,21 +76,28 @@ fn parse(args: &[String]) -> R<(Kind, f64)> {
                     .filter(|s| *s > 0.0 && s.is_finite())
                     .ok_or(format!("--seconds {v:?}: a positive number"))?;
             }
+            "--task-ids" => {
+                tasks = match value()?.as_str() {
+                    "sequential" => TaskIds::Sequential,
+                    "celery" => TaskIds::Celery,
+                    other => return Err(format!("--task-ids {other:?}: use sequential or celery")),
+                }
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok((kind.ok_or("--database is required")?, seconds))
+    Ok((kind.ok_or("--database is required")?, seconds, tasks))
 }
 
 async fn run(args: &[String]) -> R<Floor> {
-    let (kind, seconds) = parse(args)?;
+    let (kind, seconds, tasks) = parse(args)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let settings = settings_in(dir.path())?;
     let f = fixture::fresh(dir.path(), &settings, kind == Kind::Postgres).await?;
     // The brain's SQLite checkpoints run beside its writer (decision S7).
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let checkpointer = tokio::spawn(passive(f.db.clone(), stopped));
-    let result = measure(&f, kind, seconds).await;
+    let result = measure(&f, kind, seconds, tasks).await;
     let _ = stop.send(true);
     let _ = checkpointer.await;
     f.db.close().await;
@@ -100,13 +108,19 @@ async fn run(args: &[String]) -> R<Floor> {
 }
 
 /// Rows for events `first..first + n`, as the brain prepares them.
-fn rows(project: &Uuid, first: u64, n: usize, redactor: &Redactor) -> R<Vec<EventRow>> {
+fn rows(
+    project: &Uuid,
+    first: u64,
+    n: usize,
+    redactor: &Redactor,
+    tasks: TaskIds,
+) -> R<Vec<EventRow>> {
     let now = chrono::Utc::now();
     let at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     (first..first + n as u64)
         .map(|i| {
             prepare(
-                &realistic_event(i, &at),
+                &realistic_event_tasks(i, &at, tasks),
                 project,
                 now.timestamp_micros(),
                 redactor,
@@ -116,13 +130,13 @@ fn rows(project: &Uuid, first: u64, n: usize, redactor: &Redactor) -> R<Vec<Even
         .collect()
 }
 
-async fn measure(f: &fixture::Fresh, kind: Kind, seconds: f64) -> R<Floor> {
+async fn measure(f: &fixture::Fresh, kind: Kind, seconds: f64, tasks: TaskIds) -> R<Floor> {
     let redactor = Redactor::new(16 * 1024, &[]);
     let mut next = 0u64;
     // The smallest commit, after a few to warm the statement caches.
     let mut commits = Vec::with_capacity(COMMITS);
     for k in 0..COMMITS + 10 {
-        let one = rows(&f.project, next, 1, &redactor)?;
+        let one = rows(&f.project, next, 1, &redactor, tasks)?;
         next += 1;
         let frame = [Frame {
             project_id: f.project,
@@ -147,7 +161,15 @@ async fn measure(f: &fixture::Fresh, kind: Kind, seconds: f64) -> R<Floor> {
         let mut groups = 0usize;
         while spent.as_secs_f64() < seconds || groups < 5 {
             let group: Vec<Vec<EventRow>> = (0..frames)
-                .map(|j| rows(&f.project, next + (j * batch) as u64, batch, &redactor))
+                .map(|j| {
+                    rows(
+                        &f.project,
+                        next + (j * batch) as u64,
+                        batch,
+                        &redactor,
+                        tasks,
+                    )
+                })
                 .collect::<R<_>>()?;
             next += (frames * batch) as u64;
             let framed: Vec<Frame<'_>> = group

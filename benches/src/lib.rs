@@ -46,15 +46,55 @@ impl EventIds {
     }
 }
 
-/// One task-lifecycle event of about 380 bytes on the wire.
-pub fn realistic_event(i: u64, occurred_at: &str) -> Value {
-    realistic_event_with(i, occurred_at, EventIds::Random)
+/// How task ids are drawn. Every bench uses `Sequential`, so that its
+/// figures stay comparable from commit to commit: task k is
+/// `{k:08x}-4e5f-4a6b-8c7d-{k:012x}`, and the indexes keyed by task id grow
+/// at their ends. `Celery` draws them as Celery does, UUIDv4s scattered over
+/// the key space (from a hash of k, so a run repeats): the costlier case of
+/// a real deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskIds {
+    Sequential,
+    Celery,
 }
 
-fn realistic_event_with(i: u64, occurred_at: &str, ids: EventIds) -> Value {
+impl TaskIds {
+    fn id(self, k: u64) -> String {
+        match self {
+            TaskIds::Sequential => format!("{k:08x}-4e5f-4a6b-8c7d-{k:012x}"),
+            TaskIds::Celery => {
+                let (hi, lo) = (splitmix64(k), splitmix64(!k));
+                let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
+                uuid::Builder::from_random_bytes(bytes)
+                    .into_uuid()
+                    .to_string()
+            }
+        }
+    }
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One task-lifecycle event of about 380 bytes on the wire.
+pub fn realistic_event(i: u64, occurred_at: &str) -> Value {
+    realistic_event_with(i, occurred_at, EventIds::Random, TaskIds::Sequential)
+}
+
+/// [`realistic_event`] with the task ids drawn as `tasks` says.
+pub fn realistic_event_tasks(i: u64, occurred_at: &str, tasks: TaskIds) -> Value {
+    realistic_event_with(i, occurred_at, EventIds::Random, tasks)
+}
+
+fn realistic_event_with(i: u64, occurred_at: &str, ids: EventIds, tasks: TaskIds) -> Value {
     // Events 3k, 3k+1 and 3k+2 are one task's received, started and
     // succeeded: the same task id, as an agent reports a lifecycle.
-    let task = format!("{:08x}-4e5f-4a6b-8c7d-{:012x}", i / 3, i / 3);
+    let task = tasks.id(i / 3);
     let mut data = Object::new();
     data.insert("task_name", Value::str("app.tasks.send_invoice_email"));
     data.insert("queue", Value::str("emails"));
@@ -103,7 +143,7 @@ pub fn signed_event_batch_with(
     ids: EventIds,
 ) -> String {
     let events: Vec<Value> = (0..n as u64)
-        .map(|k| realistic_event_with(first_event + k, ts, ids))
+        .map(|k| realistic_event_with(first_event + k, ts, ids, TaskIds::Sequential))
         .collect();
     let id = format!("ev_{:032x}", first_event);
     signer
@@ -127,4 +167,27 @@ pub fn bench_binding() -> Binding {
 
 pub fn bench_key() -> ProjectKey {
     ProjectKey::from_bytes([42; 32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskIds;
+
+    #[test]
+    fn celery_task_ids_are_repeatable_scattered_uuid4s() {
+        let ids: Vec<String> = (0..1_000).map(|k| TaskIds::Celery.id(k)).collect();
+        assert_eq!(ids[7], TaskIds::Celery.id(7), "a run repeats");
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 4, "{id}");
+        }
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Scattered: about half of the successive pairs descend in key
+        // order, where sequential ids never do.
+        let descents = ids.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!((400..600).contains(&descents), "{descents} descents");
+        let seq: Vec<String> = (0..1_000).map(|k| TaskIds::Sequential.id(k)).collect();
+        assert!(seq.windows(2).all(|w| w[0] < w[1]));
+    }
 }
