@@ -59,7 +59,8 @@ pub enum TaskIds {
 }
 
 impl TaskIds {
-    fn id(self, k: u64) -> String {
+    /// Task `k`'s id (`k` any 64-bit key for `Celery`).
+    pub fn id(self, k: u64) -> String {
         match self {
             TaskIds::Sequential => format!("{k:08x}-4e5f-4a6b-8c7d-{k:012x}"),
             TaskIds::Celery => {
@@ -71,6 +72,11 @@ impl TaskIds {
             }
         }
     }
+}
+
+/// One 64-bit key from two, well mixed (keys of scattered task ids).
+pub fn mix(a: u64, b: u64) -> u64 {
+    splitmix64(a ^ splitmix64(b))
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.

@@ -3,6 +3,7 @@
 //! and the brain's persistence is checked before any figure is reported.
 
 use crate::procstat::{ProcSampler, ProcUsage};
+use crate::{mix, TaskIds};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub struct Config {
     /// Time an operator's write (a saved view renamed: one statement) this
     /// often during the load: how long writes beside ingest wait.
     pub probe_every: Option<Duration>,
+    /// How task ids are drawn (sequential per connection, or as Celery's).
+    pub task_ids: TaskIds,
 }
 
 /// The largest frame a batch may make: the brain's 1 MiB frame cap at about
@@ -333,16 +336,24 @@ pub fn human(r: &Report) -> String {
 struct Frames {
     run: String,
     conn: usize,
+    ids: TaskIds,
     first_task: usize,
     events: usize,
     batch: usize,
 }
 
 impl Frames {
-    fn new(run: &str, conn: usize, tasks: std::ops::Range<usize>, batch: usize) -> Frames {
+    fn new(
+        run: &str,
+        conn: usize,
+        tasks: std::ops::Range<usize>,
+        batch: usize,
+        ids: TaskIds,
+    ) -> Frames {
         Frames {
             run: run.to_owned(),
             conn,
+            ids,
             first_task: tasks.start,
             events: tasks.len() * 3,
             batch,
@@ -357,7 +368,15 @@ impl Frames {
         let from = i * self.batch;
         let to = (from + self.batch).min(self.events);
         (from..to)
-            .map(|k| lifecycle_event(&self.run, self.conn, self.first_task + k / 3, k % 3))
+            .map(|k| {
+                lifecycle_event(
+                    &self.run,
+                    self.conn,
+                    self.first_task + k / 3,
+                    k % 3,
+                    self.ids,
+                )
+            })
             .collect()
     }
 }
@@ -367,10 +386,24 @@ pub fn task_name(run: &str) -> String {
     format!("loadgen.r{run}.send_invoice_email")
 }
 
+/// Task `task`'s id (sent by connection `conn` in run `run`).
+fn task_id(run: &str, conn: usize, task: usize, ids: TaskIds) -> String {
+    match ids {
+        TaskIds::Sequential => format!("{run}-{conn:04x}-{task:012x}"),
+        // Scattered, and distinct per run and connection.
+        TaskIds::Celery => {
+            let run_key = run.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            ids.id(mix(mix(run_key, conn as u64), task as u64))
+        }
+    }
+}
+
 /// One event of about 380 bytes: received, started, then succeeded (one
 /// task in ten fails).
-pub fn lifecycle_event(run: &str, conn: usize, task: usize, step: usize) -> Json {
-    let task_id = format!("{run}-{conn:04x}-{task:012x}");
+pub fn lifecycle_event(run: &str, conn: usize, task: usize, step: usize, ids: TaskIds) -> Json {
+    let task_id = task_id(run, conn, task, ids);
     let failed = task % 10 == 9;
     let (kind, extra) = match step {
         0 => ("task.received", json!({})),
@@ -424,7 +457,13 @@ pub async fn run(cfg: &Config) -> Result<Report, String> {
             .map_err(|e| format!("connection {c}: {e}"))?;
         streams.push(Stream {
             session,
-            frames: Frames::new(&run, c, next_task..next_task + share, cfg.batch),
+            frames: Frames::new(
+                &run,
+                c,
+                next_task..next_task + share,
+                cfg.batch,
+                cfg.task_ids,
+            ),
         });
         next_task += share;
     }
@@ -857,8 +896,8 @@ async fn check_persistence(
     let conns = cfg.connections;
     for k in 0..20.min(tasks) {
         let t = k * tasks / 20.min(tasks);
-        let (conn, local) = locate(t, tasks, conns);
-        let task_id = format!("{run}-{conn:04x}-{local:012x}");
+        let (conn, t) = locate(t, tasks, conns);
+        let task_id = task_id(run, conn, t, cfg.task_ids);
         let path = format!("{base}/events?engine=rq&task_id={task_id}&limit=10");
         let (status, body) = op.get(target, &path).await?;
         let n = body["items"].as_array().map_or(0, Vec::len);
@@ -907,7 +946,27 @@ mod tests {
             rate: None,
             sample_every: None,
             probe_every: None,
+            task_ids: TaskIds::Sequential,
         }
+    }
+
+    #[test]
+    fn celery_task_ids_are_one_uuid4_per_task_distinct_per_run_and_connection() {
+        let id = |run: &str, conn: usize, task: usize, step: usize| {
+            lifecycle_event(run, conn, task, step, TaskIds::Celery)["task_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let a = id("r1", 0, 5, 0);
+        assert_eq!(
+            uuid::Uuid::parse_str(&a).map(|u| u.get_version_num()),
+            Ok(4)
+        );
+        assert_eq!(a, id("r1", 0, 5, 2), "one task, one id");
+        assert_ne!(a, id("r1", 0, 6, 0));
+        assert_ne!(a, id("r1", 1, 5, 0));
+        assert_ne!(a, id("r2", 0, 5, 0));
     }
 
     #[test]
@@ -943,7 +1002,7 @@ mod tests {
 
     #[test]
     fn each_task_keeps_its_lifecycle_on_one_connection_in_order() {
-        let f = Frames::new("r1", 2, 10..14, 5);
+        let f = Frames::new("r1", 2, 10..14, 5, TaskIds::Sequential);
         let frames: Vec<Vec<Json>> = (0..f.count()).map(|i| f.frame(i)).collect();
         let events: Vec<&Json> = frames.iter().flatten().collect();
         assert_eq!(events.len(), 12);
@@ -959,7 +1018,10 @@ mod tests {
         assert_eq!(kinds, ["task.received", "task.started", "task.succeeded"]);
         assert_eq!(events[3]["kind"], "task.received");
         // One task in ten fails.
-        assert_eq!(lifecycle_event("r", 0, 19, 2)["kind"], "task.failed");
+        assert_eq!(
+            lifecycle_event("r", 0, 19, 2, TaskIds::Sequential)["kind"],
+            "task.failed"
+        );
         let size = events[0].to_string().len();
         assert!((250..500).contains(&size), "event of {size} bytes");
     }

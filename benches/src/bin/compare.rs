@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use z4j_benches::compare::{self, Cell, CellResult, Db, Figures, Run};
 use z4j_benches::load::{self, Config, Shape};
+use z4j_benches::TaskIds;
 use z4j_conformance::agent::{self, ADMIN_EMAIL, ADMIN_PASSWORD};
 use z4j_conformance::brain::{self, Brain, StartSpec};
 use z4j_conformance::postgres::Provider;
@@ -340,6 +341,7 @@ async fn one(b: &Brain, cell: &Cell, events: usize) -> Result<Figures, String> {
         rate: None,
         sample_every: None,
         probe_every: None,
+        task_ids: TaskIds::Sequential,
     };
     let r = load::run(&cfg).await?;
     Ok(Figures {

@@ -9,7 +9,7 @@
 use clap::Parser;
 use std::time::Duration;
 use z4j_benches::load::{self, Config, Shape};
-use z4j_benches::BrainLogin;
+use z4j_benches::{BrainLogin, TaskIds};
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +66,16 @@ struct Args {
     /// how long a write beside ingest waits for the database.
     #[arg(long)]
     probe_writes_ms: Option<u64>,
+    /// `sequential`: task ids in order per connection (every recorded
+    /// figure); `celery`: scattered UUIDv4s, as Celery's.
+    #[arg(long, value_enum, default_value = "sequential")]
+    task_ids: TaskIdsArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TaskIdsArg {
+    Sequential,
+    Celery,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -102,6 +112,10 @@ async fn main() {
         rate: a.rate,
         sample_every: a.sample_seconds.map(Duration::from_secs),
         probe_every: a.probe_writes_ms.map(Duration::from_millis),
+        task_ids: match a.task_ids {
+            TaskIdsArg::Sequential => TaskIds::Sequential,
+            TaskIdsArg::Celery => TaskIds::Celery,
+        },
     };
     match load::run(&cfg).await {
         Ok(report) => {
