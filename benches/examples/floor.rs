@@ -77,11 +77,9 @@ fn parse(args: &[String]) -> R<(Kind, f64, TaskIds)> {
                     .ok_or(format!("--seconds {v:?}: a positive number"))?;
             }
             "--task-ids" => {
-                tasks = match value()?.as_str() {
-                    "sequential" => TaskIds::Sequential,
-                    "celery" => TaskIds::Celery,
-                    other => return Err(format!("--task-ids {other:?}: use sequential or celery")),
-                }
+                let v = value()?;
+                tasks = <TaskIds as clap::ValueEnum>::from_str(v, false)
+                    .map_err(|_| format!("--task-ids {v:?}: use sequential or celery"))?;
             }
             other => return Err(format!("unknown argument {other:?}")),
         }

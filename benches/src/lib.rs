@@ -52,7 +52,7 @@ impl EventIds {
 /// at their ends. `Celery` draws them as Celery does, UUIDv4s scattered over
 /// the key space (from a hash of k, so a run repeats): the costlier case of
 /// a real deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TaskIds {
     Sequential,
     Celery,

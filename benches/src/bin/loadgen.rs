@@ -69,13 +69,7 @@ struct Args {
     /// `sequential`: task ids in order per connection (every recorded
     /// figure); `celery`: scattered UUIDv4s, as Celery's.
     #[arg(long, value_enum, default_value = "sequential")]
-    task_ids: TaskIdsArg,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum TaskIdsArg {
-    Sequential,
-    Celery,
+    task_ids: TaskIds,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -112,10 +106,7 @@ async fn main() {
         rate: a.rate,
         sample_every: a.sample_seconds.map(Duration::from_secs),
         probe_every: a.probe_writes_ms.map(Duration::from_millis),
-        task_ids: match a.task_ids {
-            TaskIdsArg::Sequential => TaskIds::Sequential,
-            TaskIdsArg::Celery => TaskIds::Celery,
-        },
+        task_ids: a.task_ids,
     };
     match load::run(&cfg).await {
         Ok(report) => {
