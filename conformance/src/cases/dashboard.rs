@@ -2027,20 +2027,7 @@ async fn schedules_steps(b: &fantoccini::Client, brain: &Brain) -> R {
 /// refresh finds it gone, says so and stops, so that 404 is the console's
 /// only error (a page's own delete, above, leaves none).
 async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator) -> R {
-    let base = "/api/v1/projects/default/schedules";
-    let (st, made) = op
-        .send(
-            brain,
-            reqwest::Method::POST,
-            base,
-            Some(json!({
-                "name": "browser-elsewhere", "task_name": "jobs.report", "engine": "rq",
-                "kind": "cron", "expression": "0 5 * * *",
-            })),
-        )
-        .await?;
-    ensure_eq(st, 201, &format!("a second schedule: {made}"))?;
-    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    let id = api_schedule(brain, op, "browser-elsewhere", "0 5 * * *").await?;
     let page = format!("/projects/default/schedules/{id}");
     b.goto(&brain.url(&page)).await.map_err(|e| e.to_string())?;
     until(
@@ -2051,15 +2038,7 @@ async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator)
     )
     .await?;
     console_clean(b, "the second schedule's page").await?;
-    let (st, _) = op
-        .send(
-            brain,
-            reqwest::Method::DELETE,
-            &format!("{base}/{id}"),
-            None,
-        )
-        .await?;
-    ensure_eq(st, 204, "deleting it through the API")?;
+    api_delete_schedule(brain, op, &id).await?;
     until(
         b,
         "document.getElementById('flash').innerText.includes('no longer exists')",
@@ -2069,29 +2048,9 @@ async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator)
     .await?;
     // Another live event: a page whose subject is gone stops refreshing
     // (no second 404). Refreshes run at most once a second; 3 s is room.
-    let (st, other) = op
-        .send(
-            brain,
-            reqwest::Method::POST,
-            base,
-            Some(json!({
-                "name": "browser-after", "task_name": "jobs.report", "engine": "rq",
-                "kind": "cron", "expression": "0 6 * * *",
-            })),
-        )
-        .await?;
-    ensure_eq(st, 201, &format!("a third schedule: {other}"))?;
+    let other = api_schedule(brain, op, "browser-after", "0 6 * * *").await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let other = other["id"].as_str().unwrap_or_default();
-    let (st, _) = op
-        .send(
-            brain,
-            reqwest::Method::DELETE,
-            &format!("{base}/{other}"),
-            None,
-        )
-        .await?;
-    ensure_eq(st, 204, "deleting the third")?;
+    api_delete_schedule(brain, op, &other).await?;
     let severe: Vec<String> = console_errors(b)
         .await?
         .iter()
@@ -2101,6 +2060,47 @@ async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator)
         severe.len() == 1 && severe[0].contains(&page) && severe[0].contains("404"),
         format!("the only console error is the refresh's 404 of {page}: {severe:?}"),
     )
+}
+
+const SCHEDULES_API: &str = "/api/v1/projects/default/schedules";
+
+/// A cron schedule made through the API (a live event); its id.
+async fn api_schedule(
+    brain: &Brain,
+    op: &Operator,
+    name: &str,
+    expression: &str,
+) -> Result<String, String> {
+    let (st, made) = op
+        .send(
+            brain,
+            reqwest::Method::POST,
+            SCHEDULES_API,
+            Some(json!({
+                "name": name, "task_name": "jobs.report", "engine": "rq",
+                "kind": "cron", "expression": expression,
+            })),
+        )
+        .await?;
+    ensure_eq(
+        st,
+        201,
+        &format!("schedule {name} made through the API: {made}"),
+    )?;
+    Ok(made["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Deletes schedule `id` through the API (a live event).
+async fn api_delete_schedule(brain: &Brain, op: &Operator, id: &str) -> R {
+    let (st, _) = op
+        .send(
+            brain,
+            reqwest::Method::DELETE,
+            &format!("{SCHEDULES_API}/{id}"),
+            None,
+        )
+        .await?;
+    ensure_eq(st, 204, &format!("schedule {id} deleted through the API"))
 }
 
 /// Signs out (keyboard) and back in as `email`; `code` answers the
