@@ -164,6 +164,21 @@ impl Brain {
         )
     }
 
+    /// Waits (bounded) until the captured output contains `needle`; the
+    /// reader threads may lag the brain's own writes by a scheduling slice.
+    pub async fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends a signal (SIGTERM by default) without waiting.
     pub fn signal(&self, sig: i32) {
         if self.child.is_some() {

@@ -290,9 +290,11 @@ pub async fn log_login_email(ctx: Arc<Ctx>) -> R {
         let brain = ctx.start(&env).await?;
         let probe = format!("probe-{flag}@example.com");
         attempt(&brain, &probe, "x", None).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The pipe reader may lag the brain's write: the address gets 5 s to
+        // show up, and its absence is judged after 1 s.
+        let wait = Duration::from_millis(if want { 5_000 } else { 1_000 });
         ensure_eq(
-            brain.output().contains(&probe),
+            brain.wait_output(&probe, wait).await,
             want,
             &format!("Z4J_LOG_LOGIN_EMAIL={flag}: attempted email in the log"),
         )?;
