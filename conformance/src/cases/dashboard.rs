@@ -2062,8 +2062,6 @@ async fn deleted_elsewhere(b: &fantoccini::Client, brain: &Brain, op: &Operator)
     )
 }
 
-const SCHEDULES_API: &str = "/api/v1/projects/default/schedules";
-
 /// A cron schedule made through the API (a live event); its id.
 async fn api_schedule(
     brain: &Brain,
@@ -2071,23 +2069,8 @@ async fn api_schedule(
     name: &str,
     expression: &str,
 ) -> Result<String, String> {
-    let (st, made) = op
-        .send(
-            brain,
-            reqwest::Method::POST,
-            SCHEDULES_API,
-            Some(json!({
-                "name": name, "task_name": "jobs.report", "engine": "rq",
-                "kind": "cron", "expression": expression,
-            })),
-        )
-        .await?;
-    ensure_eq(
-        st,
-        201,
-        &format!("schedule {name} made through the API: {made}"),
-    )?;
-    Ok(made["id"].as_str().unwrap_or_default().to_owned())
+    let cron = json!({"kind": "cron", "expression": expression, "task_name": "jobs.report"});
+    super::scheduler::create(brain, op, name, cron).await
 }
 
 /// Deletes schedule `id` through the API (a live event).
@@ -2096,7 +2079,7 @@ async fn api_delete_schedule(brain: &Brain, op: &Operator, id: &str) -> R {
         .send(
             brain,
             reqwest::Method::DELETE,
-            &format!("{SCHEDULES_API}/{id}"),
+            &format!("{}/{id}", super::scheduler::BASE),
             None,
         )
         .await?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Code;
 
-const BASE: &str = "/api/v1/projects/default/schedules";
+pub(super) const BASE: &str = "/api/v1/projects/default/schedules";
 
 /// A brain serving the scheduler gRPC port in plaintext (dev), plus
 /// `extra`; returns it with the port.
